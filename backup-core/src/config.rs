@@ -1,0 +1,664 @@
+//! The configuration file: its TOML schema, and validation into domain types.
+//!
+//! Parsing is two steps. Raw structs mirror the file (kebab-case keys, unknown keys rejected);
+//! [`Config::from_toml`] then checks everything once (absolute paths, ranges, the pattern, unique
+//! names) and returns types the rest of the code can trust. Every error names the file, the dotted
+//! key and what was expected.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::PvClaim;
+use crate::error::ConfigError;
+use crate::pattern::LvPattern;
+use crate::retention::{DumpPolicy, GfsPolicy, SnapshotPolicy, VersionPolicy};
+
+/// Where the binaries look for the configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/homelab-backup/config.toml";
+
+// ---------------------------------------------------------------------------------------------
+// The file as written
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawConfig {
+    backup_root: String,
+    #[serde(default)]
+    snapshots: RawSnapshots,
+    #[serde(default)]
+    kubernetes: RawKubernetes,
+    #[serde(default)]
+    pvc_backup: RawPvcBackup,
+    #[serde(default)]
+    pve_config: RawPveConfig,
+    pfsense: Option<RawPfsense>,
+    offsite: Option<RawOffsite>,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    sqlite_backup: RawSqliteBackup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawSnapshots {
+    backend: Option<String>,
+    volume_group: Option<String>,
+    thin_pool: Option<String>,
+    lv_pattern: Option<String>,
+    #[serde(default)]
+    exclude_namespaces: Vec<String>,
+    keep_days: Option<u32>,
+    min_pool_free_percent: Option<f64>,
+    volumes_dir: Option<String>,
+    snapshots_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawKubernetes {
+    resolver: Option<String>,
+    #[serde(default)]
+    volume: Vec<RawStaticVolume>,
+    cache_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawStaticVolume {
+    lv: String,
+    namespace: String,
+    pvc: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawPvcBackup {
+    weekly_versions: Option<u32>,
+    mount_dir: Option<String>,
+    parallel: Option<u32>,
+    max_snapshot_age_hours: Option<u32>,
+    retention: Option<GfsPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawPveConfig {
+    paths: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawPfsense {
+    api_url: String,
+    api_key_file: String,
+    ssh_host: String,
+    ssh_user: Option<String>,
+    ssh_port: Option<u16>,
+    ssh_key_file: String,
+    ssh_known_hosts: Option<String>,
+    tar_paths: Option<Vec<String>>,
+    #[serde(default)]
+    insecure_tls: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawOffsite {
+    destination: String,
+    change_log: Option<String>,
+    #[serde(default)]
+    tree: Vec<RawTree>,
+    ssh_key_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawTree {
+    source: String,
+    name: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawMetrics {
+    pushgateway: Option<String>,
+    textfile_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawSqliteBackup {
+    keep_days: Option<u32>,
+    min_keep: Option<u32>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated configuration
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: Utf8PathBuf,
+    /// `backup-root`: where every copy goes.
+    pub backup_root: Utf8PathBuf,
+    /// `[snapshots]`.
+    pub snapshots: SnapshotsConfig,
+    /// `[kubernetes]`.
+    pub kubernetes: KubernetesConfig,
+    /// `[pvc-backup]`.
+    pub pvc_backup: PvcBackupConfig,
+    /// `[pve-config]`.
+    pub pve_config: PveConfig,
+    /// `[pfsense]`; `None` skips the pfSense stage.
+    pub pfsense: Option<PfsenseConfig>,
+    /// `[offsite]`.
+    pub offsite: Option<OffsiteConfig>,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
+    /// `[sqlite-backup]`: defaults for the `sqlite-backup` job.
+    pub sqlite_backup: DumpPolicy,
+}
+
+/// The snapshot backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "backend")]
+pub enum Backend {
+    /// LVM thin snapshots.
+    Lvm {
+        /// `volume-group`.
+        volume_group: String,
+        /// `thin-pool`.
+        thin_pool: String,
+    },
+    /// Folders stand in for LVs (demo and tests).
+    Dir {
+        /// `volumes-dir`: each subfolder is one volume.
+        volumes_dir: Utf8PathBuf,
+        /// `snapshots-dir`: where its snapshots go.
+        snapshots_dir: Utf8PathBuf,
+    },
+}
+
+/// `[snapshots]`, validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotsConfig {
+    /// Which backend, with its own keys.
+    pub backend: Backend,
+    /// `lv-pattern`.
+    #[serde(serialize_with = "ser_pattern")]
+    pub lv_pattern: LvPattern,
+    /// `exclude-namespaces`.
+    pub exclude_namespaces: Vec<String>,
+    /// `keep-days`.
+    pub retention: SnapshotPolicy,
+    /// `min-pool-free-percent`.
+    pub min_pool_free_percent: f64,
+}
+
+fn ser_pattern<S: serde::Serializer>(p: &LvPattern, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.as_str())
+}
+
+/// How LVs are resolved to PVCs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resolver {
+    /// Ask the API server with `kubectl get pv -o json`; the static map is the fallback.
+    Kubectl,
+    /// Only the static `[[kubernetes.volume]]` map.
+    Static,
+}
+
+/// `[kubernetes]`, validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KubernetesConfig {
+    /// `resolver`.
+    pub resolver: Resolver,
+    /// `[[kubernetes.volume]]` as claims whose handle is the LV name.
+    pub static_volumes: Vec<PvClaim>,
+    /// Where the last good resolution is cached (default: beside the config file).
+    pub cache_file: Utf8PathBuf,
+}
+
+/// `[pvc-backup]`, validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PvcBackupConfig {
+    /// `weekly-versions`, or `[pvc-backup.retention]` when given.
+    pub policy: VersionPolicy,
+    /// `mount-dir`.
+    pub mount_dir: Utf8PathBuf,
+    /// `parallel`: volumes copied at a time.
+    pub parallel: u32,
+    /// `max-snapshot-age-hours`: an older newest snapshot is replaced by a fresh one.
+    pub max_snapshot_age_hours: u32,
+}
+
+/// `[pve-config]`, validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PveConfig {
+    /// `paths`: each copied into `pve-config/`.
+    pub paths: Vec<Utf8PathBuf>,
+}
+
+/// `[pfsense]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PfsenseConfig {
+    /// `api-url`: the endpoint answering `{"data": {"config": "<base64>"}}`-style JSON.
+    pub api_url: String,
+    /// `api-key-file`: the key, read at run time, never put on argv or in logs.
+    pub api_key_file: Utf8PathBuf,
+    /// `ssh-host`.
+    pub ssh_host: String,
+    /// `ssh-user` (default `root`).
+    pub ssh_user: String,
+    /// `ssh-port` (default 22).
+    pub ssh_port: u16,
+    /// `ssh-key-file`.
+    pub ssh_key_file: Utf8PathBuf,
+    /// `ssh-known-hosts`: when set, host keys are checked strictly against it.
+    pub ssh_known_hosts: Option<Utf8PathBuf>,
+    /// `tar-paths` (default `/cf /var/db /boot/loader.conf`).
+    pub tar_paths: Vec<String>,
+    /// `insecure-tls`: accept pfSense's self-signed certificate.
+    pub insecure_tls: bool,
+}
+
+/// `[offsite]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OffsiteConfig {
+    /// `destination`: any rsync destination.
+    pub destination: String,
+    /// `change-log` (default `<backup-root>/.nfs-changes.log`).
+    pub change_log: Utf8PathBuf,
+    /// `[[offsite.tree]]`.
+    pub trees: Vec<Tree>,
+    /// `ssh-key-file`.
+    pub ssh_key_file: Option<Utf8PathBuf>,
+}
+
+/// One `[[offsite.tree]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tree {
+    /// `source`.
+    pub source: Utf8PathBuf,
+    /// `name`: the folder it goes to at the destination.
+    pub name: String,
+}
+
+/// `[metrics]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricsConfig {
+    /// `pushgateway`: base URL.
+    pub pushgateway: Option<String>,
+    /// `textfile-dir`: node_exporter textfile collector folder.
+    pub textfile_dir: Option<Utf8PathBuf>,
+}
+
+struct Check<'a> {
+    file: &'a Utf8Path,
+}
+
+impl Check<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    fn abs(&self, key: &str, value: &str) -> Result<Utf8PathBuf, ConfigError> {
+        if value.is_empty() {
+            return Err(self.err(key, "expected an absolute path, found an empty string"));
+        }
+        let p = Utf8PathBuf::from(value);
+        if !p.is_absolute() {
+            return Err(self.err(key, format!("expected an absolute path, found `{value}`")));
+        }
+        Ok(p)
+    }
+
+    fn name(&self, key: &str, value: &str) -> Result<String, ConfigError> {
+        if value.is_empty() || value == "." || value == ".." || value.contains(['/', '\0']) {
+            return Err(self.err(
+                key,
+                format!("expected a plain name (no `/`), found `{value}`"),
+            ));
+        }
+        Ok(value.to_owned())
+    }
+
+    fn required<'v>(
+        &self,
+        key: &str,
+        value: &'v Option<String>,
+        why: &str,
+    ) -> Result<&'v str, ConfigError> {
+        value
+            .as_deref()
+            .ok_or_else(|| self.err(key, format!("missing: required {why}")))
+    }
+}
+
+impl Config {
+    /// Parses and validates the text of `file`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming `file`, the dotted key at fault and what was expected.
+    pub fn from_toml(file: &Utf8Path, text: &str) -> Result<Self, ConfigError> {
+        let raw = parse_raw(file, text)?;
+        let c = Check { file };
+        let backup_root = c.abs("backup-root", &raw.backup_root)?;
+
+        let s = raw.snapshots;
+        let backend = match s.backend.as_deref().unwrap_or("lvm") {
+            "lvm" => Backend::Lvm {
+                volume_group: c.name(
+                    "snapshots.volume-group",
+                    s.volume_group.as_deref().unwrap_or("pve"),
+                )?,
+                thin_pool: c.name(
+                    "snapshots.thin-pool",
+                    s.thin_pool.as_deref().unwrap_or("data"),
+                )?,
+            },
+            "dir" => Backend::Dir {
+                volumes_dir: c.abs(
+                    "snapshots.volumes-dir",
+                    c.required(
+                        "snapshots.volumes-dir",
+                        &s.volumes_dir,
+                        "with backend = \"dir\"",
+                    )?,
+                )?,
+                snapshots_dir: c.abs(
+                    "snapshots.snapshots-dir",
+                    c.required(
+                        "snapshots.snapshots-dir",
+                        &s.snapshots_dir,
+                        "with backend = \"dir\"",
+                    )?,
+                )?,
+            },
+            other => {
+                return Err(c.err(
+                    "snapshots.backend",
+                    format!("expected \"lvm\" or \"dir\", found \"{other}\""),
+                ))
+            }
+        };
+        let lv_pattern =
+            LvPattern::new(s.lv_pattern.as_deref().unwrap_or("vm-*-pvc-*")).map_err(|e| {
+                let reason = match e {
+                    crate::Error::InvalidPattern { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                c.err(
+                    "snapshots.lv-pattern",
+                    format!("expected a glob over LV names: {reason}"),
+                )
+            })?;
+        for (i, ns) in s.exclude_namespaces.iter().enumerate() {
+            c.name(&format!("snapshots.exclude-namespaces[{i}]"), ns)?;
+        }
+        let keep_days = s.keep_days.unwrap_or(7);
+        if keep_days == 0 {
+            return Err(c.err(
+                "snapshots.keep-days",
+                "expected at least 1, found 0 (it would remove every snapshot)",
+            ));
+        }
+        let min_pool_free_percent = s.min_pool_free_percent.unwrap_or(15.0);
+        if !(0.0..=100.0).contains(&min_pool_free_percent) {
+            return Err(c.err(
+                "snapshots.min-pool-free-percent",
+                format!("expected a percentage from 0 to 100, found {min_pool_free_percent}"),
+            ));
+        }
+
+        let k = raw.kubernetes;
+        let resolver = match k.resolver.as_deref().unwrap_or("static") {
+            "kubectl" => Resolver::Kubectl,
+            "static" => Resolver::Static,
+            other => {
+                return Err(c.err(
+                    "kubernetes.resolver",
+                    format!("expected \"kubectl\" or \"static\", found \"{other}\""),
+                ))
+            }
+        };
+        let mut static_volumes: Vec<PvClaim> = Vec::new();
+        for (i, v) in k.volume.iter().enumerate() {
+            let key = |field: &str| format!("kubernetes.volume[{i}].{field}");
+            let lv = c.name(&key("lv"), &v.lv)?;
+            if static_volumes.iter().any(|s| s.volume_handle == lv) {
+                return Err(c.err(&key("lv"), format!("`{lv}` is mapped twice")));
+            }
+            static_volumes.push(PvClaim {
+                volume_handle: lv,
+                namespace: c.name(&key("namespace"), &v.namespace)?,
+                pvc: c.name(&key("pvc"), &v.pvc)?,
+            });
+        }
+        let cache_file = match &k.cache_file {
+            Some(p) => c.abs("kubernetes.cache-file", p)?,
+            None => file
+                .parent()
+                .unwrap_or(Utf8Path::new("/"))
+                .join("pv-cache.json"),
+        };
+
+        let p = raw.pvc_backup;
+        let weekly_versions = p.weekly_versions.unwrap_or(4);
+        if weekly_versions == 0 {
+            return Err(c.err(
+                "pvc-backup.weekly-versions",
+                "expected at least 1, found 0 (it would remove every version)",
+            ));
+        }
+        let policy = match p.retention {
+            Some(gfs) => {
+                gfs.check()
+                    .map_err(|_| c.err("pvc-backup.retention", "expected at least one rule above 0 (an empty policy would remove every version)"))?;
+                VersionPolicy::Gfs(gfs)
+            }
+            None => VersionPolicy::Newest(weekly_versions),
+        };
+        let parallel = p.parallel.unwrap_or(1);
+        if !(1..=64).contains(&parallel) {
+            return Err(c.err(
+                "pvc-backup.parallel",
+                format!("expected 1 to 64, found {parallel}"),
+            ));
+        }
+        let max_snapshot_age_hours = p.max_snapshot_age_hours.unwrap_or(26);
+        if max_snapshot_age_hours == 0 {
+            return Err(c.err(
+                "pvc-backup.max-snapshot-age-hours",
+                "expected at least 1, found 0",
+            ));
+        }
+        let pvc_backup = PvcBackupConfig {
+            policy,
+            mount_dir: c.abs(
+                "pvc-backup.mount-dir",
+                p.mount_dir.as_deref().unwrap_or("/run/homelab-backup/mnt"),
+            )?,
+            parallel,
+            max_snapshot_age_hours,
+        };
+
+        let paths = match raw.pve_config.paths {
+            Some(paths) => paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| c.abs(&format!("pve-config.paths[{i}]"), p))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => ["/etc/pve", "/usr/local/bin", "/etc/systemd/system"]
+                .map(Utf8PathBuf::from)
+                .to_vec(),
+        };
+
+        let pfsense = raw
+            .pfsense
+            .map(|p| -> Result<PfsenseConfig, ConfigError> {
+                if !(p.api_url.starts_with("https://") || p.api_url.starts_with("http://")) {
+                    return Err(c.err(
+                        "pfsense.api-url",
+                        format!("expected an http(s) URL, found `{}`", p.api_url),
+                    ));
+                }
+                if p.ssh_host.is_empty() || p.ssh_host.starts_with('-') {
+                    return Err(c.err(
+                        "pfsense.ssh-host",
+                        format!("expected a host name, found `{}`", p.ssh_host),
+                    ));
+                }
+                Ok(PfsenseConfig {
+                    api_url: p.api_url,
+                    api_key_file: c.abs("pfsense.api-key-file", &p.api_key_file)?,
+                    ssh_host: p.ssh_host,
+                    ssh_user: c
+                        .name("pfsense.ssh-user", p.ssh_user.as_deref().unwrap_or("root"))?,
+                    ssh_port: p.ssh_port.unwrap_or(22),
+                    ssh_key_file: c.abs("pfsense.ssh-key-file", &p.ssh_key_file)?,
+                    ssh_known_hosts: p
+                        .ssh_known_hosts
+                        .map(|k| c.abs("pfsense.ssh-known-hosts", &k))
+                        .transpose()?,
+                    tar_paths: p.tar_paths.unwrap_or_else(|| {
+                        ["/cf", "/var/db", "/boot/loader.conf"]
+                            .map(String::from)
+                            .to_vec()
+                    }),
+                    insecure_tls: p.insecure_tls,
+                })
+            })
+            .transpose()?;
+
+        let offsite = raw
+            .offsite
+            .map(|o| -> Result<OffsiteConfig, ConfigError> {
+                if o.destination.is_empty() || o.destination.starts_with('-') {
+                    return Err(c.err(
+                        "offsite.destination",
+                        format!("expected an rsync destination, found `{}`", o.destination),
+                    ));
+                }
+                let mut trees: Vec<Tree> = Vec::new();
+                for (i, t) in o.tree.iter().enumerate() {
+                    let name = c.name(&format!("offsite.tree[{i}].name"), &t.name)?;
+                    if trees.iter().any(|x| x.name == name) {
+                        return Err(c.err(
+                            &format!("offsite.tree[{i}].name"),
+                            format!("expected unique tree names, `{name}` is used twice"),
+                        ));
+                    }
+                    trees.push(Tree {
+                        source: c.abs(&format!("offsite.tree[{i}].source"), &t.source)?,
+                        name,
+                    });
+                }
+                Ok(OffsiteConfig {
+                    destination: o.destination,
+                    change_log: match &o.change_log {
+                        Some(p) => c.abs("offsite.change-log", p)?,
+                        None => backup_root.join(".nfs-changes.log"),
+                    },
+                    trees,
+                    ssh_key_file: o
+                        .ssh_key_file
+                        .map(|k| c.abs("offsite.ssh-key-file", &k))
+                        .transpose()?,
+                })
+            })
+            .transpose()?;
+
+        let m = raw.metrics;
+        if let Some(url) = &m.pushgateway {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(c.err(
+                    "metrics.pushgateway",
+                    format!("expected an http(s) URL, found `{url}`"),
+                ));
+            }
+        }
+        let metrics = MetricsConfig {
+            pushgateway: m.pushgateway.map(|u| u.trim_end_matches('/').to_owned()),
+            textfile_dir: m
+                .textfile_dir
+                .map(|d| c.abs("metrics.textfile-dir", &d))
+                .transpose()?,
+        };
+
+        let sq = raw.sqlite_backup;
+        let sqlite_backup = DumpPolicy {
+            keep_days: sq.keep_days.unwrap_or(30),
+            min_keep: sq.min_keep.unwrap_or(4),
+        };
+        if sqlite_backup.keep_days == 0 && sqlite_backup.min_keep == 0 {
+            return Err(c.err(
+                "sqlite-backup.min-keep",
+                "expected keep-days or min-keep above 0",
+            ));
+        }
+
+        Ok(Config {
+            file: file.to_owned(),
+            backup_root,
+            snapshots: SnapshotsConfig {
+                backend,
+                lv_pattern,
+                exclude_namespaces: s.exclude_namespaces,
+                retention: SnapshotPolicy { keep_days },
+                min_pool_free_percent,
+            },
+            kubernetes: KubernetesConfig {
+                resolver,
+                static_volumes,
+                cache_file,
+            },
+            pvc_backup,
+            pve_config: PveConfig { paths },
+            pfsense,
+            offsite,
+            metrics,
+            sqlite_backup,
+        })
+    }
+}
+
+fn parse_raw(file: &Utf8Path, text: &str) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner
+            .span()
+            .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+        let mut message = inner.message().trim().replace('\n', "; ");
+        // serde reports a missing key at its table; name the key itself
+        let key = match message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split_once('`'))
+        {
+            Some((field, _)) if key == "." || key.is_empty() => field.to_owned(),
+            Some((field, _)) => format!("{key}.{field}"),
+            None => key,
+        };
+        if let Some(line) = line {
+            message.push_str(&format!(" (line {line})"));
+        }
+        ConfigError {
+            file: file.to_owned(),
+            key: if key == "." || key.is_empty() {
+                "(file)".to_owned()
+            } else {
+                key
+            },
+            message,
+        }
+    })
+}

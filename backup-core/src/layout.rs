@@ -1,0 +1,201 @@
+//! The backup-root layout, computed in one place.
+//!
+//! ```text
+//! <root>/pvc-data/<YYYY-WW>/<namespace>/<pvc>/...                  file copy of the PVC
+//! <root>/pvc-data/<YYYY-WW>/.complete/<namespace>/<pvc>             completion marker
+//! <root>/sqlite-backup/<YYYY-WW>/<namespace>/<pvc>/<path of the db inside the PVC>
+//! <root>/pfsense/<YYYY-WW>/config.xml, pfsense-full.tar.gz
+//! <root>/pve-config/...
+//! ```
+//!
+//! The completion marker sits beside the copies, not inside one: `rsync --delete` into the copy
+//! must not remove it, and a restore of the copy must not carry it along. `.complete` cannot clash
+//! with a namespace (Kubernetes names never start with a dot).
+
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::week::IsoWeek;
+
+/// Name of the folder of completion markers inside a week folder.
+pub const COMPLETE_DIR: &str = ".complete";
+
+/// Namespace under which a volume that could not be resolved to a PVC is backed up.
+pub const UNRESOLVED_NAMESPACE: &str = "_unresolved";
+
+/// The backup root and every path under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRoot {
+    root: Utf8PathBuf,
+}
+
+impl BackupRoot {
+    /// The layout under `root`.
+    pub fn new(root: impl Into<Utf8PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root itself.
+    pub fn root(&self) -> &Utf8Path {
+        &self.root
+    }
+
+    /// `pvc-data/`.
+    pub fn pvc_data(&self) -> Utf8PathBuf {
+        self.root.join("pvc-data")
+    }
+
+    /// `pvc-data/<week>/`.
+    pub fn pvc_week(&self, week: IsoWeek) -> Utf8PathBuf {
+        self.pvc_data().join(week.to_string())
+    }
+
+    /// `pvc-data/<week>/<namespace>/<pvc>/`: the copy of one PVC for one week.
+    pub fn pvc_copy(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Utf8PathBuf {
+        self.pvc_week(week).join(namespace).join(pvc)
+    }
+
+    /// `pvc-data/<week>/.complete/<namespace>/<pvc>`: present once the copy finished cleanly.
+    pub fn pvc_complete_marker(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Utf8PathBuf {
+        self.pvc_week(week)
+            .join(COMPLETE_DIR)
+            .join(namespace)
+            .join(pvc)
+    }
+
+    /// `sqlite-backup/`.
+    pub fn sqlite_backup(&self) -> Utf8PathBuf {
+        self.root.join("sqlite-backup")
+    }
+
+    /// `sqlite-backup/<week>/<namespace>/<pvc>/`.
+    pub fn sqlite_copy(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Utf8PathBuf {
+        self.sqlite_backup()
+            .join(week.to_string())
+            .join(namespace)
+            .join(pvc)
+    }
+
+    /// `pfsense/`.
+    pub fn pfsense(&self) -> Utf8PathBuf {
+        self.root.join("pfsense")
+    }
+
+    /// `pfsense/<week>/`.
+    pub fn pfsense_week(&self, week: IsoWeek) -> Utf8PathBuf {
+        self.pfsense().join(week.to_string())
+    }
+
+    /// `pve-config/`: a single current copy.
+    pub fn pve_config(&self) -> Utf8PathBuf {
+        self.root.join("pve-config")
+    }
+
+    /// The lock file `daily-backup` holds for its whole run.
+    pub fn lock_file(&self) -> Utf8PathBuf {
+        self.root.join(".daily-backup.lock")
+    }
+}
+
+/// Checks that `name` (a namespace, a PVC or an LV name) is one safe path component: not empty,
+/// not `.` or `..`, no `/` and no NUL. Names come from `lvs` and the Kubernetes API; a bad one must
+/// never let a copy land outside its folder.
+///
+/// # Errors
+/// [`Error::Backend`] naming `what` and the value.
+pub fn check_component(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(Error::backend(
+            format!("use {what} `{name}` as a folder name"),
+            "not a single safe path component",
+        ));
+    }
+    Ok(())
+}
+
+/// The text stored in a completion marker: when the version was completed.
+pub fn format_marker(completed_at: DateTime<Utc>) -> String {
+    format!(
+        "{}\n",
+        completed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+/// Reads a completion marker back; `None` when it is not one (a torn write reads as incomplete).
+pub fn parse_marker(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Name of the snapshot of `volume` taken at `at`: `<volume>-snap-<YYYYMMDDHHMMSS>` (UTC).
+pub fn snapshot_name(volume: &str, at: DateTime<Utc>) -> String {
+    format!("{volume}-snap-{}", at.format("%Y%m%d%H%M%S"))
+}
+
+/// Splits a name made by [`snapshot_name`] back into the volume and the time.
+pub fn parse_snapshot_name(name: &str) -> Option<(&str, DateTime<Utc>)> {
+    let (volume, stamp) = name.rsplit_once("-snap-")?;
+    if volume.is_empty() || stamp.len() != 14 {
+        return None;
+    }
+    let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%d%H%M%S").ok()?;
+    Some((volume, t.and_utc()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let r = BackupRoot::new("/mnt/backup");
+        let w: IsoWeek = "2026-01".parse().unwrap();
+        assert_eq!(
+            r.pvc_copy(w, "ns", "data"),
+            "/mnt/backup/pvc-data/2026-01/ns/data"
+        );
+        assert_eq!(
+            r.pvc_complete_marker(w, "ns", "data"),
+            "/mnt/backup/pvc-data/2026-01/.complete/ns/data"
+        );
+        assert_eq!(
+            r.sqlite_copy(w, "ns", "data"),
+            "/mnt/backup/sqlite-backup/2026-01/ns/data"
+        );
+        assert_eq!(r.pfsense_week(w), "/mnt/backup/pfsense/2026-01");
+        assert_eq!(r.pve_config(), "/mnt/backup/pve-config");
+    }
+
+    #[test]
+    fn snapshot_names_round_trip() {
+        let at = DateTime::parse_from_rfc3339("2026-01-05T03:00:07Z")
+            .unwrap()
+            .to_utc();
+        let name = snapshot_name("vm-100-pvc-a", at);
+        assert_eq!(name, "vm-100-pvc-a-snap-20260105030007");
+        assert_eq!(parse_snapshot_name(&name), Some(("vm-100-pvc-a", at)));
+        assert_eq!(parse_snapshot_name("vm-100-pvc-a"), None);
+        assert_eq!(parse_snapshot_name("vm-100-pvc-a-snap-2026"), None);
+    }
+
+    #[test]
+    fn markers_round_trip_and_torn_ones_are_incomplete() {
+        let at = DateTime::parse_from_rfc3339("2026-01-05T05:12:00Z")
+            .unwrap()
+            .to_utc();
+        assert_eq!(parse_marker(&format_marker(at)), Some(at));
+        assert_eq!(parse_marker(""), None);
+        assert_eq!(parse_marker("2026-01-0"), None);
+    }
+
+    #[test]
+    fn components() {
+        for bad in ["", ".", "..", "a/b", "a\0"] {
+            assert!(check_component("pvc", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_component("pvc", "data-0").is_ok());
+        assert!(check_component("namespace", UNRESOLVED_NAMESPACE).is_ok());
+    }
+}

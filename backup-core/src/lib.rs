@@ -1,0 +1,79 @@
+//! The pure domain of homelab-backup.
+//!
+//! Everything here is decided without touching the world: which ISO week a run writes into,
+//! which versions retention keeps and why, which earlier copy a new one hardlinks against, which
+//! files are SQLite databases, where every copy goes under the backup root, what the
+//! configuration means, and how metrics are written. The outside world (LVM, mounts, rsync,
+//! external commands, metrics sinks, Kubernetes) is behind small traits; state-based fakes of
+//! each live in [`testing`] behind the `testing` feature.
+//!
+//! Nothing in this crate reads the clock, spawns a process or does I/O: callers pass `now`.
+//!
+//! ```
+//! use backup_core::{plan_versions, IsoWeek, VersionPolicy, WeekVersion};
+//! use chrono::{NaiveDate, TimeZone, Utc};
+//!
+//! let week = IsoWeek::from_date(NaiveDate::from_ymd_opt(2025, 12, 29).unwrap());
+//! assert_eq!(week.to_string(), "2026-01"); // the ISO year, not the calendar year
+//!
+//! let now = Utc.with_ymd_and_hms(2026, 2, 1, 5, 0, 0).unwrap();
+//! let versions: Vec<WeekVersion> = (1..=6)
+//!     .map(|w| WeekVersion {
+//!         namespace: "vaultwarden".into(),
+//!         pvc: "data".into(),
+//!         week: IsoWeek::new(2026, w).unwrap(),
+//!         completed_at: Some(IsoWeek::new(2026, w).unwrap().monday().and_hms_opt(5, 10, 0).unwrap().and_utc()),
+//!     })
+//!     .collect();
+//! let plan = plan_versions(&VersionPolicy::Newest(4), now, &versions).unwrap();
+//! let removed: Vec<String> = plan.iter().filter(|d| d.is_remove()).map(|d| d.item.week.to_string()).collect();
+//! assert_eq!(removed, ["2026-02", "2026-01"]);
+//! ```
+
+mod cluster;
+mod config;
+mod error;
+mod layout;
+mod linkdest;
+mod metrics;
+mod mount;
+mod pattern;
+mod retention;
+mod runner;
+mod selection;
+mod sqlite_magic;
+mod sync;
+mod volume;
+mod week;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use cluster::{Cluster, PvClaim, Workload};
+pub use config::{
+    Backend, Config, KubernetesConfig, MetricsConfig, OffsiteConfig, PfsenseConfig,
+    PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, Tree, DEFAULT_CONFIG_PATH,
+};
+pub use error::{ConfigError, Error, Result};
+pub use layout::{
+    check_component, format_marker, parse_marker, parse_snapshot_name, snapshot_name, BackupRoot,
+    COMPLETE_DIR, UNRESOLVED_NAMESPACE,
+};
+pub use linkdest::plan_link_dest;
+pub use metrics::{exposition, Metric, MetricGroup, MetricsSink, Sample};
+pub use mount::Mounter;
+pub use pattern::LvPattern;
+pub use retention::{
+    kept, plan_dumps, plan_gfs, plan_snapshots, plan_versions, removals, Action, Decision,
+    DumpInfo, DumpPolicy, GfsPolicy, SnapshotInfo, SnapshotPolicy, Timed, VersionPolicy,
+    WeekVersion,
+};
+pub use runner::{quote, Invocation, Output, Runner};
+pub use selection::{select_volumes, SelectedVolume, Selection};
+pub use sqlite_magic::{
+    is_side_file, is_sqlite_header, SQLITE_HEADER_PROBE, SQLITE_MAGIC, SQLITE_MIN_FILE_SIZE,
+    SQLITE_SIDE_SUFFIXES,
+};
+pub use sync::{FileSync, SourceKind, SyncOutcome, SyncRequest, SyncStats};
+pub use volume::{PoolUsage, SnapshotSource, Volume, VolumeManager};
+pub use week::IsoWeek;

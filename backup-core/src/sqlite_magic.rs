@@ -1,0 +1,72 @@
+//! Recognising SQLite databases from their first bytes, without opening them.
+
+/// The first 16 bytes of every SQLite 3 database file.
+pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// How many bytes [`is_sqlite_header`] needs: the magic and the page size.
+pub const SQLITE_HEADER_PROBE: usize = 18;
+
+/// Smallest size of a real database file: one page of the smallest page size.
+pub const SQLITE_MIN_FILE_SIZE: u64 = 512;
+
+/// True when `header` (the first bytes of a file) starts like a SQLite database: the 16-byte
+/// magic, then a valid page size at offset 16 (big-endian u16: a power of two from 512 to 32768,
+/// or 1 meaning 65536). The page size check drops text files that merely quote the magic.
+pub fn is_sqlite_header(header: &[u8]) -> bool {
+    if header.len() < SQLITE_HEADER_PROBE || &header[..16] != SQLITE_MAGIC {
+        return false;
+    }
+    let page_size = u16::from_be_bytes([header[16], header[17]]);
+    page_size == 1 || (page_size >= 512 && page_size.is_power_of_two())
+}
+
+/// The side-file suffixes SQLite writes next to a database.
+pub const SQLITE_SIDE_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// True for `-wal`, `-shm` and `-journal` files: they belong to a database and are copied with it,
+/// never treated as databases of their own (a `-wal` never starts with the magic anyway, but a
+/// `-journal` can hold a copy of page 1, magic included).
+pub fn is_side_file(file_name: &[u8]) -> bool {
+    SQLITE_SIDE_SUFFIXES
+        .iter()
+        .any(|suffix| file_name.ends_with(suffix.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(page: u16) -> Vec<u8> {
+        let mut h = SQLITE_MAGIC.to_vec();
+        h.extend_from_slice(&page.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn page_sizes() {
+        for ok in [1u16, 512, 1024, 4096, 8192, 16384, 32768] {
+            assert!(is_sqlite_header(&header(ok)), "{ok}");
+        }
+        for bad in [0u16, 2, 256, 511, 513, 1000, 4097, 65535] {
+            assert!(!is_sqlite_header(&header(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn short_or_wrong_magic() {
+        assert!(!is_sqlite_header(b"SQLite format 3\0"));
+        assert!(!is_sqlite_header(b""));
+        let mut h = header(4096);
+        h[15] = b' ';
+        assert!(!is_sqlite_header(&h));
+    }
+
+    #[test]
+    fn side_files() {
+        assert!(is_side_file(b"db.sqlite3-wal"));
+        assert!(is_side_file(b"db.sqlite3-shm"));
+        assert!(is_side_file(b"db.sqlite3-journal"));
+        assert!(!is_side_file(b"db.sqlite3"));
+        assert!(!is_side_file(b"wal"));
+    }
+}

@@ -1,0 +1,62 @@
+//! One rsync-shaped transfer: the `FileSync` trait.
+
+use camino::Utf8PathBuf;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// What kind of source a transfer reads: it decides whether vanished files are an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A read-only snapshot: nothing can vanish from it, so a vanished file means trouble.
+    Snapshot,
+    /// A live tree: files vanish while it is read, and that is only a warning.
+    Live,
+}
+
+/// One transfer: `source/` mirrored into `dest/`, unchanged files hardlinked against `link_dest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncRequest {
+    /// The folder to copy (its contents, not the folder itself).
+    pub source: Utf8PathBuf,
+    /// The folder to mirror into; created when missing.
+    pub dest: Utf8PathBuf,
+    /// An earlier complete copy to hardlink unchanged files against.
+    pub link_dest: Option<Utf8PathBuf>,
+    /// Snapshot or live source.
+    pub source_kind: SourceKind,
+}
+
+/// Numbers of one transfer (from `rsync --stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStats {
+    /// Regular files in the source.
+    pub files: u64,
+    /// Regular files transferred (new or changed).
+    pub transferred_files: u64,
+    /// Bytes of all regular files in the source.
+    pub total_bytes: u64,
+    /// Bytes of the files transferred.
+    pub transferred_bytes: u64,
+    /// Files deleted from the destination.
+    pub deleted_files: u64,
+}
+
+/// How a transfer ended when it did not fail outright.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncOutcome {
+    /// Its numbers.
+    pub stats: SyncStats,
+    /// Warnings that did not fail it (files vanished from a live tree).
+    pub warnings: Vec<String>,
+}
+
+/// Runs one transfer.
+pub trait FileSync: Send + Sync {
+    /// Mirrors `request.source` into `request.dest`.
+    ///
+    /// # Errors
+    /// When the transfer fails or would be unsafe (a missing `link_dest` folder).
+    fn sync(&self, request: &SyncRequest) -> Result<SyncOutcome>;
+}

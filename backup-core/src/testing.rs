@@ -1,0 +1,539 @@
+//! State-based fakes of every trait, and a shared transcript that `insta` can pin.
+//!
+//! The fakes enforce what the real thing enforces: the fake volume manager refuses to snapshot a
+//! missing volume or reuse a name, the fake mounter refuses a double mount and an unmount of what
+//! is not mounted. Each records what it was asked into a [`Transcript`], which several fakes can
+//! share so a whole run reads as one ordered list.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::{DateTime, Utc};
+
+use crate::cluster::{Cluster, PvClaim, Workload};
+use crate::error::{Error, Result};
+use crate::metrics::{exposition, MetricGroup, MetricsSink};
+use crate::mount::Mounter;
+use crate::retention::SnapshotInfo;
+use crate::runner::{Invocation, Output, Runner};
+use crate::sync::{FileSync, SyncOutcome, SyncRequest, SyncStats};
+use crate::volume::{PoolUsage, SnapshotSource, Volume, VolumeManager};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An ordered, shareable log of what fakes were asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Transcript(Arc<Mutex<Vec<String>>>);
+
+impl Transcript {
+    /// A new, empty transcript.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one line.
+    pub fn push(&self, line: impl Into<String>) {
+        lock(&self.0).push(line.into());
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        lock(&self.0).clone()
+    }
+
+    /// The lines joined with newlines, for `insta::assert_snapshot!`.
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct VolumeState {
+    volumes: BTreeSet<String>,
+    snapshots: BTreeMap<String, SnapshotInfo>,
+    active: BTreeSet<String>,
+    pool: Option<PoolUsage>,
+    failing: BTreeSet<String>,
+}
+
+/// A volume manager holding volumes and snapshots in memory.
+#[derive(Debug, Default)]
+pub struct FakeVolumeManager {
+    state: Mutex<VolumeState>,
+    transcript: Transcript,
+}
+
+impl FakeVolumeManager {
+    /// A manager with these volumes and no snapshots, logging into `transcript`.
+    pub fn new(volumes: &[&str], transcript: &Transcript) -> Self {
+        let fake = Self {
+            state: Mutex::default(),
+            transcript: transcript.clone(),
+        };
+        lock(&fake.state).volumes = volumes.iter().map(|v| (*v).to_owned()).collect();
+        fake
+    }
+
+    /// Adds an existing snapshot.
+    pub fn add_snapshot(&self, volume: &str, name: &str, created: DateTime<Utc>) {
+        lock(&self.state).snapshots.insert(
+            name.to_owned(),
+            SnapshotInfo {
+                name: name.to_owned(),
+                volume: volume.to_owned(),
+                created,
+            },
+        );
+    }
+
+    /// Sets the pool usage the manager reports.
+    pub fn set_pool(&self, usage: PoolUsage) {
+        lock(&self.state).pool = Some(usage);
+    }
+
+    /// Makes every operation on `name` (a volume or snapshot) fail.
+    pub fn fail_on(&self, name: &str) {
+        lock(&self.state).failing.insert(name.to_owned());
+    }
+
+    /// Names of the snapshots that exist now.
+    pub fn snapshot_names(&self) -> Vec<String> {
+        lock(&self.state).snapshots.keys().cloned().collect()
+    }
+
+    /// Names of the snapshots activated and not yet deactivated.
+    pub fn active(&self) -> Vec<String> {
+        lock(&self.state).active.iter().cloned().collect()
+    }
+
+    fn check_failing(state: &VolumeState, name: &str, op: &str) -> Result<()> {
+        if state.failing.contains(name) {
+            return Err(Error::backend(format!("{op} {name}"), "injected failure"));
+        }
+        Ok(())
+    }
+}
+
+impl VolumeManager for FakeVolumeManager {
+    fn list_volumes(&self) -> Result<Vec<Volume>> {
+        Ok(lock(&self.state)
+            .volumes
+            .iter()
+            .map(|name| Volume { name: name.clone() })
+            .collect())
+    }
+
+    fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        Ok(lock(&self.state).snapshots.values().cloned().collect())
+    }
+
+    fn create_snapshot(&self, volume: &str, name: &str, at: DateTime<Utc>) -> Result<SnapshotInfo> {
+        let mut st = lock(&self.state);
+        self.transcript.push(format!("snapshot {volume} -> {name}"));
+        Self::check_failing(&st, volume, "snapshot")?;
+        if !st.volumes.contains(volume) {
+            return Err(Error::backend(
+                format!("snapshot {volume}"),
+                "no such volume",
+            ));
+        }
+        if st.snapshots.contains_key(name) || st.volumes.contains(name) {
+            return Err(Error::backend(
+                format!("snapshot {volume}"),
+                format!("`{name}` already exists"),
+            ));
+        }
+        let info = SnapshotInfo {
+            name: name.to_owned(),
+            volume: volume.to_owned(),
+            created: at,
+        };
+        st.snapshots.insert(name.to_owned(), info.clone());
+        Ok(info)
+    }
+
+    fn remove_snapshot(&self, name: &str) -> Result<()> {
+        let mut st = lock(&self.state);
+        self.transcript.push(format!("remove snapshot {name}"));
+        Self::check_failing(&st, name, "remove")?;
+        if st.active.contains(name) {
+            return Err(Error::backend(
+                format!("remove {name}"),
+                "snapshot is active",
+            ));
+        }
+        st.snapshots
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| Error::backend(format!("remove {name}"), "no such snapshot"))
+    }
+
+    fn activate(&self, name: &str) -> Result<SnapshotSource> {
+        let mut st = lock(&self.state);
+        self.transcript.push(format!("activate {name}"));
+        Self::check_failing(&st, name, "activate")?;
+        if !st.snapshots.contains_key(name) {
+            return Err(Error::backend(
+                format!("activate {name}"),
+                "no such snapshot",
+            ));
+        }
+        st.active.insert(name.to_owned());
+        Ok(SnapshotSource::Device(Utf8PathBuf::from(format!(
+            "/dev/fake/{name}"
+        ))))
+    }
+
+    fn deactivate(&self, name: &str) -> Result<()> {
+        let mut st = lock(&self.state);
+        self.transcript.push(format!("deactivate {name}"));
+        if !st.active.remove(name) {
+            return Err(Error::backend(format!("deactivate {name}"), "not active"));
+        }
+        Ok(())
+    }
+
+    fn pool_usage(&self) -> Result<Option<PoolUsage>> {
+        Ok(lock(&self.state).pool)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A mounter that tracks mount points in memory.
+#[derive(Debug, Default)]
+pub struct FakeMounter {
+    mounted: Mutex<BTreeMap<Utf8PathBuf, SnapshotSource>>,
+    failing: Mutex<BTreeSet<String>>,
+    transcript: Transcript,
+}
+
+impl FakeMounter {
+    /// A mounter with nothing mounted, logging into `transcript`.
+    pub fn new(transcript: &Transcript) -> Self {
+        Self {
+            transcript: transcript.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// Mount points in use now.
+    pub fn mounted(&self) -> Vec<Utf8PathBuf> {
+        lock(&self.mounted).keys().cloned().collect()
+    }
+
+    /// Makes mounting any source whose path contains `needle` fail.
+    pub fn fail_on(&self, needle: &str) {
+        lock(&self.failing).insert(needle.to_owned());
+    }
+}
+
+impl Mounter for FakeMounter {
+    fn mount_ro(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<()> {
+        let path = match source {
+            SnapshotSource::Device(p) | SnapshotSource::Dir(p) => p,
+        };
+        self.transcript.push(format!("mount -o ro {path} {target}"));
+        if lock(&self.failing)
+            .iter()
+            .any(|n| path.as_str().contains(n.as_str()))
+        {
+            return Err(Error::backend(format!("mount {path}"), "injected failure"));
+        }
+        let mut m = lock(&self.mounted);
+        if m.contains_key(target) {
+            return Err(Error::backend(
+                format!("mount {path} on {target}"),
+                "already a mount point",
+            ));
+        }
+        m.insert(target.to_owned(), source.clone());
+        Ok(())
+    }
+
+    fn unmount(&self, target: &Utf8Path) -> Result<()> {
+        self.transcript.push(format!("umount {target}"));
+        lock(&self.mounted)
+            .remove(target)
+            .map(|_| ())
+            .ok_or_else(|| Error::backend(format!("unmount {target}"), "not mounted"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A file sync that records requests and returns canned stats.
+#[derive(Debug, Default)]
+pub struct FakeFileSync {
+    requests: Mutex<Vec<SyncRequest>>,
+    failing: Mutex<BTreeSet<String>>,
+    transcript: Transcript,
+}
+
+impl FakeFileSync {
+    /// A sync logging into `transcript`.
+    pub fn new(transcript: &Transcript) -> Self {
+        Self {
+            transcript: transcript.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// Makes every transfer whose destination contains `needle` fail.
+    pub fn fail_on(&self, needle: &str) {
+        lock(&self.failing).insert(needle.to_owned());
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<SyncRequest> {
+        lock(&self.requests).clone()
+    }
+}
+
+impl FileSync for FakeFileSync {
+    fn sync(&self, request: &SyncRequest) -> Result<SyncOutcome> {
+        let link = request
+            .link_dest
+            .as_ref()
+            .map(|l| format!(" --link-dest={l}"))
+            .unwrap_or_default();
+        self.transcript.push(format!(
+            "sync {}/ -> {}/{link}",
+            request.source, request.dest
+        ));
+        lock(&self.requests).push(request.clone());
+        if lock(&self.failing)
+            .iter()
+            .any(|n| request.dest.as_str().contains(n.as_str()))
+        {
+            return Err(Error::backend(
+                format!("sync into {}", request.dest),
+                "injected failure",
+            ));
+        }
+        Ok(SyncOutcome {
+            stats: SyncStats {
+                files: 3,
+                transferred_files: 1,
+                total_bytes: 300,
+                transferred_bytes: 100,
+                deleted_files: 0,
+            },
+            warnings: Vec::new(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A runner that answers from a script and records every command line.
+#[derive(Debug, Default)]
+pub struct RecordingRunner {
+    answers: Mutex<Vec<(Vec<String>, Output)>>,
+    transcript: Transcript,
+}
+
+impl RecordingRunner {
+    /// A runner that answers every command with success and no output, logging into `transcript`.
+    pub fn new(transcript: &Transcript) -> Self {
+        Self {
+            answers: Mutex::default(),
+            transcript: transcript.clone(),
+        }
+    }
+
+    /// Answers commands whose program and first arguments are `prefix` with `output`. Later
+    /// answers win over earlier ones for the same command.
+    pub fn answer(&self, prefix: &[&str], output: Output) {
+        lock(&self.answers).push((prefix.iter().map(|s| (*s).to_owned()).collect(), output));
+    }
+}
+
+impl Runner for RecordingRunner {
+    fn run(&self, invocation: &Invocation) -> Result<Output> {
+        self.transcript.push(format!("$ {}", invocation.display()));
+        let words: Vec<&str> = std::iter::once(invocation.program.as_str())
+            .chain(invocation.args.iter().map(String::as_str))
+            .collect();
+        let answers = lock(&self.answers);
+        let hit = answers.iter().rev().find(|(prefix, _)| {
+            prefix.len() <= words.len() && prefix.iter().zip(&words).all(|(a, b)| a == b)
+        });
+        Ok(hit.map_or_else(|| Output::ok(""), |(_, out)| out.clone()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A metrics sink that keeps what it was given.
+#[derive(Debug, Default)]
+pub struct FakeMetricsSink {
+    groups: Mutex<Vec<MetricGroup>>,
+}
+
+impl FakeMetricsSink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every group published so far.
+    pub fn groups(&self) -> Vec<MetricGroup> {
+        lock(&self.groups).clone()
+    }
+
+    /// The exposition text of every group, each under a `# job` line.
+    pub fn text(&self) -> String {
+        self.groups()
+            .iter()
+            .map(|g| format!("# job {}\n{}", g.job, exposition(&g.metrics)))
+            .collect()
+    }
+}
+
+impl MetricsSink for FakeMetricsSink {
+    fn publish(&self, group: &MetricGroup) -> Result<()> {
+        lock(&self.groups).push(group.clone());
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct ClusterState {
+    claims: Vec<PvClaim>,
+    workloads: BTreeMap<(String, String), Vec<Workload>>,
+    pods: BTreeMap<(String, String), u32>,
+    unreachable: bool,
+    failing: BTreeSet<String>,
+}
+
+/// A cluster with PVs and workloads in memory; scaling to 0 removes the pods.
+#[derive(Debug, Default)]
+pub struct FakeCluster {
+    state: Mutex<ClusterState>,
+    transcript: Transcript,
+}
+
+impl FakeCluster {
+    /// A cluster with these PV claims, logging into `transcript`.
+    pub fn new(claims: Vec<PvClaim>, transcript: &Transcript) -> Self {
+        let fake = Self {
+            state: Mutex::default(),
+            transcript: transcript.clone(),
+        };
+        lock(&fake.state).claims = claims;
+        fake
+    }
+
+    /// Adds a workload mounting `pvc`, with `replicas` pods running.
+    pub fn add_workload(&self, pvc: &str, workload: Workload) {
+        let mut st = lock(&self.state);
+        st.pods.insert(
+            (workload.namespace.clone(), workload.name.clone()),
+            workload.replicas,
+        );
+        st.workloads
+            .entry((workload.namespace.clone(), pvc.to_owned()))
+            .or_default()
+            .push(workload);
+    }
+
+    /// Makes the API unreachable.
+    pub fn set_unreachable(&self) {
+        lock(&self.state).unreachable = true;
+    }
+
+    /// Makes operations on the workload `name` fail.
+    pub fn fail_on(&self, name: &str) {
+        lock(&self.state).failing.insert(name.to_owned());
+    }
+
+    /// Pods of (namespace, name) running now.
+    pub fn pods(&self, namespace: &str, name: &str) -> u32 {
+        lock(&self.state)
+            .pods
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn reachable(st: &ClusterState, op: &str) -> Result<()> {
+        if st.unreachable {
+            return Err(Error::backend(
+                op.to_owned(),
+                "the API server did not answer",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Cluster for FakeCluster {
+    fn pv_claims(&self) -> Result<Vec<PvClaim>> {
+        let st = lock(&self.state);
+        self.transcript.push("kubectl get pv");
+        Self::reachable(&st, "list persistent volumes")?;
+        Ok(st.claims.clone())
+    }
+
+    fn workloads_using(&self, namespace: &str, pvc: &str) -> Result<Vec<Workload>> {
+        let st = lock(&self.state);
+        self.transcript
+            .push(format!("kubectl find workloads using {namespace}/{pvc}"));
+        Self::reachable(&st, "list workloads")?;
+        Ok(st
+            .workloads
+            .get(&(namespace.to_owned(), pvc.to_owned()))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn scale(&self, workload: &Workload, replicas: u32) -> Result<()> {
+        let mut st = lock(&self.state);
+        self.transcript.push(format!(
+            "kubectl scale {}/{} -n {} --replicas={replicas}",
+            workload.kind.to_lowercase(),
+            workload.name,
+            workload.namespace
+        ));
+        Self::reachable(&st, "scale")?;
+        if st.failing.contains(&workload.name) {
+            return Err(Error::backend(
+                format!("scale {}", workload.name),
+                "injected failure",
+            ));
+        }
+        st.pods.insert(
+            (workload.namespace.clone(), workload.name.clone()),
+            replicas,
+        );
+        Ok(())
+    }
+
+    fn wait_pods_gone(&self, workload: &Workload, timeout_secs: u64) -> Result<()> {
+        let st = lock(&self.state);
+        self.transcript.push(format!(
+            "wait for pods of {}/{} to be gone",
+            workload.namespace, workload.name
+        ));
+        let left = st
+            .pods
+            .get(&(workload.namespace.clone(), workload.name.clone()))
+            .copied()
+            .unwrap_or(0);
+        if left > 0 {
+            return Err(Error::backend(
+                format!("wait for pods of {}", workload.name),
+                format!("{left} pods still running after {timeout_secs} s"),
+            ));
+        }
+        Ok(())
+    }
+}

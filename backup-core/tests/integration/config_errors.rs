@@ -1,0 +1,124 @@
+//! Configuration: the full example parses, and every error names the file, the key and what was
+//! expected. The messages are pinned.
+
+use backup_core::{Backend, Config, Resolver, VersionPolicy};
+use camino::Utf8Path;
+
+const FULL: &str = r#"
+backup-root = "/mnt/backup"
+
+[snapshots]
+backend = "lvm"
+volume-group = "pve"
+thin-pool = "data"
+lv-pattern = "vm-*-pvc-*"
+exclude-namespaces = ["dbaas", "monitoring"]
+keep-days = 7
+min-pool-free-percent = 15
+
+[kubernetes]
+resolver = "kubectl"
+[[kubernetes.volume]]
+lv = "vm-100-pvc-0a1b"
+namespace = "vaultwarden"
+pvc = "vaultwarden-data"
+
+[pvc-backup]
+weekly-versions = 4
+mount-dir = "/run/homelab-backup/mnt"
+
+[offsite]
+destination = "backup@nas:/volume1/Backup/Viki"
+change-log = "/mnt/backup/.nfs-changes.log"
+[[offsite.tree]]
+source = "/srv/nfs"
+name = "nfs"
+[[offsite.tree]]
+source = "/srv/nfs-ssd"
+name = "nfs-ssd"
+
+[metrics]
+pushgateway = "http://127.0.0.1:9091"
+textfile-dir = "/var/lib/prometheus/node-exporter"
+"#;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::from_toml(Utf8Path::new("/etc/homelab-backup/config.toml"), text)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_design_example_parses() {
+    let c = parse(FULL).unwrap();
+    assert_eq!(c.backup_root, "/mnt/backup");
+    assert_eq!(
+        c.snapshots.backend,
+        Backend::Lvm {
+            volume_group: "pve".into(),
+            thin_pool: "data".into()
+        }
+    );
+    assert_eq!(c.kubernetes.resolver, Resolver::Kubectl);
+    assert_eq!(c.pvc_backup.policy, VersionPolicy::Newest(4));
+    assert_eq!(c.offsite.as_ref().unwrap().trees.len(), 2);
+    assert_eq!(c.pvc_backup.max_snapshot_age_hours, 26);
+    assert_eq!(c.pve_config.paths.len(), 3);
+    assert!(c.pfsense.is_none());
+}
+
+#[test]
+fn only_backup_root_is_required() {
+    let c = parse("backup-root = \"/b\"").unwrap();
+    assert_eq!(c.snapshots.retention.keep_days, 7);
+    assert_eq!(c.kubernetes.cache_file, "/etc/homelab-backup/pv-cache.json");
+}
+
+#[test]
+fn gfs_retention_replaces_weekly_versions() {
+    let c =
+        parse("backup-root = \"/b\"\n[pvc-backup.retention]\nweekly = 8\nmonthly = 6\n").unwrap();
+    assert!(
+        matches!(c.pvc_backup.policy, VersionPolicy::Gfs(ref g) if g.weekly == 8 && g.monthly == 6)
+    );
+}
+
+#[test]
+fn error_messages() {
+    let cases: &[(&str, &str)] = &[
+        ("missing-backup-root", "[snapshots]\nkeep-days = 7\n"),
+        ("relative-backup-root", "backup-root = \"mnt/backup\"\n"),
+        ("unknown-top-level-key", "backup-root = \"/b\"\nbackup_root = \"/c\"\n"),
+        ("unknown-nested-key", "backup-root = \"/b\"\n[snapshots]\nkeep-dayz = 7\n"),
+        ("wrong-type", "backup-root = \"/b\"\n[snapshots]\nkeep-days = \"seven\"\n"),
+        ("negative-days", "backup-root = \"/b\"\n[snapshots]\nkeep-days = -1\n"),
+        ("zero-keep-days", "backup-root = \"/b\"\n[snapshots]\nkeep-days = 0\n"),
+        ("percent-out-of-range", "backup-root = \"/b\"\n[snapshots]\nmin-pool-free-percent = 150\n"),
+        ("bad-backend", "backup-root = \"/b\"\n[snapshots]\nbackend = \"zfs\"\n"),
+        ("dir-without-volumes-dir", "backup-root = \"/b\"\n[snapshots]\nbackend = \"dir\"\nsnapshots-dir = \"/s\"\n"),
+        ("bad-lv-pattern", "backup-root = \"/b\"\n[snapshots]\nlv-pattern = \"pve/vm-[0-9]*\"\n"),
+        ("zero-weekly-versions", "backup-root = \"/b\"\n[pvc-backup]\nweekly-versions = 0\n"),
+        ("empty-gfs", "backup-root = \"/b\"\n[pvc-backup.retention]\nweekly = 0\n"),
+        ("unknown-gfs-rule", "backup-root = \"/b\"\n[pvc-backup.retention]\nfortnightly = 2\n"),
+        ("parallel-zero", "backup-root = \"/b\"\n[pvc-backup]\nparallel = 0\n"),
+        ("relative-mount-dir", "backup-root = \"/b\"\n[pvc-backup]\nmount-dir = \"run/mnt\"\n"),
+        (
+            "duplicate-tree-names",
+            "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.tree]]\nsource = \"/a\"\nname = \"nfs\"\n[[offsite.tree]]\nsource = \"/b\"\nname = \"nfs\"\n",
+        ),
+        ("relative-tree-source", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.tree]]\nsource = \"srv\"\nname = \"nfs\"\n"),
+        ("tree-name-with-slash", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.tree]]\nsource = \"/srv\"\nname = \"a/b\"\n"),
+        ("bad-pushgateway", "backup-root = \"/b\"\n[metrics]\npushgateway = \"127.0.0.1:9091\"\n"),
+        ("bad-resolver", "backup-root = \"/b\"\n[kubernetes]\nresolver = \"api\"\n"),
+        (
+            "duplicate-static-lv",
+            "backup-root = \"/b\"\n[[kubernetes.volume]]\nlv = \"a\"\nnamespace = \"n\"\npvc = \"p\"\n[[kubernetes.volume]]\nlv = \"a\"\nnamespace = \"n\"\npvc = \"q\"\n",
+        ),
+        ("syntax-error", "backup-root = \"/b\"\n[snapshots\n"),
+        ("pfsense-missing-key-file", "backup-root = \"/b\"\n[pfsense]\napi-url = \"https://pf\"\nssh-host = \"pf\"\nssh-key-file = \"/k\"\n"),
+    ];
+    let text: Vec<String> = cases
+        .iter()
+        .map(|(name, toml)| format!("{name}:\n  {}", parse(toml).expect_err(name)))
+        .collect();
+    insta::assert_snapshot!(text.join("\n"));
+}

@@ -1,0 +1,1 @@
+//! rsync invocations as data.
