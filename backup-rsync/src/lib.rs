@@ -1,1 +1,32 @@
-//! rsync invocations as data.
+//! rsync for homelab-backup: command lines as data, exit codes classified, `--stats` parsed.
+//!
+//! Every transfer is an [`backup_core::Invocation`] built by a named constructor
+//! ([`weekly_copy`], [`mirror_live`]) from absolute paths only, run through a
+//! [`backup_core::Runner`]. [`RsyncFileSync`] adds the checks rsync itself does not make: a missing
+//! `--link-dest` folder is an error (rsync only warns and copies everything), and exit 24
+//! (vanished files) fails a copy from a read-only snapshot.
+//!
+//! ```
+//! use backup_rsync::weekly_copy;
+//! use camino::Utf8Path;
+//!
+//! let inv = weekly_copy(
+//!     Utf8Path::new("/run/homelab-backup/mnt/vm-100-pvc-a"),
+//!     Utf8Path::new("/mnt/backup/pvc-data/2026-02/vaultwarden/data"),
+//!     Some(Utf8Path::new("/mnt/backup/pvc-data/2026-01/vaultwarden/data")),
+//! )
+//! .unwrap();
+//! assert!(inv.args.contains(&"--link-dest=/mnt/backup/pvc-data/2026-01/vaultwarden/data".to_owned()));
+//! ```
+
+mod command;
+mod error;
+mod exit;
+mod stats;
+mod transfer;
+
+pub use command::{mirror_live, rsync_program, weekly_copy};
+pub use error::Error;
+pub use exit::{classify, meaning, ExitVerdict};
+pub use stats::parse_stats;
+pub use transfer::RsyncFileSync;

@@ -1,0 +1,97 @@
+//! rsync command lines as data, built by named constructors.
+
+use backup_core::Invocation;
+use camino::Utf8Path;
+
+use crate::error::Error;
+
+/// The rsync program to run: `rsync` on `PATH`, or `HOMELAB_BACKUP_RSYNC` when set (tests and
+/// benchmarks point it at a wrapper).
+pub fn rsync_program() -> String {
+    std::env::var("HOMELAB_BACKUP_RSYNC").unwrap_or_else(|_| "rsync".to_owned())
+}
+
+fn absolute<'a>(role: &'static str, p: &'a Utf8Path) -> Result<&'a str, Error> {
+    if p.is_absolute() {
+        Ok(p.as_str())
+    } else {
+        Err(Error::RelativePath {
+            role,
+            path: p.to_string(),
+        })
+    }
+}
+
+/// `dir` with exactly one trailing slash: rsync copies the folder's contents, not the folder.
+fn contents_of(dir: &str) -> String {
+    format!("{}/", dir.trim_end_matches('/'))
+}
+
+/// The weekly copy of one snapshot: `source/` mirrored into `dest/`, unchanged files hardlinked
+/// against `link_dest`.
+///
+/// - `-aHAX --numeric-ids`: everything a restore needs (hardlinks, ACLs, xattrs, owners by number:
+///   the host's user database is not the pods').
+/// - `--delete`: the week folder mirrors the snapshot; files deleted in the PVC go.
+/// - never `--inplace`: it would write through the hardlinks into every older week.
+/// - `--stats` for the numbers.
+///
+/// # Errors
+/// [`Error::RelativePath`] for any path that is not absolute.
+pub fn weekly_copy(source: &Utf8Path, dest: &Utf8Path, link_dest: Option<&Utf8Path>) -> Result<Invocation, Error> {
+    let source = absolute("source", source)?;
+    let dest = absolute("destination", dest)?;
+    let mut inv = Invocation::new(
+        &rsync_program(),
+        ["-aHAX", "--numeric-ids", "--delete", "--stats"],
+    );
+    if let Some(link) = link_dest {
+        inv = inv.arg(format!("--link-dest={}", absolute("link-dest", link)?));
+    }
+    // `--` ends options: a folder named `-rf` stays a folder
+    Ok(inv.arg("--").arg(contents_of(source)).arg(contents_of(dest)))
+}
+
+/// A single current copy of a live tree (the PVE config): `source/` mirrored into `dest/`.
+///
+/// # Errors
+/// [`Error::RelativePath`] for any path that is not absolute.
+pub fn mirror_live(source: &Utf8Path, dest: &Utf8Path) -> Result<Invocation, Error> {
+    let source = absolute("source", source)?;
+    let dest = absolute("destination", dest)?;
+    Ok(Invocation::new(
+        &rsync_program(),
+        ["-aHAX", "--numeric-ids", "--delete", "--stats", "--"],
+    )
+    .arg(contents_of(source))
+    .arg(contents_of(dest)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weekly_copy_argv() {
+        std::env::remove_var("HOMELAB_BACKUP_RSYNC");
+        let inv = weekly_copy(
+            Utf8Path::new("/run/mnt/vm-1"),
+            Utf8Path::new("/b/pvc-data/2026-02/ns/p/"),
+            Some(Utf8Path::new("/b/pvc-data/2026-01/ns/p")),
+        )
+        .unwrap();
+        assert_eq!(
+            inv.display(),
+            "rsync -aHAX --numeric-ids --delete --stats --link-dest=/b/pvc-data/2026-01/ns/p -- /run/mnt/vm-1/ /b/pvc-data/2026-02/ns/p/"
+        );
+        assert!(!inv.args.iter().any(|a| a == "--inplace"));
+    }
+
+    #[test]
+    fn relative_paths_are_refused() {
+        let err = weekly_copy(Utf8Path::new("nas:backup"), Utf8Path::new("/b"), None).unwrap_err();
+        assert_eq!(err.to_string(), "use `nas:backup` as the rsync source: expected an absolute path");
+        assert!(weekly_copy(Utf8Path::new("/a"), Utf8Path::new("/b"), Some(Utf8Path::new("w/x"))).is_err());
+        assert!(mirror_live(Utf8Path::new("/a"), Utf8Path::new("b")).is_err());
+    }
+}

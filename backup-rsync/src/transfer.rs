@@ -1,0 +1,63 @@
+//! `FileSync` over a `Runner`: the checks around one rsync run.
+
+use backup_core::{FileSync, Runner, SourceKind, SyncOutcome, SyncRequest};
+
+use crate::command::{mirror_live, weekly_copy};
+use crate::error::Error;
+use crate::exit::{classify, ExitVerdict};
+use crate::stats::parse_stats;
+
+/// Runs transfers with the real rsync through `runner`.
+pub struct RsyncFileSync<'r> {
+    runner: &'r dyn Runner,
+}
+
+impl<'r> RsyncFileSync<'r> {
+    /// Transfers through `runner`.
+    pub fn new(runner: &'r dyn Runner) -> Self {
+        Self { runner }
+    }
+
+    /// Runs one transfer, with this crate's error type.
+    ///
+    /// # Errors
+    /// A relative path, a missing link-dest folder, a failing exit status, unreadable stats.
+    pub fn transfer(&self, request: &SyncRequest) -> Result<SyncOutcome, Error> {
+        if let Some(link) = &request.link_dest {
+            // rsync only warns about a missing --link-dest folder and then copies every file:
+            // the week would be whole, but no longer deduplicated, and nobody would notice.
+            if !link.is_dir() {
+                return Err(Error::MissingLinkDest { path: link.to_string() });
+            }
+        }
+        let inv = match request.source_kind {
+            SourceKind::Snapshot => weekly_copy(&request.source, &request.dest, request.link_dest.as_deref())?,
+            SourceKind::Live => mirror_live(&request.source, &request.dest)?,
+        };
+        let out = self.runner.run(&inv)?;
+        let mut warnings = Vec::new();
+        match classify(out.status, request.source_kind) {
+            ExitVerdict::Ok => {}
+            ExitVerdict::Warning(w) => warnings.push(w),
+            ExitVerdict::Failed(meaning) => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let last: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+                let tail = last[last.len().saturating_sub(3)..].join(" | ");
+                return Err(Error::Failed {
+                    command: inv.display(),
+                    code: out.status.unwrap_or(-1),
+                    meaning,
+                    stderr: if tail.is_empty() { String::new() } else { format!(": {tail}") },
+                });
+            }
+        }
+        let stats = parse_stats(&String::from_utf8_lossy(&out.stdout))?;
+        Ok(SyncOutcome { stats, warnings })
+    }
+}
+
+impl FileSync for RsyncFileSync<'_> {
+    fn sync(&self, request: &SyncRequest) -> backup_core::Result<SyncOutcome> {
+        self.transfer(request).map_err(Into::into)
+    }
+}
