@@ -61,12 +61,54 @@ impl Metric {
 }
 
 /// The metrics one run of one job reports: the Pushgateway job is the binary's name.
+///
+/// `grouping` labels make a group of their own in the Pushgateway
+/// (`/metrics/job/<job>/<label>/<value>`): the per-PVC success timestamps are pushed one group per
+/// PVC, so a PVC that failed today keeps yesterday's timestamp instead of losing its series (a
+/// Pushgateway POST replaces every series of a metric name within one group).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricGroup {
     /// The Pushgateway job (`daily-backup`, `vaultwarden-backup`).
     pub job: String,
+    /// Grouping labels beyond `job`; they are added to every sample.
+    pub grouping: Vec<(String, String)>,
     /// The gauges.
     pub metrics: Vec<Metric>,
+}
+
+impl MetricGroup {
+    /// A group for `job` with no grouping labels.
+    pub fn new(job: &str, metrics: Vec<Metric>) -> Self {
+        Self {
+            job: job.to_owned(),
+            grouping: Vec::new(),
+            metrics,
+        }
+    }
+
+    /// The metrics with the grouping labels put in front of each sample's own labels: what a
+    /// scrape of the Pushgateway (or a textfile) shows.
+    pub fn labelled_metrics(&self) -> Vec<Metric> {
+        self.metrics
+            .iter()
+            .map(|m| Metric {
+                samples: m
+                    .samples
+                    .iter()
+                    .map(|s| Sample {
+                        labels: self
+                            .grouping
+                            .iter()
+                            .cloned()
+                            .chain(s.labels.iter().cloned())
+                            .collect(),
+                        value: s.value,
+                    })
+                    .collect(),
+                ..m.clone()
+            })
+            .collect()
+    }
 }
 
 /// Where metrics go: the Pushgateway, a node_exporter textfile, or both.

@@ -1,17 +1,19 @@
 //! Read-only mounts of snapshots.
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::error::Result;
 use crate::volume::SnapshotSource;
 
 /// Mounts a snapshot read-only and unmounts it.
 pub trait Mounter: Send + Sync {
-    /// Mounts `source` read-only on `target` (which exists and is empty).
+    /// Mounts `source` read-only on `target` (an existing, empty folder) and returns the folder
+    /// to read the snapshot from: `target`, or the source folder itself for a mounter that
+    /// cannot mount (the `dir` backend without root).
     ///
     /// # Errors
     /// When the mount fails or `target` is already a mount point.
-    fn mount_ro(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<()>;
+    fn mount_ro(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf>;
 
     /// Unmounts `target`.
     ///

@@ -234,7 +234,7 @@ impl FakeMounter {
 }
 
 impl Mounter for FakeMounter {
-    fn mount_ro(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<()> {
+    fn mount_ro(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
         let path = match source {
             SnapshotSource::Device(p) | SnapshotSource::Dir(p) => p,
         };
@@ -253,7 +253,7 @@ impl Mounter for FakeMounter {
             ));
         }
         m.insert(target.to_owned(), source.clone());
-        Ok(())
+        Ok(target.to_owned())
     }
 
     fn unmount(&self, target: &Utf8Path) -> Result<()> {
@@ -391,7 +391,7 @@ impl FakeMetricsSink {
     pub fn text(&self) -> String {
         self.groups()
             .iter()
-            .map(|g| format!("# job {}\n{}", g.job, exposition(&g.metrics)))
+            .map(|g| format!("# job {}\n{}", g.job, exposition(&g.labelled_metrics())))
             .collect()
     }
 }

@@ -38,7 +38,11 @@ fn contents_of(dir: &str) -> String {
 ///
 /// # Errors
 /// [`Error::RelativePath`] for any path that is not absolute.
-pub fn weekly_copy(source: &Utf8Path, dest: &Utf8Path, link_dest: Option<&Utf8Path>) -> Result<Invocation, Error> {
+pub fn weekly_copy(
+    source: &Utf8Path,
+    dest: &Utf8Path,
+    link_dest: Option<&Utf8Path>,
+) -> Result<Invocation, Error> {
     let source = absolute("source", source)?;
     let dest = absolute("destination", dest)?;
     let mut inv = Invocation::new(
@@ -49,7 +53,10 @@ pub fn weekly_copy(source: &Utf8Path, dest: &Utf8Path, link_dest: Option<&Utf8Pa
         inv = inv.arg(format!("--link-dest={}", absolute("link-dest", link)?));
     }
     // `--` ends options: a folder named `-rf` stays a folder
-    Ok(inv.arg("--").arg(contents_of(source)).arg(contents_of(dest)))
+    Ok(inv
+        .arg("--")
+        .arg(contents_of(source))
+        .arg(contents_of(dest)))
 }
 
 /// A single current copy of a live tree (the PVE config): `source/` mirrored into `dest/`.
@@ -90,8 +97,16 @@ mod tests {
     #[test]
     fn relative_paths_are_refused() {
         let err = weekly_copy(Utf8Path::new("nas:backup"), Utf8Path::new("/b"), None).unwrap_err();
-        assert_eq!(err.to_string(), "use `nas:backup` as the rsync source: expected an absolute path");
-        assert!(weekly_copy(Utf8Path::new("/a"), Utf8Path::new("/b"), Some(Utf8Path::new("w/x"))).is_err());
+        assert_eq!(
+            err.to_string(),
+            "use `nas:backup` as the rsync source: expected an absolute path"
+        );
+        assert!(weekly_copy(
+            Utf8Path::new("/a"),
+            Utf8Path::new("/b"),
+            Some(Utf8Path::new("w/x"))
+        )
+        .is_err());
         assert!(mirror_live(Utf8Path::new("/a"), Utf8Path::new("b")).is_err());
     }
 }

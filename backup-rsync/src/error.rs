@@ -13,7 +13,9 @@ pub enum Error {
     },
 
     /// The planned link-dest folder is missing: rsync would only warn and copy everything.
-    #[error("link against `{path}`: the folder does not exist (rsync would silently copy everything)")]
+    #[error(
+        "link against `{path}`: the folder does not exist (rsync would silently copy everything)"
+    )]
     MissingLinkDest {
         /// The missing folder.
         path: String,

@@ -27,10 +27,12 @@ pub fn classify(code: Option<i32>, source: SourceKind) -> Verdict {
     };
     match (code, source) {
         (0, _) => Verdict::Ok,
-        (24, SourceKind::Live) => Verdict::Warning("some files vanished while they were copied".to_owned()),
-        (24, SourceKind::Snapshot) => {
-            Verdict::Failed("files vanished from a read-only snapshot (was it unmounted?)".to_owned())
+        (24, SourceKind::Live) => {
+            Verdict::Warning("some files vanished while they were copied".to_owned())
         }
+        (24, SourceKind::Snapshot) => Verdict::Failed(
+            "files vanished from a read-only snapshot (was it unmounted?)".to_owned(),
+        ),
         (c, _) => Verdict::Failed(meaning(c).to_owned()),
     }
 }
@@ -69,11 +71,29 @@ mod tests {
     #[test]
     fn vanished_files_depend_on_the_source() {
         assert_eq!(classify(Some(0), SourceKind::Snapshot), Verdict::Ok);
-        assert!(matches!(classify(Some(24), SourceKind::Live), Verdict::Warning(_)));
-        assert!(matches!(classify(Some(24), SourceKind::Snapshot), Verdict::Failed(_)));
-        assert!(matches!(classify(Some(23), SourceKind::Live), Verdict::Failed(_)));
-        assert!(matches!(classify(Some(23), SourceKind::Snapshot), Verdict::Failed(_)));
-        assert!(matches!(classify(Some(12), SourceKind::Live), Verdict::Failed(_)));
-        assert!(matches!(classify(None, SourceKind::Live), Verdict::Failed(_)));
+        assert!(matches!(
+            classify(Some(24), SourceKind::Live),
+            Verdict::Warning(_)
+        ));
+        assert!(matches!(
+            classify(Some(24), SourceKind::Snapshot),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            classify(Some(23), SourceKind::Live),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            classify(Some(23), SourceKind::Snapshot),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            classify(Some(12), SourceKind::Live),
+            Verdict::Failed(_)
+        ));
+        assert!(matches!(
+            classify(None, SourceKind::Live),
+            Verdict::Failed(_)
+        ));
     }
 }

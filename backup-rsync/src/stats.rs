@@ -13,13 +13,22 @@ use crate::error::Error;
 /// # Errors
 /// [`Error::Stats`] when a required line is missing or a number does not parse.
 pub fn parse_stats(stdout: &str) -> Result<SyncStats, Error> {
-    let line = |prefix: &str| stdout.lines().find_map(|l| l.trim().strip_prefix(prefix).map(str::trim));
-    let required = |prefix: &'static str| line(prefix).ok_or_else(|| Error::Stats(format!("no `{prefix}` line")));
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::trim))
+    };
+    let required = |prefix: &'static str| {
+        line(prefix).ok_or_else(|| Error::Stats(format!("no `{prefix}` line")))
+    };
 
     let files_line = required("Number of files:")?;
     let files = match files_line.split_once("reg: ") {
         // `reg: 1,201, dir: 2)`: the separator is ", " (a bare "," is a thousands mark)
-        Some((_, rest)) => number(rest.split(", ").next().unwrap_or("").trim_end_matches(')'), "reg:")?,
+        Some((_, rest)) => number(
+            rest.split(", ").next().unwrap_or("").trim_end_matches(')'),
+            "reg:",
+        )?,
         // an empty transfer prints just "Number of files: 0"; a listing without regular files
         // prints no `reg:` part either
         None => {
@@ -41,7 +50,10 @@ pub fn parse_stats(stdout: &str) -> Result<SyncStats, Error> {
         total_bytes: bytes("Total file size:")?,
         transferred_bytes: bytes("Total transferred file size:")?,
         deleted_files: match line("Number of deleted files:") {
-            Some(v) => number(v.split(" (").next().unwrap_or(v), "Number of deleted files:")?,
+            Some(v) => number(
+                v.split(" (").next().unwrap_or(v),
+                "Number of deleted files:",
+            )?,
             None => 0,
         },
     })
@@ -50,7 +62,11 @@ pub fn parse_stats(stdout: &str) -> Result<SyncStats, Error> {
 /// `1,234` → 1234. rsync's separator follows the locale; `,` and `.` are both thousands marks
 /// here because none of these fields has a fraction.
 fn number(text: &str, what: &str) -> Result<u64, Error> {
-    let digits: String = text.trim().chars().filter(|c| !matches!(c, ',' | '.' | '\'')).collect();
+    let digits: String = text
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, ',' | '.' | '\''))
+        .collect();
     digits
         .parse()
         .map_err(|_| Error::Stats(format!("`{what}` is not a number: `{}`", text.trim())))

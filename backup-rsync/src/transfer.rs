@@ -27,11 +27,15 @@ impl<'r> RsyncFileSync<'r> {
             // rsync only warns about a missing --link-dest folder and then copies every file:
             // the week would be whole, but no longer deduplicated, and nobody would notice.
             if !link.is_dir() {
-                return Err(Error::MissingLinkDest { path: link.to_string() });
+                return Err(Error::MissingLinkDest {
+                    path: link.to_string(),
+                });
             }
         }
         let inv = match request.source_kind {
-            SourceKind::Snapshot => weekly_copy(&request.source, &request.dest, request.link_dest.as_deref())?,
+            SourceKind::Snapshot => {
+                weekly_copy(&request.source, &request.dest, request.link_dest.as_deref())?
+            }
             SourceKind::Live => mirror_live(&request.source, &request.dest)?,
         };
         let out = self.runner.run(&inv)?;
@@ -47,7 +51,11 @@ impl<'r> RsyncFileSync<'r> {
                     command: inv.display(),
                     code: out.status.unwrap_or(-1),
                     meaning,
-                    stderr: if tail.is_empty() { String::new() } else { format!(": {tail}") },
+                    stderr: if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {tail}")
+                    },
                 });
             }
         }

@@ -13,14 +13,26 @@ impl Runner for StdRunner {
         let out = std::process::Command::new(&inv.program)
             .args(&inv.args)
             .output()
-            .map_err(|e| backup_core::Error::backend(format!("start {}", inv.program), e.to_string()))?;
-        Ok(Output { status: out.status.code(), stdout: out.stdout, stderr: out.stderr })
+            .map_err(|e| {
+                backup_core::Error::backend(format!("start {}", inv.program), e.to_string())
+            })?;
+        Ok(Output {
+            status: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
     }
 }
 
 fn require_rsync() {
-    let ok = std::process::Command::new("rsync").arg("--version").output().is_ok_and(|o| o.status.success());
-    assert!(ok, "rsync is not installed: run scripts/test, which installs it");
+    let ok = std::process::Command::new("rsync")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "rsync is not installed: run scripts/test, which installs it"
+    );
 }
 
 fn tmp() -> (tempfile::TempDir, Utf8PathBuf) {
@@ -42,7 +54,12 @@ fn unchanged_files_are_hardlinked_against_the_link_dest() {
     write(&root.join("src/dir/b.txt"), "b");
     let sync = RsyncFileSync::new(&StdRunner);
     let first = sync
-        .sync(&SyncRequest { source: root.join("src"), dest: root.join("w1"), link_dest: None, source_kind: SourceKind::Snapshot })
+        .sync(&SyncRequest {
+            source: root.join("src"),
+            dest: root.join("w1"),
+            link_dest: None,
+            source_kind: SourceKind::Snapshot,
+        })
         .unwrap();
     assert_eq!((first.stats.files, first.stats.transferred_files), (2, 2));
     write(&root.join("src/a.txt"), "changed");
@@ -56,9 +73,17 @@ fn unchanged_files_are_hardlinked_against_the_link_dest() {
         .unwrap();
     assert_eq!(second.stats.transferred_files, 1);
     let ino = |p: &str| std::fs::metadata(root.join(p)).unwrap().ino();
-    assert_eq!(ino("w1/dir/b.txt"), ino("w2/dir/b.txt"), "unchanged file not hardlinked");
+    assert_eq!(
+        ino("w1/dir/b.txt"),
+        ino("w2/dir/b.txt"),
+        "unchanged file not hardlinked"
+    );
     assert_ne!(ino("w1/a.txt"), ino("w2/a.txt"));
-    assert_eq!(std::fs::read_to_string(root.join("w1/a.txt")).unwrap(), "a", "older week altered");
+    assert_eq!(
+        std::fs::read_to_string(root.join("w1/a.txt")).unwrap(),
+        "a",
+        "older week altered"
+    );
 }
 
 #[test]
@@ -83,10 +108,18 @@ fn a_missing_source_fails_with_rsyncs_words() {
     require_rsync();
     let (_d, root) = tmp();
     let err = RsyncFileSync::new(&StdRunner)
-        .sync(&SyncRequest { source: root.join("nope"), dest: root.join("w"), link_dest: None, source_kind: SourceKind::Live })
+        .sync(&SyncRequest {
+            source: root.join("nope"),
+            dest: root.join("w"),
+            link_dest: None,
+            source_kind: SourceKind::Live,
+        })
         .unwrap_err()
         .to_string();
-    assert!(err.contains("rsync exit 23") && err.contains("partial transfer"), "{err}");
+    assert!(
+        err.contains("rsync exit 23") && err.contains("partial transfer"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -97,9 +130,17 @@ fn odd_names_survive() {
         write(&root.join("src").join(name), name);
     }
     RsyncFileSync::new(&StdRunner)
-        .sync(&SyncRequest { source: root.join("src"), dest: root.join("-w"), link_dest: None, source_kind: SourceKind::Snapshot })
+        .sync(&SyncRequest {
+            source: root.join("src"),
+            dest: root.join("-w"),
+            link_dest: None,
+            source_kind: SourceKind::Snapshot,
+        })
         .unwrap();
     for name in ["-rf", "a:b", "new\nline", "sp ace", "--delete"] {
-        assert_eq!(std::fs::read_to_string(root.join("-w").join(name)).unwrap(), name);
+        assert_eq!(
+            std::fs::read_to_string(root.join("-w").join(name)).unwrap(),
+            name
+        );
     }
 }

@@ -3,15 +3,23 @@
 use backup_rsync::parse_stats;
 
 fn sample(name: &str) -> String {
-    std::fs::read_to_string(format!("{}/../fixtures/data/rsync/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read_to_string(format!(
+        "{}/../fixtures/data/rsync/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 #[test]
 fn captured_samples() {
-    let parsed: Vec<String> = ["stats-first-copy.txt", "stats-with-deletions.txt", "stats-link-dest.txt"]
-        .iter()
-        .map(|n| format!("{n}: {:?}", parse_stats(&sample(n)).unwrap()))
-        .collect();
+    let parsed: Vec<String> = [
+        "stats-first-copy.txt",
+        "stats-with-deletions.txt",
+        "stats-link-dest.txt",
+    ]
+    .iter()
+    .map(|n| format!("{n}: {:?}", parse_stats(&sample(n)).unwrap()))
+    .collect();
     insta::assert_snapshot!(parsed.join("\n"));
 }
 
@@ -23,6 +31,9 @@ fn bad_input() {
         "Number of files: 3 (reg: 2, dir: 1)\n",
         "Number of files: 3 (reg: 2, dir: 1)\nNumber of regular files transferred: 1\nTotal file size: 12 bytes\nTotal transferred file size: x bytes\n",
     ];
-    let errors: Vec<String> = cases.iter().map(|c| parse_stats(c).unwrap_err().to_string()).collect();
+    let errors: Vec<String> = cases
+        .iter()
+        .map(|c| parse_stats(c).unwrap_err().to_string())
+        .collect();
     insta::assert_snapshot!(errors.join("\n"));
 }

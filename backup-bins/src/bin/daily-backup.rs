@@ -1,0 +1,98 @@
+//! `daily-backup`: the daily file-level backup (systemd timer, 05:00).
+
+use std::process::ExitCode;
+
+use backup_bins::app::{
+    claims, load_config, mounter, require_backup_root, sinks, volume_manager, GlobalArgs,
+};
+use backup_bins::daily::{plan_daily, plan_prune, run_daily, DailyDeps};
+use backup_bins::lock::RunLock;
+use backup_bins::runner::{stop_on_signals, DuctRunner};
+use backup_bins::{report, Error, Exit, Result};
+use backup_core::BackupRoot;
+use backup_rsync::RsyncFileSync;
+use clap::Parser;
+
+/// Copy every PVC volume's newest snapshot into this ISO week's folder.
+///
+/// For each volume matching `lv-pattern` (and not in an excluded namespace): its newest snapshot
+/// (a fresh one when the newest is older than `max-snapshot-age-hours`) is mounted read-only and
+/// copied with rsync into <backup-root>/pvc-data/<YYYY-WW>/<namespace>/<pvc>/, hardlinking
+/// unchanged files against the newest complete earlier week. A copy is marked complete only when
+/// the copy, the unmount and the deactivation all succeeded. Then the PVE config paths are copied,
+/// old weeks and snapshots pruned, and metrics written.
+///
+/// An empty source is refused when the last copy had files (a failed mount or a wiped PVC never
+/// replaces a backup). One volume failing never stops the others.
+///
+/// Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 partial (some volumes failed),
+/// 75 another run holds the lock.
+#[derive(Debug, Parser)]
+#[command(name = "daily-backup", version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("daily-backup: error: {e}");
+            e.exit().into()
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<Exit> {
+    let g = &cli.global;
+    let cfg = load_config(&g.config)?;
+    let now = g.now();
+    let stop = stop_on_signals().map_err(|e| Error::io("install signal handlers", "-", e))?;
+    let runner = DuctRunner::new(stop.clone());
+    let volumes = volume_manager(&cfg, &runner)?;
+    let claims = claims(&cfg)?;
+    let mounter = mounter(&runner);
+    let sync = RsyncFileSync::new(&runner);
+    let sinks = sinks(&cfg);
+    let deps = DailyDeps {
+        volumes: volumes.as_ref(),
+        mounter: mounter.as_ref(),
+        sync: &sync,
+        metrics: &sinks,
+        claims: &claims,
+        stop: &stop,
+    };
+    require_backup_root(&cfg)?;
+
+    if g.dry_run {
+        let plan = plan_daily(&cfg, &deps, now)?;
+        let prune = plan_prune(&cfg, deps.volumes, now)?;
+        if g.json {
+            let v = serde_json::json!({ "plan": plan, "prune": prune });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else {
+            print!("{}", report::daily_plan(&plan, &prune));
+        }
+        return Ok(Exit::Success);
+    }
+
+    let _lock = RunLock::acquire(&BackupRoot::new(&cfg.backup_root).lock_file())?;
+    let plan = plan_daily(&cfg, &deps, now)?;
+    if !g.json {
+        println!("{}", report::daily_header(&plan));
+    }
+    let json = g.json;
+    let r = run_daily(&cfg, &deps, &plan, &move |v| {
+        if !json {
+            println!("{}", report::volume_line(v));
+        }
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        println!("{}", report::daily_summary(&r));
+    }
+    Ok(r.exit)
+}

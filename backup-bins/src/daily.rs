@@ -1,0 +1,628 @@
+//! `daily-backup`: every selected volume's newest snapshot, mounted read-only, copied into this
+//! ISO week's folder with `--link-dest`; the PVE config; pruning; metrics.
+//!
+//! Planning and doing are separate: [`plan_daily`] decides everything from what it lists (no
+//! change anywhere), `--dry-run` prints that plan, and [`run_daily`] carries it out.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use backup_core::{
+    plan_link_dest, plan_snapshots, plan_versions, select_volumes, snapshot_name, BackupRoot,
+    Config, Decision, FileSync, IsoWeek, Metric, MetricGroup, MetricsSink, Mounter, PvClaim,
+    SelectedVolume, SnapshotInfo, SourceKind, SyncRequest, SyncStats, VolumeManager, WeekVersion,
+};
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::exit::Exit;
+use crate::mounts::mount_point_options;
+use crate::store::{has_entries, mark_complete, mark_incomplete, remove_version, scan_versions};
+
+/// The job name: Pushgateway job and textfile name.
+pub const JOB: &str = "daily-backup";
+
+/// The outside world of a run.
+pub struct DailyDeps<'a> {
+    /// Snapshots.
+    pub volumes: &'a dyn VolumeManager,
+    /// Read-only mounts.
+    pub mounter: &'a dyn Mounter,
+    /// rsync.
+    pub sync: &'a dyn FileSync,
+    /// Metrics.
+    pub metrics: &'a dyn MetricsSink,
+    /// PV → PVC resolution (API answer or cache, then the static map).
+    pub claims: &'a [PvClaim],
+    /// Set by SIGTERM/SIGINT: start nothing new.
+    pub stop: &'a AtomicBool,
+}
+
+/// Which snapshot a volume is copied from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action")]
+pub enum SnapshotChoice {
+    /// The newest snapshot, young enough.
+    Use {
+        /// Its name.
+        name: String,
+        /// When it was taken.
+        created: DateTime<Utc>,
+    },
+    /// No snapshot young enough: take one now.
+    Take {
+        /// The name it will have.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl SnapshotChoice {
+    fn name(&self) -> &str {
+        match self {
+            SnapshotChoice::Use { name, .. } | SnapshotChoice::Take { name, .. } => name,
+        }
+    }
+}
+
+/// What will happen to one volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumePlan {
+    /// The volume and its (namespace, pvc).
+    #[serde(flatten)]
+    pub volume: SelectedVolume,
+    /// The snapshot to copy from.
+    pub snapshot: SnapshotChoice,
+    /// Where the copy goes.
+    pub dest: Utf8PathBuf,
+    /// The earlier complete week it hardlinks against.
+    pub link_week: Option<IsoWeek>,
+    /// Why it cannot be backed up, when it cannot (two LVs claiming one PVC).
+    pub refused: Option<String>,
+}
+
+/// The whole plan of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DailyPlan {
+    /// The run's clock.
+    pub now: DateTime<Utc>,
+    /// This run's week folder.
+    pub week: IsoWeek,
+    /// The backup root.
+    pub backup_root: Utf8PathBuf,
+    /// Volumes to copy.
+    pub volumes: Vec<VolumePlan>,
+    /// Volumes skipped: excluded namespace.
+    pub excluded: Vec<SelectedVolume>,
+    /// PVE config paths and where each goes.
+    pub pve_config: Vec<(Utf8PathBuf, Utf8PathBuf)>,
+}
+
+/// Plans a run: selection, snapshot choice, destinations and link-dest. Changes nothing.
+///
+/// # Errors
+/// When volumes, snapshots or the backup root cannot be listed.
+pub fn plan_daily(cfg: &Config, deps: &DailyDeps<'_>, now: DateTime<Utc>) -> Result<DailyPlan> {
+    let root = BackupRoot::new(&cfg.backup_root);
+    let week = IsoWeek::from_date(now.date_naive());
+    let names: Vec<String> = deps
+        .volumes
+        .list_volumes()?
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    let selection = select_volumes(
+        &names,
+        &cfg.snapshots.lv_pattern,
+        deps.claims,
+        &cfg.snapshots.exclude_namespaces,
+    );
+    let snapshots = deps.volumes.list_snapshots()?;
+    let versions = scan_versions(&root)?;
+    let max_age = Duration::hours(i64::from(cfg.pvc_backup.max_snapshot_age_hours));
+    let mut seen: Vec<(String, String, String)> = Vec::new();
+    let volumes = selection
+        .selected
+        .into_iter()
+        .map(|volume| {
+            let newest = snapshots
+                .iter()
+                .filter(|s| s.volume == volume.lv && s.created <= now)
+                .max_by_key(|s| s.created);
+            let snapshot = match newest {
+                Some(s) if now - s.created <= max_age => SnapshotChoice::Use { name: s.name.clone(), created: s.created },
+                Some(s) => SnapshotChoice::Take {
+                    name: snapshot_name(&volume.lv, now),
+                    reason: format!(
+                        "newest snapshot {} is {} h old (max-snapshot-age-hours = {})",
+                        s.name,
+                        (now - s.created).num_hours(),
+                        cfg.pvc_backup.max_snapshot_age_hours
+                    ),
+                },
+                None => SnapshotChoice::Take { name: snapshot_name(&volume.lv, now), reason: "no snapshot yet".to_owned() },
+            };
+            let refused = seen
+                .iter()
+                .find(|(_, ns, pvc)| *ns == volume.namespace && *pvc == volume.pvc)
+                .map(|(lv, ns, pvc)| format!("{lv} is also {ns}/{pvc}: two volumes cannot share one copy; fix the PV map"));
+            seen.push((volume.lv.clone(), volume.namespace.clone(), volume.pvc.clone()));
+            VolumePlan {
+                dest: root.pvc_copy(week, &volume.namespace, &volume.pvc),
+                link_week: plan_link_dest(&versions, &volume.namespace, &volume.pvc, week).map(|v| v.week),
+                snapshot,
+                refused,
+                volume,
+            }
+        })
+        .collect();
+    let pve_config = cfg
+        .pve_config
+        .paths
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                root.pve_config().join(p.as_str().trim_start_matches('/')),
+            )
+        })
+        .collect();
+    Ok(DailyPlan {
+        now,
+        week,
+        backup_root: cfg.backup_root.clone(),
+        volumes,
+        excluded: selection.excluded,
+        pve_config,
+    })
+}
+
+/// How one item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Done.
+    Ok,
+    /// Failed; the error says why.
+    Failed,
+    /// Not started: the run was interrupted.
+    Skipped,
+}
+
+/// The result of one volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeResult {
+    /// LV name.
+    pub lv: String,
+    /// Namespace.
+    pub namespace: String,
+    /// PVC.
+    pub pvc: String,
+    /// How it ended.
+    pub status: Status,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The snapshot copied.
+    pub snapshot: String,
+    /// The week linked against.
+    pub link_week: Option<IsoWeek>,
+    /// rsync's numbers.
+    pub stats: Option<SyncStats>,
+    /// Warnings that did not fail it.
+    pub warnings: Vec<String>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// The result of one other item (a PVE config path, a removal).
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemResult {
+    /// What it was.
+    pub item: String,
+    /// How it ended.
+    pub status: Status,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// What pruning did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// Versions removed (`<week> <namespace>/<pvc>`).
+    pub removed_versions: Vec<String>,
+    /// Snapshots removed.
+    pub removed_snapshots: Vec<String>,
+    /// Removals that failed.
+    pub errors: Vec<String>,
+}
+
+/// Everything a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DailyReport {
+    /// The week written.
+    pub week: IsoWeek,
+    /// The backup root.
+    pub backup_root: Utf8PathBuf,
+    /// One entry per selected volume.
+    pub volumes: Vec<VolumeResult>,
+    /// Volumes skipped for their namespace.
+    pub excluded: Vec<SelectedVolume>,
+    /// One entry per PVE config path.
+    pub pve_config: Vec<ItemResult>,
+    /// Pruning.
+    pub prune: PruneReport,
+    /// Warnings about the run as a whole (metrics not published, unresolved volumes).
+    pub warnings: Vec<String>,
+    /// Wall time.
+    pub seconds: f64,
+    /// The exit code.
+    pub exit: Exit,
+}
+
+impl DailyReport {
+    /// (ok, failed) counts over volumes and PVE config items.
+    pub fn counts(&self) -> (usize, usize) {
+        let statuses = self
+            .volumes
+            .iter()
+            .map(|v| v.status)
+            .chain(self.pve_config.iter().map(|i| i.status));
+        statuses.fold((0, 0), |(ok, bad), s| {
+            if s == Status::Ok {
+                (ok + 1, bad)
+            } else {
+                (ok, bad + 1)
+            }
+        })
+    }
+}
+
+/// Runs the plan: volumes (`parallel` at a time), PVE config, pruning, metrics. Calls `progress`
+/// as each volume finishes. One volume failing never stops the others.
+///
+/// # Errors
+/// Only when the run cannot start at all; per-item failures are in the report.
+pub fn run_daily(
+    cfg: &Config,
+    deps: &DailyDeps<'_>,
+    plan: &DailyPlan,
+    progress: &(dyn Fn(&VolumeResult) + Sync),
+) -> Result<DailyReport> {
+    let started = Instant::now();
+    let root = BackupRoot::new(&cfg.backup_root);
+    std::fs::create_dir_all(&cfg.pvc_backup.mount_dir)
+        .map_err(|e| Error::io("create the mount folder", &cfg.pvc_backup.mount_dir, e))?;
+
+    let n = plan.volumes.len();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<VolumeResult>>> = Mutex::new(vec![None; n]);
+    let workers = (cfg.pvc_backup.parallel as usize).clamp(1, n.max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(vp) = plan.volumes.get(i) else { break };
+                let r = if deps.stop.load(Ordering::SeqCst) {
+                    volume_result(
+                        vp,
+                        Status::Skipped,
+                        Some("the run was interrupted before this volume".to_owned()),
+                    )
+                } else {
+                    backup_volume(cfg, deps, &root, plan, vp)
+                };
+                progress(&r);
+                results
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
+            });
+        }
+    });
+    let volumes: Vec<VolumeResult> = results
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .into_iter()
+        .flatten()
+        .collect();
+
+    let pve_config = plan
+        .pve_config
+        .iter()
+        .map(|(src, dest)| copy_pve_path(deps, src, dest))
+        .collect();
+
+    let mut warnings = Vec::new();
+    let prune = if deps.stop.load(Ordering::SeqCst) {
+        warnings.push("interrupted: pruning skipped".to_owned());
+        PruneReport::default()
+    } else {
+        prune(cfg, deps, &root, plan.now)?
+    };
+
+    let mut report = DailyReport {
+        week: plan.week,
+        backup_root: cfg.backup_root.clone(),
+        volumes,
+        excluded: plan.excluded.clone(),
+        pve_config,
+        prune,
+        warnings,
+        seconds: started.elapsed().as_secs_f64(),
+        exit: Exit::Success,
+    };
+    let (ok, failed) = report.counts();
+    report.exit = if deps.stop.load(Ordering::SeqCst) {
+        Exit::Failed
+    } else {
+        Exit::from_counts(ok, failed)
+    };
+    if let Err(e) = publish_metrics(cfg, deps.metrics, &report, plan.now) {
+        report.warnings.push(format!("metrics not published: {e}"));
+    }
+    Ok(report)
+}
+
+fn volume_result(vp: &VolumePlan, status: Status, error: Option<String>) -> VolumeResult {
+    VolumeResult {
+        lv: vp.volume.lv.clone(),
+        namespace: vp.volume.namespace.clone(),
+        pvc: vp.volume.pvc.clone(),
+        status,
+        error,
+        snapshot: vp.snapshot.name().to_owned(),
+        link_week: vp.link_week,
+        stats: None,
+        warnings: Vec::new(),
+        seconds: 0.0,
+    }
+}
+
+fn backup_volume(
+    cfg: &Config,
+    deps: &DailyDeps<'_>,
+    root: &BackupRoot,
+    plan: &DailyPlan,
+    vp: &VolumePlan,
+) -> VolumeResult {
+    let started = Instant::now();
+    let mut r = volume_result(vp, Status::Ok, None);
+    let outcome = match &vp.refused {
+        Some(why) => Err(Error::Refused(why.clone())),
+        None => copy_volume(cfg, deps, root, plan, vp),
+    };
+    match outcome {
+        Ok((stats, warnings)) => {
+            r.stats = Some(stats);
+            r.warnings = warnings;
+        }
+        Err(e) => {
+            r.status = Status::Failed;
+            r.error = Some(e.to_string());
+        }
+    }
+    r.seconds = started.elapsed().as_secs_f64();
+    r
+}
+
+fn copy_volume(
+    cfg: &Config,
+    deps: &DailyDeps<'_>,
+    root: &BackupRoot,
+    plan: &DailyPlan,
+    vp: &VolumePlan,
+) -> Result<(SyncStats, Vec<String>)> {
+    let v = &vp.volume;
+    let mut warnings = Vec::new();
+    if let SnapshotChoice::Take { name, reason } = &vp.snapshot {
+        deps.volumes.create_snapshot(&v.lv, name, plan.now)?;
+        warnings.push(format!("took snapshot {name}: {reason}"));
+    }
+    let snap = vp.snapshot.name();
+    let source = deps.volumes.activate(snap)?;
+    let target = cfg.pvc_backup.mount_dir.join(&v.lv);
+    let copied = (|| -> Result<SyncStats> {
+        std::fs::create_dir_all(&target)
+            .map_err(|e| Error::io("create the mount point", &target, e))?;
+        if mount_point_options(&target)?.is_some() {
+            // we hold the run lock: a mount here was left by a run that was killed
+            deps.mounter.unmount(&target)?;
+            warnings.push(format!(
+                "unmounted {target}, left mounted by an interrupted run"
+            ));
+        }
+        let read_root = deps.mounter.mount_ro(&source, &target)?;
+        let copied = copy_mounted(deps, root, plan, vp, &read_root);
+        let unmounted = deps.mounter.unmount(&target).map_err(Error::from);
+        let (stats, w) = copied?;
+        unmounted?;
+        warnings.extend(w);
+        Ok(stats)
+    })();
+    let deactivated = deps.volumes.deactivate(snap).map_err(Error::from);
+    let stats = copied?;
+    deactivated?;
+    // complete only once the copy, the unmount and the deactivation all succeeded
+    mark_complete(root, plan.week, &v.namespace, &v.pvc, plan.now)?;
+    Ok((stats, warnings))
+}
+
+fn copy_mounted(
+    deps: &DailyDeps<'_>,
+    root: &BackupRoot,
+    plan: &DailyPlan,
+    vp: &VolumePlan,
+    read_root: &Utf8Path,
+) -> Result<(SyncStats, Vec<String>)> {
+    let v = &vp.volume;
+    if !read_root.is_dir() {
+        return Err(Error::Refused(format!(
+            "snapshot mounted at {read_root} is not a readable folder"
+        )));
+    }
+    let link_dest = vp.link_week.map(|w| root.pvc_copy(w, &v.namespace, &v.pvc));
+    if !has_entries(read_root)? {
+        // An empty source with `rsync --delete` empties the copy and exits 0. A failed mount or a
+        // wiped PVC must not replace the backup: refuse when the last copy had files.
+        for earlier in [Some(vp.dest.clone()), link_dest.clone()]
+            .into_iter()
+            .flatten()
+        {
+            if earlier.is_dir() && has_entries(&earlier)? {
+                return Err(Error::Refused(format!(
+                    "source {read_root} is empty but the last copy {earlier} has files: refusing to replace \
+                     the backup with nothing (failed mount or wiped PVC?); the copy is kept"
+                )));
+            }
+        }
+    }
+    // the week folder is rewritten from here on: it is not a complete version until it is done
+    mark_incomplete(root, plan.week, &v.namespace, &v.pvc)?;
+    std::fs::create_dir_all(&vp.dest).map_err(|e| Error::io("create folder", &vp.dest, e))?;
+    let outcome = deps.sync.sync(&SyncRequest {
+        source: read_root.to_owned(),
+        dest: vp.dest.clone(),
+        link_dest,
+        source_kind: SourceKind::Snapshot,
+    })?;
+    Ok((outcome.stats, outcome.warnings))
+}
+
+fn copy_pve_path(deps: &DailyDeps<'_>, src: &Utf8Path, dest: &Utf8Path) -> ItemResult {
+    let result = (|| -> Result<()> {
+        if !src.is_dir() {
+            return Err(Error::Refused(format!("{src} is not a folder")));
+        }
+        std::fs::create_dir_all(dest).map_err(|e| Error::io("create folder", dest, e))?;
+        deps.sync.sync(&SyncRequest {
+            source: src.to_owned(),
+            dest: dest.to_owned(),
+            link_dest: None,
+            source_kind: SourceKind::Live,
+        })?;
+        Ok(())
+    })();
+    ItemResult {
+        item: format!("{src} -> {dest}"),
+        status: if result.is_ok() {
+            Status::Ok
+        } else {
+            Status::Failed
+        },
+        error: result.err().map(|e| e.to_string()),
+    }
+}
+
+/// The prune plan: weekly versions and snapshots.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrunePlan {
+    /// Weekly versions.
+    pub versions: Vec<Decision<WeekVersion>>,
+    /// Snapshots.
+    pub snapshots: Vec<Decision<SnapshotInfo>>,
+}
+
+/// Plans pruning from what is on disk now.
+///
+/// # Errors
+/// When the backup root or the snapshots cannot be listed.
+pub fn plan_prune(
+    cfg: &Config,
+    volumes: &dyn VolumeManager,
+    now: DateTime<Utc>,
+) -> Result<PrunePlan> {
+    let root = BackupRoot::new(&cfg.backup_root);
+    Ok(PrunePlan {
+        versions: plan_versions(&cfg.pvc_backup.policy, now, &scan_versions(&root)?)?,
+        snapshots: plan_snapshots(cfg.snapshots.retention, now, &volumes.list_snapshots()?)?,
+    })
+}
+
+fn prune(
+    cfg: &Config,
+    deps: &DailyDeps<'_>,
+    root: &BackupRoot,
+    now: DateTime<Utc>,
+) -> Result<PruneReport> {
+    let plan = plan_prune(cfg, deps.volumes, now)?;
+    let mut report = PruneReport::default();
+    for v in backup_core::removals(&plan.versions) {
+        let name = format!("{} {}/{}", v.week, v.namespace, v.pvc);
+        match remove_version(root, v) {
+            Ok(()) => report.removed_versions.push(name),
+            Err(e) => report.errors.push(format!("remove version {name}: {e}")),
+        }
+    }
+    for s in backup_core::removals(&plan.snapshots) {
+        match deps.volumes.remove_snapshot(&s.name) {
+            Ok(()) => report.removed_snapshots.push(s.name.clone()),
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    Ok(report)
+}
+
+fn publish_metrics(
+    cfg: &Config,
+    sink: &dyn MetricsSink,
+    report: &DailyReport,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let ok = report.exit == Exit::Success;
+    let mut metrics = vec![
+        Metric::gauge(
+            "daily_backup_last_run_success",
+            "1 when the last daily-backup run succeeded",
+            f64::from(u8::from(ok)),
+        ),
+        Metric::gauge(
+            "daily_backup_duration_seconds",
+            "duration of the last daily-backup run",
+            report.seconds,
+        ),
+    ];
+    if ok {
+        metrics.push(Metric::gauge(
+            "daily_backup_last_success_timestamp",
+            "unix time of the last successful daily-backup run",
+            now.timestamp() as f64,
+        ));
+    }
+    if let Ok(pct) = crate::store::disk_usage_percent(&cfg.backup_root) {
+        metrics.push(Metric::gauge(
+            "backup_disk_usage_percent",
+            "percent of the backup disk in use",
+            pct,
+        ));
+    }
+    let mut errors = Vec::new();
+    if let Err(e) = sink.publish(&MetricGroup::new(JOB, metrics)) {
+        errors.push(e.to_string());
+    }
+    for v in report.volumes.iter().filter(|v| v.status == Status::Ok) {
+        let mut g = MetricGroup::new(
+            JOB,
+            vec![Metric::gauge(
+                "daily_backup_pvc_last_success_timestamp",
+                "unix time of the last complete copy of this PVC",
+                now.timestamp() as f64,
+            )],
+        );
+        g.grouping = vec![
+            ("namespace".to_owned(), v.namespace.clone()),
+            ("pvc".to_owned(), v.pvc.clone()),
+        ];
+        if let Err(e) = sink.publish(&g) {
+            errors.push(e.to_string());
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        errors.dedup();
+        Err(Error::Refused(errors.join("; ")))
+    }
+}

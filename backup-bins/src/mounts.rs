@@ -1,0 +1,173 @@
+//! Read-only mounts of snapshots: the real one (root), and reading in place (`dir`, not root).
+
+use backup_core::{Error, Invocation, Mounter, Result, Runner, SnapshotSource};
+use camino::{Utf8Path, Utf8PathBuf};
+
+/// Mounts with `mount(8)`: a device read-only with journal replay off (a crash-consistent
+/// snapshot of ext4 has a dirty journal, and replaying it would write to the snapshot), a folder
+/// as a read-only bind mount. After mounting it checks that the mount is really there and
+/// read-only, so a silent no-op can never let a backup read the empty folder underneath.
+pub struct SystemMounter<'r> {
+    runner: &'r dyn Runner,
+}
+
+impl<'r> SystemMounter<'r> {
+    /// Mounts through `runner`.
+    pub fn new(runner: &'r dyn Runner) -> Self {
+        Self { runner }
+    }
+
+    fn fs_type(&self, device: &Utf8Path) -> Result<String> {
+        let out = Invocation::new("blkid", ["-o", "value", "-s", "TYPE", device.as_str()])
+            .run_checked(self.runner)?;
+        let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if t.is_empty() {
+            return Err(Error::backend(
+                format!("read the file system type of {device}"),
+                "blkid found none",
+            ));
+        }
+        Ok(t)
+    }
+}
+
+/// Mount options that keep a crash-consistent snapshot untouched.
+pub fn ro_options(fs_type: &str) -> &'static str {
+    match fs_type {
+        "ext4" | "ext3" => "ro,noload,nosuid,nodev",
+        "xfs" => "ro,norecovery,nosuid,nodev",
+        _ => "ro,nosuid,nodev",
+    }
+}
+
+impl Mounter for SystemMounter<'_> {
+    fn mount_ro(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
+        if mount_point_options(target)?.is_some() {
+            return Err(Error::backend(
+                format!("mount on {target}"),
+                "already a mount point",
+            ));
+        }
+        let inv = match source {
+            SnapshotSource::Device(dev) => {
+                let fs = self.fs_type(dev)?;
+                Invocation::new(
+                    "mount",
+                    [
+                        "-t",
+                        fs.as_str(),
+                        "-o",
+                        ro_options(&fs),
+                        "--",
+                        dev.as_str(),
+                        target.as_str(),
+                    ],
+                )
+            }
+            SnapshotSource::Dir(dir) => Invocation::new(
+                "mount",
+                [
+                    "--bind",
+                    "-o",
+                    "ro,nosuid,nodev",
+                    "--",
+                    dir.as_str(),
+                    target.as_str(),
+                ],
+            ),
+        };
+        inv.run_checked(self.runner)?;
+        match mount_point_options(target)? {
+            Some(opts) if opts.split(',').any(|o| o == "ro") => Ok(target.to_owned()),
+            Some(opts) => {
+                let _ = self.unmount(target);
+                Err(Error::backend(
+                    format!("mount {target} read-only"),
+                    format!("it is mounted `{opts}`"),
+                ))
+            }
+            None => Err(Error::backend(
+                format!("mount on {target}"),
+                "mount returned 0 but nothing is mounted there",
+            )),
+        }
+    }
+
+    fn unmount(&self, target: &Utf8Path) -> Result<()> {
+        Invocation::new("umount", ["--", target.as_str()]).run_checked(self.runner)?;
+        Ok(())
+    }
+}
+
+/// Reads the `dir` backend's snapshot folders where they are (no root, no mount): they are
+/// copies this tool made, so nothing else writes to them.
+#[derive(Debug, Default)]
+pub struct InPlaceMounter;
+
+impl Mounter for InPlaceMounter {
+    fn mount_ro(&self, source: &SnapshotSource, _target: &Utf8Path) -> Result<Utf8PathBuf> {
+        match source {
+            SnapshotSource::Dir(dir) => Ok(dir.clone()),
+            SnapshotSource::Device(dev) => Err(Error::backend(
+                format!("mount {dev}"),
+                "mounting a device needs root",
+            )),
+        }
+    }
+
+    fn unmount(&self, _target: &Utf8Path) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The per-mount options of `path` when it is a mount point (from `/proc/self/mountinfo`).
+///
+/// # Errors
+/// When mountinfo cannot be read.
+pub fn mount_point_options(path: &Utf8Path) -> Result<Option<String>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::backend("read /proc/self/mountinfo", e.to_string()))?;
+    let want = path.as_str().trim_end_matches('/');
+    // the last mount on a path wins: scan all lines
+    Ok(info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 5 && unescape_mountinfo(f[4]) == want).then(|| f[5].to_owned())
+    }))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo(r"/run/a\040b"), "/run/a b");
+        assert_eq!(unescape_mountinfo(r"/x\134y"), r"/x\y");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn root_is_a_mount_point() {
+        assert!(mount_point_options(Utf8Path::new("/")).unwrap().is_some());
+    }
+}

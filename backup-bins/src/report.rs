@@ -1,0 +1,297 @@
+//! Output for people: one line per volume, a summary, readable at 5 a.m.
+
+use std::fmt::Write as _;
+
+use crate::daily::{DailyPlan, DailyReport, PrunePlan, Status, VolumeResult};
+use crate::snapshot::CreateReport;
+
+/// `1536` → `1.5 KiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Ok => "ok",
+        Status::Failed => "FAILED",
+        Status::Skipped => "skipped",
+    }
+}
+
+/// One line for one volume.
+pub fn volume_line(r: &VolumeResult) -> String {
+    let name = format!("{}/{}", r.namespace, r.pvc);
+    let mut line = format!("  {:<7} {:<36} {:<24}", status_word(r.status), name, r.lv);
+    match (&r.stats, &r.error) {
+        (Some(s), _) => {
+            let _ = write!(
+                line,
+                " {} files  {} ({} new)  {:.1} s",
+                count(s.files),
+                bytes(s.total_bytes),
+                bytes(s.transferred_bytes),
+                r.seconds
+            );
+            match r.link_week {
+                Some(w) => {
+                    let _ = write!(line, "  linked to {w}");
+                }
+                None => line.push_str("  full copy"),
+            }
+        }
+        (None, Some(e)) => {
+            let _ = write!(line, " {e}");
+        }
+        (None, None) => {}
+    }
+    for w in &r.warnings {
+        let _ = write!(line, "\n          warning: {w}");
+    }
+    line
+}
+
+/// The header printed before the volumes.
+pub fn daily_header(plan: &DailyPlan) -> String {
+    format!(
+        "daily-backup: week {} into {}/pvc-data/{} ({} volumes, {} excluded)",
+        plan.week,
+        plan.backup_root,
+        plan.week,
+        plan.volumes.len(),
+        plan.excluded.len()
+    )
+}
+
+/// Everything after the volume lines.
+pub fn daily_summary(r: &DailyReport) -> String {
+    let mut out = String::new();
+    for e in &r.excluded {
+        let _ = writeln!(
+            out,
+            "  excluded {}/{} ({}): namespace in exclude-namespaces",
+            e.namespace, e.pvc, e.lv
+        );
+    }
+    for v in r
+        .volumes
+        .iter()
+        .filter(|v| v.namespace == backup_core::UNRESOLVED_NAMESPACE)
+    {
+        let _ = writeln!(
+            out,
+            "  warning: {} has no PV/PVC mapping: backed up under _unresolved/{}",
+            v.lv, v.pvc
+        );
+    }
+    for i in &r.pve_config {
+        let _ = writeln!(
+            out,
+            "  {:<7} pve-config {}{}",
+            status_word(i.status),
+            i.item,
+            i.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
+    let p = &r.prune;
+    if !p.removed_versions.is_empty() || !p.removed_snapshots.is_empty() {
+        let _ = writeln!(
+            out,
+            "  prune: removed {} versions ({}) and {} snapshots",
+            p.removed_versions.len(),
+            p.removed_versions.join(", "),
+            p.removed_snapshots.len()
+        );
+    }
+    for e in &p.errors {
+        let _ = writeln!(out, "  prune FAILED: {e}");
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+    let ok = r.volumes.iter().filter(|v| v.status == Status::Ok).count();
+    let failed: Vec<String> = r
+        .volumes
+        .iter()
+        .filter(|v| v.status != Status::Ok)
+        .map(|v| format!("{}/{}", v.namespace, v.pvc))
+        .collect();
+    let files: u64 = r
+        .volumes
+        .iter()
+        .filter_map(|v| v.stats)
+        .map(|s| s.files)
+        .sum();
+    let total: u64 = r
+        .volumes
+        .iter()
+        .filter_map(|v| v.stats)
+        .map(|s| s.total_bytes)
+        .sum();
+    let sent: u64 = r
+        .volumes
+        .iter()
+        .filter_map(|v| v.stats)
+        .map(|s| s.transferred_bytes)
+        .sum();
+    let _ = write!(
+        out,
+        "daily-backup: {ok} of {} volumes ok{}; {} files, {} ({} new) in {:.1} s; exit {}",
+        r.volumes.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(", failed: {}", failed.join(", "))
+        },
+        count(files),
+        bytes(total),
+        bytes(sent),
+        r.seconds,
+        r.exit.code()
+    );
+    out
+}
+
+/// `--dry-run` of daily-backup.
+pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
+    let mut out = format!("{}\n(dry run: nothing is changed)\n", daily_header(plan));
+    for v in &plan.volumes {
+        let snap = match &v.snapshot {
+            crate::daily::SnapshotChoice::Use { name, .. } => format!("from {name}"),
+            crate::daily::SnapshotChoice::Take { name, reason } => {
+                format!("would take {name} ({reason})")
+            }
+        };
+        let link = v
+            .link_week
+            .map(|w| format!("link-dest {w}"))
+            .unwrap_or_else(|| "no link-dest: full copy".to_owned());
+        let _ = writeln!(
+            out,
+            "  copy {:<24} {snap} -> {} ({link})",
+            v.volume.lv, v.dest
+        );
+        if let Some(why) = &v.refused {
+            let _ = writeln!(out, "       REFUSED: {why}");
+        }
+    }
+    for e in &plan.excluded {
+        let _ = writeln!(
+            out,
+            "  skip {:<24} namespace {} is excluded",
+            e.lv, e.namespace
+        );
+    }
+    for (src, dest) in &plan.pve_config {
+        let _ = writeln!(out, "  pve-config {src} -> {dest}");
+    }
+    for d in prune.versions.iter().filter(|d| d.is_remove()) {
+        let _ = writeln!(
+            out,
+            "  prune version {} {}/{}: {}",
+            d.item.week,
+            d.item.namespace,
+            d.item.pvc,
+            d.reasons.join("; ")
+        );
+    }
+    for d in prune.snapshots.iter().filter(|d| d.is_remove()) {
+        let _ = writeln!(
+            out,
+            "  prune snapshot {}: {}",
+            d.item.name,
+            d.reasons.join("; ")
+        );
+    }
+    out
+}
+
+/// Text for `lvm-pvc-snapshot create`.
+pub fn create_report(r: &CreateReport) -> String {
+    let mut out = String::new();
+    for p in &r.pruned {
+        let _ = writeln!(out, "  pruned  {p}");
+    }
+    for e in &r.prune_errors {
+        let _ = writeln!(out, "  prune FAILED: {e}");
+    }
+    if let Some(why) = &r.refused {
+        let _ = writeln!(out, "  REFUSED: {why}");
+    }
+    for t in &r.taken {
+        let _ = writeln!(
+            out,
+            "  {:<7} {:<24} {}/{} -> {}{}",
+            status_word(t.status),
+            t.volume.lv,
+            t.volume.namespace,
+            t.volume.pvc,
+            t.snapshot,
+            t.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
+    for e in &r.excluded {
+        let _ = writeln!(
+            out,
+            "  skip    {:<24} namespace {} is excluded",
+            e.lv, e.namespace
+        );
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+    let ok = r.taken.iter().filter(|t| t.status == Status::Ok).count();
+    let _ = write!(
+        out,
+        "lvm-pvc-snapshot: {ok} of {} snapshots taken, {} pruned, {} exist; exit {}",
+        r.taken.len(),
+        r.pruned.len(),
+        r.snapshot_count,
+        r.exit.code()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+        assert_eq!(count(0), "0");
+        assert_eq!(count(1234567), "1,234,567");
+        assert_eq!(count(100), "100");
+    }
+}
