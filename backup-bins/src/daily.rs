@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::exit::Exit;
+use crate::linkguard::unshare_changed;
 use crate::mounts::mount_point_options;
 use crate::store::{has_entries, mark_complete, mark_incomplete, remove_version, scan_versions};
 
@@ -481,6 +482,10 @@ fn copy_mounted(
     }
     // the week folder is rewritten from here on: it is not a complete version until it is done
     mark_incomplete(root, plan.week, &v.namespace, &v.pvc)?;
+    if vp.dest.is_dir() {
+        // a later run of this week: rsync would chmod/chown shared inodes of older weeks in place
+        unshare_changed(read_root.as_std_path(), vp.dest.as_std_path())?;
+    }
     std::fs::create_dir_all(&vp.dest).map_err(|e| Error::io("create folder", &vp.dest, e))?;
     let outcome = deps.sync.sync(&SyncRequest {
         source: read_root.to_owned(),

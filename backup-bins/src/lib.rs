@@ -12,6 +12,7 @@ pub mod daily;
 pub mod dir_backend;
 pub mod error;
 pub mod exit;
+pub mod linkguard;
 pub mod lock;
 pub mod metrics_sink;
 pub mod mounts;

@@ -127,7 +127,8 @@ impl Mounter for InPlaceMounter {
 pub fn mount_point_options(path: &Utf8Path) -> Result<Option<String>> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::backend("read /proc/self/mountinfo", e.to_string()))?;
-    let want = path.as_str().trim_end_matches('/');
+    let trimmed = path.as_str().trim_end_matches('/');
+    let want = if trimmed.is_empty() { "/" } else { trimmed };
     // the last mount on a path wins: scan all lines
     Ok(info.lines().rev().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();

@@ -35,6 +35,9 @@ fn contents_of(dir: &str) -> String {
 /// - `--delete`: the week folder mirrors the snapshot; files deleted in the PVC go.
 /// - never `--inplace`: it would write through the hardlinks into every older week.
 /// - `--stats` for the numbers.
+/// - `--modify-window=-1`: compare modification times to the nanosecond. The default compares
+///   whole seconds, so a file rewritten with the same size within the second of the last copy
+///   is taken as unchanged and the backup keeps the old content.
 ///
 /// # Errors
 /// [`Error::RelativePath`] for any path that is not absolute.
@@ -47,7 +50,13 @@ pub fn weekly_copy(
     let dest = absolute("destination", dest)?;
     let mut inv = Invocation::new(
         &rsync_program(),
-        ["-aHAX", "--numeric-ids", "--delete", "--stats"],
+        [
+            "-aHAX",
+            "--numeric-ids",
+            "--delete",
+            "--modify-window=-1",
+            "--stats",
+        ],
     );
     if let Some(link) = link_dest {
         inv = inv.arg(format!("--link-dest={}", absolute("link-dest", link)?));
@@ -68,7 +77,14 @@ pub fn mirror_live(source: &Utf8Path, dest: &Utf8Path) -> Result<Invocation, Err
     let dest = absolute("destination", dest)?;
     Ok(Invocation::new(
         &rsync_program(),
-        ["-aHAX", "--numeric-ids", "--delete", "--stats", "--"],
+        [
+            "-aHAX",
+            "--numeric-ids",
+            "--delete",
+            "--modify-window=-1",
+            "--stats",
+            "--",
+        ],
     )
     .arg(contents_of(source))
     .arg(contents_of(dest)))
@@ -89,7 +105,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             inv.display(),
-            "rsync -aHAX --numeric-ids --delete --stats --link-dest=/b/pvc-data/2026-01/ns/p -- /run/mnt/vm-1/ /b/pvc-data/2026-02/ns/p/"
+            "rsync -aHAX --numeric-ids --delete --modify-window=-1 --stats --link-dest=/b/pvc-data/2026-01/ns/p -- /run/mnt/vm-1/ /b/pvc-data/2026-02/ns/p/"
         );
         assert!(!inv.args.iter().any(|a| a == "--inplace"));
     }

@@ -1,0 +1,185 @@
+//! A throwaway homelab: volumes as folders, a config on the `dir` backend, the binaries.
+
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Output};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+pub const DAILY: &str = env!("CARGO_BIN_EXE_daily-backup");
+pub const SNAPSHOT: &str = env!("CARGO_BIN_EXE_lvm-pvc-snapshot");
+
+/// (lv, namespace, pvc) of the test volumes: the last one has no mapping.
+pub const VOLUMES: [(&str, &str, &str); 3] = [
+    ("vm-100-pvc-a", "vaultwarden", "data"),
+    ("vm-101-pvc-b", "nextcloud", "files"),
+    ("vm-102-pvc-c", "_unresolved", "vm-102-pvc-c"),
+];
+
+pub struct Env {
+    _dir: tempfile::TempDir,
+    pub root: Utf8PathBuf,
+    pub rsync: Option<Utf8PathBuf>,
+}
+
+pub fn require_rsync() {
+    let ok = Command::new("rsync")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "rsync is not installed: run scripts/test, which installs it"
+    );
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self::with_config("")
+    }
+
+    /// A homelab with three small volumes; `extra` is appended to the config.
+    pub fn with_config(extra: &str) -> Self {
+        require_rsync();
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+        for sub in ["volumes", "snapshots", "backup", "mnt", "metrics"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        for (lv, _, _) in VOLUMES {
+            for i in 0..5 {
+                write(
+                    &root
+                        .join("volumes")
+                        .join(lv)
+                        .join(format!("dir/file-{i}.txt")),
+                    &format!("{lv} file {i}\n"),
+                );
+            }
+        }
+        let config = format!(
+            r#"backup-root = "{root}/backup"
+[snapshots]
+backend = "dir"
+volumes-dir = "{root}/volumes"
+snapshots-dir = "{root}/snapshots"
+keep-days = 7
+[[kubernetes.volume]]
+lv = "vm-100-pvc-a"
+namespace = "vaultwarden"
+pvc = "data"
+[[kubernetes.volume]]
+lv = "vm-101-pvc-b"
+namespace = "nextcloud"
+pvc = "files"
+[pvc-backup]
+weekly-versions = 4
+mount-dir = "{root}/mnt"
+[pve-config]
+paths = ["{root}/volumes/vm-100-pvc-a/dir"]
+[metrics]
+textfile-dir = "{root}/metrics"
+{extra}"#
+        );
+        std::fs::write(root.join("config.toml"), config).unwrap();
+        Self {
+            _dir: dir,
+            root,
+            rsync: None,
+        }
+    }
+
+    pub fn config(&self) -> Utf8PathBuf {
+        self.root.join("config.toml")
+    }
+
+    pub fn vol(&self, lv: &str) -> Utf8PathBuf {
+        self.root.join("volumes").join(lv)
+    }
+
+    pub fn copy(&self, week: &str, ns: &str, pvc: &str) -> Utf8PathBuf {
+        self.root
+            .join("backup/pvc-data")
+            .join(week)
+            .join(ns)
+            .join(pvc)
+    }
+
+    pub fn marker(&self, week: &str, ns: &str, pvc: &str) -> Utf8PathBuf {
+        self.root
+            .join("backup/pvc-data")
+            .join(week)
+            .join(".complete")
+            .join(ns)
+            .join(pvc)
+    }
+
+    pub fn command(&self, bin: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(bin);
+        c.arg("--config").arg(self.config()).args(args);
+        if let Some(r) = &self.rsync {
+            c.env("HOMELAB_BACKUP_RSYNC", r);
+        }
+        c
+    }
+
+    pub fn run(&self, bin: &str, args: &[&str]) -> Output {
+        self.command(bin, args).output().unwrap()
+    }
+
+    /// A snapshot at 03:00 and the daily backup at 05:00 of `day` (YYYY-MM-DD); returns the
+    /// backup's output.
+    pub fn day(&self, day: &str) -> Output {
+        let snap = self.run(SNAPSHOT, &["--now", &format!("{day}T03:00:00Z"), "create"]);
+        assert_eq!(
+            snap.status.code(),
+            Some(0),
+            "snapshot on {day}: {}",
+            text(&snap)
+        );
+        self.run(DAILY, &["--now", &format!("{day}T05:00:00Z")])
+    }
+
+    pub fn weeks(&self) -> Vec<String> {
+        let mut w: Vec<String> = std::fs::read_dir(self.root.join("backup/pvc-data"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        w.sort();
+        w
+    }
+
+    /// Mounts under this test's folder that are still there.
+    pub fn leftover_mounts(&self) -> Vec<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(self.root.as_str()))
+            .map(String::from)
+            .collect()
+    }
+}
+
+pub fn write(p: &Utf8Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn ino(p: &Utf8Path) -> u64 {
+    std::fs::symlink_metadata(p).unwrap().ino()
+}

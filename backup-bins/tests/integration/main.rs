@@ -1,0 +1,7 @@
+//! backup-bins end to end: a transcript of a whole run against fakes, then the real binaries
+//! with real rsync, real files and (as root) real read-only bind mounts.
+
+mod daily_real;
+mod harness;
+mod snapshot_real;
+mod transcript;
