@@ -11,7 +11,8 @@ use std::time::Instant;
 use backup_core::{
     plan_link_dest, plan_snapshots, plan_versions, select_volumes, snapshot_name, BackupRoot,
     Config, Decision, FileSync, IsoWeek, Metric, MetricGroup, MetricsSink, Mounter, PvClaim,
-    SelectedVolume, SnapshotInfo, SourceKind, SyncRequest, SyncStats, VolumeManager, WeekVersion,
+    Runner, SelectedVolume, SnapshotInfo, SourceKind, SyncRequest, SyncStats, VolumeManager,
+    WeekVersion,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Duration, Utc};
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::exit::Exit;
 use crate::linkguard::unshare_changed;
 use crate::mounts::mount_point_options;
+use crate::pfsense::{backup_pfsense, CONFIG_XML, FULL_TAR};
 use crate::store::{has_entries, mark_complete, mark_incomplete, remove_version, scan_versions};
 
 /// The job name: Pushgateway job and textfile name.
@@ -36,6 +38,8 @@ pub struct DailyDeps<'a> {
     pub sync: &'a dyn FileSync,
     /// Metrics.
     pub metrics: &'a dyn MetricsSink,
+    /// Other commands (curl and ssh for pfSense).
+    pub runner: &'a dyn Runner,
     /// PV → PVC resolution (API answer or cache, then the static map).
     pub claims: &'a [PvClaim],
     /// Set by SIGTERM/SIGINT: start nothing new.
@@ -101,6 +105,8 @@ pub struct DailyPlan {
     pub excluded: Vec<SelectedVolume>,
     /// PVE config paths and where each goes.
     pub pve_config: Vec<(Utf8PathBuf, Utf8PathBuf)>,
+    /// The pfSense copy: where from, where to.
+    pub pfsense: Option<String>,
 }
 
 /// Plans a run: selection, snapshot choice, destinations and link-dest. Changes nothing.
@@ -179,6 +185,17 @@ pub fn plan_daily(cfg: &Config, deps: &DailyDeps<'_>, now: DateTime<Utc>) -> Res
         volumes,
         excluded: selection.excluded,
         pve_config,
+        pfsense: cfg.pfsense.as_ref().map(|p| {
+            format!(
+                "{} and ssh {}@{}:{} tar of {} -> {}",
+                p.api_url,
+                p.ssh_user,
+                p.ssh_host,
+                p.ssh_port,
+                p.tar_paths.join(" "),
+                root.pfsense_week(week)
+            )
+        }),
     })
 }
 
@@ -254,6 +271,8 @@ pub struct DailyReport {
     pub excluded: Vec<SelectedVolume>,
     /// One entry per PVE config path.
     pub pve_config: Vec<ItemResult>,
+    /// The pfSense copy; `None` without `[pfsense]`.
+    pub pfsense: Option<ItemResult>,
     /// Pruning.
     pub prune: PruneReport,
     /// Warnings about the run as a whole (metrics not published, unresolved volumes).
@@ -267,11 +286,12 @@ pub struct DailyReport {
 impl DailyReport {
     /// (ok, failed) counts over volumes and PVE config items.
     pub fn counts(&self) -> (usize, usize) {
-        let statuses = self
-            .volumes
-            .iter()
-            .map(|v| v.status)
-            .chain(self.pve_config.iter().map(|i| i.status));
+        let statuses = self.volumes.iter().map(|v| v.status).chain(
+            self.pve_config
+                .iter()
+                .chain(&self.pfsense)
+                .map(|i| i.status),
+        );
         statuses.fold((0, 0), |(ok, bad), s| {
             if s == Status::Ok {
                 (ok + 1, bad)
@@ -336,6 +356,27 @@ pub fn run_daily(
         .map(|(src, dest)| copy_pve_path(deps, src, dest))
         .collect();
 
+    let pfsense = cfg.pfsense.as_ref().map(|pf| {
+        let result = backup_pfsense(pf, deps.runner, &root, plan.week);
+        ItemResult {
+            item: match &result {
+                Ok(r) => format!(
+                    "{}/{{{CONFIG_XML} {}, {FULL_TAR} {}}}",
+                    root.pfsense_week(plan.week),
+                    crate::report::bytes(r.config_bytes as u64),
+                    crate::report::bytes(r.tar_bytes as u64)
+                ),
+                Err(_) => format!("{} from {}", root.pfsense_week(plan.week), pf.ssh_host),
+            },
+            status: if result.is_ok() {
+                Status::Ok
+            } else {
+                Status::Failed
+            },
+            error: result.err().map(|e| e.to_string()),
+        }
+    });
+
     let mut warnings = Vec::new();
     let prune = if deps.stop.load(Ordering::SeqCst) {
         warnings.push("interrupted: pruning skipped".to_owned());
@@ -350,6 +391,7 @@ pub fn run_daily(
         volumes,
         excluded: plan.excluded.clone(),
         pve_config,
+        pfsense,
         prune,
         warnings,
         seconds: started.elapsed().as_secs_f64(),
@@ -528,6 +570,8 @@ pub struct PrunePlan {
     pub versions: Vec<Decision<WeekVersion>>,
     /// Snapshots.
     pub snapshots: Vec<Decision<SnapshotInfo>>,
+    /// pfSense week folders (namespace `pfsense`).
+    pub pfsense: Vec<Decision<WeekVersion>>,
 }
 
 /// Plans pruning from what is on disk now.
@@ -543,7 +587,33 @@ pub fn plan_prune(
     Ok(PrunePlan {
         versions: plan_versions(&cfg.pvc_backup.policy, now, &scan_versions(&root)?)?,
         snapshots: plan_snapshots(cfg.snapshots.retention, now, &volumes.list_snapshots()?)?,
+        pfsense: plan_versions(&cfg.pvc_backup.policy, now, &scan_pfsense_weeks(&root)?)?,
     })
+}
+
+/// pfSense week folders: complete when both files are there, as of `config.xml`'s mtime.
+fn scan_pfsense_weeks(root: &BackupRoot) -> Result<Vec<WeekVersion>> {
+    let mut out = Vec::new();
+    for name in crate::store::subdirs(&root.pfsense())? {
+        let Ok(week) = name.parse::<IsoWeek>() else {
+            continue;
+        };
+        let dir = root.pfsense_week(week);
+        let completed_at = match (
+            std::fs::metadata(dir.join(CONFIG_XML)),
+            dir.join(FULL_TAR).is_file(),
+        ) {
+            (Ok(m), true) => m.modified().ok().map(DateTime::<Utc>::from),
+            _ => None,
+        };
+        out.push(WeekVersion {
+            namespace: "pfsense".to_owned(),
+            pvc: "pfsense".to_owned(),
+            week,
+            completed_at,
+        });
+    }
+    Ok(out)
 }
 
 fn prune(
@@ -559,6 +629,13 @@ fn prune(
         match remove_version(root, v) {
             Ok(()) => report.removed_versions.push(name),
             Err(e) => report.errors.push(format!("remove version {name}: {e}")),
+        }
+    }
+    for v in backup_core::removals(&plan.pfsense) {
+        let dir = root.pfsense_week(v.week);
+        match crate::store::remove_tree(&dir) {
+            Ok(()) => report.removed_versions.push(format!("{} pfsense", v.week)),
+            Err(e) => report.errors.push(e.to_string()),
         }
     }
     for s in backup_core::removals(&plan.snapshots) {

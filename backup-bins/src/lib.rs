@@ -16,6 +16,7 @@ pub mod linkguard;
 pub mod lock;
 pub mod metrics_sink;
 pub mod mounts;
+pub mod pfsense;
 pub mod report;
 pub mod runner;
 pub mod snapshot;

@@ -11,6 +11,8 @@
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 
@@ -19,38 +21,85 @@ fn io(action: &'static str, path: &Path, e: std::io::Error) -> Error {
 }
 
 /// Unlinks from `dest` every shared file (link count above 1) that rsync would keep but
-/// re-attribute from `source`. Returns how many it unlinked.
+/// re-attribute from `source`. Returns how many it unlinked. Folders are shared out to one
+/// worker per core: this walk runs before every same-week copy.
 ///
 /// # Errors
 /// When a folder cannot be read or a file cannot be unlinked.
 pub fn unshare_changed(source: &Path, dest: &Path) -> Result<usize> {
-    let mut unlinked = 0;
-    let mut stack: Vec<PathBuf> = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = source.join(&rel);
-        for entry in std::fs::read_dir(&dir).map_err(|e| io("list", &dir, e))? {
-            let entry = entry.map_err(|e| io("list", &dir, e))?;
-            let rel = rel.join(entry.file_name());
-            let src_meta = entry.metadata().map_err(|e| io("stat", &entry.path(), e))?;
-            let dest_path = dest.join(&rel);
-            let Ok(dest_meta) = std::fs::symlink_metadata(&dest_path) else {
-                continue;
-            };
-            if src_meta.is_dir() {
-                if dest_meta.is_dir() {
-                    stack.push(rel);
+    let queue = Mutex::new(vec![PathBuf::new()]);
+    let pending = AtomicUsize::new(1); // folders queued or being walked
+    let unlinked = AtomicUsize::new(0);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let job = queue.lock().unwrap_or_else(PoisonError::into_inner).pop();
+                let Some(rel) = job else {
+                    if pending.load(Ordering::SeqCst) == 0 {
+                        return;
+                    }
+                    std::thread::yield_now();
+                    continue;
+                };
+                if failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_none()
+                {
+                    match walk_one(source, dest, &rel) {
+                        Ok((subdirs, n)) => {
+                            unlinked.fetch_add(n, Ordering::SeqCst);
+                            pending.fetch_add(subdirs.len(), Ordering::SeqCst);
+                            queue
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .extend(subdirs);
+                        }
+                        Err(e) => *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(e),
+                    }
                 }
-                continue;
+                pending.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    match failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        Some(e) => Err(e),
+        None => Ok(unlinked.into_inner()),
+    }
+}
+
+/// One folder: unlinks what needs it, returns the sub-folders to walk and the count unlinked.
+fn walk_one(source: &Path, dest: &Path, rel: &Path) -> Result<(Vec<PathBuf>, usize)> {
+    let dir = source.join(rel);
+    let mut subdirs = Vec::new();
+    let mut unlinked = 0;
+    for entry in std::fs::read_dir(&dir).map_err(|e| io("list", &dir, e))? {
+        let entry = entry.map_err(|e| io("list", &dir, e))?;
+        let rel = rel.join(entry.file_name());
+        let dest_path = dest.join(&rel);
+        let Ok(dest_meta) = std::fs::symlink_metadata(&dest_path) else {
+            continue;
+        };
+        let src_meta = entry.metadata().map_err(|e| io("stat", &entry.path(), e))?;
+        if src_meta.is_dir() {
+            if dest_meta.is_dir() {
+                subdirs.push(rel);
             }
-            if would_reattribute(&src_meta, &dest_meta)
-                || xattrs_differ(&entry.path(), &dest_path, &src_meta, &dest_meta)
-            {
-                std::fs::remove_file(&dest_path).map_err(|e| io("unlink", &dest_path, e))?;
-                unlinked += 1;
-            }
+            continue;
+        }
+        if same_content_shared(&src_meta, &dest_meta)
+            && (attributes_differ(&src_meta, &dest_meta)
+                || xattrs(&entry.path()) != xattrs(&dest_path))
+        {
+            std::fs::remove_file(&dest_path).map_err(|e| io("unlink", &dest_path, e))?;
+            unlinked += 1;
         }
     }
-    Ok(unlinked)
+    Ok((subdirs, unlinked))
 }
 
 /// rsync's quick check says "unchanged" (same type, size and mtime) but the attributes differ,
@@ -63,21 +112,19 @@ fn same_content_shared(src: &Metadata, dest: &Metadata) -> bool {
         && src.mtime_nsec() == dest.mtime_nsec()
 }
 
-fn would_reattribute(src: &Metadata, dest: &Metadata) -> bool {
-    same_content_shared(src, dest)
-        && (src.mode() != dest.mode() || src.uid() != dest.uid() || src.gid() != dest.gid())
+fn attributes_differ(src: &Metadata, dest: &Metadata) -> bool {
+    src.mode() != dest.mode() || src.uid() != dest.uid() || src.gid() != dest.gid()
 }
 
-fn xattrs_differ(src_path: &Path, dest_path: &Path, src: &Metadata, dest: &Metadata) -> bool {
-    same_content_shared(src, dest) && xattrs(src_path) != xattrs(dest_path)
-}
-
-/// Sorted (name, value) pairs; unreadable xattrs read as none.
+/// Sorted (name, value) pairs (ACLs are `system.posix_acl_*`); unreadable xattrs read as none.
 fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut names = vec![0u8; 4096];
+    let mut names = [0u8; 4096];
     let Ok(n) = rustix::fs::llistxattr(path, &mut names) else {
         return Vec::new();
     };
+    if n == 0 {
+        return Vec::new();
+    }
     let mut out: Vec<(Vec<u8>, Vec<u8>)> = names[..n]
         .split(|b| *b == 0)
         .filter(|n| !n.is_empty())

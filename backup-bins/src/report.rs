@@ -119,6 +119,18 @@ pub fn daily_summary(r: &DailyReport) -> String {
                 .unwrap_or_default()
         );
     }
+    if let Some(i) = &r.pfsense {
+        let _ = writeln!(
+            out,
+            "  {:<7} pfsense {}{}",
+            status_word(i.status),
+            i.item,
+            i.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
     let p = &r.prune;
     if !p.removed_versions.is_empty() || !p.removed_snapshots.is_empty() {
         let _ = writeln!(
@@ -136,12 +148,23 @@ pub fn daily_summary(r: &DailyReport) -> String {
         let _ = writeln!(out, "  warning: {w}");
     }
     let ok = r.volumes.iter().filter(|v| v.status == Status::Ok).count();
-    let failed: Vec<String> = r
+    let mut failed: Vec<String> = r
         .volumes
         .iter()
         .filter(|v| v.status != Status::Ok)
         .map(|v| format!("{}/{}", v.namespace, v.pvc))
         .collect();
+    let other_failed = r
+        .pve_config
+        .iter()
+        .filter(|i| i.status != Status::Ok)
+        .count();
+    if other_failed > 0 {
+        failed.push(format!("{other_failed} pve-config paths"));
+    }
+    if r.pfsense.as_ref().is_some_and(|i| i.status != Status::Ok) {
+        failed.push("pfsense".to_owned());
+    }
     let files: u64 = r
         .volumes
         .iter()
@@ -211,6 +234,9 @@ pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
     for (src, dest) in &plan.pve_config {
         let _ = writeln!(out, "  pve-config {src} -> {dest}");
     }
+    if let Some(pf) = &plan.pfsense {
+        let _ = writeln!(out, "  pfsense {pf}");
+    }
     for d in prune.versions.iter().filter(|d| d.is_remove()) {
         let _ = writeln!(
             out,
@@ -218,6 +244,14 @@ pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
             d.item.week,
             d.item.namespace,
             d.item.pvc,
+            d.reasons.join("; ")
+        );
+    }
+    for d in prune.pfsense.iter().filter(|d| d.is_remove()) {
+        let _ = writeln!(
+            out,
+            "  prune pfsense {}: {}",
+            d.item.week,
             d.reasons.join("; ")
         );
     }

@@ -36,32 +36,36 @@ impl Runner for DuctRunner {
         let handle = expr
             .start()
             .map_err(|e| Error::backend(format!("start `{}`", inv.display()), e.to_string()))?;
-        loop {
-            match handle.try_wait() {
-                Ok(Some(out)) => {
-                    return Ok(Output {
-                        status: out.status.code(),
-                        stdout: out.stdout.clone(),
-                        stderr: out.stderr.clone(),
-                    })
+        // wait in this thread; a watcher kills the child as soon as `stop` is set
+        let done = AtomicBool::new(false);
+        let killed = AtomicBool::new(false);
+        let out = std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                while !done.load(Ordering::SeqCst) {
+                    if self.stop.load(Ordering::SeqCst) {
+                        killed.store(true, Ordering::SeqCst);
+                        let _ = handle.kill();
+                        return;
+                    }
+                    std::thread::park_timeout(Duration::from_millis(25));
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(Error::backend(
-                        format!("wait for `{}`", inv.display()),
-                        e.to_string(),
-                    ))
-                }
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                let _ = handle.kill();
-                return Err(Error::backend(
-                    format!("run `{}`", inv.display()),
-                    "stopped: the run was interrupted (SIGTERM/SIGINT)",
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            });
+            let out = handle.wait().map(|o| Output {
+                status: o.status.code(),
+                stdout: o.stdout.clone(),
+                stderr: o.stderr.clone(),
+            });
+            done.store(true, Ordering::SeqCst);
+            watcher.thread().unpark();
+            out
+        });
+        if killed.load(Ordering::SeqCst) {
+            return Err(Error::backend(
+                format!("run `{}`", inv.display()),
+                "stopped: the run was interrupted (SIGTERM/SIGINT)",
+            ));
         }
+        out.map_err(|e| Error::backend(format!("wait for `{}`", inv.display()), e.to_string()))
     }
 }
 

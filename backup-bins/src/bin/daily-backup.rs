@@ -61,6 +61,7 @@ fn run(cli: &Cli) -> Result<Exit> {
         mounter: mounter.as_ref(),
         sync: &sync,
         metrics: &sinks,
+        runner: &runner,
         claims: &claims,
         stop: &stop,
     };

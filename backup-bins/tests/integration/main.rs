@@ -3,5 +3,6 @@
 
 mod daily_real;
 mod harness;
+mod pfsense_real;
 mod snapshot_real;
 mod transcript;

@@ -4,7 +4,7 @@ use std::sync::atomic::AtomicBool;
 
 use backup_bins::daily::{plan_daily, run_daily, DailyDeps};
 use backup_core::testing::{
-    FakeFileSync, FakeMetricsSink, FakeMounter, FakeVolumeManager, Transcript,
+    FakeFileSync, FakeMetricsSink, FakeMounter, FakeVolumeManager, RecordingRunner, Transcript,
 };
 use backup_core::{Config, PvClaim};
 use camino::Utf8PathBuf;
@@ -101,11 +101,13 @@ fn a_whole_run_against_fakes() {
         },
     ];
     let stop = AtomicBool::new(false);
+    let runner = RecordingRunner::new(&tr);
     let deps = DailyDeps {
         volumes: &volumes,
         mounter: &mounter,
         sync: &sync,
         metrics: &metrics,
+        runner: &runner,
         claims: &claims,
         stop: &stop,
     };
