@@ -537,3 +537,96 @@ impl Cluster for FakeCluster {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 5, 3, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn the_fake_volume_manager_behaves_like_lvm() {
+        let t = Transcript::new();
+        let vm = FakeVolumeManager::new(&["vm-1-pvc-a"], &t);
+        assert!(
+            vm.create_snapshot("vm-9-pvc-z", "s0", at()).is_err(),
+            "snapshot of a missing volume"
+        );
+        vm.create_snapshot("vm-1-pvc-a", "s1", at()).unwrap();
+        assert!(
+            vm.create_snapshot("vm-1-pvc-a", "s1", at()).is_err(),
+            "name reused"
+        );
+        vm.activate("s1").unwrap();
+        assert!(vm.remove_snapshot("s1").is_err(), "removed while active");
+        vm.deactivate("s1").unwrap();
+        assert!(vm.deactivate("s1").is_err(), "deactivated twice");
+        vm.remove_snapshot("s1").unwrap();
+        assert!(vm.remove_snapshot("s1").is_err(), "removed twice");
+        assert!(vm.activate("s1").is_err());
+    }
+
+    #[test]
+    fn the_fake_mounter_refuses_double_mounts() {
+        let t = Transcript::new();
+        let m = FakeMounter::new(&t);
+        let src = SnapshotSource::Device("/dev/x".into());
+        m.mount_ro(&src, Utf8Path::new("/mnt/a")).unwrap();
+        assert!(m.mount_ro(&src, Utf8Path::new("/mnt/a")).is_err());
+        m.unmount(Utf8Path::new("/mnt/a")).unwrap();
+        assert!(m.unmount(Utf8Path::new("/mnt/a")).is_err());
+        assert_eq!(
+            t.lines(),
+            [
+                "mount -o ro /dev/x /mnt/a",
+                "mount -o ro /dev/x /mnt/a",
+                "umount /mnt/a",
+                "umount /mnt/a"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_recording_runner_answers_by_prefix() {
+        let t = Transcript::new();
+        let r = RecordingRunner::new(&t);
+        r.answer(&["lvs"], Output::ok("all"));
+        r.answer(&["lvs", "pve"], Output::failed(5, "no vg"));
+        assert_eq!(
+            r.run(&Invocation::new("lvs", ["pve", "-o", "x"]))
+                .unwrap()
+                .status,
+            Some(5)
+        );
+        assert_eq!(
+            r.run(&Invocation::new("lvs", ["other"])).unwrap().stdout,
+            b"all"
+        );
+        assert!(r
+            .run(&Invocation::new("true", Vec::<String>::new()))
+            .unwrap()
+            .success());
+        assert_eq!(t.lines(), ["$ lvs pve -o x", "$ lvs other", "$ true"]);
+    }
+
+    #[test]
+    fn the_fake_cluster_scales_pods() {
+        let t = Transcript::new();
+        let c = FakeCluster::new(Vec::new(), &t);
+        let w = Workload {
+            kind: "Deployment".into(),
+            namespace: "vw".into(),
+            name: "vaultwarden".into(),
+            replicas: 1,
+        };
+        c.add_workload("data", w.clone());
+        assert!(c.wait_pods_gone(&w, 5).is_err());
+        c.scale(&w, 0).unwrap();
+        c.wait_pods_gone(&w, 5).unwrap();
+        c.set_unreachable();
+        assert!(c.pv_claims().is_err());
+    }
+}

@@ -1,5 +1,6 @@
 //! `daily-backup`: the daily file-level backup (systemd timer, 05:00).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use backup_bins::app::{
@@ -53,7 +54,9 @@ fn run(cli: &Cli) -> Result<Exit> {
     let runner = DuctRunner::new(stop.clone());
     let volumes = volume_manager(&cfg, &runner)?;
     let claims = claims(&cfg)?;
-    let mounter = mounter(&runner);
+    // mount and umount are never killed: the unmount after SIGTERM must still happen
+    let unkillable = DuctRunner::default();
+    let mounter = mounter(&unkillable);
     let sync = RsyncFileSync::new(&runner);
     let sinks = sinks(&cfg);
     let deps = DailyDeps {
@@ -84,12 +87,27 @@ fn run(cli: &Cli) -> Result<Exit> {
     if !g.json {
         println!("{}", report::daily_header(&plan));
     }
+    // a progress bar only for a person at a terminal; journald and pipes get plain lines
+    let bar = (!g.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(plan.volumes.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} volumes  {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
     let json = g.json;
-    let r = run_daily(&cfg, &deps, &plan, &move |v| {
-        if !json {
-            println!("{}", report::volume_line(v));
+    let r = run_daily(&cfg, &deps, &plan, &|v| match &bar {
+        Some(bar) => {
+            bar.suspend(|| println!("{}", report::volume_line(v)));
+            bar.inc(1);
         }
+        None if !json => println!("{}", report::volume_line(v)),
+        None => {}
     })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
     } else {

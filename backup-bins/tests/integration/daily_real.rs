@@ -168,14 +168,7 @@ fn a_run_killed_mid_rsync_leaves_the_week_incomplete_and_the_next_run_completes_
     let mut env = Env::new();
     assert_eq!(env.day("2026-01-05").status.code(), Some(0)); // week 2026-02 complete
                                                               // enough data that a bandwidth-limited rsync is still busy when we kill it
-    let big = env.vol("vm-100-pvc-a").join("big");
-    for i in 0..40 {
-        write(&big.join(format!("blob-{i:02}")), &"x".repeat(64 * 1024));
-    }
-    let wrapper = env.root.join("slow-rsync");
-    std::fs::write(&wrapper, "#!/bin/sh\nexec rsync --bwlimit=256 \"$@\"\n").unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    env.rsync = Some(wrapper);
+    env.make_rsync_slow();
     let snap = env.run(SNAPSHOT, &["--now", "2026-01-12T03:00:00Z"]);
     assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
     let mut child = env
@@ -186,11 +179,7 @@ fn a_run_killed_mid_rsync_leaves_the_week_incomplete_and_the_next_run_completes_
         .spawn()
         .unwrap();
     let partial = env.copy("2026-03", "vaultwarden", "data").join("big");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(&partial).map(|d| d.count()).unwrap_or(0) < 2 {
-        assert!(Instant::now() < deadline, "rsync never started writing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    Env::wait_for_entries(&partial, 2);
     // SIGKILL to the whole process group, as systemd does to the unit's cgroup
     rustix::process::kill_process_group(
         rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
@@ -369,4 +358,48 @@ fn json_output_is_one_document() {
     assert_eq!(v["exit"], "success");
     assert_eq!(v["volumes"].as_array().unwrap().len(), 3);
     assert_eq!(v["volumes"][0]["stats"]["files"], 5);
+}
+
+#[test]
+fn sigterm_stops_the_copy_unmounts_and_leaves_the_week_incomplete() {
+    let mut env = Env::new();
+    env.make_rsync_slow();
+    assert_eq!(
+        env.run(SNAPSHOT, &["--now", "2026-01-05T03:00:00Z"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let child = env
+        .command(DAILY, &["--now", "2026-01-05T05:00:00Z"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    Env::wait_for_entries(&env.copy("2026-02", "vaultwarden", "data").join("big"), 2);
+    // SIGTERM to daily-backup alone, as `systemctl stop` with KillMode=mixed does
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::Term,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let t = text(&out);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "it kept copying after SIGTERM: {t}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("interrupted"), "{t}");
+    assert!(!env.marker("2026-02", "vaultwarden", "data").exists());
+    assert!(
+        env.leftover_mounts().is_empty(),
+        "left mounted after SIGTERM: {:?}",
+        env.leftover_mounts()
+    );
+    assert!(
+        t.contains("skipped"),
+        "volumes after the interrupted one should be skipped: {t}"
+    );
 }

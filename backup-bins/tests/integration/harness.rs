@@ -143,6 +143,36 @@ textfile-dir = "{root}/metrics"
         self.run(DAILY, &["--now", &format!("{day}T05:00:00Z")])
     }
 
+    /// 40 files of 64 KiB in vm-100-pvc-a and an rsync limited to 256 KiB/s: about 10 s of copy,
+    /// time enough to interrupt it.
+    pub fn make_rsync_slow(&mut self) -> Utf8PathBuf {
+        let big = self.vol("vm-100-pvc-a").join("big");
+        for i in 0..40 {
+            write(&big.join(format!("blob-{i:02}")), &"x".repeat(64 * 1024));
+        }
+        let wrapper = self.root.join("slow-rsync");
+        std::fs::write(&wrapper, "#!/bin/sh\nexec rsync --bwlimit=256 \"$@\"\n").unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        self.rsync = Some(wrapper);
+        big
+    }
+
+    /// Waits until `dir` holds at least `n` entries.
+    pub fn wait_for_entries(dir: &Utf8Path, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{dir} never got {n} entries"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn weeks(&self) -> Vec<String> {
         let mut w: Vec<String> = std::fs::read_dir(self.root.join("backup/pvc-data"))
             .map(|d| {
