@@ -49,6 +49,17 @@ fn parse_now(s: &str) -> std::result::Result<DateTime<Utc>, String> {
         .map_err(|e| format!("expected an RFC 3339 time like 2026-01-05T05:00:00Z: {e}"))
 }
 
+/// The process exit for a run's outcome; an error is printed as `<binary>: error: ...`.
+pub fn finish(binary: &str, outcome: Result<crate::Exit>) -> std::process::ExitCode {
+    match outcome {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("{binary}: error: {e}");
+            e.exit().into()
+        }
+    }
+}
+
 /// Reads and validates the configuration.
 ///
 /// # Errors

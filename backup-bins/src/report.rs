@@ -165,24 +165,18 @@ pub fn daily_summary(r: &DailyReport) -> String {
     if r.pfsense.as_ref().is_some_and(|i| i.status != Status::Ok) {
         failed.push("pfsense".to_owned());
     }
-    let files: u64 = r
-        .volumes
-        .iter()
-        .filter_map(|v| v.stats)
-        .map(|s| s.files)
-        .sum();
-    let total: u64 = r
-        .volumes
-        .iter()
-        .filter_map(|v| v.stats)
-        .map(|s| s.total_bytes)
-        .sum();
-    let sent: u64 = r
-        .volumes
-        .iter()
-        .filter_map(|v| v.stats)
-        .map(|s| s.transferred_bytes)
-        .sum();
+    let sum = |field: fn(&backup_core::SyncStats) -> u64| -> u64 {
+        r.volumes
+            .iter()
+            .filter_map(|v| v.stats.as_ref())
+            .map(field)
+            .sum()
+    };
+    let (files, total, sent) = (
+        sum(|s| s.files),
+        sum(|s| s.total_bytes),
+        sum(|s| s.transferred_bytes),
+    );
     let _ = write!(
         out,
         "daily-backup: {ok} of {} volumes ok{}; {} files, {} ({} new) in {:.1} s; exit {}",

@@ -68,26 +68,13 @@ pub fn weekly_copy(
         .arg(contents_of(dest)))
 }
 
-/// A single current copy of a live tree (the PVE config): `source/` mirrored into `dest/`.
+/// A single current copy of a live tree (the PVE config): `source/` mirrored into `dest/`, with
+/// the same flags as [`weekly_copy`] and no link-dest.
 ///
 /// # Errors
 /// [`Error::RelativePath`] for any path that is not absolute.
 pub fn mirror_live(source: &Utf8Path, dest: &Utf8Path) -> Result<Invocation, Error> {
-    let source = absolute("source", source)?;
-    let dest = absolute("destination", dest)?;
-    Ok(Invocation::new(
-        &rsync_program(),
-        [
-            "-aHAX",
-            "--numeric-ids",
-            "--delete",
-            "--modify-window=-1",
-            "--stats",
-            "--",
-        ],
-    )
-    .arg(contents_of(source))
-    .arg(contents_of(dest)))
+    weekly_copy(source, dest, None)
 }
 
 #[cfg(test)]

@@ -36,14 +36,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(exit) => exit.into(),
-        Err(e) => {
-            eprintln!("daily-backup: error: {e}");
-            e.exit().into()
-        }
-    }
+    backup_bins::app::finish("daily-backup", run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> Result<Exit> {

@@ -37,14 +37,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(exit) => exit.into(),
-        Err(e) => {
-            eprintln!("lvm-pvc-snapshot: error: {e}");
-            e.exit().into()
-        }
-    }
+    backup_bins::app::finish("lvm-pvc-snapshot", run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> Result<Exit> {
