@@ -1,6 +1,25 @@
-//! SQLite databases in snapshots: finding them by their header, copying each with its `-wal` or
-//! hot `-journal` so SQLite's own recovery runs on the copy, checking integrity, and storing a
-//! plain rollback-journal database with `VACUUM INTO`.
+//! SQLite databases in snapshots and on live volumes, copied so that nothing committed is lost.
 //!
-//! Not implemented yet: see the backup-sqlite issue. Detection on bytes is already in
-//! [`backup_core::is_sqlite_header`].
+//! - [`find_databases`]: walk a mounted snapshot, recognise databases by their header (at most 18
+//!   bytes read per file, only regular files of 512 bytes or more, symlinks never followed, names
+//!   as bytes).
+//! - [`copy_database`]: copy one with its `-wal` or hot `-journal` into a private folder, let
+//!   SQLite's own recovery run there, `PRAGMA integrity_check`, then `VACUUM INTO` a temp file
+//!   beside the destination, fsync, rename. The stored copy is a rollback-journal database that
+//!   opens on read-only media. A file with the magic that is not a usable database is an error
+//!   naming it, and nothing is stored.
+//! - [`backup_live`] / [`check_live`]: the online backup API and the integrity check for live
+//!   databases with writers (the `sqlite-backup` CronJob).
+//!
+//! The seed opened snapshot databases with `?mode=ro`: that fails without `-shm`, and
+//! `immutable=1` silently drops every transaction still in the WAL.
+
+mod copy;
+mod discover;
+mod error;
+mod live;
+
+pub use copy::{copy_database, integrity_check, CopyReport};
+pub use discover::{find_databases, Discovery};
+pub use error::{Error, Result};
+pub use live::{backup_live, check_live, open_live};

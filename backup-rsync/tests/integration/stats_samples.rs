@@ -3,11 +3,7 @@
 use backup_rsync::parse_stats;
 
 fn sample(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/../fixtures/data/rsync/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    std::fs::read_to_string(fixtures::data_dir().join("rsync").join(name)).unwrap()
 }
 
 #[test]

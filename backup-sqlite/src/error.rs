@@ -1,0 +1,78 @@
+//! The one error type of `backup-sqlite`.
+
+use std::path::PathBuf;
+
+/// What can go wrong finding, checking or copying a database. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// File I/O failed.
+    #[error("{action} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// SQLite refused the file (not a database, truncated, locked).
+    #[error("{action} `{}`: {source}", path.display())]
+    Sqlite {
+        /// What was being done.
+        action: &'static str,
+        /// The database.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// `PRAGMA integrity_check` did not answer `ok`.
+    #[error("check `{}`: integrity_check failed: {}", path.display(), problems.join("; "))]
+    Integrity {
+        /// The database.
+        path: PathBuf,
+        /// What SQLite reported (the first few lines).
+        problems: Vec<String>,
+    },
+
+    /// The live database stayed busy past the bound.
+    #[error("copy `{}`: still busy after {seconds} s of retries", path.display())]
+    Busy {
+        /// The database.
+        path: PathBuf,
+        /// How long it tried.
+        seconds: u64,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn sqlite(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: rusqlite::Error,
+    ) -> Self {
+        Self::Sqlite {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

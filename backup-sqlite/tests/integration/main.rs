@@ -1,0 +1,4 @@
+//! backup-sqlite against databases in every state a snapshot can catch, with real SQLite.
+
+mod live_writer;
+mod snapshot_states;
