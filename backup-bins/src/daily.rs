@@ -22,6 +22,8 @@ use crate::error::{Error, Result};
 use crate::exit::Exit;
 use crate::linkguard::unshare_changed;
 use crate::mounts::mount_point_options;
+use backup_sqlite::{copy_database, find_databases};
+
 use crate::pfsense::{backup_pfsense, CONFIG_XML, FULL_TAR};
 use crate::store::{has_entries, mark_complete, mark_incomplete, remove_version, scan_versions};
 
@@ -232,8 +234,21 @@ pub struct VolumeResult {
     pub stats: Option<SyncStats>,
     /// Warnings that did not fail it.
     pub warnings: Vec<String>,
+    /// The SQLite databases found in the snapshot and what became of each.
+    pub sqlite: Vec<SqliteResult>,
     /// Wall time.
     pub seconds: f64,
+}
+
+/// One SQLite database found in a snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct SqliteResult {
+    /// Its path inside the volume (lossy for names that are not UTF-8).
+    pub path: String,
+    /// Bytes of the stored copy.
+    pub bytes: Option<u64>,
+    /// Why it was not stored (not a usable database, failed integrity check).
+    pub error: Option<String>,
 }
 
 /// The result of one other item (a PVE config path, a removal).
@@ -284,14 +299,29 @@ pub struct DailyReport {
 }
 
 impl DailyReport {
-    /// (ok, failed) counts over volumes and PVE config items.
-    pub fn counts(&self) -> (usize, usize) {
-        let statuses = self.volumes.iter().map(|v| v.status).chain(
-            self.pve_config
+    /// SQLite databases that could not be copied, as (volume, database).
+    pub fn sqlite_failures(&self) -> impl Iterator<Item = (&VolumeResult, &SqliteResult)> {
+        self.volumes.iter().flat_map(|v| {
+            v.sqlite
                 .iter()
-                .chain(&self.pfsense)
-                .map(|i| i.status),
-        );
+                .filter(|s| s.error.is_some())
+                .map(move |s| (v, s))
+        })
+    }
+
+    /// (ok, failed) counts over volumes, SQLite copies, PVE config and pfSense items.
+    pub fn counts(&self) -> (usize, usize) {
+        let statuses = self
+            .volumes
+            .iter()
+            .map(|v| v.status)
+            .chain(
+                self.pve_config
+                    .iter()
+                    .chain(&self.pfsense)
+                    .map(|i| i.status),
+            )
+            .chain(self.sqlite_failures().map(|_| Status::Failed));
         statuses.fold((0, 0), |(ok, bad), s| {
             if s == Status::Ok {
                 (ok + 1, bad)
@@ -420,6 +450,7 @@ fn volume_result(vp: &VolumePlan, status: Status, error: Option<String>) -> Volu
         link_week: vp.link_week,
         stats: None,
         warnings: Vec::new(),
+        sqlite: Vec::new(),
         seconds: 0.0,
     }
 }
@@ -438,9 +469,10 @@ fn backup_volume(
         None => copy_volume(cfg, deps, root, plan, vp),
     };
     match outcome {
-        Ok((stats, warnings)) => {
-            r.stats = Some(stats);
-            r.warnings = warnings;
+        Ok(copied) => {
+            r.stats = Some(copied.stats);
+            r.warnings = copied.warnings;
+            r.sqlite = copied.sqlite;
         }
         Err(e) => {
             r.status = Status::Failed;
@@ -451,13 +483,20 @@ fn backup_volume(
     r
 }
 
+/// What copying one mounted snapshot produced.
+struct Copied {
+    stats: SyncStats,
+    warnings: Vec<String>,
+    sqlite: Vec<SqliteResult>,
+}
+
 fn copy_volume(
     cfg: &Config,
     deps: &DailyDeps<'_>,
     root: &BackupRoot,
     plan: &DailyPlan,
     vp: &VolumePlan,
-) -> Result<(SyncStats, Vec<String>)> {
+) -> Result<Copied> {
     let v = &vp.volume;
     let mut warnings = Vec::new();
     if let SnapshotChoice::Take { name, reason } = &vp.snapshot {
@@ -467,7 +506,7 @@ fn copy_volume(
     let snap = vp.snapshot.name();
     let source = deps.volumes.activate(snap)?;
     let target = cfg.pvc_backup.mount_dir.join(&v.lv);
-    let copied = (|| -> Result<SyncStats> {
+    let copied = (|| -> Result<Copied> {
         std::fs::create_dir_all(&target)
             .map_err(|e| Error::io("create the mount point", &target, e))?;
         if mount_point_options(&target)?.is_some() {
@@ -480,17 +519,18 @@ fn copy_volume(
         let read_root = deps.mounter.mount_ro(&source, &target)?;
         let copied = copy_mounted(deps, root, plan, vp, &read_root);
         let unmounted = deps.mounter.unmount(&target).map_err(Error::from);
-        let (stats, w) = copied?;
+        let copied = copied?;
         unmounted?;
-        warnings.extend(w);
-        Ok(stats)
+        Ok(copied)
     })();
     let deactivated = deps.volumes.deactivate(snap).map_err(Error::from);
-    let stats = copied?;
+    let mut copied = copied?;
     deactivated?;
     // complete only once the copy, the unmount and the deactivation all succeeded
     mark_complete(root, plan.week, &v.namespace, &v.pvc, plan.now)?;
-    Ok((stats, warnings))
+    warnings.append(&mut copied.warnings);
+    copied.warnings = warnings;
+    Ok(copied)
 }
 
 fn copy_mounted(
@@ -499,7 +539,7 @@ fn copy_mounted(
     plan: &DailyPlan,
     vp: &VolumePlan,
     read_root: &Utf8Path,
-) -> Result<(SyncStats, Vec<String>)> {
+) -> Result<Copied> {
     let v = &vp.volume;
     if !read_root.is_dir() {
         return Err(Error::Refused(format!(
@@ -535,7 +575,53 @@ fn copy_mounted(
         link_dest,
         source_kind: SourceKind::Snapshot,
     })?;
-    Ok((outcome.stats, outcome.warnings))
+    let sqlite = copy_sqlite(root, plan.week, v, read_root);
+    Ok(Copied {
+        stats: outcome.stats,
+        warnings: outcome.warnings,
+        sqlite,
+    })
+}
+
+/// Every SQLite database in the mounted snapshot, copied WAL-correctly into
+/// `sqlite-backup/<week>/<namespace>/<pvc>/<path inside the volume>`. A broken one is reported
+/// and stored nowhere; the others still go.
+fn copy_sqlite(
+    root: &BackupRoot,
+    week: IsoWeek,
+    v: &SelectedVolume,
+    read_root: &Utf8Path,
+) -> Vec<SqliteResult> {
+    let found = find_databases(read_root.as_std_path());
+    let dest_root = root.sqlite_copy(week, &v.namespace, &v.pvc);
+    let mut out: Vec<SqliteResult> = found
+        .databases
+        .iter()
+        .map(|rel| {
+            let result = copy_database(
+                &read_root.as_std_path().join(rel),
+                &dest_root.as_std_path().join(rel),
+            );
+            SqliteResult {
+                path: rel.to_string_lossy().into_owned(),
+                bytes: result.as_ref().ok().map(|r| r.bytes),
+                error: result.err().map(|e| e.to_string()),
+            }
+        })
+        .collect();
+    out.extend(
+        found
+            .unreadable
+            .into_iter()
+            .map(|(path, why)| SqliteResult {
+                path: path.to_string_lossy().into_owned(),
+                bytes: None,
+                error: Some(format!(
+                    "could not be read while looking for databases: {why}"
+                )),
+            }),
+    );
+    out
 }
 
 fn copy_pve_path(deps: &DailyDeps<'_>, src: &Utf8Path, dest: &Utf8Path) -> ItemResult {
@@ -626,7 +712,8 @@ fn prune(
     let mut report = PruneReport::default();
     for v in backup_core::removals(&plan.versions) {
         let name = format!("{} {}/{}", v.week, v.namespace, v.pvc);
-        match remove_version(root, v) {
+        let sqlite = root.sqlite_copy(v.week, &v.namespace, &v.pvc);
+        match remove_version(root, v).and_then(|()| crate::store::remove_tree(&sqlite)) {
             Ok(()) => report.removed_versions.push(name),
             Err(e) => report.errors.push(format!("remove version {name}: {e}")),
         }
@@ -673,6 +760,22 @@ fn publish_metrics(
             now.timestamp() as f64,
         ));
     }
+    let sqlite_ok = report
+        .volumes
+        .iter()
+        .flat_map(|v| &v.sqlite)
+        .filter(|s| s.error.is_none())
+        .count();
+    metrics.push(Metric::gauge(
+        "daily_backup_sqlite_copied",
+        "SQLite databases copied by the last daily-backup run",
+        sqlite_ok as f64,
+    ));
+    metrics.push(Metric::gauge(
+        "daily_backup_sqlite_failed",
+        "SQLite databases found by the last daily-backup run that could not be copied (corrupt, truncated)",
+        report.sqlite_failures().count() as f64,
+    ));
     if let Ok(pct) = crate::store::disk_usage_percent(&cfg.backup_root) {
         metrics.push(Metric::gauge(
             "backup_disk_usage_percent",

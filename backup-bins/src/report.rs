@@ -68,6 +68,28 @@ pub fn volume_line(r: &VolumeResult) -> String {
         }
         (None, None) => {}
     }
+    let stored: Vec<&str> = r
+        .sqlite
+        .iter()
+        .filter(|s| s.error.is_none())
+        .map(|s| s.path.as_str())
+        .collect();
+    if !stored.is_empty() {
+        let _ = write!(
+            line,
+            "\n          sqlite: {} copied ({})",
+            stored.len(),
+            stored.join(", ")
+        );
+    }
+    for s in r.sqlite.iter().filter(|s| s.error.is_some()) {
+        let _ = write!(
+            line,
+            "\n          sqlite FAILED {}: {}",
+            s.path,
+            s.error.as_deref().unwrap_or("")
+        );
+    }
     for w in &r.warnings {
         let _ = write!(line, "\n          warning: {w}");
     }
@@ -164,6 +186,9 @@ pub fn daily_summary(r: &DailyReport) -> String {
     }
     if r.pfsense.as_ref().is_some_and(|i| i.status != Status::Ok) {
         failed.push("pfsense".to_owned());
+    }
+    for (v, s) in r.sqlite_failures() {
+        failed.push(format!("sqlite {}/{}:{}", v.namespace, v.pvc, s.path));
     }
     let sum = |field: fn(&backup_core::SyncStats) -> u64| -> u64 {
         r.volumes

@@ -403,3 +403,42 @@ fn sigterm_stops_the_copy_unmounts_and_leaves_the_week_incomplete() {
         "volumes after the interrupted one should be skipped: {t}"
     );
 }
+
+#[test]
+fn sqlite_databases_in_a_snapshot_are_copied_and_a_corrupt_one_named() {
+    let env = Env::new();
+    let vol = env.vol("vm-100-pvc-a");
+    std::fs::create_dir_all(vol.join("data")).unwrap();
+    fixtures::sqlite::wal_uncheckpointed(
+        vol.join("data/db.sqlite3").as_std_path(),
+        fixtures::sqlite::Shm::Missing,
+    );
+    fixtures::sqlite::truncated(vol.join("data/broken.db").as_std_path(), 5000);
+    let out = env.day("2026-01-05");
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{t}");
+    assert!(t.contains("sqlite FAILED data/broken.db"), "{t}");
+    assert!(
+        t.contains("failed: sqlite vaultwarden/data:data/broken.db"),
+        "{t}"
+    );
+    let copies = env
+        .root
+        .join("backup/sqlite-backup/2026-02/vaultwarden/data/data");
+    assert_eq!(
+        fixtures::sqlite::count_rows(copies.join("db.sqlite3").as_std_path()),
+        (fixtures::sqlite::COMMITTED, 0)
+    );
+    assert!(
+        !copies.join("broken.db").exists(),
+        "a corrupt database was stored as a backup"
+    );
+    // the file copy itself is complete: the corrupt database is a finding, not a failed copy
+    assert!(env.marker("2026-02", "vaultwarden", "data").is_file());
+    let prom = std::fs::read_to_string(env.root.join("metrics/daily-backup.prom")).unwrap();
+    assert!(
+        prom.contains("daily_backup_sqlite_failed 1")
+            && prom.contains("daily_backup_sqlite_copied 1"),
+        "{prom}"
+    );
+}
