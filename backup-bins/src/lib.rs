@@ -20,6 +20,7 @@ pub mod pfsense;
 pub mod report;
 pub mod runner;
 pub mod snapshot;
+pub mod sqlite_job;
 pub mod store;
 
 pub use error::{Error, Result};

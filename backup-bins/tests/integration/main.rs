@@ -5,4 +5,5 @@ mod daily_real;
 mod harness;
 mod pfsense_real;
 mod snapshot_real;
+mod sqlite_job_real;
 mod transcript;
