@@ -75,29 +75,101 @@ pub fn copy_database(source: &Path, dest: &Path) -> Result<CopyReport> {
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(dest_dir)
         .map_err(|e| Error::io("create a private folder in", dest_dir, e))?;
-    let work = scratch.path().join("db");
-    std::fs::copy(source, &work).map_err(|e| Error::io("copy", source, e))?;
-    let mut side_files = Vec::new();
-    for suffix in ["-wal", "-journal"] {
-        let side = with_suffix(source, suffix);
-        match std::fs::copy(&side, with_suffix(&work, suffix)) {
-            Ok(_) => side_files.push(suffix.to_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("copy", side, e)),
+    let side_files: Vec<String> = ["-wal", "-journal"]
+        .iter()
+        .filter(|s| std::fs::symlink_metadata(with_suffix(source, s)).is_ok())
+        .map(|s| (*s).to_owned())
+        .collect();
+    let open: Box<dyn Fn() -> rusqlite::Result<Connection> + Send + Sync> = if side_files.is_empty()
+    {
+        // Nothing to recover: the file alone is the committed state, read where it is
+        // (`immutable=1` is right only here, with no WAL or journal that it would ignore).
+        let uri = immutable_uri(source);
+        Box::new(move || {
+            Connection::open_with_flags(
+                &uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+        })
+    } else {
+        let work = scratch.path().join("db");
+        std::fs::copy(source, &work).map_err(|e| Error::io("copy", source, e))?;
+        for suffix in &side_files {
+            let side = with_suffix(source, suffix);
+            std::fs::copy(&side, with_suffix(&work, suffix))
+                .map_err(|e| Error::io("copy", side, e))?;
+        }
+        // Opening the copy read-write lets SQLite replay the WAL or roll back the hot journal.
+        Box::new(move || {
+            let c = Connection::open_with_flags(&work, rw_flags())?;
+            c.busy_timeout(std::time::Duration::from_secs(60))?;
+            Ok(c)
+        })
+    };
+    let conn = open().map_err(|e| Error::sqlite("open", source, e))?;
+    tune(&conn);
+    // the first read runs recovery; after it a second connection can check in parallel
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .map_err(|e| Error::sqlite("open", source, e))?;
+    let (written, checked) = std::thread::scope(|s| {
+        let checker = s.spawn(|| {
+            let c = open().map_err(|e| Error::sqlite("open", source, e))?;
+            tune(&c);
+            integrity_check(&c, source)
+        });
+        let written = write_copy(&conn, source, dest_dir);
+        let checked = checker.join().unwrap_or_else(|_| {
+            Err(Error::Integrity {
+                path: source.to_owned(),
+                problems: vec!["the check panicked".to_owned()],
+            })
+        });
+        (written, checked)
+    });
+    drop(conn);
+    if let (Ok((tmp_path, _)), Err(_)) = (&written, &checked) {
+        let _ = std::fs::remove_file(tmp_path);
+    }
+    // a failed integrity check explains a failed copy best
+    checked?;
+    let (tmp_path, tmp) = written?;
+    let bytes = finish_copy(source, &tmp_path, dest, dest_dir);
+    drop(tmp); // its name is gone already (renamed or removed): this only forgets it
+    Ok(CopyReport {
+        bytes: bytes?,
+        side_files,
+    })
+}
+
+/// Reads faster: memory-mapped pages and a 64 MiB cache.
+fn tune(conn: &Connection) {
+    let _ = conn.execute_batch("PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -65536;");
+}
+
+/// A `file:` URI for `path` with `immutable=1`: every byte outside the unreserved set and `/` is
+/// percent-encoded, so `?`, `#`, `%` and names that are not UTF-8 stay part of the name.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(b) {
+            uri.push(char::from(*b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
         }
     }
+    uri.push_str("?immutable=1");
+    uri
+}
 
-    // Opening read-write lets SQLite replay the WAL or roll back the hot journal.
-    let conn = Connection::open_with_flags(&work, rw_flags())
-        .map_err(|e| Error::sqlite("open", source, e))?;
-    integrity_check(&conn, source).map_err(|e| match e {
-        Error::Integrity { problems, .. } => Error::Integrity {
-            path: source.to_owned(),
-            problems,
-        },
-        other => other,
-    })?;
-
+/// `VACUUM INTO` a temp file beside `dest`; returns its path and the guard that owns the name.
+fn write_copy(
+    conn: &Connection,
+    source: &Path,
+    dest_dir: &Path,
+) -> Result<(PathBuf, tempfile::NamedTempFile)> {
     let tmp = tempfile::Builder::new()
         .prefix(".sqlite-copy-")
         .tempfile_in(dest_dir)
@@ -114,8 +186,12 @@ pub fn copy_database(source: &Path, dest: &Path) -> Result<CopyReport> {
     })?;
     conn.execute("VACUUM INTO ?1", [tmp_str])
         .map_err(|e| Error::sqlite("write a copy of", source, e))?;
-    drop(conn);
 
+    Ok((tmp_path, tmp))
+}
+
+/// Turns the temp copy into a rollback-journal database, fsyncs it and renames it to `dest`.
+fn finish_copy(source: &Path, tmp_path: &Path, dest: &Path, dest_dir: &Path) -> Result<u64> {
     let result = (|| -> Result<u64> {
         {
             // a WAL source gives a WAL-mode copy: turn it into a plain rollback-journal database
@@ -144,11 +220,7 @@ pub fn copy_database(source: &Path, dest: &Path) -> Result<CopyReport> {
         Ok(bytes)
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp_path);
+        let _ = std::fs::remove_file(tmp_path);
     }
-    drop(tmp); // its file is gone already (renamed or removed); this only forgets it
-    Ok(CopyReport {
-        bytes: result?,
-        side_files,
-    })
+    result
 }

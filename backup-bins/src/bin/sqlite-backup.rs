@@ -69,6 +69,19 @@ enum Command {
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         busy_timeout: u64,
     },
+    /// List the SQLite databases in a folder tree (what daily-backup copies from a snapshot).
+    Find {
+        /// The folder to walk.
+        dir: PathBuf,
+    },
+    /// Copy one database from a snapshot the way daily-backup does: with its -wal or hot
+    /// -journal, recovered, integrity-checked, written with VACUUM INTO (rollback-journal mode).
+    Copy {
+        /// The database (its -wal / -journal beside it are used).
+        source: PathBuf,
+        /// The new file; must not exist.
+        dest: PathBuf,
+    },
     /// PRAGMA integrity_check of the live database, as a metric.
     Check {
         /// Application name: metric <name>_sqlite_integrity_ok, job <name>-integrity-check.
@@ -117,6 +130,59 @@ fn run(cli: &Cli) -> Result<Exit> {
     let sinks = sinks(cli, cfg.as_ref());
     let now = cli.global.now();
     match &cli.command {
+        Command::Find { dir } => {
+            let found = backup_sqlite::find_databases(dir);
+            for (path, why) in &found.unreadable {
+                eprintln!("sqlite-backup: cannot read {}: {why}", path.display());
+            }
+            if cli.global.json {
+                let list: Vec<String> = found
+                    .databases
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "databases": list, "files_seen": found.files_seen })
+                );
+            } else {
+                for db in &found.databases {
+                    println!("{}", db.display());
+                }
+                eprintln!(
+                    "{} databases among {} files",
+                    found.databases.len(),
+                    found.files_seen
+                );
+            }
+            Ok(if found.unreadable.is_empty() {
+                Exit::Success
+            } else {
+                Exit::Partial
+            })
+        }
+        Command::Copy { source, dest } => {
+            if std::fs::symlink_metadata(dest).is_ok() {
+                return Err(backup_bins::Error::Usage(format!(
+                    "{} exists: refusing to overwrite it",
+                    dest.display()
+                )));
+            }
+            let r = backup_sqlite::copy_database(source, dest)
+                .map_err(|e| backup_bins::Error::Refused(e.to_string()))?;
+            println!(
+                "sqlite-backup: {} -> {} ({}{})",
+                source.display(),
+                dest.display(),
+                backup_bins::report::bytes(r.bytes),
+                if r.side_files.is_empty() {
+                    String::new()
+                } else {
+                    format!(", recovered from {}", r.side_files.join(" "))
+                }
+            );
+            Ok(Exit::Success)
+        }
         Command::Check { name, db } => {
             let (ok, why) = run_check(name, db, &sinks)?;
             if ok {
