@@ -195,7 +195,7 @@ fn finish_copy(source: &Path, tmp_path: &Path, dest: &Path, dest_dir: &Path) -> 
     let result = (|| -> Result<u64> {
         {
             // a WAL source gives a WAL-mode copy: turn it into a plain rollback-journal database
-            let out = Connection::open_with_flags(&tmp_path, rw_flags())
+            let out = Connection::open_with_flags(tmp_path, rw_flags())
                 .map_err(|e| Error::sqlite("open the copy of", source, e))?;
             let mode: String = out
                 .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
@@ -207,13 +207,13 @@ fn finish_copy(source: &Path, tmp_path: &Path, dest: &Path, dest_dir: &Path) -> 
                 });
             }
         }
-        let f = File::open(&tmp_path).map_err(|e| Error::io("open", &tmp_path, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", &tmp_path, e))?;
+        let f = File::open(tmp_path).map_err(|e| Error::io("open", tmp_path, e))?;
+        f.sync_all().map_err(|e| Error::io("fsync", tmp_path, e))?;
         let bytes = f
             .metadata()
-            .map_err(|e| Error::io("stat", &tmp_path, e))?
+            .map_err(|e| Error::io("stat", tmp_path, e))?
             .len();
-        std::fs::rename(&tmp_path, dest).map_err(|e| Error::io("rename into place", dest, e))?;
+        std::fs::rename(tmp_path, dest).map_err(|e| Error::io("rename into place", dest, e))?;
         File::open(dest_dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io("fsync", dest_dir, e))?;
