@@ -40,6 +40,8 @@ pub struct Workload {
     pub name: String,
     /// Replicas before the restore scaled it.
     pub replicas: u32,
+    /// Its pod label selector (`app=vaultwarden,tier=web`), to wait for its pods.
+    pub selector: String,
 }
 
 /// The cluster API, as much of it as backups and restores need.

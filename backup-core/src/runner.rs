@@ -45,6 +45,17 @@ impl Invocation {
         self
     }
 
+    /// Adds several arguments.
+    #[must_use]
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
     /// Sets an environment variable for the command.
     #[must_use]
     pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {

@@ -412,6 +412,8 @@ struct ClusterState {
     pods: BTreeMap<(String, String), u32>,
     unreachable: bool,
     failing: BTreeSet<String>,
+    stuck: BTreeSet<String>,
+    failing_up: BTreeSet<String>,
 }
 
 /// A cluster with PVs and workloads in memory; scaling to 0 removes the pods.
@@ -450,9 +452,19 @@ impl FakeCluster {
         lock(&self.state).unreachable = true;
     }
 
-    /// Makes operations on the workload `name` fail.
+    /// Makes scaling the workload `name` up (to more than 0) fail.
+    pub fn fail_scale_up_on(&self, name: &str) {
+        lock(&self.state).failing_up.insert(name.to_owned());
+    }
+
+    /// Makes scaling the workload `name` down to 0 fail.
     pub fn fail_on(&self, name: &str) {
         lock(&self.state).failing.insert(name.to_owned());
+    }
+
+    /// Makes the pods of workload `name` stay after it is scaled to 0 (a stuck terminating pod).
+    pub fn keep_pods(&self, name: &str) {
+        lock(&self.state).stuck.insert(name.to_owned());
     }
 
     /// Pods of (namespace, name) running now.
@@ -504,16 +516,23 @@ impl Cluster for FakeCluster {
             workload.namespace
         ));
         Self::reachable(&st, "scale")?;
-        if st.failing.contains(&workload.name) {
+        let refused = if replicas == 0 {
+            &st.failing
+        } else {
+            &st.failing_up
+        };
+        if refused.contains(&workload.name) {
             return Err(Error::backend(
                 format!("scale {}", workload.name),
                 "injected failure",
             ));
         }
-        st.pods.insert(
-            (workload.namespace.clone(), workload.name.clone()),
-            replicas,
-        );
+        if !(replicas == 0 && st.stuck.contains(&workload.name)) {
+            st.pods.insert(
+                (workload.namespace.clone(), workload.name.clone()),
+                replicas,
+            );
+        }
         Ok(())
     }
 
@@ -621,6 +640,7 @@ mod tests {
             namespace: "vw".into(),
             name: "vaultwarden".into(),
             replicas: 1,
+            selector: "app=vaultwarden".into(),
         };
         c.add_workload("data", w.clone());
         assert!(c.wait_pods_gone(&w, 5).is_err());

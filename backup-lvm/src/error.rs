@@ -1,0 +1,29 @@
+//! The one error type of `backup-lvm`.
+
+/// What can go wrong reading `lvs` or `kubectl` output, or driving LVM.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `lvs` output that does not read as expected.
+    #[error("read lvs output: {0}")]
+    Lvs(String),
+
+    /// `kubectl` output that does not read as expected.
+    #[error("read kubectl output: {0}")]
+    Kubectl(String),
+
+    /// A command or backend operation failed.
+    #[error(transparent)]
+    Core(#[from] backup_core::Error),
+}
+
+impl From<Error> for backup_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Core(inner) => inner,
+            other => backup_core::Error::backend("lvm", other.to_string()),
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

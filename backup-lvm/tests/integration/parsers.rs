@@ -1,0 +1,151 @@
+//! `lvs` and `kubectl` parsers on captured output, and their errors.
+
+use backup_core::testing::{RecordingRunner, Transcript};
+use backup_core::Output;
+use backup_core::{Runner, VolumeManager};
+use backup_lvm::{is_source_volume, parse_lvs, parse_pv_list, parse_workloads, LvmVolumeManager};
+
+fn data(path: &str) -> Vec<u8> {
+    std::fs::read(fixtures::data_dir().join(path)).unwrap()
+}
+
+#[test]
+fn captured_lvs_samples_parse() {
+    let parsed: Vec<String> = ["lvm/lvs.json", "lvm/lvs-all.json", "lvm/lvs-scenario.json"]
+        .iter()
+        .flat_map(|f| {
+            parse_lvs(&data(f))
+                .unwrap()
+                .into_iter()
+                .map(move |l| {
+                    format!(
+                        "{f}: {} pool={:?} origin={:?} time={:?} data={:?} meta={:?} size={:?} hidden={} thin={} skip={} source={} tags={:?}",
+                        l.name,
+                        l.pool,
+                        l.origin,
+                        l.time.map(|t| t.to_rfc3339()),
+                        l.data_percent,
+                        l.metadata_percent,
+                        l.size_bytes,
+                        l.is_hidden(),
+                        l.is_thin_volume(),
+                        l.skips_activation(),
+                        is_source_volume(&l),
+                        l.tags
+                    )
+                })
+        })
+        .collect();
+    insta::assert_snapshot!(parsed.join("\n"));
+}
+
+#[test]
+fn bad_lvs_output_is_an_error_naming_what_is_wrong() {
+    let good = String::from_utf8(data("lvm/lvs.json")).unwrap();
+    let cases = [
+        ("truncated", good[..good.len() / 2].to_owned()),
+        ("not json", "  Volume group \"pve\" not found\n".to_owned()),
+        (
+            "missing field",
+            good.replace("\"lv_attr\":\"Vwi-a-tz--\", ", ""),
+        ),
+        (
+            "non-numeric percent",
+            good.replace("\"data_percent\":\"0.77\"", "\"data_percent\":\"n/a\""),
+        ),
+        (
+            "percent out of range",
+            good.replace("\"data_percent\":\"0.77\"", "\"data_percent\":\"177\""),
+        ),
+        (
+            "bad time",
+            good.replace("2026-11-27 09:07:08 +0000", "yesterday"),
+        ),
+        (
+            "bad size",
+            good.replace("\"lv_size\":\"3422552064B\"", "\"lv_size\":\"3.19g\""),
+        ),
+        ("no lv_name", good.replace("\"lv_name\":\"data\", ", "")),
+    ];
+    let errors: Vec<String> = cases
+        .iter()
+        .map(|(name, text)| format!("{name}: {}", parse_lvs(text.as_bytes()).unwrap_err()))
+        .collect();
+    insta::assert_snapshot!(errors.join("\n"));
+}
+
+#[test]
+fn kubectl_pv_and_workloads() {
+    let claims = parse_pv_list(&data("kubectl/pv.json")).unwrap();
+    let w = parse_workloads(
+        &data("kubectl/workloads-vaultwarden.json"),
+        "vaultwarden",
+        "vaultwarden-data",
+    )
+    .unwrap();
+    let sts = parse_workloads(
+        &data("kubectl/workloads-vaultwarden.json"),
+        "vaultwarden",
+        "data-postgres-2",
+    )
+    .unwrap();
+    insta::assert_debug_snapshot!((claims, w, sts));
+    assert!(parse_pv_list(b"{\"kind\":\"List\"}").is_err());
+    assert!(parse_workloads(b"not json", "ns", "pvc").is_err());
+}
+
+#[test]
+fn the_manager_lists_volumes_snapshots_and_pool_from_one_lvs_call_each() {
+    let t = Transcript::new();
+    let runner = RecordingRunner::new(&t);
+    runner.answer(&["lvs"], Output::ok(data("lvm/lvs-scenario.json")));
+    let lvm = LvmVolumeManager::new("pve", "data", &runner);
+    let volumes: Vec<String> = lvm
+        .list_volumes()
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(
+        volumes,
+        [
+            "vm-100-disk-0",
+            "vm-9999-pvc-0a1b2c3d",
+            "vm-9999-pvc-11111111",
+            "vm-9999-pvc-33333333"
+        ]
+    );
+    let snaps: Vec<String> = lvm
+        .list_snapshots()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(
+        snaps,
+        [
+            "vm-9999-pvc-33333333-snap-20260103030000",
+            "vm-9999-pvc-0a1b2c3d-snap-20251220030000",
+            "vm-9999-pvc-0a1b2c3d-snap-20260104030000"
+        ]
+    );
+    let pool = lvm.pool_usage().unwrap().unwrap();
+    assert_eq!(
+        (
+            pool.data_percent,
+            pool.metadata_percent,
+            pool.free_percent()
+        ),
+        (40.0, 11.43, 60.0)
+    );
+    assert_eq!(lvm.pre_restore_volumes().unwrap().len(), 1);
+    let _ = lvm
+        .activate("vm-9999-pvc-0a1b2c3d-snap-20260104030000")
+        .unwrap();
+    let _ = runner.run(&backup_lvm::commands::thin_snapshot(
+        "pve",
+        "vm-9999-pvc-0a1b2c3d",
+        "x",
+    ));
+    insta::assert_snapshot!(t.text());
+}
