@@ -82,10 +82,21 @@ pub fn volume_manager<'r>(
     runner: &'r dyn Runner,
 ) -> Result<Box<dyn VolumeManager + 'r>> {
     match &cfg.snapshots.backend {
-        Backend::Dir { volumes_dir, snapshots_dir } => Ok(Box::new(DirVolumeManager::new(volumes_dir, snapshots_dir, runner))),
-        Backend::Lvm { .. } => Err(Error::Usage(format!(
-            "{}: `snapshots.backend` = \"lvm\": the LVM backend is not in this build yet (see the backup-lvm issue); use backend = \"dir\"",
-            cfg.file
+        Backend::Dir {
+            volumes_dir,
+            snapshots_dir,
+        } => Ok(Box::new(DirVolumeManager::new(
+            volumes_dir,
+            snapshots_dir,
+            runner,
+        ))),
+        Backend::Lvm {
+            volume_group,
+            thin_pool,
+        } => Ok(Box::new(backup_lvm::LvmVolumeManager::new(
+            volume_group,
+            thin_pool,
+            runner,
         ))),
     }
 }
@@ -111,18 +122,41 @@ pub fn sinks(cfg: &Config) -> Sinks {
     Sinks(sinks)
 }
 
-/// PV → PVC claims for selection.
+/// PV → PVC claims for selection, and warnings for the operator.
 ///
-/// # Errors
-/// [`Error::Usage`] for a resolver this build cannot use yet.
-pub fn claims(cfg: &Config) -> Result<Vec<PvClaim>> {
-    match cfg.kubernetes.resolver {
-        Resolver::Static => Ok(cfg.kubernetes.static_volumes.clone()),
-        Resolver::Kubectl => Err(Error::Usage(format!(
-            "{}: `kubernetes.resolver` = \"kubectl\": not in this build yet (see the backup-lvm issue); use resolver = \"static\" with [[kubernetes.volume]] entries",
-            cfg.file
-        ))),
+/// With `resolver = "kubectl"` the API's answer comes first and is cached (atomically) in
+/// `kubernetes.cache-file`; when the API server does not answer, the last cached answer is used
+/// with a warning, so the backup goes on. The static `[[kubernetes.volume]]` map always follows.
+pub fn claims(cfg: &Config, runner: &dyn Runner) -> (Vec<PvClaim>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut claims = Vec::new();
+    if cfg.kubernetes.resolver == Resolver::Kubectl {
+        let cluster = backup_lvm::KubectlCluster::new(
+            runner,
+            cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
+        );
+        let cache = &cfg.kubernetes.cache_file;
+        match backup_core::Cluster::pv_claims(&cluster) {
+            Ok(found) => {
+                let json = serde_json::to_vec_pretty(&found).unwrap_or_default();
+                if let Err(e) = crate::store::write_atomic(cache, &json) {
+                    warnings.push(format!("could not cache the PV map in {cache}: {e}"));
+                }
+                claims = found;
+            }
+            Err(e) => match std::fs::read(cache).ok().and_then(|b| serde_json::from_slice::<Vec<PvClaim>>(&b).ok()) {
+                Some(cached) => {
+                    warnings.push(format!("kubectl failed ({e}); using the PV map cached in {cache}"));
+                    claims = cached;
+                }
+                None => warnings.push(format!(
+                    "kubectl failed ({e}) and there is no usable cache at {cache}: only the static map resolves volumes"
+                )),
+            },
+        }
     }
+    claims.extend(cfg.kubernetes.static_volumes.iter().cloned());
+    (claims, warnings)
 }
 
 /// Fails unless the backup root exists: an unmounted backup disk leaves an empty folder (or none)

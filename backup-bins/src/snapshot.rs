@@ -83,6 +83,30 @@ pub fn prune(
     (removed, errors)
 }
 
+/// Removes the volumes a restore set aside once they are older than `keep-days`; returns
+/// (removed, errors).
+pub fn prune_set_aside(
+    cfg: &Config,
+    volumes: &dyn VolumeManager,
+    now: DateTime<Utc>,
+) -> (Vec<String>, Vec<String>) {
+    let cutoff = now - chrono::Duration::days(i64::from(cfg.snapshots.retention.keep_days));
+    let mut removed = Vec::new();
+    let mut errors = Vec::new();
+    match volumes.set_aside_volumes() {
+        Ok(list) => {
+            for (name, _) in list.into_iter().filter(|(_, at)| *at < cutoff) {
+                match volumes.remove_set_aside(&name) {
+                    Ok(()) => removed.push(name),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+        }
+        Err(e) => errors.push(e.to_string()),
+    }
+    (removed, errors)
+}
+
 /// The volumes `create` snapshots.
 ///
 /// # Errors
@@ -116,7 +140,10 @@ pub fn create(
     metrics: &dyn MetricsSink,
     now: DateTime<Utc>,
 ) -> Result<CreateReport> {
-    let (pruned, prune_errors) = prune(volumes, &plan_prune(cfg, volumes, now)?);
+    let (mut pruned, mut prune_errors) = prune(volumes, &plan_prune(cfg, volumes, now)?);
+    let (aside, aside_errors) = prune_set_aside(cfg, volumes, now);
+    pruned.extend(aside);
+    prune_errors.extend(aside_errors);
     let sel = selection(cfg, volumes, claims)?;
     let pool_free_percent = volumes.pool_usage()?.map(|p| p.free_percent());
     let mut refused = None;

@@ -61,6 +61,7 @@ struct RawKubernetes {
     #[serde(default)]
     volume: Vec<RawStaticVolume>,
     cache_file: Option<String>,
+    kubeconfig: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +221,8 @@ pub struct KubernetesConfig {
     pub static_volumes: Vec<PvClaim>,
     /// Where the last good resolution is cached (default: beside the config file).
     pub cache_file: Utf8PathBuf,
+    /// `kubeconfig` for kubectl (default: kubectl's own).
+    pub kubeconfig: Option<Utf8PathBuf>,
 }
 
 /// `[pvc-backup]`, validated.
@@ -450,6 +453,11 @@ impl Config {
                 .join("pv-cache.json"),
         };
 
+        let kubeconfig = k
+            .kubeconfig
+            .as_deref()
+            .map(|p| c.abs("kubernetes.kubeconfig", p))
+            .transpose()?;
         let p = raw.pvc_backup;
         let weekly_versions = p.weekly_versions.unwrap_or(4);
         if weekly_versions == 0 {
@@ -619,6 +627,7 @@ impl Config {
                 resolver,
                 static_volumes,
                 cache_file,
+                kubeconfig,
             },
             pvc_backup,
             pve_config: PveConfig { paths },

@@ -79,6 +79,26 @@ pub trait VolumeManager: Send + Sync {
     /// When the backend fails.
     fn deactivate(&self, name: &str) -> Result<()>;
 
+    /// Volumes a restore set aside (`<lv>-pre-restore-<time>`), with when: kept for
+    /// `keep-days`, then pruned. Backends without restores have none.
+    ///
+    /// # Errors
+    /// When the backend cannot be listed.
+    fn set_aside_volumes(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        Ok(Vec::new())
+    }
+
+    /// Removes a volume a restore set aside.
+    ///
+    /// # Errors
+    /// When the backend fails.
+    fn remove_set_aside(&self, name: &str) -> Result<()> {
+        Err(crate::Error::backend(
+            format!("remove {name}"),
+            "this backend sets nothing aside",
+        ))
+    }
+
     /// The pool's usage, when the backend has a pool.
     ///
     /// # Errors

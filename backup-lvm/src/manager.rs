@@ -49,18 +49,6 @@ impl<'r> LvmVolumeManager<'r> {
         })
     }
 
-    /// Volumes renamed aside by a restore (`<lv>-pre-restore-<time>`), with when.
-    ///
-    /// # Errors
-    /// When `lvs` fails.
-    pub fn pre_restore_volumes(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
-        let lvs = self.lvs()?;
-        Ok(self
-            .in_pool(&lvs)
-            .filter_map(|l| parse_pre_restore_name(&l.name).map(|(_, t)| (l.name.clone(), t)))
-            .collect())
-    }
-
     /// Runs `inv`, failing unless it exits 0.
     ///
     /// # Errors
@@ -132,6 +120,24 @@ impl VolumeManager for LvmVolumeManager<'_> {
 
     fn deactivate(&self, name: &str) -> Result<()> {
         self.run(&commands::deactivate(&self.vg, name))
+    }
+
+    fn set_aside_volumes(&self) -> Result<Vec<(String, DateTime<Utc>)>> {
+        let lvs = self.lvs()?;
+        Ok(self
+            .in_pool(&lvs)
+            .filter_map(|l| parse_pre_restore_name(&l.name).map(|(_, t)| (l.name.clone(), t)))
+            .collect())
+    }
+
+    fn remove_set_aside(&self, name: &str) -> Result<()> {
+        if parse_pre_restore_name(name).is_none() {
+            return Err(CoreError::backend(
+                format!("remove {name}"),
+                "not a volume set aside by a restore",
+            ));
+        }
+        self.run(&commands::remove(&self.vg, name))
     }
 
     fn pool_usage(&self) -> Result<Option<PoolUsage>> {

@@ -46,7 +46,10 @@ fn run(cli: &Cli) -> Result<Exit> {
     let stop = stop_on_signals().map_err(|e| Error::io("install signal handlers", "-", e))?;
     let runner = DuctRunner::new(stop.clone());
     let volumes = volume_manager(&cfg, &runner)?;
-    let claims = claims(&cfg)?;
+    let (claims, claim_warnings) = claims(&cfg, &runner);
+    for w in &claim_warnings {
+        eprintln!("daily-backup: warning: {w}");
+    }
     // mount and umount are never killed: the unmount after SIGTERM must still happen
     let unkillable = DuctRunner::default();
     let mounter = mounter(&unkillable);

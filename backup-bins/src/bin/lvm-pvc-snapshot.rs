@@ -32,8 +32,21 @@ enum Command {
     Create,
     /// Remove snapshots older than keep-days (never the newest of a volume).
     Prune,
-    /// List snapshots, newest first per volume.
+    /// List snapshots, newest first per volume, and volumes set aside by restores.
     List,
+    /// Swap a PVC's volume for one of its snapshots (backend = "lvm").
+    ///
+    /// Scales the Deployments and StatefulSets that mount the PVC to 0 and waits for their pods
+    /// to be gone, renames the live LV to <pvc-lv>-pre-restore-<time> (kept, pruned after
+    /// keep-days), creates a writable thin snapshot of <snapshot-lv> named <pvc-lv> (the snapshot
+    /// stays), activates it and scales the workloads back. Any failure undoes what was done, in
+    /// reverse. --dry-run prints the steps.
+    Restore {
+        /// The PVC's LV (vm-100-pvc-...).
+        pvc_lv: String,
+        /// The snapshot to restore (from `lvm-pvc-snapshot list`).
+        snapshot_lv: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +61,10 @@ fn run(cli: &Cli) -> Result<Exit> {
     let runner = DuctRunner::new(stop);
     let volumes = volume_manager(&cfg, &runner)?;
     match cli.command.as_ref().unwrap_or(&Command::Create) {
+        Command::Restore {
+            pvc_lv,
+            snapshot_lv,
+        } => restore(&cfg, g, pvc_lv, snapshot_lv),
         Command::List => {
             let mut snaps = volumes.list_snapshots()?;
             snaps.sort_by(|a, b| (&a.volume, b.created).cmp(&(&b.volume, a.created)));
@@ -67,6 +84,9 @@ fn run(cli: &Cli) -> Result<Exit> {
                     );
                 }
                 println!("{} snapshots", snaps.len());
+                for (name, at) in volumes.set_aside_volumes()? {
+                    println!("set aside by a restore: {name} ({})", age(now, at));
+                }
             }
             Ok(Exit::Success)
         }
@@ -78,7 +98,11 @@ fn run(cli: &Cli) -> Result<Exit> {
                 }
                 return Ok(Exit::Success);
             }
-            let (removed, errors) = prune(volumes.as_ref(), &plan);
+            let (mut removed, mut errors) = prune(volumes.as_ref(), &plan);
+            let (aside, aside_errors) =
+                backup_bins::snapshot::prune_set_aside(&cfg, volumes.as_ref(), now);
+            removed.extend(aside);
+            errors.extend(aside_errors);
             if g.json {
                 println!(
                     "{}",
@@ -100,7 +124,10 @@ fn run(cli: &Cli) -> Result<Exit> {
             Ok(Exit::from_counts(removed.len(), errors.len()))
         }
         Command::Create => {
-            let claims = claims(&cfg)?;
+            let (claims, warnings) = claims(&cfg, &runner);
+            for w in &warnings {
+                eprintln!("lvm-pvc-snapshot: warning: {w}");
+            }
             if g.dry_run {
                 let sel = selection(&cfg, volumes.as_ref(), &claims)?;
                 for d in plan_prune(&cfg, volumes.as_ref(), now)?
@@ -133,6 +160,88 @@ fn run(cli: &Cli) -> Result<Exit> {
             Ok(r.exit)
         }
     }
+}
+
+fn restore(
+    cfg: &backup_core::Config,
+    g: &GlobalArgs,
+    pvc_lv: &str,
+    snapshot_lv: &str,
+) -> Result<Exit> {
+    use backup_core::VolumeManager;
+    let backup_core::Backend::Lvm {
+        volume_group,
+        thin_pool,
+    } = &cfg.snapshots.backend
+    else {
+        return Err(Error::Usage(format!(
+            "restore needs `snapshots.backend` = \"lvm\" in {}",
+            cfg.file
+        )));
+    };
+    // a restore is never killed half-way by SIGTERM: its undo must be able to run
+    let runner = DuctRunner::default();
+    let lvm = backup_lvm::LvmVolumeManager::new(volume_group, thin_pool, &runner);
+    let snap = lvm.list_snapshots()?.into_iter().find(|s| s.name == snapshot_lv).ok_or_else(|| {
+        Error::Usage(format!("no snapshot named {snapshot_lv} in {volume_group}/{thin_pool}: `lvm-pvc-snapshot list` shows them"))
+    })?;
+    if snap.volume != pvc_lv {
+        return Err(Error::Usage(format!(
+            "{snapshot_lv} is a snapshot of {}, not of {pvc_lv}",
+            snap.volume
+        )));
+    }
+    if !lvm.list_volumes()?.iter().any(|v| v.name == pvc_lv) {
+        return Err(Error::Usage(format!(
+            "{pvc_lv} is not a volume in {volume_group}/{thin_pool}"
+        )));
+    }
+    let (claims, warnings) = claims(cfg, &runner);
+    for w in &warnings {
+        eprintln!("lvm-pvc-snapshot: warning: {w}");
+    }
+    let claim = claims.iter().find(|c| c.is_for_lv(pvc_lv));
+    if claim.is_none() {
+        eprintln!("lvm-pvc-snapshot: warning: no PV maps to {pvc_lv}: no workload will be scaled; make sure nothing uses it");
+    }
+    let cluster = backup_lvm::KubectlCluster::new(
+        &runner,
+        cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
+    );
+    let steps = backup_lvm::plan_restore(&cluster, claim, pvc_lv, snapshot_lv, g.now())?;
+    if g.dry_run {
+        println!("restore {pvc_lv} from {snapshot_lv} (dry run: nothing is changed):");
+        for (i, s) in steps.iter().enumerate() {
+            println!("  {}. {}", i + 1, s.describe(volume_group));
+        }
+        return Ok(Exit::Success);
+    }
+    let report = backup_lvm::run_restore(&lvm, &cluster, &steps);
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        for d in &report.done {
+            println!("  done    {d}");
+        }
+        if let Some((step, why)) = &report.failed {
+            println!("  FAILED  {step}: {why}");
+        }
+        for (what, r) in &report.undone {
+            match r {
+                Ok(()) => println!("  undone  {what}"),
+                Err(e) => println!("  UNDO FAILED {what}: {e}"),
+            }
+        }
+        println!("lvm-pvc-snapshot restore: {}", report.state);
+    }
+    Ok(if report.failed.is_none() {
+        Exit::Success
+    } else {
+        Exit::Failed
+    })
 }
 
 fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {

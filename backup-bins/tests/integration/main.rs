@@ -3,6 +3,7 @@
 
 mod daily_real;
 mod harness;
+mod lvm_transcript;
 mod pfsense_real;
 mod snapshot_real;
 mod sqlite_job_real;

@@ -138,7 +138,7 @@ fn the_manager_lists_volumes_snapshots_and_pool_from_one_lvs_call_each() {
         ),
         (40.0, 11.43, 60.0)
     );
-    assert_eq!(lvm.pre_restore_volumes().unwrap().len(), 1);
+    assert_eq!(lvm.set_aside_volumes().unwrap().len(), 1);
     let _ = lvm
         .activate("vm-9999-pvc-0a1b2c3d-snap-20260104030000")
         .unwrap();
