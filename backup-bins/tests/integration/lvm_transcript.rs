@@ -6,7 +6,7 @@ use backup_core::testing::{FakeMetricsSink, RecordingRunner, Transcript};
 use backup_core::{Config, Output, PvClaim};
 use backup_lvm::LvmVolumeManager;
 use camino::Utf8Path;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 
 fn cfg(extra: &str) -> Config {
     Config::from_toml(
