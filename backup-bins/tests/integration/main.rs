@@ -5,6 +5,7 @@ mod daily_real;
 mod harness;
 mod lvm_transcript;
 mod pfsense_real;
+mod pushgateway_real;
 mod snapshot_real;
 mod sqlite_job_real;
 mod transcript;
