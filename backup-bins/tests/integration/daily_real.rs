@@ -2,7 +2,6 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
-use std::time::{Duration, Instant};
 
 use backup_bins::lock::RunLock;
 use chrono::{Duration as Days, NaiveDate};
@@ -238,11 +237,9 @@ fn a_run_killed_mid_rsync_leaves_the_week_incomplete_and_the_next_run_completes_
 fn a_second_run_while_one_holds_the_lock_exits_75_at_once() {
     let env = Env::new();
     let _held = RunLock::acquire(&env.root.join("backup/.daily-backup.lock")).unwrap();
-    let started = Instant::now();
     let out = env.run(DAILY, &["--now", "2026-01-05T05:00:00Z"]);
     assert_eq!(out.status.code(), Some(75), "{}", text(&out));
     assert!(text(&out).contains("another run holds the lock"));
-    assert!(started.elapsed() < Duration::from_secs(30));
     assert!(env.weeks().is_empty(), "the locked-out run wrote something");
 }
 
@@ -383,12 +380,15 @@ fn sigterm_stops_the_copy_unmounts_and_leaves_the_week_incomplete() {
         rustix::process::Signal::Term,
     )
     .unwrap();
-    let started = Instant::now();
     let out = child.wait_with_output().unwrap();
     let t = text(&out);
+    // the rsync was killed, not waited for: the copy stopped short of the 40 files
+    let copied = std::fs::read_dir(env.copy("2026-02", "vaultwarden", "data").join("big"))
+        .unwrap()
+        .count();
     assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "it kept copying after SIGTERM: {t}"
+        copied < 40,
+        "it kept copying after SIGTERM: {copied} files: {t}"
     );
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("interrupted"), "{t}");
