@@ -500,6 +500,17 @@ fn copy_volume(
     let v = &vp.volume;
     let mut warnings = Vec::new();
     if let SnapshotChoice::Take { name, reason } = &vp.snapshot {
+        // the same guard as lvm-pvc-snapshot: a full thin pool turns every volume read-only
+        if let Some(pool) = deps.volumes.pool_usage()? {
+            if pool.free_percent() < cfg.snapshots.min_pool_free_percent {
+                return Err(Error::Refused(format!(
+                    "{reason}, and the thin pool has {:.1}% free (below min-pool-free-percent = {}): \
+                     no fresh snapshot taken, and stale data is not copied as this week's",
+                    pool.free_percent(),
+                    cfg.snapshots.min_pool_free_percent
+                )));
+            }
+        }
         deps.volumes.create_snapshot(&v.lv, name, plan.now)?;
         warnings.push(format!("took snapshot {name}: {reason}"));
     }

@@ -162,3 +162,57 @@ fn a_whole_run_against_fakes() {
         volumes.active()
     );
 }
+
+#[test]
+fn no_fresh_snapshot_when_the_pool_is_nearly_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    let cfg = Config::from_toml(
+        &root.join("config.toml"),
+        &format!("backup-root = \"{root}/backup\"\n[pvc-backup]\nmount-dir = \"{root}/mnt\"\n[pve-config]\npaths = []\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("backup")).unwrap();
+    let tr = Transcript::new();
+    let volumes = FakeVolumeManager::new(&["vm-1-pvc-a"], &tr);
+    volumes.add_snapshot(
+        "vm-1-pvc-a",
+        "vm-1-pvc-a-snap-20260101030000",
+        t("2026-01-01T03:00:00Z"),
+    );
+    volumes.set_pool(backup_core::PoolUsage {
+        data_percent: 95.0,
+        metadata_percent: 20.0,
+    });
+    let (mounter, sync, metrics, runner) = (
+        FakeMounter::new(&tr),
+        FakeFileSync::new(&tr),
+        FakeMetricsSink::new(),
+        RecordingRunner::new(&tr),
+    );
+    let stop = AtomicBool::new(false);
+    let deps = DailyDeps {
+        volumes: &volumes,
+        mounter: &mounter,
+        sync: &sync,
+        metrics: &metrics,
+        runner: &runner,
+        claims: &[],
+        stop: &stop,
+    };
+    let plan = plan_daily(&cfg, &deps, t("2026-01-05T05:00:00Z")).unwrap();
+    let report = run_daily(&cfg, &deps, &plan, &|_| {}).unwrap();
+    let err = report.volumes[0].error.clone().unwrap_or_default();
+    assert!(
+        err.contains("5.0% free (below min-pool-free-percent = 15)"),
+        "{err}"
+    );
+    assert!(
+        tr.lines()
+            .iter()
+            .all(|l| !l.starts_with("snapshot ") && !l.starts_with("sync ")),
+        "{:?}",
+        tr.lines()
+    );
+    assert_eq!(report.exit, backup_bins::Exit::Failed);
+}
