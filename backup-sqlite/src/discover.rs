@@ -70,13 +70,13 @@ pub fn find_databases(root: &Path) -> Discovery {
     out
 }
 
-/// Reads at most the header probe of `path` (after checking its size on the open handle).
+/// Reads at most the header probe of `path`; files below the size floor are never opened.
 fn probe(path: &Path) -> Result<bool, String> {
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
-    let len = f.metadata().map_err(|e| e.to_string())?.len();
-    if len < SQLITE_MIN_FILE_SIZE {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() || meta.len() < SQLITE_MIN_FILE_SIZE {
         return Ok(false);
     }
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
     let mut header = [0u8; SQLITE_HEADER_PROBE];
     match f.read_exact(&mut header) {
         Ok(()) => Ok(is_sqlite_header(&header)),
