@@ -11,17 +11,31 @@ use backup_core::{Error, Invocation, Output, Runner};
 #[derive(Debug, Clone, Default)]
 pub struct DuctRunner {
     stop: Arc<AtomicBool>,
+    verbose: bool,
 }
 
 impl DuctRunner {
     /// A runner that kills its children once `stop` is set.
     pub fn new(stop: Arc<AtomicBool>) -> Self {
-        Self { stop }
+        Self {
+            stop,
+            verbose: false,
+        }
+    }
+
+    /// Also prints each command line (shell-quoted, secrets hidden) to stderr before running it.
+    #[must_use]
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.verbose = on;
+        self
     }
 }
 
 impl Runner for DuctRunner {
     fn run(&self, inv: &Invocation) -> backup_core::Result<Output> {
+        if self.verbose {
+            eprintln!("+ {}", inv.display());
+        }
         let mut expr = duct::cmd(&inv.program, &inv.args)
             .stdout_capture()
             .stderr_capture()

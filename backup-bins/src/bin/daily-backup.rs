@@ -19,9 +19,11 @@ use clap::Parser;
 /// For each volume matching `lv-pattern` (and not in an excluded namespace): its newest snapshot
 /// (a fresh one when the newest is older than `max-snapshot-age-hours`) is mounted read-only and
 /// copied with rsync into <backup-root>/pvc-data/<YYYY-WW>/<namespace>/<pvc>/, hardlinking
-/// unchanged files against the newest complete earlier week. A copy is marked complete only when
-/// the copy, the unmount and the deactivation all succeeded. Then the PVE config paths are copied,
-/// old weeks and snapshots pruned, and metrics written.
+/// unchanged files against the newest complete earlier week, and every SQLite database in it is
+/// copied WAL-correctly into <backup-root>/sqlite-backup/<YYYY-WW>/<namespace>/<pvc>/. A copy is
+/// marked complete only when the copy, the unmount and the deactivation all succeeded. Then the
+/// PVE config paths and pfSense (when configured) are copied, old weeks and snapshots pruned, and
+/// metrics written. -v prints every command as it runs.
 ///
 /// An empty source is refused when the last copy had files (a failed mount or a wiped PVC never
 /// replaces a backup). One volume failing never stops the others.
@@ -44,14 +46,14 @@ fn run(cli: &Cli) -> Result<Exit> {
     let cfg = load_config(&g.config)?;
     let now = g.now();
     let stop = stop_on_signals().map_err(|e| Error::io("install signal handlers", "-", e))?;
-    let runner = DuctRunner::new(stop.clone());
+    let runner = DuctRunner::new(stop.clone()).verbose(g.verbose > 0);
     let volumes = volume_manager(&cfg, &runner)?;
     let (claims, claim_warnings) = claims(&cfg, &runner);
     for w in &claim_warnings {
         eprintln!("daily-backup: warning: {w}");
     }
     // mount and umount are never killed: the unmount after SIGTERM must still happen
-    let unkillable = DuctRunner::default();
+    let unkillable = DuctRunner::default().verbose(g.verbose > 0);
     let mounter = mounter(&unkillable);
     let sync = RsyncFileSync::new(&runner);
     let sinks = sinks(&cfg);

@@ -58,7 +58,7 @@ fn run(cli: &Cli) -> Result<Exit> {
     let cfg = load_config(&g.config)?;
     let now = g.now();
     let stop = stop_on_signals().map_err(|e| Error::io("install signal handlers", "-", e))?;
-    let runner = DuctRunner::new(stop);
+    let runner = DuctRunner::new(stop).verbose(g.verbose > 0);
     let volumes = volume_manager(&cfg, &runner)?;
     match cli.command.as_ref().unwrap_or(&Command::Create) {
         Command::Restore {
