@@ -42,7 +42,8 @@ pub fn unshare_changed(source: &Path, dest: &Path) -> Result<usize> {
                     if pending.load(Ordering::SeqCst) == 0 {
                         return;
                     }
-                    std::thread::yield_now();
+                    // another worker is listing a folder that may hold more work
+                    std::thread::sleep(std::time::Duration::from_micros(200));
                     continue;
                 };
                 if failed
