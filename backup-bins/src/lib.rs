@@ -4,8 +4,9 @@
 //!
 //! | binary | does |
 //! |---|---|
-//! | `lvm-pvc-snapshot` | `create` (default), `prune`, `list` snapshots of every selected volume |
-//! | `daily-backup` | copy each volume's newest snapshot into this ISO week's folder, PVE config, prune, metrics |
+//! | `lvm-pvc-snapshot` | `create` (default), `prune`, `list` snapshots of every selected volume; `restore` |
+//! | `daily-backup` | copy each volume's newest snapshot into this ISO week's folder, its SQLite databases, PVE config, pfSense, prune, metrics |
+//! | `sqlite-backup` | the SQLite CronJob: `backup`, `check`, `find`, `copy` |
 
 pub mod app;
 pub mod daily;
