@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{Error, Result};
@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
-    path: Utf8PathBuf,
 }
 
 impl RunLock {
@@ -28,19 +27,11 @@ impl RunLock {
             .open(path)
             .map_err(|e| Error::io("open the lock file", path, e))?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Self {
-                _file: file,
-                path: path.to_owned(),
-            }),
+            Ok(()) => Ok(Self { _file: file }),
             Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked {
                 path: path.to_owned(),
             }),
             Err(e) => Err(Error::io("lock", path, e.into())),
         }
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Utf8Path {
-        &self.path
     }
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use backup_core::{format_marker, parse_marker, BackupRoot, IsoWeek, WeekVersion, COMPLETE_DIR};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
@@ -181,10 +181,4 @@ pub fn disk_usage_percent(path: &Utf8Path) -> Result<f64> {
     let used = (s.f_blocks - s.f_bfree) as f64;
     let avail = s.f_bavail as f64;
     Ok(100.0 * used / (used + avail))
-}
-
-/// `path` made absolute without touching the file system.
-pub fn utf8(path: std::path::PathBuf) -> Result<Utf8PathBuf> {
-    Utf8PathBuf::from_path_buf(path)
-        .map_err(|p| Error::Usage(format!("path `{}` is not UTF-8", p.display())))
 }
