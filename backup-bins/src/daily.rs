@@ -605,6 +605,8 @@ fn copy_sqlite(
 ) -> Vec<SqliteResult> {
     let found = find_databases(read_root.as_std_path());
     let dest_root = root.sqlite_copy(week, &v.namespace, &v.pvc);
+    // a run killed mid-copy leaves its scratch behind; we hold the lock, so none is in use
+    remove_sqlite_scratch(dest_root.as_std_path());
     let mut out: Vec<SqliteResult> = found
         .databases
         .iter()
@@ -686,6 +688,25 @@ pub fn plan_prune(
         snapshots: plan_snapshots(cfg.snapshots.retention, now, &volumes.list_snapshots()?)?,
         pfsense: plan_versions(&cfg.pvc_backup.policy, now, &scan_pfsense_weeks(&root)?)?,
     })
+}
+
+/// Removes `.sqlite-recover-*` folders and `.sqlite-copy-*` files under `dir` (never anything else).
+fn remove_sqlite_scratch(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.as_encoded_bytes();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if name.starts_with(b".sqlite-recover-") && is_dir {
+            let _ = std::fs::remove_dir_all(entry.path());
+        } else if name.starts_with(b".sqlite-copy-") && !is_dir {
+            let _ = std::fs::remove_file(entry.path());
+        } else if is_dir {
+            remove_sqlite_scratch(&entry.path());
+        }
+    }
 }
 
 /// pfSense week folders: complete when both files are there, as of `config.xml`'s mtime.

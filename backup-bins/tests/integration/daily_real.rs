@@ -433,6 +433,16 @@ fn sqlite_databases_in_a_snapshot_are_copied_and_a_corrupt_one_named() {
         !copies.join("broken.db").exists(),
         "a corrupt database was stored as a backup"
     );
+    // scratch left by a run killed mid-copy is cleaned by the next run, and nothing else
+    std::fs::create_dir_all(copies.join(".sqlite-recover-killed/x")).unwrap();
+    std::fs::write(copies.join(".sqlite-copy-killed"), "half").unwrap();
+    std::fs::write(copies.join(".keep-me"), "operator's").unwrap();
+    assert_eq!(env.day("2026-01-06").status.code(), Some(3));
+    assert!(
+        !copies.join(".sqlite-recover-killed").exists()
+            && !copies.join(".sqlite-copy-killed").exists()
+    );
+    assert!(copies.join(".keep-me").exists());
     // the file copy itself is complete: the corrupt database is a finding, not a failed copy
     assert!(env.marker("2026-02", "vaultwarden", "data").is_file());
     let prom = std::fs::read_to_string(env.root.join("metrics/daily-backup.prom")).unwrap();
