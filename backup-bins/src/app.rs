@@ -174,3 +174,67 @@ pub fn require_backup_root(cfg: &Config) -> Result<()> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::testing::{RecordingRunner, Transcript};
+    use backup_core::Output;
+
+    fn cfg(dir: &Utf8Path) -> Config {
+        Config::from_toml(
+            &dir.join("config.toml"),
+            "backup-root = \"/b\"\n[kubernetes]\nresolver = \"kubectl\"\n[[kubernetes.volume]]\nlv = \"vm-9-pvc-s\"\nnamespace = \"st\"\npvc = \"static\"\n",
+        )
+        .unwrap()
+    }
+
+    const PV: &str = r#"{"kind":"List","items":[{"spec":{"claimRef":{"namespace":"vw","name":"data"},"csi":{"volumeHandle":"c/n/s:vm-1-pvc-a"}}}]}"#;
+
+    #[test]
+    fn kubectl_answers_are_cached_and_the_cache_is_used_when_the_api_is_down() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(d.path()).unwrap();
+        let cfg = cfg(dir);
+        assert_eq!(cfg.kubernetes.cache_file, dir.join("pv-cache.json"));
+        let t = Transcript::new();
+        let runner = RecordingRunner::new(&t);
+
+        // the API is down and there is no cache yet: only the static map, with a warning
+        runner.answer(
+            &["kubectl"],
+            Output::failed(1, "Unable to connect to the server: dial tcp: i/o timeout"),
+        );
+        let (found, warnings) = claims(&cfg, &runner);
+        assert_eq!(
+            found.iter().map(|c| c.pvc.as_str()).collect::<Vec<_>>(),
+            ["static"]
+        );
+        assert!(warnings[0].contains("no usable cache"), "{warnings:?}");
+
+        // the API answers: its map is used and cached
+        runner.answer(&["kubectl"], Output::ok(PV));
+        let (found, warnings) = claims(&cfg, &runner);
+        assert_eq!(
+            found.iter().map(|c| c.pvc.as_str()).collect::<Vec<_>>(),
+            ["data", "static"]
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(dir.join("pv-cache.json").is_file());
+
+        // down again: the cached map, with a warning that says so
+        runner.answer(
+            &["kubectl"],
+            Output::failed(1, "Unable to connect to the server"),
+        );
+        let (found, warnings) = claims(&cfg, &runner);
+        assert_eq!(
+            found.iter().map(|c| c.pvc.as_str()).collect::<Vec<_>>(),
+            ["data", "static"]
+        );
+        assert!(
+            warnings[0].contains("using the PV map cached in"),
+            "{warnings:?}"
+        );
+    }
+}

@@ -149,3 +149,48 @@ fn check_publishes_the_integrity_metric_and_exits_1_on_failure() {
         prom()
     );
 }
+
+#[test]
+fn options_come_from_the_config_file_and_flags_win() {
+    let (_d, root) = setup();
+    std::fs::write(
+        root.join("config.toml"),
+        format!("backup-root = \"{root}\"\n[sqlite-backup]\nkeep-days = 1\nmin-keep = 1\n[metrics]\ntextfile-dir = \"{root}/cfg-metrics\"\n"),
+    )
+    .unwrap();
+    let run = |now: &str, extra: &[&str]| {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(root.join("config.toml"))
+            .args(["backup", "--name", "vw", "--db"])
+            .arg(root.join("data/db.sqlite3"))
+            .arg("--dest")
+            .arg(root.join("backup"))
+            .args(["--now", now])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    for day in ["01", "05", "09"] {
+        assert_eq!(
+            run(&format!("2026-01-{day}T06:00:00Z"), &[]).status.code(),
+            Some(0)
+        );
+    }
+    // keep-days 1 and min-keep 1 from the config: only the newest is left
+    assert_eq!(std::fs::read_dir(root.join("backup")).unwrap().count(), 1);
+    assert!(
+        root.join("cfg-metrics/vw-backup.prom").is_file(),
+        "the config's textfile-dir was not used"
+    );
+    // a flag wins over the config
+    for day in ["10", "20"] {
+        assert_eq!(
+            run(&format!("2026-01-{day}T06:00:00Z"), &["--min-keep", "3"])
+                .status
+                .code(),
+            Some(0)
+        );
+    }
+    assert_eq!(std::fs::read_dir(root.join("backup")).unwrap().count(), 3);
+}
