@@ -256,33 +256,25 @@ pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
     if let Some(pf) = &plan.pfsense {
         let _ = writeln!(out, "  pfsense {pf}");
     }
-    for d in prune.versions.iter().filter(|d| d.is_remove()) {
-        let _ = writeln!(
-            out,
-            "  prune version {} {}/{}: {}",
-            d.item.week,
-            d.item.namespace,
-            d.item.pvc,
-            d.reasons.join("; ")
-        );
-    }
-    for d in prune.pfsense.iter().filter(|d| d.is_remove()) {
-        let _ = writeln!(
-            out,
-            "  prune pfsense {}: {}",
-            d.item.week,
-            d.reasons.join("; ")
-        );
-    }
-    for d in prune.snapshots.iter().filter(|d| d.is_remove()) {
-        let _ = writeln!(
-            out,
-            "  prune snapshot {}: {}",
-            d.item.name,
-            d.reasons.join("; ")
-        );
-    }
+    prune_lines(&mut out, &prune.versions, |v| {
+        format!("version {} {}/{}", v.week, v.namespace, v.pvc)
+    });
+    prune_lines(&mut out, &prune.pfsense, |v| format!("pfsense {}", v.week));
+    prune_lines(&mut out, &prune.snapshots, |s| {
+        format!("snapshot {}", s.name)
+    });
     out
+}
+
+/// One `prune <what>: <reasons>` line per removal of a plan.
+fn prune_lines<T>(
+    out: &mut String,
+    plan: &[backup_core::Decision<T>],
+    what: impl Fn(&T) -> String,
+) {
+    for d in plan.iter().filter(|d| d.is_remove()) {
+        let _ = writeln!(out, "  prune {}: {}", what(&d.item), d.reasons.join("; "));
+    }
 }
 
 /// Text for `lvm-pvc-snapshot create`.

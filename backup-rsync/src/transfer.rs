@@ -1,8 +1,8 @@
 //! `FileSync` over a `Runner`: the checks around one rsync run.
 
-use backup_core::{FileSync, Runner, SourceKind, SyncOutcome, SyncRequest};
+use backup_core::{FileSync, Runner, SyncOutcome, SyncRequest};
 
-use crate::command::{mirror_live, weekly_copy};
+use crate::command::weekly_copy;
 use crate::error::Error;
 use crate::exit::{classify, ExitVerdict};
 use crate::stats::parse_stats;
@@ -32,12 +32,8 @@ impl<'r> RsyncFileSync<'r> {
                 });
             }
         }
-        let inv = match request.source_kind {
-            SourceKind::Snapshot => {
-                weekly_copy(&request.source, &request.dest, request.link_dest.as_deref())?
-            }
-            SourceKind::Live => mirror_live(&request.source, &request.dest)?,
-        };
+        // the same flags either way; the source kind only decides what exit 24 means
+        let inv = weekly_copy(&request.source, &request.dest, request.link_dest.as_deref())?;
         let out = self.runner.run(&inv)?;
         let mut warnings = Vec::new();
         match classify(out.status, request.source_kind) {
