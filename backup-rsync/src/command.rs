@@ -35,6 +35,8 @@ fn contents_of(dir: &str) -> String {
 /// - `--delete`: the week folder mirrors the snapshot; files deleted in the PVC go.
 /// - never `--inplace`: it would write through the hardlinks into every older week.
 /// - `--stats` for the numbers.
+/// - `--sparse`: runs of zeros are written as holes. A 1 GiB sparse disk image or database
+///   preallocation holding 4 KiB of data otherwise takes 1 GiB in every week that changes it.
 /// - `--modify-window=-1`: compare modification times to the nanosecond. The default compares
 ///   whole seconds, so a file rewritten with the same size within the second of the last copy
 ///   is taken as unchanged and the backup keeps the old content.
@@ -55,6 +57,7 @@ pub fn weekly_copy(
             "--numeric-ids",
             "--delete",
             "--modify-window=-1",
+            "--sparse",
             "--stats",
         ],
     );
@@ -92,7 +95,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             inv.display(),
-            "rsync -aHAX --numeric-ids --delete --modify-window=-1 --stats --link-dest=/b/pvc-data/2026-01/ns/p -- /run/mnt/vm-1/ /b/pvc-data/2026-02/ns/p/"
+            "rsync -aHAX --numeric-ids --delete --modify-window=-1 --sparse --stats --link-dest=/b/pvc-data/2026-01/ns/p -- /run/mnt/vm-1/ /b/pvc-data/2026-02/ns/p/"
         );
         assert!(!inv.args.iter().any(|a| a == "--inplace"));
     }

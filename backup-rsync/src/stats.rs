@@ -29,10 +29,14 @@ pub fn parse_stats(stdout: &str) -> Result<SyncStats, Error> {
             rest.split(", ").next().unwrap_or("").trim_end_matches(')'),
             "reg:",
         )?,
-        // an empty transfer prints just "Number of files: 0"; a listing without regular files
-        // prints no `reg:` part either
+        // an empty transfer prints just "Number of files: 0"; a tree without regular files
+        // (a fresh ext4 with only `lost+found`, a folder of symlinks, devices) prints
+        // `3 (dir: 1, link: 2)` with no `reg:` part: it has no regular file
         None => {
-            number(files_line, "Number of files:")?;
+            number(
+                files_line.split(" (").next().unwrap_or(files_line),
+                "Number of files:",
+            )?;
             0
         }
     };

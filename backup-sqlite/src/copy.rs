@@ -7,12 +7,14 @@
 //! that copy read-write so SQLite's own recovery runs, check it, and write the result with
 //! `VACUUM INTO` as a plain rollback-journal database that opens anywhere, even read-only.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags};
 
 use crate::error::{Error, Result};
 
@@ -52,8 +54,10 @@ pub fn integrity_check(conn: &Connection, path: &Path) -> Result<()> {
     if rows.len() == 1 && rows[0] == "ok" {
         Ok(())
     } else {
+        // a badly damaged database reports hundreds of lines: the first few and a count
         Err(Error::Integrity {
             path: path.to_owned(),
+            total: rows.len(),
             problems: rows.into_iter().take(5).collect(),
         })
     }
@@ -75,15 +79,31 @@ pub fn copy_database(source: &Path, dest: &Path) -> Result<CopyReport> {
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(dest_dir)
         .map_err(|e| Error::io("create a private folder in", dest_dir, e))?;
-    let side_files: Vec<String> = ["-wal", "-journal"]
-        .iter()
-        .filter(|s| std::fs::symlink_metadata(with_suffix(source, s)).is_ok())
-        .map(|s| (*s).to_owned())
-        .collect();
-    let open: Box<dyn Fn() -> rusqlite::Result<Connection> + Send + Sync> = if side_files.is_empty()
-    {
+    // The database and its side files are opened once, relative to their folder, never following
+    // a symlink and never blocking (a tenant's FIFO named `app.db-wal` would hang the run, a
+    // symlink `app.db-wal -> /etc/shadow` would copy a host file); only regular files are read,
+    // and every later read goes through these descriptors.
+    let (dir, name) = split_parent(source)?;
+    let db = open_regular(&dir, &name, source)?.ok_or_else(|| {
+        Error::io(
+            "open",
+            source,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })?;
+    let mut sides: Vec<(&'static str, File)> = Vec::new();
+    for suffix in ["-wal", "-journal"] {
+        let mut side_name = name.clone();
+        side_name.push(suffix);
+        if let Some(f) = open_regular(&dir, &side_name, &with_suffix(source, suffix))? {
+            sides.push((suffix, f));
+        }
+    }
+    let side_files: Vec<String> = sides.iter().map(|(s, _)| (*s).to_owned()).collect();
+    let open: Box<dyn Fn() -> rusqlite::Result<Connection> + Send + Sync> = if sides.is_empty() {
         // Nothing to recover: the file alone is the committed state, read where it is
         // (`immutable=1` is right only here, with no WAL or journal that it would ignore).
+        drop(db);
         let uri = immutable_uri(source);
         Box::new(move || {
             Connection::open_with_flags(
@@ -95,11 +115,9 @@ pub fn copy_database(source: &Path, dest: &Path) -> Result<CopyReport> {
         })
     } else {
         let work = scratch.path().join("db");
-        std::fs::copy(source, &work).map_err(|e| Error::io("copy", source, e))?;
-        for suffix in &side_files {
-            let side = with_suffix(source, suffix);
-            std::fs::copy(&side, with_suffix(&work, suffix))
-                .map_err(|e| Error::io("copy", side, e))?;
+        copy_from(db, &work, source)?;
+        for (suffix, f) in sides {
+            copy_from(f, &with_suffix(&work, suffix), &with_suffix(source, suffix))?;
         }
         // Opening the copy read-write lets SQLite replay the WAL or roll back the hot journal.
         Box::new(move || {
@@ -124,6 +142,7 @@ pub fn copy_database(source: &Path, dest: &Path) -> Result<CopyReport> {
             Err(Error::Integrity {
                 path: source.to_owned(),
                 problems: vec!["the check panicked".to_owned()],
+                total: 1,
             })
         });
         (written, checked)
@@ -141,6 +160,92 @@ pub fn copy_database(source: &Path, dest: &Path) -> Result<CopyReport> {
         bytes: bytes?,
         side_files,
     })
+}
+
+/// The folder of `path` (opened as a descriptor) and the file's name in it.
+fn split_parent(path: &Path) -> Result<(OwnedFd, OsString)> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| {
+            Error::io(
+                "open",
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "names no file"),
+            )
+        })?
+        .to_owned();
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = rustix::fs::open(
+        parent,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("open the folder of", path, e.into()))?;
+    Ok((dir, name))
+}
+
+/// Opens `name` in `dir` for reading when it is a regular file; `None` when there is no such
+/// name. Symlinks are not followed and nothing blocks (`O_NONBLOCK`: opening a FIFO with no
+/// writer returns at once); anything but a regular file is [`Error::NotRegular`].
+fn open_regular(dir: &OwnedFd, name: &OsStr, shown: &Path) -> Result<Option<File>> {
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(Error::NotRegular {
+                path: shown.to_owned(),
+                what: "a symlink".to_owned(),
+            })
+        }
+        Err(e) => return Err(Error::io("open", shown, e.into())),
+    };
+    let f = File::from(fd);
+    let t = f
+        .metadata()
+        .map_err(|e| Error::io("stat", shown, e))?
+        .file_type();
+    if t.is_file() {
+        Ok(Some(f))
+    } else {
+        Err(Error::NotRegular {
+            path: shown.to_owned(),
+            what: describe(t),
+        })
+    }
+}
+
+/// What a file that is not a regular file is, for messages.
+pub(crate) fn describe(t: std::fs::FileType) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_symlink() {
+        "a symlink"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_dir() {
+        "a folder"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+    .to_owned()
+}
+
+/// Copies an open file into a new file at `to` (in the private scratch folder).
+fn copy_from(mut from: File, to: &Path, shown: &Path) -> Result<()> {
+    let mut out = File::create(to).map_err(|e| Error::io("create", to, e))?;
+    std::io::copy(&mut from, &mut out).map_err(|e| Error::io("copy", shown, e))?;
+    Ok(())
 }
 
 /// Reads faster: memory-mapped pages and a 64 MiB cache.
@@ -204,6 +309,7 @@ fn finish_copy(source: &Path, tmp_path: &Path, dest: &Path, dest_dir: &Path) -> 
                 return Err(Error::Integrity {
                     path: source.to_owned(),
                     problems: vec![format!("copy stayed in journal_mode {mode}")],
+                    total: 1,
                 });
             }
         }

@@ -30,12 +30,32 @@ pub enum Error {
     },
 
     /// `PRAGMA integrity_check` did not answer `ok`.
-    #[error("check `{}`: integrity_check failed: {}", path.display(), problems.join("; "))]
+    #[error(
+        "check `{}`: integrity_check failed: {}{}",
+        path.display(),
+        problems.join("; "),
+        match total.saturating_sub(problems.len()) {
+            0 => String::new(),
+            more => format!(" (and {more} more; {total} problems in all)"),
+        }
+    )]
     Integrity {
         /// The database.
         path: PathBuf,
         /// What SQLite reported (the first few lines).
         problems: Vec<String>,
+        /// How many lines SQLite reported in all.
+        total: usize,
+    },
+
+    /// A database or one of its side files is not a regular file (a FIFO would block the run
+    /// forever, a symlink could point anywhere on the host): it is never opened or followed.
+    #[error("copy `{}`: {what}: only regular files are read", path.display())]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead (`a FIFO`, `a symlink`).
+        what: String,
     },
 
     /// The live database stayed busy past the bound.

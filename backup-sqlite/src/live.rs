@@ -22,6 +22,20 @@ pub fn open_live(path: &Path) -> Result<Connection> {
             std::io::Error::from(std::io::ErrorKind::NotFound),
         ));
     }
+    // SQLite opens the side files itself: a FIFO there would block it forever
+    for suffix in ["-wal", "-journal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = std::path::PathBuf::from(side);
+        if let Ok(m) = std::fs::symlink_metadata(&side) {
+            if !m.file_type().is_file() {
+                return Err(Error::NotRegular {
+                    path: side,
+                    what: crate::copy::describe(m.file_type()),
+                });
+            }
+        }
+    }
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

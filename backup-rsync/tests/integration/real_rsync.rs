@@ -144,3 +144,55 @@ fn odd_names_survive() {
         );
     }
 }
+
+/// Blocks (512 bytes each) a file takes on disk.
+fn blocks(p: &Utf8Path) -> u64 {
+    std::fs::metadata(p).unwrap().blocks()
+}
+
+#[test]
+fn sparse_files_keep_their_holes_with_hardlinks_and_link_dest() {
+    require_rsync();
+    let (_d, root) = tmp();
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    // 1 GiB with 4 KiB of data at the start and at the end
+    let f = std::fs::File::create(root.join("src/disk.img")).unwrap();
+    f.set_len(1 << 30).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[7u8; 4096], 0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[7u8; 4096], (1 << 30) - 4096).unwrap();
+    drop(f);
+    std::fs::hard_link(root.join("src/disk.img"), root.join("src/twin.img")).unwrap();
+    let sync = RsyncFileSync::new(&StdRunner);
+    let req = |dest: &str, link: Option<&str>| SyncRequest {
+        source: root.join("src"),
+        dest: root.join(dest),
+        link_dest: link.map(|l| root.join(l)),
+        source_kind: SourceKind::Snapshot,
+    };
+    sync.sync(&req("w1", None)).unwrap();
+    // a change makes the next week copy the file again rather than link it
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("src/disk.img"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[9u8; 4096], 1 << 20).unwrap();
+    drop(f);
+    sync.sync(&req("w2", Some("w1"))).unwrap();
+    for week in ["w1", "w2"] {
+        let img = root.join(week).join("disk.img");
+        assert_eq!(std::fs::metadata(&img).unwrap().len(), 1 << 30);
+        // a hole-less copy takes 2,097,152 blocks; allow generous file system overhead
+        assert!(
+            blocks(&img) < 1024,
+            "{week}/disk.img takes {} blocks: holes were filled",
+            blocks(&img)
+        );
+        assert_eq!(
+            std::fs::metadata(&img).unwrap().ino(),
+            std::fs::metadata(root.join(week).join("twin.img"))
+                .unwrap()
+                .ino(),
+            "hardlink lost in {week}"
+        );
+    }
+}

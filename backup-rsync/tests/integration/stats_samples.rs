@@ -12,6 +12,11 @@ fn captured_samples() {
         "stats-first-copy.txt",
         "stats-with-deletions.txt",
         "stats-link-dest.txt",
+        // trees without a regular file: no `reg:` in `Number of files:`
+        "stats-onlydirs.txt",
+        "stats-onlylinks.txt",
+        "stats-devs.txt",
+        "stats-nothing.txt",
     ]
     .iter()
     .map(|n| format!("{n}: {:?}", parse_stats(&sample(n)).unwrap()))
