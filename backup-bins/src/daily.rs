@@ -88,8 +88,11 @@ pub struct VolumePlan {
     pub dest: Utf8PathBuf,
     /// The earlier complete week it hardlinks against.
     pub link_week: Option<IsoWeek>,
-    /// Why it cannot be backed up, when it cannot (two LVs claiming one PVC).
+    /// Why it cannot be backed up, when it cannot (two LVs claiming one PVC, a name that cannot
+    /// be a folder).
     pub refused: Option<String>,
+    /// `--allow-empty NS/PVC`: an empty source replaces this volume's copy in this run.
+    pub allow_empty: bool,
 }
 
 /// The whole plan of a run.
@@ -105,17 +108,27 @@ pub struct DailyPlan {
     pub volumes: Vec<VolumePlan>,
     /// Volumes skipped: excluded namespace.
     pub excluded: Vec<SelectedVolume>,
-    /// PVE config paths and where each goes.
+    /// PVE config paths and where each goes (in `pve-config/<week>/`).
     pub pve_config: Vec<(Utf8PathBuf, Utf8PathBuf)>,
+    /// The earlier complete PVE config week the copy hardlinks against.
+    pub pve_config_link: Option<IsoWeek>,
     /// The pfSense copy: where from, where to.
     pub pfsense: Option<String>,
 }
 
 /// Plans a run: selection, snapshot choice, destinations and link-dest. Changes nothing.
+/// `allow_empty` holds `namespace/pvc` names whose empty source is accepted in this run.
 ///
 /// # Errors
-/// When volumes, snapshots or the backup root cannot be listed.
-pub fn plan_daily(cfg: &Config, deps: &DailyDeps<'_>, now: DateTime<Utc>) -> Result<DailyPlan> {
+/// When volumes, snapshots or the backup root cannot be listed; when no volume matches
+/// `lv-pattern`; when the clock is behind what the backup root already holds; when an
+/// `allow_empty` name is no selected volume.
+pub fn plan_daily(
+    cfg: &Config,
+    deps: &DailyDeps<'_>,
+    now: DateTime<Utc>,
+    allow_empty: &[String],
+) -> Result<DailyPlan> {
     let root = BackupRoot::new(&cfg.backup_root);
     let week = IsoWeek::from_date(now.date_naive());
     let names: Vec<String> = deps
@@ -130,14 +143,35 @@ pub fn plan_daily(cfg: &Config, deps: &DailyDeps<'_>, now: DateTime<Utc>) -> Res
         deps.claims,
         &cfg.snapshots.exclude_namespaces,
     );
+    require_matches(cfg, &selection, names.len())?;
     let snapshots = deps.volumes.list_snapshots()?;
     let versions = scan_versions(&root)?;
+    let pve_versions = scan_pve_config_weeks(&root)?;
+    require_clock_ahead(now, week, versions.iter().chain(&pve_versions))?;
+    for name in allow_empty {
+        if !selection
+            .selected
+            .iter()
+            .any(|v| format!("{}/{}", v.namespace, v.pvc) == *name)
+        {
+            return Err(Error::Usage(format!(
+                "--allow-empty {name}: no selected volume is {name} (expected NAMESPACE/PVC as \
+                 the output names it)"
+            )));
+        }
+    }
+    let refused = selection
+        .refused
+        .iter()
+        .map(|r| (r.volume.clone(), Some(r.reason.clone())));
     let max_age = Duration::hours(i64::from(cfg.pvc_backup.max_snapshot_age_hours));
     let mut seen: Vec<(String, String, String)> = Vec::new();
     let volumes = selection
         .selected
         .into_iter()
-        .map(|volume| {
+        .map(|v| (v, None))
+        .chain(refused)
+        .map(|(volume, name_refused)| {
             let newest = snapshots
                 .iter()
                 .filter(|s| s.volume == volume.lv && s.created <= now)
@@ -155,12 +189,14 @@ pub fn plan_daily(cfg: &Config, deps: &DailyDeps<'_>, now: DateTime<Utc>) -> Res
                 },
                 None => SnapshotChoice::Take { name: snapshot_name(&volume.lv, now), reason: "no snapshot yet".to_owned() },
             };
-            let refused = seen
+            let refused = name_refused.or_else(|| seen
                 .iter()
                 .find(|(_, ns, pvc)| *ns == volume.namespace && *pvc == volume.pvc)
-                .map(|(lv, ns, pvc)| format!("{lv} is also {ns}/{pvc}: two volumes cannot share one copy; fix the PV map"));
+                .map(|(lv, ns, pvc)| format!("{lv} is also {ns}/{pvc}: two volumes cannot share one copy; fix the PV map")));
             seen.push((volume.lv.clone(), volume.namespace.clone(), volume.pvc.clone()));
+            let allow_empty = allow_empty.contains(&format!("{}/{}", volume.namespace, volume.pvc));
             VolumePlan {
+                allow_empty,
                 dest: root.pvc_copy(week, &volume.namespace, &volume.pvc),
                 link_week: plan_link_dest(&versions, &volume.namespace, &volume.pvc, week).map(|v| v.week),
                 snapshot,
@@ -176,10 +212,13 @@ pub fn plan_daily(cfg: &Config, deps: &DailyDeps<'_>, now: DateTime<Utc>) -> Res
         .map(|p| {
             (
                 p.clone(),
-                root.pve_config().join(p.as_str().trim_start_matches('/')),
+                root.pve_config_week(week)
+                    .join(p.as_str().trim_start_matches('/')),
             )
         })
         .collect();
+    let pve_config_link =
+        plan_link_dest(&pve_versions, PVE_CONFIG, PVE_CONFIG, week).map(|v| v.week);
     Ok(DailyPlan {
         now,
         week,
@@ -187,6 +226,7 @@ pub fn plan_daily(cfg: &Config, deps: &DailyDeps<'_>, now: DateTime<Utc>) -> Res
         volumes,
         excluded: selection.excluded,
         pve_config,
+        pve_config_link,
         pfsense: cfg.pfsense.as_ref().map(|p| {
             format!(
                 "{} and ssh {}@{}:{} tar of {} -> {}",
@@ -199,6 +239,98 @@ pub fn plan_daily(cfg: &Config, deps: &DailyDeps<'_>, now: DateTime<Utc>) -> Res
             )
         }),
     })
+}
+
+/// Nothing to back up is not success: a typo in `lv-pattern`, the wrong volume group or an empty
+/// volumes folder would otherwise report "0 of 0 volumes ok" every night. Volumes that all sit
+/// in excluded namespaces are fine (the report says so).
+///
+/// # Errors
+/// [`Error::Refused`] naming the pattern, where volumes were listed and how many were seen.
+pub fn require_matches(
+    cfg: &Config,
+    selection: &backup_core::Selection,
+    listed: usize,
+) -> Result<()> {
+    if selection.matched() > 0 {
+        return Ok(());
+    }
+    let mut seen: Vec<&str> = selection
+        .not_matching
+        .iter()
+        .map(String::as_str)
+        .take(5)
+        .collect();
+    if selection.not_matching.len() > 5 {
+        seen.push("...");
+    }
+    Err(Error::Refused(format!(
+        "no volume matches lv-pattern `{}` in {}: {listed} volumes there{}{} (`snapshots.lv-pattern` in {})",
+        cfg.snapshots.lv_pattern.as_str(),
+        cfg.snapshots.backend.volume_source(),
+        if seen.is_empty() { "" } else { ": " },
+        seen.join(", "),
+        cfg.file,
+    )))
+}
+
+/// A clock that went backwards (an RTC reset, an NTP step at boot) must not write into an older
+/// week (whose copy the run's own prune then deletes) or rewrite a finished week with later
+/// data: the run refuses, and says what the clock says and what is newer.
+///
+/// # Errors
+/// [`Error::Refused`] when `week` is older than the newest complete version, or `now` is earlier
+/// than the newest completion marker.
+fn require_clock_ahead<'a>(
+    now: DateTime<Utc>,
+    week: IsoWeek,
+    versions: impl Iterator<Item = &'a WeekVersion>,
+) -> Result<()> {
+    let complete: Vec<&WeekVersion> = versions.filter(|v| v.is_complete()).collect();
+    let newest_week = complete.iter().max_by_key(|v| v.week);
+    let newest_mark = complete.iter().max_by_key(|v| v.completed_at);
+    let why = match (newest_week, newest_mark) {
+        (Some(v), _) if v.week > week => format!(
+            "this run's week {week} is older than week {} of {}/{}, already complete",
+            v.week, v.namespace, v.pvc
+        ),
+        (_, Some(v)) if v.completed_at.is_some_and(|t| t > now) => format!(
+            "{}/{} of week {} was completed at {}, later than now",
+            v.namespace,
+            v.pvc,
+            v.week,
+            v.completed_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+        ),
+        _ => return Ok(()),
+    };
+    Err(Error::Refused(format!(
+        "the clock says {} (week {week}), but {why}: refusing to write or prune anything. Is the \
+         clock wrong (RTC reset, NTP step)? Check `timedatectl`; `--now` replays a day on purpose",
+        now.to_rfc3339()
+    )))
+}
+
+/// Namespace and name of the PVE config in version listings.
+const PVE_CONFIG: &str = "pve-config";
+
+/// PVE config week folders, complete when their marker is there.
+fn scan_pve_config_weeks(root: &BackupRoot) -> Result<Vec<WeekVersion>> {
+    let mut out = Vec::new();
+    for name in crate::store::subdirs(&root.pve_config())? {
+        let Ok(week) = name.parse::<IsoWeek>() else {
+            continue; // the single mirror of earlier releases (`pve-config/etc/...`) stays
+        };
+        let completed_at = std::fs::read_to_string(root.pve_config_marker(week))
+            .ok()
+            .and_then(|t| backup_core::parse_marker(&t));
+        out.push(WeekVersion {
+            namespace: PVE_CONFIG.to_owned(),
+            pvc: PVE_CONFIG.to_owned(),
+            week,
+            completed_at,
+        });
+    }
+    Ok(out)
 }
 
 /// How one item ended.
@@ -321,7 +453,9 @@ impl DailyReport {
                     .chain(&self.pfsense)
                     .map(|i| i.status),
             )
-            .chain(self.sqlite_failures().map(|_| Status::Failed));
+            .chain(self.sqlite_failures().map(|_| Status::Failed))
+            // a version or snapshot that cannot be removed fills the disk or the thin pool
+            .chain(self.prune.errors.iter().map(|_| Status::Failed));
         statuses.fold((0, 0), |(ok, bad), s| {
             if s == Status::Ok {
                 (ok + 1, bad)
@@ -345,8 +479,7 @@ pub fn run_daily(
 ) -> Result<DailyReport> {
     let started = Instant::now();
     let root = BackupRoot::new(&cfg.backup_root);
-    std::fs::create_dir_all(&cfg.pvc_backup.mount_dir)
-        .map_err(|e| Error::io("create the mount folder", &cfg.pvc_backup.mount_dir, e))?;
+    let mount_root = mount_root(cfg)?;
 
     let n = plan.volumes.len();
     let next = AtomicUsize::new(0);
@@ -364,7 +497,7 @@ pub fn run_daily(
                         Some("the run was interrupted before this volume".to_owned()),
                     )
                 } else {
-                    backup_volume(cfg, deps, &root, plan, vp)
+                    backup_volume(cfg, deps, &root, &mount_root, plan, vp)
                 };
                 progress(&r);
                 results
@@ -380,11 +513,7 @@ pub fn run_daily(
         .flatten()
         .collect();
 
-    let pve_config = plan
-        .pve_config
-        .iter()
-        .map(|(src, dest)| copy_pve_path(deps, src, dest))
-        .collect();
+    let pve_config = copy_pve_config(deps, &root, plan);
 
     let pfsense = cfg.pfsense.as_ref().map(|pf| {
         let result = backup_pfsense(pf, deps.runner, &root, plan.week);
@@ -455,10 +584,61 @@ fn volume_result(vp: &VolumePlan, status: Status, error: Option<String>) -> Volu
     }
 }
 
+/// `mount-dir`, created when missing, as its canonical path: mountinfo shows canonical paths,
+/// so a mount-dir through a symlink (`/var/run` on Debian) or with `//` would never be found
+/// mounted, and every run would stack another mount.
+///
+/// # Errors
+/// When it cannot be created or resolved; the error names the key.
+pub fn mount_root(cfg: &Config) -> Result<Utf8PathBuf> {
+    let dir = &cfg.pvc_backup.mount_dir;
+    let key = |action: &str, e: std::io::Error| {
+        Error::Refused(format!(
+            "{action} `{dir}` (`pvc-backup.mount-dir` in {}): {e}",
+            cfg.file
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| key("create the mount folder", e))?;
+    let canonical = dir
+        .canonicalize_utf8()
+        .map_err(|e| key("resolve the mount folder", e))?;
+    Ok(canonical)
+}
+
+/// Makes `mount_root/<lv>` a mount point: creates it when missing, and refuses anything that is
+/// not a real folder. A symlink there (`<lv> -> /etc`) would mount the snapshot over its target.
+///
+/// # Errors
+/// [`Error::Refused`] for a symlink or a file; I/O errors naming the path.
+fn mount_point(mount_root: &Utf8Path, lv: &str) -> Result<Utf8PathBuf> {
+    backup_core::check_folder_name(lv).map_err(Error::Refused)?;
+    let target = mount_root.join(lv);
+    match std::fs::symlink_metadata(&target) {
+        Ok(m) if m.file_type().is_dir() => {}
+        Ok(m) => {
+            return Err(Error::Refused(format!(
+                "mount point {target} is {}, not a folder: refusing to mount there (remove it)",
+                if m.file_type().is_symlink() {
+                    "a symlink"
+                } else {
+                    "a file"
+                }
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(&target)
+                .map_err(|e| Error::io("create the mount point", &target, e))?;
+        }
+        Err(e) => return Err(Error::io("stat the mount point", &target, e)),
+    }
+    Ok(target)
+}
+
 fn backup_volume(
     cfg: &Config,
     deps: &DailyDeps<'_>,
     root: &BackupRoot,
+    mount_root: &Utf8Path,
     plan: &DailyPlan,
     vp: &VolumePlan,
 ) -> VolumeResult {
@@ -466,7 +646,7 @@ fn backup_volume(
     let mut r = volume_result(vp, Status::Ok, None);
     let outcome = match &vp.refused {
         Some(why) => Err(Error::Refused(why.clone())),
-        None => copy_volume(cfg, deps, root, plan, vp),
+        None => copy_volume(cfg, deps, root, mount_root, plan, vp),
     };
     match outcome {
         Ok(copied) => {
@@ -494,6 +674,7 @@ fn copy_volume(
     cfg: &Config,
     deps: &DailyDeps<'_>,
     root: &BackupRoot,
+    mount_root: &Utf8Path,
     plan: &DailyPlan,
     vp: &VolumePlan,
 ) -> Result<Copied> {
@@ -516,10 +697,8 @@ fn copy_volume(
     }
     let snap = vp.snapshot.name();
     let source = deps.volumes.activate(snap)?;
-    let target = cfg.pvc_backup.mount_dir.join(&v.lv);
     let copied = (|| -> Result<Copied> {
-        std::fs::create_dir_all(&target)
-            .map_err(|e| Error::io("create the mount point", &target, e))?;
+        let target = mount_point(mount_root, &v.lv)?;
         if mount_point_options(&target)?.is_some() {
             // we hold the run lock: a mount here was left by a run that was killed
             deps.mounter.unmount(&target)?;
@@ -527,6 +706,8 @@ fn copy_volume(
                 "unmounted {target}, left mounted by an interrupted run"
             ));
         }
+        // checked again right before mounting: nothing may have put a symlink there since
+        let target = mount_point(mount_root, &v.lv)?;
         let read_root = deps.mounter.mount_ro(&source, &target)?;
         let copied = copy_mounted(deps, root, plan, vp, &read_root);
         let unmounted = deps.mounter.unmount(&target).map_err(Error::from);
@@ -558,7 +739,14 @@ fn copy_mounted(
         )));
     }
     let link_dest = vp.link_week.map(|w| root.pvc_copy(w, &v.namespace, &v.pvc));
-    if !has_entries(read_root)? {
+    let mut warnings = Vec::new();
+    if !has_entries(read_root)? && vp.allow_empty {
+        warnings.push(format!(
+            "source {read_root} is empty: accepted by --allow-empty {}/{}, the copy of this week \
+             is emptied",
+            v.namespace, v.pvc
+        ));
+    } else if !has_entries(read_root)? {
         // An empty source with `rsync --delete` empties the copy and exits 0. A failed mount or a
         // wiped PVC must not replace the backup: refuse when the last copy had files.
         for earlier in [Some(vp.dest.clone()), link_dest.clone()]
@@ -568,7 +756,9 @@ fn copy_mounted(
             if earlier.is_dir() && has_entries(&earlier)? {
                 return Err(Error::Refused(format!(
                     "source {read_root} is empty but the last copy {earlier} has files: refusing to replace \
-                     the backup with nothing (failed mount or wiped PVC?); the copy is kept"
+                     the backup with nothing (failed mount or wiped PVC?); the copy is kept. If the PVC \
+                     was emptied on purpose, run once with --allow-empty {}/{}",
+                    v.namespace, v.pvc
                 )));
             }
         }
@@ -587,9 +777,10 @@ fn copy_mounted(
         source_kind: SourceKind::Snapshot,
     })?;
     let sqlite = copy_sqlite(root, plan.week, v, read_root);
+    warnings.extend(outcome.warnings);
     Ok(Copied {
         stats: outcome.stats,
-        warnings: outcome.warnings,
+        warnings,
         sqlite,
     })
 }
@@ -622,6 +813,11 @@ fn copy_sqlite(
             }
         })
         .collect();
+    out.extend(found.damaged.into_iter().map(|(path, why)| SqliteResult {
+        path: path.to_string_lossy().into_owned(),
+        bytes: None,
+        error: Some(format!("not a usable database: {why}")),
+    }));
     out.extend(
         found
             .unreadable
@@ -637,16 +833,66 @@ fn copy_sqlite(
     out
 }
 
-fn copy_pve_path(deps: &DailyDeps<'_>, src: &Utf8Path, dest: &Utf8Path) -> ItemResult {
+/// The PVE config paths into `pve-config/<week>/`, hardlinked against the newest complete
+/// earlier week, so a VM config deleted by mistake is still in last week's version. The week is
+/// marked complete when every path was copied.
+fn copy_pve_config(deps: &DailyDeps<'_>, root: &BackupRoot, plan: &DailyPlan) -> Vec<ItemResult> {
+    if plan.pve_config.is_empty() {
+        return Vec::new();
+    }
+    let marker = root.pve_config_marker(plan.week);
+    if let Err(e) = crate::store::remove_file_if_present(&marker) {
+        return vec![ItemResult {
+            item: format!("{}", root.pve_config_week(plan.week)),
+            status: Status::Failed,
+            error: Some(e.to_string()),
+        }];
+    }
+    let link_week = plan.pve_config_link.map(|w| root.pve_config_week(w));
+    let items: Vec<ItemResult> = plan
+        .pve_config
+        .iter()
+        .map(|(src, dest)| {
+            let link = link_week
+                .as_ref()
+                .map(|w| w.join(src.as_str().trim_start_matches('/')))
+                .filter(|l| l.is_dir());
+            copy_pve_path(deps, src, dest, link)
+        })
+        .collect();
+    if items.iter().all(|i| i.status == Status::Ok) {
+        if let Err(e) =
+            crate::store::write_atomic(&marker, backup_core::format_marker(plan.now).as_bytes())
+        {
+            return vec![ItemResult {
+                item: marker.to_string(),
+                status: Status::Failed,
+                error: Some(e.to_string()),
+            }];
+        }
+    }
+    items
+}
+
+fn copy_pve_path(
+    deps: &DailyDeps<'_>,
+    src: &Utf8Path,
+    dest: &Utf8Path,
+    link_dest: Option<Utf8PathBuf>,
+) -> ItemResult {
     let result = (|| -> Result<()> {
         if !src.is_dir() {
             return Err(Error::Refused(format!("{src} is not a folder")));
+        }
+        if dest.is_dir() {
+            // a later run of this week: never chmod an inode shared with an older week
+            unshare_changed(src.as_std_path(), dest.as_std_path())?;
         }
         std::fs::create_dir_all(dest).map_err(|e| Error::io("create folder", dest, e))?;
         deps.sync.sync(&SyncRequest {
             source: src.to_owned(),
             dest: dest.to_owned(),
-            link_dest: None,
+            link_dest,
             source_kind: SourceKind::Live,
         })?;
         Ok(())
@@ -671,6 +917,8 @@ pub struct PrunePlan {
     pub snapshots: Vec<Decision<SnapshotInfo>>,
     /// pfSense week folders (namespace `pfsense`).
     pub pfsense: Vec<Decision<WeekVersion>>,
+    /// PVE config week folders (namespace `pve-config`).
+    pub pve_config: Vec<Decision<WeekVersion>>,
 }
 
 /// Plans pruning from what is on disk now.
@@ -687,6 +935,7 @@ pub fn plan_prune(
         versions: plan_versions(&cfg.pvc_backup.policy, now, &scan_versions(&root)?)?,
         snapshots: plan_snapshots(cfg.snapshots.retention, now, &volumes.list_snapshots()?)?,
         pfsense: plan_versions(&cfg.pvc_backup.policy, now, &scan_pfsense_weeks(&root)?)?,
+        pve_config: plan_versions(&cfg.pvc_backup.policy, now, &scan_pve_config_weeks(&root)?)?,
     })
 }
 
@@ -742,7 +991,10 @@ fn prune(
 ) -> Result<PruneReport> {
     let plan = plan_prune(cfg, deps.volumes, now)?;
     let mut report = PruneReport::default();
-    for v in backup_core::removals(&plan.versions) {
+    // never what this run wrote: a week at or after the run's own is not pruned by it, whatever
+    // the policy says (the clock rule refuses such runs first; this holds even without it)
+    let this_week = IsoWeek::from_date(now.date_naive());
+    for v in backup_core::removals(&plan.versions).filter(|v| v.week < this_week) {
         let name = format!("{} {}/{}", v.week, v.namespace, v.pvc);
         let sqlite = root.sqlite_copy(v.week, &v.namespace, &v.pvc);
         match remove_version(root, v).and_then(|()| crate::store::remove_tree(&sqlite)) {
@@ -750,10 +1002,21 @@ fn prune(
             Err(e) => report.errors.push(format!("remove version {name}: {e}")),
         }
     }
-    for v in backup_core::removals(&plan.pfsense) {
+    for v in backup_core::removals(&plan.pfsense).filter(|v| v.week < this_week) {
         let dir = root.pfsense_week(v.week);
         match crate::store::remove_tree(&dir) {
             Ok(()) => report.removed_versions.push(format!("{} pfsense", v.week)),
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    for v in backup_core::removals(&plan.pve_config).filter(|v| v.week < this_week) {
+        // the marker first: a removal cut short reads as incomplete, never as complete
+        let removed = crate::store::remove_file_if_present(&root.pve_config_marker(v.week))
+            .and_then(|()| crate::store::remove_tree(&root.pve_config_week(v.week)));
+        match removed {
+            Ok(()) => report
+                .removed_versions
+                .push(format!("{} pve-config", v.week)),
             Err(e) => report.errors.push(e.to_string()),
         }
     }

@@ -7,8 +7,14 @@ use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{Error, Result};
 
-/// An exclusive `flock` held until dropped. The kernel releases it when the process dies, so a
-/// killed run never leaves a stale lock behind.
+/// An exclusive `flock` held until dropped. The kernel releases it when the last holder of the
+/// open file is gone, so a killed run never leaves a stale lock behind.
+///
+/// The descriptor is inherited by every child the run starts (rsync, cp, mount, curl): after a
+/// `kill -9` of the run, its rsync children go on writing into the week folder until they finish,
+/// and as long as any of them lives the lock stays held, so no new run starts writing beside
+/// them or unmounting under them. (Killing the children with the parent would need
+/// `PR_SET_PDEATHSIG` in `pre_exec`, which is `unsafe`; the lock gives the same guarantee.)
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
@@ -27,7 +33,12 @@ impl RunLock {
             .open(path)
             .map_err(|e| Error::io("open the lock file", path, e))?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Self { _file: file }),
+            Ok(()) => {
+                // not close-on-exec: children hold the lock too (see above)
+                rustix::io::fcntl_setfd(&file, rustix::io::FdFlags::empty())
+                    .map_err(|e| Error::io("keep the lock across exec", path, e.into()))?;
+                Ok(Self { _file: file })
+            }
             Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked {
                 path: path.to_owned(),
             }),

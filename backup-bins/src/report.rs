@@ -187,6 +187,9 @@ pub fn daily_summary(r: &DailyReport) -> String {
     if r.pfsense.as_ref().is_some_and(|i| i.status != Status::Ok) {
         failed.push("pfsense".to_owned());
     }
+    if !p.errors.is_empty() {
+        failed.push(format!("{} prune removals", p.errors.len()));
+    }
     for (v, s) in r.sqlite_failures() {
         failed.push(format!("sqlite {}/{}:{}", v.namespace, v.pvc, s.path));
     }
@@ -242,6 +245,9 @@ pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
         if let Some(why) = &v.refused {
             let _ = writeln!(out, "       REFUSED: {why}");
         }
+        if v.allow_empty {
+            let _ = writeln!(out, "       an empty source is accepted (--allow-empty)");
+        }
     }
     for e in &plan.excluded {
         let _ = writeln!(
@@ -250,8 +256,12 @@ pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
             e.lv, e.namespace
         );
     }
+    let pve_link = plan
+        .pve_config_link
+        .map(|w| format!("link-dest {w}"))
+        .unwrap_or_else(|| "no link-dest: full copy".to_owned());
     for (src, dest) in &plan.pve_config {
-        let _ = writeln!(out, "  pve-config {src} -> {dest}");
+        let _ = writeln!(out, "  pve-config {src} -> {dest} ({pve_link})");
     }
     if let Some(pf) = &plan.pfsense {
         let _ = writeln!(out, "  pfsense {pf}");
@@ -260,6 +270,9 @@ pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
         format!("version {} {}/{}", v.week, v.namespace, v.pvc)
     });
     prune_lines(&mut out, &prune.pfsense, |v| format!("pfsense {}", v.week));
+    prune_lines(&mut out, &prune.pve_config, |v| {
+        format!("pve-config {}", v.week)
+    });
     prune_lines(&mut out, &prune.snapshots, |s| {
         format!("snapshot {}", s.name)
     });

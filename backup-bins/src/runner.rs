@@ -39,7 +39,10 @@ impl Runner for DuctRunner {
         let mut expr = duct::cmd(&inv.program, &inv.args)
             .stdout_capture()
             .stderr_capture()
-            .unchecked();
+            .unchecked()
+            // children inherit the run lock's descriptor on purpose (lock.rs); LVM would warn
+            // "File descriptor N leaked" on every call
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1");
         for (k, v) in &inv.env {
             expr = expr.env(k, v);
         }

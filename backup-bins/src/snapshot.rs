@@ -145,6 +145,8 @@ pub fn create(
     pruned.extend(aside);
     prune_errors.extend(aside_errors);
     let sel = selection(cfg, volumes, claims)?;
+    let listed = sel.matched() + sel.not_matching.len();
+    crate::daily::require_matches(cfg, &sel, listed)?;
     let pool_free_percent = volumes.pool_usage()?.map(|p| p.free_percent());
     let mut refused = None;
     let mut taken = Vec::new();
@@ -157,7 +159,13 @@ pub fn create(
             ));
         }
         _ => {
-            for volume in sel.selected {
+            // a volume whose PVC name cannot be a folder is still snapshotted: the snapshot is
+            // named after the LV, and daily-backup refuses and names it
+            for volume in sel
+                .selected
+                .into_iter()
+                .chain(sel.refused.into_iter().map(|r| r.volume))
+            {
                 let name = snapshot_name(&volume.lv, now);
                 let result = volumes.create_snapshot(&volume.lv, &name, now);
                 taken.push(TakeResult {

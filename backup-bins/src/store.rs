@@ -105,17 +105,24 @@ pub fn mark_complete(
     )
 }
 
+/// Removes a file; an absent one is fine.
+///
+/// # Errors
+/// When it exists and cannot be removed.
+pub fn remove_file_if_present(path: &Utf8Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
 /// Marks a version incomplete (before it is written again, or removed).
 ///
 /// # Errors
 /// When the marker exists and cannot be removed.
 pub fn mark_incomplete(root: &BackupRoot, week: IsoWeek, namespace: &str, pvc: &str) -> Result<()> {
-    let marker = root.pvc_complete_marker(week, namespace, pvc);
-    match std::fs::remove_file(&marker) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("remove", marker, e)),
-    }
+    remove_file_if_present(&root.pvc_complete_marker(week, namespace, pvc))
 }
 
 /// Removes a version: its marker first (a removal cut short reads as incomplete, never as a

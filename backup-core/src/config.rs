@@ -182,6 +182,19 @@ pub enum Backend {
     },
 }
 
+impl Backend {
+    /// Where volumes are listed, for messages: `thin pool pve/data` or `folder /srv/volumes`.
+    pub fn volume_source(&self) -> String {
+        match self {
+            Backend::Lvm {
+                volume_group,
+                thin_pool,
+            } => format!("thin pool {volume_group}/{thin_pool}"),
+            Backend::Dir { volumes_dir, .. } => format!("folder {volumes_dir}"),
+        }
+    }
+}
+
 /// `[snapshots]`, validated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SnapshotsConfig {
@@ -321,6 +334,21 @@ impl Check<'_> {
             return Err(self.err(key, format!("expected an absolute path, found `{value}`")));
         }
         Ok(p)
+    }
+
+    /// An absolute path without `..` (it would make the path mean something else than it
+    /// reads, and `pve-config/<path>` escape its folder), with `.` and `//` folded away.
+    fn abs_plain(&self, key: &str, value: &str) -> Result<Utf8PathBuf, ConfigError> {
+        let p = self.abs(key, value)?;
+        if p.components()
+            .any(|part| part == camino::Utf8Component::ParentDir)
+        {
+            return Err(self.err(
+                key,
+                format!("expected an absolute path without `..`, found `{value}`"),
+            ));
+        }
+        Ok(Utf8PathBuf::from_iter(p.components()))
     }
 
     fn name(&self, key: &str, value: &str) -> Result<String, ConfigError> {
@@ -488,12 +516,37 @@ impl Config {
                 "expected at least 1, found 0",
             ));
         }
+        let mount_dir = c.abs_plain(
+            "pvc-backup.mount-dir",
+            p.mount_dir.as_deref().unwrap_or("/run/homelab-backup/mnt"),
+        )?;
+        // Snapshots are mounted under mount-dir: inside a folder that is copied, pruned or
+        // listed, a mount would be copied into the backup, deleted through, or taken for a
+        // volume; and a folder inside mount-dir would be hidden by a mount.
+        let mut others = vec![("backup-root", &backup_root)];
+        if let Backend::Dir {
+            volumes_dir,
+            snapshots_dir,
+        } = &backend
+        {
+            others.push(("snapshots.volumes-dir", volumes_dir));
+            others.push(("snapshots.snapshots-dir", snapshots_dir));
+        }
+        for (key, other) in others {
+            let other = Utf8PathBuf::from_iter(other.components());
+            if mount_dir.starts_with(&other) || other.starts_with(&mount_dir) {
+                return Err(c.err(
+                    "pvc-backup.mount-dir",
+                    format!(
+                        "expected a folder apart from {key} ({other}), found `{mount_dir}`: \
+                         one is inside the other"
+                    ),
+                ));
+            }
+        }
         let pvc_backup = PvcBackupConfig {
             policy,
-            mount_dir: c.abs(
-                "pvc-backup.mount-dir",
-                p.mount_dir.as_deref().unwrap_or("/run/homelab-backup/mnt"),
-            )?,
+            mount_dir,
             parallel,
             max_snapshot_age_hours,
         };
@@ -502,7 +555,7 @@ impl Config {
             Some(paths) => paths
                 .iter()
                 .enumerate()
-                .map(|(i, p)| c.abs(&format!("pve-config.paths[{i}]"), p))
+                .map(|(i, p)| c.abs_plain(&format!("pve-config.paths[{i}]"), p))
                 .collect::<Result<Vec<_>, _>>()?,
             None => ["/etc/pve", "/usr/local/bin", "/etc/systemd/system"]
                 .map(Utf8PathBuf::from)

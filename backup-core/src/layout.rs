@@ -5,7 +5,8 @@
 //! <root>/pvc-data/<YYYY-WW>/.complete/<namespace>/<pvc>             completion marker
 //! <root>/sqlite-backup/<YYYY-WW>/<namespace>/<pvc>/<path of the db inside the PVC>
 //! <root>/pfsense/<YYYY-WW>/config.xml, pfsense-full.tar.gz
-//! <root>/pve-config/...
+//! <root>/pve-config/<YYYY-WW>/<configured path>/...                PVE host config, weekly
+//! <root>/pve-config/<YYYY-WW>/.complete                              its completion marker
 //! ```
 //!
 //! The completion marker sits beside the copies, not inside one: `rsync --delete` into the copy
@@ -87,9 +88,21 @@ impl BackupRoot {
         self.pfsense().join(week.to_string())
     }
 
-    /// `pve-config/`: a single current copy.
+    /// `pve-config/`: weekly versions of the PVE host's configuration.
     pub fn pve_config(&self) -> Utf8PathBuf {
         self.root.join("pve-config")
+    }
+
+    /// `pve-config/<week>/`: one version; each configured path under it by its absolute path
+    /// (`pve-config/2026-02/etc/pve/...`).
+    pub fn pve_config_week(&self, week: IsoWeek) -> Utf8PathBuf {
+        self.pve_config().join(week.to_string())
+    }
+
+    /// `pve-config/<week>/.complete`: present once every path of that week was copied. rsync
+    /// writes only below the configured paths, so `--delete` never touches it.
+    pub fn pve_config_marker(&self, week: IsoWeek) -> Utf8PathBuf {
+        self.pve_config_week(week).join(COMPLETE_DIR)
     }
 
     /// The lock file `daily-backup` holds for its whole run.

@@ -33,6 +33,7 @@
 mod cluster;
 mod config;
 mod error;
+mod k8s_name;
 mod layout;
 mod linkdest;
 mod metrics;
@@ -55,6 +56,7 @@ pub use config::{
     PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, Tree, DEFAULT_CONFIG_PATH,
 };
 pub use error::{ConfigError, Error, Result};
+pub use k8s_name::{check_folder_name, check_namespace, check_pvc_name};
 pub use layout::{
     check_component, format_marker, parse_marker, parse_snapshot_name, snapshot_name, BackupRoot,
     COMPLETE_DIR, UNRESOLVED_NAMESPACE,
@@ -69,10 +71,10 @@ pub use retention::{
     WeekVersion,
 };
 pub use runner::{quote, Invocation, Output, Runner};
-pub use selection::{select_volumes, SelectedVolume, Selection};
+pub use selection::{select_volumes, RefusedVolume, SelectedVolume, Selection};
 pub use sqlite_magic::{
-    is_side_file, is_sqlite_header, SQLITE_HEADER_PROBE, SQLITE_MAGIC, SQLITE_MIN_FILE_SIZE,
-    SQLITE_SIDE_SUFFIXES,
+    classify_sqlite_header, is_side_file, is_sqlite_header, SqliteHeader, SQLITE_HEADER_PROBE,
+    SQLITE_MAGIC, SQLITE_MIN_FILE_SIZE, SQLITE_SIDE_SUFFIXES,
 };
 pub use sync::{FileSync, SourceKind, SyncOutcome, SyncRequest, SyncStats};
 pub use volume::{PoolUsage, SnapshotSource, Volume, VolumeManager};

@@ -13,11 +13,46 @@ pub const SQLITE_MIN_FILE_SIZE: u64 = 512;
 /// magic, then a valid page size at offset 16 (big-endian u16: a power of two from 512 to 32768,
 /// or 1 meaning 65536). The page size check drops text files that merely quote the magic.
 pub fn is_sqlite_header(header: &[u8]) -> bool {
-    if header.len() < SQLITE_HEADER_PROBE || &header[..16] != SQLITE_MAGIC {
-        return false;
+    classify_sqlite_header(header, SQLITE_MIN_FILE_SIZE) == SqliteHeader::Database
+}
+
+/// What the first bytes of a file say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqliteHeader {
+    /// No SQLite magic: some other file.
+    NotSqlite,
+    /// The magic, a valid page size, at least one page long.
+    Database,
+    /// The magic, but no usable database: too short, or an invalid page size. A truncated copy
+    /// or a damaged first page of a real database looks like this, and must be reported, not
+    /// passed over as "some other file".
+    Damaged(String),
+}
+
+/// Classifies a file from its first bytes (`header`, up to [`SQLITE_HEADER_PROBE`] of them) and
+/// its size.
+pub fn classify_sqlite_header(header: &[u8], file_size: u64) -> SqliteHeader {
+    if header.len() < SQLITE_MAGIC.len() || &header[..SQLITE_MAGIC.len()] != SQLITE_MAGIC {
+        return SqliteHeader::NotSqlite;
+    }
+    if header.len() < SQLITE_HEADER_PROBE {
+        return SqliteHeader::Damaged(format!(
+            "SQLite header cut off after {} bytes",
+            header.len()
+        ));
     }
     let page_size = u16::from_be_bytes([header[16], header[17]]);
-    page_size == 1 || (page_size >= 512 && page_size.is_power_of_two())
+    if !(page_size == 1 || (page_size >= 512 && page_size.is_power_of_two())) {
+        return SqliteHeader::Damaged(format!(
+            "SQLite header with an invalid page size ({page_size})"
+        ));
+    }
+    if file_size < SQLITE_MIN_FILE_SIZE {
+        return SqliteHeader::Damaged(format!(
+            "SQLite header but only {file_size} bytes long (a database has at least one page of 512)"
+        ));
+    }
+    SqliteHeader::Database
 }
 
 /// The side-file suffixes SQLite writes next to a database.
@@ -59,6 +94,30 @@ mod tests {
         let mut h = header(4096);
         h[15] = b' ';
         assert!(!is_sqlite_header(&h));
+    }
+
+    #[test]
+    fn damaged_headers_are_named() {
+        assert_eq!(classify_sqlite_header(b"hello", 5), SqliteHeader::NotSqlite);
+        assert_eq!(
+            classify_sqlite_header(&header(4096), 4096),
+            SqliteHeader::Database
+        );
+        let short = classify_sqlite_header(&header(4096), 100);
+        assert!(
+            matches!(&short, SqliteHeader::Damaged(w) if w.contains("100 bytes")),
+            "{short:?}"
+        );
+        let bad_page = classify_sqlite_header(&header(1000), 4096);
+        assert!(
+            matches!(&bad_page, SqliteHeader::Damaged(w) if w.contains("(1000)")),
+            "{bad_page:?}"
+        );
+        let cut = classify_sqlite_header(SQLITE_MAGIC, 16);
+        assert!(
+            matches!(&cut, SqliteHeader::Damaged(w) if w.contains("16 bytes")),
+            "{cut:?}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The walk is this crate's own: one worker per core takes folders from a shared stack, lists
 //! each through its open descriptor, and `stat`s and opens files relative to it (no path is
-//! resolved from the root per file). Only regular files of at least 512 bytes are opened, and at
+//! resolved from the root per file). Only regular files of at least 16 bytes (the magic) are opened, and at
 //! most 18 bytes are read from each. Symlinks are never followed; names are bytes.
 
 use std::ffi::{CStr, OsStr};
@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use backup_core::{is_side_file, is_sqlite_header, SQLITE_HEADER_PROBE, SQLITE_MIN_FILE_SIZE};
+use backup_core::{
+    classify_sqlite_header, is_side_file, SqliteHeader, SQLITE_HEADER_PROBE, SQLITE_MAGIC,
+};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 
@@ -22,6 +24,9 @@ pub struct Discovery {
     pub databases: Vec<PathBuf>,
     /// Paths that could not be read, with why (they are reported, not fatal).
     pub unreadable: Vec<(PathBuf, String)>,
+    /// Files that start with the SQLite magic but are no usable database (shorter than a page,
+    /// an invalid page size), relative to the root, with why. They are reported and counted.
+    pub damaged: Vec<(PathBuf, String)>,
     /// Regular files looked at.
     pub files_seen: u64,
 }
@@ -36,8 +41,9 @@ const FILE_FLAGS: OFlags = OFlags::RDONLY
     .union(OFlags::NOCTTY)
     .union(OFlags::NONBLOCK);
 
-/// Walks `root` and returns the regular files of at least 512 bytes whose first bytes are a SQLite
-/// header. `-wal`, `-shm` and `-journal` files are never candidates: they are copied with their
+/// Walks `root` and returns the regular files whose first bytes are a SQLite header (with a valid
+/// page size, at least one page long); files with the magic that fail either test are returned
+/// as damaged. `-wal`, `-shm` and `-journal` files are never candidates: they are copied with their
 /// database.
 pub fn find_databases(root: &Path) -> Discovery {
     let root_fd = match rustix::fs::open(root, DIR_FLAGS, Mode::empty()) {
@@ -80,6 +86,7 @@ pub fn find_databases(root: &Path) -> Discovery {
                 let mut all = found.lock().unwrap_or_else(PoisonError::into_inner);
                 all.databases.append(&mut local.databases);
                 all.unreadable.append(&mut local.unreadable);
+                all.damaged.append(&mut local.damaged);
                 all.files_seen += local.files_seen;
             });
         }
@@ -87,6 +94,7 @@ pub fn find_databases(root: &Path) -> Discovery {
     let mut out = found.into_inner().unwrap_or_else(PoisonError::into_inner);
     out.databases.sort();
     out.unreadable.sort();
+    out.damaged.sort();
     out
 }
 
@@ -149,8 +157,13 @@ fn list_folder(root_fd: &OwnedFd, root: &Path, rel: &Path, out: &mut Discovery) 
                     continue;
                 }
                 match probe(&dir_fd, name, size) {
-                    Ok(true) => out.databases.push(rel.join(OsStr::from_bytes(bytes))),
-                    Ok(false) => {}
+                    Ok(SqliteHeader::Database) => {
+                        out.databases.push(rel.join(OsStr::from_bytes(bytes)));
+                    }
+                    Ok(SqliteHeader::Damaged(why)) => {
+                        out.damaged.push((rel.join(OsStr::from_bytes(bytes)), why));
+                    }
+                    Ok(SqliteHeader::NotSqlite) => {}
                     Err(e) => out
                         .unreadable
                         .push((root.join(rel).join(OsStr::from_bytes(bytes)), e.to_string())),
@@ -162,23 +175,24 @@ fn list_folder(root_fd: &OwnedFd, root: &Path, rel: &Path, out: &mut Discovery) 
     subdirs
 }
 
-/// Reads at most the header probe of `name` in `dir`; files below the size floor are never opened.
-fn probe(dir: impl AsFd, name: &CStr, size: Option<u64>) -> rustix::io::Result<bool> {
+/// Reads at most the header probe of `name` in `dir`; files shorter than the magic are never
+/// opened (one with the magic but shorter than a page is a damaged database, and is named).
+fn probe(dir: impl AsFd, name: &CStr, size: Option<u64>) -> rustix::io::Result<SqliteHeader> {
     let size = match size {
         Some(s) => s,
         None => rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?.st_size as u64,
     };
-    if size < SQLITE_MIN_FILE_SIZE {
-        return Ok(false);
+    if size < SQLITE_MAGIC.len() as u64 {
+        return Ok(SqliteHeader::NotSqlite);
     }
     let fd = rustix::fs::openat(&dir, name, FILE_FLAGS, Mode::empty())?;
     let mut header = [0u8; SQLITE_HEADER_PROBE];
     let mut filled = 0;
     while filled < header.len() {
         match rustix::io::read(&fd, &mut header[filled..])? {
-            0 => return Ok(false),
+            0 => break,
             n => filled += n,
         }
     }
-    Ok(is_sqlite_header(&header))
+    Ok(classify_sqlite_header(&header[..filled], size))
 }

@@ -1,7 +1,7 @@
 //! SQLite databases in snapshots and on live volumes, copied so that nothing committed is lost.
 //!
 //! - [`find_databases`]: walk a mounted snapshot, recognise databases by their header (at most 18
-//!   bytes read per file, only regular files of 512 bytes or more, symlinks never followed, names
+//!   bytes read per file, only regular files, symlinks never followed, names
 //!   as bytes).
 //! - [`copy_database`]: copy one with its `-wal` or hot `-journal` into a private folder, let
 //!   SQLite's own recovery run there, `PRAGMA integrity_check`, then `VACUUM INTO` a temp file

@@ -26,7 +26,12 @@ use clap::Parser;
 /// metrics written. -v prints every command as it runs.
 ///
 /// An empty source is refused when the last copy had files (a failed mount or a wiped PVC never
-/// replaces a backup). One volume failing never stops the others.
+/// replaces a backup); `--allow-empty NS/PVC` accepts it for one volume in one run. One volume
+/// failing never stops the others.
+///
+/// A run whose clock is behind the backup root (its week older than the newest complete version,
+/// or its time before the newest completion) refuses with exit 1: an RTC reset or an NTP step
+/// must not write into an old week or rewrite a finished one.
 ///
 /// Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 partial (some volumes failed),
 /// 75 another run holds the lock.
@@ -35,6 +40,12 @@ use clap::Parser;
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+
+    /// Accept an empty source for this PVC in this run (NAMESPACE/PVC, as the output names it;
+    /// repeatable): a PVC emptied on purpose. Without it an empty source is refused while the
+    /// last copy has files.
+    #[arg(long, value_name = "NS/PVC")]
+    allow_empty: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -69,7 +80,7 @@ fn run(cli: &Cli) -> Result<Exit> {
     require_backup_root(&cfg)?;
 
     if g.dry_run {
-        let plan = plan_daily(&cfg, &deps, now)?;
+        let plan = plan_daily(&cfg, &deps, now, &cli.allow_empty)?;
         let prune = plan_prune(&cfg, deps.volumes, now)?;
         if g.json {
             let v = serde_json::json!({ "plan": plan, "prune": prune });
@@ -81,7 +92,7 @@ fn run(cli: &Cli) -> Result<Exit> {
     }
 
     let _lock = RunLock::acquire(&BackupRoot::new(&cfg.backup_root).lock_file())?;
-    let plan = plan_daily(&cfg, &deps, now)?;
+    let plan = plan_daily(&cfg, &deps, now, &cli.allow_empty)?;
     if !g.json {
         println!("{}", report::daily_header(&plan));
     }

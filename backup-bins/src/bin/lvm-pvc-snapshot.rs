@@ -130,6 +130,8 @@ fn run(cli: &Cli) -> Result<Exit> {
             }
             if g.dry_run {
                 let sel = selection(&cfg, volumes.as_ref(), &claims)?;
+                let listed = sel.matched() + sel.not_matching.len();
+                backup_bins::daily::require_matches(&cfg, &sel, listed)?;
                 for d in plan_prune(&cfg, volumes.as_ref(), now)?
                     .iter()
                     .filter(|d| d.is_remove())
@@ -143,6 +145,14 @@ fn run(cli: &Cli) -> Result<Exit> {
                         v.namespace,
                         v.pvc,
                         backup_core::snapshot_name(&v.lv, now)
+                    );
+                }
+                for r in &sel.refused {
+                    println!(
+                        "would snapshot {} as {} (daily-backup refuses it: {})",
+                        r.volume.lv,
+                        backup_core::snapshot_name(&r.volume.lv, now),
+                        r.reason
                     );
                 }
                 for v in &sel.excluded {

@@ -135,6 +135,9 @@ fn run(cli: &Cli) -> Result<Exit> {
             for (path, why) in &found.unreadable {
                 eprintln!("sqlite-backup: cannot read {}: {why}", path.display());
             }
+            for (path, why) in &found.damaged {
+                eprintln!("sqlite-backup: damaged database {}: {why}", path.display());
+            }
             if cli.global.json {
                 let list: Vec<String> = found
                     .databases
@@ -143,7 +146,13 @@ fn run(cli: &Cli) -> Result<Exit> {
                     .collect();
                 println!(
                     "{}",
-                    serde_json::json!({ "databases": list, "files_seen": found.files_seen })
+                    serde_json::json!({
+                        "databases": list,
+                        "damaged": found.damaged.iter().map(|(p, why)| serde_json::json!({
+                            "path": p.to_string_lossy(), "error": why,
+                        })).collect::<Vec<_>>(),
+                        "files_seen": found.files_seen,
+                    })
                 );
             } else {
                 for db in &found.databases {
@@ -155,7 +164,7 @@ fn run(cli: &Cli) -> Result<Exit> {
                     found.files_seen
                 );
             }
-            Ok(if found.unreadable.is_empty() {
+            Ok(if found.unreadable.is_empty() && found.damaged.is_empty() {
                 Exit::Success
             } else {
                 Exit::Partial

@@ -112,7 +112,7 @@ fn a_whole_run_against_fakes() {
         stop: &stop,
     };
     let now = t("2026-01-05T05:00:00Z");
-    let plan = plan_daily(&cfg, &deps, now).unwrap();
+    let plan = plan_daily(&cfg, &deps, now, &[]).unwrap();
     let report = run_daily(&cfg, &deps, &plan, &|_| {}).unwrap();
 
     let redact = |s: String| s.replace(root.as_str(), "<tmp>");
@@ -200,7 +200,7 @@ fn no_fresh_snapshot_when_the_pool_is_nearly_full() {
         claims: &[],
         stop: &stop,
     };
-    let plan = plan_daily(&cfg, &deps, t("2026-01-05T05:00:00Z")).unwrap();
+    let plan = plan_daily(&cfg, &deps, t("2026-01-05T05:00:00Z"), &[]).unwrap();
     let report = run_daily(&cfg, &deps, &plan, &|_| {}).unwrap();
     let err = report.volumes[0].error.clone().unwrap_or_default();
     assert!(

@@ -101,6 +101,12 @@ fn error_messages() {
         ("unknown-gfs-rule", "backup-root = \"/b\"\n[pvc-backup.retention]\nfortnightly = 2\n"),
         ("parallel-zero", "backup-root = \"/b\"\n[pvc-backup]\nparallel = 0\n"),
         ("relative-mount-dir", "backup-root = \"/b\"\n[pvc-backup]\nmount-dir = \"run/mnt\"\n"),
+        ("mount-dir-inside-backup-root", "backup-root = \"/b\"\n[pvc-backup]\nmount-dir = \"/b//./mnt\"\n"),
+        ("backup-root-inside-mount-dir", "backup-root = \"/run/mnt/b\"\n[pvc-backup]\nmount-dir = \"/run/mnt\"\n"),
+        ("mount-dir-is-volumes-dir", "backup-root = \"/b\"\n[snapshots]\nbackend = \"dir\"\nvolumes-dir = \"/v\"\nsnapshots-dir = \"/s\"\n[pvc-backup]\nmount-dir = \"/v/\"\n"),
+        ("mount-dir-in-snapshots-dir", "backup-root = \"/b\"\n[snapshots]\nbackend = \"dir\"\nvolumes-dir = \"/v\"\nsnapshots-dir = \"/s\"\n[pvc-backup]\nmount-dir = \"/s/m\"\n"),
+        ("mount-dir-with-dotdot", "backup-root = \"/b\"\n[pvc-backup]\nmount-dir = \"/run/../b\"\n"),
+        ("pve-config-path-with-dotdot", "backup-root = \"/b\"\n[pve-config]\npaths = [\"/etc/pve\", \"/etc/../root\"]\n"),
         (
             "duplicate-tree-names",
             "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.tree]]\nsource = \"/a\"\nname = \"nfs\"\n[[offsite.tree]]\nsource = \"/b\"\nname = \"nfs\"\n",

@@ -62,6 +62,13 @@ fn zoo(dir: &Path) -> Vec<PathBuf> {
     std::fs::write(dir.join("empty.db"), b"").unwrap();
     sqlite::truncated(&dir.join("truncated.db"), 5000);
     sqlite::header_only(&dir.join("header-only.db"));
+    // the magic and nothing usable: named as damaged, never passed over
+    let mut tiny = b"SQLite format 3\0\x10\x00".to_vec();
+    tiny.resize(100, 0);
+    std::fs::write(dir.join("tiny.db"), &tiny).unwrap();
+    let mut bad_page = b"SQLite format 3\0\x03\xe8".to_vec();
+    bad_page.resize(4096, 0);
+    std::fs::write(dir.join("bad-page.db"), &bad_page).unwrap();
     std::fs::write(
         dir.join("notes.txt"),
         "SQLite format 3\0 is how a database starts; this is text\n".repeat(20),
@@ -91,9 +98,24 @@ fn discovery_finds_databases_by_their_header_only() {
     expected.sort();
     assert_eq!(
         found.databases, expected,
-        "side files, the symlink, the empty file and the text must not be found"
+        "side files, the symlink, the empty file, damaged headers and the text must not be found"
     );
     assert!(found.unreadable.is_empty(), "{:?}", found.unreadable);
+    let damaged: Vec<String> = found
+        .damaged
+        .iter()
+        .map(|(p, why)| format!("{}: {why}", p.display()))
+        .collect();
+    assert_eq!(
+        damaged,
+        [
+            "bad-page.db: SQLite header with an invalid page size (1000)",
+            // text that starts with the magic, NUL included, is never taken for a database;
+            // it is named (a damaged first page looks just like it)
+            "notes.txt: SQLite header with an invalid page size (8297)",
+            "tiny.db: SQLite header but only 100 bytes long (a database has at least one page of 512)",
+        ]
+    );
 }
 
 fn check_copies(src_dir: &Path, out_dir: &Path) {
