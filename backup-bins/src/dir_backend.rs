@@ -34,6 +34,21 @@ impl<'r> DirVolumeManager<'r> {
     fn list(dir: &Utf8Path) -> Result<Vec<String>> {
         subdirs(dir).map_err(|e| Error::backend(format!("list {dir}"), e.to_string()))
     }
+
+    /// Volume folders by name; a name that is not UTF-8 is listed lossily (with U+FFFD), so
+    /// that selection names and refuses it instead of it vanishing from every report.
+    fn list_lossy(dir: &Utf8Path) -> Result<Vec<String>> {
+        let fail = |e: std::io::Error| Error::backend(format!("list {dir}"), e.to_string());
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(fail)? {
+            let entry = entry.map_err(fail)?;
+            if entry.file_type().map_err(fail)?.is_dir() {
+                out.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
 }
 
 impl VolumeManager for DirVolumeManager<'_> {
@@ -41,10 +56,10 @@ impl VolumeManager for DirVolumeManager<'_> {
         if !self.volumes_dir.is_dir() {
             return Err(Error::backend(
                 format!("list volumes in {}", self.volumes_dir),
-                "no such folder",
+                "no such folder (`snapshots.volumes-dir`)",
             ));
         }
-        Ok(Self::list(&self.volumes_dir)?
+        Ok(Self::list_lossy(&self.volumes_dir)?
             .into_iter()
             .map(|name| Volume { name })
             .collect())
@@ -80,19 +95,44 @@ impl VolumeManager for DirVolumeManager<'_> {
         }
         std::fs::create_dir_all(&self.snapshots_dir)
             .map_err(|e| Error::backend(format!("create {}", self.snapshots_dir), e.to_string()))?;
-        let tmp = self.snapshots_dir.join(format!(".{name}.partial"));
-        let _ = std::fs::remove_dir_all(&tmp);
-        let copied = Invocation::new(
+        // A temp folder of this run's own (two runs at once must never copy into one folder:
+        // that gave snapshots with folders missing and a copy nested inside), copied into, then
+        // renamed into place only if nothing has that name yet.
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!(".{name}.partial-"))
+            .tempdir_in(&self.snapshots_dir)
+            .map_err(|e| {
+                Error::backend(
+                    format!("create a temp folder in {}", self.snapshots_dir),
+                    e.to_string(),
+                )
+            })?;
+        let tmp = Utf8Path::from_path(scratch.path())
+            .ok_or_else(|| Error::backend(format!("snapshot {volume}"), "temp path is not UTF-8"))?
+            .join("copy");
+        Invocation::new(
             "cp",
             ["-a", "--reflink=auto", "--", source.as_str(), tmp.as_str()],
         )
-        .run_checked(self.runner);
-        if let Err(e) = copied {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-        std::fs::rename(&tmp, &dest)
-            .map_err(|e| Error::backend(format!("rename {tmp} to {dest}"), e.to_string()))?;
+        .run_checked(self.runner)?;
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            tmp.as_std_path(),
+            rustix::fs::CWD,
+            dest.as_std_path(),
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| {
+            Error::backend(
+                format!("rename {tmp} to {dest}"),
+                if e == rustix::io::Errno::EXIST {
+                    "another run made this snapshot at the same moment; its copy is kept".to_owned()
+                } else {
+                    e.to_string()
+                },
+            )
+        })?;
+        // the scratch folder (now empty) goes when `scratch` drops
         Ok(SnapshotInfo {
             name: name.to_owned(),
             volume: volume.to_owned(),

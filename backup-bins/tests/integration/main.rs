@@ -2,6 +2,7 @@
 //! with real rsync, real files and (as root) real read-only bind mounts.
 
 mod daily_real;
+mod defects;
 mod harness;
 mod lvm_transcript;
 mod pfsense_real;
