@@ -93,8 +93,12 @@ impl VolumeManager for DirVolumeManager<'_> {
                 format!("{dest} already exists"),
             ));
         }
-        std::fs::create_dir_all(&self.snapshots_dir)
-            .map_err(|e| Error::backend(format!("create {}", self.snapshots_dir), e.to_string()))?;
+        std::fs::create_dir_all(&self.snapshots_dir).map_err(|e| {
+            Error::backend(
+                format!("create {} (`snapshots.snapshots-dir`)", self.snapshots_dir),
+                e.to_string(),
+            )
+        })?;
         // A temp folder of this run's own (two runs at once must never copy into one folder:
         // that gave snapshots with folders missing and a copy nested inside), copied into, then
         // renamed into place only if nothing has that name yet.

@@ -79,8 +79,12 @@ impl MetricsSink for TextfileSink {
                 text.push('\n');
             }
         }
-        write_atomic(&file, text.as_bytes())
-            .map_err(|e| Error::backend(format!("write metrics to {file}"), e.to_string()))
+        write_atomic(&file, text.as_bytes()).map_err(|e| {
+            Error::backend(
+                format!("write metrics to {file} (`metrics.textfile-dir`)"),
+                e.to_string(),
+            )
+        })
     }
 }
 
@@ -150,7 +154,12 @@ impl MetricsSink for PushgatewaySink {
             .set("Content-Type", "text/plain; version=0.0.4")
             .send_string(&body)
             .map(|_| ())
-            .map_err(|e| Error::backend(format!("push metrics to {url}"), e.to_string()))
+            .map_err(|e| {
+                Error::backend(
+                    format!("push metrics to {url} (`metrics.pushgateway`)"),
+                    e.to_string(),
+                )
+            })
     }
 }
 

@@ -96,3 +96,31 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integrity_failures_show_the_first_few_and_a_count() {
+        let e = Error::Integrity {
+            path: "/v/app.db".into(),
+            problems: (1..=5).map(|i| format!("row {i} missing")).collect(),
+            total: 300,
+        };
+        assert_eq!(
+            e.to_string(),
+            "check `/v/app.db`: integrity_check failed: row 1 missing; row 2 missing; row 3 missing; \
+             row 4 missing; row 5 missing (and 295 more; 300 problems in all)"
+        );
+        let one = Error::Integrity {
+            path: "/v/app.db".into(),
+            problems: vec!["bad".into()],
+            total: 1,
+        };
+        assert_eq!(
+            one.to_string(),
+            "check `/v/app.db`: integrity_check failed: bad"
+        );
+    }
+}

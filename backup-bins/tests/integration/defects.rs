@@ -560,3 +560,24 @@ fn pve_config_is_kept_in_weekly_versions() {
     weeks.sort();
     assert_eq!(weeks, ["2026-03", "2026-04", "2026-05", "2026-06"]);
 }
+
+// 14. First contact: an I/O error on a configured path did not name its key.
+#[test]
+fn an_unusable_mount_dir_is_named_by_its_key() {
+    let env = Env::new();
+    std::fs::write(env.root.join("a-file"), "not a folder").unwrap();
+    let cfg = std::fs::read_to_string(env.config()).unwrap().replace(
+        &format!("mount-dir = \"{}/mnt\"", env.root),
+        &format!("mount-dir = \"{}/a-file/mnt\"", env.root),
+    );
+    std::fs::write(env.config(), cfg).unwrap();
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-05T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let out = env.run(DAILY, &["--now", "2026-01-05T05:00:00Z"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("`pvc-backup.mount-dir`") && all.contains("a-file/mnt"),
+        "{all}"
+    );
+}

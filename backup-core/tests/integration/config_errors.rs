@@ -128,3 +128,14 @@ fn error_messages() {
         .collect();
     insta::assert_snapshot!(text.join("\n"));
 }
+
+#[test]
+fn the_install_example_parses() {
+    // README's install section copies this file; it must load as it is
+    let path =
+        camino::Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = backup_core::Config::from_toml(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.backup_root, "/mnt/backup");
+    assert_eq!(c.pvc_backup.mount_dir, "/run/homelab-backup/mnt");
+}
