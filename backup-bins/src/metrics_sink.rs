@@ -10,6 +10,10 @@ use crate::store::write_atomic;
 /// Writes `<dir>/<job>.prom` for node_exporter's textfile collector. The file is merged series by
 /// series: what a run does not send (the last success timestamp of a failed run, a PVC that failed
 /// today) keeps its old line. Written atomically, so the collector never reads half a file.
+///
+/// Every sample carries `job="<job>"`, the label the Pushgateway adds: two jobs that share a
+/// textfile folder (two `sqlite-backup` CronJobs) then write different series, where unlabelled
+/// ones collide and node_exporter drops one of them; and one alert rule fits both sinks.
 #[derive(Debug, Clone)]
 pub struct TextfileSink {
     dir: Utf8PathBuf,
@@ -65,8 +69,16 @@ impl MetricsSink for TextfileSink {
         if let Ok(old) = std::fs::read_to_string(&file) {
             parse_families(&old, &mut families);
         }
+        // lines written before series carried `job` would stay beside the labelled ones forever
+        for fam in families.values_mut() {
+            fam.samples.retain(|series, _| series.contains("job=\""));
+        }
+        let mut labelled = group.clone();
+        labelled
+            .grouping
+            .insert(0, ("job".to_owned(), group.job.clone()));
         let mut new = BTreeMap::new();
-        parse_families(&exposition(&group.labelled_metrics()), &mut new);
+        parse_families(&exposition(&labelled.labelled_metrics()), &mut new);
         for (name, fam) in new {
             let old = families.entry(name).or_default();
             old.meta = fam.meta;
@@ -190,6 +202,12 @@ mod tests {
     fn textfile_keeps_what_a_run_did_not_send() {
         let d = tempfile::tempdir().unwrap();
         let sink = TextfileSink::new(Utf8Path::from_path(d.path()).unwrap());
+        // a file from before series carried `job`: its lines are replaced, not kept beside
+        std::fs::write(
+            sink.file("daily-backup"),
+            "# HELP daily_backup_last_run_success s\n# TYPE daily_backup_last_run_success gauge\ndaily_backup_last_run_success 1\n",
+        )
+        .unwrap();
         let ok = MetricGroup::new(
             "daily-backup",
             vec![
@@ -229,14 +247,14 @@ mod tests {
         insta::assert_snapshot!(std::fs::read_to_string(sink.file("daily-backup")).unwrap(), @r###"
         # HELP daily_backup_last_run_success s
         # TYPE daily_backup_last_run_success gauge
-        daily_backup_last_run_success 0
+        daily_backup_last_run_success{job="daily-backup"} 0
         # HELP daily_backup_last_success_timestamp t
         # TYPE daily_backup_last_success_timestamp gauge
-        daily_backup_last_success_timestamp 100
+        daily_backup_last_success_timestamp{job="daily-backup"} 100
         # HELP daily_backup_pvc_last_success_timestamp p
         # TYPE daily_backup_pvc_last_success_timestamp gauge
-        daily_backup_pvc_last_success_timestamp{namespace="a",pvc="x"} 100
-        daily_backup_pvc_last_success_timestamp{namespace="b",pvc="y"} 200
+        daily_backup_pvc_last_success_timestamp{job="daily-backup",namespace="a",pvc="x"} 100
+        daily_backup_pvc_last_success_timestamp{job="daily-backup",namespace="b",pvc="y"} 200
         "###);
     }
 

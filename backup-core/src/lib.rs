@@ -36,6 +36,7 @@ mod error;
 mod k8s_name;
 mod layout;
 mod linkdest;
+pub mod metric_names;
 mod metrics;
 mod mount;
 mod pattern;

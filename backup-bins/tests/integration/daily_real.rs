@@ -159,7 +159,10 @@ fn an_emptied_volume_is_refused_and_its_copy_kept_while_the_others_run() {
         "the other volumes did not run"
     );
     let prom = std::fs::read_to_string(env.root.join("metrics/daily-backup.prom")).unwrap();
-    assert!(prom.contains("daily_backup_last_run_success 0"), "{prom}");
+    assert!(
+        gauge(&prom, "daily_backup_last_run_success") == Some(0.0),
+        "{prom}"
+    );
 }
 
 #[test]
@@ -447,8 +450,8 @@ fn sqlite_databases_in_a_snapshot_are_copied_and_a_corrupt_one_named() {
     assert!(env.marker("2026-02", "vaultwarden", "data").is_file());
     let prom = std::fs::read_to_string(env.root.join("metrics/daily-backup.prom")).unwrap();
     assert!(
-        prom.contains("daily_backup_sqlite_failed 1")
-            && prom.contains("daily_backup_sqlite_copied 1"),
+        gauge(&prom, "daily_backup_sqlite_failed") == Some(1.0)
+            && gauge(&prom, "daily_backup_sqlite_copied") == Some(1.0),
         "{prom}"
     );
 }

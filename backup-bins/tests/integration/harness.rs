@@ -213,3 +213,14 @@ pub fn text(o: &Output) -> String {
 pub fn ino(p: &Utf8Path) -> u64 {
     std::fs::symlink_metadata(p).unwrap().ino()
 }
+
+/// The value of the first sample of `name` in a textfile (any labels), if there is one.
+pub fn gauge(prom: &str, name: &str) -> Option<f64> {
+    prom.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            return None;
+        }
+        l.rsplit_once(' ')?.1.parse().ok()
+    })
+}

@@ -56,9 +56,9 @@ fn excluded_namespaces_are_skipped_and_metrics_written() {
         "{t}"
     );
     let prom = std::fs::read_to_string(env.root.join("metrics/lvm-pvc-snapshot.prom")).unwrap();
-    assert!(prom.contains("lvm_snapshot_count 2"), "{prom}");
+    assert!(gauge(&prom, "lvm_snapshot_count") == Some(2.0), "{prom}");
     assert!(
-        prom.contains("lvm_snapshot_last_success_timestamp 1767582000"),
+        gauge(&prom, "lvm_snapshot_last_success_timestamp") == Some(1767582000.0),
         "{prom}"
     );
 }

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use camino::Utf8PathBuf;
 
-use crate::harness::text;
+use crate::harness::{gauge, text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sqlite-backup");
 
@@ -88,8 +88,8 @@ fn backup_copies_db_and_extras_into_a_dated_folder_and_rotates_never_below_min_k
     );
     let prom = std::fs::read_to_string(root.join("metrics/vaultwarden-backup.prom")).unwrap();
     assert!(
-        prom.contains("backup_last_run_success 1")
-            && prom.contains("backup_last_success_timestamp 1771567200"),
+        gauge(&prom, "backup_last_run_success") == Some(1.0)
+            && gauge(&prom, "backup_last_success_timestamp") == Some(1771567200.0),
         "{prom}"
     );
 }
@@ -113,9 +113,12 @@ fn a_corrupt_live_database_aborts_the_backup_and_keeps_the_last_success() {
         "a partial folder was left"
     );
     let prom = std::fs::read_to_string(root.join("metrics/vaultwarden-backup.prom")).unwrap();
-    assert!(prom.contains("backup_last_run_success 0"), "{prom}");
     assert!(
-        prom.contains("backup_last_success_timestamp 1767247200"),
+        gauge(&prom, "backup_last_run_success") == Some(0.0),
+        "{prom}"
+    );
+    assert!(
+        gauge(&prom, "backup_last_success_timestamp") == Some(1767247200.0),
         "the last success was overwritten: {prom}"
     );
 }
@@ -136,7 +139,7 @@ fn check_publishes_the_integrity_metric_and_exits_1_on_failure() {
     let prom =
         || std::fs::read_to_string(root.join("metrics/vaultwarden-integrity-check.prom")).unwrap();
     assert!(
-        prom().contains("vaultwarden_sqlite_integrity_ok 1"),
+        gauge(&prom(), "vaultwarden_sqlite_integrity_ok") == Some(1.0),
         "{}",
         prom()
     );
@@ -144,7 +147,7 @@ fn check_publishes_the_integrity_metric_and_exits_1_on_failure() {
     let out = check();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
-        prom().contains("vaultwarden_sqlite_integrity_ok 0"),
+        gauge(&prom(), "vaultwarden_sqlite_integrity_ok") == Some(0.0),
         "{}",
         prom()
     );

@@ -2,5 +2,6 @@
 //! the configuration error messages.
 
 mod config_errors;
+mod metric_names;
 mod plan_props;
 mod retention_table;

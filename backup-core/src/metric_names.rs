@@ -1,0 +1,241 @@
+//! Every job and metric name, with its help text, in one place.
+//!
+//! These names are a public contract: operators' dashboards and alert rules use them. Binaries
+//! build their metrics from here, tests check against here, and the alert rules and dashboard
+//! are generated from here. An insta snapshot pins the whole list: a rename shows up in review.
+
+use std::borrow::Cow;
+
+use crate::metrics::Metric;
+
+/// A gauge's name and `# HELP` text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MetricName {
+    /// The series name.
+    pub name: Cow<'static, str>,
+    /// The help text.
+    pub help: &'static str,
+}
+
+impl MetricName {
+    /// A gauge of this name with one unlabelled sample.
+    pub fn gauge(&self, value: f64) -> Metric {
+        Metric::gauge(&self.name, self.help, value)
+    }
+
+    /// A gauge of this name with no samples yet.
+    pub fn labelled(&self) -> Metric {
+        Metric::labelled(&self.name, self.help)
+    }
+}
+
+const fn m(name: &'static str, help: &'static str) -> MetricName {
+    MetricName {
+        name: Cow::Borrowed(name),
+        help,
+    }
+}
+
+/// Job of `lvm-pvc-snapshot`.
+pub const JOB_LVM_SNAPSHOT: &str = "lvm-pvc-snapshot";
+/// Job of `daily-backup`.
+pub const JOB_DAILY_BACKUP: &str = "daily-backup";
+
+/// The job of a `sqlite-backup backup` (and, later, `backup-dump`) named `name`.
+pub fn backup_job(name: &str) -> String {
+    format!("{name}-backup")
+}
+
+/// The job of a `sqlite-backup check` named `name`.
+pub fn integrity_job(name: &str) -> String {
+    format!("{name}-integrity-check")
+}
+
+/// `<name>_sqlite_integrity_ok`, the name made a valid Prometheus identifier.
+pub fn integrity_ok(name: &str) -> MetricName {
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    MetricName {
+        name: Cow::Owned(format!("{clean}_sqlite_integrity_ok")),
+        help: "1 when the last PRAGMA integrity_check of the live database answered ok",
+    }
+}
+
+/// `lvm_snapshot_last_success_timestamp`.
+pub const LVM_SNAPSHOT_LAST_SUCCESS: MetricName = m(
+    "lvm_snapshot_last_success_timestamp",
+    "unix time of the last successful snapshot run",
+);
+/// `lvm_snapshot_last_run_success`.
+pub const LVM_SNAPSHOT_LAST_RUN_SUCCESS: MetricName = m(
+    "lvm_snapshot_last_run_success",
+    "1 when the last snapshot run succeeded",
+);
+/// `lvm_snapshot_count`.
+pub const LVM_SNAPSHOT_COUNT: MetricName = m(
+    "lvm_snapshot_count",
+    "snapshots that exist after the last run",
+);
+/// `lvm_thin_pool_free_percent`.
+pub const LVM_THIN_POOL_FREE_PERCENT: MetricName = m(
+    "lvm_thin_pool_free_percent",
+    "free space of the thin pool, data or metadata, whichever is less",
+);
+
+/// `daily_backup_last_success_timestamp`.
+pub const DAILY_BACKUP_LAST_SUCCESS: MetricName = m(
+    "daily_backup_last_success_timestamp",
+    "unix time of the last successful daily-backup run",
+);
+/// `daily_backup_last_run_success`.
+pub const DAILY_BACKUP_LAST_RUN_SUCCESS: MetricName = m(
+    "daily_backup_last_run_success",
+    "1 when the last daily-backup run succeeded",
+);
+/// `daily_backup_duration_seconds`.
+pub const DAILY_BACKUP_DURATION: MetricName = m(
+    "daily_backup_duration_seconds",
+    "duration of the last daily-backup run",
+);
+/// `backup_disk_usage_percent`.
+pub const BACKUP_DISK_USAGE_PERCENT: MetricName = m(
+    "backup_disk_usage_percent",
+    "percent of the backup disk in use",
+);
+/// `daily_backup_pvc_last_success_timestamp{namespace,pvc}`.
+pub const DAILY_BACKUP_PVC_LAST_SUCCESS: MetricName = m(
+    "daily_backup_pvc_last_success_timestamp",
+    "unix time of the last complete copy of this PVC",
+);
+/// `daily_backup_sqlite_copied`.
+pub const DAILY_BACKUP_SQLITE_COPIED: MetricName = m(
+    "daily_backup_sqlite_copied",
+    "SQLite databases copied by the last daily-backup run",
+);
+/// `daily_backup_sqlite_failed`.
+pub const DAILY_BACKUP_SQLITE_FAILED: MetricName = m(
+    "daily_backup_sqlite_failed",
+    "SQLite databases found by the last daily-backup run that could not be copied (corrupt, truncated)",
+);
+
+/// `backup_last_success_timestamp` (jobs `<name>-backup`).
+pub const BACKUP_LAST_SUCCESS: MetricName = m(
+    "backup_last_success_timestamp",
+    "unix time of the last successful backup of this job",
+);
+/// `backup_last_run_success` (jobs `<name>-backup`).
+pub const BACKUP_LAST_RUN_SUCCESS: MetricName = m(
+    "backup_last_run_success",
+    "1 when the last backup run of this job succeeded",
+);
+
+/// Every fixed metric name, for the insta snapshot, the alert rules and the dashboard check.
+pub const ALL: &[MetricName] = &[
+    LVM_SNAPSHOT_LAST_SUCCESS,
+    LVM_SNAPSHOT_LAST_RUN_SUCCESS,
+    LVM_SNAPSHOT_COUNT,
+    LVM_THIN_POOL_FREE_PERCENT,
+    DAILY_BACKUP_LAST_SUCCESS,
+    DAILY_BACKUP_LAST_RUN_SUCCESS,
+    DAILY_BACKUP_DURATION,
+    BACKUP_DISK_USAGE_PERCENT,
+    DAILY_BACKUP_PVC_LAST_SUCCESS,
+    DAILY_BACKUP_SQLITE_COPIED,
+    DAILY_BACKUP_SQLITE_FAILED,
+    BACKUP_LAST_SUCCESS,
+    BACKUP_LAST_RUN_SUCCESS,
+];
+
+/// The pair every job publishes: whether its last run succeeded, and when it last did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobMetrics {
+    /// The Pushgateway job (and textfile name).
+    pub job: String,
+    /// `*_last_run_success`: 1 or 0 after every run, failed ones included.
+    pub run_success: MetricName,
+    /// `*_last_success_timestamp`: only ever written by a successful run.
+    pub last_success: Option<MetricName>,
+}
+
+impl JobMetrics {
+    /// `lvm-pvc-snapshot`.
+    pub fn lvm_snapshot() -> Self {
+        Self {
+            job: JOB_LVM_SNAPSHOT.to_owned(),
+            run_success: LVM_SNAPSHOT_LAST_RUN_SUCCESS,
+            last_success: Some(LVM_SNAPSHOT_LAST_SUCCESS),
+        }
+    }
+
+    /// `daily-backup`.
+    pub fn daily_backup() -> Self {
+        Self {
+            job: JOB_DAILY_BACKUP.to_owned(),
+            run_success: DAILY_BACKUP_LAST_RUN_SUCCESS,
+            last_success: Some(DAILY_BACKUP_LAST_SUCCESS),
+        }
+    }
+
+    /// `<name>-backup` (sqlite-backup, backup-dump).
+    pub fn backup(name: &str) -> Self {
+        Self {
+            job: backup_job(name),
+            run_success: BACKUP_LAST_RUN_SUCCESS,
+            last_success: Some(BACKUP_LAST_SUCCESS),
+        }
+    }
+
+    /// `<name>-integrity-check`: its one gauge says pass or fail; there is no timestamp.
+    pub fn integrity_check(name: &str) -> Self {
+        Self {
+            job: integrity_job(name),
+            run_success: integrity_ok(name),
+            last_success: None,
+        }
+    }
+
+    /// The metrics of a run that ended: `run_success` 1 or 0, and the timestamp only when it
+    /// succeeded (a failed run must never move the last success).
+    pub fn outcome(&self, ok: bool, now_unix: i64) -> Vec<Metric> {
+        let mut out = vec![self.run_success.gauge(f64::from(u8::from(ok)))];
+        if let (true, Some(ts)) = (ok, &self.last_success) {
+            out.push(ts.gauge(now_unix as f64));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_and_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in ALL {
+            assert!(
+                n.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{}",
+                n.name
+            );
+            assert!(seen.insert(n.name.clone()), "{} twice", n.name);
+            assert!(!n.help.is_empty());
+        }
+        assert_eq!(
+            integrity_ok("vault-warden").name,
+            "vault_warden_sqlite_integrity_ok"
+        );
+    }
+
+    #[test]
+    fn a_failed_run_sends_no_timestamp() {
+        let j = JobMetrics::daily_backup();
+        assert_eq!(j.outcome(false, 5).len(), 1);
+        assert_eq!(
+            j.outcome(true, 5)[1].name,
+            "daily_backup_last_success_timestamp"
+        );
+    }
+}
