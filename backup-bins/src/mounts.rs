@@ -19,6 +19,7 @@ impl<'r> SystemMounter<'r> {
 
     fn fs_type(&self, device: &Utf8Path) -> Result<String> {
         let out = Invocation::new("blkid", ["-o", "value", "-s", "TYPE", device.as_str()])
+            .read_only()
             .run_checked(self.runner)?;
         let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if t.is_empty() {

@@ -42,7 +42,9 @@ pub fn api_request(cfg: &PfsenseConfig, key: &str) -> Invocation {
         args.push("--insecure");
     }
     let header = key.replace('\\', "\\\\").replace('"', "\\\"");
+    // fetching the configuration changes nothing anywhere: a --dry-run fetches it too
     Invocation::new("curl", args)
+        .read_only()
         .arg("--")
         .arg(cfg.api_url.clone())
         .stdin(format!("header = \"Authorization: {header}\"\n").into_bytes())
@@ -74,7 +76,9 @@ pub fn tar_request(cfg: &PfsenseConfig) -> Invocation {
         .map(|s| (*s).to_owned())
         .chain(cfg.tar_paths.iter().map(|p| quote(p)))
         .collect();
-    inv.arg("-l")
+    // `tar czf -` reads the box and writes to stdout only
+    inv.read_only()
+        .arg("-l")
         .arg(cfg.ssh_user.clone())
         .arg("--")
         .arg(cfg.ssh_host.clone())

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{Error, Invocation, Output, Runner};
+use backup_core::{CommandError, Error, Invocation, Output, Runner};
 
 /// Runs commands with duct. When `stop` turns true (SIGTERM, SIGINT) the running child is killed,
 /// so the caller gets an error back at once and can unmount before exiting.
@@ -50,9 +50,12 @@ impl Runner for DuctRunner {
             Some(bytes) => expr = expr.stdin_bytes(bytes.clone()),
             None => expr = expr.stdin_null(),
         }
-        let handle = expr
-            .start()
-            .map_err(|e| Error::backend(format!("start `{}`", inv.display()), e.to_string()))?;
+        let handle = expr.start().map_err(|e| {
+            Error::Command(CommandError::Start {
+                argv: inv.display(),
+                reason: e.to_string(),
+            })
+        })?;
         // wait in this thread; a watcher kills the child as soon as `stop` is set
         let done = AtomicBool::new(false);
         let killed = AtomicBool::new(false);
@@ -77,12 +80,16 @@ impl Runner for DuctRunner {
             out
         });
         if killed.load(Ordering::SeqCst) {
-            return Err(Error::backend(
-                format!("run `{}`", inv.display()),
-                "stopped: the run was interrupted (SIGTERM/SIGINT)",
-            ));
+            return Err(Error::Command(CommandError::Interrupted {
+                argv: inv.display(),
+            }));
         }
-        out.map_err(|e| Error::backend(format!("wait for `{}`", inv.display()), e.to_string()))
+        out.map_err(|e| {
+            Error::Command(CommandError::Start {
+                argv: inv.display(),
+                reason: format!("lost it while waiting: {e}"),
+            })
+        })
     }
 }
 

@@ -2,6 +2,8 @@
 
 use camino::Utf8PathBuf;
 
+pub use crate::refusal::Refusal;
+
 /// Everything `backup-core` can fail at. Messages are lowercase fragments that read after
 /// "failed to …" and name the input at fault.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +37,23 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
+    /// An external command could not start, failed, or printed what could not be read.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+
+    /// A guard held: nothing was done (see [`Refusal`]).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+
+    /// An argument that names nothing this run knows (`--allow-empty ns/typo`).
+    #[error("{arg}: {reason}")]
+    InvalidArgument {
+        /// The argument as given.
+        arg: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// An outside-world operation behind one of the traits failed.
     #[error("{operation}: {message}")]
     Backend {
@@ -65,6 +84,74 @@ pub struct ConfigError {
     pub key: String,
     /// What was expected and what was found.
     pub message: String,
+}
+
+/// An external command that did not do its job, told apart by how: it could not be started, it
+/// ran and failed, or it printed what could not be read. Each keeps the command line (shell
+/// quoted, secrets never on it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Not installed, not executable, no resources to fork.
+    #[error("start `{argv}`: {reason}")]
+    Start {
+        /// The command line.
+        argv: String,
+        /// The OS error.
+        reason: String,
+    },
+
+    /// It ran and exited non-zero, or was killed.
+    #[error("run `{argv}`: {}{}", status_text(*status), if stderr_tail.is_empty() { String::new() } else { format!(": {stderr_tail}") })]
+    Failed {
+        /// The command line.
+        argv: String,
+        /// The exit status; `None` when a signal ended it.
+        status: Option<i32>,
+        /// The last lines of its standard error.
+        stderr_tail: String,
+    },
+
+    /// It was killed because the run was told to stop (SIGTERM, SIGINT).
+    #[error("run `{argv}`: stopped: the run was interrupted (SIGTERM/SIGINT)")]
+    Interrupted {
+        /// The command line.
+        argv: String,
+    },
+
+    /// It succeeded, but its output is not what was expected.
+    #[error("read the output of `{argv}`: {reason}")]
+    Output {
+        /// The command line.
+        argv: String,
+        /// What did not parse.
+        reason: String,
+    },
+}
+
+fn status_text(status: Option<i32>) -> String {
+    match status {
+        Some(code) => format!("exit status {code}"),
+        None => "killed by a signal".to_owned(),
+    }
+}
+
+/// The last `lines` non-empty lines of `stderr`, joined with ` | `, at most 2000 bytes.
+pub fn stderr_tail(stderr: &[u8], lines: usize) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let all: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut tail = all[all.len().saturating_sub(lines)..].join(" | ");
+    if tail.len() > 2000 {
+        let mut cut = tail.len() - 2000;
+        while !tail.is_char_boundary(cut) {
+            cut += 1;
+        }
+        tail = format!("...{}", &tail[cut..]);
+    }
+    tail
 }
 
 /// `Result` with this crate's [`Error`].

@@ -40,6 +40,7 @@ pub mod metric_names;
 mod metrics;
 mod mount;
 mod pattern;
+mod refusal;
 mod retention;
 mod runner;
 mod selection;
@@ -56,7 +57,7 @@ pub use config::{
     Backend, Config, KubernetesConfig, MetricsConfig, OffsiteConfig, PfsenseConfig,
     PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, Tree, DEFAULT_CONFIG_PATH,
 };
-pub use error::{ConfigError, Error, Result};
+pub use error::{stderr_tail, CommandError, ConfigError, Error, Refusal, Result};
 pub use k8s_name::{check_folder_name, check_namespace, check_pvc_name};
 pub use layout::{
     check_component, format_marker, parse_marker, parse_snapshot_name, snapshot_name, BackupRoot,

@@ -21,6 +21,10 @@ pub struct Invocation {
     /// Bytes for standard input (secrets go here or in `env`, never on argv).
     #[serde(skip)]
     pub stdin: Option<Vec<u8>>,
+    /// True when running it changes nothing anywhere (`lvs`, `blkid`, `kubectl get`, a fetch):
+    /// a `--dry-run` runs these for real and only records the others.
+    #[serde(skip)]
+    pub read_only: bool,
 }
 
 impl Invocation {
@@ -35,7 +39,15 @@ impl Invocation {
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
             stdin: None,
+            read_only: false,
         }
+    }
+
+    /// Marks the command as one that changes nothing (see [`Invocation::read_only`]).
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// Adds one argument.
@@ -162,18 +174,11 @@ impl Output {
 
     /// The error for this output having come from `invocation`: argv, status, stderr.
     pub fn failure(&self, invocation: &Invocation) -> Error {
-        let status = match self.status {
-            Some(code) => format!("exit status {code}"),
-            None => "killed by a signal".to_owned(),
-        };
-        let stderr = String::from_utf8_lossy(&self.stderr);
-        let stderr = stderr.trim();
-        let message = if stderr.is_empty() {
-            status
-        } else {
-            format!("{status}: {stderr}")
-        };
-        Error::backend(format!("run `{}`", invocation.display()), message)
+        Error::Command(crate::error::CommandError::Failed {
+            argv: invocation.display(),
+            status: self.status,
+            stderr_tail: crate::error::stderr_tail(&self.stderr, 5),
+        })
     }
 }
 

@@ -27,6 +27,7 @@ pub fn list(vg: &str) -> Invocation {
             vg,
         ],
     )
+    .read_only()
 }
 
 /// A thin snapshot of `vg/origin` named `name` (it gets the activation-skip flag).

@@ -20,7 +20,16 @@ impl From<Error> for backup_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Core(inner) => inner,
-            other => backup_core::Error::backend("lvm", other.to_string()),
+            Error::Lvs(reason) => backup_core::CommandError::Output {
+                argv: "lvs".to_owned(),
+                reason,
+            }
+            .into(),
+            Error::Kubectl(reason) => backup_core::CommandError::Output {
+                argv: "kubectl".to_owned(),
+                reason,
+            }
+            .into(),
         }
     }
 }

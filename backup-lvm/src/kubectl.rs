@@ -22,7 +22,19 @@ impl<'r> KubectlCluster<'r> {
         if let Some(k) = &self.kubeconfig {
             inv = inv.arg(format!("--kubeconfig={k}"));
         }
-        inv.arg("--request-timeout=20s").args(args)
+        let inv = inv.arg("--request-timeout=20s").args(args);
+        // `get` and `wait` only read the cluster: a --dry-run runs them
+        if matches!(
+            inv.args
+                .iter()
+                .find(|a| !a.starts_with("--"))
+                .map(String::as_str),
+            Some("get" | "wait")
+        ) {
+            inv.read_only()
+        } else {
+            inv
+        }
     }
 }
 

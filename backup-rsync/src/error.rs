@@ -47,6 +47,22 @@ impl From<Error> for backup_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Core(inner) => inner,
+            Error::Failed {
+                command,
+                code,
+                meaning,
+                stderr,
+            } => backup_core::CommandError::Failed {
+                argv: command,
+                status: Some(code),
+                stderr_tail: format!("{meaning}{stderr}"),
+            }
+            .into(),
+            Error::Stats(reason) => backup_core::CommandError::Output {
+                argv: "rsync --stats".to_owned(),
+                reason,
+            }
+            .into(),
             other => backup_core::Error::backend("rsync", other.to_string()),
         }
     }

@@ -117,7 +117,7 @@ fn a_missing_source_fails_with_rsyncs_words() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("rsync exit 23") && err.contains("partial transfer"),
+        err.contains("exit status 23") && err.contains("partial transfer"),
         "{err}"
     );
 }
