@@ -52,6 +52,7 @@ struct RawSnapshots {
     min_pool_free_percent: Option<f64>,
     volumes_dir: Option<String>,
     snapshots_dir: Option<String>,
+    lock_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -209,6 +210,10 @@ pub struct SnapshotsConfig {
     pub retention: SnapshotPolicy,
     /// `min-pool-free-percent`.
     pub min_pool_free_percent: f64,
+    /// `lock-file`: the lock `lvm-pvc-snapshot` and `daily-backup` share (default
+    /// `/run/lock/homelab-backup/snapshots.lock`): a prune never removes the snapshot a backup
+    /// is reading.
+    pub lock_file: Utf8PathBuf,
 }
 
 fn ser_pattern<S: serde::Serializer>(p: &LvPattern, s: S) -> Result<S::Ok, S::Error> {
@@ -382,8 +387,36 @@ impl Config {
         let raw = parse_raw(file, text)?;
         let c = Check { file };
         let backup_root = c.abs("backup-root", &raw.backup_root)?;
+        let snapshots = c.snapshots(raw.snapshots)?;
+        let kubernetes = c.kubernetes(raw.kubernetes)?;
+        let pvc_backup = c.pvc_backup(raw.pvc_backup, &backup_root, &snapshots.backend)?;
+        let pve_config = c.pve_config(raw.pve_config)?;
+        let pfsense = raw.pfsense.map(|p| c.pfsense(p)).transpose()?;
+        let offsite = raw
+            .offsite
+            .map(|o| c.offsite(o, &backup_root))
+            .transpose()?;
+        let metrics = c.metrics(raw.metrics)?;
+        let sqlite_backup = c.sqlite_backup(raw.sqlite_backup)?;
+        Ok(Config {
+            file: file.to_owned(),
+            backup_root,
+            snapshots,
+            kubernetes,
+            pvc_backup,
+            pve_config,
+            pfsense,
+            offsite,
+            metrics,
+            sqlite_backup,
+        })
+    }
+}
 
-        let s = raw.snapshots;
+/// One validating function per section: each names its keys in its errors.
+impl Check<'_> {
+    fn snapshots(&self, s: RawSnapshots) -> Result<SnapshotsConfig, ConfigError> {
+        let c = self;
         let backend = match s.backend.as_deref().unwrap_or("lvm") {
             "lvm" => Backend::Lvm {
                 volume_group: c.name(
@@ -449,7 +482,25 @@ impl Config {
             ));
         }
 
-        let k = raw.kubernetes;
+        let lock_file = c.abs_plain(
+            "snapshots.lock-file",
+            s.lock_file
+                .as_deref()
+                .unwrap_or("/run/lock/homelab-backup/snapshots.lock"),
+        )?;
+        Ok(SnapshotsConfig {
+            backend,
+            lv_pattern,
+            exclude_namespaces: s.exclude_namespaces,
+            retention: SnapshotPolicy { keep_days },
+            min_pool_free_percent,
+            lock_file,
+        })
+    }
+
+    fn kubernetes(&self, k: RawKubernetes) -> Result<KubernetesConfig, ConfigError> {
+        let c = self;
+        let file = self.file;
         let resolver = match k.resolver.as_deref().unwrap_or("static") {
             "kubectl" => Resolver::Kubectl,
             "static" => Resolver::Static,
@@ -486,7 +537,21 @@ impl Config {
             .as_deref()
             .map(|p| c.abs("kubernetes.kubeconfig", p))
             .transpose()?;
-        let p = raw.pvc_backup;
+        Ok(KubernetesConfig {
+            resolver,
+            static_volumes,
+            cache_file,
+            kubeconfig,
+        })
+    }
+
+    fn pvc_backup(
+        &self,
+        p: RawPvcBackup,
+        backup_root: &Utf8Path,
+        backend: &Backend,
+    ) -> Result<PvcBackupConfig, ConfigError> {
+        let c = self;
         let weekly_versions = p.weekly_versions.unwrap_or(4);
         if weekly_versions == 0 {
             return Err(c.err(
@@ -497,7 +562,7 @@ impl Config {
         let policy = match p.retention {
             Some(gfs) => {
                 gfs.check()
-                    .map_err(|_| c.err("pvc-backup.retention", "expected at least one rule above 0 (an empty policy would remove every version)"))?;
+                .map_err(|_| c.err("pvc-backup.retention", "expected at least one rule above 0 (an empty policy would remove every version)"))?;
                 VersionPolicy::Gfs(gfs)
             }
             None => VersionPolicy::Newest(weekly_versions),
@@ -523,11 +588,12 @@ impl Config {
         // Snapshots are mounted under mount-dir: inside a folder that is copied, pruned or
         // listed, a mount would be copied into the backup, deleted through, or taken for a
         // volume; and a folder inside mount-dir would be hidden by a mount.
+        let backup_root = backup_root.to_owned();
         let mut others = vec![("backup-root", &backup_root)];
         if let Backend::Dir {
             volumes_dir,
             snapshots_dir,
-        } = &backend
+        } = backend
         {
             others.push(("snapshots.volumes-dir", volumes_dir));
             others.push(("snapshots.snapshots-dir", snapshots_dir));
@@ -539,19 +605,22 @@ impl Config {
                     "pvc-backup.mount-dir",
                     format!(
                         "expected a folder apart from {key} ({other}), found `{mount_dir}`: \
-                         one is inside the other"
+                     one is inside the other"
                     ),
                 ));
             }
         }
-        let pvc_backup = PvcBackupConfig {
+        Ok(PvcBackupConfig {
             policy,
             mount_dir,
             parallel,
             max_snapshot_age_hours,
-        };
+        })
+    }
 
-        let paths = match raw.pve_config.paths {
+    fn pve_config(&self, raw: RawPveConfig) -> Result<PveConfig, ConfigError> {
+        let c = self;
+        let paths = match raw.paths {
             Some(paths) => paths
                 .iter()
                 .enumerate()
@@ -562,82 +631,81 @@ impl Config {
                 .to_vec(),
         };
 
-        let pfsense = raw
-            .pfsense
-            .map(|p| -> Result<PfsenseConfig, ConfigError> {
-                if !(p.api_url.starts_with("https://") || p.api_url.starts_with("http://")) {
-                    return Err(c.err(
-                        "pfsense.api-url",
-                        format!("expected an http(s) URL, found `{}`", p.api_url),
-                    ));
-                }
-                if p.ssh_host.is_empty() || p.ssh_host.starts_with('-') {
-                    return Err(c.err(
-                        "pfsense.ssh-host",
-                        format!("expected a host name, found `{}`", p.ssh_host),
-                    ));
-                }
-                Ok(PfsenseConfig {
-                    api_url: p.api_url,
-                    api_key_file: c.abs("pfsense.api-key-file", &p.api_key_file)?,
-                    ssh_host: p.ssh_host,
-                    ssh_user: c
-                        .name("pfsense.ssh-user", p.ssh_user.as_deref().unwrap_or("root"))?,
-                    ssh_port: p.ssh_port.unwrap_or(22),
-                    ssh_key_file: c.abs("pfsense.ssh-key-file", &p.ssh_key_file)?,
-                    ssh_known_hosts: p
-                        .ssh_known_hosts
-                        .map(|k| c.abs("pfsense.ssh-known-hosts", &k))
-                        .transpose()?,
-                    tar_paths: p.tar_paths.unwrap_or_else(|| {
-                        ["/cf", "/var/db", "/boot/loader.conf"]
-                            .map(String::from)
-                            .to_vec()
-                    }),
-                    insecure_tls: p.insecure_tls,
-                })
-            })
-            .transpose()?;
+        Ok(PveConfig { paths })
+    }
 
-        let offsite = raw
-            .offsite
-            .map(|o| -> Result<OffsiteConfig, ConfigError> {
-                if o.destination.is_empty() || o.destination.starts_with('-') {
-                    return Err(c.err(
-                        "offsite.destination",
-                        format!("expected an rsync destination, found `{}`", o.destination),
-                    ));
-                }
-                let mut trees: Vec<Tree> = Vec::new();
-                for (i, t) in o.tree.iter().enumerate() {
-                    let name = c.name(&format!("offsite.tree[{i}].name"), &t.name)?;
-                    if trees.iter().any(|x| x.name == name) {
-                        return Err(c.err(
-                            &format!("offsite.tree[{i}].name"),
-                            format!("expected unique tree names, `{name}` is used twice"),
-                        ));
-                    }
-                    trees.push(Tree {
-                        source: c.abs(&format!("offsite.tree[{i}].source"), &t.source)?,
-                        name,
-                    });
-                }
-                Ok(OffsiteConfig {
-                    destination: o.destination,
-                    change_log: match &o.change_log {
-                        Some(p) => c.abs("offsite.change-log", p)?,
-                        None => backup_root.join(".nfs-changes.log"),
-                    },
-                    trees,
-                    ssh_key_file: o
-                        .ssh_key_file
-                        .map(|k| c.abs("offsite.ssh-key-file", &k))
-                        .transpose()?,
-                })
-            })
-            .transpose()?;
+    fn pfsense(&self, p: RawPfsense) -> Result<PfsenseConfig, ConfigError> {
+        let c = self;
+        if !(p.api_url.starts_with("https://") || p.api_url.starts_with("http://")) {
+            return Err(c.err(
+                "pfsense.api-url",
+                format!("expected an http(s) URL, found `{}`", p.api_url),
+            ));
+        }
+        if p.ssh_host.is_empty() || p.ssh_host.starts_with('-') {
+            return Err(c.err(
+                "pfsense.ssh-host",
+                format!("expected a host name, found `{}`", p.ssh_host),
+            ));
+        }
+        Ok(PfsenseConfig {
+            api_url: p.api_url,
+            api_key_file: c.abs("pfsense.api-key-file", &p.api_key_file)?,
+            ssh_host: p.ssh_host,
+            ssh_user: c.name("pfsense.ssh-user", p.ssh_user.as_deref().unwrap_or("root"))?,
+            ssh_port: p.ssh_port.unwrap_or(22),
+            ssh_key_file: c.abs("pfsense.ssh-key-file", &p.ssh_key_file)?,
+            ssh_known_hosts: p
+                .ssh_known_hosts
+                .map(|k| c.abs("pfsense.ssh-known-hosts", &k))
+                .transpose()?,
+            tar_paths: p.tar_paths.unwrap_or_else(|| {
+                ["/cf", "/var/db", "/boot/loader.conf"]
+                    .map(String::from)
+                    .to_vec()
+            }),
+            insecure_tls: p.insecure_tls,
+        })
+    }
 
-        let m = raw.metrics;
+    fn offsite(&self, o: RawOffsite, backup_root: &Utf8Path) -> Result<OffsiteConfig, ConfigError> {
+        let c = self;
+        if o.destination.is_empty() || o.destination.starts_with('-') {
+            return Err(c.err(
+                "offsite.destination",
+                format!("expected an rsync destination, found `{}`", o.destination),
+            ));
+        }
+        let mut trees: Vec<Tree> = Vec::new();
+        for (i, t) in o.tree.iter().enumerate() {
+            let name = c.name(&format!("offsite.tree[{i}].name"), &t.name)?;
+            if trees.iter().any(|x| x.name == name) {
+                return Err(c.err(
+                    &format!("offsite.tree[{i}].name"),
+                    format!("expected unique tree names, `{name}` is used twice"),
+                ));
+            }
+            trees.push(Tree {
+                source: c.abs(&format!("offsite.tree[{i}].source"), &t.source)?,
+                name,
+            });
+        }
+        Ok(OffsiteConfig {
+            destination: o.destination,
+            change_log: match &o.change_log {
+                Some(p) => c.abs("offsite.change-log", p)?,
+                None => backup_root.join(".nfs-changes.log"),
+            },
+            trees,
+            ssh_key_file: o
+                .ssh_key_file
+                .map(|k| c.abs("offsite.ssh-key-file", &k))
+                .transpose()?,
+        })
+    }
+
+    fn metrics(&self, m: RawMetrics) -> Result<MetricsConfig, ConfigError> {
+        let c = self;
         if let Some(url) = &m.pushgateway {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(c.err(
@@ -654,7 +722,11 @@ impl Config {
                 .transpose()?,
         };
 
-        let sq = raw.sqlite_backup;
+        Ok(metrics)
+    }
+
+    fn sqlite_backup(&self, sq: RawSqliteBackup) -> Result<DumpPolicy, ConfigError> {
+        let c = self;
         let sqlite_backup = DumpPolicy {
             keep_days: sq.keep_days.unwrap_or(30),
             min_keep: sq.min_keep.unwrap_or(4),
@@ -666,29 +738,7 @@ impl Config {
             ));
         }
 
-        Ok(Config {
-            file: file.to_owned(),
-            backup_root,
-            snapshots: SnapshotsConfig {
-                backend,
-                lv_pattern,
-                exclude_namespaces: s.exclude_namespaces,
-                retention: SnapshotPolicy { keep_days },
-                min_pool_free_percent,
-            },
-            kubernetes: KubernetesConfig {
-                resolver,
-                static_volumes,
-                cache_file,
-                kubeconfig,
-            },
-            pvc_backup,
-            pve_config: PveConfig { paths },
-            pfsense,
-            offsite,
-            metrics,
-            sqlite_backup,
-        })
+        Ok(sqlite_backup)
     }
 }
 

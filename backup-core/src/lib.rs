@@ -40,11 +40,13 @@ pub mod metric_names;
 mod metrics;
 mod mount;
 mod pattern;
+mod plan;
 mod refusal;
 mod retention;
 mod runner;
 mod selection;
 mod sqlite_magic;
+mod store;
 mod sync;
 mod volume;
 mod week;
@@ -67,6 +69,12 @@ pub use linkdest::plan_link_dest;
 pub use metrics::{exposition, Metric, MetricGroup, MetricsSink, Sample};
 pub use mount::Mounter;
 pub use pattern::LvPattern;
+pub use plan::{
+    dated_folder_name, parse_dated_folder_name, plan_daily, plan_dated_rotation, plan_prune,
+    plan_snapshot_run, pool_guard, require_clock_ahead, require_matches, snapshot_choice,
+    DailyInput, DailyPlan, PruneInput, PrunePlan, SnapshotChoice, SnapshotPlan, VolumePlan,
+    PFSENSE_SERIES, PVE_CONFIG_SERIES,
+};
 pub use retention::{
     kept, plan_dumps, plan_gfs, plan_snapshots, plan_versions, removals, Action, Decision,
     DumpInfo, DumpPolicy, GfsPolicy, SnapshotInfo, SnapshotPolicy, Timed, VersionPolicy,
@@ -78,6 +86,7 @@ pub use sqlite_magic::{
     classify_sqlite_header, is_side_file, is_sqlite_header, SqliteHeader, SQLITE_HEADER_PROBE,
     SQLITE_MAGIC, SQLITE_MIN_FILE_SIZE, SQLITE_SIDE_SUFFIXES,
 };
+pub use store::{BackupStore, DatabaseCopy, Series};
 pub use sync::{FileSync, SourceKind, SyncOutcome, SyncRequest, SyncStats};
 pub use volume::{PoolUsage, SnapshotSource, Volume, VolumeManager};
 pub use week::IsoWeek;

@@ -650,3 +650,205 @@ mod tests {
         assert!(c.pv_claims().is_err());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+
+/// A backup root in memory: versions with their markers, written files, and which folders are
+/// empty. It enforces what the disk does: a version must exist to be removed, and removals can
+/// be made to fail.
+#[derive(Debug)]
+pub struct FakeStore {
+    root: crate::layout::BackupRoot,
+    versions: Mutex<BTreeMap<(u8, crate::week::IsoWeek, String, String), Option<DateTime<Utc>>>>,
+    empty: Mutex<BTreeSet<Utf8PathBuf>>,
+    databases: Mutex<BTreeMap<Utf8PathBuf, Vec<crate::store::DatabaseCopy>>>,
+    files: Mutex<BTreeMap<Utf8PathBuf, Vec<u8>>>,
+    failing: Mutex<BTreeSet<String>>,
+    transcript: Transcript,
+}
+
+fn series_key(series: crate::store::Series) -> u8 {
+    match series {
+        crate::store::Series::Pvc => 0,
+        crate::store::Series::PveConfig => 1,
+        crate::store::Series::Pfsense => 2,
+    }
+}
+
+impl FakeStore {
+    /// An empty backup root at `root`, logging into `transcript`.
+    pub fn new(root: &Utf8Path, transcript: &Transcript) -> Self {
+        Self {
+            root: crate::layout::BackupRoot::new(root),
+            versions: Mutex::default(),
+            empty: Mutex::default(),
+            databases: Mutex::default(),
+            files: Mutex::default(),
+            failing: Mutex::default(),
+            transcript: transcript.clone(),
+        }
+    }
+
+    /// Puts a version there (complete when `completed_at` is set).
+    pub fn add_version(
+        &self,
+        series: crate::store::Series,
+        week: crate::week::IsoWeek,
+        namespace: &str,
+        pvc: &str,
+        completed_at: Option<DateTime<Utc>>,
+    ) {
+        lock(&self.versions).insert(
+            (
+                series_key(series),
+                week,
+                namespace.to_owned(),
+                pvc.to_owned(),
+            ),
+            completed_at,
+        );
+    }
+
+    /// Makes `dir` read as empty (a failed mount, a wiped PVC).
+    pub fn set_empty(&self, dir: &Utf8Path) {
+        lock(&self.empty).insert(dir.to_owned());
+    }
+
+    /// The databases `copy_databases` finds under `source`.
+    pub fn set_databases(&self, source: &Utf8Path, found: Vec<crate::store::DatabaseCopy>) {
+        lock(&self.databases).insert(source.to_owned(), found);
+    }
+
+    /// Makes every removal or write whose description contains `needle` fail.
+    pub fn fail_on(&self, needle: &str) {
+        lock(&self.failing).insert(needle.to_owned());
+    }
+
+    /// The files written so far.
+    pub fn files(&self) -> BTreeMap<Utf8PathBuf, Vec<u8>> {
+        lock(&self.files).clone()
+    }
+
+    fn check(&self, what: &str) -> Result<()> {
+        if lock(&self.failing)
+            .iter()
+            .any(|n| what.contains(n.as_str()))
+        {
+            return Err(Error::backend(what.to_owned(), "injected failure"));
+        }
+        Ok(())
+    }
+}
+
+impl crate::store::BackupStore for FakeStore {
+    fn root(&self) -> &crate::layout::BackupRoot {
+        &self.root
+    }
+
+    fn list_versions(
+        &self,
+        series: crate::store::Series,
+    ) -> Result<Vec<crate::retention::WeekVersion>> {
+        Ok(lock(&self.versions)
+            .iter()
+            .filter(|((s, ..), _)| *s == series_key(series))
+            .map(|((_, week, ns, pvc), at)| crate::retention::WeekVersion {
+                namespace: ns.clone(),
+                pvc: pvc.clone(),
+                week: *week,
+                completed_at: *at,
+            })
+            .collect())
+    }
+
+    fn mark_complete(
+        &self,
+        series: crate::store::Series,
+        week: crate::week::IsoWeek,
+        namespace: &str,
+        pvc: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let what = format!("mark complete {series:?} {week} {namespace}/{pvc}");
+        self.check(&what)?;
+        self.transcript.push(what);
+        self.add_version(series, week, namespace, pvc, Some(at));
+        Ok(())
+    }
+
+    fn mark_incomplete(
+        &self,
+        series: crate::store::Series,
+        week: crate::week::IsoWeek,
+        namespace: &str,
+        pvc: &str,
+    ) -> Result<()> {
+        self.add_version(series, week, namespace, pvc, None);
+        Ok(())
+    }
+
+    fn remove_version(
+        &self,
+        series: crate::store::Series,
+        v: &crate::retention::WeekVersion,
+    ) -> Result<()> {
+        let what = format!(
+            "remove version {series:?} {} {}/{}",
+            v.week, v.namespace, v.pvc
+        );
+        self.check(&what)?;
+        let key = (
+            series_key(series),
+            v.week,
+            v.namespace.clone(),
+            v.pvc.clone(),
+        );
+        if lock(&self.versions).remove(&key).is_none() {
+            return Err(Error::backend(what, "no such version"));
+        }
+        self.transcript.push(what);
+        Ok(())
+    }
+
+    fn has_entries(&self, dir: &Utf8Path) -> Result<bool> {
+        Ok(!lock(&self.empty).contains(dir))
+    }
+
+    fn prepare_copy(&self, _source: &Utf8Path, dest: &Utf8Path) -> Result<()> {
+        let what = format!("prepare {dest}");
+        self.check(&what)?;
+        lock(&self.empty).remove(dest);
+        Ok(())
+    }
+
+    fn copy_databases(
+        &self,
+        source: &Utf8Path,
+        dest: &Utf8Path,
+    ) -> Vec<crate::store::DatabaseCopy> {
+        let found = lock(&self.databases)
+            .get(source)
+            .cloned()
+            .unwrap_or_default();
+        for db in &found {
+            self.transcript.push(format!(
+                "copy database {source}/{} -> {dest}/{}",
+                db.path, db.path
+            ));
+        }
+        found
+    }
+
+    fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+        let what = format!("write {path}");
+        self.check(&what)?;
+        self.transcript
+            .push(format!("{what} ({} bytes)", bytes.len()));
+        lock(&self.files).insert(path.to_owned(), bytes.to_vec());
+        Ok(())
+    }
+
+    fn disk_usage_percent(&self) -> Option<f64> {
+        Some(42.0)
+    }
+}

@@ -1,0 +1,108 @@
+//! The backup root as a trait: everything a job reads from or writes to the backup disk goes
+//! through [`BackupStore`], so planning reads the same listing everywhere, a `--dry-run` wraps it
+//! to change nothing, and transcript tests run against the state-based fake in `testing`.
+
+use camino::Utf8Path;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::layout::BackupRoot;
+use crate::retention::WeekVersion;
+use crate::week::IsoWeek;
+
+/// Which weekly series of the backup root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Series {
+    /// `pvc-data/<week>/<namespace>/<pvc>` (with its `sqlite-backup/` copies).
+    Pvc,
+    /// `pve-config/<week>/` (namespace and pvc `pve-config`).
+    PveConfig,
+    /// `pfsense/<week>/` (namespace and pvc `pfsense`): complete when both files are there.
+    Pfsense,
+}
+
+/// One database found in a snapshot and what became of its copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatabaseCopy {
+    /// Its path inside the volume (lossy for names that are not UTF-8).
+    pub path: String,
+    /// Bytes of the stored copy.
+    pub bytes: Option<u64>,
+    /// Why it was not stored (a damaged header, a failed integrity check, a FIFO beside it).
+    pub error: Option<String>,
+}
+
+/// The backup disk.
+pub trait BackupStore: Send + Sync {
+    /// The root and its layout.
+    fn root(&self) -> &BackupRoot;
+
+    /// Every version of `series`, with its completion time; folders that are not week ids are
+    /// not versions.
+    ///
+    /// # Errors
+    /// When a folder cannot be read.
+    fn list_versions(&self, series: Series) -> Result<Vec<WeekVersion>>;
+
+    /// Marks a version complete (`namespace`/`pvc` as in [`Series`]).
+    ///
+    /// # Errors
+    /// When the marker cannot be written.
+    fn mark_complete(
+        &self,
+        series: Series,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Marks a version incomplete: before it is written again, or removed.
+    ///
+    /// # Errors
+    /// When the marker exists and cannot be removed.
+    fn mark_incomplete(
+        &self,
+        series: Series,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+    ) -> Result<()>;
+
+    /// Removes a version: its marker first (a removal cut short reads as incomplete, never as a
+    /// complete version with files missing), then its folders.
+    ///
+    /// # Errors
+    /// When a removal fails.
+    fn remove_version(&self, series: Series, version: &WeekVersion) -> Result<()>;
+
+    /// True when `dir` holds anything but `lost+found` (a mounted snapshot, an earlier copy).
+    ///
+    /// # Errors
+    /// When `dir` cannot be read.
+    fn has_entries(&self, dir: &Utf8Path) -> Result<bool>;
+
+    /// Gets `dest` ready for an rsync of `source`: on a later run of its week, files whose
+    /// content is unchanged but whose metadata changed are unlinked from `dest` when they share
+    /// an inode with an older week (rsync would change that older week through the hardlink);
+    /// then the folder is created.
+    ///
+    /// # Errors
+    /// I/O errors naming the path.
+    fn prepare_copy(&self, source: &Utf8Path, dest: &Utf8Path) -> Result<()>;
+
+    /// Copies every SQLite database under `source` (a mounted snapshot) into `dest` (the same
+    /// relative paths), WAL-correctly; one result per database found, damaged ones included.
+    fn copy_databases(&self, source: &Utf8Path, dest: &Utf8Path) -> Vec<DatabaseCopy>;
+
+    /// Writes a file atomically (temp file, fsync, rename).
+    ///
+    /// # Errors
+    /// When any step fails; nothing is left half written.
+    fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> Result<()>;
+
+    /// Percent of the backup disk in use, as `df` shows it.
+    fn disk_usage_percent(&self) -> Option<f64>;
+}
