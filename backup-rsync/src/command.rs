@@ -5,12 +5,6 @@ use camino::Utf8Path;
 
 use crate::error::Error;
 
-/// The rsync program to run: `rsync` on `PATH`, or `HOMELAB_BACKUP_RSYNC` when set (tests and
-/// benchmarks point it at a wrapper).
-pub fn rsync_program() -> String {
-    std::env::var("HOMELAB_BACKUP_RSYNC").unwrap_or_else(|_| "rsync".to_owned())
-}
-
 fn absolute<'a>(role: &'static str, p: &'a Utf8Path) -> Result<&'a str, Error> {
     if p.is_absolute() {
         Ok(p.as_str())
@@ -44,6 +38,7 @@ fn contents_of(dir: &str) -> String {
 /// # Errors
 /// [`Error::RelativePath`] for any path that is not absolute.
 pub fn weekly_copy(
+    program: &str,
     source: &Utf8Path,
     dest: &Utf8Path,
     link_dest: Option<&Utf8Path>,
@@ -51,7 +46,7 @@ pub fn weekly_copy(
     let source = absolute("source", source)?;
     let dest = absolute("destination", dest)?;
     let mut inv = Invocation::new(
-        &rsync_program(),
+        program,
         [
             "-aHAX",
             "--numeric-ids",
@@ -71,23 +66,14 @@ pub fn weekly_copy(
         .arg(contents_of(dest)))
 }
 
-/// A single current copy of a live tree (the PVE config): `source/` mirrored into `dest/`, with
-/// the same flags as [`weekly_copy`] and no link-dest.
-///
-/// # Errors
-/// [`Error::RelativePath`] for any path that is not absolute.
-pub fn mirror_live(source: &Utf8Path, dest: &Utf8Path) -> Result<Invocation, Error> {
-    weekly_copy(source, dest, None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn weekly_copy_argv() {
-        std::env::remove_var("HOMELAB_BACKUP_RSYNC");
         let inv = weekly_copy(
+            "rsync",
             Utf8Path::new("/run/mnt/vm-1"),
             Utf8Path::new("/b/pvc-data/2026-02/ns/p/"),
             Some(Utf8Path::new("/b/pvc-data/2026-01/ns/p")),
@@ -102,17 +88,23 @@ mod tests {
 
     #[test]
     fn relative_paths_are_refused() {
-        let err = weekly_copy(Utf8Path::new("nas:backup"), Utf8Path::new("/b"), None).unwrap_err();
+        let err = weekly_copy(
+            "rsync",
+            Utf8Path::new("nas:backup"),
+            Utf8Path::new("/b"),
+            None,
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "use `nas:backup` as the rsync source: expected an absolute path"
         );
         assert!(weekly_copy(
+            "rsync",
             Utf8Path::new("/a"),
             Utf8Path::new("/b"),
             Some(Utf8Path::new("w/x"))
         )
         .is_err());
-        assert!(mirror_live(Utf8Path::new("/a"), Utf8Path::new("b")).is_err());
     }
 }

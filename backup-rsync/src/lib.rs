@@ -1,7 +1,7 @@
 //! rsync for homelab-backup: command lines as data, exit codes classified, `--stats` parsed.
 //!
 //! Every transfer is an [`backup_core::Invocation`] built by a named constructor
-//! ([`weekly_copy`], [`mirror_live`]) from absolute paths only, run through a
+//! ([`weekly_copy`]) from absolute paths only, run through a
 //! [`backup_core::Runner`]. [`RsyncFileSync`] adds the checks rsync itself does not make: a missing
 //! `--link-dest` folder is an error (rsync only warns and copies everything), and exit 24
 //! (vanished files) fails a copy from a read-only snapshot.
@@ -11,6 +11,7 @@
 //! use camino::Utf8Path;
 //!
 //! let inv = weekly_copy(
+//!     "rsync",
 //!     Utf8Path::new("/run/homelab-backup/mnt/vm-100-pvc-a"),
 //!     Utf8Path::new("/mnt/backup/pvc-data/2026-02/vaultwarden/data"),
 //!     Some(Utf8Path::new("/mnt/backup/pvc-data/2026-01/vaultwarden/data")),
@@ -25,7 +26,7 @@ mod exit;
 mod stats;
 mod transfer;
 
-pub use command::{mirror_live, rsync_program, weekly_copy};
+pub use command::weekly_copy;
 pub use error::Error;
 pub use exit::{classify, meaning, ExitVerdict};
 pub use stats::parse_stats;

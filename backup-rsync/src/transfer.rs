@@ -10,12 +10,16 @@ use crate::stats::parse_stats;
 /// Runs transfers with the real rsync through `runner`.
 pub struct RsyncFileSync<'r> {
     runner: &'r dyn Runner,
+    program: String,
 }
 
 impl<'r> RsyncFileSync<'r> {
-    /// Transfers through `runner`.
-    pub fn new(runner: &'r dyn Runner) -> Self {
-        Self { runner }
+    /// Transfers with `program` (`rsync`, or a wrapper) through `runner`.
+    pub fn new(runner: &'r dyn Runner, program: impl Into<String>) -> Self {
+        Self {
+            runner,
+            program: program.into(),
+        }
     }
 
     /// Runs one transfer, with this crate's error type.
@@ -33,7 +37,12 @@ impl<'r> RsyncFileSync<'r> {
             }
         }
         // the same flags either way; the source kind only decides what exit 24 means
-        let inv = weekly_copy(&request.source, &request.dest, request.link_dest.as_deref())?;
+        let inv = weekly_copy(
+            &self.program,
+            &request.source,
+            &request.dest,
+            request.link_dest.as_deref(),
+        )?;
         let out = self.runner.run(&inv)?;
         let mut warnings = Vec::new();
         match classify(out.status, request.source_kind) {

@@ -52,7 +52,7 @@ fn unchanged_files_are_hardlinked_against_the_link_dest() {
     let (_d, root) = tmp();
     write(&root.join("src/a.txt"), "a");
     write(&root.join("src/dir/b.txt"), "b");
-    let sync = RsyncFileSync::new(&StdRunner);
+    let sync = RsyncFileSync::new(&StdRunner, "rsync");
     let first = sync
         .sync(&SyncRequest {
             source: root.join("src"),
@@ -91,7 +91,7 @@ fn a_missing_link_dest_is_refused_before_rsync_runs() {
     require_rsync();
     let (_d, root) = tmp();
     write(&root.join("src/a.txt"), "a");
-    let err = RsyncFileSync::new(&StdRunner)
+    let err = RsyncFileSync::new(&StdRunner, "rsync")
         .sync(&SyncRequest {
             source: root.join("src"),
             dest: root.join("w2"),
@@ -107,7 +107,7 @@ fn a_missing_link_dest_is_refused_before_rsync_runs() {
 fn a_missing_source_fails_with_rsyncs_words() {
     require_rsync();
     let (_d, root) = tmp();
-    let err = RsyncFileSync::new(&StdRunner)
+    let err = RsyncFileSync::new(&StdRunner, "rsync")
         .sync(&SyncRequest {
             source: root.join("nope"),
             dest: root.join("w"),
@@ -129,7 +129,7 @@ fn odd_names_survive() {
     for name in ["-rf", "a:b", "new\nline", "sp ace", "--delete"] {
         write(&root.join("src").join(name), name);
     }
-    RsyncFileSync::new(&StdRunner)
+    RsyncFileSync::new(&StdRunner, "rsync")
         .sync(&SyncRequest {
             source: root.join("src"),
             dest: root.join("-w"),
@@ -162,7 +162,7 @@ fn sparse_files_keep_their_holes_with_hardlinks_and_link_dest() {
     std::os::unix::fs::FileExt::write_all_at(&f, &[7u8; 4096], (1 << 30) - 4096).unwrap();
     drop(f);
     std::fs::hard_link(root.join("src/disk.img"), root.join("src/twin.img")).unwrap();
-    let sync = RsyncFileSync::new(&StdRunner);
+    let sync = RsyncFileSync::new(&StdRunner, "rsync");
     let req = |dest: &str, link: Option<&str>| SyncRequest {
         source: root.join("src"),
         dest: root.join(dest),
