@@ -1,64 +1,14 @@
-//! What every binary shares: the global flags, loading the config, building the real backends.
+//! Building the real backends from the config: the snapshot backend, the mounter, rsync's
+//! program, the PV map.
 
 use backup_core::{
-    Backend, Config, ConfigError, MetricsSink, Mounter, PvClaim, Resolver, Runner, VolumeManager,
-    DEFAULT_CONFIG_PATH,
+    Backend, Config, ConfigError, Mounter, PvClaim, Resolver, Runner, VolumeManager,
 };
-use camino::{Utf8Path, Utf8PathBuf};
-use chrono::{DateTime, Utc};
+use camino::Utf8Path;
 
 use crate::dir_backend::DirVolumeManager;
-use crate::error::{Error, Result};
-use crate::metrics_sink::{PushgatewaySink, Sinks, TextfileSink};
+use crate::error::Result;
 use crate::mounts::{InPlaceMounter, SystemMounter};
-
-/// Flags every binary takes, before or after a subcommand.
-#[derive(Debug, Clone, clap::Args)]
-pub struct GlobalArgs {
-    /// Configuration file.
-    #[arg(long, global = true, value_name = "PATH", env = "HOMELAB_BACKUP_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
-    pub config: Utf8PathBuf,
-
-    /// Print what would be done and change nothing.
-    #[arg(long, global = true)]
-    pub dry_run: bool,
-
-    /// Run as if the clock said this (RFC 3339, e.g. 2026-01-05T05:00:00Z): for tests and replays.
-    #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_now)]
-    pub now: Option<DateTime<Utc>>,
-
-    /// Print machine-readable JSON on stdout instead of text.
-    #[arg(long, global = true)]
-    pub json: bool,
-
-    /// More detail (repeat for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-}
-
-impl GlobalArgs {
-    /// `--now`, or the clock.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.now.unwrap_or_else(Utc::now)
-    }
-}
-
-fn parse_now(s: &str) -> std::result::Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("expected an RFC 3339 time like 2026-01-05T05:00:00Z: {e}"))
-}
-
-/// The process exit for a run's outcome; an error is printed as `<binary>: error: ...`.
-pub fn finish(binary: &str, outcome: Result<crate::Exit>) -> std::process::ExitCode {
-    match outcome {
-        Ok(exit) => exit.into(),
-        Err(e) => {
-            eprintln!("{binary}: error: {e}");
-            e.exit().into()
-        }
-    }
-}
 
 /// Reads and validates the configuration.
 ///
@@ -74,31 +24,27 @@ pub fn load_config(path: &Utf8Path) -> Result<Config> {
 }
 
 /// The snapshot backend the config names.
-///
-/// # Errors
-/// [`Error::Usage`] for a backend this build cannot drive yet.
-pub fn volume_manager<'r>(
-    cfg: &Config,
-    runner: &'r dyn Runner,
-) -> Result<Box<dyn VolumeManager + 'r>> {
+pub fn volume_manager<'r>(cfg: &Config, runner: &'r dyn Runner) -> Box<dyn VolumeManager + 'r> {
     match &cfg.snapshots.backend {
         Backend::Dir {
             volumes_dir,
             snapshots_dir,
-        } => Ok(Box::new(DirVolumeManager::new(
-            volumes_dir,
-            snapshots_dir,
-            runner,
-        ))),
+        } => Box::new(DirVolumeManager::new(volumes_dir, snapshots_dir, runner)),
         Backend::Lvm {
             volume_group,
             thin_pool,
-        } => Ok(Box::new(backup_lvm::LvmVolumeManager::new(
+        } => Box::new(backup_lvm::LvmVolumeManager::new(
             volume_group,
             thin_pool,
             runner,
-        ))),
+        )),
     }
+}
+
+/// The rsync program: `rsync` on `PATH`, or `HOMELAB_BACKUP_RSYNC` when set (tests and
+/// benchmarks point it at a wrapper). Read here, at wiring time, and handed to the sync.
+pub fn rsync_program() -> String {
+    std::env::var("HOMELAB_BACKUP_RSYNC").unwrap_or_else(|_| "rsync".to_owned())
 }
 
 /// Root mounts for real; anyone else reads `dir` snapshots in place.
@@ -108,18 +54,6 @@ pub fn mounter(runner: &dyn Runner) -> Box<dyn Mounter + '_> {
     } else {
         Box::new(InPlaceMounter)
     }
-}
-
-/// The metrics sinks the config names (none is fine).
-pub fn sinks(cfg: &Config) -> Sinks {
-    let mut sinks: Vec<Box<dyn MetricsSink>> = Vec::new();
-    if let Some(dir) = &cfg.metrics.textfile_dir {
-        sinks.push(Box::new(TextfileSink::new(dir)));
-    }
-    if let Some(url) = &cfg.metrics.pushgateway {
-        sinks.push(Box::new(PushgatewaySink::new(url)));
-    }
-    Sinks(sinks)
 }
 
 /// PV → PVC claims for selection, and warnings for the operator.
@@ -139,7 +73,7 @@ pub fn claims(cfg: &Config, runner: &dyn Runner) -> (Vec<PvClaim>, Vec<String>) 
         match backup_core::Cluster::pv_claims(&cluster) {
             Ok(found) => {
                 let json = serde_json::to_vec_pretty(&found).unwrap_or_default();
-                if let Err(e) = crate::store::write_atomic(cache, &json) {
+                if let Err(e) = crate::fs_store::write_atomic(cache, &json) {
                     warnings.push(format!("could not cache the PV map in {cache}: {e}"));
                 }
                 claims = found;
@@ -157,22 +91,6 @@ pub fn claims(cfg: &Config, runner: &dyn Runner) -> (Vec<PvClaim>, Vec<String>) 
     }
     claims.extend(cfg.kubernetes.static_volumes.iter().cloned());
     (claims, warnings)
-}
-
-/// Fails unless the backup root exists: an unmounted backup disk leaves an empty folder (or none)
-/// on the root file system, and a backup written there fills `/` and is lost at the next mount.
-///
-/// # Errors
-/// [`Error::Refused`] naming the path.
-pub fn require_backup_root(cfg: &Config) -> Result<()> {
-    if cfg.backup_root.is_dir() {
-        Ok(())
-    } else {
-        Err(Error::Refused(format!(
-            "backup-root {} is not a folder: is the backup disk mounted? (`backup-root` in {})",
-            cfg.backup_root, cfg.file
-        )))
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use backup_core::{
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 
-use crate::store::subdirs;
+use crate::fs_store::subdirs;
 
 /// Volumes and snapshots as folders.
 pub struct DirVolumeManager<'r> {

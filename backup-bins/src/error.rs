@@ -15,9 +15,38 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    /// A safety check refused the work (an empty source, two volumes for one copy).
-    #[error("{0}")]
-    Refused(String),
+    /// A file or folder the configuration names could not be used; the message names the key.
+    #[error("{action} `{path}` (`{key}` in {file}): {source}")]
+    ConfiguredPath {
+        /// The configuration key.
+        key: &'static str,
+        /// The configuration file.
+        file: Utf8PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: Utf8PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A secret file does not hold what it should (one line with the key).
+    #[error("{path}: {reason}")]
+    Secret {
+        /// The file.
+        path: Utf8PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The live database failed its integrity check: no backup is taken from it.
+    #[error("live database failed its check, no backup taken: {0}")]
+    LiveCheck(#[source] backup_sqlite::Error),
+
+    /// A database could not be checked or copied.
+    #[error(transparent)]
+    Sqlite(#[from] backup_sqlite::Error),
 
     /// Another run holds the lock.
     #[error("another run holds the lock on {path}: not starting a second one")]
@@ -58,7 +87,13 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => Exit::Usage,
             Error::Locked { .. } => Exit::Locked,
-            Error::Refused(_) | Error::Io { .. } | Error::Core(_) => Exit::Failed,
+            Error::Core(backup_core::Error::InvalidArgument { .. }) => Exit::Usage,
+            Error::ConfiguredPath { .. }
+            | Error::Secret { .. }
+            | Error::Sqlite(_)
+            | Error::LiveCheck(_)
+            | Error::Io { .. }
+            | Error::Core(_) => Exit::Failed,
         }
     }
 }

@@ -17,6 +17,37 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// Every exit code, in the order of the table.
+    pub const ALL: [Exit; 5] = [
+        Exit::Success,
+        Exit::Failed,
+        Exit::Usage,
+        Exit::Partial,
+        Exit::Locked,
+    ];
+
+    /// What the code means, in the words of `--help` and README.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Success => "everything was done",
+            Exit::Failed => "the run failed (nothing could be done, or a guard refused)",
+            Exit::Usage => "usage or configuration error (the message names the file and key)",
+            Exit::Partial => {
+                "partial: some items failed, the rest were done (the output names them)"
+            }
+            Exit::Locked => "another run holds the lock (EX_TEMPFAIL: try again later, or --wait)",
+        }
+    }
+
+    /// The exit-code table for `--help`, generated from [`Exit::ALL`] so it never disagrees.
+    pub fn help() -> String {
+        let mut out = String::from("Exit codes:");
+        for e in Exit::ALL {
+            out.push_str(&format!("\n  {:>2}  {}", e.code(), e.meaning()));
+        }
+        out
+    }
+
     /// The numeric exit code.
     pub fn code(self) -> u8 {
         match self {
@@ -41,5 +72,22 @@ impl Exit {
 impl From<Exit> for std::process::ExitCode {
     fn from(e: Exit) -> Self {
         std::process::ExitCode::from(e.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_lists_every_code_once() {
+        let help = Exit::help();
+        for e in Exit::ALL {
+            assert_eq!(
+                help.matches(&format!(" {:>2}  ", e.code())).count(),
+                1,
+                "{help}"
+            );
+        }
     }
 }

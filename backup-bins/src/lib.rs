@@ -1,6 +1,7 @@
 //! The homelab-backup binaries, as a library: everything a test wants to call is here, and each
-//! binary in `src/bin/` is wiring: parse the flags, load the config, build the real backends,
-//! call `run_*`, map the outcome to an exit code.
+//! binary in `src/bin/` is wiring: parse the flags, hand a job to [`run::run`], which loads the
+//! config, takes the locks, runs the job on real (or `--dry-run`) backends, renders the report
+//! as text or JSON, publishes its metrics, and exits with the code from [`Exit`].
 //!
 //! | binary | does |
 //! |---|---|
@@ -8,21 +9,53 @@
 //! | `daily-backup` | copy each volume's newest snapshot into this ISO week's folder, its SQLite databases, PVE config, pfSense, prune, metrics |
 //! | `sqlite-backup` | the SQLite CronJob: `backup`, `check`, `find`, `copy` |
 
-pub mod app;
-pub mod daily;
-pub mod dir_backend;
-pub mod error;
-pub mod exit;
-pub mod linkguard;
-pub mod lock;
-pub mod metrics_sink;
-pub mod mounts;
-pub mod pfsense;
-pub mod report;
-pub mod runner;
-pub mod snapshot;
-pub mod sqlite_job;
-pub mod store;
+mod app;
+mod daily;
+mod dir_backend;
+mod dry_run;
+mod error;
+mod exit;
+mod fs_store;
+mod human;
+mod linkguard;
+mod lock;
+mod metrics_sink;
+mod mounts;
+mod outcome;
+mod pfsense;
+mod report;
+mod restore;
+mod runner;
+mod snapshot;
+mod sqlite_job;
 
+pub mod run;
+
+pub use app::{claims, load_config, mounter, rsync_program, volume_manager};
+pub use daily::{
+    job as daily_job, mount_root, plan as plan_daily_run, plan_pruning, run_daily, DailyDeps,
+};
+pub use dir_backend::DirVolumeManager;
+pub use dry_run::{
+    DryRunMounter, DryRunRunner, DryRunSink, DryRunStore, DryRunSync, DryRunVolumes, Would,
+};
 pub use error::{Error, Result};
 pub use exit::Exit;
+pub use fs_store::DiskStore;
+pub use human::{bytes, count};
+pub use linkguard::unshare_changed;
+pub use lock::RunLock;
+pub use metrics_sink::{PushgatewaySink, Sinks, TextfileSink};
+pub use mounts::{mount_point_options, InPlaceMounter, SystemMounter};
+pub use outcome::{
+    CreateReport, DailyReport, ItemResult, PruneReport, Status, TakeResult, VolumeResult,
+};
+pub use pfsense::{api_request, backup_pfsense, decode_config, tar_request, PfsenseResult};
+pub use report::{create_report, daily_header, daily_plan, daily_summary, volume_line};
+pub use restore::{restore, RestoreOutcome};
+pub use runner::{stop_on_signals, DuctRunner};
+pub use snapshot::{create, list, prune_run, Listing, PruneOutcome};
+pub use sqlite_job::{
+    rotate, run_backup, run_check, run_copy, run_find, BackupArgs, CopyOutcome, FindOutcome,
+    IntegrityOutcome, SqliteJob, SqliteJobReport,
+};

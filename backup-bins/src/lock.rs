@@ -26,6 +26,32 @@ impl RunLock {
     /// # Errors
     /// [`Error::Locked`] when another process holds it; [`Error::Io`] when the file cannot be opened.
     pub fn acquire(path: &Utf8Path) -> Result<Self> {
+        Self::acquire_within(path, std::time::Duration::ZERO)
+    }
+
+    /// Takes the lock on `path`, waiting up to `wait` for another holder to let go (`--wait`).
+    /// The folder of `path` is created when missing (`/run/lock/homelab-backup/`).
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when another process still holds it after `wait`; [`Error::Io`] when the
+    /// file cannot be opened.
+    pub fn acquire_within(path: &Utf8Path, wait: std::time::Duration) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io("create the lock folder", dir, e))?;
+        }
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Self::try_acquire(path) {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_acquire(path: &Utf8Path) -> Result<Self> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use backup_core::{exposition, Error, MetricGroup, MetricsSink, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::store::write_atomic;
+use crate::fs_store::write_atomic;
 
 /// Writes `<dir>/<job>.prom` for node_exporter's textfile collector. The file is merged series by
 /// series: what a run does not send (the last success timestamp of a failed run, a PVC that failed
@@ -143,18 +143,8 @@ fn segment(label: &str, value: &str) -> String {
 }
 
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 impl MetricsSink for PushgatewaySink {

@@ -5,12 +5,12 @@
 //! (`--config -`), the ssh key by file name. Each file is fetched completely and checked
 //! (`config.xml` must be pfSense XML, the tar must be gzip) before it replaces this week's copy.
 
-use backup_core::{quote, BackupRoot, Invocation, IsoWeek, PfsenseConfig, Runner};
+use backup_core::{quote, BackupStore, CommandError, Invocation, IsoWeek, PfsenseConfig, Runner};
+use base64::Engine as _;
 use camino::Utf8Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::store::write_atomic;
 
 /// Where this week's pfSense copies go, and their names.
 pub const CONFIG_XML: &str = "config.xml";
@@ -90,9 +90,9 @@ pub fn tar_request(cfg: &PfsenseConfig) -> Invocation {
 ///
 /// # Errors
 /// When no field holds one (an error page, a changed API).
-pub fn decode_config(body: &[u8]) -> Result<Vec<u8>> {
-    let v: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| Error::Refused(format!("pfSense API answer is not JSON: {e}")))?;
+pub fn decode_config(body: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("pfSense API answer is not JSON: {e}"))?;
     let candidates = [
         v.pointer("/data"),
         v.pointer("/data/config"),
@@ -105,10 +105,10 @@ pub fn decode_config(body: &[u8]) -> Result<Vec<u8>> {
             }
         }
     }
-    Err(Error::Refused(
+    Err(
         "pfSense API answer has no base64 config.xml in `data`, `data.config` or `config`"
             .to_owned(),
-    ))
+    )
 }
 
 fn looks_like_pfsense(xml: &[u8]) -> bool {
@@ -117,29 +117,21 @@ fn looks_like_pfsense(xml: &[u8]) -> bool {
         .any(|w| w == b"<pfsense>" || w == b"<pfsense ")
 }
 
-/// Standard base64 (padding optional, whitespace ignored).
+/// Base64 as the pfSense API writes it: standard or URL-safe alphabet, padding optional,
+/// whitespace ignored.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes().filter(|c| !c.is_ascii_whitespace()) {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            b'=' => break,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
+    let clean: String = s
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace() && *c != '=')
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(clean)
+        .ok()
 }
 
 /// Fetches both files and stores them under `pfsense/<week>/`.
@@ -149,24 +141,35 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
 pub fn backup_pfsense(
     cfg: &PfsenseConfig,
     runner: &dyn Runner,
-    root: &BackupRoot,
+    store: &dyn BackupStore,
     week: IsoWeek,
 ) -> Result<PfsenseResult> {
     let key = read_secret(&cfg.api_key_file)?;
-    let out = api_request(cfg, &key).run_checked(runner)?;
-    let xml = decode_config(&out.stdout)?;
-    let tar = tar_request(cfg).run_checked(runner)?.stdout;
+    let request = api_request(cfg, &key);
+    let out = request.run_checked(runner)?;
+    let xml = decode_config(&out.stdout).map_err(|reason| {
+        Error::Core(
+            CommandError::Output {
+                argv: request.display(),
+                reason,
+            }
+            .into(),
+        )
+    })?;
+    let request = tar_request(cfg);
+    let tar = request.run_checked(runner)?.stdout;
     if tar.len() < 20 || tar[..2] != [0x1f, 0x8b] {
-        return Err(Error::Refused(format!(
-            "the tar from {}@{} is not gzip data ({} bytes)",
-            cfg.ssh_user,
-            cfg.ssh_host,
-            tar.len()
-        )));
+        return Err(Error::Core(
+            CommandError::Output {
+                argv: request.display(),
+                reason: format!("not gzip data ({} bytes)", tar.len()),
+            }
+            .into(),
+        ));
     }
-    let dir = root.pfsense_week(week);
-    write_atomic(&dir.join(CONFIG_XML), &xml)?;
-    write_atomic(&dir.join(FULL_TAR), &tar)?;
+    let dir = store.root().pfsense_week(week);
+    store.write_file(&dir.join(CONFIG_XML), &xml)?;
+    store.write_file(&dir.join(FULL_TAR), &tar)?;
     Ok(PfsenseResult {
         config_bytes: xml.len(),
         tar_bytes: tar.len(),
@@ -178,9 +181,10 @@ fn read_secret(path: &Utf8Path) -> Result<String> {
         .map_err(|e| Error::io("read the pfSense API key", path, e))?;
     let key = text.trim().to_owned();
     if key.is_empty() || key.contains(['\n', '\r']) {
-        return Err(Error::Refused(format!(
-            "{path}: expected one line holding the API key"
-        )));
+        return Err(Error::Secret {
+            path: path.to_owned(),
+            reason: "expected one line holding the API key".to_owned(),
+        });
     }
     Ok(key)
 }

@@ -2,44 +2,13 @@
 
 use std::fmt::Write as _;
 
-use crate::daily::{DailyPlan, DailyReport, PrunePlan, Status, VolumeResult};
-use crate::snapshot::CreateReport;
+use backup_core::{DailyPlan, PrunePlan, SnapshotChoice};
 
-/// `1536` → `1.5 KiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// `1234567` → `1,234,567`.
-pub fn count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+use crate::human::{bytes, count};
+use crate::outcome::{CreateReport, DailyReport, Status, VolumeResult};
 
 fn status_word(s: Status) -> &'static str {
-    match s {
-        Status::Ok => "ok",
-        Status::Failed => "FAILED",
-        Status::Skipped => "skipped",
-    }
+    s.word()
 }
 
 /// One line for one volume.
@@ -109,8 +78,15 @@ pub fn daily_header(plan: &DailyPlan) -> String {
 }
 
 /// Everything after the volume lines.
-pub fn daily_summary(r: &DailyReport) -> String {
+pub fn daily_summary(r: &DailyReport, dry_run: bool) -> String {
     let mut out = String::new();
+    let word = |s: Status| {
+        if dry_run && s == Status::Ok {
+            "would"
+        } else {
+            status_word(s)
+        }
+    };
     for e in &r.excluded {
         let _ = writeln!(
             out,
@@ -133,7 +109,7 @@ pub fn daily_summary(r: &DailyReport) -> String {
         let _ = writeln!(
             out,
             "  {:<7} pve-config {}{}",
-            status_word(i.status),
+            word(i.status),
             i.item,
             i.error
                 .as_ref()
@@ -145,7 +121,7 @@ pub fn daily_summary(r: &DailyReport) -> String {
         let _ = writeln!(
             out,
             "  {:<7} pfsense {}{}",
-            status_word(i.status),
+            word(i.status),
             i.item,
             i.error
                 .as_ref()
@@ -157,7 +133,8 @@ pub fn daily_summary(r: &DailyReport) -> String {
     if !p.removed_versions.is_empty() || !p.removed_snapshots.is_empty() {
         let _ = writeln!(
             out,
-            "  prune: removed {} versions ({}) and {} snapshots",
+            "  prune: {} {} versions ({}) and {} snapshots",
+            if dry_run { "would remove" } else { "removed" },
             p.removed_versions.len(),
             p.removed_versions.join(", "),
             p.removed_snapshots.len()
@@ -169,11 +146,11 @@ pub fn daily_summary(r: &DailyReport) -> String {
     for w in &r.warnings {
         let _ = writeln!(out, "  warning: {w}");
     }
-    let ok = r.volumes.iter().filter(|v| v.status == Status::Ok).count();
+    let ok = r.volumes.iter().filter(|v| v.status.is_good()).count();
     let mut failed: Vec<String> = r
         .volumes
         .iter()
-        .filter(|v| v.status != Status::Ok)
+        .filter(|v| !v.status.is_good())
         .map(|v| format!("{}/{}", v.namespace, v.pvc))
         .collect();
     let other_failed = r
@@ -228,8 +205,8 @@ pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
     let mut out = format!("{}\n(dry run: nothing is changed)\n", daily_header(plan));
     for v in &plan.volumes {
         let snap = match &v.snapshot {
-            crate::daily::SnapshotChoice::Use { name, .. } => format!("from {name}"),
-            crate::daily::SnapshotChoice::Take { name, reason } => {
+            SnapshotChoice::Use { name, .. } => format!("from {name}"),
+            SnapshotChoice::Take { name, reason } => {
                 format!("would take {name} ({reason})")
             }
         };
@@ -243,6 +220,7 @@ pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
             v.volume.lv, v.dest
         );
         if let Some(why) = &v.refused {
+            let why = why.to_string();
             let _ = writeln!(out, "       REFUSED: {why}");
         }
         if v.allow_empty {
@@ -291,10 +269,15 @@ fn prune_lines<T>(
 }
 
 /// Text for `lvm-pvc-snapshot create`.
-pub fn create_report(r: &CreateReport) -> String {
+pub fn create_report(r: &CreateReport, dry_run: bool) -> String {
     let mut out = String::new();
+    let (pruned, taken, ok_word) = if dry_run {
+        ("would prune", "would be taken", "would")
+    } else {
+        ("pruned ", "taken", "ok")
+    };
     for p in &r.pruned {
-        let _ = writeln!(out, "  pruned  {p}");
+        let _ = writeln!(out, "  {pruned} {p}");
     }
     for e in &r.prune_errors {
         let _ = writeln!(out, "  prune FAILED: {e}");
@@ -306,7 +289,11 @@ pub fn create_report(r: &CreateReport) -> String {
         let _ = writeln!(
             out,
             "  {:<7} {:<24} {}/{} -> {}{}",
-            status_word(t.status),
+            if t.status == Status::Ok {
+                ok_word
+            } else {
+                status_word(t.status)
+            },
             t.volume.lv,
             t.volume.namespace,
             t.volume.pvc,
@@ -324,32 +311,14 @@ pub fn create_report(r: &CreateReport) -> String {
             e.lv, e.namespace
         );
     }
-    for w in &r.warnings {
-        let _ = writeln!(out, "  warning: {w}");
-    }
     let ok = r.taken.iter().filter(|t| t.status == Status::Ok).count();
     let _ = write!(
         out,
-        "lvm-pvc-snapshot: {ok} of {} snapshots taken, {} pruned, {} exist; exit {}",
+        "lvm-pvc-snapshot: {ok} of {} snapshots {taken}, {} pruned, {} exist; exit {}",
         r.taken.len(),
         r.pruned.len(),
         r.snapshot_count,
         r.exit.code()
     );
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_read_well() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
-        assert_eq!(count(0), "0");
-        assert_eq!(count(1234567), "1,234,567");
-        assert_eq!(count(100), "100");
-    }
 }

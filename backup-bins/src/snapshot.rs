@@ -1,73 +1,23 @@
-//! `lvm-pvc-snapshot`: take, prune and list the snapshots of every selected volume.
+//! `lvm-pvc-snapshot`: take, prune and list the snapshots of every selected volume; restore one.
+//!
+//! Planning is backup-core's ([`backup_core::plan_snapshot_run`]: selection, the pool guard, the
+//! prune decisions); these functions carry a plan out and report. Under `--dry-run` they run on
+//! decorated backends that change nothing.
 
+use backup_core::metric_names::{self as names, JobMetrics};
 use backup_core::{
-    plan_snapshots, removals, select_volumes, snapshot_name, Config, Decision, Metric, MetricGroup,
-    MetricsSink, PvClaim, SelectedVolume, SnapshotInfo, VolumeManager,
+    plan_snapshot_run, plan_snapshots, removals, Config, Decision, MetricGroup, PvClaim,
+    SnapshotInfo, VolumeManager,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::daily::Status;
 use crate::error::Result;
 use crate::exit::Exit;
+use crate::outcome::{CreateReport, Status, TakeResult};
+use crate::run::Outcome;
 
-/// The job name: Pushgateway job and textfile name.
-pub const JOB: &str = "lvm-pvc-snapshot";
-
-/// One snapshot taken (or not).
-#[derive(Debug, Clone, Serialize)]
-pub struct TakeResult {
-    /// The volume and its PVC.
-    #[serde(flatten)]
-    pub volume: SelectedVolume,
-    /// The snapshot's name.
-    pub snapshot: String,
-    /// How it ended.
-    pub status: Status,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
-/// What `create` did.
-#[derive(Debug, Clone, Serialize)]
-pub struct CreateReport {
-    /// Snapshots removed first, with failures.
-    pub pruned: Vec<String>,
-    /// Prune failures.
-    pub prune_errors: Vec<String>,
-    /// One entry per selected volume.
-    pub taken: Vec<TakeResult>,
-    /// Volumes skipped for their namespace.
-    pub excluded: Vec<SelectedVolume>,
-    /// Pool free percent, when the backend has a pool.
-    pub pool_free_percent: Option<f64>,
-    /// Set when the pool guard refused to snapshot.
-    pub refused: Option<String>,
-    /// Snapshots after the run.
-    pub snapshot_count: usize,
-    /// Warnings that did not fail the run (metrics not published).
-    pub warnings: Vec<String>,
-    /// The exit code.
-    pub exit: Exit,
-}
-
-/// Plans which snapshots to remove.
-///
-/// # Errors
-/// When snapshots cannot be listed or the policy is empty.
-pub fn plan_prune(
-    cfg: &Config,
-    volumes: &dyn VolumeManager,
-    now: DateTime<Utc>,
-) -> Result<Vec<Decision<SnapshotInfo>>> {
-    Ok(plan_snapshots(
-        cfg.snapshots.retention,
-        now,
-        &volumes.list_snapshots()?,
-    )?)
-}
-
-/// Removes what [`plan_prune`] says; returns (removed, errors).
+/// Removes what a prune plan says; returns (removed, errors).
 pub fn prune(
     volumes: &dyn VolumeManager,
     plan: &[Decision<SnapshotInfo>],
@@ -107,127 +57,202 @@ pub fn prune_set_aside(
     (removed, errors)
 }
 
-/// The volumes `create` snapshots.
+/// `create`: prune first, refuse when the pool is too full, then one snapshot per selected volume.
 ///
 /// # Errors
-/// When volumes cannot be listed.
-pub fn selection(
+/// When listing fails, or no volume matches `lv-pattern`; per-volume failures are in the report.
+pub fn create(
     cfg: &Config,
     volumes: &dyn VolumeManager,
     claims: &[PvClaim],
-) -> Result<backup_core::Selection> {
+    now: DateTime<Utc>,
+) -> Result<CreateReport> {
     let names: Vec<String> = volumes
         .list_volumes()?
         .into_iter()
         .map(|v| v.name)
         .collect();
-    Ok(select_volumes(
+    let plan = plan_snapshot_run(
+        cfg,
         &names,
-        &cfg.snapshots.lv_pattern,
+        &volumes.list_snapshots()?,
         claims,
-        &cfg.snapshots.exclude_namespaces,
-    ))
-}
-
-/// `create`: prune first, refuse when the pool is too full, then one snapshot per selected volume.
-///
-/// # Errors
-/// When listing fails; per-volume failures are in the report.
-pub fn create(
-    cfg: &Config,
-    volumes: &dyn VolumeManager,
-    claims: &[PvClaim],
-    metrics: &dyn MetricsSink,
-    now: DateTime<Utc>,
-) -> Result<CreateReport> {
-    let (mut pruned, mut prune_errors) = prune(volumes, &plan_prune(cfg, volumes, now)?);
+        volumes.pool_usage()?,
+        now,
+    )?;
+    let (mut pruned, mut prune_errors) = prune(volumes, &plan.prune);
     let (aside, aside_errors) = prune_set_aside(cfg, volumes, now);
     pruned.extend(aside);
     prune_errors.extend(aside_errors);
-    let sel = selection(cfg, volumes, claims)?;
-    let listed = sel.matched() + sel.not_matching.len();
-    crate::daily::require_matches(cfg, &sel, listed)?;
-    let pool_free_percent = volumes.pool_usage()?.map(|p| p.free_percent());
-    let mut refused = None;
-    let mut taken = Vec::new();
-    match pool_free_percent {
-        Some(free) if free < cfg.snapshots.min_pool_free_percent => {
-            // a full thin pool turns every volume in it read-only: better no snapshot than that
-            refused = Some(format!(
-                "thin pool has {free:.1}% free, below min-pool-free-percent = {}: no snapshot taken",
-                cfg.snapshots.min_pool_free_percent
-            ));
-        }
-        _ => {
-            // a volume whose PVC name cannot be a folder is still snapshotted: the snapshot is
-            // named after the LV, and daily-backup refuses and names it
-            for volume in sel
-                .selected
-                .into_iter()
-                .chain(sel.refused.into_iter().map(|r| r.volume))
-            {
-                let name = snapshot_name(&volume.lv, now);
-                let result = volumes.create_snapshot(&volume.lv, &name, now);
-                taken.push(TakeResult {
-                    volume,
-                    snapshot: name,
-                    status: if result.is_ok() {
-                        Status::Ok
-                    } else {
-                        Status::Failed
-                    },
-                    error: result.err().map(|e| e.to_string()),
-                });
+    let taken: Vec<TakeResult> = plan
+        .take
+        .into_iter()
+        .map(|(volume, name)| {
+            let result = volumes.create_snapshot(&volume.lv, &name, now);
+            TakeResult {
+                volume,
+                snapshot: name,
+                status: if result.is_ok() {
+                    Status::Ok
+                } else {
+                    Status::Failed
+                },
+                error: result.err().map(|e| e.to_string()),
             }
-        }
-    }
+        })
+        .collect();
     let ok = taken.iter().filter(|t| t.status == Status::Ok).count();
     let failed = taken.len() - ok + prune_errors.len();
-    let exit = if refused.is_some() {
+    let exit = if plan.refused.is_some() {
         Exit::Failed
     } else {
         Exit::from_counts(ok, failed)
     };
-    let snapshot_count = volumes.list_snapshots().map(|s| s.len()).unwrap_or(0);
-    let mut report = CreateReport {
+    Ok(CreateReport {
         pruned,
         prune_errors,
         taken,
-        excluded: sel.excluded,
-        pool_free_percent,
-        refused,
-        snapshot_count,
-        warnings: Vec::new(),
+        excluded: plan.excluded,
+        pool_free_percent: plan.pool_free_percent,
+        refused: plan.refused.map(|r| r.to_string()),
+        snapshot_count: volumes.list_snapshots().map(|s| s.len()).unwrap_or(0),
+        now_unix: now.timestamp(),
         exit,
-    };
-    let mut m = vec![
-        Metric::gauge(
-            "lvm_snapshot_last_run_success",
-            "1 when the last snapshot run succeeded",
-            f64::from(u8::from(exit == Exit::Success)),
-        ),
-        Metric::gauge(
-            "lvm_snapshot_count",
-            "snapshots that exist after the last run",
-            snapshot_count as f64,
-        ),
-    ];
-    if exit == Exit::Success {
-        m.push(Metric::gauge(
-            "lvm_snapshot_last_success_timestamp",
-            "unix time of the last successful snapshot run",
-            now.timestamp() as f64,
+    })
+}
+
+impl Outcome for CreateReport {
+    fn exit(&self) -> Exit {
+        self.exit
+    }
+
+    fn text(&self, dry_run: bool) -> String {
+        crate::report::create_report(self, dry_run)
+    }
+
+    fn metrics(&self) -> Vec<MetricGroup> {
+        let job = JobMetrics::lvm_snapshot();
+        let mut m = job.outcome(self.exit == Exit::Success, self.now_unix);
+        m.push(names::LVM_SNAPSHOT_COUNT.gauge(self.snapshot_count as f64));
+        if let Some(free) = self.pool_free_percent {
+            m.push(names::LVM_THIN_POOL_FREE_PERCENT.gauge(free));
+        }
+        vec![MetricGroup::new(&job.job, m)]
+    }
+}
+
+/// What `prune` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneOutcome {
+    /// Snapshots and set-aside volumes removed.
+    pub removed: Vec<String>,
+    /// Removals that failed.
+    pub errors: Vec<String>,
+}
+
+/// `prune`: snapshots older than `keep-days` (never the newest of a volume), and volumes set
+/// aside by restores.
+///
+/// # Errors
+/// When snapshots cannot be listed.
+pub fn prune_run(
+    cfg: &Config,
+    volumes: &dyn VolumeManager,
+    now: DateTime<Utc>,
+) -> Result<PruneOutcome> {
+    let plan = plan_snapshots(cfg.snapshots.retention, now, &volumes.list_snapshots()?)?;
+    let (mut removed, mut errors) = prune(volumes, &plan);
+    let (aside, aside_errors) = prune_set_aside(cfg, volumes, now);
+    removed.extend(aside);
+    errors.extend(aside_errors);
+    Ok(PruneOutcome { removed, errors })
+}
+
+impl Outcome for PruneOutcome {
+    fn exit(&self) -> Exit {
+        Exit::from_counts(self.removed.len(), self.errors.len())
+    }
+
+    fn text(&self, dry_run: bool) -> String {
+        let mut out = String::new();
+        let removed = if dry_run { "would remove" } else { "removed" };
+        for r in &self.removed {
+            out.push_str(&format!("  {removed} {r}\n"));
+        }
+        for e in &self.errors {
+            out.push_str(&format!("  FAILED  {e}\n"));
+        }
+        out.push_str(&format!(
+            "lvm-pvc-snapshot: {removed}: {}, failed: {}",
+            self.removed.len(),
+            self.errors.len()
         ));
+        out
     }
-    if let Some(free) = pool_free_percent {
-        m.push(Metric::gauge(
-            "lvm_thin_pool_free_percent",
-            "free space of the thin pool, data or metadata, whichever is less",
-            free,
-        ));
+}
+
+/// What `list` shows (as JSON: the array of snapshots).
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// Snapshots, newest first per volume.
+    pub snapshots: Vec<SnapshotInfo>,
+    /// Volumes set aside by restores, with when.
+    pub set_aside: Vec<(String, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+}
+
+impl Serialize for Listing {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.snapshots.serialize(s)
     }
-    if let Err(e) = metrics.publish(&MetricGroup::new(JOB, m)) {
-        report.warnings.push(format!("metrics not published: {e}"));
+}
+
+/// `list`.
+///
+/// # Errors
+/// When listing fails.
+pub fn list(volumes: &dyn VolumeManager, now: DateTime<Utc>) -> Result<Listing> {
+    let mut snapshots = volumes.list_snapshots()?;
+    snapshots.sort_by(|a, b| (&a.volume, b.created).cmp(&(&b.volume, a.created)));
+    Ok(Listing {
+        snapshots,
+        set_aside: volumes.set_aside_volumes()?,
+        now,
+    })
+}
+
+fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
+    let h = (now - then).num_hours();
+    if h < 48 {
+        format!("{h} h old")
+    } else {
+        format!("{} days old", h / 24)
     }
-    Ok(report)
+}
+
+impl Outcome for Listing {
+    fn exit(&self) -> Exit {
+        Exit::Success
+    }
+
+    fn text(&self, _dry_run: bool) -> String {
+        let mut out = String::new();
+        for s in &self.snapshots {
+            out.push_str(&format!(
+                "{:<28} {:<44} {}  ({})\n",
+                s.volume,
+                s.name,
+                s.created.to_rfc3339(),
+                age(self.now, s.created)
+            ));
+        }
+        out.push_str(&format!("{} snapshots", self.snapshots.len()));
+        for (name, at) in &self.set_aside {
+            out.push_str(&format!(
+                "\nset aside by a restore: {name} ({})",
+                age(self.now, *at)
+            ));
+        }
+        out
+    }
 }

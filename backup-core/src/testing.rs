@@ -659,13 +659,16 @@ mod tests {
 #[derive(Debug)]
 pub struct FakeStore {
     root: crate::layout::BackupRoot,
-    versions: Mutex<BTreeMap<(u8, crate::week::IsoWeek, String, String), Option<DateTime<Utc>>>>,
+    versions: Mutex<BTreeMap<VersionKey, Option<DateTime<Utc>>>>,
     empty: Mutex<BTreeSet<Utf8PathBuf>>,
     databases: Mutex<BTreeMap<Utf8PathBuf, Vec<crate::store::DatabaseCopy>>>,
     files: Mutex<BTreeMap<Utf8PathBuf, Vec<u8>>>,
     failing: Mutex<BTreeSet<String>>,
     transcript: Transcript,
 }
+
+/// (series, week, namespace, pvc).
+type VersionKey = (u8, crate::week::IsoWeek, String, String);
 
 fn series_key(series: crate::store::Series) -> u8 {
     match series {

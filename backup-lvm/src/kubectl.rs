@@ -23,13 +23,13 @@ impl<'r> KubectlCluster<'r> {
             inv = inv.arg(format!("--kubeconfig={k}"));
         }
         let inv = inv.arg("--request-timeout=20s").args(args);
-        // `get` and `wait` only read the cluster: a --dry-run runs them
+        // `get` only reads the cluster (`wait` waits on what a scale did): a --dry-run runs them
         if matches!(
             inv.args
                 .iter()
                 .find(|a| !a.starts_with("--"))
                 .map(String::as_str),
-            Some("get" | "wait")
+            Some("get")
         ) {
             inv.read_only()
         } else {

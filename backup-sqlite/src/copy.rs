@@ -330,3 +330,23 @@ fn finish_copy(source: &Path, tmp_path: &Path, dest: &Path, dest_dir: &Path) -> 
     }
     result
 }
+
+/// Removes what copies killed mid-way leave under `dir`: `.sqlite-recover-*` folders and
+/// `.sqlite-copy-*` files, and nothing else. Only call it while no copy into `dir` runs.
+pub fn remove_scratch(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.as_encoded_bytes();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if name.starts_with(b".sqlite-recover-") && is_dir {
+            let _ = std::fs::remove_dir_all(entry.path());
+        } else if name.starts_with(b".sqlite-copy-") && !is_dir {
+            let _ = std::fs::remove_file(entry.path());
+        } else if is_dir {
+            remove_scratch(&entry.path());
+        }
+    }
+}

@@ -19,7 +19,7 @@ mod discover;
 mod error;
 mod live;
 
-pub use copy::{copy_database, integrity_check, CopyReport};
+pub use copy::{copy_database, integrity_check, remove_scratch, CopyReport};
 pub use discover::{find_databases, Discovery};
 pub use error::{Error, Result};
 pub use live::{backup_live, check_live, open_live};

@@ -66,6 +66,7 @@ impl Env {
 backend = "dir"
 volumes-dir = "{root}/volumes"
 snapshots-dir = "{root}/snapshots"
+lock-file = "{root}/lock/snapshots.lock"
 keep-days = 7
 [[kubernetes.volume]]
 lv = "vm-100-pvc-a"

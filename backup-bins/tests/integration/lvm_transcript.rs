@@ -1,9 +1,10 @@
 //! `lvm-pvc-snapshot create` and `prune` on the LVM backend, against a recording runner that
 //! answers `lvs` with a captured-shape report: every LVM call pinned, and the pool guard.
 
-use backup_bins::snapshot::create;
+use backup_bins::create;
+use backup_bins::run::Outcome;
 use backup_core::testing::{FakeMetricsSink, RecordingRunner, Transcript};
-use backup_core::{Config, Output, PvClaim};
+use backup_core::{Config, MetricsSink, Output, PvClaim};
 use backup_lvm::LvmVolumeManager;
 use camino::Utf8Path;
 use chrono::DateTime;
@@ -36,7 +37,10 @@ fn run(config: &Config, pool_data_percent: &str) -> String {
     let now = DateTime::parse_from_rfc3339("2026-01-05T03:00:00Z")
         .unwrap()
         .to_utc();
-    let report = create(config, &lvm, &claims(), &metrics, now).unwrap();
+    let report = create(config, &lvm, &claims(), now).unwrap();
+    for g in report.metrics() {
+        metrics.publish(&g).unwrap();
+    }
     format!(
         "{}\n-- refused: {:?}\n-- exit: {:?}\n-- metrics:\n{}",
         t.text(),

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use backup_bins::metrics_sink::PushgatewaySink;
+use backup_bins::PushgatewaySink;
 use backup_core::{Metric, MetricGroup, MetricsSink};
 
 const BIN: &str = "/usr/bin/prometheus-pushgateway";

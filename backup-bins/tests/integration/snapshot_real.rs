@@ -20,7 +20,10 @@ fn create_list_prune() {
         &["prune", "--dry-run", "--now", "2026-01-20T04:00:00Z"],
     );
     assert_eq!(
-        text(&dry).matches("would remove").count(),
+        text(&dry)
+            .lines()
+            .filter(|l| l.starts_with("  would remove "))
+            .count(),
         6,
         "{}",
         text(&dry)

@@ -2,11 +2,13 @@
 
 use std::sync::atomic::AtomicBool;
 
-use backup_bins::daily::{plan_daily, run_daily, DailyDeps};
+use backup_bins::run::Outcome;
+use backup_bins::{plan_daily_run as plan_daily, run_daily, DailyDeps};
 use backup_core::testing::{
-    FakeFileSync, FakeMetricsSink, FakeMounter, FakeVolumeManager, RecordingRunner, Transcript,
+    FakeFileSync, FakeMetricsSink, FakeMounter, FakeStore, FakeVolumeManager, RecordingRunner,
+    Transcript,
 };
-use backup_core::{Config, PvClaim};
+use backup_core::{Config, MetricsSink, PvClaim, Series};
 use camino::Utf8PathBuf;
 use chrono::{DateTime, Utc};
 
@@ -26,29 +28,45 @@ fn a_whole_run_against_fakes() {
         ),
     )
     .unwrap();
-    std::fs::create_dir_all(root.join("backup")).unwrap();
+    // the live PVE config path and the mount points are real folders; the backup root is not
     std::fs::create_dir_all(root.join("pve")).unwrap();
-    // what each "mounted" snapshot shows: the fake mounter returns the mount point itself
     for lv in ["vm-1-pvc-a", "vm-2-pvc-b", "vm-3-pvc-c", "vm-4-pvc-d"] {
         std::fs::create_dir_all(root.join("mnt").join(lv)).unwrap();
-        std::fs::write(root.join("mnt").join(lv).join("data"), lv).unwrap();
     }
+    let tr = Transcript::new();
+    let store = FakeStore::new(&root.join("backup"), &tr);
     // two complete older weeks of vm-1's pvc, and one beyond weekly-versions = 2
     for (week, at) in [
         ("2026-01", "2026-01-04T05:00:00Z"),
         ("2025-52", "2025-12-28T05:00:00Z"),
         ("2025-51", "2025-12-21T05:00:00Z"),
     ] {
-        std::fs::create_dir_all(root.join("backup/pvc-data").join(week).join("vw/data")).unwrap();
-        let marker = root
-            .join("backup/pvc-data")
-            .join(week)
-            .join(".complete/vw/data");
-        std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
-        std::fs::write(marker, at).unwrap();
+        store.add_version(
+            Series::Pvc,
+            week.parse().unwrap(),
+            "vw",
+            "data",
+            Some(t(at)),
+        );
     }
+    // one SQLite database in vm-1, one damaged one in vm-4
+    store.set_databases(
+        &root.join("mnt/vm-1-pvc-a"),
+        vec![backup_core::DatabaseCopy {
+            path: "db.sqlite3".into(),
+            bytes: Some(4096),
+            error: None,
+        }],
+    );
+    store.set_databases(
+        &root.join("mnt/vm-4-pvc-d"),
+        vec![backup_core::DatabaseCopy {
+            path: "tiny.db".into(),
+            bytes: None,
+            error: Some("not a usable database: only 100 bytes".into()),
+        }],
+    );
 
-    let tr = Transcript::new();
     let volumes = FakeVolumeManager::new(
         &[
             "vm-1-pvc-a",
@@ -106,14 +124,17 @@ fn a_whole_run_against_fakes() {
         volumes: &volumes,
         mounter: &mounter,
         sync: &sync,
-        metrics: &metrics,
         runner: &runner,
+        store: &store,
         claims: &claims,
         stop: &stop,
     };
     let now = t("2026-01-05T05:00:00Z");
     let plan = plan_daily(&cfg, &deps, now, &[]).unwrap();
     let report = run_daily(&cfg, &deps, &plan, &|_| {}).unwrap();
+    for g in report.metrics() {
+        metrics.publish(&g).unwrap();
+    }
 
     let redact = |s: String| s.replace(root.as_str(), "<tmp>");
     insta::assert_snapshot!("transcript", redact(tr.text()));
@@ -172,8 +193,8 @@ fn no_fresh_snapshot_when_the_pool_is_nearly_full() {
         &format!("backup-root = \"{root}/backup\"\n[pvc-backup]\nmount-dir = \"{root}/mnt\"\n[pve-config]\npaths = []\n"),
     )
     .unwrap();
-    std::fs::create_dir_all(root.join("backup")).unwrap();
     let tr = Transcript::new();
+    let store = FakeStore::new(&root.join("backup"), &tr);
     let volumes = FakeVolumeManager::new(&["vm-1-pvc-a"], &tr);
     volumes.add_snapshot(
         "vm-1-pvc-a",
@@ -184,10 +205,9 @@ fn no_fresh_snapshot_when_the_pool_is_nearly_full() {
         data_percent: 95.0,
         metadata_percent: 20.0,
     });
-    let (mounter, sync, metrics, runner) = (
+    let (mounter, sync, runner) = (
         FakeMounter::new(&tr),
         FakeFileSync::new(&tr),
-        FakeMetricsSink::new(),
         RecordingRunner::new(&tr),
     );
     let stop = AtomicBool::new(false);
@@ -195,8 +215,8 @@ fn no_fresh_snapshot_when_the_pool_is_nearly_full() {
         volumes: &volumes,
         mounter: &mounter,
         sync: &sync,
-        metrics: &metrics,
         runner: &runner,
+        store: &store,
         claims: &[],
         stop: &stop,
     };

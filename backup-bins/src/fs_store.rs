@@ -1,0 +1,337 @@
+//! The backup root on disk: [`DiskStore`], the filesystem [`BackupStore`] (versions and their
+//! markers, removal, the SQLite stage, atomic writes), and the file helpers under it.
+
+use std::io::Write;
+
+use backup_core::{
+    format_marker, parse_marker, BackupRoot, BackupStore, DatabaseCopy, IsoWeek, Series,
+    WeekVersion, COMPLETE_DIR, PFSENSE_SERIES, PVE_CONFIG_SERIES,
+};
+use camino::Utf8Path;
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::pfsense::{CONFIG_XML, FULL_TAR};
+
+/// The backup root on a mounted disk.
+#[derive(Debug, Clone)]
+pub struct DiskStore {
+    root: BackupRoot,
+}
+
+impl DiskStore {
+    /// The backup root at `root`.
+    pub fn new(root: &Utf8Path) -> Self {
+        Self {
+            root: BackupRoot::new(root),
+        }
+    }
+
+    fn marker(
+        &self,
+        series: Series,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+    ) -> Option<camino::Utf8PathBuf> {
+        match series {
+            Series::Pvc => Some(self.root.pvc_complete_marker(week, namespace, pvc)),
+            Series::PveConfig => Some(self.root.pve_config_marker(week)),
+            // pfSense weeks are complete when both files are there: no marker
+            Series::Pfsense => None,
+        }
+    }
+}
+
+fn core(e: Error) -> backup_core::Error {
+    backup_core::Error::backend("backup root", e.to_string())
+}
+
+impl BackupStore for DiskStore {
+    fn root(&self) -> &BackupRoot {
+        &self.root
+    }
+
+    fn list_versions(&self, series: Series) -> backup_core::Result<Vec<WeekVersion>> {
+        match series {
+            Series::Pvc => scan_versions(&self.root),
+            Series::PveConfig => scan_pve_config_weeks(&self.root),
+            Series::Pfsense => scan_pfsense_weeks(&self.root),
+        }
+        .map_err(core)
+    }
+
+    fn mark_complete(
+        &self,
+        series: Series,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+        at: DateTime<Utc>,
+    ) -> backup_core::Result<()> {
+        match self.marker(series, week, namespace, pvc) {
+            Some(m) => write_atomic(&m, format_marker(at).as_bytes()).map_err(core),
+            None => Ok(()),
+        }
+    }
+
+    fn mark_incomplete(
+        &self,
+        series: Series,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+    ) -> backup_core::Result<()> {
+        match self.marker(series, week, namespace, pvc) {
+            Some(m) => remove_file_if_present(&m).map_err(core),
+            None => Ok(()),
+        }
+    }
+
+    fn remove_version(&self, series: Series, v: &WeekVersion) -> backup_core::Result<()> {
+        match series {
+            Series::Pvc => remove_version(&self.root, v)
+                .and_then(|()| remove_tree(&self.root.sqlite_copy(v.week, &v.namespace, &v.pvc))),
+            Series::PveConfig => remove_file_if_present(&self.root.pve_config_marker(v.week))
+                .and_then(|()| remove_tree(&self.root.pve_config_week(v.week))),
+            Series::Pfsense => remove_tree(&self.root.pfsense_week(v.week)),
+        }
+        .map_err(core)
+    }
+
+    fn has_entries(&self, dir: &Utf8Path) -> backup_core::Result<bool> {
+        has_entries(dir).map_err(core)
+    }
+
+    fn prepare_copy(&self, source: &Utf8Path, dest: &Utf8Path) -> backup_core::Result<()> {
+        if dest.is_dir() {
+            // a later run of this week: rsync would chmod/chown shared inodes of older weeks
+            crate::linkguard::unshare_changed(source.as_std_path(), dest.as_std_path())
+                .map_err(core)?;
+        }
+        std::fs::create_dir_all(dest).map_err(|e| core(Error::io("create folder", dest, e)))
+    }
+
+    fn copy_databases(&self, source: &Utf8Path, dest: &Utf8Path) -> Vec<DatabaseCopy> {
+        crate::daily::sqlite_stage::copy_databases(source, dest)
+    }
+
+    fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> backup_core::Result<()> {
+        write_atomic(path, bytes).map_err(core)
+    }
+
+    fn disk_usage_percent(&self) -> Option<f64> {
+        disk_usage_percent(self.root.root()).ok()
+    }
+}
+
+/// PVE config week folders, complete when their marker is there. Other folders (the single
+/// mirror `pve-config/etc/...` of earlier releases) are not versions and stay.
+fn scan_pve_config_weeks(root: &BackupRoot) -> Result<Vec<WeekVersion>> {
+    let mut out = Vec::new();
+    for name in subdirs(&root.pve_config())? {
+        let Ok(week) = name.parse::<IsoWeek>() else {
+            continue;
+        };
+        let completed_at = std::fs::read_to_string(root.pve_config_marker(week))
+            .ok()
+            .and_then(|t| parse_marker(&t));
+        out.push(WeekVersion {
+            namespace: PVE_CONFIG_SERIES.to_owned(),
+            pvc: PVE_CONFIG_SERIES.to_owned(),
+            week,
+            completed_at,
+        });
+    }
+    Ok(out)
+}
+
+/// pfSense week folders: complete when both files are there, as of `config.xml`'s mtime.
+fn scan_pfsense_weeks(root: &BackupRoot) -> Result<Vec<WeekVersion>> {
+    let mut out = Vec::new();
+    for name in subdirs(&root.pfsense())? {
+        let Ok(week) = name.parse::<IsoWeek>() else {
+            continue;
+        };
+        let dir = root.pfsense_week(week);
+        let completed_at = match (
+            std::fs::metadata(dir.join(CONFIG_XML)),
+            dir.join(FULL_TAR).is_file(),
+        ) {
+            (Ok(m), true) => m.modified().ok().map(DateTime::<Utc>::from),
+            _ => None,
+        };
+        out.push(WeekVersion {
+            namespace: PFSENSE_SERIES.to_owned(),
+            pvc: PFSENSE_SERIES.to_owned(),
+            week,
+            completed_at,
+        });
+    }
+    Ok(out)
+}
+
+/// Sub-folders of `dir` as UTF-8 names, sorted; an absent folder has none.
+///
+/// # Errors
+/// When `dir` exists but cannot be read.
+pub fn subdirs(dir: &Utf8Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if let (true, Ok(name)) = (is_dir, entry.file_name().into_string()) {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every `pvc-data/<week>/<namespace>/<pvc>` version under the root, with its completion time.
+/// Folders that are not week ids are left alone.
+///
+/// # Errors
+/// When a folder cannot be read.
+fn scan_versions(root: &BackupRoot) -> Result<Vec<WeekVersion>> {
+    let mut out = Vec::new();
+    for week_name in subdirs(&root.pvc_data())? {
+        let Ok(week) = week_name.parse::<IsoWeek>() else {
+            continue;
+        };
+        for namespace in subdirs(&root.pvc_week(week))? {
+            if namespace == COMPLETE_DIR {
+                continue;
+            }
+            for pvc in subdirs(&root.pvc_week(week).join(&namespace))? {
+                let marker = root.pvc_complete_marker(week, &namespace, &pvc);
+                let completed_at = std::fs::read_to_string(&marker)
+                    .ok()
+                    .and_then(|t| parse_marker(&t));
+                out.push(WeekVersion {
+                    namespace: namespace.clone(),
+                    pvc,
+                    week,
+                    completed_at,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync the folder.
+/// A crash leaves the old file or the new one, never half of one.
+///
+/// # Errors
+/// When any step fails; the temp file is removed.
+pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Utf8Path::new("/"));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().unwrap_or("file"),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("write", path, e)
+    })
+}
+
+/// Removes a file; an absent one is fine.
+///
+/// # Errors
+/// When it exists and cannot be removed.
+pub fn remove_file_if_present(path: &Utf8Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// Marks a version incomplete (before it is written again, or removed).
+///
+/// # Errors
+/// When the marker exists and cannot be removed.
+fn mark_incomplete(root: &BackupRoot, week: IsoWeek, namespace: &str, pvc: &str) -> Result<()> {
+    remove_file_if_present(&root.pvc_complete_marker(week, namespace, pvc))
+}
+
+/// Removes a version: its marker first (a removal cut short reads as incomplete, never as a
+/// complete version with files missing), then its folder, then folders left empty.
+///
+/// # Errors
+/// When a removal fails.
+fn remove_version(root: &BackupRoot, v: &WeekVersion) -> Result<()> {
+    mark_incomplete(root, v.week, &v.namespace, &v.pvc)?;
+    let copy = root.pvc_copy(v.week, &v.namespace, &v.pvc);
+    remove_tree(&copy)?;
+    let week = root.pvc_week(v.week);
+    for dir in [
+        week.join(COMPLETE_DIR).join(&v.namespace),
+        week.join(COMPLETE_DIR),
+        week.join(&v.namespace),
+        week,
+    ] {
+        // only empty folders go; anything else stays
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Ok(())
+}
+
+/// Removes a folder tree; an absent one is fine.
+///
+/// # Errors
+/// When it exists and cannot be removed.
+pub fn remove_tree(dir: &Utf8Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", dir, e)),
+    }
+}
+
+/// True when `dir` holds anything but `lost+found` (which every fresh ext4 has).
+///
+/// # Errors
+/// When `dir` cannot be read.
+pub fn has_entries(dir: &Utf8Path) -> Result<bool> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        if entry.file_name() != "lost+found" {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Percent of the file system holding `path` that is used, as `df` shows it.
+///
+/// # Errors
+/// When statvfs fails.
+pub fn disk_usage_percent(path: &Utf8Path) -> Result<f64> {
+    let s = rustix::fs::statvfs(path.as_std_path())
+        .map_err(|e| Error::io("statvfs", path, e.into()))?;
+    let total = s.f_blocks as f64;
+    if total == 0.0 {
+        return Ok(0.0);
+    }
+    let used = (s.f_blocks - s.f_bfree) as f64;
+    let avail = s.f_bavail as f64;
+    Ok(100.0 * used / (used + avail))
+}

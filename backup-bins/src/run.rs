@@ -1,0 +1,407 @@
+//! The one path every binary takes: global flags, the config (exit 2), signals, the named locks
+//! (exit 75), the backup root, the job, text or `--json` rendered from the same report value,
+//! metrics on every exit path once the config is loaded, and the exit code from the table.
+//!
+//! A job is a closure from a [`Context`] to a report implementing [`Outcome`]; it never prints
+//! and never publishes. When it fails, for any reason (an unmounted backup disk, a listing that
+//! failed, a lock held), the wrapper still publishes `*_last_run_success 0`, and never a success
+//! timestamp, so the alert on that metric fires for the most common failures too.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use backup_core::metric_names::JobMetrics;
+use backup_core::{
+    BackupStore, Config, FileSync, MetricGroup, MetricsSink, Mounter, Refusal, Runner,
+    VolumeManager, DEFAULT_CONFIG_PATH,
+};
+use camino::Utf8PathBuf;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::dry_run::{
+    DryRunMounter, DryRunRunner, DryRunSink, DryRunStore, DryRunSync, DryRunVolumes, Would,
+};
+use crate::error::{Error, Result};
+use crate::exit::Exit;
+use crate::fs_store::DiskStore;
+use crate::lock::RunLock;
+use crate::metrics_sink::{PushgatewaySink, Sinks, TextfileSink};
+use crate::runner::{stop_on_signals, DuctRunner};
+
+/// Flags every binary takes, before or after a subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Configuration file.
+    #[arg(long, global = true, value_name = "PATH", env = "HOMELAB_BACKUP_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: Utf8PathBuf,
+
+    /// Print what would be done and change nothing: no snapshot, mount, copy, removal, lock,
+    /// metric or file. Reads (listings, `lvs`, `kubectl get`) still happen.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// Run as if the clock said this (RFC 3339, e.g. 2026-01-05T05:00:00Z): for tests and replays.
+    #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More detail: every command as it runs (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// When another run holds the lock, wait up to this long for it instead of exiting 75.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0)]
+    pub wait: u64,
+}
+
+impl GlobalArgs {
+    /// `--now`, or the clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now.unwrap_or_else(Utc::now)
+    }
+}
+
+fn parse_now(s: &str) -> std::result::Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("expected an RFC 3339 time like 2026-01-05T05:00:00Z: {e}"))
+}
+
+/// What a job's report must offer the wrapper.
+pub trait Outcome: Serialize {
+    /// The exit code.
+    fn exit(&self) -> Exit;
+    /// The text for people; under `--dry-run` it says what would be done.
+    fn text(&self, dry_run: bool) -> String;
+    /// The metric groups to publish (the job's `*_last_run_success` among them).
+    fn metrics(&self) -> Vec<MetricGroup> {
+        Vec::new()
+    }
+}
+
+/// Which locks a job holds for its whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locks {
+    /// None (reading, or a job with its own destination).
+    None,
+    /// The snapshot lock (`snapshots.lock-file`), shared by `lvm-pvc-snapshot` and
+    /// `daily-backup`: a prune never removes the snapshot a backup reads.
+    Snapshots,
+    /// The snapshot lock and `<backup-root>/.daily-backup.lock`.
+    Daily,
+}
+
+/// How a binary runs one job.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The binary's name, in messages.
+    pub binary: &'static str,
+    /// False when the job runs without a config file (a CronJob with flags only).
+    pub config_required: bool,
+    /// What to publish when the run fails before it has a report (`None`: nothing).
+    pub metrics: Option<JobMetrics>,
+    /// Locks held for the run.
+    pub locks: Locks,
+    /// The backup root must be there (an unmounted backup disk is refused).
+    pub needs_backup_root: bool,
+    /// Metrics sinks given by flags, beside the config's.
+    pub textfile_dir: Option<Utf8PathBuf>,
+    /// Pushgateway given by a flag, beside the config's.
+    pub pushgateway: Option<String>,
+}
+
+impl RunSpec {
+    /// A job of `binary` that needs the config and nothing else.
+    pub fn new(binary: &'static str) -> Self {
+        Self {
+            binary,
+            config_required: true,
+            metrics: None,
+            locks: Locks::None,
+            needs_backup_root: false,
+            textfile_dir: None,
+            pushgateway: None,
+        }
+    }
+}
+
+/// What a job gets: the config, the clock, and backends that are real, or dry-run decorators of
+/// the real ones under `--dry-run`.
+pub struct Context<'a> {
+    cfg: Option<&'a Config>,
+    /// The global flags.
+    pub global: &'a GlobalArgs,
+    /// The run's time.
+    pub now: DateTime<Utc>,
+    /// Set by SIGTERM/SIGINT: start nothing new.
+    pub stop: Arc<AtomicBool>,
+    runner: DuctRunner,
+    steady: DuctRunner,
+    would: Option<Would>,
+}
+
+impl<'a> Context<'a> {
+    /// The configuration.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] when the job ran without one.
+    pub fn cfg(&self) -> Result<&'a Config> {
+        self.cfg.ok_or_else(|| {
+            Error::Usage(format!(
+                "no configuration file at {} (--config PATH)",
+                self.global.config
+            ))
+        })
+    }
+
+    /// The configuration when there is one.
+    pub fn cfg_opt(&self) -> Option<&'a Config> {
+        self.cfg
+    }
+
+    /// True under `--dry-run`.
+    pub fn dry_run(&self) -> bool {
+        self.would.is_some()
+    }
+
+    /// What a dry run would have changed, so far.
+    pub fn would(&self) -> Vec<String> {
+        self.would.as_ref().map(Would::lines).unwrap_or_default()
+    }
+
+    /// Runs commands; killed by SIGTERM/SIGINT.
+    pub fn runner(&self) -> Box<dyn Runner + '_> {
+        self.wrap_runner(&self.runner)
+    }
+
+    /// Runs commands that must finish even after SIGTERM (unmounts, a restore and its undo).
+    pub fn steady_runner(&self) -> Box<dyn Runner + '_> {
+        self.wrap_runner(&self.steady)
+    }
+
+    fn wrap_runner<'r>(&self, r: &'r DuctRunner) -> Box<dyn Runner + 'r> {
+        match &self.would {
+            Some(w) => Box::new(DryRunRunner::new(Box::new(r.clone()), w)),
+            None => Box::new(r.clone()),
+        }
+    }
+
+    /// The snapshot backend of the config.
+    ///
+    /// # Errors
+    /// Without a config.
+    pub fn volumes(&self) -> Result<Box<dyn VolumeManager + '_>> {
+        let inner = crate::app::volume_manager(self.cfg()?, &self.runner);
+        Ok(match &self.would {
+            Some(w) => Box::new(DryRunVolumes::new(inner, w)),
+            None => inner,
+        })
+    }
+
+    /// Read-only mounts (never killed: the unmount after SIGTERM must happen).
+    pub fn mounter(&self) -> Box<dyn Mounter + '_> {
+        match &self.would {
+            Some(w) => Box::new(DryRunMounter::new(w)),
+            None => crate::app::mounter(&self.steady),
+        }
+    }
+
+    /// rsync.
+    pub fn file_sync(&self) -> Box<dyn FileSync + '_> {
+        match &self.would {
+            Some(w) => Box::new(DryRunSync::new(w)),
+            None => Box::new(backup_rsync::RsyncFileSync::new(
+                &self.runner,
+                crate::app::rsync_program(),
+            )),
+        }
+    }
+
+    /// The backup root.
+    ///
+    /// # Errors
+    /// Without a config.
+    pub fn store(&self) -> Result<Box<dyn BackupStore + '_>> {
+        let inner: Box<dyn BackupStore> = Box::new(DiskStore::new(&self.cfg()?.backup_root));
+        Ok(match &self.would {
+            Some(w) => Box::new(DryRunStore::new(inner, w)),
+            None => inner,
+        })
+    }
+}
+
+/// Runs one job the one way: see the module documentation.
+pub fn run<O, J>(spec: &RunSpec, global: &GlobalArgs, job: J) -> ExitCode
+where
+    O: Outcome,
+    J: FnOnce(&Context<'_>) -> Result<O>,
+{
+    let bin = spec.binary;
+    // the config first: without it there is nowhere to publish, and exit 2 says "fix the config"
+    let cfg = match load(spec, global) {
+        Ok(c) => c,
+        Err(e) => return fail(bin, global, &e),
+    };
+    let now = global.now();
+    let would = global.dry_run.then(Would::new);
+    let real_sinks = sinks(spec, cfg.as_ref());
+    let dry_sink = would.as_ref().map(DryRunSink::new);
+    let sink: &dyn MetricsSink = match &dry_sink {
+        Some(d) => d,
+        None => &real_sinks,
+    };
+    let publish_failure = |e: &Error| {
+        if let Some(m) = &spec.metrics {
+            let group = MetricGroup::new(&m.job, m.outcome(false, now.timestamp()));
+            if let Err(pe) = sink.publish(&group) {
+                eprintln!("{bin}: warning: metrics not published: {pe}");
+            }
+        }
+        fail(bin, global, e)
+    };
+    let stop = match stop_on_signals() {
+        Ok(s) => s,
+        Err(e) => return publish_failure(&Error::io("install signal handlers", "-", e)),
+    };
+    let verbose = global.verbose > 0;
+    let ctx = Context {
+        cfg: cfg.as_ref(),
+        global,
+        now,
+        stop: stop.clone(),
+        runner: DuctRunner::new(stop).verbose(verbose),
+        steady: DuctRunner::default().verbose(verbose),
+        would,
+    };
+    let _locks = match (ctx.dry_run(), cfg.as_ref()) {
+        (false, Some(cfg)) => match take_locks(spec, cfg, global) {
+            Ok(l) => l,
+            Err(e) => return publish_failure(&e),
+        },
+        _ => Vec::new(),
+    };
+    if spec.needs_backup_root {
+        if let Err(e) = ctx.cfg().and_then(require_backup_root) {
+            return publish_failure(&e);
+        }
+    }
+    let outcome = match job(&ctx) {
+        Ok(o) => o,
+        Err(e) => return publish_failure(&e),
+    };
+    let mut warnings = Vec::new();
+    for group in outcome.metrics() {
+        if let Err(e) = sink.publish(&group) {
+            warnings.push(format!("metrics not published: {e}"));
+        }
+    }
+    warnings.dedup();
+    let would = ctx.would();
+    if global.json {
+        let mut v = serde_json::to_value(&outcome).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            if ctx.dry_run() {
+                obj.insert("dry_run".into(), true.into());
+                obj.insert("would".into(), would.into());
+            }
+            if !warnings.is_empty() {
+                obj.insert("metric_warnings".into(), warnings.clone().into());
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!("{}", outcome.text(ctx.dry_run()));
+        if ctx.dry_run() {
+            println!("dry run: nothing was changed. A real run would:");
+            for w in &would {
+                println!("  {w}");
+            }
+        }
+    }
+    for w in &warnings {
+        eprintln!("{bin}: warning: {w}");
+    }
+    outcome.exit().into()
+}
+
+fn load(spec: &RunSpec, global: &GlobalArgs) -> Result<Option<Config>> {
+    if !spec.config_required
+        && global.config.as_str() == DEFAULT_CONFIG_PATH
+        && !global.config.exists()
+    {
+        // a CronJob usually has no config file, only flags
+        return Ok(None);
+    }
+    crate::app::load_config(&global.config).map(Some)
+}
+
+fn sinks(spec: &RunSpec, cfg: Option<&Config>) -> Sinks {
+    let mut sinks: Vec<Box<dyn MetricsSink>> = Vec::new();
+    let textfile = spec
+        .textfile_dir
+        .clone()
+        .or_else(|| cfg.and_then(|c| c.metrics.textfile_dir.clone()));
+    if let Some(dir) = textfile {
+        sinks.push(Box::new(TextfileSink::new(&dir)));
+    }
+    let push = spec
+        .pushgateway
+        .clone()
+        .or_else(|| cfg.and_then(|c| c.metrics.pushgateway.clone()));
+    if let Some(url) = push {
+        sinks.push(Box::new(PushgatewaySink::new(&url)));
+    }
+    Sinks(sinks)
+}
+
+fn take_locks(spec: &RunSpec, cfg: &Config, global: &GlobalArgs) -> Result<Vec<RunLock>> {
+    let wait = std::time::Duration::from_secs(global.wait);
+    let mut paths: Vec<Utf8PathBuf> = Vec::new();
+    if matches!(spec.locks, Locks::Snapshots | Locks::Daily) {
+        paths.push(cfg.snapshots.lock_file.clone());
+    }
+    if spec.locks == Locks::Daily {
+        require_backup_root(cfg)?;
+        paths.push(backup_core::BackupRoot::new(&cfg.backup_root).lock_file());
+    }
+    paths
+        .iter()
+        .map(|p| RunLock::acquire_within(p, wait))
+        .collect()
+}
+
+/// Fails unless the backup root exists: an unmounted backup disk leaves an empty folder (or none)
+/// on the root file system, and a backup written there fills `/` and is lost at the next mount.
+///
+/// # Errors
+/// [`Refusal::BackupRootMissing`] naming the path and the file.
+pub fn require_backup_root(cfg: &Config) -> Result<()> {
+    if cfg.backup_root.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::Core(
+            Refusal::BackupRootMissing {
+                path: cfg.backup_root.clone(),
+                file: cfg.file.clone(),
+            }
+            .into(),
+        ))
+    }
+}
+
+fn fail(bin: &str, global: &GlobalArgs, e: &Error) -> ExitCode {
+    let exit = e.exit();
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({ "error": e.to_string(), "exit": exit.code() })
+        );
+    }
+    eprintln!("{bin}: error: {e}");
+    exit.into()
+}
