@@ -7,6 +7,7 @@ mod harness;
 mod lvm_transcript;
 mod pfsense_real;
 mod pushgateway_real;
+mod run_paths;
 mod snapshot_real;
 mod sqlite_job_real;
 mod transcript;

@@ -10,7 +10,7 @@ use backup_core::{Metric, MetricGroup, MetricsSink};
 
 const BIN: &str = "/usr/bin/prometheus-pushgateway";
 
-struct Gateway(Child, u16);
+pub struct Gateway(Child, pub u16);
 
 impl Drop for Gateway {
     fn drop(&mut self) {
@@ -19,7 +19,7 @@ impl Drop for Gateway {
     }
 }
 
-fn gateway() -> Gateway {
+pub fn gateway() -> Gateway {
     assert!(
         std::path::Path::new(BIN).exists(),
         "{BIN} is missing: run scripts/test, which installs prometheus-pushgateway"
@@ -53,6 +53,13 @@ fn scrape(port: u16) -> String {
         .filter(|l| l.starts_with("daily_backup_"))
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+/// Everything the Pushgateway at `port` exposes.
+pub fn scrape_all(port: u16) -> String {
+    let mut s = String::new();
+    ureq_get(port).read_to_string(&mut s).unwrap();
+    s
 }
 
 fn ureq_get(port: u16) -> impl Read {
