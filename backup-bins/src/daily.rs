@@ -2,7 +2,7 @@
 //! ISO week's folder with `--link-dest`; its SQLite databases; the PVE config; pfSense; pruning.
 //!
 //! Planning is backup-core's ([`backup_core::plan_daily`], [`backup_core::plan_prune`]) from what
-//! [`list`] reads; [`run_daily`] carries a plan out, one stage per file: `copy` (the volumes),
+//! [`list`] reads; [`run_daily`] carries a plan out, one stage per file: `copy` (the volumes, with `crate::sqlite_stage` through the store),
 //! `pve_config`, pfSense (`crate::pfsense`), `prune`; `metrics` turns the report into gauges.
 //! Under `--dry-run` the same code runs on decorated backends that change nothing.
 
@@ -10,7 +10,6 @@ mod copy;
 mod metrics;
 mod prune;
 mod pve_config;
-pub(crate) mod sqlite_stage;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;

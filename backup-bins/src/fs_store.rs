@@ -113,7 +113,7 @@ impl BackupStore for DiskStore {
     }
 
     fn copy_databases(&self, source: &Utf8Path, dest: &Utf8Path) -> Vec<DatabaseCopy> {
-        crate::daily::sqlite_stage::copy_databases(source, dest)
+        crate::sqlite_stage::copy_databases(source, dest)
     }
 
     fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> backup_core::Result<()> {

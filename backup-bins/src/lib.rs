@@ -28,6 +28,7 @@ mod restore;
 mod runner;
 mod snapshot;
 mod sqlite_job;
+mod sqlite_stage;
 
 pub mod run;
 

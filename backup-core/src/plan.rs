@@ -371,8 +371,13 @@ pub fn require_clock_ahead<'a>(
     versions: impl Iterator<Item = &'a WeekVersion>,
 ) -> Result<()> {
     let complete: Vec<&WeekVersion> = versions.filter(|v| v.is_complete()).collect();
-    let newest_week = complete.iter().max_by_key(|v| v.week);
-    let newest_mark = complete.iter().max_by_key(|v| v.completed_at);
+    // ties broken by name: the message must not depend on the listing's order
+    let newest_week = complete
+        .iter()
+        .max_by_key(|v| (v.week, &v.namespace, &v.pvc));
+    let newest_mark = complete
+        .iter()
+        .max_by_key(|v| (v.completed_at, &v.namespace, &v.pvc));
     let newer = match (newest_week, newest_mark) {
         (Some(v), _) if v.week > week => format!(
             "this run's week {week} is older than week {} of {}/{}, already complete",

@@ -218,3 +218,80 @@ fn empty_policies_are_errors_never_delete_all() {
     let err = plan_gfs(&GfsPolicy::default(), now, &[]).unwrap_err();
     assert_eq!(err.to_string(), "empty retention policy (every GFS rule is 0): refusing to plan, it would remove every version");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The daily and prune planners over whole listings
+
+fn config(weekly: u32) -> backup_core::Config {
+    backup_core::Config::from_toml(
+        camino::Utf8Path::new("/etc/homelab-backup/config.toml"),
+        &format!(
+            "backup-root = \"/b\"\n[[kubernetes.volume]]\nlv = \"vm-1-pvc-a\"\nnamespace = \"ns\"\npvc = \"a\"\n\
+             [[kubernetes.volume]]\nlv = \"vm-2-pvc-b\"\nnamespace = \"ns\"\npvc = \"b\"\n[pvc-backup]\nweekly-versions = {weekly}\n"
+        ),
+    )
+    .unwrap()
+}
+
+fn claims(cfg: &backup_core::Config) -> Vec<backup_core::PvClaim> {
+    cfg.kubernetes.static_volumes.clone()
+}
+
+proptest! {
+    #[test]
+    fn the_daily_plan_links_only_complete_earlier_weeks_and_ignores_listing_order(
+        (vs, shuffled) in with_shuffle(versions()),
+        days in 0i64..500,
+    ) {
+        let cfg = config(4);
+        let claims = claims(&cfg);
+        let volumes = ["vm-1-pvc-a".to_owned(), "vm-2-pvc-b".to_owned()];
+        let now = base() + Duration::days(days);
+        let plan = |v: &[WeekVersion]| backup_core::plan_daily(&backup_core::DailyInput {
+            config: &cfg, volumes: &volumes, snapshots: &[], versions: v,
+            pve_config_versions: &[], claims: &claims, now, allow_empty: &[],
+        });
+        match (plan(&vs), plan(&shuffled)) {
+            (Ok(a), Ok(b)) => {
+                for (x, y) in a.volumes.iter().zip(&b.volumes) {
+                    prop_assert_eq!(x.link_week, y.link_week);
+                    prop_assert_eq!(&x.dest, &y.dest);
+                    if let Some(w) = x.link_week {
+                        prop_assert!(w < a.week);
+                        prop_assert!(vs.iter().any(|v| v.pvc == x.volume.pvc && v.week == w && v.is_complete()),
+                            "linked against an incomplete or absent version");
+                    }
+                }
+            }
+            // the clock rule refuses a run behind the listing, whatever its order
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => prop_assert!(false, "order changed the outcome: {:?} / {:?}", a.is_ok(), b.is_ok()),
+        }
+    }
+
+    #[test]
+    fn the_prune_plan_keeps_the_newest_complete_version_is_deterministic_and_order_free(
+        (vs, shuffled) in with_shuffle(versions()),
+        weekly in 1u32..6,
+        days in 0i64..600,
+    ) {
+        let cfg = config(weekly);
+        let now = base() + Duration::days(days);
+        let plan = |v: &[WeekVersion]| backup_core::plan_prune(&backup_core::PruneInput {
+            config: &cfg, now, versions: v, snapshots: &[], pfsense: &[], pve_config: &[],
+        }).unwrap();
+        let a = plan(&vs);
+        prop_assert_eq!(sorted_actions(&a.versions), sorted_actions(&plan(&shuffled).versions));
+        prop_assert_eq!(sorted_actions(&a.versions), sorted_actions(&plan(&vs).versions));
+        let this_week = IsoWeek::from_date(now.date_naive());
+        for pvc in ["a", "b"] {
+            if let Some(newest) = vs.iter().filter(|v| v.pvc == pvc && v.is_complete()).max_by_key(|v| v.week) {
+                let d = a.versions.iter().find(|d| &d.item == newest).unwrap();
+                prop_assert_eq!(d.action, Action::Keep, "the newest complete version of {} is removed", pvc);
+            }
+        }
+        for d in &a.versions {
+            prop_assert!(!(d.is_remove() && d.item.week >= this_week), "this run's own week is removed");
+        }
+    }
+}
