@@ -71,3 +71,36 @@ fn the_pool_guard_refuses_every_snapshot_when_the_pool_is_nearly_full() {
     assert!(text.contains("lvm_thin_pool_free_percent 10"), "{text}");
     assert!(text.contains("lvm_snapshot_last_run_success 0"), "{text}");
 }
+
+#[test]
+fn a_dry_run_refuses_where_the_real_run_refuses() {
+    // the preview runs the same planner: a nearly full pool is refused there too, and nothing
+    // but `lvs` runs
+    let t = Transcript::new();
+    let runner = RecordingRunner::new(&t);
+    let lvs = std::fs::read_to_string(fixtures::data_dir().join("lvm/lvs-scenario.json"))
+        .unwrap()
+        .replace("\"data_percent\":\"40.00\"", "\"data_percent\":\"90.00\"");
+    runner.answer(&["lvs"], Output::ok(lvs));
+    let would = backup_bins::Would::new();
+    let lvm = backup_bins::DryRunVolumes::new(
+        Box::new(LvmVolumeManager::new("pve", "data", &runner)),
+        &would,
+    );
+    let now = DateTime::parse_from_rfc3339("2026-01-05T03:00:00Z")
+        .unwrap()
+        .to_utc();
+    let report = create(&cfg("min-pool-free-percent = 15\n"), &lvm, &claims(), now).unwrap();
+    assert!(report.refused.is_some(), "{report:?}");
+    assert!(report.taken.is_empty());
+    assert!(
+        t.lines().iter().all(|l| l.starts_with("$ lvs")),
+        "{:?}",
+        t.lines()
+    );
+    assert!(
+        would.lines().iter().all(|l| l.starts_with("remove ")),
+        "{:?}",
+        would.lines()
+    );
+}
