@@ -112,6 +112,11 @@ struct RawOffsite {
     #[serde(default)]
     tree: Vec<RawTree>,
     ssh_key_file: Option<String>,
+    ssh_known_hosts: Option<String>,
+    max_delete: Option<u64>,
+    require_mount: Option<bool>,
+    monthly_full_pass: Option<bool>,
+    daily_wait_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,8 +300,31 @@ pub struct OffsiteConfig {
     pub change_log: Utf8PathBuf,
     /// `[[offsite.tree]]`.
     pub trees: Vec<Tree>,
-    /// `ssh-key-file`.
+    /// `ssh-key-file`: for a remote destination, `ssh -i` with `IdentitiesOnly=yes`.
     pub ssh_key_file: Option<Utf8PathBuf>,
+    /// `ssh-known-hosts`: the pinned host key (`StrictHostKeyChecking=yes` always).
+    pub ssh_known_hosts: Option<Utf8PathBuf>,
+    /// `max-delete` (default 1000): one full pass's deletions offsite per tree; more fails the run.
+    pub max_delete: u64,
+    /// `require-mount` (default false): step 1 refuses a backup root that is not a mount point.
+    pub require_mount: bool,
+    /// `monthly-full-pass` (default true): the first run of each month makes a full pass of
+    /// every tree, whatever the change log says.
+    pub monthly_full_pass: bool,
+    /// `daily-wait-seconds` (default 3600): how long step 1 waits for a running daily-backup.
+    pub daily_wait_seconds: u64,
+}
+
+impl OffsiteConfig {
+    /// True for an rsync destination on another host (`host:path`, `user@host:path`): a `:`
+    /// before the first `/`.
+    pub fn is_remote(&self) -> bool {
+        match (self.destination.find(':'), self.destination.find('/')) {
+            (Some(c), Some(s)) => c < s,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
 }
 
 /// One `[[offsite.tree]]`.
@@ -685,6 +713,12 @@ impl Check<'_> {
                     format!("expected unique tree names, `{name}` is used twice"),
                 ));
             }
+            if name == "pve-backup" {
+                return Err(c.err(
+                    &format!("offsite.tree[{i}].name"),
+                    "expected a name other than `pve-backup` (step 1 sends the backup disk there)",
+                ));
+            }
             trees.push(Tree {
                 source: c.abs(&format!("offsite.tree[{i}].source"), &t.source)?,
                 name,
@@ -701,6 +735,14 @@ impl Check<'_> {
                 .ssh_key_file
                 .map(|k| c.abs("offsite.ssh-key-file", &k))
                 .transpose()?,
+            ssh_known_hosts: o
+                .ssh_known_hosts
+                .map(|k| c.abs("offsite.ssh-known-hosts", &k))
+                .transpose()?,
+            max_delete: o.max_delete.unwrap_or(1000),
+            require_mount: o.require_mount.unwrap_or(false),
+            monthly_full_pass: o.monthly_full_pass.unwrap_or(true),
+            daily_wait_seconds: o.daily_wait_seconds.unwrap_or(3600),
         })
     }
 

@@ -30,6 +30,7 @@
 //! assert_eq!(removed, ["2026-02", "2026-01"]);
 //! ```
 
+mod changelog;
 mod cluster;
 mod config;
 mod error;
@@ -54,6 +55,9 @@ mod week;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use changelog::{
+    encode_record, files_from, parse_records, plan_tree_pass, ChangeLogFiles, TreePass,
+};
 pub use cluster::{Cluster, PvClaim, Workload};
 pub use config::{
     Backend, Config, KubernetesConfig, MetricsConfig, OffsiteConfig, PfsenseConfig,

@@ -40,6 +40,10 @@ const fn m(name: &'static str, help: &'static str) -> MetricName {
 pub const JOB_LVM_SNAPSHOT: &str = "lvm-pvc-snapshot";
 /// Job of `daily-backup`.
 pub const JOB_DAILY_BACKUP: &str = "daily-backup";
+/// Job of `offsite-sync-backup`.
+pub const JOB_OFFSITE_SYNC: &str = "offsite-sync-backup";
+/// Job of `nfs-change-tracker`.
+pub const JOB_NFS_TRACKER: &str = "nfs-change-tracker";
 
 /// The job of a `sqlite-backup backup` (and, later, `backup-dump`) named `name`.
 pub fn backup_job(name: &str) -> String {
@@ -131,6 +135,42 @@ pub const BACKUP_LAST_RUN_SUCCESS: MetricName = m(
     "1 when the last backup run of this job succeeded",
 );
 
+/// `offsite_backup_sync_last_success_timestamp`.
+pub const OFFSITE_SYNC_LAST_SUCCESS: MetricName = m(
+    "offsite_backup_sync_last_success_timestamp",
+    "unix time of the last offsite sync in which every step and tree succeeded",
+);
+/// `offsite_backup_sync_last_run_success`.
+pub const OFFSITE_SYNC_LAST_RUN_SUCCESS: MetricName = m(
+    "offsite_backup_sync_last_run_success",
+    "1 when the last offsite sync succeeded",
+);
+/// `offsite_backup_full_sync_last_success_timestamp`.
+pub const OFFSITE_FULL_SYNC_LAST_SUCCESS: MetricName = m(
+    "offsite_backup_full_sync_last_success_timestamp",
+    "unix time of the last offsite sync that made a full pass of every tree",
+);
+/// `offsite_backup_tree_last_success_timestamp{tree}`.
+pub const OFFSITE_TREE_LAST_SUCCESS: MetricName = m(
+    "offsite_backup_tree_last_success_timestamp",
+    "unix time of the last successful offsite sync of this tree",
+);
+/// `nfs_tracker_watches{tree}`.
+pub const NFS_TRACKER_WATCHES: MetricName = m(
+    "nfs_tracker_watches",
+    "inotify watches the change tracker holds for this tree",
+);
+/// `nfs_tracker_overflows_total{tree}`.
+pub const NFS_TRACKER_OVERFLOWS: MetricName = m(
+    "nfs_tracker_overflows_total",
+    "inotify queue overflows (and watch failures) since the tracker started, per tree",
+);
+/// `nfs_tracker_full_pass_pending{tree}`.
+pub const NFS_TRACKER_FULL_PASS_PENDING: MetricName = m(
+    "nfs_tracker_full_pass_pending",
+    "1 when the change log of this tree cannot be trusted and the next sync makes a full pass",
+);
+
 /// Every fixed metric name, for the insta snapshot, the alert rules and the dashboard check.
 pub const ALL: &[MetricName] = &[
     LVM_SNAPSHOT_LAST_SUCCESS,
@@ -146,6 +186,13 @@ pub const ALL: &[MetricName] = &[
     DAILY_BACKUP_SQLITE_FAILED,
     BACKUP_LAST_SUCCESS,
     BACKUP_LAST_RUN_SUCCESS,
+    OFFSITE_SYNC_LAST_SUCCESS,
+    OFFSITE_SYNC_LAST_RUN_SUCCESS,
+    OFFSITE_FULL_SYNC_LAST_SUCCESS,
+    OFFSITE_TREE_LAST_SUCCESS,
+    NFS_TRACKER_WATCHES,
+    NFS_TRACKER_OVERFLOWS,
+    NFS_TRACKER_FULL_PASS_PENDING,
 ];
 
 /// The pair every job publishes: whether its last run succeeded, and when it last did.
@@ -175,6 +222,15 @@ impl JobMetrics {
             job: JOB_DAILY_BACKUP.to_owned(),
             run_success: DAILY_BACKUP_LAST_RUN_SUCCESS,
             last_success: Some(DAILY_BACKUP_LAST_SUCCESS),
+        }
+    }
+
+    /// `offsite-sync-backup`.
+    pub fn offsite_sync() -> Self {
+        Self {
+            job: JOB_OFFSITE_SYNC.to_owned(),
+            run_success: OFFSITE_SYNC_LAST_RUN_SUCCESS,
+            last_success: Some(OFFSITE_SYNC_LAST_SUCCESS),
         }
     }
 

@@ -60,6 +60,7 @@ pub fn meaning(code: i32) -> &'static str {
         25 => "the --max-delete limit stopped deletions",
         30 => "timeout in data send/receive",
         35 => "timeout waiting for daemon connection",
+        255 => "the remote shell failed (ssh: host key changed or unknown, key refused, host unreachable)",
         _ => "unknown rsync exit code",
     }
 }

@@ -23,11 +23,13 @@
 mod command;
 mod error;
 mod exit;
+mod offsite;
 mod stats;
 mod transfer;
 
 pub use command::weekly_copy;
 pub use error::Error;
 pub use exit::{classify, meaning, ExitVerdict};
+pub use offsite::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};
 pub use stats::parse_stats;
-pub use transfer::RsyncFileSync;
+pub use transfer::{execute, RsyncFileSync};

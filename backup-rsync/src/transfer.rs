@@ -43,9 +43,25 @@ impl<'r> RsyncFileSync<'r> {
             &request.dest,
             request.link_dest.as_deref(),
         )?;
-        let out = self.runner.run(&inv)?;
+        execute(self.runner, &inv, request.source_kind)
+    }
+}
+
+/// Runs one rsync command line and reads its outcome: the exit code classified for the source
+/// kind (24 is a warning on a live tree), `--stats` parsed.
+///
+/// # Errors
+/// [`Error::Failed`] with the command, the code's meaning and the tail of stderr;
+/// [`Error::Stats`] when the numbers cannot be read.
+pub fn execute(
+    runner: &dyn Runner,
+    inv: &backup_core::Invocation,
+    source_kind: backup_core::SourceKind,
+) -> Result<SyncOutcome, Error> {
+    {
+        let out = runner.run(inv)?;
         let mut warnings = Vec::new();
-        match classify(out.status, request.source_kind) {
+        match classify(out.status, source_kind) {
             ExitVerdict::Ok => {}
             ExitVerdict::Warning(w) => warnings.push(w),
             ExitVerdict::Failed(meaning) => {

@@ -11,6 +11,7 @@ fn every_metric_name_with_its_help() {
     for j in [
         JobMetrics::lvm_snapshot(),
         JobMetrics::daily_backup(),
+        JobMetrics::offsite_sync(),
         JobMetrics::backup("vaultwarden"),
         JobMetrics::integrity_check("vaultwarden"),
     ] {

@@ -1,0 +1,262 @@
+//! The change log that `nfs-change-tracker` writes and `offsite-sync-backup` reads, as names and
+//! bytes. No I/O here: where the files are, how records are encoded, and when a log can be
+//! trusted.
+//!
+//! Per tree, beside `offsite.change-log` (`/mnt/backup/.nfs-changes.log`):
+//!
+//! ```text
+//! <change-log>.<tree>                  the live log: the tracker appends to it
+//! <change-log>.<tree>.sealed-<stamp>   segments a sync took (renamed under the lock); deleted
+//!                                      only after the sync that read them succeeded
+//! <change-log>.<tree>.full-pass        present while the log cannot be trusted: the tracker
+//!                                      started (it cannot know what happened while it was
+//!                                      down), its queue overflowed, a watch failed
+//! <change-log>.lock                    flock held while the live log is appended to or sealed
+//! ```
+//!
+//! A record is a path relative to its tree followed by one NUL byte: any byte string is a name
+//! (newlines included), and `rsync --from0 --files-from` reads the records as they are.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+
+/// The files of one tree's change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeLogFiles {
+    base: Utf8PathBuf,
+    tree: String,
+}
+
+impl ChangeLogFiles {
+    /// The files of `tree` beside `change_log`.
+    pub fn new(change_log: &Utf8Path, tree: &str) -> Self {
+        Self {
+            base: change_log.to_owned(),
+            tree: tree.to_owned(),
+        }
+    }
+
+    /// The live log.
+    pub fn live(&self) -> Utf8PathBuf {
+        Utf8PathBuf::from(format!("{}.{}", self.base, self.tree))
+    }
+
+    /// The marker of a log that cannot be trusted.
+    pub fn full_pass_marker(&self) -> Utf8PathBuf {
+        Utf8PathBuf::from(format!("{}.{}.full-pass", self.base, self.tree))
+    }
+
+    /// A sealed segment, named by a sortable stamp.
+    pub fn sealed(&self, stamp: &str) -> Utf8PathBuf {
+        Utf8PathBuf::from(format!("{}.{}.sealed-{stamp}", self.base, self.tree))
+    }
+
+    /// The stamp of `file_name` when it is a sealed segment of this tree.
+    pub fn sealed_stamp<'a>(&self, file_name: &'a str) -> Option<&'a str> {
+        let base = self.base.file_name()?;
+        file_name
+            .strip_prefix(base)?
+            .strip_prefix('.')?
+            .strip_prefix(self.tree.as_str())?
+            .strip_prefix(".sealed-")
+    }
+
+    /// The lock shared by every tree of one change log.
+    pub fn lock(change_log: &Utf8Path) -> Utf8PathBuf {
+        Utf8PathBuf::from(format!("{change_log}.lock"))
+    }
+}
+
+/// One record: `path` and its NUL terminator. A path holding a NUL cannot be a file name and is
+/// never written.
+pub fn encode_record(path: &[u8], out: &mut Vec<u8>) {
+    if path.is_empty() || path.contains(&0) {
+        return;
+    }
+    out.extend_from_slice(path);
+    out.push(0);
+}
+
+/// The distinct records of one or more segments, sorted. A last record without its NUL (a
+/// write cut short) is dropped: the tracker re-records what it did not finish writing only by a
+/// full pass, which a crash forces anyway.
+pub fn parse_records(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = bytes
+        .split(|b| *b == 0)
+        .collect::<Vec<_>>()
+        .split_last()
+        .map(|(_, complete)| complete.to_vec())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| !r.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The records as `rsync --from0 --files-from` reads them: each path, NUL-terminated. Paths
+/// inside a listed folder stay listed: one that was deleted must be named to be deleted offsite
+/// (`-r` sends a folder, it does not delete what it no longer holds).
+pub fn files_from(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        encode_record(r, &mut out);
+    }
+    out
+}
+
+/// How one tree is sent in this run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "pass")]
+pub enum TreePass {
+    /// Only what the log names.
+    Incremental {
+        /// How many records.
+        records: usize,
+    },
+    /// The whole tree, with `--delete`.
+    Full {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Decides the pass of one tree: full when the log cannot be trusted (`full_pass_reason`: the
+/// marker's text), when the tree was never synced, when `monthly` and no full pass succeeded in
+/// this month yet, or when asked; otherwise incremental.
+pub fn plan_tree_pass(
+    full_pass_reason: Option<&str>,
+    last_success: Option<chrono::DateTime<chrono::Utc>>,
+    last_full_success: Option<chrono::DateTime<chrono::Utc>>,
+    monthly: bool,
+    forced: bool,
+    now: chrono::DateTime<chrono::Utc>,
+    records: usize,
+) -> TreePass {
+    use chrono::Datelike;
+    let reason = if forced {
+        Some("asked for (--full)".to_owned())
+    } else if let Some(why) = full_pass_reason {
+        Some(format!("the change log cannot be trusted: {}", why.trim()))
+    } else if last_success.is_none() {
+        Some("never synced before".to_owned())
+    } else if monthly
+        && last_full_success.is_none_or(|t| (t.year(), t.month()) != (now.year(), now.month()))
+    {
+        Some("first run of the month (monthly-full-pass)".to_owned())
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => TreePass::Full { reason },
+        None => TreePass::Incremental { records },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn file_names() {
+        let f = ChangeLogFiles::new(Utf8Path::new("/b/.nfs-changes.log"), "nfs");
+        assert_eq!(f.live(), "/b/.nfs-changes.log.nfs");
+        assert_eq!(f.full_pass_marker(), "/b/.nfs-changes.log.nfs.full-pass");
+        assert_eq!(
+            f.sealed("20260105"),
+            "/b/.nfs-changes.log.nfs.sealed-20260105"
+        );
+        assert_eq!(
+            f.sealed_stamp(".nfs-changes.log.nfs.sealed-20260105"),
+            Some("20260105")
+        );
+        assert_eq!(
+            f.sealed_stamp(".nfs-changes.log.nfs-ssd.sealed-20260105"),
+            None
+        );
+        assert_eq!(
+            ChangeLogFiles::lock(Utf8Path::new("/b/.nfs-changes.log")),
+            "/b/.nfs-changes.log.lock"
+        );
+    }
+
+    #[test]
+    fn a_cut_record_is_dropped_and_folders_cover_their_contents() {
+        let recs = parse_records(b"b\0a/x\0a\0a\0new\nline\0-rf\0half");
+        assert_eq!(
+            recs,
+            [
+                b"-rf".to_vec(),
+                b"a".to_vec(),
+                b"a/x".to_vec(),
+                b"b".to_vec(),
+                b"new\nline".to_vec()
+            ]
+        );
+        assert_eq!(files_from(&recs), b"-rf\0a\0a/x\0b\0new\nline\0");
+    }
+
+    proptest! {
+        #[test]
+        fn records_round_trip(paths in prop::collection::vec(prop::collection::vec(1u8..=255, 1..20), 0..30)) {
+            let mut bytes = Vec::new();
+            for p in &paths {
+                encode_record(p, &mut bytes);
+            }
+            let mut want = paths.clone();
+            want.sort();
+            want.dedup();
+            prop_assert_eq!(parse_records(&bytes), want);
+        }
+    }
+
+    #[test]
+    fn passes() {
+        use chrono::TimeZone;
+        let t = |m, d| chrono::Utc.with_ymd_and_hms(2026, m, d, 6, 0, 0).unwrap();
+        let inc = TreePass::Incremental { records: 3 };
+        assert_eq!(
+            plan_tree_pass(None, Some(t(2, 1)), Some(t(2, 1)), true, false, t(2, 9), 3),
+            inc
+        );
+        assert!(matches!(
+            plan_tree_pass(
+                Some("tracker started"),
+                Some(t(2, 1)),
+                Some(t(2, 1)),
+                true,
+                false,
+                t(2, 9),
+                3
+            ),
+            TreePass::Full { .. }
+        ));
+        assert!(matches!(
+            plan_tree_pass(None, None, None, false, false, t(2, 9), 3),
+            TreePass::Full { .. }
+        ));
+        assert!(matches!(
+            plan_tree_pass(None, Some(t(2, 1)), Some(t(1, 31)), true, false, t(2, 9), 3),
+            TreePass::Full { .. }
+        ));
+        assert_eq!(
+            plan_tree_pass(
+                None,
+                Some(t(2, 1)),
+                Some(t(1, 31)),
+                false,
+                false,
+                t(2, 9),
+                3
+            ),
+            inc
+        );
+        assert!(matches!(
+            plan_tree_pass(None, Some(t(2, 1)), Some(t(2, 1)), true, true, t(2, 9), 3),
+            TreePass::Full { .. }
+        ));
+    }
+}

@@ -1,0 +1,218 @@
+//! The offsite command lines: the backup disk to `<destination>/pve-backup/`, and each NFS tree
+//! to `<destination>/<name>/`, either whole (`--delete`, bounded) or only what the change log
+//! names (`--files-from`). A remote destination goes over ssh that fails closed.
+
+use backup_core::{quote, Invocation};
+use camino::Utf8Path;
+
+use crate::error::Error;
+
+/// ssh for a remote destination: key and pinned host key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SshOptions {
+    /// `ssh -i`, with `IdentitiesOnly=yes` (no agent, no default keys).
+    pub key_file: Option<String>,
+    /// `UserKnownHostsFile`: the pinned host key.
+    pub known_hosts: Option<String>,
+}
+
+impl SshOptions {
+    /// The `-e` value rsync runs as its remote shell. rsync splits it on spaces with quotes
+    /// honoured, so each word is quoted.
+    ///
+    /// - `BatchMode=yes`: never a password prompt on a timer;
+    /// - `StrictHostKeyChecking=yes`: an unknown or changed host key fails the run (a NAS that
+    ///   suddenly has another key is not where the backup goes);
+    /// - `IdentitiesOnly=yes`: only the configured key is offered.
+    pub fn remote_shell(&self) -> String {
+        let mut words = vec!["ssh".to_owned()];
+        if let Some(k) = &self.key_file {
+            words.push("-i".to_owned());
+            words.push(quote(k));
+        }
+        for o in [
+            "BatchMode=yes",
+            "StrictHostKeyChecking=yes",
+            "IdentitiesOnly=yes",
+            "ConnectTimeout=30",
+        ] {
+            words.push("-o".to_owned());
+            words.push(o.to_owned());
+        }
+        if let Some(kh) = &self.known_hosts {
+            words.push("-o".to_owned());
+            words.push(quote(&format!("UserKnownHostsFile={kh}")));
+        }
+        words.join(" ")
+    }
+}
+
+fn absolute<'a>(role: &'static str, p: &'a Utf8Path) -> Result<&'a str, Error> {
+    if p.is_absolute() {
+        Ok(p.as_str())
+    } else {
+        Err(Error::RelativePath {
+            role,
+            path: p.to_string(),
+        })
+    }
+}
+
+/// `<destination>/<sub>/`: a folder under the destination, local or remote.
+pub fn dest_folder(destination: &str, sub: &str) -> String {
+    format!("{}/{sub}/", destination.trim_end_matches('/'))
+}
+
+fn base(program: &str, ssh: Option<&SshOptions>) -> Invocation {
+    let inv = Invocation::new(program, Vec::<String>::new());
+    match ssh {
+        Some(s) => inv.arg("-e").arg(s.remote_shell()),
+        None => inv,
+    }
+}
+
+/// Step 1: the backup root to `<destination>/pve-backup/`.
+///
+/// - `-aHAX --numeric-ids`: `-H` keeps the weekly versions hardlinked (without it four weeks
+///   take four times the space offsite); owners by number;
+/// - `--delete`: pruned weeks go offsite too (the backup root was checked to be the backup disk);
+/// - `--exclude` each of `excludes` (anchored at the root: locks, the change log, temp files of
+///   atomic writes, SQLite scratch);
+/// - `--stats` for the numbers.
+///
+/// # Errors
+/// [`Error::RelativePath`] for a relative source.
+pub fn backup_root_copy(
+    program: &str,
+    source: &Utf8Path,
+    dest: &str,
+    excludes: &[String],
+    ssh: Option<&SshOptions>,
+) -> Result<Invocation, Error> {
+    let source = absolute("source", source)?;
+    let mut inv = base(program, ssh).args([
+        "-aHAX",
+        "--numeric-ids",
+        "--delete",
+        "--delete-excluded",
+        "--stats",
+    ]);
+    for e in excludes {
+        inv = inv.arg(format!("--exclude={e}"));
+    }
+    Ok(inv
+        .arg("--")
+        .arg(format!("{}/", source.trim_end_matches('/')))
+        .arg(dest.to_owned()))
+}
+
+/// A full pass of one tree: `-aHAX --numeric-ids --delete --max-delete=<n>`. With `preview`,
+/// `--dry-run` too: the deletions are counted before any is made.
+///
+/// # Errors
+/// [`Error::RelativePath`] for a relative source.
+pub fn tree_full_pass(
+    program: &str,
+    source: &Utf8Path,
+    dest: &str,
+    max_delete: Option<u64>,
+    preview: bool,
+    ssh: Option<&SshOptions>,
+) -> Result<Invocation, Error> {
+    let source = absolute("source", source)?;
+    let mut inv = base(program, ssh).args(["-aHAX", "--numeric-ids", "--delete", "--stats"]);
+    if let Some(n) = max_delete {
+        inv = inv.arg(format!("--max-delete={n}"));
+    }
+    if preview {
+        inv = inv.arg("--dry-run").read_only();
+    }
+    Ok(inv
+        .arg("--")
+        .arg(format!("{}/", source.trim_end_matches('/')))
+        .arg(dest.to_owned()))
+}
+
+/// An incremental pass of one tree: only the paths in `files_from` (NUL-separated, relative).
+///
+/// - `-r` explicitly: `--files-from` turns off the recursion `-a` implies, and a listed folder
+///   (created, or moved in) must bring its contents;
+/// - `--from0`: names are NUL-terminated, so a newline is part of a name;
+/// - `--delete-missing-args`: a listed path that is gone (deleted, moved out) is deleted
+///   offsite, instead of rsync failing with exit 23; `--force` lets that delete a folder that
+///   still has contents offsite.
+///
+/// # Errors
+/// [`Error::RelativePath`] for a relative source or list.
+pub fn tree_incremental(
+    program: &str,
+    source: &Utf8Path,
+    dest: &str,
+    files_from: &Utf8Path,
+    ssh: Option<&SshOptions>,
+) -> Result<Invocation, Error> {
+    let source = absolute("source", source)?;
+    let list = absolute("files-from list", files_from)?;
+    Ok(base(program, ssh)
+        .args([
+            "-aHAX",
+            "-r",
+            "--numeric-ids",
+            "--from0",
+            "--delete-missing-args",
+            "--force",
+            "--stats",
+        ])
+        .arg(format!("--files-from={list}"))
+        .arg("--")
+        .arg(format!("{}/", source.trim_end_matches('/')))
+        .arg(dest.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv() {
+        let ssh = SshOptions {
+            key_file: Some("/etc/hb/offsite key".into()),
+            known_hosts: Some("/etc/hb/known_hosts".into()),
+        };
+        let inv = backup_root_copy(
+            "rsync",
+            Utf8Path::new("/mnt/backup"),
+            &dest_folder("backup@nas:/vol/Backup/", "pve-backup"),
+            &["/.daily-backup.lock".to_owned()],
+            Some(&ssh),
+        )
+        .unwrap();
+        assert_eq!(
+            inv.display(),
+            "rsync -e 'ssh -i '\\''/etc/hb/offsite key'\\'' -o BatchMode=yes -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o ConnectTimeout=30 -o UserKnownHostsFile=/etc/hb/known_hosts' -aHAX --numeric-ids --delete --delete-excluded --stats --exclude=/.daily-backup.lock -- /mnt/backup/ backup@nas:/vol/Backup/pve-backup/"
+        );
+        let inc = tree_incremental(
+            "rsync",
+            Utf8Path::new("/srv/nfs"),
+            "/nas/nfs/",
+            Utf8Path::new("/tmp/list"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            inc.display(),
+            "rsync -aHAX -r --numeric-ids --from0 --delete-missing-args --force --stats --files-from=/tmp/list -- /srv/nfs/ /nas/nfs/"
+        );
+        let full = tree_full_pass(
+            "rsync",
+            Utf8Path::new("/srv/nfs"),
+            "/nas/nfs/",
+            Some(10),
+            true,
+            None,
+        )
+        .unwrap();
+        assert!(full.read_only);
+        assert!(full.args.contains(&"--max-delete=10".to_owned()));
+    }
+}
