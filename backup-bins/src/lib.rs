@@ -10,6 +10,7 @@
 //! | `sqlite-backup` | the SQLite CronJob: `backup`, `check`, `find`, `copy` |
 
 mod app;
+mod change_log;
 mod daily;
 mod dir_backend;
 mod dry_run;
@@ -21,6 +22,7 @@ mod linkguard;
 mod lock;
 mod metrics_sink;
 mod mounts;
+mod offsite;
 mod outcome;
 mod pfsense;
 mod report;
@@ -29,10 +31,12 @@ mod runner;
 mod snapshot;
 mod sqlite_job;
 mod sqlite_stage;
+mod tracker;
 
 pub mod run;
 
 pub use app::{claims, load_config, mounter, rsync_program, volume_manager};
+pub use change_log::{ChangeLog, Sealed};
 pub use daily::{
     job as daily_job, mount_root, plan as plan_daily_run, plan_pruning, run_daily, DailyDeps,
 };
@@ -48,6 +52,9 @@ pub use linkguard::unshare_changed;
 pub use lock::RunLock;
 pub use metrics_sink::{PushgatewaySink, Sinks, TextfileSink};
 pub use mounts::{mount_point_options, InPlaceMounter, SystemMounter};
+pub use offsite::{
+    job as offsite_job, OffsiteOptions, OffsiteReport, OffsiteState, StepResult, TreeState,
+};
 pub use outcome::{
     CreateReport, DailyReport, ItemResult, PruneReport, Status, TakeResult, VolumeResult,
 };
@@ -59,4 +66,7 @@ pub use snapshot::{create, list, prune_run, Listing, PruneOutcome};
 pub use sqlite_job::{
     rotate, run_backup, run_check, run_copy, run_find, BackupArgs, CopyOutcome, FindOutcome,
     IntegrityOutcome, SqliteJob, SqliteJobReport,
+};
+pub use tracker::{
+    check as tracker_check, track, tree_metrics, TrackerReport, TreeStats, WatchCheck,
 };

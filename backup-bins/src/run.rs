@@ -143,6 +143,7 @@ pub struct Context<'a> {
     runner: DuctRunner,
     steady: DuctRunner,
     would: Option<Would>,
+    sink: &'a dyn MetricsSink,
 }
 
 impl<'a> Context<'a> {
@@ -162,6 +163,13 @@ impl<'a> Context<'a> {
     /// The configuration when there is one.
     pub fn cfg_opt(&self) -> Option<&'a Config> {
         self.cfg
+    }
+
+    /// Publishes metrics now (a long-running job's periodic gauges); failures are warnings.
+    pub fn publish(&self, group: &MetricGroup) {
+        if let Err(e) = self.sink.publish(group) {
+            eprintln!("warning: metrics not published: {e}");
+        }
     }
 
     /// True under `--dry-run`.
@@ -277,6 +285,7 @@ where
         runner: DuctRunner::new(stop).verbose(verbose),
         steady: DuctRunner::default().verbose(verbose),
         would,
+        sink,
     };
     let _locks = match (ctx.dry_run(), cfg.as_ref()) {
         (false, Some(cfg)) => match take_locks(spec, cfg, global) {

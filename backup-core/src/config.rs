@@ -113,6 +113,7 @@ struct RawOffsite {
     tree: Vec<RawTree>,
     ssh_key_file: Option<String>,
     ssh_known_hosts: Option<String>,
+    ssh_port: Option<u16>,
     max_delete: Option<u64>,
     require_mount: Option<bool>,
     monthly_full_pass: Option<bool>,
@@ -304,6 +305,8 @@ pub struct OffsiteConfig {
     pub ssh_key_file: Option<Utf8PathBuf>,
     /// `ssh-known-hosts`: the pinned host key (`StrictHostKeyChecking=yes` always).
     pub ssh_known_hosts: Option<Utf8PathBuf>,
+    /// `ssh-port` (default 22).
+    pub ssh_port: u16,
     /// `max-delete` (default 1000): one full pass's deletions offsite per tree; more fails the run.
     pub max_delete: u64,
     /// `require-mount` (default false): step 1 refuses a backup root that is not a mount point.
@@ -739,6 +742,7 @@ impl Check<'_> {
                 .ssh_known_hosts
                 .map(|k| c.abs("offsite.ssh-known-hosts", &k))
                 .transpose()?,
+            ssh_port: o.ssh_port.unwrap_or(22),
             max_delete: o.max_delete.unwrap_or(1000),
             require_mount: o.require_mount.unwrap_or(false),
             monthly_full_pass: o.monthly_full_pass.unwrap_or(true),

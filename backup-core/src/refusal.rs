@@ -131,4 +131,33 @@ pub enum Refusal {
         /// The path.
         path: Utf8PathBuf,
     },
+
+    /// The backup root is not the backup disk: `--delete` from it would wipe the copy offsite.
+    #[error("backup-root {path} does not look like the backup disk: {why}; nothing is sent (an unmounted disk would wipe pve-backup/ offsite)")]
+    NotTheBackupDisk {
+        /// `backup-root`.
+        path: Utf8PathBuf,
+        /// What is missing.
+        why: String,
+    },
+
+    /// A tree's source is empty: a full pass with `--delete` would wipe its copy offsite.
+    #[error("tree {tree}: source {source_dir} is empty: refusing a full pass that would delete everything offsite (unmounted NFS export?); --force sends it anyway")]
+    EmptyTree {
+        /// The tree's name.
+        tree: String,
+        /// Its source.
+        source_dir: Utf8PathBuf,
+    },
+
+    /// A full pass would delete more offsite than `offsite.max-delete` allows.
+    #[error("tree {tree}: a full pass would delete {count} paths offsite, more than max-delete = {max}: nothing was deleted; check the source, then run once with --force")]
+    TooManyDeletions {
+        /// The tree's name.
+        tree: String,
+        /// Deletions the pass would make.
+        count: u64,
+        /// `offsite.max-delete`.
+        max: u64,
+    },
 }

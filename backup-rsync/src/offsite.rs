@@ -14,6 +14,8 @@ pub struct SshOptions {
     pub key_file: Option<String>,
     /// `UserKnownHostsFile`: the pinned host key.
     pub known_hosts: Option<String>,
+    /// `-p`, when not 22.
+    pub port: Option<u16>,
 }
 
 impl SshOptions {
@@ -26,6 +28,10 @@ impl SshOptions {
     /// - `IdentitiesOnly=yes`: only the configured key is offered.
     pub fn remote_shell(&self) -> String {
         let mut words = vec!["ssh".to_owned()];
+        if let Some(p) = self.port {
+            words.push("-p".to_owned());
+            words.push(p.to_string());
+        }
         if let Some(k) = &self.key_file {
             words.push("-i".to_owned());
             words.push(quote(k));
@@ -178,6 +184,7 @@ mod tests {
         let ssh = SshOptions {
             key_file: Some("/etc/hb/offsite key".into()),
             known_hosts: Some("/etc/hb/known_hosts".into()),
+            port: None,
         };
         let inv = backup_root_copy(
             "rsync",

@@ -5,6 +5,7 @@ mod daily_real;
 mod defects;
 mod harness;
 mod lvm_transcript;
+mod offsite_real;
 mod pfsense_real;
 mod pushgateway_real;
 mod run_paths;

@@ -85,10 +85,10 @@ fn b64(bytes: &[u8]) -> String {
     out
 }
 
-struct Sshd {
+pub struct Sshd {
     child: Child,
-    port: u16,
-    dir: Utf8PathBuf,
+    pub port: u16,
+    pub dir: Utf8PathBuf,
 }
 
 impl Drop for Sshd {
@@ -98,7 +98,7 @@ impl Drop for Sshd {
     }
 }
 
-fn keygen(path: &Utf8PathBuf) {
+pub fn keygen(path: &Utf8PathBuf) {
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f", path.as_str()])
         .output()
@@ -110,7 +110,7 @@ fn keygen(path: &Utf8PathBuf) {
     );
 }
 
-fn sshd(dir: Utf8PathBuf) -> Sshd {
+pub fn sshd(dir: Utf8PathBuf) -> Sshd {
     require("ssh");
     assert!(
         std::path::Path::new("/usr/sbin/sshd").exists(),

@@ -1,0 +1,57 @@
+//! `offsite-sync-backup`: the offsite copy (systemd timer, 06:00, after daily-backup). Wiring
+//! only: the job is `backup_bins::offsite_job`, run through `backup_bins::run::run`.
+
+use std::process::ExitCode;
+
+use backup_bins::run::{run, GlobalArgs, RunSpec};
+use backup_bins::OffsiteOptions;
+use backup_core::metric_names::JobMetrics;
+use clap::Parser;
+
+/// Send the backup disk and the NFS trees offsite.
+///
+/// Step 1: <backup-root>/ to <destination>/pve-backup/ with rsync -aHAX --numeric-ids --delete
+/// (hardlinked weeks stay hardlinked), after waiting for a running daily-backup
+/// (offsite.daily-wait-seconds), leaving out locks, the change log and temp files. A backup root
+/// without pvc-data/ (or, with offsite.require-mount, that is not a mount point) is refused:
+/// an unmounted disk would wipe the copy offsite.
+///
+/// Step 2, per [[offsite.tree]]: to <destination>/<name>/, only the paths its change log names
+/// (written by nfs-change-tracker) when the log can be trusted; otherwise, and on the first run
+/// of each month (offsite.monthly-full-pass), a full pass with --delete. A full pass refuses an
+/// empty source and counts its deletions first: more than offsite.max-delete fails the tree and
+/// deletes nothing.
+///
+/// A remote destination (host:path) goes over ssh with BatchMode, StrictHostKeyChecking=yes
+/// against offsite.ssh-known-hosts and IdentitiesOnly with offsite.ssh-key-file: a changed host
+/// key fails the run.
+#[derive(Debug, Parser)]
+#[command(name = "offsite-sync-backup", version, about, long_about, after_long_help = backup_bins::Exit::help())]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+
+    /// A full pass of every tree, whatever the change logs say.
+    #[arg(long)]
+    full: bool,
+
+    /// For this run: accept an empty tree source and more deletions than max-delete.
+    #[arg(long)]
+    force: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let spec = RunSpec {
+        metrics: Some(JobMetrics::offsite_sync()),
+        needs_backup_root: true,
+        ..RunSpec::new("offsite-sync-backup")
+    };
+    let opts = OffsiteOptions {
+        full: cli.full,
+        force: cli.force,
+    };
+    run(&spec, &cli.global, |ctx| {
+        backup_bins::offsite_job(ctx, opts)
+    })
+}

@@ -1,0 +1,447 @@
+//! `offsite-sync-backup`: the only copy that survives a fire.
+//!
+//! Step 1 sends the backup disk to `<destination>/pve-backup/` (`-aHAX`: the hardlinked weeks
+//! stay hardlinked), after waiting for a running daily-backup, and only when the backup root is
+//! really the backup disk. Step 2 sends each `[[offsite.tree]]` to `<destination>/<name>/`: only
+//! the paths its change log names when the log can be trusted, else a full pass, which is also
+//! made on the first run of each month. A full pass refuses an empty source and counts its
+//! deletions before making any: more than `max-delete` fails the tree (`--force` overrides).
+
+use std::collections::BTreeMap;
+
+use backup_core::metric_names::{self as names, JobMetrics};
+use backup_core::{
+    files_from, plan_tree_pass, Config, Invocation, MetricGroup, OffsiteConfig, SourceKind,
+    SyncStats, TreePass,
+};
+use backup_rsync::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::change_log::{ChangeLog, Sealed};
+use crate::error::{Error, Result};
+use crate::exit::Exit;
+use crate::outcome::Status;
+use crate::run::{Context, Outcome};
+
+/// What the backup root remembers of earlier syncs (`.offsite-state.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OffsiteState {
+    /// Step 1's last success.
+    pub backup_root: Option<DateTime<Utc>>,
+    /// Per tree: (last success, last full-pass success).
+    pub trees: BTreeMap<String, TreeState>,
+}
+
+/// One tree's remembered successes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TreeState {
+    /// The last successful sync of any kind.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The last successful full pass.
+    pub last_full_success: Option<DateTime<Utc>>,
+}
+
+/// The state file's name in the backup root.
+pub const STATE_FILE: &str = ".offsite-state.json";
+
+/// One step or tree of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    /// `backup-root` or the tree's name.
+    pub name: String,
+    /// Where it went.
+    pub dest: String,
+    /// Full or incremental (trees only).
+    pub pass: Option<TreePass>,
+    /// How it ended.
+    pub status: Status,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// rsync's numbers.
+    pub stats: Option<SyncStats>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Everything a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct OffsiteReport {
+    /// Step 1, then each tree.
+    pub steps: Vec<StepResult>,
+    /// The run's time, for the metrics.
+    pub now_unix: i64,
+    /// Whether every tree got a full pass that succeeded.
+    pub full_sync: bool,
+}
+
+impl OffsiteReport {
+    fn ok(&self) -> bool {
+        self.steps.iter().all(|s| s.status.is_good())
+    }
+}
+
+impl Outcome for OffsiteReport {
+    fn exit(&self) -> Exit {
+        let good = self.steps.iter().filter(|s| s.status.is_good()).count();
+        Exit::from_counts(good, self.steps.len() - good)
+    }
+
+    fn text(&self, dry_run: bool) -> String {
+        let mut out = String::new();
+        for s in &self.steps {
+            let pass = match &s.pass {
+                Some(TreePass::Full { reason }) => format!(" full pass ({reason})"),
+                Some(TreePass::Incremental { records }) => format!(" {records} changed paths"),
+                None => String::new(),
+            };
+            let numbers = s
+                .stats
+                .map(|st| {
+                    format!(
+                        ": {} files, {} sent, {} deleted",
+                        crate::human::count(st.transferred_files),
+                        crate::human::bytes(st.transferred_bytes),
+                        crate::human::count(st.deleted_files)
+                    )
+                })
+                .unwrap_or_default();
+            let word = if dry_run && s.status == Status::Ok {
+                "would"
+            } else {
+                s.status.word()
+            };
+            out.push_str(&format!(
+                "  {word:<7} {:<12} -> {}{pass}{numbers} in {:.1} s{}\n",
+                s.name,
+                s.dest,
+                s.seconds,
+                s.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        let failed: Vec<&str> = self
+            .steps
+            .iter()
+            .filter(|s| !s.status.is_good())
+            .map(|s| s.name.as_str())
+            .collect();
+        out.push_str(&format!(
+            "offsite-sync-backup: {} of {} ok{}; exit {}",
+            self.steps.len() - failed.len(),
+            self.steps.len(),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(", failed: {}", failed.join(", "))
+            },
+            self.exit().code()
+        ));
+        out
+    }
+
+    fn metrics(&self) -> Vec<MetricGroup> {
+        let job = JobMetrics::offsite_sync();
+        let mut m = job.outcome(self.ok(), self.now_unix);
+        if self.ok() && self.full_sync {
+            m.push(names::OFFSITE_FULL_SYNC_LAST_SUCCESS.gauge(self.now_unix as f64));
+        }
+        let mut trees = names::OFFSITE_TREE_LAST_SUCCESS.labelled();
+        for s in self
+            .steps
+            .iter()
+            .filter(|s| s.status == Status::Ok && s.pass.is_some())
+        {
+            trees = trees.with_sample(&[("tree", s.name.as_str())], self.now_unix as f64);
+        }
+        if !trees.samples.is_empty() {
+            m.push(trees);
+        }
+        vec![MetricGroup::new(&job.job, m)]
+    }
+}
+
+/// What a run may override.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OffsiteOptions {
+    /// Full passes of every tree.
+    pub full: bool,
+    /// Accept an empty source and more deletions than `max-delete`, for this run.
+    pub force: bool,
+}
+
+fn ssh(o: &OffsiteConfig) -> Option<SshOptions> {
+    o.is_remote().then(|| SshOptions {
+        key_file: o.ssh_key_file.as_ref().map(ToString::to_string),
+        known_hosts: o.ssh_known_hosts.as_ref().map(ToString::to_string),
+        port: (o.ssh_port != 22).then_some(o.ssh_port),
+    })
+}
+
+/// Runs rsync; under `--dry-run` a transfer is recorded, not made (`None`).
+fn transfer(ctx: &Context<'_>, inv: &Invocation, kind: SourceKind) -> Result<Option<SyncStats>> {
+    if ctx.dry_run() && !inv.read_only {
+        ctx.runner().run(inv)?;
+        return Ok(None);
+    }
+    let out = backup_rsync::execute(ctx.runner().as_ref(), inv, kind)
+        .map_err(|e| Error::Core(e.into()))?;
+    Ok(Some(out.stats))
+}
+
+/// What step 1 leaves out: locks, the change log and its segments, the offsite state, temp
+/// files of atomic writes, SQLite scratch and partial snapshot copies.
+fn excludes(cfg: &Config, o: &OffsiteConfig) -> Vec<String> {
+    let mut out = vec![
+        "/.daily-backup.lock".to_owned(),
+        format!("/{STATE_FILE}"),
+        ".*.tmp-*".to_owned(),
+        ".sqlite-recover-*/".to_owned(),
+        ".sqlite-copy-*".to_owned(),
+        ".*.partial*".to_owned(),
+    ];
+    if let Ok(rel) = o.change_log.strip_prefix(&cfg.backup_root) {
+        out.push(format!("/{rel}*"));
+    }
+    out
+}
+
+fn step_one(ctx: &Context<'_>, cfg: &Config, o: &OffsiteConfig) -> Result<Option<SyncStats>> {
+    let root = &cfg.backup_root;
+    // a backup root that is not the backup disk (unmounted: an empty folder on `/`) would
+    // make --delete wipe pve-backup/ offsite
+    if !root.join("pvc-data").is_dir() {
+        return Err(Error::Core(
+            backup_core::Refusal::NotTheBackupDisk {
+                path: root.clone(),
+                why: "it has no pvc-data/ folder".to_owned(),
+            }
+            .into(),
+        ));
+    }
+    if o.require_mount && crate::mounts::mount_point_options(root)?.is_none() {
+        return Err(Error::Core(
+            backup_core::Refusal::NotTheBackupDisk {
+                path: root.clone(),
+                why: "it is not a mount point (offsite.require-mount = true)".to_owned(),
+            }
+            .into(),
+        ));
+    }
+    // a week is never sent half written: wait for a running daily-backup
+    let _daily = if ctx.dry_run() {
+        None
+    } else {
+        Some(
+            crate::lock::RunLock::acquire_within(
+                &backup_core::BackupRoot::new(root).lock_file(),
+                std::time::Duration::from_secs(o.daily_wait_seconds),
+            )
+            .map_err(|e| match e {
+                Error::Locked { path } => Error::Usage(format!(
+                    "daily-backup still holds {path} after {} s (offsite.daily-wait-seconds): \
+                     step 1 not run",
+                    o.daily_wait_seconds
+                )),
+                other => other,
+            })?,
+        )
+    };
+    let inv = backup_root_copy(
+        &crate::app::rsync_program(),
+        root,
+        &dest_folder(&o.destination, "pve-backup"),
+        &excludes(cfg, o),
+        ssh(o).as_ref(),
+    )
+    .map_err(|e| Error::Core(e.into()))?;
+    transfer(ctx, &inv, SourceKind::Live)
+}
+
+fn tree_step(
+    ctx: &Context<'_>,
+    o: &OffsiteConfig,
+    tree: &backup_core::Tree,
+    log: &ChangeLog,
+    state: &TreeState,
+    opts: OffsiteOptions,
+    taken: Result<Sealed>,
+) -> (Option<TreePass>, Result<Option<SyncStats>>) {
+    let taken = match taken {
+        Ok(t) => t,
+        Err(e) => return (None, Err(e)),
+    };
+    let untrusted = taken.full_pass.clone().or_else(|| {
+        (!log.tracker_running()).then(|| "nfs-change-tracker is not running".to_owned())
+    });
+    let pass = plan_tree_pass(
+        untrusted.as_deref(),
+        state.last_success,
+        state.last_full_success,
+        o.monthly_full_pass,
+        opts.full,
+        ctx.now,
+        taken.records.len(),
+    );
+    let dest = dest_folder(&o.destination, &tree.name);
+    let ssh = ssh(o);
+    let program = crate::app::rsync_program();
+    let result = (|| -> Result<Option<SyncStats>> {
+        let stats = match &pass {
+            TreePass::Incremental { records: 0 } => Some(SyncStats::default()),
+            TreePass::Incremental { .. } => {
+                let list = tempfile::NamedTempFile::new()
+                    .map_err(|e| Error::io("create a temp file in", "/tmp", e))?;
+                std::fs::write(list.path(), files_from(&taken.records))
+                    .map_err(|e| Error::io("write", list.path().display().to_string(), e))?;
+                let list_path = Utf8PathBuf::from_path_buf(list.path().to_owned())
+                    .map_err(|p| Error::Usage(format!("temp path {} is not UTF-8", p.display())))?;
+                let inv = tree_incremental(&program, &tree.source, &dest, &list_path, ssh.as_ref())
+                    .map_err(|e| Error::Core(e.into()))?;
+                transfer(ctx, &inv, SourceKind::Live)?
+            }
+            TreePass::Full { .. } => full_pass(ctx, o, tree, &dest, ssh.as_ref(), opts)?,
+        };
+        if !ctx.dry_run() {
+            log.finish(&tree.name, &taken, matches!(pass, TreePass::Full { .. }))?;
+        }
+        Ok(stats)
+    })();
+    (Some(pass), result)
+}
+
+fn full_pass(
+    ctx: &Context<'_>,
+    o: &OffsiteConfig,
+    tree: &backup_core::Tree,
+    dest: &str,
+    ssh: Option<&SshOptions>,
+    opts: OffsiteOptions,
+) -> Result<Option<SyncStats>> {
+    let source: &Utf8Path = &tree.source;
+    let empty = crate::fs_store::has_entries(source).map(|has| !has)?;
+    if empty && !opts.force {
+        return Err(Error::Core(
+            backup_core::Refusal::EmptyTree {
+                tree: tree.name.clone(),
+                source_dir: source.to_owned(),
+            }
+            .into(),
+        ));
+    }
+    let program = crate::app::rsync_program();
+    let max = (!opts.force).then_some(o.max_delete);
+    if let Some(max) = max {
+        // counted before any deletion is made: tripping the bound loses nothing offsite
+        let preview = tree_full_pass(&program, source, dest, None, true, ssh)
+            .map_err(|e| Error::Core(e.into()))?;
+        let counted = backup_rsync::execute(ctx.runner().as_ref(), &preview, SourceKind::Live)
+            .map_err(|e| Error::Core(e.into()))?;
+        if counted.stats.deleted_files > max {
+            return Err(Error::Core(
+                backup_core::Refusal::TooManyDeletions {
+                    tree: tree.name.clone(),
+                    count: counted.stats.deleted_files,
+                    max,
+                }
+                .into(),
+            ));
+        }
+    }
+    let inv = tree_full_pass(&program, source, dest, max, false, ssh)
+        .map_err(|e| Error::Core(e.into()))?;
+    transfer(ctx, &inv, SourceKind::Live)
+}
+
+/// The whole `offsite-sync-backup` job.
+///
+/// # Errors
+/// Without `[offsite]`; when the state cannot be read. Steps and trees that fail are in the
+/// report (exit 3, or 1 when none succeeded).
+pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
+    let cfg = ctx.cfg()?;
+    let o = cfg
+        .offsite
+        .as_ref()
+        .ok_or_else(|| Error::Usage(format!("no [offsite] in {}: nowhere to send to", cfg.file)))?;
+    let store = ctx.store()?;
+    let state_path = cfg.backup_root.join(STATE_FILE);
+    let mut state: OffsiteState = std::fs::read(&state_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    // the records present when the sync starts: what is logged from here on waits for the next
+    let log = ChangeLog::new(&o.change_log);
+    let stamp = ctx.now.format("%Y%m%dT%H%M%S%.9fZ").to_string();
+    let mut taken: Vec<Result<Sealed>> = o
+        .trees
+        .iter()
+        .map(|t| log.take(&t.name, &stamp, !ctx.dry_run()))
+        .collect();
+    let mut steps = Vec::new();
+    let started = std::time::Instant::now();
+    let one = step_one(ctx, cfg, o);
+    if one.is_ok() {
+        state.backup_root = Some(ctx.now);
+    }
+    steps.push(step_result(
+        "backup-root",
+        dest_folder(&o.destination, "pve-backup"),
+        None,
+        one,
+        started,
+    ));
+    let mut full_sync = !o.trees.is_empty();
+    for (tree, taken) in o.trees.iter().zip(taken.drain(..)) {
+        let started = std::time::Instant::now();
+        let ts = state.trees.entry(tree.name.clone()).or_default();
+        let (pass, result) = tree_step(ctx, o, tree, &log, ts, opts, taken);
+        let is_full = matches!(pass, Some(TreePass::Full { .. }));
+        full_sync &= is_full && result.is_ok();
+        if result.is_ok() {
+            ts.last_success = Some(ctx.now);
+            if is_full {
+                ts.last_full_success = Some(ctx.now);
+            }
+        }
+        steps.push(step_result(
+            &tree.name,
+            dest_folder(&o.destination, &tree.name),
+            pass,
+            result,
+            started,
+        ));
+    }
+    let json = serde_json::to_vec_pretty(&state).unwrap_or_default();
+    store.write_file(&state_path, &json)?;
+    Ok(OffsiteReport {
+        steps,
+        now_unix: ctx.now.timestamp(),
+        full_sync,
+    })
+}
+
+fn step_result(
+    name: &str,
+    dest: String,
+    pass: Option<TreePass>,
+    result: Result<Option<SyncStats>>,
+    started: std::time::Instant,
+) -> StepResult {
+    StepResult {
+        name: name.to_owned(),
+        dest,
+        pass,
+        status: match &result {
+            Ok(Some(_)) => Status::Ok,
+            Ok(None) => Status::Planned,
+            Err(_) => Status::Failed,
+        },
+        error: result.as_ref().err().map(ToString::to_string),
+        stats: result.ok().flatten(),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
