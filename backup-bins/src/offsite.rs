@@ -381,24 +381,46 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
         .iter()
         .map(|t| log.take(&t.name, &stamp, !ctx.dry_run()))
         .collect();
-    let mut steps = Vec::new();
-    let started = std::time::Instant::now();
-    let one = step_one(ctx, cfg, o);
+    // step 1 and the trees go to different folders and share nothing: side by side, a run
+    // costs the longer of the two, not their sum
+    let (one, trees) = std::thread::scope(|s| {
+        let one = s.spawn(|| {
+            let started = std::time::Instant::now();
+            (step_one(ctx, cfg, o), started)
+        });
+        let trees: Vec<_> = o
+            .trees
+            .iter()
+            .zip(taken.drain(..))
+            .map(|(tree, taken)| {
+                let started = std::time::Instant::now();
+                let ts = state.trees.get(&tree.name).cloned().unwrap_or_default();
+                let (pass, result) = tree_step(ctx, o, tree, &log, &ts, opts, taken);
+                (tree, pass, result, started)
+            })
+            .collect();
+        let one = one.join().unwrap_or_else(|_| {
+            (
+                Err(Error::Usage("step 1 panicked".to_owned())),
+                std::time::Instant::now(),
+            )
+        });
+        (one, trees)
+    });
+    let (one, started) = one;
     if one.is_ok() {
         state.backup_root = Some(ctx.now);
     }
-    steps.push(step_result(
+    let mut steps = vec![step_result(
         "backup-root",
         dest_folder(&o.destination, "pve-backup"),
         None,
         one,
         started,
-    ));
+    )];
     let mut full_sync = !o.trees.is_empty();
-    for (tree, taken) in o.trees.iter().zip(taken.drain(..)) {
-        let started = std::time::Instant::now();
+    for (tree, pass, result, started) in trees {
         let ts = state.trees.entry(tree.name.clone()).or_default();
-        let (pass, result) = tree_step(ctx, o, tree, &log, ts, opts, taken);
         let is_full = matches!(pass, Some(TreePass::Full { .. }));
         full_sync &= is_full && result.is_ok();
         if result.is_ok() {
