@@ -3,9 +3,11 @@
 //! A crash-consistent snapshot of a WAL database keeps committed transactions in `-wal`; opening
 //! the snapshot read-only either fails (no `-shm`, read-only media) or, with `immutable=1`,
 //! silently ignores the WAL. So: copy the database with its `-wal` or hot `-journal` (never the
-//! `-shm`: it is a cache of the WAL index and may be stale or zeroed) into a private folder, open
-//! that copy read-write so SQLite's own recovery runs, check it, and write the result with
-//! `VACUUM INTO` as a plain rollback-journal database that opens anywhere, even read-only.
+//! `-shm`: it is a cache of the WAL index and may be stale or zeroed) into a private folder on the
+//! destination's file system, open that copy read-write so SQLite's own recovery runs,
+//! checkpoint the WAL into the file (`wal_checkpoint(TRUNCATE)`), switch it to a plain
+//! rollback-journal database that opens anywhere, even read-only (`journal_mode=DELETE`), check
+//! it (`integrity_check`), fsync it and rename it into place.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -100,66 +102,44 @@ pub fn copy_database(source: &Path, dest: &Path) -> Result<CopyReport> {
         }
     }
     let side_files: Vec<String> = sides.iter().map(|(s, _)| (*s).to_owned()).collect();
-    let open: Box<dyn Fn() -> rusqlite::Result<Connection> + Send + Sync> = if sides.is_empty() {
-        // Nothing to recover: the file alone is the committed state, read where it is
-        // (`immutable=1` is right only here, with no WAL or journal that it would ignore).
-        drop(db);
-        let uri = immutable_uri(source);
-        Box::new(move || {
-            Connection::open_with_flags(
-                &uri,
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_URI
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-        })
-    } else {
-        let work = scratch.path().join("db");
-        copy_from(db, &work, source)?;
-        for (suffix, f) in sides {
-            copy_from(f, &with_suffix(&work, suffix), &with_suffix(source, suffix))?;
-        }
-        // Opening the copy read-write lets SQLite replay the WAL or roll back the hot journal.
-        Box::new(move || {
-            let c = Connection::open_with_flags(&work, rw_flags())?;
-            c.busy_timeout(std::time::Duration::from_secs(60))?;
-            Ok(c)
-        })
-    };
-    let conn = open().map_err(|e| Error::sqlite("open", source, e))?;
-    tune(&conn);
-    // the first read runs recovery; after it a second connection can check in parallel
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
-        .map_err(|e| Error::sqlite("open", source, e))?;
-    let (written, checked) = std::thread::scope(|s| {
-        let checker = s.spawn(|| {
-            let c = open().map_err(|e| Error::sqlite("open", source, e))?;
-            tune(&c);
-            integrity_check(&c, source)
-        });
-        let written = write_copy(&conn, source, dest_dir);
-        let checked = checker.join().unwrap_or_else(|_| {
-            Err(Error::Integrity {
-                path: source.to_owned(),
-                problems: vec!["the check panicked".to_owned()],
-                total: 1,
-            })
-        });
-        (written, checked)
-    });
-    drop(conn);
-    if let (Ok((tmp_path, _)), Err(_)) = (&written, &checked) {
-        let _ = std::fs::remove_file(tmp_path);
+    // Everything goes into the private scratch folder on the destination's file system, at
+    // `cp` speed; SQLite's recovery, the checkpoint and the check then run on that copy, and the
+    // checked file is renamed into place. (An earlier version wrote the copy with `VACUUM INTO`,
+    // which rebuilds the database page by page: 6.5x `cp`.)
+    let work = scratch.path().join("db");
+    copy_from(db, &work, source)?;
+    for (suffix, f) in sides {
+        copy_from(f, &with_suffix(&work, suffix), &with_suffix(source, suffix))?;
     }
-    // a failed integrity check explains a failed copy best
+    let checked = (|| -> Result<()> {
+        // read-write: the first read replays the WAL or rolls back the hot journal
+        let conn = Connection::open_with_flags(&work, rw_flags())
+            .map_err(|e| Error::sqlite("open", source, e))?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))
+            .map_err(|e| Error::sqlite("open", source, e))?;
+        tune(&conn);
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map_err(|e| Error::sqlite("open", source, e))?;
+        // every committed frame into the database file, the WAL emptied
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| Error::sqlite("checkpoint the copy of", source, e))?;
+        // a plain rollback-journal database opens anywhere, read-only media included
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
+            .map_err(|e| Error::sqlite("set journal_mode of the copy of", source, e))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(Error::Integrity {
+                path: source.to_owned(),
+                problems: vec![format!("copy stayed in journal_mode {mode}")],
+                total: 1,
+            });
+        }
+        integrity_check(&conn, source)
+    })();
     checked?;
-    let (tmp_path, tmp) = written?;
-    let bytes = finish_copy(source, &tmp_path, dest, dest_dir);
-    drop(tmp); // its name is gone already (renamed or removed): this only forgets it
-    Ok(CopyReport {
-        bytes: bytes?,
-        side_files,
-    })
+    let bytes = finish_copy(source, &work, dest, dest_dir)?;
+    // the scratch folder (its side files emptied or gone) goes when `scratch` drops
+    Ok(CopyReport { bytes, side_files })
 }
 
 /// The folder of `path` (opened as a descriptor) and the file's name in it.
@@ -253,82 +233,22 @@ fn tune(conn: &Connection) {
     let _ = conn.execute_batch("PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -65536;");
 }
 
-/// A `file:` URI for `path` with `immutable=1`: every byte outside the unreserved set and `/` is
-/// percent-encoded, so `?`, `#`, `%` and names that are not UTF-8 stay part of the name.
-fn immutable_uri(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut uri = String::from("file:");
-    for b in path.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(b) {
-            uri.push(char::from(*b));
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
-        }
-    }
-    uri.push_str("?immutable=1");
-    uri
-}
 
-/// `VACUUM INTO` a temp file beside `dest`; returns its path and the guard that owns the name.
-fn write_copy(
-    conn: &Connection,
-    source: &Path,
-    dest_dir: &Path,
-) -> Result<(PathBuf, tempfile::NamedTempFile)> {
-    let tmp = tempfile::Builder::new()
-        .prefix(".sqlite-copy-")
-        .tempfile_in(dest_dir)
-        .map_err(|e| Error::io("create a temp file in", dest_dir, e))?;
-    let tmp_path = tmp.path().to_owned();
-    // VACUUM INTO refuses an existing file: free the name, keep the guard to clean up on error
-    std::fs::remove_file(&tmp_path).map_err(|e| Error::io("prepare", &tmp_path, e))?;
-    let tmp_str = tmp_path.to_str().ok_or_else(|| {
-        Error::io(
-            "use",
-            &tmp_path,
-            std::io::Error::other("temp path is not UTF-8"),
-        )
-    })?;
-    conn.execute("VACUUM INTO ?1", [tmp_str])
-        .map_err(|e| Error::sqlite("write a copy of", source, e))?;
 
-    Ok((tmp_path, tmp))
-}
-
-/// Turns the temp copy into a rollback-journal database, fsyncs it and renames it to `dest`.
-fn finish_copy(source: &Path, tmp_path: &Path, dest: &Path, dest_dir: &Path) -> Result<u64> {
-    let result = (|| -> Result<u64> {
-        {
-            // a WAL source gives a WAL-mode copy: turn it into a plain rollback-journal database
-            let out = Connection::open_with_flags(tmp_path, rw_flags())
-                .map_err(|e| Error::sqlite("open the copy of", source, e))?;
-            let mode: String = out
-                .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
-                .map_err(|e| Error::sqlite("set journal_mode of the copy of", source, e))?;
-            if !mode.eq_ignore_ascii_case("delete") {
-                return Err(Error::Integrity {
-                    path: source.to_owned(),
-                    problems: vec![format!("copy stayed in journal_mode {mode}")],
-                    total: 1,
-                });
-            }
-        }
-        let f = File::open(tmp_path).map_err(|e| Error::io("open", tmp_path, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync", tmp_path, e))?;
-        let bytes = f
-            .metadata()
-            .map_err(|e| Error::io("stat", tmp_path, e))?
-            .len();
-        std::fs::rename(tmp_path, dest).map_err(|e| Error::io("rename into place", dest, e))?;
-        File::open(dest_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io("fsync", dest_dir, e))?;
-        Ok(bytes)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(tmp_path);
-    }
-    result
+/// Fsyncs the checked copy and renames it to `dest` (then fsyncs the folder).
+fn finish_copy(source: &Path, work: &Path, dest: &Path, dest_dir: &Path) -> Result<u64> {
+    let _ = source;
+    let f = File::open(work).map_err(|e| Error::io("open", work, e))?;
+    f.sync_all().map_err(|e| Error::io("fsync", work, e))?;
+    let bytes = f
+        .metadata()
+        .map_err(|e| Error::io("stat", work, e))?
+        .len();
+    std::fs::rename(work, dest).map_err(|e| Error::io("rename into place", dest, e))?;
+    File::open(dest_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync", dest_dir, e))?;
+    Ok(bytes)
 }
 
 /// Removes what copies killed mid-way leave under `dir`: `.sqlite-recover-*` folders and

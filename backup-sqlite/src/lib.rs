@@ -4,9 +4,9 @@
 //!   bytes read per file, only regular files, symlinks never followed, names
 //!   as bytes).
 //! - [`copy_database`]: copy one with its `-wal` or hot `-journal` into a private folder, let
-//!   SQLite's own recovery run there, `PRAGMA integrity_check`, then `VACUUM INTO` a temp file
-//!   beside the destination, fsync, rename. The stored copy is a rollback-journal database that
-//!   opens on read-only media. A file with the magic that is not a usable database is an error
+//!   SQLite's own recovery run there, checkpoint, `journal_mode=DELETE`,
+//!   `PRAGMA integrity_check`, fsync, rename into place (no `VACUUM INTO`: the copy runs at `cp`
+//!   speed). The stored copy is a rollback-journal database that opens on read-only media. A file with the magic that is not a usable database is an error
 //!   naming it, and nothing is stored.
 //! - [`backup_live`] / [`check_live`]: the online backup API and the integrity check for live
 //!   databases with writers (the `sqlite-backup` CronJob).

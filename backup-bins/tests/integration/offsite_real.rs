@@ -92,9 +92,34 @@ impl Site {
             .join(format!("backup/.nfs-changes.log.{tree}.full-pass"))
     }
 
+    /// Waits until the tracker has caught up: its logs stopped growing for 700 ms (it batches
+    /// writes for up to 200 ms; a loaded machine may be slower).
+    fn settle(&self) {
+        let size = || -> u64 {
+            ["a", "b"]
+                .iter()
+                .map(|t| {
+                    std::fs::metadata(self.root.join(format!("backup/.nfs-changes.log.{t}")))
+                        .map(|m| m.len())
+                        .unwrap_or(0)
+                })
+                .sum()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = size();
+        let mut stable_since = Instant::now();
+        while stable_since.elapsed() < Duration::from_millis(700) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = size();
+            if now != last {
+                last = now;
+                stable_since = Instant::now();
+            }
+        }
+    }
+
     fn sync(&self, args: &[&str]) -> Output {
-        // the tracker batches writes for up to 200 ms
-        std::thread::sleep(Duration::from_millis(600));
+        self.settle();
         Command::new(OFFSITE)
             .arg("--config")
             .arg(self.config())
@@ -204,7 +229,7 @@ fn a_burst_of_odd_names_arrives_whole_and_later_records_wait_for_the_next_sync()
     std::fs::write(&slow, "#!/bin/sh\nsleep 2\nexec rsync \"$@\"\n").unwrap();
     std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     write(&a.join("before.txt"), "before\n");
-    std::thread::sleep(Duration::from_millis(600));
+    site.settle();
     let running = Command::new(OFFSITE)
         .arg("--config")
         .arg(site.config())
