@@ -5,7 +5,8 @@ use camino::Utf8Path;
 
 use crate::error::Error;
 
-fn absolute<'a>(role: &'static str, p: &'a Utf8Path) -> Result<&'a str, Error> {
+/// `p` as a string when it is absolute.
+pub(crate) fn absolute<'a>(role: &'static str, p: &'a Utf8Path) -> Result<&'a str, Error> {
     if p.is_absolute() {
         Ok(p.as_str())
     } else {

@@ -5,6 +5,7 @@
 use backup_core::{quote, Invocation};
 use camino::Utf8Path;
 
+use crate::command::absolute;
 use crate::error::Error;
 
 /// ssh for a remote destination: key and pinned host key.
@@ -50,17 +51,6 @@ impl SshOptions {
             words.push(quote(&format!("UserKnownHostsFile={kh}")));
         }
         words.join(" ")
-    }
-}
-
-fn absolute<'a>(role: &'static str, p: &'a Utf8Path) -> Result<&'a str, Error> {
-    if p.is_absolute() {
-        Ok(p.as_str())
-    } else {
-        Err(Error::RelativePath {
-            role,
-            path: p.to_string(),
-        })
     }
 }
 

@@ -233,17 +233,12 @@ fn tune(conn: &Connection) {
     let _ = conn.execute_batch("PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -65536;");
 }
 
-
-
 /// Fsyncs the checked copy and renames it to `dest` (then fsyncs the folder).
 fn finish_copy(source: &Path, work: &Path, dest: &Path, dest_dir: &Path) -> Result<u64> {
     let _ = source;
     let f = File::open(work).map_err(|e| Error::io("open", work, e))?;
     f.sync_all().map_err(|e| Error::io("fsync", work, e))?;
-    let bytes = f
-        .metadata()
-        .map_err(|e| Error::io("stat", work, e))?
-        .len();
+    let bytes = f.metadata().map_err(|e| Error::io("stat", work, e))?.len();
     std::fs::rename(work, dest).map_err(|e| Error::io("rename into place", dest, e))?;
     File::open(dest_dir)
         .and_then(|d| d.sync_all())
