@@ -162,7 +162,11 @@ fn copy_volumes(
     let n = plan.volumes.len();
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<VolumeResult>>> = Mutex::new(vec![None; n]);
-    let workers = (cfg.pvc_backup.parallel as usize).clamp(1, n.max(1));
+    let wanted = match cfg.pvc_backup.parallel {
+        0 => std::thread::available_parallelism().map_or(1, |c| c.get()),
+        p => p as usize,
+    };
+    let workers = wanted.clamp(1, n.max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {

@@ -95,8 +95,23 @@ impl Mounter for SystemMounter<'_> {
     }
 
     fn unmount(&self, target: &Utf8Path) -> Result<()> {
-        Invocation::new("umount", ["--", target.as_str()]).run_checked(self.runner)?;
-        Ok(())
+        // With volumes copied in parallel, a child another worker is starting holds a copy of
+        // every descriptor between its fork and its exec, ours on this mount included: umount
+        // then says "target is busy" for a moment. Retry for a while before calling it a failure.
+        let inv = Invocation::new("umount", ["--", target.as_str()]);
+        let mut tries = 0;
+        loop {
+            let out = self.runner.run(&inv)?;
+            if out.success() {
+                return Ok(());
+            }
+            let busy = String::from_utf8_lossy(&out.stderr).contains("busy");
+            tries += 1;
+            if !busy || tries >= 50 {
+                return Err(out.failure(&inv));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 }
 

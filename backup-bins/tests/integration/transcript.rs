@@ -24,7 +24,7 @@ fn a_whole_run_against_fakes() {
         &root.join("config.toml"),
         &format!(
             "backup-root = \"{root}/backup\"\n[snapshots]\nbackend = \"dir\"\nvolumes-dir = \"{root}/v\"\nsnapshots-dir = \"{root}/s\"\n\
-             exclude-namespaces = [\"dbaas\"]\n[pvc-backup]\nmount-dir = \"{root}/mnt\"\nweekly-versions = 2\n[pve-config]\npaths = [\"{root}/pve\"]\n"
+             exclude-namespaces = [\"dbaas\"]\n[pvc-backup]\nparallel = 1\nmount-dir = \"{root}/mnt\"\nweekly-versions = 2\n[pve-config]\npaths = [\"{root}/pve\"]\n"
         ),
     )
     .unwrap();

@@ -99,7 +99,7 @@ fn error_messages() {
         ("zero-weekly-versions", "backup-root = \"/b\"\n[pvc-backup]\nweekly-versions = 0\n"),
         ("empty-gfs", "backup-root = \"/b\"\n[pvc-backup.retention]\nweekly = 0\n"),
         ("unknown-gfs-rule", "backup-root = \"/b\"\n[pvc-backup.retention]\nfortnightly = 2\n"),
-        ("parallel-zero", "backup-root = \"/b\"\n[pvc-backup]\nparallel = 0\n"),
+        ("parallel-too-many", "backup-root = \"/b\"\n[pvc-backup]\nparallel = 65\n"),
         ("relative-mount-dir", "backup-root = \"/b\"\n[pvc-backup]\nmount-dir = \"run/mnt\"\n"),
         ("mount-dir-inside-backup-root", "backup-root = \"/b\"\n[pvc-backup]\nmount-dir = \"/b//./mnt\"\n"),
         ("backup-root-inside-mount-dir", "backup-root = \"/run/mnt/b\"\n[pvc-backup]\nmount-dir = \"/run/mnt\"\n"),
