@@ -134,7 +134,17 @@ pub fn copy_database(source: &Path, dest: &Path) -> Result<CopyReport> {
                 total: 1,
             });
         }
-        integrity_check(&conn, source)
+        // the file is final from here on: its fsync runs beside the (read-only) check
+        let (synced, checked) = std::thread::scope(|s| {
+            let syncer = s.spawn(|| File::open(&work).and_then(|f| f.sync_all()));
+            let checked = integrity_check(&conn, source);
+            let synced = syncer
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread panicked")));
+            (synced, checked)
+        });
+        checked?;
+        synced.map_err(|e| Error::io("fsync", &work, e))
     })();
     checked?;
     let bytes = finish_copy(source, &work, dest, dest_dir)?;
