@@ -68,7 +68,13 @@ fn daily_backup_with_the_backup_disk_gone_publishes_failure_and_keeps_the_last_s
 
 #[test]
 fn lvm_pvc_snapshot_with_a_failing_listing_publishes_failure_and_keeps_the_last_success() {
+    let gw = gateway();
     let env = Env::new();
+    let cfg = std::fs::read_to_string(env.config()).unwrap().replace(
+        "[metrics]\n",
+        &format!("[metrics]\npushgateway = \"http://127.0.0.1:{}\"\n", gw.1),
+    );
+    std::fs::write(env.config(), cfg).unwrap();
     let ok = env.run(SNAPSHOT, &["--now", "2026-01-05T03:00:00Z", "create"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
     let metrics = env.root.join("metrics");
@@ -83,9 +89,25 @@ fn lvm_pvc_snapshot_with_a_failing_listing_publishes_failure_and_keeps_the_last_
     let p = prom(&metrics, "lvm-pvc-snapshot");
     assert_eq!(gauge(&p, "lvm_snapshot_last_run_success"), Some(0.0), "{p}");
     assert_eq!(gauge(&p, "lvm_snapshot_last_success_timestamp"), ts, "{p}");
+    let g = scrape_all(gw.1);
+    assert_eq!(
+        pushed(&g, "lvm_snapshot_last_run_success", "lvm-pvc-snapshot"),
+        Some(0.0),
+        "{g}"
+    );
+    assert_eq!(
+        pushed(
+            &g,
+            "lvm_snapshot_last_success_timestamp",
+            "lvm-pvc-snapshot"
+        ),
+        ts,
+        "{g}"
+    );
 }
 
 fn sqlite_backup(root: &Utf8Path, db: &Utf8Path, now: &str, extra: &[&str]) -> Output {
+    // extra: more flags (a Pushgateway)
     Command::new(SQLITE)
         .args(["backup", "--name", "vw", "--db", db.as_str(), "--dest"])
         .arg(root.join("backup"))
@@ -98,12 +120,19 @@ fn sqlite_backup(root: &Utf8Path, db: &Utf8Path, now: &str, extra: &[&str]) -> O
 
 #[test]
 fn sqlite_backup_and_check_that_fail_early_publish_failure_and_keep_the_last_success() {
+    let gw = gateway();
+    let push = format!("http://127.0.0.1:{}", gw.1);
     let d = tempfile::tempdir().unwrap();
     let root = Utf8PathBuf::from_path_buf(d.path().to_owned()).unwrap();
     let db = root.join("data/db.sqlite3");
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     fixtures::sqlite::clean(db.as_std_path());
-    let ok = sqlite_backup(&root, &db, "2026-01-05T06:00:00Z", &[]);
+    let ok = sqlite_backup(
+        &root,
+        &db,
+        "2026-01-05T06:00:00Z",
+        &["--pushgateway", &push],
+    );
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
     let metrics = root.join("metrics");
     let ts = gauge(
@@ -113,13 +142,29 @@ fn sqlite_backup_and_check_that_fail_early_publish_failure_and_keep_the_last_suc
     assert!(ts.is_some());
     // the volume is not mounted: no database there
     let gone = root.join("gone/db.sqlite3");
-    let out = sqlite_backup(&root, &gone, "2026-01-05T12:00:00Z", &[]);
+    let out = sqlite_backup(
+        &root,
+        &gone,
+        "2026-01-05T12:00:00Z",
+        &["--pushgateway", &push],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let p = prom(&metrics, "vw-backup");
     assert_eq!(gauge(&p, "backup_last_run_success"), Some(0.0), "{p}");
     assert_eq!(gauge(&p, "backup_last_success_timestamp"), ts, "{p}");
     // job labels keep two jobs sharing one textfile folder apart
     assert!(p.contains("job=\"vw-backup\""), "{p}");
+    let g = scrape_all(gw.1);
+    assert_eq!(
+        pushed(&g, "backup_last_run_success", "vw-backup"),
+        Some(0.0),
+        "{g}"
+    );
+    assert_eq!(
+        pushed(&g, "backup_last_success_timestamp", "vw-backup"),
+        ts,
+        "{g}"
+    );
     let out = Command::new(SQLITE)
         .args([
             "check",
