@@ -250,7 +250,12 @@ impl BackupStore for DryRunStore<'_> {
     fn prepare_copy(&self, _source: &Utf8Path, _dest: &Utf8Path) -> Result<()> {
         Ok(())
     }
-    fn copy_databases(&self, source: &Utf8Path, dest: &Utf8Path) -> Vec<DatabaseCopy> {
+    fn copy_databases(
+        &self,
+        source: &Utf8Path,
+        dest: &Utf8Path,
+        _previous: Option<&Utf8Path>,
+    ) -> Vec<DatabaseCopy> {
         self.would
             .push(format!("copy the SQLite databases of {source} into {dest}"));
         Vec::new()

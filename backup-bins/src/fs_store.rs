@@ -90,8 +90,14 @@ impl BackupStore for DiskStore {
 
     fn remove_version(&self, series: Series, v: &WeekVersion) -> backup_core::Result<()> {
         match series {
-            Series::Pvc => remove_version(&self.root, v)
-                .and_then(|()| remove_tree(&self.root.sqlite_copy(v.week, &v.namespace, &v.pvc))),
+            Series::Pvc => {
+                let copies = self.root.sqlite_copy(v.week, &v.namespace, &v.pvc);
+                remove_version(&self.root, v)
+                    .and_then(|()| {
+                        remove_file_if_present(&crate::sqlite_stage::sources_file(&copies))
+                    })
+                    .and_then(|()| remove_tree(&copies))
+            }
             Series::PveConfig => remove_file_if_present(&self.root.pve_config_marker(v.week))
                 .and_then(|()| remove_tree(&self.root.pve_config_week(v.week))),
             Series::Pfsense => remove_tree(&self.root.pfsense_week(v.week)),
@@ -112,8 +118,13 @@ impl BackupStore for DiskStore {
         std::fs::create_dir_all(dest).map_err(|e| core(Error::io("create folder", dest, e)))
     }
 
-    fn copy_databases(&self, source: &Utf8Path, dest: &Utf8Path) -> Vec<DatabaseCopy> {
-        crate::sqlite_stage::copy_databases(source, dest)
+    fn copy_databases(
+        &self,
+        source: &Utf8Path,
+        dest: &Utf8Path,
+        previous: Option<&Utf8Path>,
+    ) -> Vec<DatabaseCopy> {
+        crate::sqlite_stage::copy_databases(source, dest, previous)
     }
 
     fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> backup_core::Result<()> {

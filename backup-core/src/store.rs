@@ -32,6 +32,10 @@ pub struct DatabaseCopy {
     pub bytes: Option<u64>,
     /// Why it was not stored (a damaged header, a failed integrity check, a FIFO beside it).
     pub error: Option<String>,
+    /// True when the database and its side files were unchanged since an earlier checked copy,
+    /// which was hardlinked (or kept) instead of copied again.
+    #[serde(default)]
+    pub reused: bool,
 }
 
 /// The backup disk.
@@ -95,7 +99,14 @@ pub trait BackupStore: Send + Sync {
 
     /// Copies every SQLite database under `source` (a mounted snapshot) into `dest` (the same
     /// relative paths), WAL-correctly; one result per database found, damaged ones included.
-    fn copy_databases(&self, source: &Utf8Path, dest: &Utf8Path) -> Vec<DatabaseCopy>;
+    /// A database whose file and side files are unchanged since the checked copy in `previous`
+    /// (the copies of the version this one builds on) is hardlinked from there.
+    fn copy_databases(
+        &self,
+        source: &Utf8Path,
+        dest: &Utf8Path,
+        previous: Option<&Utf8Path>,
+    ) -> Vec<DatabaseCopy>;
 
     /// Writes a file atomically (temp file, fsync, rename).
     ///

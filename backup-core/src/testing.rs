@@ -828,6 +828,7 @@ impl crate::store::BackupStore for FakeStore {
         &self,
         source: &Utf8Path,
         dest: &Utf8Path,
+        _previous: Option<&Utf8Path>,
     ) -> Vec<crate::store::DatabaseCopy> {
         let found = lock(&self.databases)
             .get(source)

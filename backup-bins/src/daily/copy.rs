@@ -244,9 +244,13 @@ fn copy_mounted(
         link_dest,
         source_kind: SourceKind::Snapshot,
     })?;
+    let previous = vp
+        .link_week
+        .map(|w| root.sqlite_copy(w, &v.namespace, &v.pvc));
     let sqlite = deps.store.copy_databases(
         read_root,
         &root.sqlite_copy(plan.week, &v.namespace, &v.pvc),
+        previous.as_deref(),
     );
     warnings.extend(outcome.warnings);
     Ok(Copied {

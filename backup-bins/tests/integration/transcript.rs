@@ -56,6 +56,7 @@ fn a_whole_run_against_fakes() {
             path: "db.sqlite3".into(),
             bytes: Some(4096),
             error: None,
+            reused: false,
         }],
     );
     store.set_databases(
@@ -64,6 +65,7 @@ fn a_whole_run_against_fakes() {
             path: "tiny.db".into(),
             bytes: None,
             error: Some("not a usable database: only 100 bytes".into()),
+            reused: false,
         }],
     );
 
