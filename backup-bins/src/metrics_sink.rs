@@ -186,7 +186,7 @@ impl MetricsSink for Sinks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backup_core::Metric;
+    use backup_core::metric_names as names;
 
     #[test]
     fn textfile_keeps_what_a_run_did_not_send() {
@@ -195,25 +195,21 @@ mod tests {
         // a file from before series carried `job`: its lines are replaced, not kept beside
         std::fs::write(
             sink.file("daily-backup"),
-            "# HELP daily_backup_last_run_success s\n# TYPE daily_backup_last_run_success gauge\ndaily_backup_last_run_success 1\n",
+            "# HELP daily_backup_last_run_success old\n# TYPE daily_backup_last_run_success gauge\ndaily_backup_last_run_success 1\n",
         )
         .unwrap();
         let ok = MetricGroup::new(
             "daily-backup",
             vec![
-                Metric::gauge("daily_backup_last_success_timestamp", "t", 100.0),
-                Metric::gauge("daily_backup_last_run_success", "s", 1.0),
+                names::DAILY_BACKUP_LAST_SUCCESS.gauge(100.0),
+                names::DAILY_BACKUP_LAST_RUN_SUCCESS.gauge(1.0),
             ],
         );
         sink.publish(&ok).unwrap();
         for (ns, pvc, t) in [("a", "x", 100.0), ("b", "y", 100.0)] {
             let mut g = MetricGroup::new(
                 "daily-backup",
-                vec![Metric::gauge(
-                    "daily_backup_pvc_last_success_timestamp",
-                    "p",
-                    t,
-                )],
+                vec![names::DAILY_BACKUP_PVC_LAST_SUCCESS.gauge(t)],
             );
             g.grouping = vec![("namespace".into(), ns.into()), ("pvc".into(), pvc.into())];
             sink.publish(&g).unwrap();
@@ -221,27 +217,23 @@ mod tests {
         // a failed run: no success timestamp; only b/y succeeded
         sink.publish(&MetricGroup::new(
             "daily-backup",
-            vec![Metric::gauge("daily_backup_last_run_success", "s", 0.0)],
+            vec![names::DAILY_BACKUP_LAST_RUN_SUCCESS.gauge(0.0)],
         ))
         .unwrap();
         let mut g = MetricGroup::new(
             "daily-backup",
-            vec![Metric::gauge(
-                "daily_backup_pvc_last_success_timestamp",
-                "p",
-                200.0,
-            )],
+            vec![names::DAILY_BACKUP_PVC_LAST_SUCCESS.gauge(200.0)],
         );
         g.grouping = vec![("namespace".into(), "b".into()), ("pvc".into(), "y".into())];
         sink.publish(&g).unwrap();
         insta::assert_snapshot!(std::fs::read_to_string(sink.file("daily-backup")).unwrap(), @r###"
-        # HELP daily_backup_last_run_success s
+        # HELP daily_backup_last_run_success 1 when the last daily-backup run succeeded
         # TYPE daily_backup_last_run_success gauge
         daily_backup_last_run_success{job="daily-backup"} 0
-        # HELP daily_backup_last_success_timestamp t
+        # HELP daily_backup_last_success_timestamp unix time of the last successful daily-backup run
         # TYPE daily_backup_last_success_timestamp gauge
         daily_backup_last_success_timestamp{job="daily-backup"} 100
-        # HELP daily_backup_pvc_last_success_timestamp p
+        # HELP daily_backup_pvc_last_success_timestamp unix time of the last complete copy of this PVC
         # TYPE daily_backup_pvc_last_success_timestamp gauge
         daily_backup_pvc_last_success_timestamp{job="daily-backup",namespace="a",pvc="x"} 100
         daily_backup_pvc_last_success_timestamp{job="daily-backup",namespace="b",pvc="y"} 200
