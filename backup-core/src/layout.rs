@@ -16,7 +16,6 @@
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 
-use crate::error::{Error, Result};
 use crate::week::IsoWeek;
 
 /// Name of the folder of completion markers inside a week folder.
@@ -111,22 +110,6 @@ impl BackupRoot {
     }
 }
 
-/// Checks that `name` (a namespace, a PVC or an LV name) is one safe path component: not empty,
-/// not `.` or `..`, no `/` and no NUL. Names come from `lvs` and the Kubernetes API; a bad one must
-/// never let a copy land outside its folder.
-///
-/// # Errors
-/// [`Error::Backend`] naming `what` and the value.
-pub fn check_component(what: &str, name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-        return Err(Error::backend(
-            format!("use {what} `{name}` as a folder name"),
-            "not a single safe path component",
-        ));
-    }
-    Ok(())
-}
-
 /// The text stored in a completion marker: when the version was completed.
 pub fn format_marker(completed_at: DateTime<Utc>) -> String {
     format!(
@@ -201,14 +184,5 @@ mod tests {
         assert_eq!(parse_marker(&format_marker(at)), Some(at));
         assert_eq!(parse_marker(""), None);
         assert_eq!(parse_marker("2026-01-0"), None);
-    }
-
-    #[test]
-    fn components() {
-        for bad in ["", ".", "..", "a/b", "a\0"] {
-            assert!(check_component("pvc", bad).is_err(), "{bad:?}");
-        }
-        assert!(check_component("pvc", "data-0").is_ok());
-        assert!(check_component("namespace", UNRESOLVED_NAMESPACE).is_ok());
     }
 }
