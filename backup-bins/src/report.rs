@@ -182,6 +182,20 @@ pub fn daily_summary(r: &DailyReport, dry_run: bool) -> String {
         sum(|s| s.total_bytes),
         sum(|s| s.transferred_bytes),
     );
+    if dry_run {
+        let _ = write!(
+            out,
+            "daily-backup (dry run): {ok} of {} volumes would be copied{}; exit {}",
+            r.volumes.len(),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(", refused or failing: {}", failed.join(", "))
+            },
+            r.exit.code()
+        );
+        return out;
+    }
     let _ = write!(
         out,
         "daily-backup: {ok} of {} volumes ok{}; {} files, {} ({} new) in {:.1} s; exit {}",
