@@ -7,6 +7,7 @@
 //! Under `--dry-run` the same code runs on decorated backends that change nothing.
 
 mod copy;
+mod incremental;
 mod metrics;
 mod prune;
 mod pve_config;
@@ -45,6 +46,12 @@ pub struct DailyDeps<'a> {
     pub claims: &'a [PvClaim],
     /// Set by SIGTERM/SIGINT: start nothing new.
     pub stop: &'a AtomicBool,
+    /// The snapshots keep inodes and change times (LVM): "unchanged" can check them.
+    pub trust_ctime: bool,
+    /// `--full`: copy every volume in full, whatever the records say.
+    pub force_full: bool,
+    /// `pvc-backup.monthly-full-pass`: the first run of each month copies in full.
+    pub monthly_full_pass: bool,
 }
 
 /// Lists what planning needs and plans the run. Changes nothing.
@@ -216,7 +223,11 @@ impl Outcome for DailyReport {
 ///
 /// # Errors
 /// See [`plan`] and [`run_daily`].
-pub fn job(ctx: &crate::run::Context<'_>, allow_empty: &[String]) -> Result<DailyReport> {
+pub fn job(
+    ctx: &crate::run::Context<'_>,
+    allow_empty: &[String],
+    force_full: bool,
+) -> Result<DailyReport> {
     use std::io::IsTerminal;
     let cfg = ctx.cfg()?;
     let runner = ctx.runner();
@@ -234,6 +245,9 @@ pub fn job(ctx: &crate::run::Context<'_>, allow_empty: &[String]) -> Result<Dail
         store: store.as_ref(),
         claims: &claims,
         stop: &ctx.stop,
+        trust_ctime: matches!(cfg.snapshots.backend, backup_core::Backend::Lvm { .. }),
+        force_full,
+        monthly_full_pass: cfg.pvc_backup.monthly_full_pass,
     };
     let plan = plan(cfg, &deps, ctx.now, allow_empty)?;
     let json = ctx.global.json;

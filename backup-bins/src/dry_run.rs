@@ -260,6 +260,9 @@ impl BackupStore for DryRunStore<'_> {
             .push(format!("copy the SQLite databases of {source} into {dest}"));
         Vec::new()
     }
+    fn read_file(&self, path: &Utf8Path) -> Result<Option<Vec<u8>>> {
+        self.inner.read_file(path)
+    }
     fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> Result<()> {
         self.would.push(format!(
             "write {path} ({})",

@@ -127,6 +127,14 @@ impl BackupStore for DiskStore {
         crate::sqlite_stage::copy_databases(source, dest, previous)
     }
 
+    fn read_file(&self, path: &Utf8Path) -> backup_core::Result<Option<Vec<u8>>> {
+        match std::fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(core(Error::io("read", path, e))),
+        }
+    }
+
     fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> backup_core::Result<()> {
         write_atomic(path, bytes).map_err(core)
     }
@@ -216,7 +224,8 @@ fn scan_versions(root: &BackupRoot) -> Result<Vec<WeekVersion>> {
             continue;
         };
         for namespace in subdirs(&root.pvc_week(week))? {
-            if namespace == COMPLETE_DIR {
+            // `.complete`, `.records`: markers and records, not namespaces
+            if namespace == COMPLETE_DIR || namespace.starts_with('.') {
                 continue;
             }
             for pvc in subdirs(&root.pvc_week(week).join(&namespace))? {
@@ -289,12 +298,15 @@ fn mark_incomplete(root: &BackupRoot, week: IsoWeek, namespace: &str, pvc: &str)
 /// When a removal fails.
 fn remove_version(root: &BackupRoot, v: &WeekVersion) -> Result<()> {
     mark_incomplete(root, v.week, &v.namespace, &v.pvc)?;
+    remove_file_if_present(&root.pvc_record(v.week, &v.namespace, &v.pvc))?;
     let copy = root.pvc_copy(v.week, &v.namespace, &v.pvc);
     remove_tree(&copy)?;
     let week = root.pvc_week(v.week);
     for dir in [
         week.join(COMPLETE_DIR).join(&v.namespace),
         week.join(COMPLETE_DIR),
+        week.join(".records").join(&v.namespace),
+        week.join(".records"),
         week.join(&v.namespace),
         week,
     ] {

@@ -118,7 +118,7 @@ fn attributes_differ(src: &Metadata, dest: &Metadata) -> bool {
 }
 
 /// Sorted (name, value) pairs (ACLs are `system.posix_acl_*`); unreadable xattrs read as none.
-fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut names = [0u8; 4096];
     let Ok(n) = rustix::fs::llistxattr(path, &mut names) else {
         return Vec::new();

@@ -79,6 +79,7 @@ struct RawPvcBackup {
     weekly_versions: Option<u32>,
     mount_dir: Option<String>,
     parallel: Option<u32>,
+    monthly_full_pass: Option<bool>,
     max_snapshot_age_hours: Option<u32>,
     retention: Option<GfsPolicy>,
 }
@@ -260,6 +261,9 @@ pub struct PvcBackupConfig {
     /// cores (BENCHMARKS.md), two at a time took 0.54–0.97x of the seed's loop where one at a
     /// time took 1.00–1.68x. A backup disk that is one spinning disk may want 1.
     pub parallel: u32,
+    /// `monthly-full-pass` (default true): the first run of each month copies every volume in
+    /// full instead of trusting the per-file record, bounding what an undetected change costs.
+    pub monthly_full_pass: bool,
     /// `max-snapshot-age-hours`: an older newest snapshot is replaced by a fresh one.
     pub max_snapshot_age_hours: u32,
 }
@@ -647,6 +651,7 @@ impl Check<'_> {
             policy,
             mount_dir,
             parallel,
+            monthly_full_pass: p.monthly_full_pass.unwrap_or(true),
             max_snapshot_age_hours,
         })
     }

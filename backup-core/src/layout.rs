@@ -64,6 +64,15 @@ impl BackupRoot {
             .join(pvc)
     }
 
+    /// `pvc-data/<week>/.records/<namespace>/<pvc>`: the per-file record of that copy, beside
+    /// it (a namespace never starts with a dot).
+    pub fn pvc_record(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Utf8PathBuf {
+        self.pvc_week(week)
+            .join(".records")
+            .join(namespace)
+            .join(pvc)
+    }
+
     /// `sqlite-backup/`.
     pub fn sqlite_backup(&self) -> Utf8PathBuf {
         self.root.join("sqlite-backup")

@@ -42,6 +42,7 @@ mod metrics;
 mod mount;
 mod pattern;
 mod plan;
+mod record;
 mod refusal;
 mod retention;
 mod runner;
@@ -78,6 +79,10 @@ pub use plan::{
     plan_snapshot_run, pool_guard, require_clock_ahead, require_matches, snapshot_choice,
     DailyInput, DailyPlan, PruneInput, PrunePlan, SnapshotChoice, SnapshotPlan, VolumePlan,
     PFSENSE_SERIES, PVE_CONFIG_SERIES,
+};
+pub use record::{
+    decode_record, encode_record as encode_file_record, EntryKind, FileEntry, RecordError,
+    RECORD_MAGIC,
 };
 pub use retention::{
     kept, plan_dumps, plan_gfs, plan_snapshots, plan_versions, removals, Action, Decision,

@@ -108,6 +108,12 @@ pub trait BackupStore: Send + Sync {
         previous: Option<&Utf8Path>,
     ) -> Vec<DatabaseCopy>;
 
+    /// Reads a file of the backup root (a record); `None` when there is none.
+    ///
+    /// # Errors
+    /// When it exists and cannot be read.
+    fn read_file(&self, path: &Utf8Path) -> Result<Option<Vec<u8>>>;
+
     /// Writes a file atomically (temp file, fsync, rename).
     ///
     /// # Errors

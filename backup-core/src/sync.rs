@@ -26,6 +26,9 @@ pub struct SyncRequest {
     pub link_dest: Option<Utf8PathBuf>,
     /// Snapshot or live source.
     pub source_kind: SourceKind,
+    /// Only these paths (a NUL-separated list file): what changed since the version `dest`
+    /// holds or was built from. `None`: the whole tree, with `--delete`.
+    pub files_from: Option<Utf8PathBuf>,
 }
 
 /// Numbers of one transfer (from `rsync --stats`).

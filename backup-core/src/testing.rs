@@ -843,6 +843,10 @@ impl crate::store::BackupStore for FakeStore {
         found
     }
 
+    fn read_file(&self, path: &Utf8Path) -> Result<Option<Vec<u8>>> {
+        Ok(lock(&self.files).get(path).cloned())
+    }
+
     fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> Result<()> {
         let what = format!("write {path}");
         self.check(&what)?;

@@ -67,6 +67,44 @@ pub fn weekly_copy(
         .arg(contents_of(dest)))
 }
 
+/// A copy of only the listed paths of `source/` into `dest/` (the paths that changed since the
+/// version `dest` holds or links): `files_from` lists them NUL-separated, relative to `source`.
+///
+/// The flags of [`weekly_copy`], minus `--delete` (nothing unlisted is looked at), plus
+/// `--from0 --files-from`, and `--delete-missing-args --force`: a listed path that is gone from
+/// the snapshot is deleted from the copy, a folder with its contents. No `-r`: a listed folder
+/// brings its own attributes, its entries are listed one by one.
+///
+/// # Errors
+/// [`Error::RelativePath`] for any path that is not absolute.
+pub fn changed_copy(
+    program: &str,
+    source: &Utf8Path,
+    dest: &Utf8Path,
+    files_from: &Utf8Path,
+) -> Result<Invocation, Error> {
+    let source = absolute("source", source)?;
+    let dest = absolute("destination", dest)?;
+    let list = absolute("files-from list", files_from)?;
+    Ok(Invocation::new(
+        program,
+        [
+            "-aHAX",
+            "--numeric-ids",
+            "--modify-window=-1",
+            "--sparse",
+            "--from0",
+            "--delete-missing-args",
+            "--force",
+            "--stats",
+        ],
+    )
+    .arg(format!("--files-from={list}"))
+    .arg("--")
+    .arg(contents_of(source))
+    .arg(contents_of(dest)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ mod offsite;
 mod stats;
 mod transfer;
 
-pub use command::weekly_copy;
+pub use command::{changed_copy, weekly_copy};
 pub use error::Error;
 pub use exit::{classify, meaning, ExitVerdict};
 pub use offsite::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};

@@ -37,12 +37,17 @@ impl<'r> RsyncFileSync<'r> {
             }
         }
         // the same flags either way; the source kind only decides what exit 24 means
-        let inv = weekly_copy(
-            &self.program,
-            &request.source,
-            &request.dest,
-            request.link_dest.as_deref(),
-        )?;
+        let inv = match &request.files_from {
+            Some(list) => {
+                crate::command::changed_copy(&self.program, &request.source, &request.dest, list)?
+            }
+            None => weekly_copy(
+                &self.program,
+                &request.source,
+                &request.dest,
+                request.link_dest.as_deref(),
+            )?,
+        };
         execute(self.runner, &inv, request.source_kind)
     }
 }

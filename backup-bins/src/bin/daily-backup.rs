@@ -40,6 +40,10 @@ struct Cli {
     /// last copy has files.
     #[arg(long, value_name = "NS/PVC")]
     allow_empty: Vec<String>,
+
+    /// Copy every volume in full (rsync of the whole tree), whatever the per-file records say.
+    #[arg(long)]
+    full: bool,
 }
 
 fn main() -> ExitCode {
@@ -51,6 +55,6 @@ fn main() -> ExitCode {
         ..RunSpec::new("daily-backup")
     };
     run(&spec, &cli.global, |ctx| {
-        backup_bins::daily_job(ctx, &cli.allow_empty)
+        backup_bins::daily_job(ctx, &cli.allow_empty, cli.full)
     })
 }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::mounts::mount_point_options;
 use crate::outcome::{Status, VolumeResult};
 
-use super::DailyDeps;
+use super::{incremental, DailyDeps};
 
 /// A result for `vp` that did not run (yet).
 pub(super) fn volume_result(
@@ -189,6 +189,67 @@ fn copy_volume(
     Ok(copied)
 }
 
+/// The record and copy an incremental copy builds on: this week's when its version is complete
+/// (a later run of the week), else the linked week's, when its copy folder is fresh to build.
+/// `None` (a full rsync) when there is none, it does not decode (a warning), `--full` was asked,
+/// or the monthly full pass is due.
+fn base_record(
+    deps: &DailyDeps<'_>,
+    plan: &DailyPlan,
+    vp: &VolumePlan,
+    warnings: &mut Vec<String>,
+) -> Option<(
+    std::collections::BTreeMap<Vec<u8>, backup_core::FileEntry>,
+    Utf8PathBuf,
+)> {
+    if deps.force_full {
+        return None;
+    }
+    let v = &vp.volume;
+    let root = deps.store.root();
+    let marker = |w| {
+        deps.store
+            .read_file(&root.pvc_complete_marker(w, &v.namespace, &v.pvc))
+            .ok()
+            .flatten()
+            .and_then(|b| backup_core::parse_marker(&String::from_utf8_lossy(&b)))
+    };
+    let (week, copy) = if marker(plan.week).is_some() {
+        (plan.week, vp.dest.clone())
+    } else if vp.dest.exists() {
+        // a run of this week that did not finish: its copy holds who knows what
+        return None;
+    } else {
+        let w = vp.link_week?;
+        (w, root.pvc_copy(w, &v.namespace, &v.pvc))
+    };
+    // the periodic full pass: the first run of each month does not trust the record
+    use chrono::Datelike;
+    let completed = marker(week)?;
+    if deps.monthly_full_pass
+        && (completed.year(), completed.month()) != (plan.now.year(), plan.now.month())
+    {
+        return None;
+    }
+    let bytes = deps
+        .store
+        .read_file(&root.pvc_record(week, &v.namespace, &v.pvc))
+        .ok()
+        .flatten()?;
+    match backup_core::decode_record(&bytes) {
+        Ok(entries) => Some((
+            entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
+            copy,
+        )),
+        Err(e) => {
+            warnings.push(format!(
+                "the record of week {week} cannot be used ({e}): copied in full"
+            ));
+            None
+        }
+    }
+}
+
 fn copy_mounted(
     deps: &DailyDeps<'_>,
     plan: &DailyPlan,
@@ -234,16 +295,75 @@ fn copy_mounted(
             }
         }
     }
-    // the week folder is rewritten from here on: it is not a complete version until it is done
+    let base = base_record(deps, plan, vp, &mut warnings);
+    // the week folder is rewritten from here on: it is not a complete version until it is done,
+    // and its record no longer describes it
     deps.store
         .mark_incomplete(Series::Pvc, plan.week, &v.namespace, &v.pvc)?;
-    deps.store.prepare_copy(read_root, &vp.dest)?;
-    let outcome = deps.sync.sync(&SyncRequest {
-        source: read_root.to_owned(),
-        dest: vp.dest.clone(),
-        link_dest,
-        source_kind: SourceKind::Snapshot,
-    })?;
+    let record_path = root.pvc_record(plan.week, &v.namespace, &v.pvc);
+    crate::fs_store::remove_file_if_present(&record_path)?;
+    let trust_ctime = deps.trust_ctime;
+    let mut entries = incremental::walk(read_root.as_std_path())?;
+    let outcome = match &base {
+        Some((base_map, base_copy)) => {
+            let mut diff = incremental::diff(&entries, base_map, trust_ctime);
+            if base_copy == &vp.dest {
+                // a later run of this week: never re-attribute an inode an older week shares
+                incremental::unshare_metadata_only(&vp.dest, &diff)?;
+            } else {
+                incremental::build_link_tree(&entries, base_copy, &vp.dest, &mut diff)?;
+            }
+            if diff.send.is_empty() && diff.gone.is_empty() {
+                backup_core::SyncOutcome {
+                    stats: SyncStats::default(),
+                    warnings: Vec::new(),
+                }
+            } else {
+                let list = tempfile::NamedTempFile::new()
+                    .map_err(|e| Error::io("create a temp file in", "/tmp", e))?;
+                std::fs::write(list.path(), incremental::files_from(&diff))
+                    .map_err(|e| Error::io("write", list.path().display().to_string(), e))?;
+                let list_path = Utf8Path::from_path(list.path())
+                    .ok_or_else(|| Error::Usage("temp path is not UTF-8".to_owned()))?
+                    .to_owned();
+                deps.sync.sync(&SyncRequest {
+                    source: read_root.to_owned(),
+                    dest: vp.dest.clone(),
+                    link_dest: None,
+                    source_kind: SourceKind::Snapshot,
+                    files_from: Some(list_path),
+                })?
+            }
+        }
+        None => {
+            deps.store.prepare_copy(read_root, &vp.dest)?;
+            deps.sync.sync(&SyncRequest {
+                source: read_root.to_owned(),
+                dest: vp.dest.clone(),
+                link_dest,
+                source_kind: SourceKind::Snapshot,
+                files_from: None,
+            })?
+        }
+    };
+    // the record: md5 of what is new or changed, the rest from the base; written before the
+    // completion marker
+    let empty_map = std::collections::BTreeMap::new();
+    let base_map = base.as_ref().map_or(&empty_map, |(m, _)| m);
+    incremental::fill_md5(read_root.as_std_path(), &mut entries, base_map, trust_ctime)?;
+    deps.store
+        .write_file(&record_path, &backup_core::encode_file_record(&entries))?;
+    let mut stats = outcome.stats;
+    // the version's own numbers, whatever rsync was asked to look at
+    stats.files = entries
+        .iter()
+        .filter(|e| e.kind == backup_core::EntryKind::File)
+        .count() as u64;
+    stats.total_bytes = entries.iter().map(|e| e.size).sum();
+    let outcome = backup_core::SyncOutcome {
+        stats,
+        warnings: outcome.warnings,
+    };
     let previous = vp
         .link_week
         .map(|w| root.sqlite_copy(w, &v.namespace, &v.pvc));

@@ -73,6 +73,7 @@ fn copy_path(
         dest: dest.to_owned(),
         link_dest,
         source_kind: SourceKind::Live,
+        files_from: None,
     })?;
     Ok(())
 }

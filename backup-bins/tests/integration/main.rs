@@ -3,6 +3,7 @@
 
 mod daily_real;
 mod defects;
+mod differential;
 mod harness;
 mod lvm_transcript;
 mod offsite_real;

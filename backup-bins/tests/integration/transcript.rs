@@ -130,6 +130,9 @@ fn a_whole_run_against_fakes() {
         store: &store,
         claims: &claims,
         stop: &stop,
+        trust_ctime: false,
+        force_full: false,
+        monthly_full_pass: true,
     };
     let now = t("2026-01-05T05:00:00Z");
     let plan = plan_daily(&cfg, &deps, now, &[]).unwrap();
@@ -221,6 +224,9 @@ fn no_fresh_snapshot_when_the_pool_is_nearly_full() {
         store: &store,
         claims: &[],
         stop: &stop,
+        trust_ctime: false,
+        force_full: false,
+        monthly_full_pass: true,
     };
     let plan = plan_daily(&cfg, &deps, t("2026-01-05T05:00:00Z"), &[]).unwrap();
     let report = run_daily(&cfg, &deps, &plan, &|_| {}).unwrap();

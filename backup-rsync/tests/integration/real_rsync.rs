@@ -59,6 +59,7 @@ fn unchanged_files_are_hardlinked_against_the_link_dest() {
             dest: root.join("w1"),
             link_dest: None,
             source_kind: SourceKind::Snapshot,
+            files_from: None,
         })
         .unwrap();
     assert_eq!((first.stats.files, first.stats.transferred_files), (2, 2));
@@ -69,6 +70,7 @@ fn unchanged_files_are_hardlinked_against_the_link_dest() {
             dest: root.join("w2"),
             link_dest: Some(root.join("w1")),
             source_kind: SourceKind::Snapshot,
+            files_from: None,
         })
         .unwrap();
     assert_eq!(second.stats.transferred_files, 1);
@@ -97,6 +99,7 @@ fn a_missing_link_dest_is_refused_before_rsync_runs() {
             dest: root.join("w2"),
             link_dest: Some(root.join("w1")),
             source_kind: SourceKind::Snapshot,
+            files_from: None,
         })
         .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
@@ -113,6 +116,7 @@ fn a_missing_source_fails_with_rsyncs_words() {
             dest: root.join("w"),
             link_dest: None,
             source_kind: SourceKind::Live,
+            files_from: None,
         })
         .unwrap_err()
         .to_string();
@@ -135,6 +139,7 @@ fn odd_names_survive() {
             dest: root.join("-w"),
             link_dest: None,
             source_kind: SourceKind::Snapshot,
+            files_from: None,
         })
         .unwrap();
     for name in ["-rf", "a:b", "new\nline", "sp ace", "--delete"] {
@@ -168,6 +173,7 @@ fn sparse_files_keep_their_holes_with_hardlinks_and_link_dest() {
         dest: root.join(dest),
         link_dest: link.map(|l| root.join(l)),
         source_kind: SourceKind::Snapshot,
+        files_from: None,
     };
     sync.sync(&req("w1", None)).unwrap();
     // a change makes the next week copy the file again rather than link it

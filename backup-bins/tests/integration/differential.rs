@@ -1,0 +1,264 @@
+//! The differential property test of the copy from a diff: random changes to a volume across
+//! days and weeks (create, write, same-size rewrite, truncate, chmod, chown, rename of files and
+//! folders, delete, hardlink, symlink, xattr, a file replaced by a folder and back); after each
+//! run the version equals the volume (rsync -n -aHAXc --delete --itemize-changes lists nothing,
+//! hardlink groups kept) and no older version changed.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use proptest::prelude::*;
+
+use crate::harness::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Create(u8, u8),
+    Append(u8),
+    SameSize(u8),
+    Truncate(u8),
+    Chmod(u8, u32),
+    Chown(u8, u32),
+    RenameFile(u8, u8),
+    RenameDir(u8, u8),
+    Delete(u8),
+    Hardlink(u8, u8),
+    Symlink(u8),
+    Xattr(u8, u8),
+    FileToDir(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..12, 0u8..4).prop_map(|(f, d)| Op::Create(f, d)),
+        (0u8..12).prop_map(Op::Append),
+        (0u8..12).prop_map(Op::SameSize),
+        (0u8..12).prop_map(Op::Truncate),
+        (
+            0u8..12,
+            prop::sample::select(vec![0o600, 0o644, 0o755, 0o2755])
+        )
+            .prop_map(|(f, m)| Op::Chmod(f, m)),
+        (0u8..12, prop::sample::select(vec![0, 999, 1000, 65534]))
+            .prop_map(|(f, u)| Op::Chown(f, u)),
+        (0u8..12, 0u8..12).prop_map(|(a, b)| Op::RenameFile(a, b)),
+        (0u8..4, 0u8..4).prop_map(|(a, b)| Op::RenameDir(a, b)),
+        (0u8..12).prop_map(Op::Delete),
+        (0u8..12, 0u8..12).prop_map(|(a, b)| Op::Hardlink(a, b)),
+        (0u8..12).prop_map(Op::Symlink),
+        (0u8..12, 0u8..3).prop_map(|(f, v)| Op::Xattr(f, v)),
+        (0u8..12).prop_map(Op::FileToDir),
+    ]
+}
+
+/// The regular files (not symlinks) under `vol`.
+fn files(vol: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![vol.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in d.read_dir_utf8().unwrap().flatten() {
+            let p = e.path().to_owned();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn pick(list: &[Utf8PathBuf], i: u8) -> Option<&Utf8PathBuf> {
+    (!list.is_empty()).then(|| &list[i as usize % list.len()])
+}
+
+fn apply(vol: &Utf8Path, op: &Op, day: usize) {
+    let fs = files(vol);
+    let _ = match op {
+        Op::Create(f, d) => {
+            let p = vol.join(format!("d{d}/sub/new-{day}-{f}"));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, format!("created {day} {f}\n")).map(|_| ())
+        }
+        Op::Append(f) => pick(&fs, *f).map_or(Ok(()), |p| {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(p)
+                .and_then(|mut h| h.write_all(b"more\n"))
+        }),
+        Op::SameSize(f) => pick(&fs, *f).map_or(Ok(()), |p| {
+            // the same size, the same mtime: only ctime and inode tell (or nothing, on `dir`)
+            let m = std::fs::metadata(p).unwrap();
+            let len = m.len() as usize;
+            std::fs::write(p, "Z".repeat(len)).unwrap();
+            Ok(())
+        }),
+        Op::Truncate(f) => pick(&fs, *f).map_or(Ok(()), |p| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .and_then(|h| h.set_len(1))
+        }),
+        Op::Chmod(f, m) => pick(&fs, *f).map_or(Ok(()), |p| {
+            std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(*m))
+        }),
+        Op::Chown(f, u) => {
+            pick(&fs, *f).map_or(Ok(()), |p| std::os::unix::fs::chown(p, Some(*u), Some(*u)))
+        }
+        Op::RenameFile(a, b) => pick(&fs, *a).map_or(Ok(()), |p| {
+            std::fs::rename(p, vol.join(format!("d{}/moved-{day}-{b}", b % 4)))
+                .or_else(|_| std::fs::rename(p, vol.join(format!("moved-{day}-{b}"))))
+        }),
+        Op::RenameDir(a, b) => {
+            let from = vol.join(format!("d{a}"));
+            let to = vol.join(format!("renamed-{day}-{b}"));
+            if from.is_dir() && !to.exists() {
+                std::fs::rename(from, to)
+            } else {
+                Ok(())
+            }
+        }
+        Op::Delete(f) => pick(&fs, *f).map_or(Ok(()), std::fs::remove_file),
+        Op::Hardlink(a, b) => pick(&fs, *a).map_or(Ok(()), |p| {
+            std::fs::hard_link(p, vol.join(format!("link-{day}-{b}")))
+        }),
+        Op::Symlink(f) => {
+            std::os::unix::fs::symlink(format!("target-{f}"), vol.join(format!("sym-{day}-{f}")))
+        }
+        Op::Xattr(f, v) => pick(&fs, *f).map_or(Ok(()), |p| {
+            let ok = Command::new("setfattr")
+                .args(["-n", "user.test", "-v", &format!("value{v}")])
+                .arg(p)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(
+                ok,
+                "setfattr failed (attr package; scripts/test installs it)"
+            );
+            Ok(())
+        }),
+        Op::FileToDir(f) => pick(&fs, *f).map_or(Ok(()), |p| {
+            std::fs::remove_file(p).unwrap();
+            std::fs::create_dir_all(p.join("inside"))?;
+            std::fs::write(p.join("inside/f"), "now a folder\n")
+        }),
+    };
+}
+
+/// Every entry of `dir`: path → (mode, uid, gid, size, mtime, content, xattrs).
+fn state(dir: &Utf8Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in d.read_dir_utf8().unwrap().flatten() {
+            let p = e.path().to_owned();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let content = if m.is_file() {
+                format!("{:?}", std::fs::read(&p).unwrap())
+            } else {
+                String::new()
+            };
+            out.insert(
+                p.strip_prefix(dir).unwrap().to_string(),
+                format!(
+                    "{:o} {}:{} {} {}.{} {content}",
+                    m.mode(),
+                    m.uid(),
+                    m.gid(),
+                    m.len(),
+                    m.mtime(),
+                    m.mtime_nsec()
+                ),
+            );
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn rsync_differences(src: &Utf8Path, copy: &Utf8Path) -> String {
+    let out = Command::new("rsync")
+        .args([
+            "-n",
+            "-aHAXc",
+            "--delete",
+            "--numeric-ids",
+            "--itemize-changes",
+        ])
+        .arg(format!("{src}/"))
+        .arg(format!("{copy}/"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn hardlink_groups(dir: &Utf8Path) -> Vec<Vec<String>> {
+    let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for p in files(dir) {
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        by_inode
+            .entry(ino)
+            .or_default()
+            .push(p.strip_prefix(dir).unwrap().to_string());
+    }
+    let mut groups: Vec<Vec<String>> = by_inode.into_values().filter(|g| g.len() > 1).collect();
+    groups.sort();
+    groups
+}
+
+const DAYS: [&str; 6] = [
+    "2026-01-05",
+    "2026-01-06",
+    "2026-01-12",
+    "2026-01-13",
+    "2026-01-14",
+    "2026-01-19",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_version_equals_its_snapshot_and_no_older_one_changes(
+        days in prop::collection::vec(prop::collection::vec(op(), 0..6), DAYS.len())
+    ) {
+        assert!(is_root(), "the differential test chowns files: run scripts/test as root");
+        let env = Env::new();
+        let vol = env.vol("vm-100-pvc-a");
+        for d in 0..4 {
+            write(&vol.join(format!("d{d}/sub/f{d}")), &format!("file {d}\n"));
+        }
+        let mut weeks_seen: Vec<String> = Vec::new();
+        for (i, (day, ops)) in DAYS.iter().zip(&days).enumerate() {
+            for op in ops {
+                apply(&vol, op, i);
+            }
+            let older: Vec<(String, BTreeMap<String, String>)> = weeks_seen
+                .iter()
+                .map(|w| (w.clone(), state(&env.copy(w, "vaultwarden", "data"))))
+                .collect();
+            let out = env.day(day);
+            prop_assert_eq!(out.status.code(), Some(0), "{}: {}", day, text(&out));
+            let week = env.weeks().last().unwrap().clone();
+            let copy = env.copy(&week, "vaultwarden", "data");
+            let diff = rsync_differences(&vol, &copy);
+            prop_assert!(diff.trim().is_empty(), "{} ({:?}): the copy differs:\n{}", day, ops, diff);
+            prop_assert_eq!(hardlink_groups(&vol), hardlink_groups(&copy), "{} hardlink groups", day);
+            for (w, before) in older.iter().filter(|(w, _)| *w != week) {
+                prop_assert_eq!(before, &state(&env.copy(w, "vaultwarden", "data")), "week {} changed on {}", w, day);
+            }
+            if !weeks_seen.contains(&week) {
+                weeks_seen.push(week);
+            }
+        }
+    }
+}
