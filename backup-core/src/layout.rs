@@ -3,6 +3,7 @@
 //! ```text
 //! <root>/pvc-data/<YYYY-WW>/<namespace>/<pvc>/...                  file copy of the PVC
 //! <root>/pvc-data/<YYYY-WW>/.complete/<namespace>/<pvc>             completion marker
+//! <root>/pvc-data/<YYYY-WW>/.records/<namespace>/<pvc>              per-file record
 //! <root>/sqlite-backup/<YYYY-WW>/<namespace>/<pvc>/<path of the db inside the PVC>
 //! <root>/pfsense/<YYYY-WW>/config.xml, pfsense-full.tar.gz
 //! <root>/pve-config/<YYYY-WW>/<configured path>/...                PVE host config, weekly
