@@ -311,7 +311,14 @@ fn copy_mounted(
                 // a later run of this week: never re-attribute an inode an older week shares
                 incremental::unshare_metadata_only(&vp.dest, &diff)?;
             } else {
-                incremental::build_link_tree(&entries, base_copy, &vp.dest, &mut diff)?;
+                incremental::build_link_tree(
+                    read_root.as_std_path(),
+                    &entries,
+                    base_map,
+                    base_copy,
+                    &vp.dest,
+                    &mut diff,
+                )?;
             }
             if diff.send.is_empty() && diff.gone.is_empty() {
                 backup_core::SyncOutcome {

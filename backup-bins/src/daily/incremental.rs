@@ -240,17 +240,18 @@ pub fn diff(source: &[FileEntry], base: &BTreeMap<Vec<u8>, FileEntry>, trust_cti
 /// # Errors
 /// When a folder cannot be created or a link made for another reason than a missing base file.
 pub fn build_link_tree(
+    source_root: &Path,
     source: &[FileEntry],
+    base: &BTreeMap<Vec<u8>, FileEntry>,
     base_copy: &Utf8Path,
     dest: &Utf8Path,
     diff: &mut Diff,
 ) -> Result<()> {
     std::fs::create_dir_all(dest).map_err(|e| io("create folder", dest.as_std_path(), e))?;
-    for e in source.iter().filter(|e| e.kind == EntryKind::Dir) {
+    let dirs: Vec<&FileEntry> = source.iter().filter(|e| e.kind == EntryKind::Dir).collect();
+    for e in &dirs {
         let p = dest.as_std_path().join(OsStr::from_bytes(&e.path));
         std::fs::create_dir_all(&p).map_err(|err| io("create folder", &p, err))?;
-        // folders are always sent: rsync sets their modes, owners and times
-        diff.send.insert(e.path.clone());
     }
     let unchanged: Vec<Vec<u8>> = diff.unchanged.iter().cloned().collect();
     for path in unchanged {
@@ -261,12 +262,59 @@ pub fn build_link_tree(
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(_) => {
+                // the base copy lost it: rsync sends it, and resets its folder's times after
                 diff.unchanged.remove(&path);
+                if let Some(p) = parent(&path) {
+                    diff.send.insert(p.to_vec());
+                }
                 diff.send.insert(path);
             }
         }
     }
+    // Folders rsync does not get (nothing in them changed, and they did not) get their mode,
+    // owner, extended attributes (ACLs) and times here, children first: every entry is in
+    // place by now, so nothing moves a folder's mtime after it is set. The others go in the
+    // list: rsync sets them at its end.
+    for e in dirs.iter().rev() {
+        let changed = !base.get(&e.path).is_some_and(|b| b.unchanged(e, false));
+        if changed {
+            diff.send.insert(e.path.clone());
+        } else if !diff.send.contains(&e.path) {
+            let rel = OsStr::from_bytes(&e.path);
+            dir_attributes(&source_root.join(rel), &dest.as_std_path().join(rel), e)?;
+        }
+    }
     Ok(())
+}
+
+/// Gives the folder `dest` the owner, mode, extended attributes and mtime of `src` (entry `e`).
+fn dir_attributes(src: &Path, dest: &Path, e: &FileEntry) -> Result<()> {
+    std::os::unix::fs::lchown(dest, Some(e.uid), Some(e.gid))
+        .map_err(|err| io("chown", dest, err))?;
+    std::fs::set_permissions(
+        dest,
+        std::os::unix::fs::PermissionsExt::from_mode(e.mode & 0o7777),
+    )
+    .map_err(|err| io("chmod", dest, err))?;
+    let want = crate::linkguard::xattrs(src);
+    for (name, _) in crate::linkguard::xattrs(dest) {
+        if !want.iter().any(|(n, _)| *n == name) {
+            if let Ok(c) = std::ffi::CString::new(name) {
+                let _ = rustix::fs::lremovexattr(dest, c.as_c_str());
+            }
+        }
+    }
+    for (name, value) in &want {
+        let c = std::ffi::CString::new(name.clone())
+            .map_err(|_| io("set xattr on", dest, std::io::Error::other("NUL in a name")))?;
+        rustix::fs::lsetxattr(dest, c.as_c_str(), value, rustix::fs::XattrFlags::empty())
+            .map_err(|err| io("set xattr on", dest, err.into()))?;
+    }
+    let mtime = std::time::UNIX_EPOCH
+        + std::time::Duration::from_nanos(u64::try_from(e.mtime_ns).unwrap_or(0));
+    std::fs::File::open(dest)
+        .and_then(|f| f.set_times(std::fs::FileTimes::new().set_modified(mtime)))
+        .map_err(|err| io("set the times of", dest, err))
 }
 
 /// Before a same-week rerun: unlinks the files whose metadata alone changed when they share
