@@ -262,3 +262,50 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_damaged_record_means_a_full_copy_with_a_warning_never_a_wrong_one() {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let record = env
+        .root
+        .join("backup/pvc-data/2026-02/.records/vaultwarden/data");
+    let mut bytes = std::fs::read(&record).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&record, &bytes).unwrap();
+    // a change the damaged record could hide
+    write(
+        &env.vol("vm-100-pvc-a").join("dir/file-0.txt"),
+        "changed!\n",
+    );
+    let out = env.day("2026-01-12");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot be used") && text(&out).contains("copied in full"),
+        "{}",
+        text(&out)
+    );
+    let copy = env.copy("2026-03", "vaultwarden", "data");
+    assert_eq!(
+        rsync_differences(&env.vol("vm-100-pvc-a"), &copy).trim(),
+        ""
+    );
+    // the new version has a good record again, and the next week builds on it
+    assert!(backup_core::decode_record(
+        &std::fs::read(
+            env.root
+                .join("backup/pvc-data/2026-03/.records/vaultwarden/data")
+        )
+        .unwrap()
+    )
+    .is_ok());
+    // a truncated record too
+    let record = env
+        .root
+        .join("backup/pvc-data/2026-03/.records/vaultwarden/data");
+    let bytes = std::fs::read(&record).unwrap();
+    std::fs::write(&record, &bytes[..bytes.len() - 20]).unwrap();
+    let out = env.day("2026-01-13");
+    assert!(text(&out).contains("copied in full"), "{}", text(&out));
+}
