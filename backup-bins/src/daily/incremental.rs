@@ -194,6 +194,11 @@ fn parent(path: &[u8]) -> Option<&[u8]> {
 pub fn diff(source: &[FileEntry], base: &BTreeMap<Vec<u8>, FileEntry>, trust_ctime: bool) -> Diff {
     let mut d = Diff::default();
     let present: BTreeSet<&[u8]> = source.iter().map(|e| e.path.as_slice()).collect();
+    let present_dirs: BTreeSet<&[u8]> = source
+        .iter()
+        .filter(|e| e.kind == EntryKind::Dir)
+        .map(|e| e.path.as_slice())
+        .collect();
     for e in source {
         let same = base.get(&e.path).filter(|b| b.unchanged(e, trust_ctime));
         let always = match e.kind {
@@ -220,7 +225,9 @@ pub fn diff(source: &[FileEntry], base: &BTreeMap<Vec<u8>, FileEntry>, trust_cti
     for p in base.keys() {
         // only the topmost gone path: `--force` deletes a folder with what it held, and a child
         // listed under a gone folder makes rsync look for the folder and call it vanished
-        let under_gone = parent(p).is_some_and(|pp| !present.contains(pp) && base.contains_key(pp));
+        // (a folder that became a file counts as gone for what it held)
+        let under_gone =
+            parent(p).is_some_and(|pp| !present_dirs.contains(pp) && base.contains_key(pp));
         if !present.contains(p.as_slice()) && !under_gone {
             d.gone.insert(p.clone());
             if let Some(pp) = parent(p) {

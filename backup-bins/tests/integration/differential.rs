@@ -1,6 +1,7 @@
 //! The differential property test of the copy from a diff: random changes to a volume across
 //! days and weeks (create, write, same-size rewrite, truncate, chmod, chown, rename of files and
-//! folders, delete, hardlink, symlink, xattr, a file replaced by a folder and back); after each
+//! folders, delete, hardlink, symlink, xattr, a file replaced by a folder, a folder by a file);
+//! after each
 //! run the version equals the volume (rsync -n -aHAXc --delete --itemize-changes lists nothing,
 //! hardlink groups kept) and no older version changed.
 
@@ -28,6 +29,7 @@ enum Op {
     Symlink(u8),
     Xattr(u8, u8),
     FileToDir(u8),
+    DirToFile(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..12).prop_map(Op::Symlink),
         (0u8..12, 0u8..3).prop_map(|(f, v)| Op::Xattr(f, v)),
         (0u8..12).prop_map(Op::FileToDir),
+        (0u8..12).prop_map(Op::DirToFile),
     ]
 }
 
@@ -72,6 +75,23 @@ fn files(vol: &Utf8Path) -> Vec<Utf8PathBuf> {
     out
 }
 
+/// The folders under `vol` (not `vol`).
+fn dirs(vol: &Utf8Path) -> Vec<Utf8PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![vol.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in d.read_dir_utf8().unwrap().flatten() {
+            let p = e.path().to_owned();
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                out.push(p.clone());
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 fn pick(list: &[Utf8PathBuf], i: u8) -> Option<&Utf8PathBuf> {
     (!list.is_empty()).then(|| &list[i as usize % list.len()])
 }
@@ -80,9 +100,10 @@ fn apply(vol: &Utf8Path, op: &Op, day: usize) {
     let fs = files(vol);
     let _ = match op {
         Op::Create(f, d) => {
+            // `d{d}` may have become a file: then there is nothing to create in
             let p = vol.join(format!("d{d}/sub/new-{day}-{f}"));
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, format!("created {day} {f}\n")).map(|_| ())
+            std::fs::create_dir_all(p.parent().unwrap())
+                .and_then(|()| std::fs::write(&p, format!("created {day} {f}\n")))
         }
         Op::Append(f) => pick(&fs, *f).map_or(Ok(()), |p| {
             use std::io::Write;
@@ -143,6 +164,17 @@ fn apply(vol: &Utf8Path, op: &Op, day: usize) {
             );
             Ok(())
         }),
+        Op::DirToFile(f) => {
+            // not `dir`: the PVE config stage of the harness reads it as a folder
+            let dirs: Vec<Utf8PathBuf> = dirs(vol)
+                .into_iter()
+                .filter(|d| !d.starts_with(vol.join("dir")))
+                .collect();
+            pick(&dirs, *f).map_or(Ok(()), |d| {
+                std::fs::remove_dir_all(d)?;
+                std::fs::write(d, "now a file\n")
+            })
+        }
         Op::FileToDir(f) => pick(&fs, *f).map_or(Ok(()), |p| {
             std::fs::remove_file(p).unwrap();
             std::fs::create_dir_all(p.join("inside"))?;
