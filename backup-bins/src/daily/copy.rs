@@ -303,17 +303,82 @@ fn copy_mounted(
     let record_path = root.pvc_record(plan.week, &v.namespace, &v.pvc);
     crate::fs_store::remove_file_if_present(&record_path)?;
     let trust_ctime = deps.trust_ctime;
-    let mut entries = incremental::walk(read_root.as_std_path())?;
-    let outcome = match &base {
+    let entries = incremental::walk(read_root.as_std_path())?;
+    // the record's md5s (of new and changed files; the rest from the base) are read from the
+    // snapshot while rsync copies it: the two read the same files, neither waits for the other
+    let empty_map = std::collections::BTreeMap::new();
+    let base_map = base.as_ref().map_or(&empty_map, |(m, _)| m);
+    let mut hashed = entries.clone();
+    let (outcome, hashing) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| {
+            incremental::fill_md5(read_root.as_std_path(), &mut hashed, base_map, trust_ctime)
+        });
+        let outcome = copy_changes(deps, vp, read_root, base.as_ref(), &entries, link_dest);
+        let hashing = hasher
+            .join()
+            .unwrap_or_else(|_| Err(Error::Usage("the md5 worker panicked".to_owned())));
+        (outcome, hashing)
+    });
+    let outcome = outcome?;
+    hashing?;
+    let entries = hashed;
+    // written before the completion marker
+    deps.store
+        .write_file(&record_path, &backup_core::encode_file_record(&entries))?;
+    let mut stats = outcome.stats;
+    // the version's own numbers, whatever rsync was asked to look at
+    stats.files = entries
+        .iter()
+        .filter(|e| e.kind == backup_core::EntryKind::File)
+        .count() as u64;
+    stats.total_bytes = entries.iter().map(|e| e.size).sum();
+    let outcome = backup_core::SyncOutcome {
+        stats,
+        warnings: outcome.warnings,
+    };
+    let previous = vp
+        .link_week
+        .map(|w| root.sqlite_copy(w, &v.namespace, &v.pvc));
+    let sqlite = deps.store.copy_databases(
+        read_root,
+        &root.sqlite_copy(plan.week, &v.namespace, &v.pvc),
+        previous.as_deref(),
+    );
+    warnings.extend(outcome.warnings);
+    Ok(Copied {
+        stats: outcome.stats,
+        warnings,
+        sqlite,
+    })
+}
+
+/// The base a copy builds on: the record's entries by path, and the copy folder they describe.
+type Base = (
+    std::collections::BTreeMap<Vec<u8>, backup_core::FileEntry>,
+    Utf8PathBuf,
+);
+
+/// Copies what changed since `base` (everything, with `--link-dest`, without one): see
+/// `incremental`.
+fn copy_changes(
+    deps: &DailyDeps<'_>,
+    vp: &VolumePlan,
+    read_root: &Utf8Path,
+    base: Option<&Base>,
+    entries: &[backup_core::FileEntry],
+    link_dest: Option<Utf8PathBuf>,
+) -> Result<backup_core::SyncOutcome> {
+    let trust_ctime = deps.trust_ctime;
+    let outcome = match base {
         Some((base_map, base_copy)) => {
-            let mut diff = incremental::diff(&entries, base_map, trust_ctime);
+            let mut diff = incremental::diff(entries, base_map, trust_ctime);
             if base_copy == &vp.dest {
                 // a later run of this week: never re-attribute an inode an older week shares
                 incremental::unshare_metadata_only(&vp.dest, &diff)?;
             } else {
                 incremental::build_link_tree(
                     read_root.as_std_path(),
-                    &entries,
+                    entries,
                     base_map,
                     base_copy,
                     &vp.dest,
@@ -353,36 +418,5 @@ fn copy_mounted(
             })?
         }
     };
-    // the record: md5 of what is new or changed, the rest from the base; written before the
-    // completion marker
-    let empty_map = std::collections::BTreeMap::new();
-    let base_map = base.as_ref().map_or(&empty_map, |(m, _)| m);
-    incremental::fill_md5(read_root.as_std_path(), &mut entries, base_map, trust_ctime)?;
-    deps.store
-        .write_file(&record_path, &backup_core::encode_file_record(&entries))?;
-    let mut stats = outcome.stats;
-    // the version's own numbers, whatever rsync was asked to look at
-    stats.files = entries
-        .iter()
-        .filter(|e| e.kind == backup_core::EntryKind::File)
-        .count() as u64;
-    stats.total_bytes = entries.iter().map(|e| e.size).sum();
-    let outcome = backup_core::SyncOutcome {
-        stats,
-        warnings: outcome.warnings,
-    };
-    let previous = vp
-        .link_week
-        .map(|w| root.sqlite_copy(w, &v.namespace, &v.pvc));
-    let sqlite = deps.store.copy_databases(
-        read_root,
-        &root.sqlite_copy(plan.week, &v.namespace, &v.pvc),
-        previous.as_deref(),
-    );
-    warnings.extend(outcome.warnings);
-    Ok(Copied {
-        stats: outcome.stats,
-        warnings,
-        sqlite,
-    })
+    Ok(outcome)
 }
