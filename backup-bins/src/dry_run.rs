@@ -44,16 +44,8 @@ impl Would {
 
 /// The error of a step a dry run cannot carry out without changing something; the job reports
 /// the item as planned.
-pub fn not_carried_out(what: impl Into<String>) -> Error {
-    Error::backend(what, crate::dry_run::NOT_CARRIED_OUT)
-}
-
-/// The message of [`not_carried_out`]: how a job tells "planned" from "failed".
-pub const NOT_CARRIED_OUT: &str = "dry run: not carried out";
-
-/// True for the error of [`not_carried_out`].
-pub fn is_not_carried_out(e: &Error) -> bool {
-    matches!(e, Error::Backend { message, .. } if message == NOT_CARRIED_OUT)
+fn not_carried_out(what: impl Into<String>) -> Error {
+    Error::NotCarriedOut { what: what.into() }
 }
 
 /// Lists for real; takes, removes and activates nothing.

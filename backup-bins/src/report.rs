@@ -7,14 +7,10 @@ use backup_core::{DailyPlan, PrunePlan, SnapshotChoice};
 use crate::human::{bytes, count};
 use crate::outcome::{CreateReport, DailyReport, Status, VolumeResult};
 
-fn status_word(s: Status) -> &'static str {
-    s.word()
-}
-
 /// One line for one volume.
 pub fn volume_line(r: &VolumeResult) -> String {
     let name = format!("{}/{}", r.namespace, r.pvc);
-    let mut line = format!("  {:<7} {:<36} {:<24}", status_word(r.status), name, r.lv);
+    let mut line = format!("  {:<7} {:<36} {:<24}", r.status.word(), name, r.lv);
     match (&r.stats, &r.error) {
         (Some(s), _) => {
             let _ = write!(
@@ -84,7 +80,7 @@ pub fn daily_summary(r: &DailyReport, dry_run: bool) -> String {
         if dry_run && s == Status::Ok {
             "would"
         } else {
-            status_word(s)
+            s.word()
         }
     };
     for e in &r.excluded {
@@ -306,7 +302,7 @@ pub fn create_report(r: &CreateReport, dry_run: bool) -> String {
             if t.status == Status::Ok {
                 ok_word
             } else {
-                status_word(t.status)
+                t.status.word()
             },
             t.volume.lv,
             t.volume.namespace,

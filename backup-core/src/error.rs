@@ -45,6 +45,14 @@ pub enum Error {
     #[error(transparent)]
     Refused(#[from] Refusal),
 
+    /// `--dry-run`: a step that cannot be previewed without changing something (activating or
+    /// mounting a snapshot) was not carried out; the item is reported as planned.
+    #[error("dry run: {what} not carried out")]
+    NotCarriedOut {
+        /// The step.
+        what: String,
+    },
+
     /// An argument that names nothing this run knows (`--allow-empty ns/typo`).
     #[error("{arg}: {reason}")]
     InvalidArgument {

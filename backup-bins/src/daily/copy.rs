@@ -10,7 +10,6 @@ use backup_core::{
 };
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::dry_run::is_not_carried_out;
 use crate::error::{Error, Result};
 use crate::mounts::mount_point_options;
 use crate::outcome::{Status, VolumeResult};
@@ -58,7 +57,7 @@ pub(super) fn backup_volume(
             r.sqlite = copied.sqlite;
         }
         // --dry-run: the copy was planned, not made
-        Err(Error::Core(e)) if is_not_carried_out(&e) => r.status = Status::Planned,
+        Err(Error::Core(backup_core::Error::NotCarriedOut { .. })) => r.status = Status::Planned,
         Err(e) => {
             r.status = Status::Failed;
             r.error = Some(e.to_string());

@@ -475,3 +475,25 @@ fn over_ssh_with_a_pinned_host_key_and_fails_closed_when_it_changes() {
     );
     assert!(!nas.join("a/after.txt").exists());
 }
+
+#[test]
+fn check_counts_the_folders_against_max_user_watches() {
+    let site = Site::new("");
+    for i in 0..5 {
+        std::fs::create_dir_all(site.root.join(format!("a/x{i}/y"))).unwrap();
+    }
+    let out = Command::new(TRACKER)
+        .arg("--config")
+        .arg(site.config())
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // a: itself and 10 below; b: itself
+    assert!(
+        text(&out).contains("a: 11 folders") && text(&out).contains("12 watches needed"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains(": fits"), "{}", text(&out));
+}

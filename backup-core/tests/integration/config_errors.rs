@@ -139,3 +139,20 @@ fn the_install_example_parses() {
     assert_eq!(c.backup_root, "/mnt/backup");
     assert_eq!(c.pvc_backup.mount_dir, "/run/homelab-backup/mnt");
 }
+
+#[test]
+fn remote_destinations_are_told_from_local_paths() {
+    let remote = |d: &str| {
+        parse(&format!(
+            "backup-root = \"/b\"\n[offsite]\ndestination = \"{d}\"\n"
+        ))
+        .unwrap()
+        .offsite
+        .unwrap()
+        .is_remote()
+    };
+    assert!(remote("backup@nas:/volume1/Backup"));
+    assert!(remote("nas:backup"));
+    assert!(!remote("/mnt/nas/backup"));
+    assert!(!remote("/mnt/odd:name/backup"));
+}
