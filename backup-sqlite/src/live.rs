@@ -54,10 +54,15 @@ pub fn check_live(path: &Path) -> Result<()> {
     integrity_check(&open_live(path)?, path)
 }
 
-/// Copies the live database at `source` into a new file `dest` with the online backup API,
-/// 256 pages a step. A step that finds the database busy or locked is retried; a writer that
-/// changes the database restarts the backup (SQLite's rule), and after `bound` of that the copy
-/// gives up rather than run forever. The copy is checked and fsynced.
+/// Copies the live database at `source` into a new file `dest` with the online backup API.
+///
+/// A WAL database is copied in one step: the copy reads one snapshot under one read
+/// transaction while writers go on (WAL lets them), so a writer that never pauses cannot
+/// restart it. A rollback-journal database is copied 256 pages a step, so writers wait only for
+/// a step at a time; a writer that changes it restarts the copy (SQLite's rule), and after half
+/// of `bound` the rest is copied in one step (writers then wait for it). A step that finds the
+/// database busy or locked is retried; past `bound` the copy gives up rather than run forever.
+/// The copy is checked and fsynced.
 ///
 /// # Errors
 /// [`Error::Busy`] past the bound; SQLite and I/O errors naming the file.
@@ -65,12 +70,21 @@ pub fn backup_live(source: &Path, dest: &Path, bound: Duration) -> Result<()> {
     let src = open_live(source)?;
     let mut out = Connection::open(dest).map_err(|e| Error::sqlite("create", dest, e))?;
     let started = Instant::now();
+    let wal = src
+        .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+        .map_err(|e| Error::sqlite("read journal_mode of", source, e))?
+        .eq_ignore_ascii_case("wal");
     {
         let backup = Backup::new(&src, &mut out)
             .map_err(|e| Error::sqlite("start a backup of", source, e))?;
         loop {
+            let pages = if wal || started.elapsed() > bound / 2 {
+                -1
+            } else {
+                256
+            };
             match backup
-                .step(256)
+                .step(pages)
                 .map_err(|e| Error::sqlite("copy", source, e))?
             {
                 StepResult::Done => break,
