@@ -245,6 +245,7 @@ impl BackupStore for DryRunStore<'_> {
     fn copy_databases(
         &self,
         source: &Utf8Path,
+        _found: Option<&backup_core::Discovery>,
         dest: &Utf8Path,
         _previous: Option<&Utf8Path>,
     ) -> Vec<DatabaseCopy> {

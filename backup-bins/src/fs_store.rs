@@ -121,10 +121,11 @@ impl BackupStore for DiskStore {
     fn copy_databases(
         &self,
         source: &Utf8Path,
+        found: Option<&backup_core::Discovery>,
         dest: &Utf8Path,
         previous: Option<&Utf8Path>,
     ) -> Vec<DatabaseCopy> {
-        crate::sqlite_stage::copy_databases(source, dest, previous)
+        crate::sqlite_stage::copy_databases(source, found, dest, previous)
     }
 
     fn read_file(&self, path: &Utf8Path) -> backup_core::Result<Option<Vec<u8>>> {

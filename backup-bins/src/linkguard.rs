@@ -10,9 +10,7 @@
 
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 
@@ -21,100 +19,64 @@ fn io(action: &'static str, path: &Path, e: std::io::Error) -> Error {
 }
 
 /// Unlinks from `dest` every shared file (link count above 1) that rsync would keep but
-/// re-attribute from `source`. Returns how many it unlinked. Folders are shared out to one
-/// worker per core: this walk runs before every same-week copy.
+/// re-attribute from `source`. Returns how many it unlinked. The source is walked with the
+/// workspace's one walker (one worker per core): this runs before every full same-week copy.
 ///
 /// # Errors
-/// When a folder cannot be read or a file cannot be unlinked.
+/// When a folder of the source cannot be read or a file cannot be unlinked.
 pub fn unshare_changed(source: &Path, dest: &Path) -> Result<usize> {
-    let queue = Mutex::new(vec![PathBuf::new()]);
-    let pending = AtomicUsize::new(1); // folders queued or being walked
-    let unlinked = AtomicUsize::new(0);
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let job = queue.lock().unwrap_or_else(PoisonError::into_inner).pop();
-                let Some(rel) = job else {
-                    if pending.load(Ordering::SeqCst) == 0 {
-                        return;
-                    }
-                    // another worker is listing a folder that may hold more work
-                    std::thread::sleep(std::time::Duration::from_micros(200));
-                    continue;
-                };
-                if failed
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .is_none()
-                {
-                    match walk_one(source, dest, &rel) {
-                        Ok((subdirs, n)) => {
-                            unlinked.fetch_add(n, Ordering::SeqCst);
-                            pending.fetch_add(subdirs.len(), Ordering::SeqCst);
-                            queue
-                                .lock()
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .extend(subdirs);
-                        }
-                        Err(e) => *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(e),
-                    }
-                }
-                pending.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-    });
-    match failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
-        Some(e) => Err(e),
-        None => Ok(unlinked.into_inner()),
-    }
-}
-
-/// One folder: unlinks what needs it, returns the sub-folders to walk and the count unlinked.
-fn walk_one(source: &Path, dest: &Path, rel: &Path) -> Result<(Vec<PathBuf>, usize)> {
-    let dir = source.join(rel);
-    let mut subdirs = Vec::new();
-    let mut unlinked = 0;
-    for entry in std::fs::read_dir(&dir).map_err(|e| io("list", &dir, e))? {
-        let entry = entry.map_err(|e| io("list", &dir, e))?;
-        let rel = rel.join(entry.file_name());
-        let dest_path = dest.join(&rel);
-        let Ok(dest_meta) = std::fs::symlink_metadata(&dest_path) else {
-            continue;
-        };
-        let src_meta = entry.metadata().map_err(|e| io("stat", &entry.path(), e))?;
-        if src_meta.is_dir() {
-            if dest_meta.is_dir() {
-                subdirs.push(rel);
+    let walked = backup_walk::walk(
+        source,
+        backup_walk::Options {
+            stat: true,
+            workers: 0,
+        },
+        || (0usize, None::<Error>),
+        |(unlinked, failed): &mut (usize, Option<Error>), v: &backup_walk::Visit<'_>| {
+            let Some(src) = v.stat else { return };
+            if failed.is_some() || v.kind == rustix::fs::FileType::Directory {
+                return;
             }
-            continue;
-        }
-        if same_content_shared(&src_meta, &dest_meta)
-            && (attributes_differ(&src_meta, &dest_meta)
-                || xattrs(&entry.path()) != xattrs(&dest_path))
-        {
-            std::fs::remove_file(&dest_path).map_err(|e| io("unlink", &dest_path, e))?;
-            unlinked += 1;
-        }
+            let dest_path = dest.join(v.rel);
+            let Ok(dest_meta) = std::fs::symlink_metadata(&dest_path) else {
+                return;
+            };
+            if same_content_shared(src, &dest_meta)
+                && (attributes_differ(src, &dest_meta)
+                    || xattrs(&source.join(v.rel)) != xattrs(&dest_path))
+            {
+                match std::fs::remove_file(&dest_path) {
+                    Ok(()) => *unlinked += 1,
+                    Err(e) => *failed = Some(io("unlink", &dest_path, e)),
+                }
+            }
+        },
+    );
+    if let Some((path, why)) = walked.first_unreadable() {
+        return Err(io("list", path, std::io::Error::other(why.clone())));
     }
-    Ok((subdirs, unlinked))
+    let mut total = 0;
+    for (n, failed) in walked.states {
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        total += n;
+    }
+    Ok(total)
 }
 
 /// rsync's quick check says "unchanged" (same type, size and mtime) but the attributes differ,
 /// and the destination inode is shared.
-fn same_content_shared(src: &Metadata, dest: &Metadata) -> bool {
+fn same_content_shared(src: &rustix::fs::Stat, dest: &Metadata) -> bool {
     dest.nlink() > 1
-        && src.file_type() == dest.file_type()
-        && src.size() == dest.size()
-        && src.mtime() == dest.mtime()
-        && src.mtime_nsec() == dest.mtime_nsec()
+        && src.st_mode & 0o170_000 == dest.mode() & 0o170_000
+        && src.st_size as u64 == dest.size()
+        && src.st_mtime as i64 == dest.mtime()
+        && src.st_mtime_nsec as i64 == dest.mtime_nsec()
 }
 
-fn attributes_differ(src: &Metadata, dest: &Metadata) -> bool {
-    src.mode() != dest.mode() || src.uid() != dest.uid() || src.gid() != dest.gid()
+fn attributes_differ(src: &rustix::fs::Stat, dest: &Metadata) -> bool {
+    src.st_mode != dest.mode() || src.st_uid != dest.uid() || src.st_gid != dest.gid()
 }
 
 /// Sorted (name, value) pairs (ACLs are `system.posix_acl_*`); unreadable xattrs read as none.

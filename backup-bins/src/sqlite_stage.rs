@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use backup_core::DatabaseCopy;
+use backup_core::{DatabaseCopy, Discovery};
 use backup_sqlite::{copy_database, find_databases};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
@@ -76,13 +76,22 @@ fn key(rel: &Path) -> String {
 
 /// Finds and copies the databases under `source` into `dest`; one result per database found,
 /// damaged and unreadable ones included. `previous`: the copies of the version this one builds
-/// on, to hardlink unchanged databases from.
+/// on, to hardlink unchanged databases from. `found`: what a walk of `source` already found;
+/// `None` walks it here.
 pub fn copy_databases(
     source: &Utf8Path,
+    found: Option<&Discovery>,
     dest: &Utf8Path,
     previous: Option<&Utf8Path>,
 ) -> Vec<DatabaseCopy> {
-    let found = find_databases(source.as_std_path());
+    let walked;
+    let found = match found {
+        Some(f) => f,
+        None => {
+            walked = find_databases(source.as_std_path());
+            &walked
+        }
+    };
     // a run killed mid-copy leaves its scratch behind; we hold the lock, so none is in use
     backup_sqlite::remove_scratch(dest.as_std_path());
     let this_week = load(dest);
@@ -139,25 +148,20 @@ pub fn copy_databases(
             });
         }
     }
-    out.extend(found.damaged.into_iter().map(|(path, why)| DatabaseCopy {
+    out.extend(found.damaged.iter().map(|(path, why)| DatabaseCopy {
         path: path.to_string_lossy().into_owned(),
         bytes: None,
         error: Some(format!("not a usable database: {why}")),
         reused: false,
     }));
-    out.extend(
-        found
-            .unreadable
-            .into_iter()
-            .map(|(path, why)| DatabaseCopy {
-                path: path.to_string_lossy().into_owned(),
-                bytes: None,
-                error: Some(format!(
-                    "could not be read while looking for databases: {why}"
-                )),
-                reused: false,
-            }),
-    );
+    out.extend(found.unreadable.iter().map(|(path, why)| DatabaseCopy {
+        path: path.to_string_lossy().into_owned(),
+        bytes: None,
+        error: Some(format!(
+            "could not be read while looking for databases: {why}"
+        )),
+        reused: false,
+    }));
     out
 }
 
@@ -176,17 +180,17 @@ mod tests {
         fixtures::sqlite::clean(src.join("app/b.db").as_std_path());
         let w1 = root.join("sqlite-backup/2026-02/ns/pvc");
         let w2 = root.join("sqlite-backup/2026-03/ns/pvc");
-        let first = copy_databases(&src, &w1, None);
+        let first = copy_databases(&src, None, &w1, None);
         assert!(
             first.iter().all(|c| c.error.is_none() && !c.reused),
             "{first:?}"
         );
         // a later run of the same week: both kept as they are
-        let again = copy_databases(&src, &w1, None);
+        let again = copy_databases(&src, None, &w1, None);
         assert!(again.iter().all(|c| c.reused), "{again:?}");
         // b changes; next week: a is linked from last week, b copied anew
         fixtures::sqlite::clean(src.join("app/b.db").as_std_path()); // rewritten: a new inode
-        let second = copy_databases(&src, &w2, Some(&w1));
+        let second = copy_databases(&src, None, &w2, Some(&w1));
         let by = |p: &str| second.iter().find(|c| c.path.ends_with(p)).unwrap().clone();
         assert!(by("a.db").reused && !by("b.db").reused, "{second:?}");
         let ino = |p: &Utf8Path| std::fs::metadata(p).unwrap().ino();

@@ -20,7 +20,7 @@ fn main() {
             link_target: Vec::new(),
             xattr_md5: [0; 16],
             md5: [7; 16],
-            sqlite: false,
+            sqlite: None,
         })
         .collect();
     let bytes = encode_file_record(&entries);

@@ -92,8 +92,8 @@ pub use retention::{
 pub use runner::{quote, Invocation, Output, Runner};
 pub use selection::{select_volumes, RefusedVolume, SelectedVolume, Selection};
 pub use sqlite_magic::{
-    classify_sqlite_header, is_side_file, is_sqlite_header, SqliteHeader, SQLITE_HEADER_PROBE,
-    SQLITE_MAGIC, SQLITE_MIN_FILE_SIZE, SQLITE_SIDE_SUFFIXES,
+    classify_sqlite_header, is_side_file, is_sqlite_header, Discovery, SqliteHeader,
+    SQLITE_HEADER_PROBE, SQLITE_MAGIC, SQLITE_MIN_FILE_SIZE, SQLITE_SIDE_SUFFIXES,
 };
 pub use store::{BackupStore, DatabaseCopy, Series};
 pub use sync::{FileSync, SourceKind, SyncOutcome, SyncRequest, SyncStats};

@@ -11,7 +11,11 @@
 use serde::Serialize;
 
 /// The first bytes of every record, with the format version.
-pub const RECORD_MAGIC: &[u8; 8] = b"HBREC01\n";
+pub const RECORD_MAGIC: &[u8; 8] = b"HBREC02\n";
+
+/// The first format: the same fields, but its SQLite flag was never filled in; such a record
+/// still decodes, with every file's flag unknown (its files' headers are read again).
+const RECORD_MAGIC_V1: &[u8; 8] = b"HBREC01\n";
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,8 +83,11 @@ pub struct FileEntry {
     pub xattr_md5: [u8; 16],
     /// md5 of the content (files), or zeros.
     pub md5: [u8; 16],
-    /// Whether the file is a SQLite database (its header was read).
-    pub sqlite: bool,
+    /// Whether the file is a SQLite database: `Some` once its header was read (or it could not be
+    /// one: a side file, shorter than the magic), `None` when not known (a damaged or unreadable
+    /// header, a record of the first format). daily-backup reads the header of a file again
+    /// unless it is unchanged and known not to be a database.
+    pub sqlite: Option<bool>,
 }
 
 impl FileEntry {
@@ -151,7 +158,11 @@ pub fn encode_record(entries: &[FileEntry]) -> Vec<u8> {
         put_bytes(&mut out, &e.link_target);
         out.extend_from_slice(&e.xattr_md5);
         out.extend_from_slice(&e.md5);
-        out.push(u8::from(e.sqlite));
+        out.push(match e.sqlite {
+            Some(false) => 0,
+            Some(true) => 1,
+            None => 2,
+        });
     }
     let sum = md5::compute(&out);
     out.extend_from_slice(&sum.0);
@@ -216,7 +227,8 @@ impl Reader<'_> {
 /// # Errors
 /// A [`RecordError`] for anything but a whole, undamaged record of this format.
 pub fn decode_record(bytes: &[u8]) -> Result<Vec<FileEntry>, RecordError> {
-    if bytes.len() < RECORD_MAGIC.len() || &bytes[..RECORD_MAGIC.len()] != RECORD_MAGIC {
+    let v1 = bytes.starts_with(RECORD_MAGIC_V1);
+    if !v1 && !bytes.starts_with(RECORD_MAGIC) {
         return Err(RecordError::Magic);
     }
     if bytes.len() < RECORD_MAGIC.len() + 8 + 16 {
@@ -251,7 +263,15 @@ pub fn decode_record(bytes: &[u8]) -> Result<Vec<FileEntry>, RecordError> {
             link_target: r.bytes()?,
             xattr_md5: r.md5()?,
             md5: r.md5()?,
-            sqlite: r.u8()? != 0,
+            sqlite: {
+                let at = r.at;
+                match (v1, r.u8()?) {
+                    (true, _) | (false, 2) => None,
+                    (false, 0) => Some(false),
+                    (false, 1) => Some(true),
+                    _ => return Err(RecordError::Invalid(at)),
+                }
+            },
         });
     }
     if r.at != body.len() {
@@ -274,7 +294,7 @@ mod tests {
             any::<u32>(),
             prop::collection::vec(any::<u8>(), 0..10),
             any::<[u8; 16]>(),
-            any::<bool>(),
+            prop::option::of(any::<bool>()),
         )
             .prop_map(|(path, k, size, t, mode, target, md5, sqlite)| FileEntry {
                 path,
@@ -293,6 +313,36 @@ mod tests {
                 md5,
                 sqlite,
             })
+    }
+
+    #[test]
+    fn a_first_format_record_decodes_with_the_sqlite_flag_unknown() {
+        let e = FileEntry {
+            path: b"db".to_vec(),
+            kind: EntryKind::File,
+            size: 4096,
+            mtime_ns: 1,
+            ctime_ns: 1,
+            inode: 1,
+            nlink: 1,
+            mode: 0o100_644,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            link_target: Vec::new(),
+            xattr_md5: [0; 16],
+            md5: [1; 16],
+            sqlite: Some(false),
+        };
+        let mut bytes = encode_record(std::slice::from_ref(&e));
+        bytes[..8].copy_from_slice(RECORD_MAGIC_V1);
+        let body = bytes.len() - 16;
+        bytes[body - 1] = 0; // the only entry's last byte, the flag: v1 always wrote 0
+        let sum = md5::compute(&bytes[..body]).0;
+        bytes[body..].copy_from_slice(&sum);
+        let back = decode_record(&bytes).unwrap();
+        assert_eq!(back[0].sqlite, None, "a v1 'false' was never a finding");
+        assert_eq!(back[0].md5, [1; 16]);
     }
 
     proptest! {

@@ -1,5 +1,7 @@
 //! Recognising SQLite databases from their first bytes, without opening them.
 
+use std::path::PathBuf;
+
 /// The first 16 bytes of every SQLite 3 database file.
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
@@ -65,6 +67,21 @@ pub fn is_side_file(file_name: &[u8]) -> bool {
     SQLITE_SIDE_SUFFIXES
         .iter()
         .any(|suffix| file_name.ends_with(suffix.as_bytes()))
+}
+
+/// What a walk for SQLite databases found (`backup_sqlite::find_databases`, or daily-backup's
+/// one walk of a snapshot).
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// Databases, relative to the root, sorted.
+    pub databases: Vec<PathBuf>,
+    /// Paths that could not be read, with why (they are reported, not fatal).
+    pub unreadable: Vec<(PathBuf, String)>,
+    /// Files that start with the SQLite magic but are no usable database (shorter than a page,
+    /// an invalid page size), relative to the root, with why. They are reported and counted.
+    pub damaged: Vec<(PathBuf, String)>,
+    /// Regular files looked at.
+    pub files_seen: u64,
 }
 
 #[cfg(test)]

@@ -100,10 +100,12 @@ pub trait BackupStore: Send + Sync {
     /// Copies every SQLite database under `source` (a mounted snapshot) into `dest` (the same
     /// relative paths), WAL-correctly; one result per database found, damaged ones included.
     /// A database whose file and side files are unchanged since the checked copy in `previous`
-    /// (the copies of the version this one builds on) is hardlinked from there.
+    /// (the copies of the version this one builds on) is hardlinked from there. `found`: what a
+    /// walk of `source` already found (daily-backup's one walk); `None` walks it here.
     fn copy_databases(
         &self,
         source: &Utf8Path,
+        found: Option<&crate::Discovery>,
         dest: &Utf8Path,
         previous: Option<&Utf8Path>,
     ) -> Vec<DatabaseCopy>;

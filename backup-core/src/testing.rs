@@ -827,6 +827,7 @@ impl crate::store::BackupStore for FakeStore {
     fn copy_databases(
         &self,
         source: &Utf8Path,
+        _found: Option<&crate::Discovery>,
         dest: &Utf8Path,
         _previous: Option<&Utf8Path>,
     ) -> Vec<crate::store::DatabaseCopy> {

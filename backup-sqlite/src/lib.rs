@@ -19,7 +19,8 @@ mod discover;
 mod error;
 mod live;
 
+pub use backup_core::Discovery;
 pub use copy::{copy_database, integrity_check, remove_scratch, CopyReport};
-pub use discover::{find_databases, Discovery};
+pub use discover::{find_databases, probe_header};
 pub use error::{Error, Result};
 pub use live::{backup_live, check_live, open_live};

@@ -302,11 +302,14 @@ fn copy_mounted(
     let record_path = root.pvc_record(plan.week, &v.namespace, &v.pvc);
     crate::fs_store::remove_file_if_present(&record_path)?;
     let trust_ctime = deps.trust_ctime;
-    let entries = incremental::walk(read_root.as_std_path())?;
-    // the record's md5s (of new and changed files; the rest from the base) are read from the
-    // snapshot while rsync copies it: the two read the same files, neither waits for the other
     let empty_map = std::collections::BTreeMap::new();
     let base_map = base.as_ref().map_or(&empty_map, |(m, _)| m);
+    // the one walk of the snapshot: entries for the diff and the record, and its databases
+    let incremental::Walk {
+        entries, databases, ..
+    } = incremental::walk(read_root.as_std_path(), base_map, trust_ctime)?;
+    // the record's md5s (of new and changed files; the rest from the base) are read from the
+    // snapshot while rsync copies it: the two read the same files, neither waits for the other
     let mut hashed = entries.clone();
     let (outcome, hashing) = std::thread::scope(|s| {
         let hasher = s.spawn(|| {
@@ -340,6 +343,7 @@ fn copy_mounted(
         .map(|w| root.sqlite_copy(w, &v.namespace, &v.pvc));
     let sqlite = deps.store.copy_databases(
         read_root,
+        Some(&databases),
         &root.sqlite_copy(plan.week, &v.namespace, &v.pvc),
         previous.as_deref(),
     );

@@ -18,11 +18,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use backup_core::{EntryKind, FileEntry};
+use backup_core::{is_side_file, Discovery, EntryKind, FileEntry, SqliteHeader};
 use camino::Utf8Path;
 
 use crate::error::{Error, Result};
@@ -31,81 +31,175 @@ fn io(action: &'static str, path: &Path, e: std::io::Error) -> Error {
     Error::io(action, path.to_string_lossy().into_owned(), e)
 }
 
-fn entry_of(root: &Path, rel: &Path) -> Result<FileEntry> {
-    let abs = root.join(rel);
-    let m = std::fs::symlink_metadata(&abs).map_err(|e| io("stat", &abs, e))?;
-    let t = m.file_type();
-    let kind = if t.is_file() {
-        EntryKind::File
-    } else if t.is_dir() {
-        EntryKind::Dir
-    } else if t.is_symlink() {
-        EntryKind::Symlink
-    } else {
-        EntryKind::Special
-    };
-    let link_target = if t.is_symlink() {
-        std::fs::read_link(&abs)
-            .map_err(|e| io("read link", &abs, e))?
-            .into_os_string()
-            .into_vec()
-    } else {
-        Vec::new()
-    };
-    let xattrs = crate::linkguard::xattrs(&abs);
-    let xattr_md5 = if xattrs.is_empty() {
-        [0; 16]
-    } else {
-        let mut flat = Vec::new();
-        for (k, v) in &xattrs {
-            flat.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            flat.extend_from_slice(k);
-            flat.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            flat.extend_from_slice(v);
-        }
-        md5::compute(&flat).0
-    };
-    Ok(FileEntry {
-        path: rel.as_os_str().as_bytes().to_vec(),
-        kind,
-        size: if kind == EntryKind::File { m.len() } else { 0 },
-        mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
-        ctime_ns: m.ctime() * 1_000_000_000 + m.ctime_nsec(),
-        inode: m.ino(),
-        nlink: m.nlink(),
-        mode: m.mode(),
-        uid: m.uid(),
-        gid: m.gid(),
-        rdev: m.rdev(),
-        link_target,
-        xattr_md5,
-        md5: [0; 16],
-        sqlite: false,
-    })
+/// The md5 of a path's extended attributes (ACLs included), zeros when there are none.
+fn xattr_digest(abs: &Path) -> [u8; 16] {
+    let xattrs = crate::linkguard::xattrs(abs);
+    if xattrs.is_empty() {
+        return [0; 16];
+    }
+    let mut flat = Vec::new();
+    for (k, v) in &xattrs {
+        flat.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        flat.extend_from_slice(k);
+        flat.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        flat.extend_from_slice(v);
+    }
+    md5::compute(&flat).0
 }
 
-/// Every entry under `root`, `root` itself as `.`, sorted by path.
+fn kind_of(t: rustix::fs::FileType) -> EntryKind {
+    use rustix::fs::FileType;
+    match t {
+        FileType::RegularFile => EntryKind::File,
+        FileType::Directory => EntryKind::Dir,
+        FileType::Symlink => EntryKind::Symlink,
+        _ => EntryKind::Special,
+    }
+}
+
+fn entry_from(rel: &[u8], st: &rustix::fs::Stat, link_target: Vec<u8>, abs: &Path) -> FileEntry {
+    let kind = kind_of(rustix::fs::FileType::from_raw_mode(st.st_mode));
+    FileEntry {
+        path: rel.to_vec(),
+        kind,
+        size: if kind == EntryKind::File {
+            st.st_size as u64
+        } else {
+            0
+        },
+        mtime_ns: st.st_mtime as i64 * 1_000_000_000 + st.st_mtime_nsec as i64,
+        ctime_ns: st.st_ctime as i64 * 1_000_000_000 + st.st_ctime_nsec as i64,
+        inode: st.st_ino,
+        nlink: st.st_nlink,
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev,
+        link_target,
+        xattr_md5: xattr_digest(abs),
+        md5: [0; 16],
+        sqlite: None,
+    }
+}
+
+/// What one walk of a snapshot produced.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Every entry, `.` (the root) first, sorted by path; `sqlite` filled in for files.
+    pub entries: Vec<FileEntry>,
+    /// The SQLite databases among them (and damaged or unreadable headers), for the SQLite stage.
+    pub databases: Discovery,
+    /// How many file headers were read (the others were known from the base record).
+    pub headers_read: u64,
+}
+
+/// Walks `root` once (the workspace's parallel walker): every entry `stat`ed, and the header of
+/// every file read unless `base` holds it unchanged and known not to be a database.
 ///
 /// # Errors
-/// When a folder cannot be read or an entry stat'ed.
-pub fn walk(root: &Path) -> Result<Vec<FileEntry>> {
-    // the root itself is `.`: its mode, owner and times are part of the copy too
-    let mut out = vec![entry_of(root, Path::new("."))?];
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        for e in std::fs::read_dir(&dir).map_err(|e| io("list", &dir, e))? {
-            let e = e.map_err(|e| io("list", &dir, e))?;
-            let child = rel.join(e.file_name());
-            let entry = entry_of(root, &child)?;
-            if entry.kind == EntryKind::Dir {
-                stack.push(child);
+/// When a folder cannot be read, an entry `stat`ed or a symlink read: a copy from a partial
+/// walk could miss a change.
+pub fn walk(root: &Path, base: &BTreeMap<Vec<u8>, FileEntry>, trust_ctime: bool) -> Result<Walk> {
+    let root_entry = {
+        let m = std::fs::symlink_metadata(root).map_err(|e| io("stat", root, e))?;
+        let st = rustix::fs::lstat(root).map_err(|e| io("stat", root, e.into()))?;
+        debug_assert!(m.is_dir());
+        entry_from(b".", &st, Vec::new(), root)
+    };
+    let walked = backup_walk::walk(
+        root,
+        backup_walk::Options {
+            stat: true,
+            workers: 0,
+        },
+        || (Walk::default(), None::<Error>),
+        |(out, failed): &mut (Walk, Option<Error>), v: &backup_walk::Visit<'_>| {
+            let Some(st) = v.stat else { return };
+            if failed.is_some() {
+                return;
             }
-            out.push(entry);
+            let abs = root.join(v.rel);
+            let target = if v.kind == rustix::fs::FileType::Symlink {
+                match rustix::fs::readlinkat(v.dir, v.name, Vec::new()) {
+                    Ok(t) => t.into_bytes(),
+                    Err(e) => {
+                        *failed = Some(io("read link", &abs, e.into()));
+                        return;
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let mut e = entry_from(v.rel.as_os_str().as_bytes(), st, target, &abs);
+            if e.kind == EntryKind::File {
+                e.sqlite = classify(v, &e, base.get(&e.path), trust_ctime, out);
+            }
+            out.entries.push(e);
+        },
+    );
+    if let Some((path, why)) = walked.first_unreadable() {
+        return Err(io("list", path, std::io::Error::other(why.clone())));
+    }
+    let mut all = Walk {
+        entries: vec![root_entry],
+        ..Walk::default()
+    };
+    for (mut part, failed) in walked.states {
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        all.entries.append(&mut part.entries);
+        all.databases
+            .databases
+            .append(&mut part.databases.databases);
+        all.databases.damaged.append(&mut part.databases.damaged);
+        all.databases
+            .unreadable
+            .append(&mut part.databases.unreadable);
+        all.databases.files_seen += part.databases.files_seen;
+        all.headers_read += part.headers_read;
+    }
+    all.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    all.databases.databases.sort();
+    all.databases.damaged.sort();
+    all.databases.unreadable.sort();
+    Ok(all)
+}
+
+/// Whether file `e` is a SQLite database: known from `base` when it is unchanged there and
+/// not a database, else its header is read (side files never are candidates).
+fn classify(
+    v: &backup_walk::Visit<'_>,
+    e: &FileEntry,
+    base: Option<&FileEntry>,
+    trust_ctime: bool,
+    out: &mut Walk,
+) -> Option<bool> {
+    out.databases.files_seen += 1;
+    if is_side_file(v.name.to_bytes()) {
+        return Some(false);
+    }
+    if base.is_some_and(|b| b.sqlite == Some(false) && b.unchanged(e, trust_ctime)) {
+        return Some(false);
+    }
+    out.headers_read += 1;
+    match backup_sqlite::probe_header(v.dir, v.name, Some(e.size)) {
+        Ok(SqliteHeader::Database) => {
+            out.databases.databases.push(v.rel.to_path_buf());
+            Some(true)
+        }
+        Ok(SqliteHeader::NotSqlite) => Some(false),
+        Ok(SqliteHeader::Damaged(why)) => {
+            out.databases.damaged.push((v.rel.to_path_buf(), why));
+            None
+        }
+        Err(err) => {
+            out.databases
+                .unreadable
+                .push((v.rel.to_path_buf(), err.to_string()));
+            None
         }
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
 }
 
 /// md5 of a file's content.
@@ -372,8 +466,50 @@ mod tests {
             link_target: Vec::new(),
             xattr_md5: [0; 16],
             md5: [0; 16],
-            sqlite: false,
+            sqlite: None,
         }
+    }
+
+    #[test]
+    fn one_walk_reads_only_the_headers_it_cannot_know_from_the_record() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir(r.join("sub")).unwrap();
+        for i in 0..10 {
+            std::fs::write(r.join(format!("sub/f{i}")), vec![b'x'; 100]).unwrap();
+        }
+        let db = r.join("sub/app.db");
+        let mut page = b"SQLite format 3\0".to_vec();
+        page.extend_from_slice(&[0x10, 0x00]); // 4096-byte pages
+        page.resize(4096, 0);
+        std::fs::write(&db, &page).unwrap();
+        std::fs::write(r.join("sub/app.db-wal"), vec![0u8; 32]).unwrap();
+        let first = walk(r, &BTreeMap::new(), false).unwrap();
+        assert_eq!(first.headers_read, 11, "every file but the side file");
+        assert_eq!(first.databases.databases, [Path::new("sub/app.db")]);
+        assert_eq!(first.entries[0].path, b".");
+        let base: BTreeMap<_, _> = first
+            .entries
+            .into_iter()
+            .map(|e| (e.path.clone(), e))
+            .collect();
+        let again = walk(r, &base, false).unwrap();
+        assert_eq!(again.headers_read, 1, "only the database is read again");
+        assert_eq!(again.databases.databases, [Path::new("sub/app.db")]);
+        // a file known not to be a database that changes is read again, and found
+        std::fs::write(r.join("sub/f3"), &page).unwrap();
+        let changed = walk(r, &base, false).unwrap();
+        assert_eq!(changed.headers_read, 2);
+        assert_eq!(
+            changed.databases.databases,
+            [Path::new("sub/app.db"), Path::new("sub/f3")]
+        );
+        let f3 = changed
+            .entries
+            .iter()
+            .find(|e| e.path == b"sub/f3")
+            .unwrap();
+        assert_eq!(f3.sqlite, Some(true));
     }
 
     #[test]

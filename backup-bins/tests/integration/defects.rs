@@ -102,24 +102,6 @@ fn walk(dir: &camino::Utf8Path) -> Vec<camino::Utf8PathBuf> {
     out
 }
 
-/// Pids of processes whose command line mentions `needle`.
-fn pids_mentioning(needle: &str) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        if cmdline
-            .windows(needle.len())
-            .any(|w| w == needle.as_bytes())
-        {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 // 2. After kill -9 of daily-backup its rsync went on writing while a new run started.
 #[test]
 fn after_kill_9_no_new_run_starts_while_the_orphaned_rsync_still_writes() {

@@ -341,3 +341,114 @@ fn a_damaged_record_means_a_full_copy_with_a_warning_never_a_wrong_one() {
     let out = env.day("2026-01-13");
     assert!(text(&out).contains("copied in full"), "{}", text(&out));
 }
+
+/// The record and version of a complete week, as bytes and a stat-and-hash state.
+fn week_snapshot(env: &Env, week: &str) -> (Vec<u8>, BTreeMap<String, String>, bool) {
+    let record = env
+        .root
+        .join(format!("backup/pvc-data/{week}/.records/vaultwarden/data"));
+    let copy = env.copy(week, "vaultwarden", "data");
+    (
+        std::fs::read(record).unwrap_or_default(),
+        if copy.is_dir() {
+            state(&copy)
+        } else {
+            BTreeMap::new()
+        },
+        env.marker(week, "vaultwarden", "data").exists(),
+    )
+}
+
+/// Killing daily-backup (SIGKILL) at any point of a new-week run and of a same-week rerun never
+/// touches the previous complete version or its record; a killed run's own version is never
+/// marked complete unless it equals the source; the next run completes it correctly.
+#[test]
+fn killing_the_run_at_any_point_leaves_the_previous_version_and_record_intact() {
+    let env = Env::new();
+    let vol = env.vol("vm-100-pvc-a");
+    for i in 0..300 {
+        write(&vol.join(format!("many/f{i:03}")), &format!("file {i}\n"));
+    }
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let before = week_snapshot(&env, "2026-02");
+    assert!(before.2 && backup_core::decode_record(&before.0).is_ok());
+    // how long an uninterrupted run of this week takes; the kills are spread over it
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-12T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let started = std::time::Instant::now();
+    let first = env.run(DAILY, &["--now", "2026-01-12T05:00:00Z"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let whole = started.elapsed().as_millis() as u64;
+    let mut interrupted = 0;
+    let mut snapshots = vec![state(&env.copy("2026-03", "vaultwarden", "data"))];
+    for round in 1..=12u64 {
+        // a change each round, so each run has work to do
+        write(
+            &vol.join(format!("many/f{round:03}")),
+            &format!("round {round}\n"),
+        );
+        write(&vol.join(format!("new/r{round}")), "new\n");
+        let at = format!("2026-01-13T03:{round:02}:00Z");
+        let snap = env.run(SNAPSHOT, &["--now", &at, "create"]);
+        assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+        snapshots.push(state(
+            &env.root.join("snapshots").join(latest_snapshot(&env)),
+        ));
+        let mut child = env
+            .command(DAILY, &["--now", &format!("2026-01-13T05:{round:02}:00Z")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay_ms = whole * round / 13;
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        if !child.wait().unwrap().success() {
+            interrupted += 1;
+        }
+        kill_all_mentioning(env.root.as_str());
+        assert_eq!(
+            week_snapshot(&env, "2026-02"),
+            before,
+            "killed after {delay_ms} ms: the previous week changed"
+        );
+        let (record, _, complete) = week_snapshot(&env, "2026-03");
+        if complete {
+            // a version marked complete is whole: its record decodes and it is its snapshot
+            let copy = env.copy("2026-03", "vaultwarden", "data");
+            assert!(
+                backup_core::decode_record(&record).is_ok(),
+                "killed after {delay_ms} ms of {whole}: complete without a good record"
+            );
+            // it is the snapshot of this round or of an earlier, uninterrupted one
+            assert!(
+                snapshots.contains(&state(&copy)),
+                "killed after {delay_ms} ms of {whole}: a version marked complete is none of \
+                 the snapshots"
+            );
+        }
+    }
+    // the next run completes the week, equal to the source
+    let out = env.day("2026-01-14");
+    assert!(
+        interrupted > 3,
+        "only {interrupted} runs were interrupted: the test proves little"
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        rsync_differences(&vol, &env.copy("2026-03", "vaultwarden", "data")).trim(),
+        ""
+    );
+    assert_eq!(week_snapshot(&env, "2026-02"), before);
+}
+
+/// The newest snapshot of vm-100-pvc-a under the dir backend's snapshots folder.
+fn latest_snapshot(env: &Env) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(env.root.join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("vm-100-pvc-a"))
+        .collect();
+    names.sort();
+    names.pop().unwrap()
+}

@@ -225,3 +225,46 @@ pub fn gauge(prom: &str, name: &str) -> Option<f64> {
         l.rsplit_once(' ')?.1.parse().ok()
     })
 }
+
+/// Pids of processes whose command line mentions `needle`.
+pub fn pids_mentioning(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmdline
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills (SIGKILL) every process whose command line mentions `needle` and waits until none is
+/// left: what a killed run orphaned (its rsync) holds the run lock until it is gone.
+pub fn kill_all_mentioning(needle: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let pids = pids_mentioning(needle);
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            if pid != std::process::id() as i32 {
+                let _ = std::process::Command::new("kill")
+                    .arg("-9")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes on {needle} did not die"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
