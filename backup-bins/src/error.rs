@@ -70,6 +70,19 @@ pub enum Error {
     /// A backend operation failed.
     #[error(transparent)]
     Core(#[from] backup_core::Error),
+
+    /// A `backup-dump` step failed; nothing in the destination changed.
+    #[error("dump {name} failed at step `{step}`: {reason}\n  nothing in {dest} was changed")]
+    Dump {
+        /// The dump's name.
+        name: String,
+        /// The step ("run the dump command", "check the output", "read the dump back").
+        step: String,
+        /// Why, with the command's stderr tail where there is one.
+        reason: String,
+        /// The destination folder.
+        dest: Utf8PathBuf,
+    },
 }
 
 impl Error {
@@ -93,6 +106,7 @@ impl Error {
             | Error::Sqlite(_)
             | Error::LiveCheck(_)
             | Error::Io { .. }
+            | Error::Dump { .. }
             | Error::Core(_) => Exit::Failed,
         }
     }

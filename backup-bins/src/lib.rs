@@ -8,12 +8,14 @@
 //! | `lvm-pvc-snapshot` | `create` (default), `prune`, `list` snapshots of every selected volume; `restore` |
 //! | `daily-backup` | copy each volume's newest snapshot into this ISO week's folder, its SQLite databases, PVE config, pfSense, prune, metrics |
 //! | `sqlite-backup` | the SQLite CronJob: `backup`, `check`, `find`, `copy` |
+//! | `backup-dump` | the application dump CronJobs: run a dump tool, store its output checked and gzipped, rotate |
 
 mod app;
 mod change_log;
 mod daily;
 mod dir_backend;
 mod dry_run;
+mod dump;
 mod error;
 mod exit;
 mod fs_store;
@@ -44,6 +46,7 @@ pub use dir_backend::DirVolumeManager;
 pub use dry_run::{
     DryRunMounter, DryRunRunner, DryRunSink, DryRunStore, DryRunSync, DryRunVolumes, Would,
 };
+pub use dump::{read_env_file, run_dump, DumpArgs, DumpJob, DumpReport, OUT_PLACEHOLDER};
 pub use error::{Error, Result};
 pub use exit::Exit;
 pub use fs_store::DiskStore;

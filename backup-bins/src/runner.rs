@@ -32,6 +32,14 @@ impl DuctRunner {
 }
 
 impl Runner for DuctRunner {
+    fn stream(
+        &self,
+        inv: &Invocation,
+        sink: &mut dyn std::io::Write,
+    ) -> backup_core::Result<Output> {
+        self.stream_to(inv, sink)
+    }
+
     fn run(&self, inv: &Invocation) -> backup_core::Result<Output> {
         if self.verbose {
             eprintln!("+ {}", inv.display());
@@ -89,6 +97,161 @@ impl Runner for DuctRunner {
                 argv: inv.display(),
                 reason: format!("lost it while waiting: {e}"),
             })
+        })
+    }
+}
+
+impl DuctRunner {
+    /// Kills the child `pid` once `stop` is set, until `done`; returns whether it did.
+    fn watch(&self, pid: u32, done: &AtomicBool) -> bool {
+        while !done.load(Ordering::SeqCst) {
+            if self.stop.load(Ordering::SeqCst) {
+                kill(pid);
+                return true;
+            }
+            std::thread::park_timeout(Duration::from_millis(25));
+        }
+        false
+    }
+}
+
+fn kill(pid: u32) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::Kill);
+    }
+}
+
+/// Keeps the last `cap` bytes read from `r` (stderr of a long dump can be long; its tail says why
+/// it failed).
+fn read_tail(mut r: impl std::io::Read, cap: usize) -> Vec<u8> {
+    let mut tail = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = r.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * cap {
+            tail.drain(..tail.len() - cap);
+        }
+    }
+    if tail.len() > cap {
+        tail.drain(..tail.len() - cap);
+    }
+    tail
+}
+
+/// The streaming form: standard output goes to the sink as it comes, in 256 KiB reads; stderr
+/// is kept (its last 64 KiB). A sink that fails (a full disk) kills the command.
+impl DuctRunner {
+    /// See [`Runner::stream`].
+    ///
+    /// # Errors
+    /// When the command cannot start, is interrupted, or the sink fails.
+    pub fn stream_to(
+        &self,
+        inv: &Invocation,
+        sink: &mut dyn std::io::Write,
+    ) -> backup_core::Result<Output> {
+        use std::io::{Read, Write};
+        use std::process::Stdio;
+        if self.verbose {
+            eprintln!("+ {}", inv.display());
+        }
+        let mut cmd = std::process::Command::new(&inv.program);
+        cmd.args(&inv.args)
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if inv.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        for (k, v) in &inv.env {
+            cmd.env(k, v);
+        }
+        let start_err = |e: std::io::Error| {
+            Error::Command(CommandError::Start {
+                argv: inv.display(),
+                reason: e.to_string(),
+            })
+        };
+        let mut child = cmd.spawn().map_err(start_err)?;
+        let pid = child.id();
+        let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            kill(pid);
+            let _ = child.wait();
+            return Err(start_err(std::io::Error::other("no pipes")));
+        };
+        let stdin = child.stdin.take();
+        let done = AtomicBool::new(false);
+        let (killed, stderr, sink_failed, read_failed) = std::thread::scope(|s| {
+            let watcher = s.spawn(|| self.watch(pid, &done));
+            let errs = s.spawn(move || read_tail(stderr, 64 * 1024));
+            if let (Some(mut w), Some(bytes)) = (stdin, inv.stdin.as_ref()) {
+                s.spawn(move || {
+                    let _ = w.write_all(bytes);
+                });
+            }
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut sink_failed = None;
+            let mut read_failed = None;
+            loop {
+                match stdout.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if let Err(e) = sink.write_all(&buf[..n]) {
+                            sink_failed = Some(e);
+                            kill(pid);
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        read_failed = Some(e);
+                        kill(pid);
+                        break;
+                    }
+                }
+            }
+            drop(stdout);
+            let stderr = errs.join().unwrap_or_default();
+            done.store(true, Ordering::SeqCst);
+            watcher.thread().unpark();
+            let killed = watcher.join().unwrap_or(false);
+            (killed, stderr, sink_failed, read_failed)
+        });
+        let status = child.wait().map_err(|e| {
+            Error::Command(CommandError::Start {
+                argv: inv.display(),
+                reason: format!("lost it while waiting: {e}"),
+            })
+        })?;
+        if killed {
+            return Err(Error::Command(CommandError::Interrupted {
+                argv: inv.display(),
+            }));
+        }
+        if let Some(e) = sink_failed {
+            return Err(Error::Command(CommandError::Output {
+                argv: inv.display(),
+                reason: format!("writing its output failed (the command was stopped): {e}"),
+            }));
+        }
+        if let Some(e) = read_failed {
+            return Err(Error::Command(CommandError::Output {
+                argv: inv.display(),
+                reason: format!("reading its output failed: {e}"),
+            }));
+        }
+        Ok(Output {
+            status: status.code(),
+            stdout: Vec::new(),
+            stderr,
         })
     }
 }

@@ -37,6 +37,8 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     sqlite_backup: RawSqliteBackup,
+    #[serde(default)]
+    dumps: RawDumps,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +144,16 @@ struct RawSqliteBackup {
     min_keep: Option<u32>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawDumps {
+    keep_days: Option<u32>,
+    min_keep: Option<u32>,
+    min_bytes: Option<u64>,
+    #[serde(default)]
+    folders: Vec<String>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // The validated configuration
 
@@ -168,6 +180,32 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[sqlite-backup]`: defaults for the `sqlite-backup` job.
     pub sqlite_backup: DumpPolicy,
+    /// `[dumps]`: defaults for `backup-dump`.
+    pub dumps: DumpsConfig,
+}
+
+/// `[dumps]`: defaults for `backup-dump` (its flags win) and where dumps are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DumpsConfig {
+    /// `keep-days` (default 14) and `min-keep` (default 3).
+    pub policy: DumpPolicy,
+    /// `min-bytes` (default 1): a dump command's output smaller than this is a failure.
+    pub min_bytes: u64,
+    /// `folders`: the dump folders `backupctl` looks in (default none).
+    pub folders: Vec<Utf8PathBuf>,
+}
+
+impl Default for DumpsConfig {
+    fn default() -> Self {
+        Self {
+            policy: DumpPolicy {
+                keep_days: 14,
+                min_keep: 3,
+            },
+            min_bytes: 1,
+            folders: Vec::new(),
+        }
+    }
 }
 
 /// The snapshot backend.
@@ -435,6 +473,7 @@ impl Config {
             .transpose()?;
         let metrics = c.metrics(raw.metrics)?;
         let sqlite_backup = c.sqlite_backup(raw.sqlite_backup)?;
+        let dumps = c.dumps(raw.dumps)?;
         Ok(Config {
             file: file.to_owned(),
             backup_root,
@@ -446,6 +485,7 @@ impl Config {
             offsite,
             metrics,
             sqlite_backup,
+            dumps,
         })
     }
 }
@@ -792,6 +832,38 @@ impl Check<'_> {
         }
 
         Ok(sqlite_backup)
+    }
+
+    fn dumps(&self, d: RawDumps) -> Result<DumpsConfig, ConfigError> {
+        let c = self;
+        let defaults = DumpsConfig::default();
+        let policy = DumpPolicy {
+            keep_days: d.keep_days.unwrap_or(defaults.policy.keep_days),
+            min_keep: d.min_keep.unwrap_or(defaults.policy.min_keep),
+        };
+        if policy.keep_days == 0 && policy.min_keep == 0 {
+            return Err(c.err("dumps.min-keep", "expected keep-days or min-keep above 0"));
+        }
+        let folders = d
+            .folders
+            .iter()
+            .map(|f| {
+                let p = Utf8PathBuf::from(f);
+                if p.is_absolute() {
+                    Ok(p)
+                } else {
+                    Err(c.err(
+                        "dumps.folders",
+                        format!("expected absolute paths, got `{f}`"),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(DumpsConfig {
+            policy,
+            min_bytes: d.min_bytes.unwrap_or(defaults.min_bytes),
+            folders,
+        })
     }
 }
 

@@ -61,7 +61,7 @@ pub use changelog::{
 };
 pub use cluster::{Cluster, PvClaim, Workload};
 pub use config::{
-    Backend, Config, KubernetesConfig, MetricsConfig, OffsiteConfig, PfsenseConfig,
+    Backend, Config, DumpsConfig, KubernetesConfig, MetricsConfig, OffsiteConfig, PfsenseConfig,
     PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, Tree, DEFAULT_CONFIG_PATH,
 };
 pub use error::{stderr_tail, CommandError, ConfigError, Error, Refusal, Result};
@@ -75,10 +75,10 @@ pub use metrics::{exposition, Metric, MetricGroup, MetricsSink, Sample};
 pub use mount::Mounter;
 pub use pattern::LvPattern;
 pub use plan::{
-    dated_folder_name, parse_dated_folder_name, plan_daily, plan_dated_rotation, plan_prune,
-    plan_snapshot_run, pool_guard, require_clock_ahead, require_matches, snapshot_choice,
-    DailyInput, DailyPlan, PruneInput, PrunePlan, SnapshotChoice, SnapshotPlan, VolumePlan,
-    PFSENSE_SERIES, PVE_CONFIG_SERIES,
+    dated_file_name, dated_folder_name, parse_dated_file_name, parse_dated_folder_name, plan_daily,
+    plan_dated_file_rotation, plan_dated_rotation, plan_prune, plan_snapshot_run, pool_guard,
+    require_clock_ahead, require_matches, snapshot_choice, DailyInput, DailyPlan, PruneInput,
+    PrunePlan, SnapshotChoice, SnapshotPlan, VolumePlan, PFSENSE_SERIES, PVE_CONFIG_SERIES,
 };
 pub use record::{
     decode_record, encode_record as encode_file_record, EntryKind, FileEntry, RecordError,

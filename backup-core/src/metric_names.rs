@@ -45,7 +45,7 @@ pub const JOB_OFFSITE_SYNC: &str = "offsite-sync-backup";
 /// Job of `nfs-change-tracker`.
 pub const JOB_NFS_TRACKER: &str = "nfs-change-tracker";
 
-/// The job of a `sqlite-backup backup` (and, later, `backup-dump`) named `name`.
+/// The job of a `sqlite-backup backup` or a `backup-dump` named `name`.
 pub fn backup_job(name: &str) -> String {
     format!("{name}-backup")
 }
@@ -170,6 +170,21 @@ pub const NFS_TRACKER_FULL_PASS_PENDING: MetricName = m(
     "nfs_tracker_full_pass_pending",
     "1 when the change log of this tree cannot be trusted and the next sync makes a full pass",
 );
+/// `backup_dump_bytes` (job `<name>-backup`).
+pub const BACKUP_DUMP_BYTES: MetricName = m(
+    "backup_dump_bytes",
+    "bytes the last successful dump command wrote, before compression",
+);
+/// `backup_dump_compressed_bytes` (job `<name>-backup`).
+pub const BACKUP_DUMP_COMPRESSED_BYTES: MetricName = m(
+    "backup_dump_compressed_bytes",
+    "size of the last successful dump file as stored (gzip)",
+);
+/// `backup_dump_duration_seconds` (job `<name>-backup`).
+pub const BACKUP_DUMP_DURATION: MetricName = m(
+    "backup_dump_duration_seconds",
+    "duration of the last successful dump: command, compression and read-back",
+);
 
 /// Every fixed metric name, for the insta snapshot, the alert rules and the dashboard check.
 pub const ALL: &[MetricName] = &[
@@ -193,6 +208,9 @@ pub const ALL: &[MetricName] = &[
     NFS_TRACKER_WATCHES,
     NFS_TRACKER_OVERFLOWS,
     NFS_TRACKER_FULL_PASS_PENDING,
+    BACKUP_DUMP_BYTES,
+    BACKUP_DUMP_COMPRESSED_BYTES,
+    BACKUP_DUMP_DURATION,
 ];
 
 /// The pair every job publishes: whether its last run succeeded, and when it last did.

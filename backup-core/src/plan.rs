@@ -549,10 +549,95 @@ pub fn plan_dated_rotation(
     plan_dumps(policy, now, &dumps)
 }
 
+/// The file name of a dump of `name` taken at `at`: `<name>-<YYYYMMDD-HHMMSS>.<ext>.gz` (UTC,
+/// the stamp of [`dated_folder_name`]).
+pub fn dated_file_name(name: &str, at: DateTime<Utc>, ext: &str) -> String {
+    format!("{}.{ext}.gz", dated_folder_name(name, at))
+}
+
+/// When a file named by [`dated_file_name`] for `name` and `ext` was taken; `None` for any other
+/// name (another application's dumps, a temp file, a file someone put there).
+pub fn parse_dated_file_name(name: &str, ext: &str, file: &str) -> Option<DateTime<Utc>> {
+    let stem = file
+        .strip_suffix(".gz")?
+        .strip_suffix(ext)?
+        .strip_suffix('.')?;
+    parse_dated_folder_name(name, stem)
+}
+
+/// Rotation of dump files: of `files` (names in one folder), those of `name` and `ext` are
+/// planned with the dump policy (older than `keep-days` go, never below `min-keep`, ages from the
+/// names' stamps); every other file is left alone.
+///
+/// # Errors
+/// [`Error::EmptyPolicy`] for a policy that keeps nothing.
+pub fn plan_dated_file_rotation(
+    name: &str,
+    ext: &str,
+    files: &[String],
+    policy: DumpPolicy,
+    now: DateTime<Utc>,
+) -> Result<Vec<Decision<DumpInfo>>> {
+    let dumps: Vec<DumpInfo> = files
+        .iter()
+        .filter_map(|f| {
+            parse_dated_file_name(name, ext, f).map(|created| DumpInfo {
+                name: f.clone(),
+                created,
+            })
+        })
+        .collect();
+    plan_dumps(policy, now, &dumps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    use crate::retention::removals;
+
+    #[test]
+    fn dump_file_rotation_keeps_days_never_below_min_keep_and_touches_only_its_own_files() {
+        let policy = DumpPolicy {
+            keep_days: 14,
+            min_keep: 3,
+        };
+        let day = |d: i64| Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap() + Duration::days(d);
+        let mut files: Vec<String> = (0..30)
+            .map(|d| dated_file_name("postgresql", day(d), "sql"))
+            .collect();
+        let others = [
+            dated_file_name("postgresql-old", day(0), "sql"),
+            dated_file_name("mysql", day(0), "sql"),
+            dated_file_name("postgresql", day(0), "dump"),
+            "postgresql-20260301-000000.sql".to_owned(),
+            ".postgresql-20260301-000000.sql.gz.partial".to_owned(),
+            "notes.txt".to_owned(),
+        ];
+        files.extend(others.iter().cloned());
+        assert_eq!(
+            parse_dated_file_name("postgresql", "sql", &files[0]),
+            Some(day(0))
+        );
+        // 30 days of daily dumps, then a success on day 30: the last 14 days stay
+        let plan = plan_dated_file_rotation("postgresql", "sql", &files, policy, day(30)).unwrap();
+        let gone: Vec<&str> = removals(&plan).map(|d| d.name.as_str()).collect();
+        assert_eq!(gone.len(), 16, "{gone:?}");
+        assert!(gone
+            .iter()
+            .all(|g| parse_dated_file_name("postgresql", "sql", g).is_some_and(|t| t < day(16))));
+        assert!(others.iter().all(|o| !gone.contains(&o.as_str())));
+        // four weeks after the last success: the newest min-keep are still there
+        let plan = plan_dated_file_rotation("postgresql", "sql", &files, policy, day(58)).unwrap();
+        let kept: Vec<&str> = plan
+            .iter()
+            .filter(|d| d.action == Action::Keep)
+            .map(|d| d.item.name.as_str())
+            .collect();
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert!(kept.contains(&files[29].as_str()));
+    }
 
     #[test]
     fn dated_folder_names_round_trip() {

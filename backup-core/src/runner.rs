@@ -189,6 +189,24 @@ pub trait Runner: Send + Sync {
     /// # Errors
     /// Only when the command could not be started at all.
     fn run(&self, invocation: &Invocation) -> Result<Output>;
+
+    /// Runs `invocation` with its standard output written to `sink` as it comes (a 20 GB
+    /// `pg_dumpall` never sits in memory); the returned [`Output`] has stderr, not stdout. This
+    /// default runs it whole and then writes what it printed: enough for fakes.
+    ///
+    /// # Errors
+    /// When the command could not be started, or `sink` failed (the command is then stopped).
+    fn stream(&self, invocation: &Invocation, sink: &mut dyn std::io::Write) -> Result<Output> {
+        let mut out = self.run(invocation)?;
+        sink.write_all(&out.stdout).map_err(|e| {
+            Error::Command(crate::error::CommandError::Output {
+                argv: invocation.display(),
+                reason: format!("writing its output failed: {e}"),
+            })
+        })?;
+        out.stdout.clear();
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 mod daily_real;
 mod defects;
 mod differential;
+mod dump_real;
+mod dump_servers;
 mod harness;
 mod lvm_transcript;
 mod offsite_real;
