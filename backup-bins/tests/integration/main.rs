@@ -8,6 +8,7 @@ mod dump_real;
 mod dump_servers;
 mod harness;
 mod lvm_transcript;
+mod manifests;
 mod offsite_real;
 mod pfsense_real;
 mod pushgateway_real;
