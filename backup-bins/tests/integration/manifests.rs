@@ -109,6 +109,16 @@ fn strs(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The container's mount paths.
+fn mount_paths(c: &Value) -> Vec<String> {
+    c["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v["mountPath"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[test]
 fn every_cronjob_follows_the_schedule_and_the_rules() {
     let mut images = BTreeSet::new();
@@ -184,12 +194,7 @@ fn every_cronjob_follows_the_schedule_and_the_rules() {
                 "{file}: `{a}` looks like a secret on argv"
             );
         }
-        let mounts: Vec<String> = c["volumeMounts"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|v| v["mountPath"].as_str().unwrap().to_owned())
-            .collect();
+        let mounts = mount_paths(c);
         if binary == "backup-dump" || args.first().is_some_and(|a| a == "backup") {
             assert!(
                 mounts.iter().any(|m| m == "/backup"),
@@ -228,12 +233,7 @@ fn every_cronjob_command_line_is_accepted_by_its_binary() {
                 "0",
             ],
         );
-        let mounts: Vec<String> = c["volumeMounts"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|v| v["mountPath"].as_str().unwrap().to_owned())
-            .collect();
+        let mounts = mount_paths(c);
         let base = root.join(file);
         for mp in &mounts {
             std::fs::create_dir_all(base.join(mp.trim_start_matches('/'))).unwrap();
