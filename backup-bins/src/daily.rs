@@ -7,7 +7,7 @@
 //! Under `--dry-run` the same code runs on decorated backends that change nothing.
 
 mod copy;
-mod incremental;
+pub(crate) mod incremental;
 mod metrics;
 mod prune;
 mod pve_config;

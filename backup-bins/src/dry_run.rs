@@ -122,6 +122,10 @@ impl Mounter for DryRunMounter {
         self.would.push(format!("mount read-only on {target}"));
         Err(not_carried_out(format!("mount on {target}")))
     }
+    fn mount_rw(&self, _source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
+        self.would.push(format!("mount read-write on {target}"));
+        Err(not_carried_out(format!("mount on {target}")))
+    }
     fn unmount(&self, _target: &Utf8Path) -> Result<()> {
         Ok(())
     }

@@ -12,7 +12,8 @@
 
 mod app;
 mod change_log;
-mod daily;
+pub mod ctl;
+pub(crate) mod daily;
 mod dir_backend;
 mod dry_run;
 mod dump;

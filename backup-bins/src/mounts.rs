@@ -94,6 +94,43 @@ impl Mounter for SystemMounter<'_> {
         }
     }
 
+    fn mount_rw(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
+        if mount_point_options(target)?.is_some() {
+            return Err(Error::backend(
+                format!("mount on {target}"),
+                "already a mount point",
+            ));
+        }
+        let inv = match source {
+            SnapshotSource::Device(dev) => {
+                let fs = self.fs_type(dev)?;
+                Invocation::new(
+                    "mount",
+                    [
+                        "-t",
+                        fs.as_str(),
+                        "-o",
+                        "rw,nosuid,nodev",
+                        "--",
+                        dev.as_str(),
+                        target.as_str(),
+                    ],
+                )
+            }
+            SnapshotSource::Dir(dir) => {
+                Invocation::new("mount", ["--bind", "--", dir.as_str(), target.as_str()])
+            }
+        };
+        inv.run_checked(self.runner)?;
+        match mount_point_options(target)? {
+            Some(_) => Ok(target.to_owned()),
+            None => Err(Error::backend(
+                format!("mount on {target}"),
+                "mount returned 0 but nothing is mounted there",
+            )),
+        }
+    }
+
     fn unmount(&self, target: &Utf8Path) -> Result<()> {
         // With volumes copied in parallel, a child another worker is starting holds a copy of
         // every descriptor between its fork and its exec, ours on this mount included: umount
@@ -129,6 +166,10 @@ impl Mounter for InPlaceMounter {
                 "mounting a device needs root",
             )),
         }
+    }
+
+    fn mount_rw(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
+        self.mount_ro(source, target)
     }
 
     fn unmount(&self, _target: &Utf8Path) -> Result<()> {

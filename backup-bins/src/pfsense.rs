@@ -111,6 +111,12 @@ pub fn decode_config(body: &[u8]) -> std::result::Result<Vec<u8>, String> {
     )
 }
 
+/// A whole pfSense `config.xml`: the document element opens near the start and closes at the end.
+pub(crate) fn is_whole_config(xml: &[u8]) -> bool {
+    let end = xml.trim_ascii_end();
+    looks_like_pfsense(xml) && end.ends_with(b"</pfsense>")
+}
+
 fn looks_like_pfsense(xml: &[u8]) -> bool {
     let head = &xml[..xml.len().min(4096)];
     head.windows(9)

@@ -39,6 +39,15 @@ struct RawConfig {
     sqlite_backup: RawSqliteBackup,
     #[serde(default)]
     dumps: RawDumps,
+    #[serde(default)]
+    status: RawStatus,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawStatus {
+    stale_hours: Option<u32>,
+    offsite_stale_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -182,6 +191,17 @@ pub struct Config {
     pub sqlite_backup: DumpPolicy,
     /// `[dumps]`: defaults for `backup-dump`.
     pub dumps: DumpsConfig,
+    /// `[status]`: what `backupctl status` calls a gap.
+    pub status: StatusConfig,
+}
+
+/// `[status]`: the ages past which `backupctl status` reports a gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatusConfig {
+    /// `stale-hours` (default 36): a PVC without a snapshot or a complete version this recent.
+    pub stale_hours: u32,
+    /// `offsite-stale-days` (default 8): the offsite sync's last success.
+    pub offsite_stale_days: u32,
 }
 
 /// `[dumps]`: defaults for `backup-dump` (its flags win) and where dumps are kept.
@@ -474,6 +494,16 @@ impl Config {
         let metrics = c.metrics(raw.metrics)?;
         let sqlite_backup = c.sqlite_backup(raw.sqlite_backup)?;
         let dumps = c.dumps(raw.dumps)?;
+        let status = StatusConfig {
+            stale_hours: raw.status.stale_hours.unwrap_or(36),
+            offsite_stale_days: raw.status.offsite_stale_days.unwrap_or(8),
+        };
+        if status.stale_hours == 0 || status.offsite_stale_days == 0 {
+            return Err(c.err(
+                "status",
+                "expected stale-hours and offsite-stale-days above 0",
+            ));
+        }
         Ok(Config {
             file: file.to_owned(),
             backup_root,
@@ -486,6 +516,7 @@ impl Config {
             metrics,
             sqlite_backup,
             dumps,
+            status,
         })
     }
 }

@@ -62,7 +62,7 @@ pub use changelog::{
 pub use cluster::{Cluster, PvClaim, Workload};
 pub use config::{
     Backend, Config, DumpsConfig, KubernetesConfig, MetricsConfig, OffsiteConfig, PfsenseConfig,
-    PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, Tree, DEFAULT_CONFIG_PATH,
+    PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, StatusConfig, Tree, DEFAULT_CONFIG_PATH,
 };
 pub use error::{stderr_tail, CommandError, ConfigError, Error, Refusal, Result};
 pub use k8s_name::{check_folder_name, check_namespace, check_pvc_name};

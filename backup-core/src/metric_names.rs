@@ -44,6 +44,10 @@ pub const JOB_DAILY_BACKUP: &str = "daily-backup";
 pub const JOB_OFFSITE_SYNC: &str = "offsite-sync-backup";
 /// Job of `nfs-change-tracker`.
 pub const JOB_NFS_TRACKER: &str = "nfs-change-tracker";
+/// Job of `backupctl verify`.
+pub const JOB_VERIFY: &str = "backupctl-verify";
+/// Job of `backupctl drill`.
+pub const JOB_DRILL: &str = "backupctl-drill";
 
 /// The job of a `sqlite-backup backup` or a `backup-dump` named `name`.
 pub fn backup_job(name: &str) -> String {
@@ -185,6 +189,36 @@ pub const BACKUP_DUMP_DURATION: MetricName = m(
     "backup_dump_duration_seconds",
     "duration of the last successful dump: command, compression and read-back",
 );
+/// `backup_verify_last_success_timestamp` (job `backupctl-verify`).
+pub const VERIFY_LAST_SUCCESS: MetricName = m(
+    "backup_verify_last_success_timestamp",
+    "unix time of the last verify that found every checked backup intact",
+);
+/// `backup_verify_last_run_success` (job `backupctl-verify`).
+pub const VERIFY_LAST_RUN_SUCCESS: MetricName = m(
+    "backup_verify_last_run_success",
+    "1 when the last verify found no difference",
+);
+/// `backup_verify_differences` (job `backupctl-verify`).
+pub const VERIFY_DIFFERENCES: MetricName = m(
+    "backup_verify_differences",
+    "differences the last verify found (0 when intact)",
+);
+/// `backup_restore_drill_last_success_timestamp` (job `backupctl-drill`).
+pub const DRILL_LAST_SUCCESS: MetricName = m(
+    "backup_restore_drill_last_success_timestamp",
+    "unix time of the last restore drill whose restored files all matched their records",
+);
+/// `backup_restore_drill_last_run_success` (job `backupctl-drill`).
+pub const DRILL_LAST_RUN_SUCCESS: MetricName = m(
+    "backup_restore_drill_last_run_success",
+    "1 when the last restore drill succeeded",
+);
+/// `backup_restore_drill_bytes_per_second` (job `backupctl-drill`).
+pub const DRILL_RATE: MetricName = m(
+    "backup_restore_drill_bytes_per_second",
+    "restore rate the last drill measured",
+);
 
 /// Every fixed metric name, for the insta snapshot, the alert rules and the dashboard check.
 pub const ALL: &[MetricName] = &[
@@ -211,6 +245,12 @@ pub const ALL: &[MetricName] = &[
     BACKUP_DUMP_BYTES,
     BACKUP_DUMP_COMPRESSED_BYTES,
     BACKUP_DUMP_DURATION,
+    VERIFY_LAST_SUCCESS,
+    VERIFY_LAST_RUN_SUCCESS,
+    VERIFY_DIFFERENCES,
+    DRILL_LAST_SUCCESS,
+    DRILL_LAST_RUN_SUCCESS,
+    DRILL_RATE,
 ];
 
 /// The pair every job publishes: whether its last run succeeded, and when it last did.
@@ -258,6 +298,24 @@ impl JobMetrics {
             job: backup_job(name),
             run_success: BACKUP_LAST_RUN_SUCCESS,
             last_success: Some(BACKUP_LAST_SUCCESS),
+        }
+    }
+
+    /// `backupctl-verify`.
+    pub fn verify() -> Self {
+        Self {
+            job: JOB_VERIFY.to_owned(),
+            run_success: VERIFY_LAST_RUN_SUCCESS,
+            last_success: Some(VERIFY_LAST_SUCCESS),
+        }
+    }
+
+    /// `backupctl-drill`.
+    pub fn drill() -> Self {
+        Self {
+            job: JOB_DRILL.to_owned(),
+            run_success: DRILL_LAST_RUN_SUCCESS,
+            last_success: Some(DRILL_LAST_SUCCESS),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Read-only mounts of snapshots.
+//! Read-only mounts of snapshots (and a read-write mount of a live volume for a restore).
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -14,6 +14,13 @@ pub trait Mounter: Send + Sync {
     /// # Errors
     /// When the mount fails or `target` is already a mount point.
     fn mount_ro(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf>;
+
+    /// Mounts the live volume `source` read-write on `target` (a restore into the volume);
+    /// returns the folder to write.
+    ///
+    /// # Errors
+    /// When the mount fails, or `target` is a mount point already.
+    fn mount_rw(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf>;
 
     /// Unmounts `target`.
     ///

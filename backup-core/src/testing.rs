@@ -256,6 +256,21 @@ impl Mounter for FakeMounter {
         Ok(target.to_owned())
     }
 
+    fn mount_rw(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
+        let path = match source {
+            SnapshotSource::Device(p) | SnapshotSource::Dir(p) => p,
+        };
+        self.transcript.push(format!("mount -o rw {path} {target}"));
+        if lock(&self.failing)
+            .iter()
+            .any(|n| path.as_str().contains(n.as_str()) || target.as_str().contains(n.as_str()))
+        {
+            return Err(Error::backend(format!("mount {path}"), "injected failure"));
+        }
+        lock(&self.mounted).insert(target.to_owned(), source.clone());
+        Ok(target.to_owned())
+    }
+
     fn unmount(&self, target: &Utf8Path) -> Result<()> {
         self.transcript.push(format!("umount {target}"));
         lock(&self.mounted)

@@ -65,6 +65,33 @@ pub fn integrity_check(conn: &Connection, path: &Path) -> Result<()> {
     }
 }
 
+/// Checks a stored copy (a rollback-journal database, as [`copy_database`] and the online backup
+/// write them): opened read-only, never written, `PRAGMA integrity_check`. A copy with a `-wal`
+/// or `-journal` beside it was not left by us: it is reported, not recovered.
+///
+/// # Errors
+/// [`Error::Integrity`] with SQLite's findings, or [`Error::Sqlite`] when it cannot be opened as
+/// a database (truncated, not a database).
+pub fn check_copy(path: &Path) -> Result<()> {
+    for suffix in ["-wal", "-journal"] {
+        if with_suffix(path, suffix).exists() {
+            return Err(Error::io(
+                "check",
+                path,
+                std::io::Error::other(format!(
+                    "a {suffix} file lies beside this copy: copies never have one"
+                )),
+            ));
+        }
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::sqlite("open", path, e))?;
+    integrity_check(&conn, path)
+}
+
 /// Copies the database at `source` (with its `-wal` or hot `-journal`) to `dest`: recovered,
 /// checked, compacted, in rollback-journal mode, written to a temp file beside `dest`, fsynced and
 /// renamed. Nothing is left at `dest` when any step fails.

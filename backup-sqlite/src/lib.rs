@@ -20,7 +20,7 @@ mod error;
 mod live;
 
 pub use backup_core::Discovery;
-pub use copy::{copy_database, integrity_check, remove_scratch, CopyReport};
+pub use copy::{check_copy, copy_database, integrity_check, remove_scratch, CopyReport};
 pub use discover::{find_databases, probe_header};
 pub use error::{Error, Result};
 pub use live::{backup_live, check_live, open_live};

@@ -32,7 +32,7 @@ fn io(action: &'static str, path: &Path, e: std::io::Error) -> Error {
 }
 
 /// The md5 of a path's extended attributes (ACLs included), zeros when there are none.
-fn xattr_digest(abs: &Path) -> [u8; 16] {
+pub(crate) fn xattr_digest(abs: &Path) -> [u8; 16] {
     let xattrs = crate::linkguard::xattrs(abs);
     if xattrs.is_empty() {
         return [0; 16];
@@ -100,6 +100,24 @@ pub struct Walk {
 /// When a folder cannot be read, an entry `stat`ed or a symlink read: a copy from a partial
 /// walk could miss a change.
 pub fn walk(root: &Path, base: &BTreeMap<Vec<u8>, FileEntry>, trust_ctime: bool) -> Result<Walk> {
+    walk_with(root, base, trust_ctime, true)
+}
+
+/// Every entry under `root` (`.` first, sorted by path), as a record would hold it but without
+/// md5s and without reading any file: what a verify compares with the record.
+///
+/// # Errors
+/// As [`walk`].
+pub fn walk_entries(root: &Path) -> Result<Vec<FileEntry>> {
+    Ok(walk_with(root, &BTreeMap::new(), false, false)?.entries)
+}
+
+fn walk_with(
+    root: &Path,
+    base: &BTreeMap<Vec<u8>, FileEntry>,
+    trust_ctime: bool,
+    classify_files: bool,
+) -> Result<Walk> {
     let root_entry = {
         let m = std::fs::symlink_metadata(root).map_err(|e| io("stat", root, e))?;
         let st = rustix::fs::lstat(root).map_err(|e| io("stat", root, e.into()))?;
@@ -131,7 +149,7 @@ pub fn walk(root: &Path, base: &BTreeMap<Vec<u8>, FileEntry>, trust_ctime: bool)
                 Vec::new()
             };
             let mut e = entry_from(v.rel.as_os_str().as_bytes(), st, target, &abs);
-            if e.kind == EntryKind::File {
+            if e.kind == EntryKind::File && classify_files {
                 e.sqlite = classify(v, &e, base.get(&e.path), trust_ctime, out);
             }
             out.entries.push(e);
@@ -203,7 +221,7 @@ fn classify(
 }
 
 /// md5 of a file's content.
-fn md5_of(path: &Path) -> Result<[u8; 16]> {
+pub(crate) fn md5_of(path: &Path) -> Result<[u8; 16]> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| io("read", path, e))?;
     let mut ctx = md5::Context::new();

@@ -1,0 +1,44 @@
+//! `backupctl`: what is protected, is it intact, bring it back. Wiring only: the commands are
+//! in `backup_bins::ctl`.
+
+use std::process::ExitCode;
+
+use backup_bins::ctl::cli::Command;
+use backup_bins::run::GlobalArgs;
+use camino::Utf8PathBuf;
+use clap::Parser;
+
+/// See every backup, prove it restores, restore it.
+///
+/// list: every backup by layer. status: the protection matrix, gaps first (exit 1 on a gap).
+/// verify: re-read backups against their per-file records, check every SQLite copy, pfSense
+/// copy and dump. restore pvc|sqlite|pfsense|pve-config: bring a version back into a folder (or
+/// a PVC into its live volume), then check it against its record. drill: restore a sample and
+/// every SQLite copy, check them, and project each layer's RTO.
+///
+/// A restore never writes into a non-empty folder without --force. Every subcommand takes
+/// --json; verify and drill publish backup_verify_* and backup_restore_drill_* metrics.
+#[derive(Debug, Parser)]
+#[command(name = "backupctl", version, about, long_about, after_long_help = backup_bins::Exit::help())]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: GlobalArgs,
+    /// Write metrics as <DIR>/<job>.prom for node_exporter's textfile collector.
+    #[arg(long, global = true, value_name = "DIR")]
+    textfile_dir: Option<Utf8PathBuf>,
+    /// Push metrics to this Pushgateway (http://host:9091).
+    #[arg(long, global = true, value_name = "URL")]
+    pushgateway: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    backup_bins::ctl::cli::main(
+        &cli.command,
+        &cli.global,
+        cli.textfile_dir.clone(),
+        cli.pushgateway.clone(),
+    )
+}

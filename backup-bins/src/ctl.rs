@@ -1,0 +1,25 @@
+//! `backupctl`: what is protected, is it intact, bring it back.
+//!
+//! Everything here reads live state: the volumes and snapshots of the configured backend, the
+//! PV claims, the complete versions and their per-file records on the backup disk, the SQLite
+//! copies, pfSense and PVE config weeks, the dump folders of `[dumps] folders`, the offsite state
+//! and the change tracker's markers. Nothing is kept in a table by hand.
+
+pub mod check;
+pub mod cli;
+mod drill;
+mod inventory;
+mod restore;
+mod status;
+mod verify;
+
+pub use check::{check_tree, CheckReport, Content, Difference};
+pub use drill::{drill, DrillArgs, DrillReport};
+pub use inventory::{list, DumpListing, ListReport, PvcListing, VersionListing};
+pub use restore::{
+    plan_into_volume, restore_into_volume, restore_pfsense, restore_pvc, restore_pve_config,
+    restore_sqlite, run_into_volume, IntoVolumeDeps, IntoVolumeReport, IntoVolumeStep,
+    PvcRestoreArgs, RestoreReport,
+};
+pub use status::{status, Gap, StatusReport, StatusRow};
+pub use verify::{verify, VerifyArgs, VerifyReport};

@@ -1,0 +1,249 @@
+//! The command line of `backupctl`, kept here so the binary stays wiring.
+
+use std::process::ExitCode;
+
+use backup_core::metric_names::JobMetrics;
+use backup_core::IsoWeek;
+use camino::Utf8PathBuf;
+
+use crate::run::{run, GlobalArgs, Locks, RunSpec};
+
+/// `NS/PVC`.
+fn parse_pvc(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, pvc)) if !ns.is_empty() && !pvc.is_empty() && !pvc.contains('/') => {
+            Ok((ns.to_owned(), pvc.to_owned()))
+        }
+        _ => Err(format!("expected NAMESPACE/PVC, got `{s}`")),
+    }
+}
+
+fn parse_week(s: &str) -> Result<IsoWeek, String> {
+    s.parse::<IsoWeek>().map_err(|e| e.to_string())
+}
+
+/// The subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Every backup there is: per PVC its snapshots, weekly versions (complete or not, files,
+    /// bytes, bytes only that version holds) and SQLite copies; pfSense and PVE config weeks;
+    /// the dumps in `[dumps] folders`.
+    List,
+    /// The protection matrix from live state, gaps first: per PVC the age of its newest snapshot
+    /// and complete version, its SQLite copies, the last offsite sync, excluded namespaces,
+    /// unresolved volumes, pending full passes. Exit 1 when there is a gap.
+    Status {
+        /// A PVC without a snapshot or complete version this recent is a gap [default:
+        /// `[status] stale-hours`, else 36].
+        #[arg(long, value_name = "HOURS")]
+        stale_hours: Option<u32>,
+    },
+    /// Re-read backups against their records (md5, size, mode, owner, times, xattrs, hardlinks),
+    /// integrity_check every SQLite copy, check pfSense copies and every dump's gzip stream.
+    /// Every difference is named by path; exit 1 on any.
+    Verify {
+        /// Only this ISO week (YYYY-WW).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// Only this PVC.
+        #[arg(long, value_parser = parse_pvc, value_name = "NAMESPACE/PVC")]
+        pvc: Option<(String, String)>,
+        /// Read the content of only this percent of the files (chosen from --now; metadata is
+        /// checked for all).
+        #[arg(long, value_name = "PERCENT")]
+        sample: Option<f64>,
+        /// Only versions completed in the last N days.
+        #[arg(long, value_name = "N")]
+        since_days: Option<u32>,
+    },
+    /// Bring a backup back, checked against its record.
+    #[command(subcommand)]
+    Restore(RestoreCommand),
+    /// Restore a sample of files (seeded from --now: replayable) and every SQLite copy of the
+    /// newest versions into a scratch folder, check them, and project each layer's RTO.
+    Drill {
+        /// Percent of each version's files to restore.
+        #[arg(long, default_value_t = 1.0, value_name = "PERCENT")]
+        sample: f64,
+        /// Restore here and keep it (default: a temp folder, removed afterwards).
+        #[arg(long, value_name = "DIR")]
+        scratch: Option<Utf8PathBuf>,
+    },
+}
+
+/// What to restore.
+#[derive(Debug, clap::Subcommand)]
+pub enum RestoreCommand {
+    /// A PVC's weekly version: into a folder (--to), or into its live volume (--into-volume:
+    /// workloads scaled to 0, a safety snapshot, the volume mounted, restored with --delete,
+    /// checked, unmounted, workloads scaled back; any failure undoes the scale-down).
+    Pvc {
+        /// Namespace.
+        #[arg(long)]
+        namespace: String,
+        /// PVC.
+        #[arg(long)]
+        pvc: String,
+        /// ISO week (default: the newest complete version).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// Restore into this folder (created when missing; must be empty without --force).
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "into_volume",
+            conflicts_with = "into_volume"
+        )]
+        to: Option<Utf8PathBuf>,
+        /// Restore into the PVC's live volume.
+        #[arg(long)]
+        into_volume: bool,
+        /// Write into a non-empty folder; what it holds beyond the version is deleted.
+        #[arg(long)]
+        force: bool,
+    },
+    /// SQLite copies of a PVC's week (all, or the one at --path inside the volume).
+    Sqlite {
+        /// Namespace.
+        #[arg(long)]
+        namespace: String,
+        /// PVC.
+        #[arg(long)]
+        pvc: String,
+        /// ISO week (default: the newest complete version).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// The database's path inside the volume.
+        #[arg(long)]
+        path: Option<String>,
+        /// Restore into this folder.
+        #[arg(long, value_name = "DIR")]
+        to: Utf8PathBuf,
+        /// Write into a non-empty folder.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A week's pfSense config.xml and full tar.
+    Pfsense {
+        /// ISO week (default: the newest).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// Restore into this folder.
+        #[arg(long, value_name = "DIR")]
+        to: Utf8PathBuf,
+        /// Write into a non-empty folder.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A week's copy of the PVE host config.
+    PveConfig {
+        /// ISO week (default: the newest complete).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// Restore into this folder.
+        #[arg(long, value_name = "DIR")]
+        to: Utf8PathBuf,
+        /// Write into a non-empty folder.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs one `backupctl` command through the run wrapper.
+pub fn main(
+    command: &Command,
+    global: &GlobalArgs,
+    textfile_dir: Option<Utf8PathBuf>,
+    pushgateway: Option<String>,
+) -> ExitCode {
+    let spec = RunSpec {
+        needs_backup_root: true,
+        textfile_dir,
+        pushgateway,
+        ..RunSpec::new("backupctl")
+    };
+    match command {
+        Command::List => run(&spec, global, super::list),
+        Command::Status { stale_hours } => {
+            run(&spec, global, |ctx| super::status(ctx, *stale_hours))
+        }
+        Command::Verify {
+            week,
+            pvc,
+            sample,
+            since_days,
+        } => {
+            let spec = RunSpec {
+                metrics: Some(JobMetrics::verify()),
+                ..spec
+            };
+            let args = super::VerifyArgs {
+                week: *week,
+                pvc: pvc.clone(),
+                sample: *sample,
+                since_days: *since_days,
+            };
+            run(&spec, global, |ctx| super::verify(ctx, &args))
+        }
+        Command::Drill { sample, scratch } => {
+            let spec = RunSpec {
+                metrics: Some(JobMetrics::drill()),
+                ..spec
+            };
+            let args = super::DrillArgs {
+                sample: *sample,
+                scratch: scratch.clone(),
+            };
+            run(&spec, global, |ctx| super::drill(ctx, &args))
+        }
+        Command::Restore(r) => restore(r, spec, global),
+    }
+}
+
+fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
+    match r {
+        RestoreCommand::Pvc {
+            namespace,
+            pvc,
+            week,
+            to,
+            into_volume,
+            force,
+        } => {
+            let args = super::PvcRestoreArgs {
+                namespace: namespace.clone(),
+                pvc: pvc.clone(),
+                week: *week,
+                to: to.clone(),
+                force: *force,
+                into_volume: *into_volume,
+            };
+            if *into_volume {
+                // no daily-backup or snapshot run mounts or prunes beside a restore
+                let spec = RunSpec {
+                    locks: Locks::Snapshots,
+                    ..spec
+                };
+                run(&spec, global, |ctx| super::restore_into_volume(ctx, &args))
+            } else {
+                run(&spec, global, |ctx| super::restore_pvc(ctx, &args))
+            }
+        }
+        RestoreCommand::Sqlite {
+            namespace,
+            pvc,
+            week,
+            path,
+            to,
+            force,
+        } => run(&spec, global, |ctx| {
+            super::restore_sqlite(ctx, namespace, pvc, *week, path.as_deref(), to, *force)
+        }),
+        RestoreCommand::Pfsense { week, to, force } => run(&spec, global, |ctx| {
+            super::restore_pfsense(ctx, *week, to, *force)
+        }),
+        RestoreCommand::PveConfig { week, to, force } => run(&spec, global, |ctx| {
+            super::restore_pve_config(ctx, *week, to, *force)
+        }),
+    }
+}

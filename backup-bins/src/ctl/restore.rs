@@ -1,0 +1,801 @@
+//! `backupctl restore`: a version comes back as it was, and is then checked against its record.
+//!
+//! - `pvc --to DIR`: `rsync -aHAX --numeric-ids --sparse` of the version's copy into DIR
+//!   (ownership, modes, ACLs, xattrs, hardlinks, times, sparse files), then every file of DIR
+//!   checked against the record, content included;
+//! - `pvc --into-volume`: the seed's restore-from-file-backup runbook as one command: the PVC's
+//!   workloads scaled to 0, a safety snapshot of the live volume, the volume mounted read-write,
+//!   the version copied in with `--delete`, checked, unmounted, the workloads scaled back up; any
+//!   failure undoes what can be undone and says what state it left;
+//! - `sqlite`, `pfsense`, `pve-config --to DIR`: the copies of a week, checked.
+//!
+//! A restore never writes into a non-empty DIR unless `--force` (which then makes DIR the
+//! version: what it held beyond it is deleted).
+
+use backup_core::{
+    BackupRoot, Cluster, Invocation, IsoWeek, Mounter, Series, VolumeManager, WeekVersion, Workload,
+};
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::check::{check_tree, CheckReport, Content, Difference};
+use super::inventory::{files_under, pick_version, record};
+use crate::error::{Error, Result};
+use crate::exit::Exit;
+use crate::run::{Context, Outcome};
+
+/// `restore pvc` flags.
+#[derive(Debug, Clone)]
+pub struct PvcRestoreArgs {
+    /// Namespace.
+    pub namespace: String,
+    /// PVC.
+    pub pvc: String,
+    /// Week (default: the newest complete version).
+    pub week: Option<IsoWeek>,
+    /// Target folder.
+    pub to: Option<Utf8PathBuf>,
+    /// Write into a non-empty folder, deleting what the version does not hold.
+    pub force: bool,
+    /// Restore into the live volume instead.
+    pub into_volume: bool,
+}
+
+/// What a restore to a folder did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// What was restored (`pvc vaultwarden/data 2026-02`).
+    pub what: String,
+    /// From where.
+    pub from: Utf8PathBuf,
+    /// Into where.
+    pub to: Utf8PathBuf,
+    /// Bytes restored.
+    pub bytes: u64,
+    /// Seconds: copy and check.
+    pub seconds: f64,
+    /// The check of what was written; `None` under `--dry-run`.
+    pub check: Option<CheckReport>,
+    /// `--dry-run`: nothing written.
+    pub dry_run: bool,
+}
+
+impl Outcome for RestoreReport {
+    fn exit(&self) -> Exit {
+        match &self.check {
+            Some(c) if !c.differences.is_empty() => Exit::Failed,
+            _ => Exit::Success,
+        }
+    }
+
+    fn text(&self, _dry_run: bool) -> String {
+        if self.dry_run {
+            return format!(
+                "restore {} (dry run: nothing written)\n  from {}\n  into {}",
+                self.what, self.from, self.to
+            );
+        }
+        let mut out = format!(
+            "restored {} into {} ({} in {:.1} s)",
+            self.what,
+            self.to,
+            crate::human::bytes(self.bytes),
+            self.seconds
+        );
+        if let Some(c) = &self.check {
+            if c.differences.is_empty() {
+                out.push_str(&format!(
+                    "\n  checked against the record: {} entries, {} files read, all as recorded",
+                    c.entries, c.files_read
+                ));
+            } else {
+                out.push_str(&format!(
+                    "\n  FAILED: {} differences from the record:",
+                    c.differences.len()
+                ));
+                for d in &c.differences {
+                    out.push_str(&format!("\n    {}: {}", d.path, d.what));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Refuses a non-empty target without `--force`; creates a missing one.
+fn prepare_target(to: &Utf8Path, force: bool, dry_run: bool) -> Result<()> {
+    match std::fs::read_dir(to) {
+        Ok(mut d) => {
+            if d.next().is_some() && !force {
+                return Err(Error::Usage(format!(
+                    "{to} is not empty: a restore never writes into a non-empty folder; \
+                     --force makes it the version (what it holds beyond it is deleted)"
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !dry_run {
+                std::fs::create_dir_all(to).map_err(|e| Error::io("create folder", to, e))?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(Error::io("read", to, e)),
+    }
+}
+
+/// `rsync -aHAX --numeric-ids --sparse [--delete] FROM/ TO/` (plus `extra`).
+pub(super) fn rsync_tree(
+    runner: &dyn backup_core::Runner,
+    from: &Utf8Path,
+    to: &Utf8Path,
+    delete: bool,
+    extra: &[&str],
+) -> Result<()> {
+    let mut args = vec!["-aHAX", "--numeric-ids", "--sparse"];
+    if delete {
+        args.push("--delete");
+    }
+    args.extend_from_slice(extra);
+    let inv = Invocation::new(&crate::app::rsync_program(), args)
+        .arg(format!("{from}/"))
+        .arg(format!("{to}/"));
+    inv.run_checked(runner)?;
+    Ok(())
+}
+
+/// `restore pvc --to DIR`.
+///
+/// # Errors
+/// No such version, a non-empty DIR without `--force`, a failed copy.
+pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreReport> {
+    let to = args
+        .to
+        .clone()
+        .ok_or_else(|| Error::Usage("restore pvc needs --to DIR or --into-volume".to_owned()))?;
+    let store = ctx.store()?;
+    let v = pick_version(store.as_ref(), &args.namespace, &args.pvc, args.week)?;
+    let root = store.root().clone();
+    let from = root.pvc_copy(v.week, &v.namespace, &v.pvc);
+    let what = format!("pvc {}/{} week {}", v.namespace, v.pvc, v.week);
+    let rec = record(store.as_ref(), &v).ok_or_else(|| {
+        Error::Usage(format!(
+            "{what} has no usable record: it can be copied by hand (rsync -aHAX --numeric-ids \
+             {from}/ DIR/) but not checked"
+        ))
+    })?;
+    prepare_target(&to, args.force, ctx.dry_run())?;
+    let bytes = rec.iter().map(|e| e.size).sum();
+    if ctx.dry_run() {
+        return Ok(RestoreReport {
+            what,
+            from,
+            to,
+            bytes,
+            seconds: 0.0,
+            check: None,
+            dry_run: true,
+        });
+    }
+    let started = std::time::Instant::now();
+    rsync_tree(ctx.steady_runner().as_ref(), &from, &to, args.force, &[])?;
+    let check = check_tree(to.as_std_path(), &rec, Content::All)?;
+    Ok(RestoreReport {
+        what,
+        from,
+        to,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        check: Some(check),
+        dry_run: false,
+    })
+}
+
+fn newest_week(versions: &[WeekVersion], week: Option<IsoWeek>, what: &str) -> Result<IsoWeek> {
+    let mut complete: Vec<&WeekVersion> = versions.iter().filter(|v| v.is_complete()).collect();
+    complete.sort_by_key(|v| v.week);
+    match week {
+        Some(w) if complete.iter().any(|v| v.week == w) => Ok(w),
+        Some(w) => Err(Error::Usage(format!(
+            "no complete {what} copy of week {w}: `backupctl list` shows them"
+        ))),
+        None => complete
+            .last()
+            .map(|v| v.week)
+            .ok_or_else(|| Error::Usage(format!("no complete {what} copy at all"))),
+    }
+}
+
+/// `restore sqlite`: the SQLite copies of a PVC's week (or the one at `path` inside the volume)
+/// into DIR, each checked with `integrity_check`.
+///
+/// # Errors
+/// No such copy, a non-empty DIR without `--force`.
+pub fn restore_sqlite(
+    ctx: &Context<'_>,
+    namespace: &str,
+    pvc: &str,
+    week: Option<IsoWeek>,
+    path: Option<&str>,
+    to: &Utf8Path,
+    force: bool,
+) -> Result<RestoreReport> {
+    let store = ctx.store()?;
+    let v = pick_version(store.as_ref(), namespace, pvc, week)?;
+    let from = store.root().sqlite_copy(v.week, namespace, pvc);
+    let mut files: Vec<(Utf8PathBuf, u64)> = files_under(&from)
+        .into_iter()
+        .filter(|(p, _)| !p.file_name().is_some_and(|n| n.starts_with('.')))
+        .collect();
+    if let Some(want) = path {
+        let want = want.trim_start_matches('/');
+        files.retain(|(p, _)| p.strip_prefix(&from).is_ok_and(|r| r.as_str() == want));
+    }
+    let what = format!("sqlite copies of {namespace}/{pvc} week {}", v.week);
+    if files.is_empty() {
+        return Err(Error::Usage(format!(
+            "no SQLite copy {}in {what}: `backupctl list` shows the counts",
+            path.map_or(String::new(), |p| format!("at {p} "))
+        )));
+    }
+    prepare_target(to, force, ctx.dry_run())?;
+    let bytes = files.iter().map(|(_, b)| b).sum();
+    if ctx.dry_run() {
+        return Ok(RestoreReport {
+            what,
+            from,
+            to: to.to_owned(),
+            bytes,
+            seconds: 0.0,
+            check: None,
+            dry_run: true,
+        });
+    }
+    let started = std::time::Instant::now();
+    let mut check = CheckReport::default();
+    for (f, size) in &files {
+        let rel = f.strip_prefix(&from).unwrap_or(f);
+        let dest = to.join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
+        }
+        std::fs::copy(f, &dest).map_err(|e| Error::io("copy", f.clone(), e))?;
+        check.entries += 1;
+        check.files_read += 1;
+        check.bytes_read += size;
+        if let Err(e) = backup_sqlite::check_copy(dest.as_std_path()) {
+            check.differences.push(Difference {
+                path: dest.to_string(),
+                what: e.to_string(),
+            });
+        }
+    }
+    Ok(RestoreReport {
+        what,
+        from,
+        to: to.to_owned(),
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        check: Some(check),
+        dry_run: false,
+    })
+}
+
+/// `restore pfsense`: a week's `config.xml` and full tar into DIR, checked.
+///
+/// # Errors
+/// No such week, a non-empty DIR without `--force`.
+pub fn restore_pfsense(
+    ctx: &Context<'_>,
+    week: Option<IsoWeek>,
+    to: &Utf8Path,
+    force: bool,
+) -> Result<RestoreReport> {
+    let store = ctx.store()?;
+    let w = newest_week(&store.list_versions(Series::Pfsense)?, week, "pfSense")?;
+    let from = store.root().pfsense_week(w);
+    restore_folder(
+        ctx,
+        &format!("pfSense week {w}"),
+        &from,
+        to,
+        force,
+        &[],
+        |to| {
+            let mut check = CheckReport::default();
+            let xml = to.join(crate::pfsense::CONFIG_XML);
+            let whole = std::fs::read(&xml).is_ok_and(|b| crate::pfsense::is_whole_config(&b));
+            if !whole {
+                check.differences.push(Difference {
+                    path: xml.to_string(),
+                    what: "not a whole pfSense config.xml".to_owned(),
+                });
+            }
+            for (p, _) in files_under(to) {
+                check.entries += 1;
+                if p.as_str().ends_with(".gz") {
+                    if let Err(e) = super::verify::gzip_reads(&p) {
+                        check.differences.push(Difference {
+                            path: p.to_string(),
+                            what: e,
+                        });
+                    }
+                }
+            }
+            check
+        },
+    )
+}
+
+/// `restore pve-config`: a week's copy of the PVE host config into DIR, compared with the copy.
+///
+/// # Errors
+/// No such week, a non-empty DIR without `--force`.
+pub fn restore_pve_config(
+    ctx: &Context<'_>,
+    week: Option<IsoWeek>,
+    to: &Utf8Path,
+    force: bool,
+) -> Result<RestoreReport> {
+    let store = ctx.store()?;
+    let w = newest_week(&store.list_versions(Series::PveConfig)?, week, "PVE config")?;
+    let from = store.root().pve_config_week(w);
+    let source = from.clone();
+    restore_folder(
+        ctx,
+        &format!("PVE config week {w}"),
+        &from,
+        to,
+        force,
+        &["--exclude=/.complete"],
+        move |to| compare_trees(&source, to),
+    )
+}
+
+/// Every file of `from` (but the marker) present in `to` with the same content and mode.
+fn compare_trees(from: &Utf8Path, to: &Utf8Path) -> CheckReport {
+    let mut check = CheckReport::default();
+    for (p, size) in files_under(from) {
+        let rel = p.strip_prefix(from).unwrap_or(&p);
+        if rel.as_str() == ".complete" {
+            continue;
+        }
+        check.entries += 1;
+        let dest = to.join(rel);
+        let same = std::fs::read(&p).ok() == std::fs::read(&dest).ok()
+            && std::fs::symlink_metadata(&dest).is_ok();
+        check.files_read += 1;
+        check.bytes_read += size;
+        if !same {
+            check.differences.push(Difference {
+                path: dest.to_string(),
+                what: "differs from the backup copy or is missing".to_owned(),
+            });
+        }
+    }
+    check
+}
+
+fn restore_folder(
+    ctx: &Context<'_>,
+    what: &str,
+    from: &Utf8Path,
+    to: &Utf8Path,
+    force: bool,
+    extra: &[&str],
+    check: impl FnOnce(&Utf8Path) -> CheckReport,
+) -> Result<RestoreReport> {
+    prepare_target(to, force, ctx.dry_run())?;
+    let bytes = files_under(from).iter().map(|(_, b)| b).sum();
+    if ctx.dry_run() {
+        return Ok(RestoreReport {
+            what: what.to_owned(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            bytes,
+            seconds: 0.0,
+            check: None,
+            dry_run: true,
+        });
+    }
+    let started = std::time::Instant::now();
+    rsync_tree(ctx.steady_runner().as_ref(), from, to, force, extra)?;
+    Ok(RestoreReport {
+        what: what.to_owned(),
+        from: from.to_owned(),
+        to: to.to_owned(),
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        check: Some(check(to)),
+        dry_run: false,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// --into-volume
+
+/// One step of a restore into the live volume.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum IntoVolumeStep {
+    /// Scale a workload using the PVC to 0.
+    ScaleDown {
+        /// It.
+        workload: Workload,
+    },
+    /// Wait until its pods are gone (the volume is then free).
+    WaitPodsGone {
+        /// It.
+        workload: Workload,
+    },
+    /// Snapshot the live volume first: what the restore overwrites stays recoverable.
+    SafetySnapshot {
+        /// The volume.
+        lv: String,
+        /// The snapshot's name.
+        name: String,
+    },
+    /// Activate the live volume on this host and mount it read-write.
+    Mount {
+        /// The volume.
+        lv: String,
+        /// Where.
+        target: Utf8PathBuf,
+    },
+    /// Copy the version in (`rsync --delete`).
+    Copy {
+        /// The version's copy.
+        from: Utf8PathBuf,
+        /// The mount point.
+        target: Utf8PathBuf,
+    },
+    /// Check the volume against the version's record.
+    Check {
+        /// The mount point.
+        target: Utf8PathBuf,
+    },
+    /// Unmount it.
+    Unmount {
+        /// The mount point.
+        target: Utf8PathBuf,
+    },
+    /// Scale a workload back to its replicas.
+    ScaleUp {
+        /// It.
+        workload: Workload,
+    },
+}
+
+impl IntoVolumeStep {
+    /// The step in words.
+    pub fn describe(&self) -> String {
+        match self {
+            IntoVolumeStep::ScaleDown { workload: w } => {
+                format!("scale {} {}/{} to 0", w.kind, w.namespace, w.name)
+            }
+            IntoVolumeStep::WaitPodsGone { workload: w } => {
+                format!("wait for the pods of {}/{} to go", w.namespace, w.name)
+            }
+            IntoVolumeStep::SafetySnapshot { lv, name } => {
+                format!("snapshot the live volume {lv} as {name}")
+            }
+            IntoVolumeStep::Mount { lv, target } => {
+                format!("activate {lv} and mount it read-write on {target}")
+            }
+            IntoVolumeStep::Copy { from, target } => {
+                format!("copy {from}/ into {target}/ (rsync -aHAX --delete)")
+            }
+            IntoVolumeStep::Check { target } => {
+                format!("check {target} against the version's record")
+            }
+            IntoVolumeStep::Unmount { target } => format!("unmount {target}"),
+            IntoVolumeStep::ScaleUp { workload: w } => format!(
+                "scale {} {}/{} back to {}",
+                w.kind, w.namespace, w.name, w.replicas
+            ),
+        }
+    }
+}
+
+/// What a restore into the volume did.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntoVolumeReport {
+    /// The plan.
+    pub steps: Vec<String>,
+    /// Steps done.
+    pub done: Vec<String>,
+    /// The step that failed, and why.
+    pub failed: Option<(String, String)>,
+    /// Undo steps run after a failure, with their outcome.
+    pub undone: Vec<(String, std::result::Result<(), String>)>,
+    /// The state left, in words.
+    pub state: String,
+    /// The check of the volume, when it ran.
+    pub check: Option<CheckReport>,
+    /// `--dry-run`: the plan only.
+    pub dry_run: bool,
+}
+
+/// Plans a restore of `version` into the live volume `lv`.
+///
+/// # Errors
+/// When the cluster cannot be asked for the PVC's workloads.
+pub fn plan_into_volume(
+    cluster: &dyn Cluster,
+    root: &BackupRoot,
+    version: &WeekVersion,
+    lv: &str,
+    target: &Utf8Path,
+    now: DateTime<Utc>,
+) -> backup_core::Result<Vec<IntoVolumeStep>> {
+    let workloads = cluster.workloads_using(&version.namespace, &version.pvc)?;
+    let mut steps: Vec<IntoVolumeStep> = workloads
+        .iter()
+        .map(|w| IntoVolumeStep::ScaleDown {
+            workload: w.clone(),
+        })
+        .collect();
+    steps.extend(workloads.iter().map(|w| IntoVolumeStep::WaitPodsGone {
+        workload: w.clone(),
+    }));
+    steps.push(IntoVolumeStep::SafetySnapshot {
+        lv: lv.to_owned(),
+        name: format!("{lv}-pre-restore-{}", now.format("%Y%m%d%H%M%S")),
+    });
+    steps.push(IntoVolumeStep::Mount {
+        lv: lv.to_owned(),
+        target: target.to_owned(),
+    });
+    steps.push(IntoVolumeStep::Copy {
+        from: root.pvc_copy(version.week, &version.namespace, &version.pvc),
+        target: target.to_owned(),
+    });
+    steps.push(IntoVolumeStep::Check {
+        target: target.to_owned(),
+    });
+    steps.push(IntoVolumeStep::Unmount {
+        target: target.to_owned(),
+    });
+    steps.extend(workloads.iter().map(|w| IntoVolumeStep::ScaleUp {
+        workload: w.clone(),
+    }));
+    Ok(steps)
+}
+
+/// The outside world a restore into the volume acts on.
+pub struct IntoVolumeDeps<'a> {
+    /// Scales workloads.
+    pub cluster: &'a dyn Cluster,
+    /// Snapshots and activates the volume.
+    pub volumes: &'a dyn VolumeManager,
+    /// Mounts it.
+    pub mounter: &'a dyn Mounter,
+    /// Copies the version into the mount point.
+    pub copy: &'a dyn Fn(&Utf8Path, &Utf8Path) -> Result<()>,
+    /// Checks the mount point against the record.
+    pub check: &'a dyn Fn(&Utf8Path) -> Result<CheckReport>,
+}
+
+/// Runs the steps; on a failure undoes what was done, newest first, and says what state is left.
+pub fn run_into_volume(
+    deps: &IntoVolumeDeps<'_>,
+    steps: &[IntoVolumeStep],
+    now: DateTime<Utc>,
+) -> IntoVolumeReport {
+    let mut report = IntoVolumeReport {
+        steps: steps.iter().map(IntoVolumeStep::describe).collect(),
+        done: Vec::new(),
+        failed: None,
+        undone: Vec::new(),
+        state: String::new(),
+        check: None,
+        dry_run: false,
+    };
+    let mut wrote = false;
+    let mut safety = None;
+    for (i, step) in steps.iter().enumerate() {
+        let result: Result<()> = match step {
+            IntoVolumeStep::ScaleDown { workload } => {
+                deps.cluster.scale(workload, 0).map_err(Error::from)
+            }
+            IntoVolumeStep::WaitPodsGone { workload } => deps
+                .cluster
+                .wait_pods_gone(workload, 300)
+                .map_err(Error::from),
+            IntoVolumeStep::SafetySnapshot { lv, name } => deps
+                .volumes
+                .create_snapshot(lv, name, now)
+                .map(|_| safety = Some(name.clone()))
+                .map_err(Error::from),
+            IntoVolumeStep::Mount { lv, target } => deps
+                .volumes
+                .activate(lv)
+                .and_then(|src| deps.mounter.mount_rw(&src, target))
+                .map(|_| ())
+                .map_err(Error::from),
+            IntoVolumeStep::Copy { from, target } => {
+                wrote = true;
+                (deps.copy)(from, target)
+            }
+            IntoVolumeStep::Check { target } => match (deps.check)(target) {
+                Ok(c) if c.differences.is_empty() => {
+                    report.check = Some(c);
+                    Ok(())
+                }
+                Ok(c) => {
+                    let n = c.differences.len();
+                    report.check = Some(c);
+                    Err(Error::Usage(format!(
+                        "the volume differs from the version's record in {n} places"
+                    )))
+                }
+                Err(e) => Err(e),
+            },
+            IntoVolumeStep::Unmount { target } => deps.mounter.unmount(target).map_err(Error::from),
+            IntoVolumeStep::ScaleUp { workload } => deps
+                .cluster
+                .scale(workload, workload.replicas)
+                .map_err(Error::from),
+        };
+        match result {
+            Ok(()) => report.done.push(step.describe()),
+            Err(e) => {
+                report.failed = Some((step.describe(), e.to_string()));
+                if matches!(step, IntoVolumeStep::ScaleUp { .. }) {
+                    report.state = "the volume is restored and checked; a workload did not \
+                                    scale back up: scale it by hand"
+                        .to_owned();
+                    return report;
+                }
+                for done in steps[..i].iter().rev() {
+                    let undo = match done {
+                        IntoVolumeStep::ScaleDown { workload } => Some((
+                            format!(
+                                "scale {}/{} back to {}",
+                                workload.namespace, workload.name, workload.replicas
+                            ),
+                            deps.cluster.scale(workload, workload.replicas),
+                        )),
+                        IntoVolumeStep::Mount { target, .. } => {
+                            Some((format!("unmount {target}"), deps.mounter.unmount(target)))
+                        }
+                        _ => None,
+                    };
+                    if let Some((what, r)) = undo {
+                        report.undone.push((what, r.map_err(|e| e.to_string())));
+                    }
+                }
+                let undo_ok = report.undone.iter().all(|(_, r)| r.is_ok());
+                report.state = match (wrote, &safety) {
+                    (false, _) if undo_ok => {
+                        "nothing was written: the volume and the workloads are as they were"
+                            .to_owned()
+                    }
+                    (true, Some(s)) => format!(
+                        "the volume was partly or wrongly overwritten and the workloads run on it \
+                         again; it is kept as it was before in the snapshot {s} \
+                         (`lvm-pvc-snapshot restore` brings that back)"
+                    ),
+                    (true, None) => "the volume was partly overwritten".to_owned(),
+                    (false, _) => "an undo step failed: see above, and fix by hand".to_owned(),
+                };
+                if !undo_ok && wrote {
+                    report
+                        .state
+                        .push_str("; an undo step failed as well: see above");
+                }
+                return report;
+            }
+        }
+    }
+    report.state = format!(
+        "restored and checked; the volume as it was before is in the snapshot {}",
+        safety.unwrap_or_default()
+    );
+    report
+}
+
+/// `restore pvc --into-volume`.
+///
+/// # Errors
+/// No such version or volume, a backend that cannot be asked.
+pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<IntoVolumeReport> {
+    let cfg = ctx.cfg()?;
+    let store = ctx.store()?;
+    let v = pick_version(store.as_ref(), &args.namespace, &args.pvc, args.week)?;
+    let rec = record(store.as_ref(), &v).ok_or_else(|| {
+        Error::Usage(format!(
+            "week {} of {}/{} has no usable record: it cannot be checked after the restore",
+            v.week, v.namespace, v.pvc
+        ))
+    })?;
+    let live = super::inventory::live(ctx, cfg);
+    let lv = live
+        .selection
+        .selected
+        .iter()
+        .chain(&live.selection.excluded)
+        .find(|s| s.namespace == v.namespace && s.pvc == v.pvc)
+        .map(|s| s.lv.clone())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no volume of the backend belongs to {}/{}: restore it --to a folder instead",
+                v.namespace, v.pvc
+            ))
+        })?;
+    let runner = ctx.steady_runner();
+    let cluster = backup_lvm::KubectlCluster::new(
+        runner.as_ref(),
+        cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
+    );
+    let target = crate::daily::mount_root(cfg)?.join(format!("restore-{lv}"));
+    let steps = plan_into_volume(&cluster, store.root(), &v, &lv, &target, ctx.now)?;
+    if ctx.dry_run() {
+        return Ok(IntoVolumeReport {
+            steps: steps.iter().map(IntoVolumeStep::describe).collect(),
+            done: Vec::new(),
+            failed: None,
+            undone: Vec::new(),
+            state: "dry run: nothing was changed".to_owned(),
+            check: None,
+            dry_run: true,
+        });
+    }
+    std::fs::create_dir_all(&target).map_err(|e| Error::io("create folder", &target, e))?;
+    let volumes = ctx.volumes()?;
+    let mounter = ctx.mounter();
+    let copy = |from: &Utf8Path, to: &Utf8Path| rsync_tree(runner.as_ref(), from, to, true, &[]);
+    let check = |to: &Utf8Path| check_tree(to.as_std_path(), &rec, Content::All);
+    Ok(run_into_volume(
+        &IntoVolumeDeps {
+            cluster: &cluster,
+            volumes: volumes.as_ref(),
+            mounter: mounter.as_ref(),
+            copy: &copy,
+            check: &check,
+        },
+        &steps,
+        ctx.now,
+    ))
+}
+
+impl Outcome for IntoVolumeReport {
+    fn exit(&self) -> Exit {
+        if self.failed.is_some() {
+            Exit::Failed
+        } else {
+            Exit::Success
+        }
+    }
+
+    fn text(&self, _dry_run: bool) -> String {
+        let mut out = String::new();
+        if self.dry_run {
+            out.push_str("restore into the volume (dry run: nothing is changed):");
+            for (i, s) in self.steps.iter().enumerate() {
+                out.push_str(&format!("\n  {}. {s}", i + 1));
+            }
+            return out;
+        }
+        for d in &self.done {
+            out.push_str(&format!("  done    {d}\n"));
+        }
+        if let Some((step, why)) = &self.failed {
+            out.push_str(&format!("  FAILED  {step}: {why}\n"));
+        }
+        if let Some(c) = &self.check {
+            for d in c.differences.iter().take(20) {
+                out.push_str(&format!("    {}: {}\n", d.path, d.what));
+            }
+        }
+        for (what, r) in &self.undone {
+            match r {
+                Ok(()) => out.push_str(&format!("  undone  {what}\n")),
+                Err(e) => out.push_str(&format!("  UNDO FAILED {what}: {e}\n")),
+            }
+        }
+        out.push_str(&format!("backupctl restore: {}", self.state));
+        out
+    }
+}

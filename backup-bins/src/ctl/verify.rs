@@ -1,0 +1,354 @@
+//! `backupctl verify`: re-read the chosen versions against their records (md5, size, mode,
+//! owner, times, xattrs, link structure), `integrity_check` every SQLite copy, check the pfSense
+//! copies and read every dump's gzip stream to its end. Every difference is named by path; any
+//! one fails the run.
+
+use std::io::Read;
+
+use backup_core::metric_names::{JobMetrics, VERIFY_DIFFERENCES};
+use backup_core::{IsoWeek, MetricGroup, Series, WeekVersion};
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::Duration;
+use serde::Serialize;
+
+use super::check::{check_tree, CheckReport, Content, Difference};
+use super::inventory::{files_under, record};
+use crate::error::{Error, Result};
+use crate::exit::Exit;
+use crate::run::{Context, Outcome};
+
+/// What to verify.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyArgs {
+    /// Only this week.
+    pub week: Option<IsoWeek>,
+    /// Only this `namespace/pvc`.
+    pub pvc: Option<(String, String)>,
+    /// Read only this percent of the files (chosen from `--now`); metadata is checked for all.
+    pub sample: Option<f64>,
+    /// Only versions completed in the last N days.
+    pub since_days: Option<u32>,
+}
+
+/// The result for one thing checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checked {
+    /// What (`pvc vaultwarden/data 2026-02`, `sqlite ...`, `dump ...`).
+    pub what: String,
+    /// Its differences or failure; empty: intact.
+    pub differences: Vec<Difference>,
+    /// Files read, bytes read (PVC versions).
+    pub files_read: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+}
+
+/// `backupctl verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Everything checked.
+    pub checked: Vec<Checked>,
+    /// Seconds it took.
+    pub seconds: f64,
+    #[serde(skip)]
+    now_unix: i64,
+}
+
+impl VerifyReport {
+    /// Differences over everything checked.
+    pub fn differences(&self) -> usize {
+        self.checked.iter().map(|c| c.differences.len()).sum()
+    }
+}
+
+fn one(what: String, path: &str, why: String) -> Checked {
+    Checked {
+        what,
+        differences: vec![Difference {
+            path: path.to_owned(),
+            what: why,
+        }],
+        files_read: 0,
+        bytes_read: 0,
+    }
+}
+
+/// Whether a file starts like a SQLite database.
+fn is_database(p: &Utf8Path) -> bool {
+    let mut head = [0u8; backup_core::SQLITE_HEADER_PROBE];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && head.starts_with(backup_core::SQLITE_MAGIC)
+}
+
+/// Reads a gzip stream to its end.
+pub(super) fn gzip_reads(p: &Utf8Path) -> std::result::Result<u64, String> {
+    let f = std::fs::File::open(p).map_err(|e| e.to_string())?;
+    let mut dec = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 20, f));
+    std::io::copy(&mut dec, &mut std::io::sink()).map_err(|e| format!("gzip stream: {e}"))
+}
+
+/// Checks the SQLite copies under `dir`.
+pub(super) fn check_sqlite_copies(dir: &Utf8Path, label: &str, out: &mut Vec<Checked>) {
+    for (p, _) in files_under(dir) {
+        if p.file_name().is_some_and(|n| n.starts_with('.')) {
+            continue; // the sources file, scratch
+        }
+        let differences = match backup_sqlite::check_copy(p.as_std_path()) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![Difference {
+                path: p.to_string(),
+                what: e.to_string(),
+            }],
+        };
+        out.push(Checked {
+            what: format!("sqlite {label} {}", p.strip_prefix(dir).unwrap_or(&p)),
+            differences,
+            files_read: 1,
+            bytes_read: 0,
+        });
+    }
+}
+
+/// Checks one version of a PVC against its record.
+pub(super) fn check_version(
+    root: &backup_core::BackupRoot,
+    store: &dyn backup_core::BackupStore,
+    v: &WeekVersion,
+    content: Content,
+) -> Checked {
+    let what = format!("pvc {}/{} {}", v.namespace, v.pvc, v.week);
+    let copy = root.pvc_copy(v.week, &v.namespace, &v.pvc);
+    let Some(rec) = record(store, v) else {
+        return one(
+            what,
+            root.pvc_record(v.week, &v.namespace, &v.pvc).as_str(),
+            "no usable record: this version cannot be verified (the next daily run writes one)"
+                .to_owned(),
+        );
+    };
+    match check_tree(copy.as_std_path(), &rec, content) {
+        Ok(CheckReport {
+            files_read,
+            bytes_read,
+            differences,
+            ..
+        }) => Checked {
+            what,
+            differences,
+            files_read,
+            bytes_read,
+        },
+        Err(e) => one(what, copy.as_str(), e.to_string()),
+    }
+}
+
+/// Runs the verify.
+///
+/// # Errors
+/// When the backup root cannot be listed, or a filter names nothing.
+pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
+    let started = std::time::Instant::now();
+    let cfg = ctx.cfg()?;
+    let store = ctx.store()?;
+    let root = store.root().clone();
+    let now = ctx.now;
+    let content = match args.sample {
+        Some(p) if !(0.0..=100.0).contains(&p) => {
+            return Err(Error::Usage(format!(
+                "--sample {p}: expected a percent from 0 to 100"
+            )))
+        }
+        Some(p) => Content::Sample {
+            seed: now.timestamp() as u64,
+            percent: p,
+        },
+        None => Content::All,
+    };
+    let since = args.since_days.map(|d| now - Duration::days(i64::from(d)));
+    let chosen: Vec<WeekVersion> = store
+        .list_versions(Series::Pvc)?
+        .into_iter()
+        .filter(|v| v.is_complete())
+        .filter(|v| args.week.is_none_or(|w| v.week == w))
+        .filter(|v| {
+            args.pvc
+                .as_ref()
+                .is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p)
+        })
+        .filter(|v| since.is_none_or(|s| v.completed_at.is_some_and(|c| c >= s)))
+        .collect();
+    if chosen.is_empty() && (args.week.is_some() || args.pvc.is_some()) {
+        return Err(Error::Usage(
+            "no complete version matches --week/--pvc: `backupctl list` shows them".to_owned(),
+        ));
+    }
+    let mut checked = Vec::new();
+    for v in &chosen {
+        checked.push(check_version(&root, store.as_ref(), v, content));
+        let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
+        check_sqlite_copies(
+            &root.sqlite_copy(v.week, &v.namespace, &v.pvc),
+            &label,
+            &mut checked,
+        );
+    }
+    let whole = args.pvc.is_none();
+    if whole {
+        for w in store.list_versions(Series::Pfsense)? {
+            if args.week.is_some_and(|x| x != w.week) {
+                continue;
+            }
+            let dir = root.pfsense_week(w.week);
+            checked.push(check_pfsense(&dir, &w.week.to_string()));
+        }
+        for folder in &cfg.dumps.folders {
+            check_dump_folder(folder, &mut checked);
+        }
+    }
+    Ok(VerifyReport {
+        checked,
+        seconds: started.elapsed().as_secs_f64(),
+        now_unix: now.timestamp(),
+    })
+}
+
+fn check_pfsense(dir: &Utf8Path, week: &str) -> Checked {
+    let mut differences = Vec::new();
+    let xml = dir.join(crate::pfsense::CONFIG_XML);
+    match std::fs::read(&xml) {
+        Ok(b) if crate::pfsense::is_whole_config(&b) => {}
+        Ok(_) => differences.push(Difference {
+            path: xml.to_string(),
+            what: "not a whole pfSense config.xml (no <pfsense> … </pfsense>)".to_owned(),
+        }),
+        Err(e) => differences.push(Difference {
+            path: xml.to_string(),
+            what: format!("cannot be read: {e}"),
+        }),
+    }
+    for (p, _) in files_under(dir) {
+        if p.as_str().ends_with(".gz") {
+            if let Err(e) = gzip_reads(&p) {
+                differences.push(Difference {
+                    path: p.to_string(),
+                    what: e,
+                });
+            }
+        }
+    }
+    Checked {
+        what: format!("pfsense {week}"),
+        differences,
+        files_read: 0,
+        bytes_read: 0,
+    }
+}
+
+fn check_dump_folder(folder: &Utf8PathBuf, out: &mut Vec<Checked>) {
+    let entries = match folder.read_dir_utf8() {
+        Ok(e) => e,
+        Err(e) => {
+            out.push(one(
+                format!("dumps {folder}"),
+                folder.as_str(),
+                format!("cannot be read: {e}"),
+            ));
+            return;
+        }
+    };
+    let mut paths: Vec<Utf8PathBuf> = entries.flatten().map(|e| e.path().to_owned()).collect();
+    paths.sort();
+    for p in paths {
+        let name = p.file_name().unwrap_or("");
+        if name.starts_with('.') || super::inventory::parse_dump_name(name).is_none() {
+            continue;
+        }
+        if p.is_dir() {
+            // a sqlite-backup folder: its databases
+            for (f, _) in files_under(&p) {
+                if is_database(&f) {
+                    let differences = match backup_sqlite::check_copy(f.as_std_path()) {
+                        Ok(()) => Vec::new(),
+                        Err(e) => vec![Difference {
+                            path: f.to_string(),
+                            what: e.to_string(),
+                        }],
+                    };
+                    out.push(Checked {
+                        what: format!("sqlite {f}"),
+                        differences,
+                        files_read: 1,
+                        bytes_read: 0,
+                    });
+                }
+            }
+        } else if name.ends_with(".gz") {
+            let (differences, bytes) = match gzip_reads(&p) {
+                Ok(n) => (Vec::new(), n),
+                Err(e) => (
+                    vec![Difference {
+                        path: p.to_string(),
+                        what: e,
+                    }],
+                    0,
+                ),
+            };
+            out.push(Checked {
+                what: format!("dump {p}"),
+                differences,
+                files_read: 1,
+                bytes_read: bytes,
+            });
+        }
+    }
+}
+
+impl Outcome for VerifyReport {
+    fn exit(&self) -> Exit {
+        if self.differences() == 0 {
+            Exit::Success
+        } else {
+            Exit::Failed
+        }
+    }
+
+    fn text(&self, _dry_run: bool) -> String {
+        let mut out = String::new();
+        let bytes: u64 = self.checked.iter().map(|c| c.bytes_read).sum();
+        let files: u64 = self.checked.iter().map(|c| c.files_read).sum();
+        for c in &self.checked {
+            if c.differences.is_empty() {
+                continue;
+            }
+            out.push_str(&format!("FAILED {}:\n", c.what));
+            for d in &c.differences {
+                out.push_str(&format!("  {}: {}\n", d.path, d.what));
+            }
+        }
+        let bad = self
+            .checked
+            .iter()
+            .filter(|c| !c.differences.is_empty())
+            .count();
+        out.push_str(&format!(
+            "verify: {} checked, {} with differences ({} differences); read {} files, {} in {:.1} s ({}/s)",
+            self.checked.len(),
+            bad,
+            self.differences(),
+            crate::human::count(files),
+            crate::human::bytes(bytes),
+            self.seconds,
+            crate::human::bytes((bytes as f64 / self.seconds.max(0.001)) as u64),
+        ));
+        out
+    }
+
+    fn metrics(&self) -> Vec<MetricGroup> {
+        let job = JobMetrics::verify();
+        let mut m = job.outcome(self.differences() == 0, self.now_unix);
+        m.push(VERIFY_DIFFERENCES.gauge(self.differences() as f64));
+        vec![MetricGroup::new(&job.job, m)]
+    }
+}
