@@ -167,6 +167,14 @@ impl VolumeManager for DirVolumeManager<'_> {
         Ok(SnapshotSource::Dir(dir))
     }
 
+    fn activate_volume(&self, lv: &str) -> Result<SnapshotSource> {
+        let dir = self.volumes_dir.join(lv);
+        if !dir.is_dir() {
+            return Err(Error::backend(format!("activate {lv}"), "no such volume"));
+        }
+        Ok(SnapshotSource::Dir(dir))
+    }
+
     fn deactivate(&self, _name: &str) -> Result<()> {
         Ok(())
     }

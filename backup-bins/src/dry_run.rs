@@ -88,6 +88,10 @@ impl VolumeManager for DryRunVolumes<'_> {
             .push(format!("activate and mount {name} read-only, then copy it"));
         Err(not_carried_out(format!("activate {name}")))
     }
+    fn activate_volume(&self, lv: &str) -> Result<SnapshotSource> {
+        self.would.push(format!("activate {lv} read-write"));
+        Err(not_carried_out(format!("activate {lv}")))
+    }
     fn deactivate(&self, _name: &str) -> Result<()> {
         Ok(())
     }

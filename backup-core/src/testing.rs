@@ -173,6 +173,18 @@ impl VolumeManager for FakeVolumeManager {
             .ok_or_else(|| Error::backend(format!("remove {name}"), "no such snapshot"))
     }
 
+    fn activate_volume(&self, lv: &str) -> Result<SnapshotSource> {
+        let st = lock(&self.state);
+        self.transcript.push(format!("activate {lv} read-write"));
+        Self::check_failing(&st, lv, "activate")?;
+        if !st.volumes.contains(lv) {
+            return Err(Error::backend(format!("activate {lv}"), "no such volume"));
+        }
+        Ok(SnapshotSource::Device(Utf8PathBuf::from(format!(
+            "/dev/fake/{lv}"
+        ))))
+    }
+
     fn activate(&self, name: &str) -> Result<SnapshotSource> {
         let mut st = lock(&self.state);
         self.transcript.push(format!("activate {name}"));

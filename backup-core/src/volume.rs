@@ -73,6 +73,13 @@ pub trait VolumeManager: Send + Sync {
     /// When it does not exist or cannot be activated.
     fn activate(&self, name: &str) -> Result<SnapshotSource>;
 
+    /// Makes a live source volume writable on this host and says where (a restore into the
+    /// volume): never read-only, never a snapshot.
+    ///
+    /// # Errors
+    /// When it is no volume of the backend or cannot be activated.
+    fn activate_volume(&self, lv: &str) -> Result<SnapshotSource>;
+
     /// Undoes [`VolumeManager::activate`].
     ///
     /// # Errors

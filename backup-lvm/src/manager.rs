@@ -118,6 +118,15 @@ impl VolumeManager for LvmVolumeManager<'_> {
         ))))
     }
 
+    fn activate_volume(&self, lv: &str) -> Result<SnapshotSource> {
+        // a source volume has no activation-skip flag and stays writable
+        self.run(&commands::activate(&self.vg, lv))?;
+        Ok(SnapshotSource::Device(Utf8PathBuf::from(format!(
+            "/dev/{}/{lv}",
+            self.vg
+        ))))
+    }
+
     fn deactivate(&self, name: &str) -> Result<()> {
         self.run(&commands::deactivate(&self.vg, name))
     }

@@ -594,6 +594,7 @@ pub fn run_into_volume(
     };
     let mut wrote = false;
     let mut safety = None;
+    let mut not_up = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let result: Result<()> = match step {
             IntoVolumeStep::ScaleDown { workload } => {
@@ -610,7 +611,7 @@ pub fn run_into_volume(
                 .map_err(Error::from),
             IntoVolumeStep::Mount { lv, target } => deps
                 .volumes
-                .activate(lv)
+                .activate_volume(lv)
                 .and_then(|src| deps.mounter.mount_rw(&src, target))
                 .map(|_| ())
                 .map_err(Error::from),
@@ -640,14 +641,32 @@ pub fn run_into_volume(
         };
         match result {
             Ok(()) => report.done.push(step.describe()),
+            Err(e) if matches!(step, IntoVolumeStep::ScaleUp { .. }) => {
+                // the restore is done: the other workloads still go back up
+                not_up.push(step.describe());
+                report
+                    .failed
+                    .get_or_insert((step.describe(), e.to_string()));
+            }
+            Err(e) if matches!(step, IntoVolumeStep::Unmount { .. }) => {
+                // restored and checked, but still mounted here: starting the workloads now
+                // would mount one file system twice
+                report.failed = Some((step.describe(), e.to_string()));
+                report.state = format!(
+                    "the volume is restored and checked but may still be mounted on this host \
+                     at {}: unmount it by hand, then scale the workloads back up (they stay at \
+                     0: a second mount of the same file system corrupts it); the volume as it \
+                     was before is in the snapshot {}",
+                    match step {
+                        IntoVolumeStep::Unmount { target } => target.as_str(),
+                        _ => "",
+                    },
+                    safety.clone().unwrap_or_default()
+                );
+                return report;
+            }
             Err(e) => {
                 report.failed = Some((step.describe(), e.to_string()));
-                if matches!(step, IntoVolumeStep::ScaleUp { .. }) {
-                    report.state = "the volume is restored and checked; a workload did not \
-                                    scale back up: scale it by hand"
-                        .to_owned();
-                    return report;
-                }
                 for done in steps[..i].iter().rev() {
                     let undo = match done {
                         IntoVolumeStep::ScaleDown { workload } => Some((
@@ -689,10 +708,17 @@ pub fn run_into_volume(
             }
         }
     }
-    report.state = format!(
-        "restored and checked; the volume as it was before is in the snapshot {}",
-        safety.unwrap_or_default()
-    );
+    report.state = if not_up.is_empty() {
+        format!(
+            "restored and checked; the volume as it was before is in the snapshot {}",
+            safety.unwrap_or_default()
+        )
+    } else {
+        format!(
+            "the volume is restored and checked; did not happen, do it by hand: {}",
+            not_up.join("; ")
+        )
+    };
     report
 }
 

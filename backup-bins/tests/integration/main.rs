@@ -7,6 +7,7 @@ mod differential;
 mod dump_real;
 mod dump_servers;
 mod harness;
+mod into_volume;
 mod lvm_transcript;
 mod manifests;
 mod offsite_real;
