@@ -7,6 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 pub const DAILY: &str = env!("CARGO_BIN_EXE_daily-backup");
 pub const SNAPSHOT: &str = env!("CARGO_BIN_EXE_lvm-pvc-snapshot");
+pub const CTL: &str = env!("CARGO_BIN_EXE_backupctl");
 
 /// (lv, namespace, pvc) of the test volumes: the last one has no mapping.
 pub const VOLUMES: [(&str, &str, &str); 3] = [
