@@ -150,9 +150,9 @@ fn a_failure_at_each_step_undoes_the_scale_down_and_says_what_is_left() {
     let (ok, steps) = run(None);
     let mut all = format!("== no failure\n{ok}");
     assert!(ok.contains("restored and checked"), "{ok}");
-    for i in 0..steps.len() {
+    for (i, step) in steps.iter().enumerate() {
         let (t, _) = run(Some(i));
-        match &steps[i] {
+        match step {
             // restored; the one workload that failed stays down, the others come up
             IntoVolumeStep::ScaleUp { workload } => assert!(
                 t.contains(&format!(
@@ -174,7 +174,7 @@ fn a_failure_at_each_step_undoes_the_scale_down_and_says_what_is_left() {
         }
         all.push_str(&format!(
             "\n== failure at step {i}: {}\n{t}",
-            steps[i].describe()
+            step.describe()
         ));
     }
     insta::assert_snapshot!(all);
