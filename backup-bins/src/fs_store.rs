@@ -70,7 +70,14 @@ impl BackupStore for DiskStore {
         at: DateTime<Utc>,
     ) -> backup_core::Result<()> {
         match self.marker(series, week, namespace, pvc) {
-            Some(m) => write_atomic(&m, format_marker(at).as_bytes()).map_err(core),
+            Some(m) => {
+                // The version must be on disk before its marker says it is complete: rsync does
+                // not fsync, and with delayed allocation a crash can keep a later marker and lose
+                // earlier file data (a version "complete" with empty files, that the next week
+                // would hardlink from). One syncfs of the backup disk, then the marker.
+                sync_filesystem(self.root.root()).map_err(core)?;
+                write_atomic(&m, format_marker(at).as_bytes()).map_err(core)
+            }
             None => Ok(()),
         }
     }
@@ -270,6 +277,20 @@ pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io("write", path, e)
     })
+}
+
+/// Flushes the whole file system holding `path` to disk (`syncfs`).
+///
+/// # Errors
+/// When it cannot be opened or the flush fails (a write error the disk reported).
+pub fn sync_filesystem(path: &Utf8Path) -> Result<()> {
+    let fd = rustix::fs::open(
+        path.as_std_path(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", path, e.into()))?;
+    rustix::fs::syncfs(&fd).map_err(|e| Error::io("syncfs", path, e.into()))
 }
 
 /// Removes a file; an absent one is fine.

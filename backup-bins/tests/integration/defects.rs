@@ -563,3 +563,36 @@ fn an_unusable_mount_dir_is_named_by_its_key() {
         "{all}"
     );
 }
+
+// 16. (found in session 3) A version's completion marker was fsynced, its copied files were
+// not: rsync does not fsync, and with ext4's delayed allocation a power cut could keep the
+// marker and lose file data, leaving a "complete" version with empty files that the next week
+// hardlinks from. Now every marker is renamed into place only after a syncfs of the backup disk.
+#[test]
+fn a_version_is_marked_complete_only_after_the_backup_disk_is_flushed() {
+    let env = Env::new();
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-05T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let log = env.root.join("strace.log");
+    let out = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=syncfs,rename,renameat,renameat2", "-o"])
+        .arg(&log)
+        .arg(DAILY)
+        .args(["--config", env.config().as_str(), "--now", "2026-01-05T05:00:00Z"])
+        .output()
+        .expect("strace is not installed: run scripts/test, which installs it");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (mut synced, mut markers) = (0, 0);
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        if line.contains("syncfs") && line.trim_end().ends_with("= 0") {
+            synced += 1;
+        } else if line.contains("rename") && line.contains("/.complete/") {
+            markers += 1;
+            assert!(
+                synced >= markers,
+                "marker {markers} renamed into place after only {synced} syncfs:\n{line}"
+            );
+        }
+    }
+    assert!(markers >= 3, "expected a marker per volume and the PVE config: {markers}");
+}
