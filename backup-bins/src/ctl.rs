@@ -5,6 +5,7 @@
 //! copies, pfSense and PVE config weeks, the dump folders of `[dumps] folders`, the offsite state
 //! and the change tracker's markers. Nothing is kept in a table by hand.
 
+mod alerts;
 pub mod check;
 pub mod cli;
 mod drill;
@@ -13,6 +14,7 @@ mod restore;
 mod status;
 mod verify;
 
+pub use alerts::{alerts, AlertsReport};
 pub use check::{check_tree, CheckReport, Content, Difference};
 pub use drill::{drill, DrillArgs, DrillReport};
 pub use inventory::{list, DumpListing, ListReport, PvcListing, VersionListing};

@@ -41,6 +41,23 @@ struct RawConfig {
     dumps: RawDumps,
     #[serde(default)]
     status: RawStatus,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawAlerts {
+    #[serde(default)]
+    job: Vec<RawAlertJob>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawAlertJob {
+    name: String,
+    title: String,
+    stale_hours: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +210,9 @@ pub struct Config {
     pub dumps: DumpsConfig,
     /// `[status]`: what `backupctl status` calls a gap.
     pub status: StatusConfig,
+    /// `[[alerts.job]]`: the application jobs the alert rules watch (the seed's six when none
+    /// is listed).
+    pub alert_jobs: Vec<crate::alerts::AppJob>,
 }
 
 /// `[status]`: the ages past which `backupctl status` reports a gap.
@@ -504,6 +524,7 @@ impl Config {
                 "expected stale-hours and offsite-stale-days above 0",
             ));
         }
+        let alert_jobs = c.alert_jobs(raw.alerts)?;
         Ok(Config {
             file: file.to_owned(),
             backup_root,
@@ -517,6 +538,7 @@ impl Config {
             sqlite_backup,
             dumps,
             status,
+            alert_jobs,
         })
     }
 }
@@ -863,6 +885,34 @@ impl Check<'_> {
         }
 
         Ok(sqlite_backup)
+    }
+
+    fn alert_jobs(&self, a: RawAlerts) -> Result<Vec<crate::alerts::AppJob>, ConfigError> {
+        let c = self;
+        let mut jobs = Vec::new();
+        for (i, j) in a.job.into_iter().enumerate() {
+            let key = format!("alerts.job[{i}]");
+            crate::k8s_name::check_folder_name(&j.name)
+                .map_err(|e| c.err(&format!("{key}.name"), e))?;
+            if j.title.is_empty() || !j.title.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+                return Err(c.err(
+                    &format!("{key}.title"),
+                    "expected letters and digits (it starts the alert's name)",
+                ));
+            }
+            if j.stale_hours == 0 {
+                return Err(c.err(&format!("{key}.stale-hours"), "expected more than 0"));
+            }
+            jobs.push(crate::alerts::AppJob {
+                name: j.name,
+                title: j.title,
+                stale_hours: j.stale_hours,
+            });
+        }
+        if jobs.is_empty() {
+            jobs = crate::alerts::default_app_jobs();
+        }
+        Ok(jobs)
     }
 
     fn dumps(&self, d: RawDumps) -> Result<DumpsConfig, ConfigError> {

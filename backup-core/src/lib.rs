@@ -30,6 +30,7 @@
 //! assert_eq!(removed, ["2026-02", "2026-01"]);
 //! ```
 
+mod alerts;
 mod changelog;
 mod cluster;
 mod config;
@@ -56,6 +57,7 @@ mod week;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use alerts::{alert_rules, default_app_jobs, render_alert_rules, AlertKind, AlertRule, AppJob};
 pub use changelog::{
     encode_record, files_from, parse_records, plan_tree_pass, ChangeLogFiles, TreePass,
 };

@@ -117,6 +117,11 @@ pub const DAILY_BACKUP_PVC_LAST_SUCCESS: MetricName = m(
     "daily_backup_pvc_last_success_timestamp",
     "unix time of the last complete copy of this PVC",
 );
+/// `daily_backup_pfsense_last_success_timestamp`.
+pub const DAILY_BACKUP_PFSENSE_LAST_SUCCESS: MetricName = m(
+    "daily_backup_pfsense_last_success_timestamp",
+    "unix time of the last daily run that copied the pfSense config",
+);
 /// `daily_backup_sqlite_copied`.
 pub const DAILY_BACKUP_SQLITE_COPIED: MetricName = m(
     "daily_backup_sqlite_copied",
@@ -233,6 +238,7 @@ pub const ALL: &[MetricName] = &[
     DAILY_BACKUP_PVC_LAST_SUCCESS,
     DAILY_BACKUP_SQLITE_COPIED,
     DAILY_BACKUP_SQLITE_FAILED,
+    DAILY_BACKUP_PFSENSE_LAST_SUCCESS,
     BACKUP_LAST_SUCCESS,
     BACKUP_LAST_RUN_SUCCESS,
     OFFSITE_SYNC_LAST_SUCCESS,

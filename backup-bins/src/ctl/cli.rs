@@ -56,6 +56,10 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         since_days: Option<u32>,
     },
+    /// Print the Prometheus alerting rules for every job (the app jobs from `[[alerts.job]]`,
+    /// else the seed's six); `deploy/prometheus/backup-alerts.yaml` is this output with no
+    /// config.
+    Alerts,
     /// Bring a backup back, checked against its record.
     #[command(subcommand)]
     Restore(RestoreCommand),
@@ -164,6 +168,14 @@ pub fn main(
     };
     match command {
         Command::List => run(&spec, global, super::list),
+        Command::Alerts => {
+            let spec = RunSpec {
+                config_required: false,
+                needs_backup_root: false,
+                ..spec
+            };
+            run(&spec, global, |ctx| Ok(super::alerts(ctx.cfg_opt())))
+        }
         Command::Status { stale_hours } => {
             run(&spec, global, |ctx| super::status(ctx, *stale_hours))
         }

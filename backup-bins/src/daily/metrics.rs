@@ -21,6 +21,14 @@ pub(crate) fn groups(report: &DailyReport) -> Vec<MetricGroup> {
         .count();
     metrics.push(names::DAILY_BACKUP_SQLITE_COPIED.gauge(copied as f64));
     metrics.push(names::DAILY_BACKUP_SQLITE_FAILED.gauge(report.sqlite_failures().count() as f64));
+    if report
+        .pfsense
+        .as_ref()
+        .is_some_and(|p| p.status == Status::Ok)
+    {
+        // only on success: a failed copy never moves it (the sinks replace series by name)
+        metrics.push(names::DAILY_BACKUP_PFSENSE_LAST_SUCCESS.gauge(report.now_unix as f64));
+    }
     if let Some(pct) = report.disk_usage_percent {
         metrics.push(names::BACKUP_DISK_USAGE_PERCENT.gauge(pct));
     }

@@ -575,10 +575,21 @@ fn a_version_is_marked_complete_only_after_the_backup_disk_is_flushed() {
     assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
     let log = env.root.join("strace.log");
     let out = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=syncfs,rename,renameat,renameat2", "-o"])
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=syncfs,rename,renameat,renameat2",
+            "-o",
+        ])
         .arg(&log)
         .arg(DAILY)
-        .args(["--config", env.config().as_str(), "--now", "2026-01-05T05:00:00Z"])
+        .args([
+            "--config",
+            env.config().as_str(),
+            "--now",
+            "2026-01-05T05:00:00Z",
+        ])
         .output()
         .expect("strace is not installed: run scripts/test, which installs it");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -594,5 +605,8 @@ fn a_version_is_marked_complete_only_after_the_backup_disk_is_flushed() {
             );
         }
     }
-    assert!(markers >= 3, "expected a marker per volume and the PVE config: {markers}");
+    assert!(
+        markers >= 3,
+        "expected a marker per volume and the PVE config: {markers}"
+    );
 }

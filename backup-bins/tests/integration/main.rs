@@ -1,6 +1,7 @@
 //! backup-bins end to end: a transcript of a whole run against fakes, then the real binaries
 //! with real rsync, real files and (as root) real read-only bind mounts.
 
+mod alerts;
 mod ctl_real;
 mod daily_real;
 mod defects;
