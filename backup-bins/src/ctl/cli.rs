@@ -60,6 +60,20 @@ pub enum Command {
     /// else the seed's six); `deploy/prometheus/backup-alerts.yaml` is this output with no
     /// config.
     Alerts,
+    /// Print the systemd units (services and timers, hardened), or write them with --write.
+    /// `deploy/systemd/` is this output with no config and --bindir /usr/bin.
+    Units {
+        /// Write each unit into this folder (e.g. /etc/systemd/system) instead of printing.
+        #[arg(long, value_name = "DIR")]
+        write: Option<Utf8PathBuf>,
+        /// Where the binaries are installed.
+        #[arg(long, value_name = "DIR", default_value = "/usr/bin")]
+        bindir: String,
+    },
+    /// The configuration: `check` validates it and prints the effective values (defaults
+    /// filled in); `example` prints the commented default configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Bring a backup back, checked against its record.
     #[command(subcommand)]
     Restore(RestoreCommand),
@@ -73,6 +87,15 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         scratch: Option<Utf8PathBuf>,
     },
+}
+
+/// `backupctl config`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config (exit 2 naming the key at fault) and print every effective value.
+    Check,
+    /// Print the commented example configuration (deploy/config.example.toml).
+    Example,
 }
 
 /// What to restore.
@@ -168,6 +191,31 @@ pub fn main(
     };
     match command {
         Command::List => run(&spec, global, super::list),
+        Command::Units { write, bindir } => {
+            let spec = RunSpec {
+                config_required: false,
+                needs_backup_root: false,
+                ..spec
+            };
+            run(&spec, global, |ctx| {
+                super::write_units(ctx.cfg_opt(), bindir, write.as_deref(), ctx.dry_run())
+            })
+        }
+        Command::Config(ConfigCommand::Example) => {
+            let spec = RunSpec {
+                config_required: false,
+                needs_backup_root: false,
+                ..spec
+            };
+            run(&spec, global, |_| Ok(super::ConfigText::example()))
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let spec = RunSpec {
+                needs_backup_root: false,
+                ..spec
+            };
+            run(&spec, global, |ctx| super::ConfigText::check(ctx.cfg()?))
+        }
         Command::Alerts => {
             let spec = RunSpec {
                 config_required: false,

@@ -19,3 +19,4 @@ mod run_paths;
 mod snapshot_real;
 mod sqlite_job_real;
 mod transcript;
+mod units;

@@ -1,0 +1,164 @@
+//! The systemd units and the config commands: `deploy/systemd/` is what `backupctl units`
+//! prints, `systemd-analyze verify` accepts every unit (with ExecStart pointed at the built
+//! binaries), the schedules and ordering are the seed's, and `systemd-analyze security` scores
+//! stay at or under what README records. `backupctl config example` is the file the package
+//! installs, and `config check` accepts it.
+
+use std::process::Command;
+
+use camino::Utf8PathBuf;
+
+use crate::harness::{text, CTL};
+
+fn repo() -> Utf8PathBuf {
+    Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn ctl(args: &[&str]) -> std::process::Output {
+    Command::new(CTL)
+        .env_remove("HOMELAB_BACKUP_CONFIG")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn analyze(args: &[&str]) -> std::process::Output {
+    Command::new("systemd-analyze")
+        .args(args)
+        .output()
+        .expect("systemd-analyze is not installed: it comes with systemd (scripts/test needs it)")
+}
+
+#[test]
+fn the_committed_units_are_generated_verified_scheduled_and_hardened() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Utf8PathBuf::from_path_buf(dir.path().join("units")).unwrap();
+    let w = ctl(&["units", "--bindir", "/usr/bin", "--write", out.as_str()]);
+    assert_eq!(w.status.code(), Some(0), "{}", text(&w));
+    let committed = repo().join("deploy/systemd");
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut have: Vec<String> = std::fs::read_dir(&committed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    have.sort();
+    assert_eq!(
+        names, have,
+        "regenerate: backupctl units --write deploy/systemd"
+    );
+    for n in &names {
+        assert_eq!(
+            std::fs::read_to_string(out.join(n)).unwrap(),
+            std::fs::read_to_string(committed.join(n)).unwrap(),
+            "{n} differs: regenerate with backupctl units --write deploy/systemd"
+        );
+    }
+    // verify, with ExecStart at the binaries this build made
+    let bin = Utf8PathBuf::from(CTL).parent().unwrap().to_owned();
+    let local = Utf8PathBuf::from_path_buf(dir.path().join("local")).unwrap();
+    std::fs::create_dir(&local).unwrap();
+    for n in &names {
+        let t = std::fs::read_to_string(committed.join(n))
+            .unwrap()
+            .replace("/usr/bin/", &format!("{bin}/"));
+        std::fs::write(local.join(n), t).unwrap();
+    }
+    let paths: Vec<String> = names.iter().map(|n| local.join(n).to_string()).collect();
+    let mut args = vec!["verify"];
+    args.extend(paths.iter().map(String::as_str));
+    let v = analyze(&args);
+    assert!(v.status.success() && v.stderr.is_empty(), "{}", text(&v));
+    let read = |n: &str| std::fs::read_to_string(committed.join(n)).unwrap();
+    for (timer, when) in [
+        ("lvm-pvc-snapshot", "*-*-* 03:00:00"),
+        ("daily-backup", "*-*-* 05:00:00"),
+        ("offsite-sync-backup", "*-*-* 06:00:00"),
+        ("backupctl-drill", "Sun *-*-* 08:00:00"),
+        ("backupctl-verify", "Sat *-*-* 08:00:00"),
+    ] {
+        let t = read(&format!("{timer}.timer"));
+        assert!(t.contains(&format!("OnCalendar={when}\n")), "{timer}: {t}");
+        assert!(t.contains("Persistent=true\n"), "{timer}");
+        let s = read(&format!("{timer}.service"));
+        assert!(s.contains("Type=oneshot\n"), "{timer}");
+        for h in [
+            "ProtectSystem=strict",
+            "PrivateTmp=yes",
+            "NoNewPrivileges=yes",
+            "UMask=0077",
+            "ProtectHome=",
+        ] {
+            assert!(s.contains(h), "{timer}: {h}");
+        }
+    }
+    assert!(read("offsite-sync-backup.service")
+        .contains("After=local-fs.target network-online.target daily-backup.service"));
+    let tracker = read("nfs-change-tracker.service");
+    assert!(tracker.contains("Restart=on-failure") && tracker.contains("Type=simple"));
+    // the scores README records are ceilings
+    for (unit, ceiling) in [
+        ("lvm-pvc-snapshot", 5.3),
+        ("daily-backup", 5.3),
+        ("offsite-sync-backup", 5.0),
+        ("backupctl-verify", 3.0),
+        ("backupctl-drill", 3.1),
+        ("nfs-change-tracker", 3.0),
+    ] {
+        let path = local.join(format!("{unit}.service"));
+        let s = analyze(&["security", "--offline=true", "--no-pager", path.as_str()]);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&s.stdout),
+            String::from_utf8_lossy(&s.stderr)
+        );
+        let score: f64 = all
+            .lines()
+            .find(|l| l.contains("Overall exposure level"))
+            .and_then(|l| l.rsplit(": ").next())
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no score for {unit}: {all}"));
+        assert!(score <= ceiling, "{unit}: exposure {score} above {ceiling}");
+    }
+}
+
+#[test]
+fn config_example_is_the_shipped_file_and_config_check_accepts_it() {
+    let ex = ctl(&["config", "example"]);
+    assert_eq!(ex.status.code(), Some(0), "{}", text(&ex));
+    let file = std::fs::read_to_string(repo().join("deploy/config.example.toml")).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ex.stdout).trim_end(),
+        file.trim_end()
+    );
+    let check = ctl(&[
+        "--config",
+        repo().join("deploy/config.example.toml").as_str(),
+        "config",
+        "check",
+        "--json",
+    ]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check));
+    let v: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    // defaults filled in
+    assert_eq!(v["effective"]["status"]["stale_hours"], 36);
+    assert_eq!(v["effective"]["alert_jobs"].as_array().unwrap().len(), 6);
+    // a wrong key is exit 2, naming it
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        file.replace("weekly-versions = 4", "weekly-version = 4"),
+    )
+    .unwrap();
+    let out = ctl(&["--config", bad.to_str().unwrap(), "config", "check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("weekly-version"), "{}", text(&out));
+}
