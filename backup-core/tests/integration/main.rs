@@ -2,6 +2,7 @@
 //! the configuration error messages.
 
 mod config_errors;
+mod dashboard;
 mod metric_names;
 mod plan_props;
 mod retention_table;
