@@ -103,6 +103,72 @@ impl Outcome for RestoreReport {
     }
 }
 
+/// `path` with symlinks resolved as far as it exists, the rest appended (`..` refused).
+fn resolve(path: &Utf8Path) -> Result<Utf8PathBuf> {
+    let abs = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| Error::io("read", ".", e))?;
+        Utf8PathBuf::from_path_buf(cwd)
+            .map_err(|p| Error::Usage(format!("{} is not UTF-8", p.display())))?
+            .join(path)
+    };
+    if abs
+        .components()
+        .any(|c| c == camino::Utf8Component::ParentDir)
+    {
+        return Err(Error::Usage(format!(
+            "{path}: give the target without `..`"
+        )));
+    }
+    let mut existing = abs.clone();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(n), Some(p)) => {
+                rest.push(n.to_owned());
+                existing = p.to_owned();
+            }
+            _ => break,
+        }
+    }
+    let mut real = existing
+        .canonicalize_utf8()
+        .map_err(|e| Error::io("resolve", existing.clone(), e))?;
+    for n in rest.iter().rev() {
+        real.push(n);
+    }
+    Ok(real)
+}
+
+/// Refuses a target where a restore could destroy what it should not: `/`, the backup root, a
+/// folder inside it or around it; with `--force` (which deletes what the version does not
+/// hold), also any top-level folder (`/etc`, `/var`, ...).
+fn check_target(to: &Utf8Path, backup_root: &Utf8Path, force: bool) -> Result<()> {
+    let real = resolve(to)?;
+    let root = backup_root
+        .canonicalize_utf8()
+        .unwrap_or_else(|_| backup_root.to_owned());
+    if real == Utf8Path::new("/") {
+        return Err(Error::Usage(format!(
+            "{to} is /: restore into a folder of its own"
+        )));
+    }
+    if real.starts_with(&root) || root.starts_with(&real) {
+        return Err(Error::Usage(format!(
+            "{to} ({real}) is on or around the backup root {root}: a restore there could \
+             overwrite or delete backups; restore into a folder outside it"
+        )));
+    }
+    if force && real.components().count() <= 2 {
+        return Err(Error::Usage(format!(
+            "--force into the top-level folder {real} would delete everything there that the \
+             version does not hold: restore into a folder of its own"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a non-empty target without `--force`; creates a missing one.
 fn prepare_target(to: &Utf8Path, force: bool, dry_run: bool) -> Result<()> {
     match std::fs::read_dir(to) {
@@ -165,6 +231,7 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
              {from}/ DIR/) but not checked"
         ))
     })?;
+    check_target(&to, root.root(), args.force)?;
     prepare_target(&to, args.force, ctx.dry_run())?;
     let bytes = rec.iter().map(|e| e.size).sum();
     if ctx.dry_run() {
@@ -239,6 +306,7 @@ pub fn restore_sqlite(
             path.map_or(String::new(), |p| format!("at {p} "))
         )));
     }
+    check_target(to, store.root().root(), force)?;
     prepare_target(to, force, ctx.dry_run())?;
     let bytes = files.iter().map(|(_, b)| b).sum();
     if ctx.dry_run() {
@@ -386,6 +454,7 @@ fn restore_folder(
     extra: &[&str],
     check: impl FnOnce(&Utf8Path) -> CheckReport,
 ) -> Result<RestoreReport> {
+    check_target(to, ctx.store()?.root().root(), force)?;
     prepare_target(to, force, ctx.dry_run())?;
     let bytes = files_under(from).iter().map(|(_, b)| b).sum();
     if ctx.dry_run() {

@@ -432,3 +432,47 @@ fn status_lists_exactly_the_gaps_and_exits_non_zero_then_0_when_fresh() {
         text(&out)
     );
 }
+
+/// A tired operator's targets: `/`, the backup root, a folder inside it or a symlink into it, a
+/// top-level folder with `--force`, `..`: all refused (exit 2), nothing written.
+#[test]
+fn restore_targets_that_would_destroy_something_are_refused() {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let backup = env.root.join("backup");
+    let link = env.root.join("innocent-looking");
+    std::os::unix::fs::symlink(backup.join("pvc-data"), &link).unwrap();
+    let before = state(&backup);
+    let inside = backup.join("restore-here");
+    let cases: [(&str, bool); 6] = [
+        ("/", false),
+        (backup.as_str(), true),
+        (inside.as_str(), false),
+        (link.as_str(), false),
+        ("/tmp", true),
+        ("../../restore", false),
+    ];
+    for (to, force) in cases {
+        let mut args = vec![
+            "restore",
+            "pvc",
+            "--namespace",
+            "vaultwarden",
+            "--pvc",
+            "data",
+            "--to",
+            to,
+        ];
+        if force {
+            args.push("--force");
+        }
+        let out = ctl(&env, &args);
+        assert_eq!(out.status.code(), Some(2), "--to {to}: {}", text(&out));
+    }
+    assert_eq!(
+        state(&backup),
+        before,
+        "a refused restore changed the backup disk"
+    );
+    assert!(!inside.exists());
+}

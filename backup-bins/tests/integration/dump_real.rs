@@ -447,3 +447,48 @@ fn dry_run_runs_nothing_and_says_what_it_would_do() {
     assert!(d.listing().is_empty(), "{:?}", d.listing());
     assert!(text(&out).contains("would run touch"), "{}", text(&out));
 }
+
+/// A full disk: the destination is a 2 MiB tmpfs and the dump is 8 MiB of random bytes. The run
+/// fails naming the step, the command is stopped, the temp file is gone and the good dump from
+/// before is untouched.
+#[test]
+fn a_full_disk_fails_the_dump_and_leaves_the_folder_as_it_was() {
+    assert!(
+        crate::harness::is_root(),
+        "the full-disk test mounts a tmpfs: run it as root"
+    );
+    let d = Dest::new();
+    let mnt = d.dumps();
+    let m = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt.as_str()])
+        .output()
+        .unwrap();
+    assert!(m.status.success(), "{}", text(&m));
+    struct Unmount(Utf8PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0.as_str()).status();
+        }
+    }
+    let _u = Unmount(mnt.clone());
+    let ok = d.run(
+        "db",
+        &["--now", "2026-03-01T00:00:00Z"],
+        &["echo", "small and good"],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let before = d.listing();
+    let out = d.run(
+        "db",
+        &["--now", "2026-03-02T00:00:00Z"],
+        &["head", "-c", "8388608", "/dev/urandom"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("No space left on device"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(d.listing(), before);
+    assert_eq!(d.metric("db", "backup_last_run_success"), Some(0.0));
+}
