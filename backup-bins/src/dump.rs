@@ -450,7 +450,11 @@ fn remove_leftovers(job: &DumpJob) -> Result<()> {
             )
             .is_some();
         if ours && (n.ends_with(".partial") || n.ends_with(".out")) {
-            crate::fs_store::remove_tree(e.path())?;
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                crate::fs_store::remove_tree(e.path())?;
+            } else {
+                crate::fs_store::remove_file_if_present(e.path())?;
+            }
         }
     }
     Ok(())

@@ -492,3 +492,47 @@ fn a_full_disk_fails_the_dump_and_leaves_the_folder_as_it_was() {
     assert_eq!(d.listing(), before);
     assert_eq!(d.metric("db", "backup_last_run_success"), Some(0.0));
 }
+
+/// What a run killed with SIGKILL leaves (its temp file, its `{out}` folder) is removed by the
+/// next run of that name; another name's leftovers and while it runs, a second run of the same
+/// name (exit 75), are left alone.
+#[test]
+fn leftovers_of_a_killed_run_go_with_the_next_run_and_a_second_run_waits_its_turn() {
+    let d = Dest::new();
+    let dumps = d.dumps();
+    std::fs::write(dumps.join(".db-20260301-000000.dump.gz.partial"), b"half").unwrap();
+    std::fs::create_dir(dumps.join(".db-20260301-000000.dump.gz.out")).unwrap();
+    std::fs::write(
+        dumps.join(".other-20260301-000000.dump.gz.partial"),
+        b"not ours",
+    )
+    .unwrap();
+    // a slow run holds the lock while a second one starts
+    let mut slow = Command::new(DUMP)
+        .env_remove("HOMELAB_BACKUP_CONFIG")
+        .args([
+            "--name",
+            "db",
+            "--dest",
+            dumps.as_str(),
+            "--now",
+            "2026-03-02T00:00:00Z",
+        ])
+        .args(["--", "sh", "-c", "sleep 2; echo done"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let second = d.run("db", &["--now", "2026-03-02T00:00:01Z"], &["echo", "x"]);
+    assert_eq!(second.status.code(), Some(75), "{}", text(&second));
+    assert!(slow.wait().unwrap().success());
+    let names: Vec<String> = d.listing().into_keys().collect();
+    assert!(!names.iter().any(|n| n.starts_with(".db-")), "{names:?}");
+    assert!(
+        names.contains(&".other-20260301-000000.dump.gz.partial".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"db-20260302-000000.dump.gz".to_owned()),
+        "{names:?}"
+    );
+}
