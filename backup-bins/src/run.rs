@@ -325,7 +325,9 @@ where
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         println!("{}", outcome.text(ctx.dry_run()));
-        if ctx.dry_run() {
+        if ctx.dry_run() && would.is_empty() {
+            println!("dry run: nothing was changed.");
+        } else if ctx.dry_run() {
             println!("dry run: nothing was changed. A real run would:");
             for w in &would {
                 println!("  {w}");

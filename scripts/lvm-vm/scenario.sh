@@ -110,4 +110,25 @@ lvs pve/vm-100-pvc-a-pre-restore-20260105100000 >/dev/null 2>&1 && fail "an expi
 check "the newest snapshot of each volume stays" lvs pve/vm-100-pvc-a-snap-20260114030000 pve/vm-101-pvc-b-snap-20260114030000
 check "the live volumes stay" lvs pve/vm-100-pvc-a pve/vm-101-pvc-b pve/vm-102-pvc-c
 
+step "backupctl verify and status on the real backup LV"
+run backupctl --now 2026-01-15T04:30:00Z verify
+backupctl --now 2026-01-15T04:30:00Z status > /mnt/host/status.txt; echo "status exit $?" >> /mnt/host/status.txt
+
+step "backupctl restore pvc --into-volume: a live volume back to its weekly version"
+echo "garbage" > /live/vm-100-pvc-a/file-2.txt
+echo "not in the version" > /live/vm-100-pvc-a/extra.txt
+sync
+run umount /live/vm-100-pvc-a
+: > /mnt/host/kubectl.log
+run backupctl --now 2026-01-15T05:00:00Z restore pvc --namespace vaultwarden --pvc vaultwarden-data --week 2026-02 --into-volume --dry-run
+run backupctl --now 2026-01-15T05:00:00Z restore pvc --namespace vaultwarden --pvc vaultwarden-data --week 2026-02 --into-volume
+check "the safety snapshot of the live volume" lvs pve/vm-100-pvc-a-pre-restore-20260115050000
+grep -q "run/homelab-backup" /proc/mounts && fail "the live volume was left mounted"
+grep -q "scale deployment/vaultwarden -n vaultwarden --replicas=0" /mnt/host/kubectl.log || fail "no scale down"
+grep -q "scale deployment/vaultwarden -n vaultwarden --replicas=1" /mnt/host/kubectl.log || fail "no scale up"
+run mount -t ext4 /dev/pve/vm-100-pvc-a /live/vm-100-pvc-a
+grep -q "vm-100-pvc-a file 2" /live/vm-100-pvc-a/file-2.txt || fail "file-2 was not restored"
+test -e /live/vm-100-pvc-a/extra.txt && fail "a file the version does not hold survived the restore"
+check "the nested file is back" test -f /live/vm-100-pvc-a/sub/nested.txt
+
 echo "@@ALL_OK"
