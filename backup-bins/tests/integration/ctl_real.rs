@@ -476,3 +476,101 @@ fn restore_targets_that_would_destroy_something_are_refused() {
     );
     assert!(!inside.exists());
 }
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// `restore sqlite`, `restore pve-config` and `restore pfsense` bring a week's copies back and
+/// check them; a damaged pfSense copy fails its restore, naming the file.
+#[test]
+fn sqlite_pve_config_and_pfsense_restores_are_checked() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.vol("vm-100-pvc-a").join("db")).unwrap();
+    fixtures::sqlite::clean(env.vol("vm-100-pvc-a").join("db/app.db").as_std_path());
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let to = env.root.join("r-sqlite");
+    let out = ctl(
+        &env,
+        &[
+            "restore",
+            "sqlite",
+            "--namespace",
+            "vaultwarden",
+            "--pvc",
+            "data",
+            "--path",
+            "db/app.db",
+            "--to",
+            to.as_str(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("all as recorded"), "{}", text(&out));
+    backup_sqlite::check_copy(to.join("db/app.db").as_std_path()).unwrap();
+    let missing = ctl(
+        &env,
+        &[
+            "restore",
+            "sqlite",
+            "--namespace",
+            "vaultwarden",
+            "--pvc",
+            "data",
+            "--path",
+            "nope.db",
+            "--to",
+            env.root.join("r2").as_str(),
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+
+    let to = env.root.join("r-pve");
+    let out = ctl(&env, &["restore", "pve-config", "--to", to.as_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let src = env.vol("vm-100-pvc-a").join("dir/file-2.txt");
+    let restored = to.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read(&restored).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+    assert!(
+        !to.join(".complete").exists(),
+        "the marker is not part of the config"
+    );
+
+    // a pfSense week as daily-backup writes it, then one with a cut config.xml
+    let week = env.root.join("backup/pfsense/2026-02");
+    std::fs::create_dir_all(&week).unwrap();
+    std::fs::write(
+        week.join("config.xml"),
+        "<?xml version=\"1.0\"?>\n<pfsense>\n<version>23.1</version>\n</pfsense>\n",
+    )
+    .unwrap();
+    std::fs::write(week.join("pfsense-full.tar.gz"), gz(b"tar bytes")).unwrap();
+    let to = env.root.join("r-pf");
+    let out = ctl(&env, &["restore", "pfsense", "--to", to.as_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(to.join("config.xml").is_file() && to.join("pfsense-full.tar.gz").is_file());
+    std::fs::write(
+        week.join("config.xml"),
+        "<?xml version=\"1.0\"?>\n<pfsense>\n<version>23.1</ver",
+    )
+    .unwrap();
+    let out = ctl(
+        &env,
+        &[
+            "restore",
+            "pfsense",
+            "--to",
+            env.root.join("r-pf2").as_str(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("config.xml"), "{}", text(&out));
+    let v = ctl(&env, &["verify"]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    assert!(text(&v).contains("pfsense 2026-02"), "{}", text(&v));
+}
