@@ -41,29 +41,44 @@ pub fn ro_options(fs_type: &str) -> &'static str {
     }
 }
 
-impl Mounter for SystemMounter<'_> {
-    fn mount_ro(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
+impl SystemMounter<'_> {
+    /// `mount` for `source` on `target` (which must not be a mount point yet): a device with its
+    /// file system's read-only options, or read-write; a folder as a bind mount.
+    fn mount_invocation(
+        &self,
+        source: &SnapshotSource,
+        target: &Utf8Path,
+        writable: bool,
+    ) -> Result<Invocation> {
         if mount_point_options(target)?.is_some() {
             return Err(Error::backend(
                 format!("mount on {target}"),
                 "already a mount point",
             ));
         }
-        let inv = match source {
+        Ok(match source {
             SnapshotSource::Device(dev) => {
                 let fs = self.fs_type(dev)?;
+                let options = if writable {
+                    "rw,nosuid,nodev"
+                } else {
+                    ro_options(&fs)
+                };
                 Invocation::new(
                     "mount",
                     [
                         "-t",
                         fs.as_str(),
                         "-o",
-                        ro_options(&fs),
+                        options,
                         "--",
                         dev.as_str(),
                         target.as_str(),
                     ],
                 )
+            }
+            SnapshotSource::Dir(dir) if writable => {
+                Invocation::new("mount", ["--bind", "--", dir.as_str(), target.as_str()])
             }
             SnapshotSource::Dir(dir) => Invocation::new(
                 "mount",
@@ -76,7 +91,13 @@ impl Mounter for SystemMounter<'_> {
                     target.as_str(),
                 ],
             ),
-        };
+        })
+    }
+}
+
+impl Mounter for SystemMounter<'_> {
+    fn mount_ro(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
+        let inv = self.mount_invocation(source, target, false)?;
         inv.run_checked(self.runner)?;
         match mount_point_options(target)? {
             Some(opts) if opts.split(',').any(|o| o == "ro") => Ok(target.to_owned()),
@@ -95,32 +116,7 @@ impl Mounter for SystemMounter<'_> {
     }
 
     fn mount_rw(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
-        if mount_point_options(target)?.is_some() {
-            return Err(Error::backend(
-                format!("mount on {target}"),
-                "already a mount point",
-            ));
-        }
-        let inv = match source {
-            SnapshotSource::Device(dev) => {
-                let fs = self.fs_type(dev)?;
-                Invocation::new(
-                    "mount",
-                    [
-                        "-t",
-                        fs.as_str(),
-                        "-o",
-                        "rw,nosuid,nodev",
-                        "--",
-                        dev.as_str(),
-                        target.as_str(),
-                    ],
-                )
-            }
-            SnapshotSource::Dir(dir) => {
-                Invocation::new("mount", ["--bind", "--", dir.as_str(), target.as_str()])
-            }
-        };
+        let inv = self.mount_invocation(source, target, true)?;
         inv.run_checked(self.runner)?;
         match mount_point_options(target)? {
             Some(_) => Ok(target.to_owned()),

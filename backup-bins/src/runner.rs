@@ -102,7 +102,8 @@ impl Runner for DuctRunner {
 }
 
 impl DuctRunner {
-    /// Kills the child `pid` once `stop` is set, until `done`; returns whether it did.
+    /// Kills the child `pid` and its process group once `stop` is set, until `done`; returns
+    /// whether it did.
     fn watch(&self, pid: u32, done: &AtomicBool) -> bool {
         while !done.load(Ordering::SeqCst) {
             if self.stop.load(Ordering::SeqCst) {
@@ -115,11 +116,15 @@ impl DuctRunner {
     }
 }
 
+/// SIGKILL to the streaming child's whole process group (it leads one of its own): a dump tool's
+/// own children (`pg_dumpall` runs `pg_dump`, `sh -c` runs its command) hold the output pipe
+/// too, and the read would wait for them.
 fn kill(pid: u32) {
     if let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
     {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::Kill);
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::Kill);
     }
 }
@@ -162,6 +167,8 @@ impl DuctRunner {
             eprintln!("+ {}", inv.display());
         }
         let mut cmd = std::process::Command::new(&inv.program);
+        // its own process group, so a stop reaches its children too (see `kill`)
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(&inv.args)
             .env("LVM_SUPPRESS_FD_WARNINGS", "1")
             .stdout(Stdio::piped())

@@ -103,6 +103,19 @@ impl Outcome for RestoreReport {
     }
 }
 
+/// What a `--dry-run` reports: the restore it would make.
+fn planned(what: &str, from: &Utf8Path, to: &Utf8Path, bytes: u64) -> RestoreReport {
+    RestoreReport {
+        what: what.to_owned(),
+        from: from.to_owned(),
+        to: to.to_owned(),
+        bytes,
+        seconds: 0.0,
+        check: None,
+        dry_run: true,
+    }
+}
+
 /// `path` with symlinks resolved as far as it exists, the rest appended (`..` refused).
 fn resolve(path: &Utf8Path) -> Result<Utf8PathBuf> {
     let abs = if path.is_absolute() {
@@ -235,15 +248,7 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
     prepare_target(&to, args.force, ctx.dry_run())?;
     let bytes = rec.iter().map(|e| e.size).sum();
     if ctx.dry_run() {
-        return Ok(RestoreReport {
-            what,
-            from,
-            to,
-            bytes,
-            seconds: 0.0,
-            check: None,
-            dry_run: true,
-        });
+        return Ok(planned(&what, &from, &to, bytes));
     }
     let started = std::time::Instant::now();
     rsync_tree(ctx.steady_runner().as_ref(), &from, &to, args.force, &[])?;
@@ -310,15 +315,7 @@ pub fn restore_sqlite(
     prepare_target(to, force, ctx.dry_run())?;
     let bytes = files.iter().map(|(_, b)| b).sum();
     if ctx.dry_run() {
-        return Ok(RestoreReport {
-            what,
-            from,
-            to: to.to_owned(),
-            bytes,
-            seconds: 0.0,
-            check: None,
-            dry_run: true,
-        });
+        return Ok(planned(&what, &from, to, bytes));
     }
     let started = std::time::Instant::now();
     let mut check = CheckReport::default();
@@ -458,15 +455,7 @@ fn restore_folder(
     prepare_target(to, force, ctx.dry_run())?;
     let bytes = files_under(from).iter().map(|(_, b)| b).sum();
     if ctx.dry_run() {
-        return Ok(RestoreReport {
-            what: what.to_owned(),
-            from: from.to_owned(),
-            to: to.to_owned(),
-            bytes,
-            seconds: 0.0,
-            check: None,
-            dry_run: true,
-        });
+        return Ok(planned(what, from, to, bytes));
     }
     let started = std::time::Instant::now();
     rsync_tree(ctx.steady_runner().as_ref(), from, to, force, extra)?;

@@ -536,3 +536,48 @@ fn leftovers_of_a_killed_run_go_with_the_next_run_and_a_second_run_waits_its_tur
         "{names:?}"
     );
 }
+
+/// SIGTERM mid-dump (a CronJob's pod deleted, `activeDeadlineSeconds`): the dump command is
+/// stopped at once, the run exits non-zero with `last_run_success 0`, the folder is as it was.
+#[test]
+fn sigterm_stops_the_dump_command_and_leaves_the_folder_as_it_was() {
+    let d = Dest::new();
+    let ok = d.run("db", &["--now", "2026-03-01T00:00:00Z"], &["echo", "good"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let before = d.listing();
+    let marker = d.root.join("still-running");
+    let script = format!("echo partial; sleep 30; touch {marker}");
+    let mut child = Command::new(DUMP)
+        .env_remove("HOMELAB_BACKUP_CONFIG")
+        .args([
+            "--name",
+            "db",
+            "--dest",
+            d.dumps().as_str(),
+            "--now",
+            "2026-03-02T00:00:00Z",
+        ])
+        .args(["--textfile-dir", d.root.join("metrics").as_str()])
+        .args(["--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "SIGTERM took {:?}",
+        started.elapsed()
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    assert_eq!(d.listing(), before);
+    assert_eq!(d.metric("db", "backup_last_run_success"), Some(0.0));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!marker.exists());
+}
