@@ -547,7 +547,7 @@ fn sigterm_stops_the_dump_command_and_leaves_the_folder_as_it_was() {
     let before = d.listing();
     let marker = d.root.join("still-running");
     let script = format!("echo partial; sleep 30; touch {marker}");
-    let mut child = Command::new(DUMP)
+    let child = Command::new(DUMP)
         .env_remove("HOMELAB_BACKUP_CONFIG")
         .args([
             "--name",
