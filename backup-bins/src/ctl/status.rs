@@ -175,12 +175,22 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         ));
     }
     if let Some(off) = &cfg.offsite {
-        let state: OffsiteState = store
-            .read_file(&store.root().root().join(STATE_FILE))
-            .ok()
-            .flatten()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let path = store.root().root().join(STATE_FILE);
+        let state: OffsiteState = match store.read_file(&path) {
+            Ok(None) => OffsiteState::default(),
+            Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+                warnings.push(format!(
+                    "{path} cannot be read ({e}): the offsite sync is shown as never run"
+                ));
+                OffsiteState::default()
+            }),
+            Err(e) => {
+                warnings.push(format!(
+                    "{path} cannot be read ({e}): the offsite sync is shown as never run"
+                ));
+                OffsiteState::default()
+            }
+        };
         let last = state.backup_root;
         let mut gaps = Vec::new();
         match last {

@@ -323,9 +323,16 @@ fn check_dump_folder(folder: &Utf8PathBuf, out: &mut Vec<Checked>) {
     }
 }
 
+impl VerifyReport {
+    /// Intact, and something was there to check: a verify of nothing proves nothing.
+    pub fn passed(&self) -> bool {
+        self.differences() == 0 && !self.checked.is_empty()
+    }
+}
+
 impl Outcome for VerifyReport {
     fn exit(&self) -> Exit {
-        if self.differences() == 0 {
+        if self.passed() {
             Exit::Success
         } else {
             Exit::Failed
@@ -333,6 +340,11 @@ impl Outcome for VerifyReport {
     }
 
     fn text(&self, _dry_run: bool) -> String {
+        if self.checked.is_empty() {
+            return "verify: FAILED: nothing to verify (no complete version, SQLite copy, pfSense \
+                    copy or dump): has daily-backup ever completed?"
+                .to_owned();
+        }
         let mut out = String::new();
         let bytes: u64 = self.checked.iter().map(|c| c.bytes_read).sum();
         let files: u64 = self.checked.iter().map(|c| c.files_read).sum();
@@ -365,7 +377,7 @@ impl Outcome for VerifyReport {
 
     fn metrics(&self) -> Vec<MetricGroup> {
         let job = JobMetrics::verify();
-        let mut m = job.outcome(self.differences() == 0, self.now_unix);
+        let mut m = job.outcome(self.passed(), self.now_unix);
         m.push(VERIFY_DIFFERENCES.gauge(self.differences() as f64));
         vec![MetricGroup::new(&job.job, m)]
     }

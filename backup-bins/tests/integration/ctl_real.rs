@@ -574,3 +574,29 @@ fn sqlite_pve_config_and_pfsense_restores_are_checked() {
     assert_eq!(v.status.code(), Some(1), "{}", text(&v));
     assert!(text(&v).contains("pfsense 2026-02"), "{}", text(&v));
 }
+
+/// A verify of an empty backup root proves nothing: it fails and says so; a damaged offsite
+/// state file is a warning in `status`, not a silent "never".
+#[test]
+fn verify_of_nothing_fails_and_a_damaged_offsite_state_is_named() {
+    let env = Env::with_config(
+        "[offsite]\ndestination = \"/nonexistent-offsite\"\n[[offsite.tree]]\nsource = \"/nonexistent-nfs\"\nname = \"nfs\"\n",
+    );
+    let out = ctl(&env, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("nothing to verify"), "{}", text(&out));
+    let prom = std::fs::read_to_string(env.root.join("metrics/backupctl-verify.prom")).unwrap();
+    assert_eq!(
+        gauge(&prom, "backup_verify_last_run_success"),
+        Some(0.0),
+        "{prom}"
+    );
+    std::fs::write(env.root.join("backup/.offsite-state.json"), "{not json").unwrap();
+    let out = ctl(&env, &["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(".offsite-state.json cannot be read"),
+        "{}",
+        text(&out)
+    );
+}
