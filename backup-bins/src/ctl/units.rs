@@ -212,6 +212,33 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
     ]
 }
 
+/// `backupctl units`: prints them, or writes each into `dir`.
+///
+/// # Errors
+/// When a unit cannot be written.
+pub fn write_units(
+    cfg: Option<&backup_core::Config>,
+    bindir: &str,
+    dir: Option<&camino::Utf8Path>,
+    dry_run: bool,
+) -> crate::error::Result<UnitsReport> {
+    let all = units(cfg, bindir);
+    if let (Some(dir), false) = (dir, dry_run) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| crate::error::Error::io("create folder", dir, e))?;
+        for u in &all {
+            crate::fs_store::write_atomic(&dir.join(&u.name), u.text.as_bytes())?;
+            let p = dir.join(&u.name);
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .map_err(|e| crate::error::Error::io("chmod", p, e))?;
+        }
+    }
+    Ok(UnitsReport {
+        units: all,
+        written: dir.filter(|_| !dry_run).map(ToString::to_string),
+    })
+}
+
 impl Outcome for UnitsReport {
     fn exit(&self) -> Exit {
         Exit::Success
