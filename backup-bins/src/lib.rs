@@ -9,6 +9,7 @@
 //! | `daily-backup` | copy each volume's newest snapshot into this ISO week's folder, its SQLite databases, PVE config, pfSense, prune, metrics |
 //! | `sqlite-backup` | the SQLite CronJob: `backup`, `check`, `find`, `copy` |
 //! | `backup-dump` | the application dump CronJobs: run a dump tool, store its output checked and gzipped, rotate |
+//! | `backupctl` | [`ctl`]: list, status, verify, restore, drill, alerts, units, config |
 
 mod app;
 mod change_log;
