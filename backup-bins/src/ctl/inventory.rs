@@ -84,10 +84,13 @@ pub(super) struct Live {
     pub selection: Selection,
     pub snapshots: Vec<SnapshotInfo>,
     pub warnings: Vec<String>,
+    /// Why the backend's volumes could not be listed: then nothing is known to be protected.
+    pub unlisted: Option<String>,
 }
 
 pub(super) fn live(ctx: &Context<'_>, cfg: &Config) -> Live {
     let mut warnings = Vec::new();
+    let mut unlisted = None;
     let runner = ctx.runner();
     let (claims, w) = crate::app::claims(cfg, runner.as_ref());
     warnings.extend(w);
@@ -95,6 +98,7 @@ pub(super) fn live(ctx: &Context<'_>, cfg: &Config) -> Live {
         Ok(v) => v.into_iter().map(|v| v.name).collect::<Vec<_>>(),
         Err(e) => {
             warnings.push(format!("the volumes could not be listed: {e}"));
+            unlisted = Some(e.to_string());
             Vec::new()
         }
     };
@@ -115,6 +119,7 @@ pub(super) fn live(ctx: &Context<'_>, cfg: &Config) -> Live {
         selection,
         snapshots,
         warnings,
+        unlisted,
     }
 }
 
@@ -235,6 +240,7 @@ pub fn list(ctx: &Context<'_>) -> Result<ListReport> {
         selection,
         snapshots,
         mut warnings,
+        ..
     } = live(ctx, cfg);
     let versions = store.list_versions(Series::Pvc)?;
     let mut keys: BTreeSet<(String, String)> = versions

@@ -34,6 +34,11 @@ pub enum Gap {
         /// Days since its last success; `None`: never.
         days: Option<i64>,
     },
+    /// The backend's volumes could not be listed: what is protected is unknown.
+    VolumesUnlisted {
+        /// Why.
+        reason: String,
+    },
     /// A tree's change log cannot be trusted: the next sync makes a full pass.
     FullPassPending {
         /// Why.
@@ -61,6 +66,9 @@ impl Gap {
             }
             Gap::OffsiteStale { days: None } => "never synced offsite".to_owned(),
             Gap::FullPassPending { reason } => format!("full pass pending: {reason}"),
+            Gap::VolumesUnlisted { reason } => {
+                format!("the volumes could not be listed, so nothing is known to be protected: {reason}")
+            }
         }
     }
 }
@@ -115,6 +123,7 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         selection,
         snapshots,
         mut warnings,
+        unlisted,
     } = live(ctx, cfg);
     let versions = store.list_versions(Series::Pvc)?;
     let hours = |t: DateTime<Utc>| (now - t).num_hours();
@@ -167,6 +176,18 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
                 gaps,
             });
         }
+    }
+    if let Some(reason) = unlisted {
+        rows.push(StatusRow {
+            what: "volumes (backend)".to_owned(),
+            lv: None,
+            excluded: false,
+            snapshot: None,
+            version: None,
+            sqlite_copies: 0,
+            last_success: None,
+            gaps: vec![Gap::VolumesUnlisted { reason }],
+        });
     }
     for r in &selection.refused {
         warnings.push(format!(

@@ -600,3 +600,15 @@ fn verify_of_nothing_fails_and_a_damaged_offsite_state_is_named() {
         text(&out)
     );
 }
+
+/// When the backend cannot list its volumes, status cannot say anything is protected: that is a
+/// gap (exit 1), never an empty "no gaps".
+#[test]
+fn status_with_volumes_that_cannot_be_listed_is_a_gap() {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    std::fs::rename(env.root.join("volumes"), env.root.join("volumes-gone")).unwrap();
+    let out = ctl(&env, &["--now", "2026-01-05T06:00:00Z", "status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("could not be listed"), "{}", text(&out));
+}
