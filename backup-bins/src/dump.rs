@@ -14,7 +14,7 @@
 //! Secrets: `--env-file` (KEY=VALUE lines) sets the command's environment (`PGPASSWORD`,
 //! `VAULT_TOKEN`, `REDISCLI_AUTH`); values never reach argv, the output or a log line.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::time::Instant;
 
 use backup_core::metric_names::{
@@ -308,6 +308,13 @@ fn invocation(job: &DumpJob, out: Option<&Utf8Path>) -> Result<Invocation> {
     Ok(inv)
 }
 
+impl DumpJob {
+    /// The tool writes its own file (an argument is `{out}`) instead of standard output.
+    fn uses_out(&self) -> bool {
+        self.command.iter().any(|a| a == OUT_PLACEHOLDER)
+    }
+}
+
 /// Counts what passes through to the inner writer.
 struct Counting<W> {
     inner: W,
@@ -352,13 +359,14 @@ pub fn run_dump(
             format!("{file} exists already: refusing to overwrite a dump"),
         ));
     }
-    let uses_out = job.command.iter().any(|a| a == OUT_PLACEHOLDER);
     if dry_run {
         let mut existing = file_names(&job.dest)?;
         existing.push(file_name.clone());
         let plan = plan_dated_file_rotation(&job.name, &job.ext, &existing, job.policy, now)?;
         let removed: Vec<String> = removals(&plan).map(|d| d.name.clone()).collect();
-        let out_path = uses_out.then(|| job.dest.join(format!(".{file_name}.out")));
+        let out_path = job
+            .uses_out()
+            .then(|| job.dest.join(format!(".{file_name}.out")));
         return Ok(DumpReport {
             name: job.name.clone(),
             file,
@@ -468,7 +476,6 @@ fn dump_into(
     temp: &Utf8Path,
     out_dir: &Utf8Path,
 ) -> Result<(Invocation, u64)> {
-    let uses_out = job.command.iter().any(|a| a == OUT_PLACEHOLDER);
     let create = |p: &Utf8Path| {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
@@ -478,7 +485,7 @@ fn dump_into(
             .open(p)
             .map_err(|e| failed(job, "create the temp file", format!("{p}: {e}")))
     };
-    let (inv, bytes, gzip_already) = if uses_out {
+    let (inv, bytes, gzip_already) = if job.uses_out() {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -510,12 +517,11 @@ fn dump_into(
             .map_err(|e| failed(job, "read the output", format!("{out}: {e}")))?;
         let mut magic = [0u8; 2];
         let gz = src.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
-        drop(src);
         let bytes = meta.len();
         check_size(job, bytes)?;
-        let mut dst = create(temp)?;
-        let mut src = std::fs::File::open(&out)
+        src.rewind()
             .map_err(|e| failed(job, "read the output", format!("{out}: {e}")))?;
+        let mut dst = create(temp)?;
         if gz {
             std::io::copy(&mut src, &mut dst)
                 .map_err(|e| failed(job, "write the dump", format!("{temp}: {e}")))?;

@@ -72,6 +72,18 @@ fn parse_now(s: &str) -> std::result::Result<DateTime<Utc>, String> {
         .map_err(|e| format!("expected an RFC 3339 time like 2026-01-05T05:00:00Z: {e}"))
 }
 
+/// Metrics sinks given on the command line, beside the config's `[metrics]` (a CronJob often has
+/// no config file).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SinkArgs {
+    /// Write metrics as <DIR>/<job>.prom for node_exporter's textfile collector.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub textfile_dir: Option<Utf8PathBuf>,
+    /// Push metrics to this Pushgateway (http://host:9091).
+    #[arg(long, global = true, value_name = "URL")]
+    pub pushgateway: Option<String>,
+}
+
 /// What a job's report must offer the wrapper.
 pub trait Outcome: Serialize {
     /// The exit code.
@@ -126,6 +138,18 @@ impl RunSpec {
             needs_backup_root: false,
             textfile_dir: None,
             pushgateway: None,
+        }
+    }
+}
+
+impl RunSpec {
+    /// The spec with the sinks of `args` added.
+    #[must_use]
+    pub fn with_sinks(self, args: &SinkArgs) -> Self {
+        Self {
+            textfile_dir: args.textfile_dir.clone(),
+            pushgateway: args.pushgateway.clone(),
+            ..self
         }
     }
 }

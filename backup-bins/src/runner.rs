@@ -66,17 +66,11 @@ impl Runner for DuctRunner {
         })?;
         // wait in this thread; a watcher kills the child as soon as `stop` is set
         let done = AtomicBool::new(false);
-        let killed = AtomicBool::new(false);
-        let out = std::thread::scope(|s| {
+        let (out, killed) = std::thread::scope(|s| {
             let watcher = s.spawn(|| {
-                while !done.load(Ordering::SeqCst) {
-                    if self.stop.load(Ordering::SeqCst) {
-                        killed.store(true, Ordering::SeqCst);
-                        let _ = handle.kill();
-                        return;
-                    }
-                    std::thread::park_timeout(Duration::from_millis(25));
-                }
+                self.watch(&done, || {
+                    let _ = handle.kill();
+                })
             });
             let out = handle.wait().map(|o| Output {
                 status: o.status.code(),
@@ -85,9 +79,9 @@ impl Runner for DuctRunner {
             });
             done.store(true, Ordering::SeqCst);
             watcher.thread().unpark();
-            out
+            (out, watcher.join().unwrap_or(false))
         });
-        if killed.load(Ordering::SeqCst) {
+        if killed {
             return Err(Error::Command(CommandError::Interrupted {
                 argv: inv.display(),
             }));
@@ -102,12 +96,11 @@ impl Runner for DuctRunner {
 }
 
 impl DuctRunner {
-    /// Kills the child `pid` and its process group once `stop` is set, until `done`; returns
-    /// whether it did.
-    fn watch(&self, pid: u32, done: &AtomicBool) -> bool {
+    /// Until `done`, calls `kill` once `stop` is set (SIGTERM, SIGINT); returns whether it did.
+    fn watch(&self, done: &AtomicBool, kill: impl FnOnce()) -> bool {
         while !done.load(Ordering::SeqCst) {
             if self.stop.load(Ordering::SeqCst) {
-                kill(pid);
+                kill();
                 return true;
             }
             std::thread::park_timeout(Duration::from_millis(25));
@@ -197,7 +190,7 @@ impl DuctRunner {
         let stdin = child.stdin.take();
         let done = AtomicBool::new(false);
         let (killed, stderr, sink_failed, read_failed) = std::thread::scope(|s| {
-            let watcher = s.spawn(|| self.watch(pid, &done));
+            let watcher = s.spawn(|| self.watch(&done, || kill(pid)));
             let errs = s.spawn(move || read_tail(stderr, 64 * 1024));
             if let (Some(mut w), Some(bytes)) = (stdin, inv.stdin.as_ref()) {
                 s.spawn(move || {

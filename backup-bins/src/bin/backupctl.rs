@@ -4,8 +4,7 @@
 use std::process::ExitCode;
 
 use backup_bins::ctl::cli::Command;
-use backup_bins::run::GlobalArgs;
-use camino::Utf8PathBuf;
+use backup_bins::run::{GlobalArgs, SinkArgs};
 use clap::Parser;
 
 /// See every backup, prove it restores, restore it.
@@ -25,20 +24,11 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     global: GlobalArgs,
-    /// Write metrics as <DIR>/<job>.prom for node_exporter's textfile collector.
-    #[arg(long, global = true, value_name = "DIR")]
-    textfile_dir: Option<Utf8PathBuf>,
-    /// Push metrics to this Pushgateway (http://host:9091).
-    #[arg(long, global = true, value_name = "URL")]
-    pushgateway: Option<String>,
+    #[command(flatten)]
+    sinks: SinkArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    backup_bins::ctl::cli::main(
-        &cli.command,
-        &cli.global,
-        cli.textfile_dir.clone(),
-        cli.pushgateway.clone(),
-    )
+    backup_bins::ctl::cli::main(&cli.command, &cli.global, &cli.sinks)
 }

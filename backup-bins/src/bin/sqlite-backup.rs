@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use backup_bins::run::{run, GlobalArgs, RunSpec};
+use backup_bins::run::{run, GlobalArgs, RunSpec, SinkArgs};
 use backup_core::metric_names::JobMetrics;
-use camino::Utf8PathBuf;
 use clap::{Parser, Subcommand};
 
 /// Back up or check a live SQLite database.
@@ -29,12 +28,8 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     global: GlobalArgs,
-    /// Write metrics as <DIR>/<job>.prom for node_exporter's textfile collector.
-    #[arg(long, global = true, value_name = "DIR")]
-    textfile_dir: Option<Utf8PathBuf>,
-    /// Push metrics to this Pushgateway (http://host:9091).
-    #[arg(long, global = true, value_name = "URL")]
-    pushgateway: Option<String>,
+    #[command(flatten)]
+    sinks: SinkArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,10 +65,9 @@ fn main() -> ExitCode {
     let g = &cli.global;
     let spec = RunSpec {
         config_required: false,
-        textfile_dir: cli.textfile_dir.clone(),
-        pushgateway: cli.pushgateway.clone(),
         ..RunSpec::new("sqlite-backup")
-    };
+    }
+    .with_sinks(&cli.sinks);
     match &cli.command {
         Command::Find { dir } => run(&spec, g, |_| Ok(backup_bins::run_find(dir))),
         Command::Copy { source, dest } => run(&spec, g, |ctx| {

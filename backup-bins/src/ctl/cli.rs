@@ -6,7 +6,7 @@ use backup_core::metric_names::JobMetrics;
 use backup_core::IsoWeek;
 use camino::Utf8PathBuf;
 
-use crate::run::{run, GlobalArgs, Locks, RunSpec};
+use crate::run::{run, GlobalArgs, Locks, RunSpec, SinkArgs};
 
 /// `NS/PVC`.
 fn parse_pvc(s: &str) -> Result<(String, String), String> {
@@ -176,37 +176,33 @@ pub enum RestoreCommand {
     },
 }
 
+/// The spec of a command that only prints (alerts, units, the example config): a config file
+/// is optional and no backup disk is needed.
+fn generator(spec: RunSpec) -> RunSpec {
+    RunSpec {
+        config_required: false,
+        needs_backup_root: false,
+        ..spec
+    }
+}
+
 /// Runs one `backupctl` command through the run wrapper.
-pub fn main(
-    command: &Command,
-    global: &GlobalArgs,
-    textfile_dir: Option<Utf8PathBuf>,
-    pushgateway: Option<String>,
-) -> ExitCode {
+pub fn main(command: &Command, global: &GlobalArgs, sinks: &SinkArgs) -> ExitCode {
     let spec = RunSpec {
         needs_backup_root: true,
-        textfile_dir,
-        pushgateway,
         ..RunSpec::new("backupctl")
-    };
+    }
+    .with_sinks(sinks);
     match command {
         Command::List => run(&spec, global, super::list),
         Command::Units { write, bindir } => {
-            let spec = RunSpec {
-                config_required: false,
-                needs_backup_root: false,
-                ..spec
-            };
+            let spec = generator(spec);
             run(&spec, global, |ctx| {
                 super::write_units(ctx.cfg_opt(), bindir, write.as_deref(), ctx.dry_run())
             })
         }
         Command::Config(ConfigCommand::Example) => {
-            let spec = RunSpec {
-                config_required: false,
-                needs_backup_root: false,
-                ..spec
-            };
+            let spec = generator(spec);
             run(&spec, global, |_| Ok(super::ConfigText::example()))
         }
         Command::Config(ConfigCommand::Check) => {
@@ -217,11 +213,7 @@ pub fn main(
             run(&spec, global, |ctx| super::ConfigText::check(ctx.cfg()?))
         }
         Command::Alerts => {
-            let spec = RunSpec {
-                config_required: false,
-                needs_backup_root: false,
-                ..spec
-            };
+            let spec = generator(spec);
             run(&spec, global, |ctx| Ok(super::alerts(ctx.cfg_opt())))
         }
         Command::Status { stale_hours } => {

@@ -129,8 +129,11 @@ pub(super) fn record(store: &dyn BackupStore, v: &WeekVersion) -> Option<Vec<Fil
     decode_record(&store.read_file(&path).ok()??).ok()
 }
 
-/// Regular files under `dir` (recursively), with their sizes.
-pub(super) fn files_under(dir: &Utf8Path) -> Vec<(Utf8PathBuf, u64)> {
+/// Every regular file under `dir` (recursively), mapped by `f(path relative to dir, lstat)`.
+fn regular_files<T: Send>(
+    dir: &Utf8Path,
+    f: impl Fn(&Utf8Path, &rustix::fs::Stat) -> T + Sync,
+) -> Vec<T> {
     let walked = backup_walk::walk(
         dir.as_std_path(),
         backup_walk::Options {
@@ -138,35 +141,29 @@ pub(super) fn files_under(dir: &Utf8Path) -> Vec<(Utf8PathBuf, u64)> {
             workers: 0,
         },
         Vec::new,
-        |out: &mut Vec<(Utf8PathBuf, u64)>, v: &backup_walk::Visit<'_>| {
-            if v.kind == rustix::fs::FileType::RegularFile {
-                if let (Some(st), Some(rel)) = (v.stat, Utf8Path::from_path(v.rel)) {
-                    out.push((dir.join(rel), st.st_size as u64));
-                }
+        |out: &mut Vec<T>, v: &backup_walk::Visit<'_>| {
+            if let (rustix::fs::FileType::RegularFile, Some(st), Some(rel)) =
+                (v.kind, v.stat, Utf8Path::from_path(v.rel))
+            {
+                out.push(f(rel, st));
             }
         },
     );
-    let mut all: Vec<_> = walked.states.into_iter().flatten().collect();
+    walked.states.into_iter().flatten().collect()
+}
+
+/// Regular files under `dir` (recursively), with their sizes, sorted.
+pub(super) fn files_under(dir: &Utf8Path) -> Vec<(Utf8PathBuf, u64)> {
+    let mut all = regular_files(dir, |rel, st| (dir.join(rel), st.st_size as u64));
     all.sort();
     all
 }
 
 /// Inodes and sizes of the regular files of a copy.
 fn inodes(dir: &Utf8Path) -> BTreeMap<u64, u64> {
-    let walked = backup_walk::walk(
-        dir.as_std_path(),
-        backup_walk::Options {
-            stat: true,
-            workers: 0,
-        },
-        Vec::new,
-        |out: &mut Vec<(u64, u64)>, v: &backup_walk::Visit<'_>| {
-            if let (rustix::fs::FileType::RegularFile, Some(st)) = (v.kind, v.stat) {
-                out.push((st.st_ino, st.st_size as u64));
-            }
-        },
-    );
-    walked.states.into_iter().flatten().collect()
+    regular_files(dir, |_, st| (st.st_ino, st.st_size as u64))
+        .into_iter()
+        .collect()
 }
 
 /// `<name>-<YYYYMMDD-HHMMSS>` followed by `.` (a dump file) or nothing (a dated folder).

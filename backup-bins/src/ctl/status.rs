@@ -197,21 +197,20 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
     }
     if let Some(off) = &cfg.offsite {
         let path = store.root().root().join(STATE_FILE);
-        let state: OffsiteState = match store.read_file(&path) {
-            Ok(None) => OffsiteState::default(),
-            Ok(Some(b)) => serde_json::from_slice(&b).unwrap_or_else(|e| {
-                warnings.push(format!(
-                    "{path} cannot be read ({e}): the offsite sync is shown as never run"
-                ));
-                OffsiteState::default()
-            }),
-            Err(e) => {
-                warnings.push(format!(
-                    "{path} cannot be read ({e}): the offsite sync is shown as never run"
-                ));
-                OffsiteState::default()
-            }
-        };
+        let read = store
+            .read_file(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                b.map_or(Ok(OffsiteState::default()), |b| {
+                    serde_json::from_slice(&b).map_err(|e| e.to_string())
+                })
+            });
+        let state = read.unwrap_or_else(|e| {
+            warnings.push(format!(
+                "{path} cannot be read ({e}): the offsite sync is shown as never run"
+            ));
+            OffsiteState::default()
+        });
         let last = state.backup_root;
         let mut gaps = Vec::new();
         match last {

@@ -49,9 +49,8 @@ fn verify_and_drill_catch_a_flipped_byte_a_truncated_sqlite_copy_and_a_truncated
     assert_eq!(env.day("2026-01-05").status.code(), Some(0));
     // two good dumps, written by backup-dump
     for at in ["2026-01-04T00:00:00Z", "2026-01-05T00:00:00Z"] {
-        let out = Command::new(crate::dump_real::DUMP)
-            .env_remove("HOMELAB_BACKUP_CONFIG")
-            .args(["--name", "pg", "--dest", dumps.as_str(), "--now", at])
+        let out = crate::dump_real::dump_command("pg", &dumps)
+            .args(["--now", at])
             .args(["--", "seq", "1", "100000"])
             .output()
             .unwrap();
@@ -611,4 +610,91 @@ fn status_with_volumes_that_cannot_be_listed_is_a_gap() {
     let out = ctl(&env, &["--now", "2026-01-05T06:00:00Z", "status"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("could not be listed"), "{}", text(&out));
+}
+
+/// `list` shows every layer from live state: versions with their files and bytes only they
+/// hold, SQLite copies, snapshots, excluded volumes, dumps by name; verify's filters choose
+/// the versions they say.
+#[test]
+fn list_shows_every_layer_and_verify_filters_choose_versions() {
+    let dumps = tempfile::tempdir().unwrap();
+    let dumps = Utf8PathBuf::from_path_buf(dumps.path().to_owned()).unwrap();
+    let env = Env::with_config(&format!("[dumps]\nfolders = [\"{dumps}\"]\n"));
+    fixtures::sqlite::clean(env.vol("vm-100-pvc-a").join("app.db").as_std_path());
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    write(
+        &env.vol("vm-100-pvc-a").join("dir/new-next-week.txt"),
+        "only in week 3\n",
+    );
+    assert_eq!(env.day("2026-01-12").status.code(), Some(0));
+    let out = crate::dump_real::dump_command("pg", &dumps)
+        .args(["--now", "2026-01-12T00:00:00Z", "--", "echo", "dump"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = ctl(&env, &["--now", "2026-01-12T06:00:00Z", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vw = v["pvcs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["namespace"] == "vaultwarden")
+        .unwrap();
+    let weeks: Vec<&str> = vw["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["week"].as_str().unwrap())
+        .collect();
+    assert_eq!(weeks, ["2026-02", "2026-03"]);
+    let w3 = &vw["versions"][1];
+    // the new file is the only one week 3 does not share with week 2
+    assert_eq!(w3["unique_bytes"], 15, "{w3}");
+    assert_eq!(w3["files"], 7, "{w3}"); // 5 text files, app.db, the new file
+    assert_eq!(w3["sqlite_copies"], 1);
+    // the first snapshot is past keep-days = 7 by the second run
+    assert_eq!(vw["snapshots"].as_array().unwrap().len(), 1);
+    assert_eq!(v["dumps"][0]["name"], "pg");
+    assert_eq!(v["dumps"][0]["count"], 1);
+    assert_eq!(v["pve_config"].as_array().unwrap().len(), 2);
+
+    let pvc_versions = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["--now", "2026-01-12T06:00:00Z", "verify", "--json"];
+        a.extend_from_slice(args);
+        let out = ctl(&env, &a);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["checked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["what"].as_str().unwrap().to_owned())
+            .filter(|w| w.starts_with("pvc "))
+            .collect()
+    };
+    assert_eq!(pvc_versions(&["--week", "2026-02"]).len(), 3);
+    assert_eq!(
+        pvc_versions(&["--pvc", "vaultwarden/data"]),
+        [
+            "pvc vaultwarden/data 2026-02",
+            "pvc vaultwarden/data 2026-03"
+        ]
+    );
+    assert_eq!(
+        pvc_versions(&["--since-days", "3"]).len(),
+        3,
+        "only week 3's"
+    );
+    // a sample reads fewer files, but checks every version
+    let out = ctl(&env, &["verify", "--json", "--sample", "1"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let read: u64 = v["checked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["what"].as_str().unwrap().starts_with("pvc "))
+        .map(|c| c["files_read"].as_u64().unwrap())
+        .sum();
+    assert!(read < 10, "a 1 % sample read {read} files");
 }

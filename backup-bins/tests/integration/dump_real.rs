@@ -14,6 +14,14 @@ use crate::harness::{gauge, text};
 
 pub const DUMP: &str = env!("CARGO_BIN_EXE_backup-dump");
 
+/// `backup-dump --name NAME --dest DEST`, with no config from the environment.
+pub fn dump_command(name: &str, dest: &Utf8Path) -> Command {
+    let mut c = Command::new(DUMP);
+    c.env_remove("HOMELAB_BACKUP_CONFIG")
+        .args(["--name", name, "--dest", dest.as_str()]);
+    c
+}
+
 struct Dest {
     _dir: tempfile::TempDir,
     root: Utf8PathBuf,
@@ -35,9 +43,7 @@ impl Dest {
     /// `backup-dump --name NAME --dest <dumps> <flags> -- <command>`, no config file (a CronJob's
     /// way).
     fn run(&self, name: &str, flags: &[&str], command: &[&str]) -> Output {
-        Command::new(DUMP)
-            .env_remove("HOMELAB_BACKUP_CONFIG")
-            .args(["--name", name, "--dest", self.dumps().as_str()])
+        dump_command(name, &self.dumps())
             .args(["--textfile-dir", self.root.join("metrics").as_str()])
             .args(flags)
             .arg("--")

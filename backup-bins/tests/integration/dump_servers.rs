@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::dump_real::DUMP;
+use crate::dump_real::dump_command;
 use crate::harness::{is_root, text};
 
 fn gunzip(p: &Utf8Path) -> Vec<u8> {
@@ -187,30 +187,21 @@ fn postgresql_dump_restores_into_a_fresh_cluster_with_equal_data() {
     let env = dest.join("pg.env");
     std::fs::write(&env, format!("PGPASSWORD={secret}\n")).unwrap();
     std::fs::create_dir(dest.join("dumps")).unwrap();
-    let out = Command::new(DUMP)
-        .env_remove("HOMELAB_BACKUP_CONFIG")
-        .args([
-            "--name",
-            "postgresql",
-            "--ext",
-            "sql",
-            "--min-bytes",
-            "1000",
-        ])
-        .args([
-            "--dest",
-            dest.join("dumps").as_str(),
-            "--env-file",
-            env.as_str(),
-        ])
-        .arg("--")
-        .arg(pg_bin("pg_dumpall"))
-        .args(["-h", src.root.as_str(), "-U", "postgres"])
-        .output()
-        .unwrap();
+    let dumps = dest.join("dumps");
+    let dump_all = |extra: &[&str]| {
+        dump_command("postgresql", &dumps)
+            .args(["--ext", "sql", "--env-file", env.as_str()])
+            .args(extra)
+            .arg("--")
+            .arg(pg_bin("pg_dumpall"))
+            .args(["-h", src.root.as_str(), "-U", "postgres"])
+            .output()
+            .unwrap()
+    };
+    let out = dump_all(&["--min-bytes", "1000"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!text(&out).contains(secret));
-    let sql = gunzip(&only_dump(&dest.join("dumps"), "postgresql"));
+    let sql = gunzip(&only_dump(&dumps, "postgresql"));
     // restore into a fresh cluster
     let fresh = Pg::start(None);
     let mut restore = Command::new(pg_bin("psql"))
@@ -252,27 +243,14 @@ fn postgresql_dump_restores_into_a_fresh_cluster_with_equal_data() {
     assert!(a == b, "the restored data differs");
     // a wrong password: the dump fails, nothing is stored, the tail of stderr says why
     std::fs::write(&env, "PGPASSWORD=wrong\n").unwrap();
-    let out = Command::new(DUMP)
-        .env_remove("HOMELAB_BACKUP_CONFIG")
-        .args(["--name", "postgresql", "--ext", "sql"])
-        .args([
-            "--dest",
-            dest.join("dumps").as_str(),
-            "--env-file",
-            env.as_str(),
-        ])
-        .arg("--")
-        .arg(pg_bin("pg_dumpall"))
-        .args(["-h", src.root.as_str(), "-U", "postgres"])
-        .output()
-        .unwrap();
+    let out = dump_all(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("password authentication failed"),
         "{}",
         text(&out)
     );
-    only_dump(&dest.join("dumps"), "postgresql");
+    only_dump(&dumps, "postgresql");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -350,12 +328,12 @@ fn redis_rdb_dump_loads_into_a_fresh_server_with_equal_keys() {
     let env = dest.join("redis.env");
     std::fs::write(&env, format!("REDISCLI_AUTH={secret}\n")).unwrap();
     let sock = src.join("redis.sock");
-    let out = Command::new(DUMP)
-        .env_remove("HOMELAB_BACKUP_CONFIG")
-        .args(["--name", "redis", "--ext", "rdb", "--min-bytes", "100"])
+    let out = dump_command("redis", &dest.join("dumps"))
         .args([
-            "--dest",
-            dest.join("dumps").as_str(),
+            "--ext",
+            "rdb",
+            "--min-bytes",
+            "100",
             "--env-file",
             env.as_str(),
         ])
@@ -395,18 +373,9 @@ fn redis_rdb_dump_loads_into_a_fresh_server_with_equal_keys() {
         "a\nb\nc\n"
     );
     // without the password, redis-cli fails: refused, nothing stored beside the good one
-    let out = Command::new(DUMP)
-        .env_remove("HOMELAB_BACKUP_CONFIG")
+    let out = dump_command("redis", &dest.join("dumps"))
         .env_remove("REDISCLI_AUTH")
-        .args([
-            "--name",
-            "redis",
-            "--ext",
-            "rdb",
-            "--now",
-            "2030-01-01T00:00:00Z",
-        ])
-        .args(["--dest", dest.join("dumps").as_str()])
+        .args(["--ext", "rdb", "--now", "2030-01-01T00:00:00Z"])
         .args(["--", "redis-cli", "-s", sock.as_str(), "--rdb", "{out}"])
         .output()
         .unwrap();
