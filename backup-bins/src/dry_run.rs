@@ -264,6 +264,27 @@ impl BackupStore for DryRunStore<'_> {
     fn read_file(&self, path: &Utf8Path) -> Result<Option<Vec<u8>>> {
         self.inner.read_file(path)
     }
+    fn staging_tree(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Result<Utf8PathBuf> {
+        Err(not_carried_out(format!(
+            "stage week {week} of {namespace}/{pvc}"
+        )))
+    }
+    fn commit_version(
+        &self,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+        _record: &[u8],
+        _at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.would.push(format!(
+            "swap in week {week} of {namespace}/{pvc} and mark it complete"
+        ));
+        Ok(())
+    }
+    fn recover_version(&self, _: IsoWeek, _: &str, _: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
     fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> Result<()> {
         self.would.push(format!(
             "write {path} ({})",

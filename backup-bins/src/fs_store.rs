@@ -135,6 +135,35 @@ impl BackupStore for DiskStore {
         crate::sqlite_stage::copy_databases(source, found, dest, previous)
     }
 
+    fn staging_tree(
+        &self,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+    ) -> backup_core::Result<camino::Utf8PathBuf> {
+        crate::version_commit::fresh_staging_tree(&self.root, week, namespace, pvc).map_err(core)
+    }
+
+    fn commit_version(
+        &self,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+        record: &[u8],
+        at: DateTime<Utc>,
+    ) -> backup_core::Result<()> {
+        crate::version_commit::commit(&self.root, week, namespace, pvc, record, at).map_err(core)
+    }
+
+    fn recover_version(
+        &self,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+    ) -> backup_core::Result<Option<String>> {
+        crate::version_commit::recover(&self.root, week, namespace, pvc).map_err(core)
+    }
+
     fn read_file(&self, path: &Utf8Path) -> backup_core::Result<Option<Vec<u8>>> {
         match std::fs::read(path) {
             Ok(b) => Ok(Some(b)),
@@ -319,19 +348,24 @@ fn mark_incomplete(root: &BackupRoot, week: IsoWeek, namespace: &str, pvc: &str)
 /// # Errors
 /// When a removal fails.
 fn remove_version(root: &BackupRoot, v: &WeekVersion) -> Result<()> {
+    // what a killed run staged for this version, first: an undone swap rewrites the marker
+    crate::version_commit::recover(root, v.week, &v.namespace, &v.pvc)?;
     mark_incomplete(root, v.week, &v.namespace, &v.pvc)?;
     remove_file_if_present(&root.pvc_record(v.week, &v.namespace, &v.pvc))?;
+    remove_file_if_present(&root.pvc_damaged(v.week, &v.namespace, &v.pvc))?;
     let copy = root.pvc_copy(v.week, &v.namespace, &v.pvc);
     remove_tree(&copy)?;
     let week = root.pvc_week(v.week);
-    for dir in [
-        week.join(COMPLETE_DIR).join(&v.namespace),
-        week.join(COMPLETE_DIR),
-        week.join(".records").join(&v.namespace),
-        week.join(".records"),
-        week.join(&v.namespace),
-        week,
-    ] {
+    let mut dirs = Vec::new();
+    for kind in [COMPLETE_DIR, ".records", ".damaged"] {
+        dirs.extend([week.join(kind).join(&v.namespace), week.join(kind)]);
+    }
+    for part in ["tree", "record", "commit"] {
+        let dir = week.join(".staging").join(part);
+        dirs.extend([dir.join(&v.namespace), dir]);
+    }
+    dirs.extend([week.join(".staging"), week.join(&v.namespace), week]);
+    for dir in dirs {
         // only empty folders go; anything else stays
         let _ = std::fs::remove_dir(&dir);
     }

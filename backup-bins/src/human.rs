@@ -43,3 +43,12 @@ mod tests {
         assert_eq!(count(100), "100");
     }
 }
+
+/// `n` and a noun, plural when `n` is not 1 ("1 file", "3 files").
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", count(n))
+    }
+}

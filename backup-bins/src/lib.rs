@@ -36,6 +36,7 @@ mod snapshot;
 mod sqlite_job;
 mod sqlite_stage;
 mod tracker;
+mod version_commit;
 
 pub mod run;
 

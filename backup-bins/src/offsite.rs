@@ -193,7 +193,8 @@ fn transfer(ctx: &Context<'_>, inv: &Invocation, kind: SourceKind) -> Result<Opt
 }
 
 /// What step 1 leaves out: locks, the change log and its segments, the offsite state, temp
-/// files of atomic writes, SQLite scratch and partial snapshot copies.
+/// files of atomic writes, SQLite scratch, partial snapshot copies and the updates a daily run
+/// stages beside a version (`pvc-data/<week>/.staging/`).
 fn excludes(cfg: &Config, o: &OffsiteConfig) -> Vec<String> {
     let mut out = vec![
         "/.daily-backup.lock".to_owned(),
@@ -202,6 +203,7 @@ fn excludes(cfg: &Config, o: &OffsiteConfig) -> Vec<String> {
         ".sqlite-recover-*/".to_owned(),
         ".sqlite-copy-*".to_owned(),
         ".*.partial*".to_owned(),
+        "/pvc-data/*/.staging/".to_owned(),
     ];
     if let Ok(rel) = o.change_log.strip_prefix(&cfg.backup_root) {
         out.push(format!("/{rel}*"));

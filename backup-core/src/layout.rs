@@ -4,6 +4,8 @@
 //! <root>/pvc-data/<YYYY-WW>/<namespace>/<pvc>/...                  file copy of the PVC
 //! <root>/pvc-data/<YYYY-WW>/.complete/<namespace>/<pvc>             completion marker
 //! <root>/pvc-data/<YYYY-WW>/.records/<namespace>/<pvc>              per-file record
+//! <root>/pvc-data/<YYYY-WW>/.damaged/<namespace>/<pvc>              paths verify found damaged
+//! <root>/pvc-data/<YYYY-WW>/.staging/{tree,record,commit}/<namespace>/<pvc>   a run's update
 //! <root>/sqlite-backup/<YYYY-WW>/<namespace>/<pvc>/<path of the db inside the PVC>
 //! <root>/pfsense/<YYYY-WW>/config.xml, pfsense-full.tar.gz
 //! <root>/pve-config/<YYYY-WW>/<configured path>/...                PVE host config, weekly
@@ -24,6 +26,17 @@ pub const COMPLETE_DIR: &str = ".complete";
 
 /// Namespace under which a volume that could not be resolved to a PVC is backed up.
 pub const UNRESOLVED_NAMESPACE: &str = "_unresolved";
+
+/// The parts of a version's update under `pvc-data/<week>/.staging/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StagingPart {
+    /// The new copy, a hardlink tree of the complete one plus the changes.
+    Tree,
+    /// The new record.
+    Record,
+    /// The journal of the swap: what to finish or undo after a crash.
+    Commit,
+}
 
 /// The backup root and every path under it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +83,38 @@ impl BackupRoot {
     pub fn pvc_record(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Utf8PathBuf {
         self.pvc_week(week)
             .join(".records")
+            .join(namespace)
+            .join(pvc)
+    }
+
+    /// `pvc-data/<week>/.damaged/<namespace>/<pvc>`: the paths of that copy `backupctl verify`
+    /// found differing from the record (NUL-separated). The version is *damaged*: the next daily
+    /// run never links from those files, and re-sends them.
+    pub fn pvc_damaged(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Utf8PathBuf {
+        self.pvc_week(week)
+            .join(".damaged")
+            .join(namespace)
+            .join(pvc)
+    }
+
+    /// `pvc-data/<week>/.staging/<part>/<namespace>/<pvc>`: where a run builds the update of a
+    /// version (`tree`: the copy, `record`: its record, `commit`: the journal of the swap) while
+    /// the complete version stays as it is. Never a version: it starts with a dot.
+    pub fn pvc_staging(
+        &self,
+        part: StagingPart,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+    ) -> Utf8PathBuf {
+        let part = match part {
+            StagingPart::Tree => "tree",
+            StagingPart::Record => "record",
+            StagingPart::Commit => "commit",
+        };
+        self.pvc_week(week)
+            .join(".staging")
+            .join(part)
             .join(namespace)
             .join(pvc)
     }

@@ -209,6 +209,11 @@ pub const VERIFY_DIFFERENCES: MetricName = m(
     "backup_verify_differences",
     "differences the last verify found (0 when intact)",
 );
+/// `backup_verify_damaged_versions` (job `backupctl-verify`).
+pub const VERIFY_DAMAGED_VERSIONS: MetricName = m(
+    "backup_verify_damaged_versions",
+    "complete PVC versions holding files that differ from their record (marked damaged)",
+);
 /// `backup_restore_drill_last_success_timestamp` (job `backupctl-drill`).
 pub const DRILL_LAST_SUCCESS: MetricName = m(
     "backup_restore_drill_last_success_timestamp",
@@ -254,6 +259,7 @@ pub const ALL: &[MetricName] = &[
     VERIFY_LAST_SUCCESS,
     VERIFY_LAST_RUN_SUCCESS,
     VERIFY_DIFFERENCES,
+    VERIFY_DAMAGED_VERSIONS,
     DRILL_LAST_SUCCESS,
     DRILL_LAST_RUN_SUCCESS,
     DRILL_RATE,

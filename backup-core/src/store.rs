@@ -2,7 +2,7 @@
 //! through [`BackupStore`], so planning reads the same listing everywhere, a `--dry-run` wraps it
 //! to change nothing, and transcript tests run against the state-based fake in `testing`.
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -109,6 +109,40 @@ pub trait BackupStore: Send + Sync {
         dest: &Utf8Path,
         previous: Option<&Utf8Path>,
     ) -> Vec<DatabaseCopy>;
+
+    /// A fresh, empty place to build the update of a PVC's version of `week` in (what a killed
+    /// run left there is removed first): the returned folder does not exist, its parent does.
+    /// The complete version is never written into; [`BackupStore::commit_version`] swaps the
+    /// update in.
+    ///
+    /// # Errors
+    /// When a leftover cannot be removed or the parent created.
+    fn staging_tree(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Result<Utf8PathBuf>;
+
+    /// Makes the update built in [`BackupStore::staging_tree`] (when one was built; otherwise
+    /// the copy as it is) the complete version of `namespace/pvc` in `week`, with `record` as
+    /// its record, completed `at`: after a flush of the disk, in one swap, so that the version
+    /// is at every moment either the old complete one or the new one. Clears the version's
+    /// damage list.
+    ///
+    /// # Errors
+    /// When a step fails: the version is then the old one, or is finished or undone by the next
+    /// run's [`BackupStore::recover_version`].
+    fn commit_version(
+        &self,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+        record: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Finishes or undoes a commit a killed run left half done, and removes what it staged;
+    /// says what it did, when it did something.
+    ///
+    /// # Errors
+    /// When a leftover cannot be removed or a marker written.
+    fn recover_version(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Result<Option<String>>;
 
     /// Reads a file of the backup root (a record); `None` when there is none.
     ///

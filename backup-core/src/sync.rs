@@ -29,6 +29,9 @@ pub struct SyncRequest {
     /// Only these paths (a NUL-separated list file): what changed since the version `dest`
     /// holds or was built from. `None`: the whole tree, with `--delete`.
     pub files_from: Option<Utf8PathBuf>,
+    /// Compare file contents, not size and mtime, before linking or skipping a file (`-c`):
+    /// for a copy against a `link_dest` whose record cannot vouch for its files.
+    pub checksum: bool,
 }
 
 /// Numbers of one transfer (from `rsync --stats`).

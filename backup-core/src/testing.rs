@@ -329,6 +329,11 @@ impl FileSync for FakeFileSync {
             .as_ref()
             .map(|l| format!(" --link-dest={l}"))
             .unwrap_or_default();
+        let link = if request.checksum {
+            format!(" --checksum{link}")
+        } else {
+            link
+        };
         self.transcript.push(format!(
             "sync {}/ -> {}/{link}",
             request.source, request.dest
@@ -869,6 +874,43 @@ impl crate::store::BackupStore for FakeStore {
             ));
         }
         found
+    }
+
+    fn staging_tree(
+        &self,
+        week: crate::week::IsoWeek,
+        namespace: &str,
+        pvc: &str,
+    ) -> Result<Utf8PathBuf> {
+        Ok(self
+            .root
+            .pvc_staging(crate::layout::StagingPart::Tree, week, namespace, pvc))
+    }
+
+    fn commit_version(
+        &self,
+        week: crate::week::IsoWeek,
+        namespace: &str,
+        pvc: &str,
+        record: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let what = format!("commit Pvc {week} {namespace}/{pvc}");
+        self.check(&what)?;
+        self.transcript
+            .push(format!("{what} (record {} bytes)", record.len()));
+        lock(&self.files).insert(self.root.pvc_record(week, namespace, pvc), record.to_vec());
+        self.add_version(crate::store::Series::Pvc, week, namespace, pvc, Some(at));
+        Ok(())
+    }
+
+    fn recover_version(
+        &self,
+        _week: crate::week::IsoWeek,
+        _namespace: &str,
+        _pvc: &str,
+    ) -> Result<Option<String>> {
+        Ok(None)
     }
 
     fn read_file(&self, path: &Utf8Path) -> Result<Option<Vec<u8>>> {

@@ -36,6 +36,9 @@ fn contents_of(dir: &str) -> String {
 ///   whole seconds, so a file rewritten with the same size within the second of the last copy
 ///   is taken as unchanged and the backup keeps the old content.
 ///
+/// - `--checksum` (when asked): a link-dest file is linked, and a destination file kept, only
+///   when its content is the same; for a link-dest whose record cannot vouch for it.
+///
 /// # Errors
 /// [`Error::RelativePath`] for any path that is not absolute.
 pub fn weekly_copy(
@@ -43,6 +46,7 @@ pub fn weekly_copy(
     source: &Utf8Path,
     dest: &Utf8Path,
     link_dest: Option<&Utf8Path>,
+    checksum: bool,
 ) -> Result<Invocation, Error> {
     let source = absolute("source", source)?;
     let dest = absolute("destination", dest)?;
@@ -57,6 +61,9 @@ pub fn weekly_copy(
             "--stats",
         ],
     );
+    if checksum {
+        inv = inv.arg("--checksum");
+    }
     if let Some(link) = link_dest {
         inv = inv.arg(format!("--link-dest={}", absolute("link-dest", link)?));
     }
@@ -116,6 +123,7 @@ mod tests {
             Utf8Path::new("/run/mnt/vm-1"),
             Utf8Path::new("/b/pvc-data/2026-02/ns/p/"),
             Some(Utf8Path::new("/b/pvc-data/2026-01/ns/p")),
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -132,6 +140,7 @@ mod tests {
             Utf8Path::new("nas:backup"),
             Utf8Path::new("/b"),
             None,
+            false,
         )
         .unwrap_err();
         assert_eq!(
@@ -142,7 +151,8 @@ mod tests {
             "rsync",
             Utf8Path::new("/a"),
             Utf8Path::new("/b"),
-            Some(Utf8Path::new("w/x"))
+            Some(Utf8Path::new("w/x")),
+            false,
         )
         .is_err());
     }

@@ -15,6 +15,7 @@
 //!     Utf8Path::new("/run/homelab-backup/mnt/vm-100-pvc-a"),
 //!     Utf8Path::new("/mnt/backup/pvc-data/2026-02/vaultwarden/data"),
 //!     Some(Utf8Path::new("/mnt/backup/pvc-data/2026-01/vaultwarden/data")),
+//!     false,
 //! )
 //! .unwrap();
 //! assert!(inv.args.contains(&"--link-dest=/mnt/backup/pvc-data/2026-01/vaultwarden/data".to_owned()));

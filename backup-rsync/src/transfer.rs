@@ -46,6 +46,7 @@ impl<'r> RsyncFileSync<'r> {
                 &request.source,
                 &request.dest,
                 request.link_dest.as_deref(),
+                request.checksum,
             )?,
         };
         execute(self.runner, &inv, request.source_kind)

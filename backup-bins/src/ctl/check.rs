@@ -71,6 +71,9 @@ pub struct CheckReport {
     pub bytes_read: u64,
     /// Every difference, by path.
     pub differences: Vec<Difference>,
+    /// The paths (as bytes) that differ: what a repair sends again.
+    #[serde(skip)]
+    pub paths: BTreeSet<Vec<u8>>,
 }
 
 /// A path for people: UTF-8 as it is, other bytes and control characters escaped.
@@ -161,6 +164,7 @@ pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result
         ..CheckReport::default()
     };
     let mut diff = |path: &[u8], what: String| {
+        report.paths.insert(path.to_vec());
         report.differences.push(Difference {
             path: show(path),
             what,
@@ -254,6 +258,7 @@ pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result
     report.files_read = read;
     report.bytes_read = bytes;
     for (path, what) in mismatched {
+        report.paths.insert(path.clone());
         report.differences.push(Difference {
             path: show(&path),
             what,

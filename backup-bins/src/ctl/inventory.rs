@@ -30,6 +30,8 @@ pub struct VersionListing {
     pub unique_bytes: u64,
     /// SQLite copies of that week.
     pub sqlite_copies: u64,
+    /// Files `backupctl verify` found differing from the record (0: not known to be damaged).
+    pub damaged_files: u64,
 }
 
 /// Everything backed up of one PVC.
@@ -291,6 +293,7 @@ pub fn list(ctx: &Context<'_>) -> Result<ListReport> {
                         .map(|(_, size)| size)
                         .sum(),
                     sqlite_copies: files_under(&root.sqlite_copy(v.week, &ns, &pvc)).len() as u64,
+                    damaged_files: super::status::damaged_files(store.as_ref(), v),
                 }
             })
             .collect();
@@ -368,6 +371,10 @@ impl Outcome for ListReport {
             }
             for v in &p.versions {
                 let state = match v.completed_at {
+                    Some(_) if v.damaged_files > 0 => format!(
+                        "DAMAGED ({})",
+                        crate::human::plural(v.damaged_files, "file")
+                    ),
                     Some(t) => format!("complete {}", t.format("%Y-%m-%d %H:%M")),
                     None => "INCOMPLETE".to_owned(),
                 };

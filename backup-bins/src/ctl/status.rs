@@ -39,6 +39,21 @@ pub enum Gap {
         /// Why.
         reason: String,
     },
+    /// The newest complete version holds files `backupctl verify` found differing from its
+    /// record: the next daily run sends them again.
+    Damaged {
+        /// Its week.
+        week: String,
+        /// How many files.
+        files: u64,
+    },
+    /// A PVC that was backed up before, or is in the static map, has no volume now.
+    NoVolume {
+        /// Its newest complete version; `None`: never backed up.
+        since: Option<DateTime<Utc>>,
+    },
+    /// No volume is selected and nothing was ever backed up: nothing is protected.
+    NothingProtected,
     /// A tree's change log cannot be trusted: the next sync makes a full pass.
     FullPassPending {
         /// Why.
@@ -66,6 +81,22 @@ impl Gap {
             }
             Gap::OffsiteStale { days: None } => "never synced offsite".to_owned(),
             Gap::FullPassPending { reason } => format!("full pass pending: {reason}"),
+            Gap::Damaged { week, files } => format!(
+                "newest version ({week}) is damaged: {} differ from the record (the next \
+                 daily-backup sends them again)",
+                crate::human::plural(*files, "file")
+            ),
+            Gap::NoVolume { since: Some(t) } => format!(
+                "no volume found for it: the newest version is of {}",
+                t.format("%Y-%m-%d %H:%M")
+            ),
+            Gap::NoVolume { since: None } => {
+                "in the static map, but no volume found for it and never backed up".to_owned()
+            }
+            Gap::NothingProtected => {
+                "no volume is selected and nothing was ever backed up: nothing is protected"
+                    .to_owned()
+            }
             Gap::VolumesUnlisted { reason } => {
                 format!("the volumes could not be listed, so nothing is known to be protected: {reason}")
             }
@@ -157,6 +188,15 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
                     }
                     Some(_) => {}
                 }
+                if let Some(w) = newest {
+                    let files = damaged_files(store.as_ref(), w);
+                    if files > 0 {
+                        gaps.push(Gap::Damaged {
+                            week: w.week.to_string(),
+                            files,
+                        });
+                    }
+                }
             }
             rows.push(StatusRow {
                 what: format!("{}/{}", v.namespace, v.pvc),
@@ -176,6 +216,92 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
                 gaps,
             });
         }
+    }
+    // PVCs backed up before, or in the static map, that have no volume now
+    let listed: std::collections::BTreeSet<(String, String)> = selection
+        .selected
+        .iter()
+        .chain(&selection.excluded)
+        .map(|v| (v.namespace.clone(), v.pvc.clone()))
+        .chain(
+            selection
+                .refused
+                .iter()
+                .map(|r| (r.volume.namespace.clone(), r.volume.pvc.clone())),
+        )
+        .collect();
+    let known: std::collections::BTreeSet<(String, String)> = versions
+        .iter()
+        .map(|w| (w.namespace.clone(), w.pvc.clone()))
+        .chain(
+            cfg.kubernetes
+                .static_volumes
+                .iter()
+                .map(|c| (c.namespace.clone(), c.pvc.clone())),
+        )
+        .collect();
+    if unlisted.is_none() {
+        for (ns, pvc) in known.difference(&listed) {
+            let newest = versions
+                .iter()
+                .filter(|w| &w.namespace == ns && &w.pvc == pvc && w.is_complete())
+                .max_by_key(|w| w.week);
+            rows.push(StatusRow {
+                what: format!("{ns}/{pvc}"),
+                lv: Some(String::new()),
+                excluded: false,
+                snapshot: None,
+                version: newest.and_then(|w| w.completed_at),
+                sqlite_copies: 0,
+                last_success: None,
+                gaps: vec![Gap::NoVolume {
+                    since: newest.and_then(|w| w.completed_at),
+                }],
+            });
+        }
+        if rows.is_empty() {
+            rows.push(StatusRow {
+                what: "volumes".to_owned(),
+                lv: None,
+                excluded: false,
+                snapshot: None,
+                version: None,
+                sqlite_copies: 0,
+                last_success: None,
+                gaps: vec![Gap::NothingProtected],
+            });
+        }
+    }
+    // older damaged versions: named, not a gap (a newer version is intact)
+    for w in versions.iter().filter(|w| w.is_complete()) {
+        let files = damaged_files(store.as_ref(), w);
+        let is_newest = versions
+            .iter()
+            .filter(|x| x.namespace == w.namespace && x.pvc == w.pvc && x.is_complete())
+            .all(|x| x.week <= w.week);
+        if files > 0 && !is_newest {
+            warnings.push(format!(
+                "{}/{} week {} is damaged ({} differ from the record): restore from a newer week",
+                w.namespace,
+                w.pvc,
+                w.week,
+                crate::human::plural(files, "file")
+            ));
+        }
+    }
+    // a clock (or --now) behind the newest backup would show negative ages
+    let newest_seen = versions
+        .iter()
+        .filter_map(|w| w.completed_at)
+        .chain(snapshots.iter().map(|s| s.created))
+        .max();
+    if let Some(t) = newest_seen.filter(|t| *t > now) {
+        warnings.push(format!(
+            "the time used ({}) is earlier than the newest backup ({}): ages are measured from \
+             a clock that is behind",
+            now.format("%Y-%m-%d %H:%M"),
+            t.format("%Y-%m-%d %H:%M")
+        ));
     }
     if let Some(reason) = unlisted {
         rows.push(StatusRow {
@@ -270,6 +396,18 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
     })
 }
 
+/// How many files of version `w` are on its damage list (written by `backupctl verify`).
+pub(super) fn damaged_files(
+    store: &dyn backup_core::BackupStore,
+    w: &backup_core::WeekVersion,
+) -> u64 {
+    store
+        .read_file(&store.root().pvc_damaged(w.week, &w.namespace, &w.pvc))
+        .ok()
+        .flatten()
+        .map_or(0, |b| crate::version_commit::parse_damaged(&b).len() as u64)
+}
+
 impl StatusReport {
     /// Rows with at least one gap.
     pub fn gaps(&self) -> impl Iterator<Item = &StatusRow> {
@@ -289,7 +427,7 @@ impl Outcome for StatusReport {
     fn text(&self, _dry_run: bool) -> String {
         let age = |t: Option<DateTime<Utc>>| match t {
             Some(t) => {
-                let h = (self.now - t).num_hours();
+                let h = (self.now - t).num_hours().max(0);
                 if h < 48 {
                     format!("{h} h ago")
                 } else {

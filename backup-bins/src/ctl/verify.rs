@@ -5,7 +5,7 @@
 
 use std::io::Read;
 
-use backup_core::metric_names::{JobMetrics, VERIFY_DIFFERENCES};
+use backup_core::metric_names::{JobMetrics, VERIFY_DAMAGED_VERSIONS, VERIFY_DIFFERENCES};
 use backup_core::{IsoWeek, MetricGroup, Series, WeekVersion};
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::Duration;
@@ -50,6 +50,8 @@ pub struct VerifyReport {
     pub checked: Vec<Checked>,
     /// Seconds it took.
     pub seconds: f64,
+    /// Complete PVC versions with a damage list after this verify (checked now or before).
+    pub damaged_versions: u64,
     #[serde(skip)]
     now_unix: i64,
 }
@@ -128,19 +130,23 @@ pub(super) fn check_version(
                 .to_owned(),
         );
     };
-    let checked = match check_tree(copy.as_std_path(), &rec, content) {
+    let (checked, paths) = match check_tree(copy.as_std_path(), &rec, content) {
         Ok(CheckReport {
             files_read,
             bytes_read,
             differences,
+            paths,
             ..
-        }) => Checked {
-            what,
-            differences,
-            files_read,
-            bytes_read,
-        },
-        Err(e) => one(what, copy.as_str(), e.to_string()),
+        }) => (
+            Checked {
+                what,
+                differences,
+                files_read,
+                bytes_read,
+            },
+            Some(paths),
+        ),
+        Err(e) => (one(what, copy.as_str(), e.to_string()), None),
     };
     // A daily run of this week may have rewritten the version while it was read (it marks it
     // incomplete first, and complete again at the end): what was seen then proves nothing.
@@ -159,7 +165,43 @@ pub(super) fn check_version(
             ..checked
         };
     }
+    if let Some(paths) = paths {
+        mark_damaged(store, v, paths, content);
+    }
     checked
+}
+
+/// Keeps the version's damage list (`pvc-data/<week>/.damaged/<ns>/<pvc>`) in step with what
+/// the check found: the paths are added (the next daily run sends them again instead of
+/// linking them); a whole read that found nothing clears it. A list that cannot be written
+/// is not a verify failure: the differences are reported either way.
+fn mark_damaged(
+    store: &dyn backup_core::BackupStore,
+    v: &WeekVersion,
+    found: std::collections::BTreeSet<Vec<u8>>,
+    content: Content,
+) {
+    let path = store.root().pvc_damaged(v.week, &v.namespace, &v.pvc);
+    let known: std::collections::BTreeSet<Vec<u8>> = store
+        .read_file(&path)
+        .ok()
+        .flatten()
+        .map(|b| crate::version_commit::parse_damaged(&b))
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    if found.is_empty() {
+        if content == Content::All && !known.is_empty() {
+            let _ = crate::fs_store::remove_file_if_present(&path);
+        }
+        return;
+    }
+    let all: Vec<Vec<u8>> = known.union(&found).cloned().collect();
+    if all.len() != known.len() {
+        if let Err(e) = store.write_file(&path, &crate::version_commit::encode_damaged(&all)) {
+            eprintln!("backupctl verify: warning: the damage list {path} cannot be written: {e}");
+        }
+    }
 }
 
 /// Runs the verify.
@@ -225,8 +267,14 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
             check_dump_folder(folder, &mut checked);
         }
     }
+    let damaged_versions = store
+        .list_versions(Series::Pvc)?
+        .iter()
+        .filter(|v| v.is_complete() && super::status::damaged_files(store.as_ref(), v) > 0)
+        .count() as u64;
     Ok(VerifyReport {
         checked,
+        damaged_versions,
         seconds: started.elapsed().as_secs_f64(),
         now_unix: now.timestamp(),
     })
@@ -362,6 +410,13 @@ impl Outcome for VerifyReport {
             .iter()
             .filter(|c| !c.differences.is_empty())
             .count();
+        if self.damaged_versions > 0 {
+            out.push_str(&format!(
+                "{} marked damaged: the next daily-backup sends the damaged files again from \
+                 the snapshot (README: When verify fails)\n",
+                crate::human::plural(self.damaged_versions, "version")
+            ));
+        }
         out.push_str(&format!(
             "verify: {} checked, {} with differences ({} differences); read {} files, {} in {:.1} s ({}/s)",
             self.checked.len(),
@@ -379,6 +434,7 @@ impl Outcome for VerifyReport {
         let job = JobMetrics::verify();
         let mut m = job.outcome(self.passed(), self.now_unix);
         m.push(VERIFY_DIFFERENCES.gauge(self.differences() as f64));
+        m.push(VERIFY_DAMAGED_VERSIONS.gauge(self.damaged_versions as f64));
         vec![MetricGroup::new(&job.job, m)]
     }
 }

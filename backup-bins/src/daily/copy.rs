@@ -4,8 +4,10 @@
 
 use std::time::Instant;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use backup_core::{
-    pool_guard, Config, DailyPlan, Refusal, Series, SnapshotChoice, SourceKind, SyncRequest,
+    pool_guard, Config, DailyPlan, FileEntry, Refusal, SnapshotChoice, SourceKind, SyncRequest,
     SyncStats, VolumePlan,
 };
 use camino::{Utf8Path, Utf8PathBuf};
@@ -158,7 +160,7 @@ fn copy_volume(
     }
     let snap = vp.snapshot.name();
     let source = deps.volumes.activate(snap)?;
-    let copied = (|| -> Result<Copied> {
+    let prepared = (|| -> Result<Prepared> {
         let mount_root = mount_root(cfg)?;
         let target = mount_point(&mount_root, &v.lv)?;
         if mount_point_options(&target)?.is_some() {
@@ -171,39 +173,57 @@ fn copy_volume(
         // checked again right before mounting: nothing may have put a symlink there since
         let target = mount_point(&mount_root, &v.lv)?;
         let read_root = deps.mounter.mount_ro(&source, &target)?;
-        let copied = copy_mounted(deps, plan, vp, &read_root);
+        let prepared = prepare_update(deps, plan, vp, &read_root);
         let unmounted = deps.mounter.unmount(&target).map_err(Error::from);
-        let copied = copied?;
+        let prepared = prepared?;
         unmounted?;
-        Ok(copied)
+        Ok(prepared)
     })();
     let deactivated = deps.volumes.deactivate(snap).map_err(Error::from);
-    let mut copied = copied?;
-    deactivated?;
-    // complete only once the copy, the unmount and the deactivation all succeeded
-    deps.store
-        .mark_complete(Series::Pvc, plan.week, &v.namespace, &v.pvc, plan.now)?;
-    warnings.append(&mut copied.warnings);
-    copied.warnings = warnings;
-    Ok(copied)
+    // complete only once the copy, the unmount and the deactivation all succeeded; the update
+    // is swapped in at once, and until then the week's complete version is untouched
+    let committed = prepared.and_then(|p| {
+        deactivated?;
+        deps.store
+            .commit_version(plan.week, &v.namespace, &v.pvc, &p.record, plan.now)?;
+        Ok(p)
+    });
+    let mut prepared = match committed {
+        Ok(p) => p,
+        Err(e) => {
+            // what this run staged is removed now: a full disk gets its space back
+            if let Err(left) = deps.store.recover_version(plan.week, &v.namespace, &v.pvc) {
+                return Err(Error::Usage(format!("{e}; and cleaning up failed: {left}")));
+            }
+            return Err(e);
+        }
+    };
+    warnings.append(&mut prepared.copied.warnings);
+    prepared.copied.warnings = warnings;
+    Ok(prepared.copied)
 }
 
-/// The record and copy an incremental copy builds on: this week's when its version is complete
-/// (a later run of the week), else the linked week's, when its copy folder is fresh to build.
-/// `None` (a full rsync) when there is none, it does not decode (a warning), `--full` was asked,
-/// or the monthly full pass is due.
-fn base_record(
+/// The version an update builds on, read from its record.
+struct Base {
+    /// The record's entries by path.
+    entries: BTreeMap<Vec<u8>, FileEntry>,
+    /// The copy they describe.
+    copy: Utf8PathBuf,
+    /// Paths of that copy `backupctl verify` found damaged.
+    damaged: BTreeSet<Vec<u8>>,
+}
+
+/// The base an update builds on (this week's complete version, else the linked week's), and
+/// whether this is a full pass (`--full`, or the first run of a month): a full pass reads every
+/// file of the snapshot and trusts no size and mtime, only content. `None` (a copy with
+/// `rsync --checksum` against the linked week) when the base's record does not decode (a
+/// warning).
+fn choose_base(
     deps: &DailyDeps<'_>,
     plan: &DailyPlan,
     vp: &VolumePlan,
     warnings: &mut Vec<String>,
-) -> Option<(
-    std::collections::BTreeMap<Vec<u8>, backup_core::FileEntry>,
-    Utf8PathBuf,
-)> {
-    if deps.force_full {
-        return None;
-    }
+) -> (Option<Base>, bool) {
     let v = &vp.volume;
     let root = deps.store.root();
     let marker = |w| {
@@ -213,48 +233,79 @@ fn base_record(
             .flatten()
             .and_then(|b| backup_core::parse_marker(&String::from_utf8_lossy(&b)))
     };
-    let (week, copy) = if marker(plan.week).is_some() {
-        (plan.week, vp.dest.clone())
-    } else if vp.dest.exists() {
-        // a run of this week that did not finish: its copy holds who knows what
-        return None;
-    } else {
-        let w = vp.link_week?;
-        (w, root.pvc_copy(w, &v.namespace, &v.pvc))
+    let (week, copy, completed) = match (marker(plan.week), vp.link_week) {
+        (Some(at), _) => (plan.week, vp.dest.clone(), at),
+        (None, Some(w)) => match marker(w) {
+            Some(at) => (w, root.pvc_copy(w, &v.namespace, &v.pvc), at),
+            None => return (None, true),
+        },
+        (None, None) => return (None, true),
     };
-    // the periodic full pass: the first run of each month does not trust the record
+    // the periodic full pass: the first run of each month does not trust size and mtime
     use chrono::Datelike;
-    let completed = marker(week)?;
-    if deps.monthly_full_pass
-        && (completed.year(), completed.month()) != (plan.now.year(), plan.now.month())
-    {
-        return None;
-    }
-    let bytes = deps
+    let full = deps.force_full
+        || (deps.monthly_full_pass
+            && (completed.year(), completed.month()) != (plan.now.year(), plan.now.month()));
+    let record = deps
         .store
         .read_file(&root.pvc_record(week, &v.namespace, &v.pvc))
         .ok()
-        .flatten()?;
-    match backup_core::decode_record(&bytes) {
-        Ok(entries) => Some((
-            entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
-            copy,
-        )),
+        .flatten()
+        .ok_or(backup_core::RecordError::Truncated(0))
+        .and_then(|b| backup_core::decode_record(&b));
+    match record {
+        Ok(entries) => {
+            let damaged = deps
+                .store
+                .read_file(&root.pvc_damaged(week, &v.namespace, &v.pvc))
+                .ok()
+                .flatten()
+                .map(|b| crate::version_commit::parse_damaged(&b))
+                .unwrap_or_default();
+            if !damaged.is_empty() {
+                warnings.push(format!(
+                    "week {week} has {} damaged by verify: {} sent again",
+                    crate::human::plural(damaged.len() as u64, "file"),
+                    if damaged.len() == 1 {
+                        "it is"
+                    } else {
+                        "they are"
+                    }
+                ));
+            }
+            let base = Base {
+                entries: entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
+                copy,
+                damaged: damaged.into_iter().collect(),
+            };
+            (Some(base), full)
+        }
         Err(e) => {
             warnings.push(format!(
-                "the record of week {week} cannot be used ({e}): copied in full"
+                "the record of week {week} cannot be used ({e}): copied in full, comparing \
+                 contents"
             ));
-            None
+            (None, true)
         }
     }
 }
 
-fn copy_mounted(
+/// What an update of one version produced, before it is swapped in.
+struct Prepared {
+    copied: Copied,
+    /// The record of the new version.
+    record: Vec<u8>,
+}
+
+/// Builds the update of this week's version of one mounted snapshot: walks it, compares it with
+/// the base record, builds the new copy beside the complete one (a hardlink tree plus rsync of
+/// what changed; nothing when a rerun finds nothing changed), the record, and the SQLite copies.
+fn prepare_update(
     deps: &DailyDeps<'_>,
     plan: &DailyPlan,
     vp: &VolumePlan,
     read_root: &Utf8Path,
-) -> Result<Copied> {
+) -> Result<Prepared> {
     let v = &vp.volume;
     let root = deps.store.root();
     if !read_root.is_dir() {
@@ -265,68 +316,51 @@ fn copy_mounted(
             .into(),
         ));
     }
-    let link_dest = vp.link_week.map(|w| root.pvc_copy(w, &v.namespace, &v.pvc));
     let mut warnings = Vec::new();
-    let empty = !deps.store.has_entries(read_root)?;
-    if empty && vp.allow_empty {
-        warnings.push(format!(
-            "source {read_root} is empty: accepted by --allow-empty {}/{}, the copy of this week \
-             is emptied",
-            v.namespace, v.pvc
-        ));
-    } else if empty {
-        // An empty source with `rsync --delete` empties the copy and exits 0. A failed mount or a
-        // wiped PVC must not replace the backup: refuse when the last copy had files.
-        for earlier in [Some(vp.dest.clone()), link_dest.clone()]
-            .into_iter()
-            .flatten()
-        {
-            if earlier.is_dir() && deps.store.has_entries(&earlier)? {
-                return Err(Error::Core(
-                    Refusal::EmptySource {
-                        source_dir: read_root.to_owned(),
-                        copy: earlier,
-                        namespace: v.namespace.clone(),
-                        pvc: v.pvc.clone(),
-                    }
-                    .into(),
-                ));
-            }
-        }
+    if let Some(said) = deps
+        .store
+        .recover_version(plan.week, &v.namespace, &v.pvc)?
+    {
+        warnings.push(said);
     }
-    let base = base_record(deps, plan, vp, &mut warnings);
-    // the week folder is rewritten from here on: it is not a complete version until it is done,
-    // and its record no longer describes it
-    deps.store
-        .mark_incomplete(Series::Pvc, plan.week, &v.namespace, &v.pvc)?;
-    let record_path = root.pvc_record(plan.week, &v.namespace, &v.pvc);
-    crate::fs_store::remove_file_if_present(&record_path)?;
+    let link_dest = vp.link_week.map(|w| root.pvc_copy(w, &v.namespace, &v.pvc));
+    check_empty_source(deps, vp, read_root, link_dest.as_deref(), &mut warnings)?;
+    let (base, full) = choose_base(deps, plan, vp, &mut warnings);
     let trust_ctime = deps.trust_ctime;
-    let empty_map = std::collections::BTreeMap::new();
-    let base_map = base.as_ref().map_or(&empty_map, |(m, _)| m);
+    let empty_map = BTreeMap::new();
+    let base_map = base.as_ref().map_or(&empty_map, |b| &b.entries);
     // the one walk of the snapshot: entries for the diff and the record, and its databases
     let incremental::Walk {
         entries, databases, ..
     } = incremental::walk(read_root.as_std_path(), base_map, trust_ctime)?;
-    // the record's md5s (of new and changed files; the rest from the base) are read from the
-    // snapshot while rsync copies it: the two read the same files, neither waits for the other
     let mut hashed = entries.clone();
-    let (outcome, hashing) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| {
-            incremental::fill_md5(read_root.as_std_path(), &mut hashed, base_map, trust_ctime)
+    let outcome = if full && base.is_some() {
+        // a full pass reads every file first: what to send depends on the content
+        incremental::fill_md5(
+            read_root.as_std_path(),
+            &mut hashed,
+            &BTreeMap::new(),
+            false,
+        )?;
+        copy_changes(deps, plan, vp, read_root, base.as_ref(), &hashed, true)?
+    } else {
+        // the md5s (of new and changed files; the rest from the base) are read from the
+        // snapshot while rsync copies it: the two read the same files, neither waits
+        let (outcome, hashing) = std::thread::scope(|s| {
+            let hasher = s.spawn(|| {
+                incremental::fill_md5(read_root.as_std_path(), &mut hashed, base_map, trust_ctime)
+            });
+            let outcome = copy_changes(deps, plan, vp, read_root, base.as_ref(), &entries, false);
+            let hashing = hasher
+                .join()
+                .unwrap_or_else(|_| Err(Error::Usage("the md5 worker panicked".to_owned())));
+            (outcome, hashing)
         });
-        let outcome = copy_changes(deps, vp, read_root, base.as_ref(), &entries, link_dest);
-        let hashing = hasher
-            .join()
-            .unwrap_or_else(|_| Err(Error::Usage("the md5 worker panicked".to_owned())));
-        (outcome, hashing)
-    });
-    let outcome = outcome?;
-    hashing?;
+        let outcome = outcome?;
+        hashing?;
+        outcome
+    };
     let entries = hashed;
-    // written before the completion marker
-    deps.store
-        .write_file(&record_path, &backup_core::encode_file_record(&entries))?;
     let mut stats = outcome.stats;
     // the version's own numbers, whatever rsync was asked to look at
     stats.files = entries
@@ -334,10 +368,6 @@ fn copy_mounted(
         .filter(|e| e.kind == backup_core::EntryKind::File)
         .count() as u64;
     stats.total_bytes = entries.iter().map(|e| e.size).sum();
-    let outcome = backup_core::SyncOutcome {
-        stats,
-        warnings: outcome.warnings,
-    };
     let previous = vp
         .link_week
         .map(|w| root.sqlite_copy(w, &v.namespace, &v.pvc));
@@ -348,78 +378,127 @@ fn copy_mounted(
         previous.as_deref(),
     );
     warnings.extend(outcome.warnings);
-    Ok(Copied {
-        stats: outcome.stats,
-        warnings,
-        sqlite,
+    Ok(Prepared {
+        copied: Copied {
+            stats,
+            warnings,
+            sqlite,
+        },
+        record: backup_core::encode_file_record(&entries),
     })
 }
 
-/// The base a copy builds on: the record's entries by path, and the copy folder they describe.
-type Base = (
-    std::collections::BTreeMap<Vec<u8>, backup_core::FileEntry>,
-    Utf8PathBuf,
-);
-
-/// Copies what changed since `base` (everything, with `--link-dest`, without one): see
-/// `incremental`.
-fn copy_changes(
+/// An empty source with `rsync --delete` empties the copy and exits 0. A failed mount or a
+/// wiped PVC must not replace the backup: refused when the last copy had files, unless
+/// `--allow-empty` names the volume.
+fn check_empty_source(
     deps: &DailyDeps<'_>,
     vp: &VolumePlan,
     read_root: &Utf8Path,
-    base: Option<&Base>,
-    entries: &[backup_core::FileEntry],
-    link_dest: Option<Utf8PathBuf>,
-) -> Result<backup_core::SyncOutcome> {
-    let trust_ctime = deps.trust_ctime;
-    let outcome = match base {
-        Some((base_map, base_copy)) => {
-            let mut diff = incremental::diff(entries, base_map, trust_ctime);
-            if base_copy == &vp.dest {
-                // a later run of this week: never re-attribute an inode an older week shares
-                incremental::unshare_metadata_only(&vp.dest, &diff)?;
-            } else {
-                incremental::build_link_tree(
-                    read_root.as_std_path(),
-                    entries,
-                    base_map,
-                    base_copy,
-                    &vp.dest,
-                    &mut diff,
-                )?;
-            }
-            if diff.send.is_empty() && diff.gone.is_empty() {
-                backup_core::SyncOutcome {
-                    stats: SyncStats::default(),
-                    warnings: Vec::new(),
+    link_dest: Option<&Utf8Path>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let v = &vp.volume;
+    if deps.store.has_entries(read_root)? {
+        return Ok(());
+    }
+    if vp.allow_empty {
+        warnings.push(format!(
+            "source {read_root} is empty: accepted by --allow-empty {}/{}, the copy of this week \
+             is emptied",
+            v.namespace, v.pvc
+        ));
+        return Ok(());
+    }
+    for earlier in [Some(vp.dest.as_path()), link_dest].into_iter().flatten() {
+        if earlier.is_dir() && deps.store.has_entries(earlier)? {
+            return Err(Error::Core(
+                Refusal::EmptySource {
+                    source_dir: read_root.to_owned(),
+                    copy: earlier.to_owned(),
+                    namespace: v.namespace.clone(),
+                    pvc: v.pvc.clone(),
                 }
-            } else {
-                let list = tempfile::NamedTempFile::new()
-                    .map_err(|e| Error::io("create a temp file in", "/tmp", e))?;
-                std::fs::write(list.path(), incremental::files_from(&diff))
-                    .map_err(|e| Error::io("write", list.path().display().to_string(), e))?;
-                let list_path = Utf8Path::from_path(list.path())
-                    .ok_or_else(|| Error::Usage("temp path is not UTF-8".to_owned()))?
-                    .to_owned();
-                deps.sync.sync(&SyncRequest {
-                    source: read_root.to_owned(),
-                    dest: vp.dest.clone(),
-                    link_dest: None,
-                    source_kind: SourceKind::Snapshot,
-                    files_from: Some(list_path),
-                })?
-            }
+                .into(),
+            ));
         }
-        None => {
-            deps.store.prepare_copy(read_root, &vp.dest)?;
-            deps.sync.sync(&SyncRequest {
-                source: read_root.to_owned(),
-                dest: vp.dest.clone(),
-                link_dest,
-                source_kind: SourceKind::Snapshot,
-                files_from: None,
-            })?
-        }
+    }
+    Ok(())
+}
+
+/// Builds the update in the staging folder: a hardlink tree of the base copy and an rsync of
+/// what changed since its record (with `content`, the entries carry fresh md5s and a file whose
+/// md5 is not the record's is sent whatever its size and mtime say); without a usable base
+/// record, a whole copy with `--checksum` against the linked week. A rerun of the week that
+/// finds nothing changed stages nothing.
+fn copy_changes(
+    deps: &DailyDeps<'_>,
+    plan: &DailyPlan,
+    vp: &VolumePlan,
+    read_root: &Utf8Path,
+    base: Option<&Base>,
+    entries: &[FileEntry],
+    content: bool,
+) -> Result<backup_core::SyncOutcome> {
+    let v = &vp.volume;
+    let Some(base) = base else {
+        let staging = deps.store.staging_tree(plan.week, &v.namespace, &v.pvc)?;
+        let link_dest = vp
+            .link_week
+            .map(|w| deps.store.root().pvc_copy(w, &v.namespace, &v.pvc));
+        return Ok(deps.sync.sync(&SyncRequest {
+            source: read_root.to_owned(),
+            dest: staging,
+            checksum: link_dest.is_some(),
+            link_dest,
+            source_kind: SourceKind::Snapshot,
+            files_from: None,
+        })?);
     };
-    Ok(outcome)
+    let mut diff = incremental::diff(
+        entries,
+        &base.entries,
+        incremental::Trust {
+            ctime: deps.trust_ctime,
+            content,
+            damaged: Some(&base.damaged),
+        },
+    );
+    if base.copy == vp.dest && diff.send.is_empty() && diff.gone.is_empty() {
+        // a rerun of the week with nothing changed: no copy at all
+        return Ok(backup_core::SyncOutcome {
+            stats: SyncStats::default(),
+            warnings: Vec::new(),
+        });
+    }
+    let staging = deps.store.staging_tree(plan.week, &v.namespace, &v.pvc)?;
+    incremental::build_link_tree(
+        read_root.as_std_path(),
+        entries,
+        &base.entries,
+        &base.copy,
+        &staging,
+        &mut diff,
+    )?;
+    if diff.send.is_empty() {
+        return Ok(backup_core::SyncOutcome {
+            stats: SyncStats::default(),
+            warnings: Vec::new(),
+        });
+    }
+    let list = tempfile::NamedTempFile::new()
+        .map_err(|e| Error::io("create a temp file in", "/tmp", e))?;
+    std::fs::write(list.path(), incremental::files_from(&diff))
+        .map_err(|e| Error::io("write", list.path().display().to_string(), e))?;
+    let list_path = Utf8Path::from_path(list.path())
+        .ok_or_else(|| Error::Usage("temp path is not UTF-8".to_owned()))?
+        .to_owned();
+    Ok(deps.sync.sync(&SyncRequest {
+        source: read_root.to_owned(),
+        dest: staging,
+        link_dest: None,
+        source_kind: SourceKind::Snapshot,
+        files_from: Some(list_path),
+        checksum: false,
+    })?)
 }

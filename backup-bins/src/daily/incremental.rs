@@ -302,8 +302,20 @@ fn parent(path: &[u8]) -> Option<&[u8]> {
     )
 }
 
+/// How much [`diff`] trusts the base record.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Trust<'a> {
+    /// The snapshot keeps inodes and change times (LVM): compare them too.
+    pub ctime: bool,
+    /// A full pass: the source's md5s are filled in, and a file is unchanged only when its md5
+    /// is the one the record holds (a rewrite that kept size and mtime, two files swapped).
+    pub content: bool,
+    /// Paths of the base copy that `backupctl verify` found damaged: never unchanged.
+    pub damaged: Option<&'a BTreeSet<Vec<u8>>>,
+}
+
 /// Compares the snapshot with the base record.
-pub fn diff(source: &[FileEntry], base: &BTreeMap<Vec<u8>, FileEntry>, trust_ctime: bool) -> Diff {
+pub fn diff(source: &[FileEntry], base: &BTreeMap<Vec<u8>, FileEntry>, trust: Trust<'_>) -> Diff {
     let mut d = Diff::default();
     let present: BTreeSet<&[u8]> = source.iter().map(|e| e.path.as_slice()).collect();
     let present_dirs: BTreeSet<&[u8]> = source
@@ -312,7 +324,13 @@ pub fn diff(source: &[FileEntry], base: &BTreeMap<Vec<u8>, FileEntry>, trust_cti
         .map(|e| e.path.as_slice())
         .collect();
     for e in source {
-        let same = base.get(&e.path).filter(|b| b.unchanged(e, trust_ctime));
+        let same = base.get(&e.path).filter(|b| {
+            b.unchanged(e, trust.ctime)
+                && !(trust.content
+                    && e.kind == EntryKind::File
+                    && (b.md5 != e.md5 || b.md5 == [0; 16]))
+                && !trust.damaged.is_some_and(|d| d.contains(&e.path))
+        });
         let always = match e.kind {
             EntryKind::File => e.nlink > 1,
             EntryKind::Dir => false,
@@ -352,9 +370,10 @@ pub fn diff(source: &[FileEntry], base: &BTreeMap<Vec<u8>, FileEntry>, trust_cti
     d
 }
 
-/// Builds a new week's copy at `dest` as a hardlink tree of `base_copy`: every folder of the
-/// snapshot, every unchanged file linked. Files that cannot be linked (the base copy lost them)
-/// are added to `diff.send`.
+/// Builds the update of a version at `dest` (a staging folder) as a hardlink tree of
+/// `base_copy`: every folder of the snapshot, every unchanged file linked. Files that cannot be
+/// linked (the base copy lost them, or its file is not what the record says: another size,
+/// mtime, mode or owner) are added to `diff.send`.
 ///
 /// # Errors
 /// When a folder cannot be created or a link made for another reason than a missing base file.
@@ -377,7 +396,18 @@ pub fn build_link_tree(
         let rel = OsStr::from_bytes(&path);
         let from = base_copy.as_std_path().join(rel);
         let to = dest.as_std_path().join(rel);
-        match std::fs::hard_link(&from, &to) {
+        let linkable = source
+            .binary_search_by(|e| e.path.as_slice().cmp(path.as_slice()))
+            .ok()
+            .is_some_and(|i| copy_matches(&from, &source[i]));
+        let linked = if linkable {
+            std::fs::hard_link(&from, &to)
+        } else {
+            Err(std::io::Error::other(
+                "the base copy's file is not what the record says",
+            ))
+        };
+        match linked {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(_) => {
@@ -404,6 +434,19 @@ pub fn build_link_tree(
         }
     }
     Ok(())
+}
+
+/// Whether the base copy's file at `path` still looks like the source entry `e` (size, mtime,
+/// mode, owner, a regular file): one `lstat`, no read.
+fn copy_matches(path: &Path, e: &FileEntry) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| {
+        m.is_file()
+            && m.len() == e.size
+            && m.mtime() * 1_000_000_000 + m.mtime_nsec() == e.mtime_ns
+            && m.mode() == e.mode
+            && m.uid() == e.uid
+            && m.gid() == e.gid
+    })
 }
 
 /// Gives the folder `dest` the owner, mode, extended attributes and mtime of `src` (entry `e`).
@@ -434,25 +477,6 @@ fn dir_attributes(src: &Path, dest: &Path, e: &FileEntry) -> Result<()> {
     std::fs::File::open(dest)
         .and_then(|f| f.set_times(std::fs::FileTimes::new().set_modified(mtime)))
         .map_err(|err| io("set the times of", dest, err))
-}
-
-/// Before a same-week rerun: unlinks the files whose metadata alone changed when they share
-/// their inode (with an older week), so rsync's in-place attribute update cannot reach it.
-///
-/// # Errors
-/// When an unlink fails.
-pub fn unshare_metadata_only(dest: &Utf8Path, diff: &Diff) -> Result<usize> {
-    let mut n = 0;
-    for path in &diff.metadata_only {
-        let p = dest.as_std_path().join(OsStr::from_bytes(path));
-        if let Ok(m) = std::fs::symlink_metadata(&p) {
-            if m.is_file() && m.nlink() > 1 {
-                std::fs::remove_file(&p).map_err(|e| io("unlink", &p, e))?;
-                n += 1;
-            }
-        }
-    }
-    Ok(n)
 }
 
 /// The NUL-separated list rsync reads: sent paths, then gone ones.
@@ -553,7 +577,7 @@ mod tests {
             e("d/new", EntryKind::File, 1, 0o644),
             e("d/same", EntryKind::File, 3, 0o644),
         ];
-        let d = diff(&source, &base, false);
+        let d = diff(&source, &base, Trust::default());
         let s = |set: &BTreeSet<Vec<u8>>| {
             set.iter()
                 .map(|p| String::from_utf8_lossy(p).into_owned())

@@ -74,6 +74,7 @@ fn copy_path(
         link_dest,
         source_kind: SourceKind::Live,
         files_from: None,
+        checksum: false,
     })?;
     Ok(())
 }

@@ -180,7 +180,7 @@ fn a_run_killed_mid_rsync_leaves_the_week_incomplete_and_the_next_run_completes_
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let partial = env.copy("2026-03", "vaultwarden", "data").join("big");
+    let partial = env.staging("2026-03", "vaultwarden", "data").join("big");
     Env::wait_for_entries(&partial, 2);
     // SIGKILL to the whole process group, as systemd does to the unit's cgroup
     rustix::process::kill_process_group(
@@ -218,7 +218,13 @@ fn a_run_killed_mid_rsync_leaves_the_week_incomplete_and_the_next_run_completes_
         assert!(t.contains("left mounted by an interrupted run"), "{t}");
     }
     assert!(env.marker("2026-03", "vaultwarden", "data").is_file());
-    assert_eq!(std::fs::read_dir(&partial).unwrap().count(), 40);
+    assert!(
+        t.contains("unfinished update"),
+        "the leftovers are named: {t}"
+    );
+    assert!(!partial.exists(), "the killed run's staging is gone");
+    let copied = env.copy("2026-03", "vaultwarden", "data").join("big");
+    assert_eq!(std::fs::read_dir(&copied).unwrap().count(), 40);
     assert!(
         env.leftover_mounts().is_empty(),
         "{:?}",
@@ -376,8 +382,12 @@ fn sigterm_stops_the_copy_unmounts_and_leaves_the_week_incomplete() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    Env::wait_for_entries(&env.copy("2026-02", "vaultwarden", "data").join("big"), 2);
+    Env::wait_for_entries(
+        &env.staging("2026-02", "vaultwarden", "data").join("big"),
+        2,
+    );
     // SIGTERM to daily-backup alone, as `systemctl stop` with KillMode=mixed does
+    let signalled = std::time::Instant::now();
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
         rustix::process::Signal::Term,
@@ -385,14 +395,17 @@ fn sigterm_stops_the_copy_unmounts_and_leaves_the_week_incomplete() {
     .unwrap();
     let out = child.wait_with_output().unwrap();
     let t = text(&out);
-    // the rsync was killed, not waited for: the copy stopped short of the 40 files
-    let copied = std::fs::read_dir(env.copy("2026-02", "vaultwarden", "data").join("big"))
-        .unwrap()
-        .count();
+    // the rsync was killed, not waited for (the whole copy takes about 10 s), and what it
+    // staged is gone: no half copy is left on the disk, and none became the week's version
     assert!(
-        copied < 40,
-        "it kept copying after SIGTERM: {copied} files: {t}"
+        signalled.elapsed() < std::time::Duration::from_secs(6),
+        "it kept copying after SIGTERM: {t}"
     );
+    assert!(
+        !env.staging("2026-02", "vaultwarden", "data").exists(),
+        "{t}"
+    );
+    assert!(!env.copy("2026-02", "vaultwarden", "data").exists(), "{t}");
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("interrupted"), "{t}");
     assert!(!env.marker("2026-02", "vaultwarden", "data").exists());

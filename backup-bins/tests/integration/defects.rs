@@ -116,7 +116,10 @@ fn after_kill_9_no_new_run_starts_while_the_orphaned_rsync_still_writes() {
         .spawn()
         .unwrap();
     let _ = big;
-    Env::wait_for_entries(&env.copy("2026-02", "vaultwarden", "data").join("big"), 2);
+    Env::wait_for_entries(
+        &env.staging("2026-02", "vaultwarden", "data").join("big"),
+        2,
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let backup = env.root.join("backup");

@@ -110,6 +110,16 @@ textfile-dir = "{root}/metrics"
             .join(pvc)
     }
 
+    /// Where a run builds the update of a version before it swaps it in.
+    pub fn staging(&self, week: &str, ns: &str, pvc: &str) -> Utf8PathBuf {
+        self.root
+            .join("backup/pvc-data")
+            .join(week)
+            .join(".staging/tree")
+            .join(ns)
+            .join(pvc)
+    }
+
     pub fn marker(&self, week: &str, ns: &str, pvc: &str) -> Utf8PathBuf {
         self.root
             .join("backup/pvc-data")

@@ -313,7 +313,10 @@ fn the_snapshot_lock_is_shared_by_daily_backup_and_lvm_pvc_snapshot() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Env::wait_for_entries(&env.copy("2026-02", "vaultwarden", "data").join("big"), 2);
+    Env::wait_for_entries(
+        &env.staging("2026-02", "vaultwarden", "data").join("big"),
+        2,
+    );
     for args in [
         vec!["--now", "2026-01-05T05:01:00Z", "create"],
         vec!["--now", "2026-01-20T05:01:00Z", "prune"],

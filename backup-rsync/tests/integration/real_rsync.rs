@@ -60,6 +60,7 @@ fn unchanged_files_are_hardlinked_against_the_link_dest() {
             link_dest: None,
             source_kind: SourceKind::Snapshot,
             files_from: None,
+            checksum: false,
         })
         .unwrap();
     assert_eq!((first.stats.files, first.stats.transferred_files), (2, 2));
@@ -71,6 +72,7 @@ fn unchanged_files_are_hardlinked_against_the_link_dest() {
             link_dest: Some(root.join("w1")),
             source_kind: SourceKind::Snapshot,
             files_from: None,
+            checksum: false,
         })
         .unwrap();
     assert_eq!(second.stats.transferred_files, 1);
@@ -100,6 +102,7 @@ fn a_missing_link_dest_is_refused_before_rsync_runs() {
             link_dest: Some(root.join("w1")),
             source_kind: SourceKind::Snapshot,
             files_from: None,
+            checksum: false,
         })
         .unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
@@ -117,6 +120,7 @@ fn a_missing_source_fails_with_rsyncs_words() {
             link_dest: None,
             source_kind: SourceKind::Live,
             files_from: None,
+            checksum: false,
         })
         .unwrap_err()
         .to_string();
@@ -140,6 +144,7 @@ fn odd_names_survive() {
             link_dest: None,
             source_kind: SourceKind::Snapshot,
             files_from: None,
+            checksum: false,
         })
         .unwrap();
     for name in ["-rf", "a:b", "new\nline", "sp ace", "--delete"] {
@@ -174,6 +179,7 @@ fn sparse_files_keep_their_holes_with_hardlinks_and_link_dest() {
         link_dest: link.map(|l| root.join(l)),
         source_kind: SourceKind::Snapshot,
         files_from: None,
+        checksum: false,
     };
     sync.sync(&req("w1", None)).unwrap();
     // a change makes the next week copy the file again rather than link it

@@ -1,0 +1,334 @@
+//! Updating a PVC's version of a week atomically.
+//!
+//! A run never writes into the complete version it updates. It builds the update beside it
+//! (`pvc-data/<week>/.staging/tree/<ns>/<pvc>`: a hardlink tree of the complete copy plus the
+//! changes, and `.staging/record/<ns>/<pvc>`), and only when that is whole and on disk
+//! ([`commit`]) swaps it in:
+//!
+//! 1. a journal (`.staging/commit/<ns>/<pvc>`) names the new tree's inode, the old marker and
+//!    the new one, written atomically;
+//! 2. the marker goes (the version is briefly not complete);
+//! 3. `renameat2(RENAME_EXCHANGE)` swaps the new tree with the old copy (a plain rename when
+//!    there was none);
+//! 4. the new record replaces the old one (rename);
+//! 5. the new marker is written (atomically, after a `syncfs`), the journal removed;
+//! 6. the old tree, now under `.staging/tree/`, and the version's damage list are removed.
+//!
+//! Until step 2 the old version is complete and untouched, whatever happens to the run
+//! (ENOSPC, SIGTERM, SIGKILL, a power cut): the next run removes the leftovers. A crash in
+//! steps 2 to 5 (a few renames, no data written) is finished or undone by [`recover`] at the
+//! start of the next run of that volume: the journal and the inode of the copy tell which.
+
+use backup_core::{format_marker, BackupRoot, IsoWeek, StagingPart};
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::{DateTime, Utc};
+
+use crate::error::{Error, Result};
+use crate::fs_store::{remove_file_if_present, remove_tree, sync_filesystem, write_atomic};
+
+/// The paths of one version and its update.
+struct Paths {
+    copy: Utf8PathBuf,
+    record: Utf8PathBuf,
+    marker: Utf8PathBuf,
+    damaged: Utf8PathBuf,
+    tree: Utf8PathBuf,
+    next_record: Utf8PathBuf,
+    journal: Utf8PathBuf,
+}
+
+impl Paths {
+    fn new(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> Self {
+        Self {
+            copy: root.pvc_copy(week, ns, pvc),
+            record: root.pvc_record(week, ns, pvc),
+            marker: root.pvc_complete_marker(week, ns, pvc),
+            damaged: root.pvc_damaged(week, ns, pvc),
+            tree: root.pvc_staging(StagingPart::Tree, week, ns, pvc),
+            next_record: root.pvc_staging(StagingPart::Record, week, ns, pvc),
+            journal: root.pvc_staging(StagingPart::Commit, week, ns, pvc),
+        }
+    }
+}
+
+/// What the journal holds: enough to finish or undo the swap.
+struct Journal {
+    /// Inode of the new tree (it keeps it through the renames).
+    new_tree_inode: u64,
+    /// The marker before (empty: the version was not complete).
+    old_marker: String,
+    /// The marker after.
+    new_marker: String,
+}
+
+impl Journal {
+    fn encode(&self) -> String {
+        format!(
+            "HBCOMMIT1\n{}\n{}\n{}\n",
+            self.new_tree_inode,
+            self.old_marker.trim(),
+            self.new_marker.trim()
+        )
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let mut lines = text.lines();
+        (lines.next()? == "HBCOMMIT1").then_some(())?;
+        Some(Self {
+            new_tree_inode: lines.next()?.parse().ok()?,
+            old_marker: lines.next()?.to_owned(),
+            new_marker: lines.next()?.to_owned(),
+        })
+    }
+}
+
+fn inode(path: &Utf8Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| m.ino())
+}
+
+/// The folder a run builds the update of a version in (removed first when a killed run left
+/// one). Its parent exists.
+///
+/// # Errors
+/// When a leftover cannot be removed or the parent created.
+pub fn fresh_staging_tree(
+    root: &BackupRoot,
+    week: IsoWeek,
+    ns: &str,
+    pvc: &str,
+) -> Result<Utf8PathBuf> {
+    let p = Paths::new(root, week, ns, pvc);
+    remove_tree(&p.tree)?;
+    remove_file_if_present(&p.next_record)?;
+    if let Some(parent) = p.tree.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
+    }
+    Ok(p.tree)
+}
+
+/// Makes the staged update the complete version of `ns/pvc` in `week`: see the module. When
+/// nothing was staged (a rerun that changed nothing), only the record and marker are rewritten.
+///
+/// # Errors
+/// When a step fails; the version is then either the old one, complete, or (after step 2) is
+/// finished or undone by the next run's [`recover`].
+pub fn commit(
+    root: &BackupRoot,
+    week: IsoWeek,
+    ns: &str,
+    pvc: &str,
+    record: &[u8],
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let p = Paths::new(root, week, ns, pvc);
+    write_atomic(&p.next_record, record)?;
+    // the new tree and record must be on disk before anything points at them
+    sync_filesystem(root.root())?;
+    let new_marker = format_marker(at);
+    let Some(new_tree_inode) = inode(&p.tree) else {
+        // nothing staged: the copy is already what the record describes
+        write_atomic(&p.record, record)?;
+        write_atomic(&p.marker, new_marker.as_bytes())?;
+        remove_file_if_present(&p.next_record)?;
+        return remove_file_if_present(&p.damaged);
+    };
+    let old_marker = std::fs::read_to_string(&p.marker).unwrap_or_default();
+    let journal = Journal {
+        new_tree_inode,
+        old_marker,
+        new_marker,
+    };
+    write_atomic(&p.journal, journal.encode().as_bytes())?;
+    remove_file_if_present(&p.marker)?;
+    swap_in(&p.tree, &p.copy)?;
+    finish(&p, &journal)
+}
+
+/// Steps 4 to 6: the record, the marker, the journal, the old tree.
+fn finish(p: &Paths, journal: &Journal) -> Result<()> {
+    if p.next_record.exists() {
+        if let Some(parent) = p.record.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
+        }
+        std::fs::rename(&p.next_record, &p.record)
+            .map_err(|e| Error::io("rename the new record onto", &p.record, e))?;
+    }
+    write_atomic(&p.marker, journal.new_marker.as_bytes())?;
+    remove_file_if_present(&p.journal)?;
+    remove_file_if_present(&p.damaged)?;
+    remove_tree(&p.tree)
+}
+
+/// Swaps `tree` in at `copy`: an exchange when `copy` exists (the old copy then sits at
+/// `tree`), a rename that never replaces anything when it does not.
+fn swap_in(tree: &Utf8Path, copy: &Utf8Path) -> Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    let exists = std::fs::symlink_metadata(copy).is_ok();
+    if !exists {
+        if let Some(parent) = copy.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
+        }
+    }
+    let flags = if exists {
+        RenameFlags::EXCHANGE
+    } else {
+        RenameFlags::NOREPLACE
+    };
+    renameat_with(CWD, tree.as_std_path(), CWD, copy.as_std_path(), flags)
+        .map_err(|e| Error::io("swap the new copy in at", copy, e.into()))
+}
+
+/// Finishes or undoes a commit that a killed run left half done, and removes what a killed
+/// run staged. Returns what it did when there was something to say.
+///
+/// # Errors
+/// When a leftover cannot be removed or the marker written.
+pub fn recover(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> Result<Option<String>> {
+    let p = Paths::new(root, week, ns, pvc);
+    let said = match std::fs::read_to_string(&p.journal) {
+        Ok(text) => {
+            let Some(j) = Journal::decode(&text) else {
+                return Err(Error::Usage(format!(
+                    "{}: a damaged commit journal; the version {week} of {ns}/{pvc} may be \
+                     half swapped. Remove the journal to let the next run copy it again",
+                    p.journal
+                )));
+            };
+            if inode(&p.copy) == Some(j.new_tree_inode) {
+                // swapped: finish
+                finish(&p, &j)?;
+                Some(format!(
+                    "finished the update of week {week} that an interrupted run had swapped in"
+                ))
+            } else {
+                // not swapped: the old copy and record are in place
+                if !j.old_marker.is_empty() {
+                    write_atomic(&p.marker, format!("{}\n", j.old_marker).as_bytes())?;
+                }
+                remove_file_if_present(&p.journal)?;
+                Some(format!(
+                    "undid the update of week {week} that an interrupted run had begun to swap in"
+                ))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io("read", &p.journal, e)),
+    };
+    let leftover = p.tree.exists() || p.next_record.exists();
+    remove_tree(&p.tree)?;
+    remove_file_if_present(&p.next_record)?;
+    Ok(said.or_else(|| {
+        leftover.then(|| {
+            format!("removed the unfinished update of week {week} an interrupted run left")
+        })
+    }))
+}
+
+/// The paths of a version `backupctl verify` found damaged (empty: none).
+pub fn parse_damaged(bytes: &[u8]) -> Vec<Vec<u8>> {
+    bytes
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// The damage list's bytes: the paths NUL-separated.
+pub fn encode_damaged(paths: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend_from_slice(p);
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, BackupRoot, IsoWeek) {
+        let d = tempfile::tempdir().unwrap();
+        let root = BackupRoot::new(Utf8Path::from_path(d.path()).unwrap());
+        (d, root, "2026-02".parse().unwrap())
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_commit_swaps_the_tree_the_record_and_the_marker() {
+        let (_d, root, w) = setup();
+        let p = Paths::new(&root, w, "ns", "p");
+        std::fs::create_dir_all(&p.copy).unwrap();
+        std::fs::write(p.copy.join("f"), "old").unwrap();
+        write_atomic(&p.record, b"old record").unwrap();
+        write_atomic(&p.marker, b"2026-01-05T05:00:00Z\n").unwrap();
+        write_atomic(&p.damaged, b"f\0").unwrap();
+        let tree = fresh_staging_tree(&root, w, "ns", "p").unwrap();
+        std::fs::create_dir(&tree).unwrap();
+        std::fs::write(tree.join("f"), "new").unwrap();
+        commit(
+            &root,
+            w,
+            "ns",
+            "p",
+            b"new record",
+            at("2026-01-06T05:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read_to_string(p.copy.join("f")).unwrap(), "new");
+        assert_eq!(std::fs::read(&p.record).unwrap(), b"new record");
+        assert!(std::fs::read_to_string(&p.marker)
+            .unwrap()
+            .starts_with("2026-01-06"));
+        assert!(!p.tree.exists() && !p.journal.exists() && !p.damaged.exists());
+    }
+
+    #[test]
+    fn recovery_finishes_a_swapped_commit_and_undoes_an_unswapped_one() {
+        for swapped in [false, true] {
+            let (_d, root, w) = setup();
+            let p = Paths::new(&root, w, "ns", "p");
+            std::fs::create_dir_all(&p.copy).unwrap();
+            std::fs::write(p.copy.join("f"), "old").unwrap();
+            write_atomic(&p.record, b"old record").unwrap();
+            let tree = fresh_staging_tree(&root, w, "ns", "p").unwrap();
+            std::fs::create_dir(&tree).unwrap();
+            std::fs::write(tree.join("f"), "new").unwrap();
+            write_atomic(&p.next_record, b"new record").unwrap();
+            let j = Journal {
+                new_tree_inode: inode(&tree).unwrap(),
+                old_marker: "2026-01-05T05:00:00Z".to_owned(),
+                new_marker: "2026-01-06T05:00:00Z".to_owned(),
+            };
+            write_atomic(&p.journal, j.encode().as_bytes()).unwrap();
+            // the run died after removing the marker (and maybe after the swap)
+            if swapped {
+                swap_in(&p.tree, &p.copy).unwrap();
+            }
+            let said = recover(&root, w, "ns", "p").unwrap().unwrap();
+            let (content, record, marker) = if swapped {
+                ("new", "new record", "2026-01-06")
+            } else {
+                ("old", "old record", "2026-01-05")
+            };
+            assert!(said.contains(if swapped { "finished" } else { "undid" }));
+            assert_eq!(std::fs::read_to_string(p.copy.join("f")).unwrap(), content);
+            assert_eq!(std::fs::read_to_string(&p.record).unwrap(), record);
+            assert!(std::fs::read_to_string(&p.marker)
+                .unwrap()
+                .starts_with(marker));
+            assert!(!p.tree.exists() && !p.journal.exists() && !p.next_record.exists());
+        }
+    }
+
+    #[test]
+    fn damage_lists_round_trip() {
+        let paths = vec![b"a".to_vec(), b"dir/with\nnewline".to_vec()];
+        assert_eq!(parse_damaged(&encode_damaged(&paths)), paths);
+        assert!(parse_damaged(b"").is_empty());
+    }
+}
