@@ -29,6 +29,15 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// `n` and a noun, plural when `n` is not 1 ("1 file", "3 files").
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", count(n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,14 +50,5 @@ mod tests {
         assert_eq!(count(0), "0");
         assert_eq!(count(1234567), "1,234,567");
         assert_eq!(count(100), "100");
-    }
-}
-
-/// `n` and a noun, plural when `n` is not 1 ("1 file", "3 files").
-pub fn plural(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{} {noun}s", count(n))
     }
 }

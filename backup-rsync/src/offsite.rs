@@ -91,6 +91,7 @@ pub fn backup_root_copy(
         "--numeric-ids",
         "--delete",
         "--delete-excluded",
+        "--modify-window=-1",
         "--stats",
     ]);
     for e in excludes {
@@ -116,7 +117,13 @@ pub fn tree_full_pass(
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
     let source = absolute("source", source)?;
-    let mut inv = base(program, ssh).args(["-aHAX", "--numeric-ids", "--delete", "--stats"]);
+    let mut inv = base(program, ssh).args([
+        "-aHAX",
+        "--numeric-ids",
+        "--delete",
+        "--modify-window=-1",
+        "--stats",
+    ]);
     if let Some(n) = max_delete {
         inv = inv.arg(format!("--max-delete={n}"));
     }
@@ -154,6 +161,7 @@ pub fn tree_incremental(
             "-aHAX",
             "-r",
             "--numeric-ids",
+            "--modify-window=-1",
             "--from0",
             "--delete-missing-args",
             "--force",
@@ -186,7 +194,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             inv.display(),
-            "rsync -e 'ssh -i '\\''/etc/hb/offsite key'\\'' -o BatchMode=yes -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o ConnectTimeout=30 -o UserKnownHostsFile=/etc/hb/known_hosts' -aHAX --numeric-ids --delete --delete-excluded --stats --exclude=/.daily-backup.lock -- /mnt/backup/ backup@nas:/vol/Backup/pve-backup/"
+            "rsync -e 'ssh -i '\\''/etc/hb/offsite key'\\'' -o BatchMode=yes -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o ConnectTimeout=30 -o UserKnownHostsFile=/etc/hb/known_hosts' -aHAX --numeric-ids --delete --delete-excluded --modify-window=-1 --stats --exclude=/.daily-backup.lock -- /mnt/backup/ backup@nas:/vol/Backup/pve-backup/"
         );
         let inc = tree_incremental(
             "rsync",
@@ -198,7 +206,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             inc.display(),
-            "rsync -aHAX -r --numeric-ids --from0 --delete-missing-args --force --stats --files-from=/tmp/list -- /srv/nfs/ /nas/nfs/"
+            "rsync -aHAX -r --numeric-ids --modify-window=-1 --from0 --delete-missing-args --force --stats --files-from=/tmp/list -- /srv/nfs/ /nas/nfs/"
         );
         let full = tree_full_pass(
             "rsync",

@@ -1,6 +1,6 @@
 //! `backupctl restore`: a version comes back as it was, and is then checked against its record.
 //!
-//! - `pvc --to DIR`: `rsync -aHAX --numeric-ids --sparse` of the version's copy into DIR
+//! - `pvc --to DIR`: `rsync -aHAX --numeric-ids --sparse --modify-window=-1` of the version's copy into DIR
 //!   (ownership, modes, ACLs, xattrs, hardlinks, times, sparse files), then every file of DIR
 //!   checked against the record, content included;
 //! - `pvc --into-volume`: the seed's restore-from-file-backup runbook as one command: the PVC's
@@ -204,7 +204,10 @@ fn prepare_target(to: &Utf8Path, force: bool, dry_run: bool) -> Result<()> {
     }
 }
 
-/// `rsync -aHAX --numeric-ids --sparse [--delete] FROM/ TO/` (plus `extra`).
+/// `rsync -aHAX --numeric-ids --sparse --modify-window=-1 [--delete] FROM/ TO/` (plus
+/// `extra`). The window is what makes rsync set every time it differs from, even within the
+/// same second: with the default a folder whose recorded mtime falls in the second of the
+/// restore keeps the restore's time, and the check calls a correct restore failed.
 pub(super) fn rsync_tree(
     runner: &dyn backup_core::Runner,
     from: &Utf8Path,
@@ -212,7 +215,7 @@ pub(super) fn rsync_tree(
     delete: bool,
     extra: &[&str],
 ) -> Result<()> {
-    let mut args = vec!["-aHAX", "--numeric-ids", "--sparse"];
+    let mut args = vec!["-aHAX", "--numeric-ids", "--sparse", "--modify-window=-1"];
     if delete {
         args.push("--delete");
     }

@@ -1,5 +1,6 @@
 //! A throwaway homelab: volumes as folders, a config on the `dir` backend, the binaries.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Output};
 
@@ -278,4 +279,27 @@ pub fn kill_all_mentioning(needle: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// The regular files of version `ns/pvc` of `week` whose md5 is not the one its record says
+/// (the invariant after every successful run: none).
+pub fn record_mismatches(env: &Env, ns: &str, pvc: &str, week: &str) -> Vec<String> {
+    let record = std::fs::read(
+        env.root
+            .join(format!("backup/pvc-data/{week}/.records/{ns}/{pvc}")),
+    )
+    .unwrap();
+    let copy = env.copy(week, ns, pvc);
+    backup_core::decode_record(&record)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == backup_core::EntryKind::File)
+        .filter(|e| {
+            let p = copy
+                .as_std_path()
+                .join(std::ffi::OsStr::from_bytes(&e.path));
+            md5::compute(std::fs::read(p).unwrap()).0 != e.md5
+        })
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect()
 }

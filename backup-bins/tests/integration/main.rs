@@ -9,6 +9,7 @@ mod differential;
 mod dump_real;
 mod dump_servers;
 mod harness;
+mod integrity;
 mod into_volume;
 mod lvm_transcript;
 mod manifests;
