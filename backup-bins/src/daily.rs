@@ -257,9 +257,9 @@ pub fn job(
         None
     };
     if let (false, Some(p)) = (json, &prune_plan) {
-        print!("{}", crate::report::daily_plan(&plan, p));
+        crate::out::print(&crate::report::daily_plan(&plan, p));
     } else if !json {
-        println!("{}", crate::report::daily_header(&plan));
+        crate::out::println(&crate::report::daily_header(&plan));
     }
     // a progress bar only for a person at a terminal; journald and pipes get plain lines
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
@@ -272,10 +272,10 @@ pub fn job(
     });
     let report = run_daily(cfg, &deps, &plan, &|v| match &bar {
         Some(bar) => {
-            bar.suspend(|| println!("{}", crate::report::volume_line(v)));
+            bar.suspend(|| crate::out::println(&crate::report::volume_line(v)));
             bar.inc(1);
         }
-        None if !json => println!("{}", crate::report::volume_line(v)),
+        None if !json => crate::out::println(&crate::report::volume_line(v)),
         None => {}
     });
     if let Some(bar) = bar {

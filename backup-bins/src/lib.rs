@@ -27,6 +27,7 @@ mod lock;
 mod metrics_sink;
 mod mounts;
 mod offsite;
+mod out;
 mod outcome;
 mod pfsense;
 mod report;

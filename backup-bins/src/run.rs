@@ -346,22 +346,22 @@ where
                 obj.insert("metric_warnings".into(), warnings.clone().into());
             }
         }
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        println!("{}", outcome.text(ctx.dry_run()));
+        crate::out::println(&outcome.text(ctx.dry_run()));
         if ctx.dry_run() && would.is_empty() {
-            println!("dry run: nothing was changed.");
+            crate::out::println("dry run: nothing was changed.");
         } else if ctx.dry_run() {
-            println!("dry run: nothing was changed. A real run would:");
+            crate::out::println("dry run: nothing was changed. A real run would:");
             for w in &would {
-                println!("  {w}");
+                crate::out::println(&format!("  {w}"));
             }
         }
     }
     for w in &warnings {
         eprintln!("{bin}: warning: {w}");
     }
-    outcome.exit().into()
+    crate::out::exit(outcome.exit()).into()
 }
 
 fn load(spec: &RunSpec, global: &GlobalArgs) -> Result<Option<Config>> {
@@ -432,9 +432,8 @@ pub fn require_backup_root(cfg: &Config) -> Result<()> {
 fn fail(bin: &str, global: &GlobalArgs, e: &Error) -> ExitCode {
     let exit = e.exit();
     if global.json {
-        println!(
-            "{}",
-            serde_json::json!({ "error": e.to_string(), "exit": exit.code() })
+        crate::out::println(
+            &serde_json::json!({ "error": e.to_string(), "exit": exit.code() }).to_string(),
         );
     }
     eprintln!("{bin}: error: {e}");

@@ -14,6 +14,7 @@ mod into_volume;
 mod lvm_transcript;
 mod manifests;
 mod offsite_real;
+mod output;
 mod pfsense_real;
 mod pushgateway_real;
 mod run_paths;
