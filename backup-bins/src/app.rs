@@ -15,7 +15,7 @@ use crate::mounts::{InPlaceMounter, SystemMounter};
 /// # Errors
 /// [`Error::Config`] naming the file and key.
 pub fn load_config(path: &Utf8Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    let text = crate::safe_read::read_regular_string(path).map_err(|e| ConfigError {
         file: path.to_owned(),
         key: "(file)".to_owned(),
         message: format!("cannot read it: {e}"),
@@ -78,7 +78,7 @@ pub fn claims(cfg: &Config, runner: &dyn Runner) -> (Vec<PvClaim>, Vec<String>) 
                 }
                 claims = found;
             }
-            Err(e) => match std::fs::read(cache).ok().and_then(|b| serde_json::from_slice::<Vec<PvClaim>>(&b).ok()) {
+            Err(e) => match crate::safe_read::read_regular(cache).ok().and_then(|b| serde_json::from_slice::<Vec<PvClaim>>(&b).ok()) {
                 Some(cached) => {
                     warnings.push(format!("kubectl failed ({e}); using the PV map cached in {cache}"));
                     claims = cached;

@@ -115,7 +115,7 @@ impl ChangeLog {
                     segments.push(live);
                 }
             }
-            full_pass = std::fs::read_to_string(files.full_pass_marker()).ok();
+            full_pass = crate::safe_read::read_regular_string(files.full_pass_marker()).ok();
         }
         let dir = self.base.parent().unwrap_or(Utf8Path::new("/"));
         if let Ok(rd) = dir.read_dir_utf8() {
@@ -129,7 +129,7 @@ impl ChangeLog {
         }
         let mut bytes = Vec::new();
         for s in &segments {
-            let mut b = std::fs::read(s).map_err(|e| Error::io("read", s, e))?;
+            let mut b = crate::safe_read::read_regular(s).map_err(|e| Error::io("read", s, e))?;
             // a segment cut mid-record ends without its NUL: keep records apart
             if b.last().is_some_and(|c| *c != 0) {
                 b.push(0);
@@ -158,7 +158,7 @@ impl ChangeLog {
         if was_full_pass {
             let _held = self.lock()?;
             let marker = self.files(tree).full_pass_marker();
-            if std::fs::read_to_string(&marker).ok() == sealed.full_pass {
+            if crate::safe_read::read_regular_string(&marker).ok() == sealed.full_pass {
                 remove_file_if_present(&marker)?;
             }
         }

@@ -143,7 +143,7 @@ impl DumpArgs {
 /// # Errors
 /// [`Error::Secret`] when the file cannot be read or a line is not `KEY=VALUE`.
 pub fn read_env_file(path: &Utf8Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Secret {
+    let text = crate::safe_read::read_regular_string(path).map_err(|e| Error::Secret {
         path: path.to_owned(),
         reason: format!("cannot read the env file: {e}"),
     })?;

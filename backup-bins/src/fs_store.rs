@@ -165,7 +165,7 @@ impl BackupStore for DiskStore {
     }
 
     fn read_file(&self, path: &Utf8Path) -> backup_core::Result<Option<Vec<u8>>> {
-        match std::fs::read(path) {
+        match crate::safe_read::read_regular(path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(core(Error::io("read", path, e))),
@@ -189,7 +189,7 @@ fn scan_pve_config_weeks(root: &BackupRoot) -> Result<Vec<WeekVersion>> {
         let Ok(week) = name.parse::<IsoWeek>() else {
             continue;
         };
-        let completed_at = std::fs::read_to_string(root.pve_config_marker(week))
+        let completed_at = crate::safe_read::read_regular_string(root.pve_config_marker(week))
             .ok()
             .and_then(|t| parse_marker(&t));
         out.push(WeekVersion {
@@ -267,7 +267,7 @@ fn scan_versions(root: &BackupRoot) -> Result<Vec<WeekVersion>> {
             }
             for pvc in subdirs(&root.pvc_week(week).join(&namespace))? {
                 let marker = root.pvc_complete_marker(week, &namespace, &pvc);
-                let completed_at = std::fs::read_to_string(&marker)
+                let completed_at = crate::safe_read::read_regular_string(&marker)
                     .ok()
                     .and_then(|t| parse_marker(&t));
                 out.push(WeekVersion {
@@ -296,7 +296,13 @@ pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
         std::process::id()
     ));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        // never opened through what is there already (a FIFO would block, a symlink lead
+        // elsewhere): a leftover is removed and the temp file created new (O_EXCL)
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = std::fs::File::create_new(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

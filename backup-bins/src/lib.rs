@@ -33,6 +33,7 @@ mod pfsense;
 mod report;
 mod restore;
 mod runner;
+mod safe_read;
 mod snapshot;
 mod sqlite_job;
 mod sqlite_stage;

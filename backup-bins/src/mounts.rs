@@ -189,6 +189,25 @@ pub fn mount_point_options(path: &Utf8Path) -> Result<Option<String>> {
     }))
 }
 
+/// Every mount point strictly under `dir`, deepest first (from `/proc/self/mountinfo`).
+///
+/// # Errors
+/// When mountinfo cannot be read.
+pub fn mounts_under(dir: &Utf8Path) -> Result<Vec<camino::Utf8PathBuf>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::backend("read /proc/self/mountinfo", e.to_string()))?;
+    let prefix = format!("{}/", dir.as_str().trim_end_matches('/'));
+    let mut out: Vec<camino::Utf8PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(unescape_mountinfo))
+        .filter(|m| m.starts_with(&prefix))
+        .map(camino::Utf8PathBuf::from)
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.as_str().len()));
+    out.dedup();
+    Ok(out)
+}
+
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
 fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();

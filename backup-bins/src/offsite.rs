@@ -371,7 +371,7 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
         .ok_or_else(|| Error::Usage(format!("no [offsite] in {}: nowhere to send to", cfg.file)))?;
     let store = ctx.store()?;
     let state_path = cfg.backup_root.join(STATE_FILE);
-    let mut state: OffsiteState = std::fs::read(&state_path)
+    let mut state: OffsiteState = crate::safe_read::read_regular(&state_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();

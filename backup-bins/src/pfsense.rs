@@ -183,7 +183,7 @@ pub fn backup_pfsense(
 }
 
 fn read_secret(path: &Utf8Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::safe_read::read_regular_string(path)
         .map_err(|e| Error::io("read the pfSense API key", path, e))?;
     let key = text.trim().to_owned();
     if key.is_empty() || key.contains(['\n', '\r']) {

@@ -8,7 +8,7 @@
 //! timestamp, so the alert on that metric fires for the most common failures too.
 
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use backup_core::metric_names::JobMetrics;
@@ -16,7 +16,7 @@ use backup_core::{
     BackupStore, Config, FileSync, MetricGroup, MetricsSink, Mounter, Refusal, Runner,
     VolumeManager, DEFAULT_CONFIG_PATH,
 };
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -300,9 +300,103 @@ where
         Ok(s) => s,
         Err(e) => return publish_failure(&Error::io("install signal handlers", "-", e)),
     };
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watched = Arc::clone(&stop);
+        let (done, publish_failure) = (&done, &publish_failure);
+        let mount_dir = cfg.as_ref().map(|c| c.pvc_backup.mount_dir.clone());
+        scope.spawn(move || {
+            if let Some(grace) = watch_for_a_stuck_stop(&watched, done) {
+                let left = unmount_all_under(mount_dir.as_deref());
+                let _ = publish_failure(&Error::Usage(format!(
+                    "still running {grace} s after SIGTERM/SIGINT (a step blocked in the \
+                     kernel or a child holding its output): stopped without waiting{left}"
+                )));
+                std::process::exit(i32::from(Exit::Failed.code()));
+            }
+        });
+        let code = run_job(
+            spec,
+            global,
+            job,
+            cfg.as_ref(),
+            now,
+            stop,
+            would,
+            sink,
+            &publish_failure,
+        );
+        done.store(true, Ordering::SeqCst);
+        code
+    })
+}
+
+/// How long a run may go on after SIGTERM/SIGINT before the watchdog ends it: 10 s, or
+/// `HOMELAB_BACKUP_STOP_GRACE_SECONDS` (tests). systemd sends SIGKILL after 90 s by default;
+/// the watchdog ends the run long before, after unmounting and publishing the failure.
+fn stop_grace() -> u64 {
+    std::env::var("HOMELAB_BACKUP_STOP_GRACE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
+
+/// Waits until the job is `done` (`None`) or `stop` has been set for the grace period
+/// (`Some(seconds)`): then the job is stuck and must be ended from here.
+fn watch_for_a_stuck_stop(stop: &AtomicBool, done: &AtomicBool) -> Option<u64> {
+    let grace = stop_grace();
+    let mut stopped_at: Option<std::time::Instant> = None;
+    while !done.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) {
+            let at = *stopped_at.get_or_insert_with(std::time::Instant::now);
+            if at.elapsed() >= std::time::Duration::from_secs(grace) {
+                return Some(grace);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// Detaches every mount under the run's mount folder (the run holds the lock: they are its
+/// own); says what it did, for the error.
+fn unmount_all_under(mount_dir: Option<&Utf8Path>) -> String {
+    let Some(dir) = mount_dir.and_then(|d| d.canonicalize_utf8().ok()) else {
+        return String::new();
+    };
+    let mut done = Vec::new();
+    for m in crate::mounts::mounts_under(&dir).unwrap_or_default() {
+        if rustix::mount::unmount(m.as_std_path(), rustix::mount::UnmountFlags::DETACH).is_ok() {
+            done.push(m.to_string());
+        }
+    }
+    if done.is_empty() {
+        String::new()
+    } else {
+        format!("; unmounted {}", done.join(", "))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_job<O, J>(
+    spec: &RunSpec,
+    global: &GlobalArgs,
+    job: J,
+    cfg: Option<&Config>,
+    now: DateTime<Utc>,
+    stop: Arc<AtomicBool>,
+    would: Option<Would>,
+    sink: &dyn MetricsSink,
+    publish_failure: &dyn Fn(&Error) -> ExitCode,
+) -> ExitCode
+where
+    O: Outcome,
+    J: FnOnce(&Context<'_>) -> Result<O>,
+{
+    let bin = spec.binary;
     let verbose = global.verbose > 0;
     let ctx = Context {
-        cfg: cfg.as_ref(),
+        cfg,
         global,
         now,
         stop: stop.clone(),
@@ -311,7 +405,7 @@ where
         would,
         sink,
     };
-    let _locks = match (ctx.dry_run(), cfg.as_ref()) {
+    let _locks = match (ctx.dry_run(), cfg) {
         (false, Some(cfg)) => match take_locks(spec, cfg, global) {
             Ok(l) => l,
             Err(e) => return publish_failure(&e),

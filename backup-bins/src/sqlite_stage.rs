@@ -60,7 +60,7 @@ pub fn sources_file(copies: &Utf8Path) -> Utf8PathBuf {
 type Sources = BTreeMap<String, Signature>;
 
 fn load(copies: &Utf8Path) -> Sources {
-    std::fs::read(sources_file(copies))
+    crate::safe_read::read_regular(sources_file(copies))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()

@@ -133,7 +133,7 @@ pub fn commit(
         remove_file_if_present(&p.next_record)?;
         return remove_file_if_present(&p.damaged);
     };
-    let old_marker = std::fs::read_to_string(&p.marker).unwrap_or_default();
+    let old_marker = crate::safe_read::read_regular_string(&p.marker).unwrap_or_default();
     let journal = Journal {
         new_tree_inode,
         old_marker,
@@ -186,7 +186,7 @@ fn swap_in(tree: &Utf8Path, copy: &Utf8Path) -> Result<()> {
 /// When a leftover cannot be removed or the marker written.
 pub fn recover(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> Result<Option<String>> {
     let p = Paths::new(root, week, ns, pvc);
-    let said = match std::fs::read_to_string(&p.journal) {
+    let said = match crate::safe_read::read_regular_string(&p.journal) {
         Ok(text) => {
             let Some(j) = Journal::decode(&text) else {
                 return Err(Error::Usage(format!(

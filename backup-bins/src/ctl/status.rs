@@ -358,7 +358,7 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         for tree in &off.trees {
             let marker =
                 backup_core::ChangeLogFiles::new(&off.change_log, &tree.name).full_pass_marker();
-            let pending = std::fs::read_to_string(&marker).ok();
+            let pending = crate::safe_read::read_regular_string(&marker).ok();
             let last = state.trees.get(&tree.name).and_then(|t| t.last_success);
             let mut gaps = Vec::new();
             if let Some(reason) = pending {

@@ -246,13 +246,14 @@ fn choose_base(
     let full = deps.force_full
         || (deps.monthly_full_pass
             && (completed.year(), completed.month()) != (plan.now.year(), plan.now.month()));
-    let record = deps
+    let record = match deps
         .store
         .read_file(&root.pvc_record(week, &v.namespace, &v.pvc))
-        .ok()
-        .flatten()
-        .ok_or(backup_core::RecordError::Truncated(0))
-        .and_then(|b| backup_core::decode_record(&b));
+    {
+        Ok(Some(b)) => backup_core::decode_record(&b).map_err(|e| e.to_string()),
+        Ok(None) => Err("there is none".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
     match record {
         Ok(entries) => {
             let damaged = deps

@@ -359,3 +359,172 @@ fn a_restore_in_the_same_second_as_the_folders_times_is_exact() {
         "the restore did not run within the folders' second"
     );
 }
+
+/// A run that SIGTERM cannot end the usual way: rsync leaves a child in a session of its own
+/// holding its output pipe, so the wait for rsync's output never returns even after rsync is
+/// killed. The watchdog ends the run a grace period after the signal: mounts detached,
+/// `last_run_success 0` published, exit 1; systemd never needs SIGKILL.
+#[test]
+fn sigterm_ends_a_run_stuck_in_a_step_within_seconds() {
+    let mut env = Env::new();
+    // the big files and a bandwidth limit: about 10 s of copy, time to signal it
+    env.make_rsync_slow();
+    let wrapper = env.root.join("stuck-rsync");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nsetsid sh -c 'sleep 120' {} &\nexec rsync --bwlimit=256 \"$@\"\n",
+            env.root
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    env.rsync = Some(wrapper);
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-05T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let child = env
+        .command(DAILY, &["--now", "2026-01-05T05:00:00Z"])
+        .env("HOMELAB_BACKUP_STOP_GRACE_SECONDS", "2")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    Env::wait_for_entries(
+        &env.staging("2026-02", "vaultwarden", "data").join("big"),
+        2,
+    );
+    let signalled = std::time::Instant::now();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::Term,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    let out = rx.recv_timeout(std::time::Duration::from_secs(30));
+    kill_all_mentioning(env.root.as_str());
+    let out = out.expect("daily-backup did not end within 30 s of SIGTERM");
+    let t = text(&out);
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}: {t}",
+        signalled.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("still running 2 s after SIGTERM"), "{t}");
+    assert!(
+        env.leftover_mounts().is_empty(),
+        "{:?}",
+        env.leftover_mounts()
+    );
+    assert!(!env.marker("2026-02", "vaultwarden", "data").exists());
+    let prom = std::fs::read_to_string(env.root.join("metrics/daily-backup.prom")).unwrap();
+    assert_eq!(
+        gauge(&prom, "daily_backup_last_run_success"),
+        Some(0.0),
+        "{prom}"
+    );
+}
+
+/// A FIFO where the binaries expect a file they did not write: each is refused by name and no
+/// run blocks (a FIFO record hung daily-backup in `open` for good, both locks held, the
+/// snapshot mounted). Each run is bounded by 30 s.
+#[test]
+fn fifos_in_place_of_records_markers_state_env_and_config_files_never_block() {
+    fn mkfifo(p: &camino::Utf8Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(p);
+        let ok = Command::new("mkfifo").arg(p).status().unwrap().success();
+        assert!(ok, "mkfifo {p}");
+    }
+    fn bounded(mut cmd: Command) -> Output {
+        let child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pid = child.id();
+        std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                panic!("{cmd:?} blocked for 30 s on a FIFO")
+            })
+    }
+    let env = Env::with_config("[offsite]\ndestination = \"/nonexistent/offsite\"\n");
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let week = env.root.join("backup/pvc-data/2026-02");
+    // the record, the damage list and the SQLite sources file of the week a rerun builds on
+    mkfifo(&week.join(".records/vaultwarden/data"));
+    mkfifo(&week.join(".damaged/nextcloud/files"));
+    mkfifo(
+        &env.root
+            .join("backup/sqlite-backup/2026-02/vaultwarden/.data.sqlite-sources.json"),
+    );
+    let out = bounded(env.command(DAILY, &["--now", "2026-01-06T05:00:00Z"]));
+    let t = text(&out);
+    assert!(t.contains("not a regular file (a FIFO)"), "{t}");
+    assert!(env.leftover_mounts().is_empty(), "{t}");
+    // the run replaced the FIFO record with a real one
+    assert!(
+        std::fs::symlink_metadata(week.join(".records/vaultwarden/data"))
+            .unwrap()
+            .is_file()
+    );
+    // a completion marker
+    mkfifo(&env.marker("2026-02", "nextcloud", "files"));
+    let out = bounded(env.command(CTL, &["list"]));
+    assert_ne!(out.status.code(), Some(101), "{}", text(&out));
+    // the offsite state
+    mkfifo(&env.root.join("backup/.offsite-state.json"));
+    let out = bounded(env.command(CTL, &["status"]));
+    assert!(
+        text(&out).contains("not a regular file (a FIFO)"),
+        "{}",
+        text(&out)
+    );
+    // the config
+    let config = env.root.join("fifo.toml");
+    mkfifo(&config);
+    let out = bounded({
+        let mut c = Command::new(CTL);
+        c.args(["--config", config.as_str(), "list"]);
+        c
+    });
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a regular file (a FIFO)"),
+        "{}",
+        text(&out)
+    );
+    // backup-dump's env file
+    let dest = env.root.join("dumps");
+    std::fs::create_dir_all(&dest).unwrap();
+    let secrets = env.root.join("secrets.env");
+    mkfifo(&secrets);
+    let out = bounded({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_backup-dump"));
+        c.env_remove("HOMELAB_BACKUP_CONFIG").args([
+            "--name",
+            "pg",
+            "--dest",
+            dest.as_str(),
+            "--env-file",
+            secrets.as_str(),
+            "--",
+            "true",
+        ]);
+        c
+    });
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a regular file (a FIFO)"),
+        "{}",
+        text(&out)
+    );
+}

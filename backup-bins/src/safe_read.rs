@@ -1,0 +1,98 @@
+//! Reading the files the binaries did not just write themselves (records, completion markers,
+//! damage lists, commit journals, change-log segments, the offsite state, SQLite sources files,
+//! env files, key files, the config, the PV cache) as what they must be: regular files.
+//!
+//! `std::fs::read` follows a symlink (`.records/ns/pvc -> /etc/shadow`) and blocks forever in
+//! `open` on a FIFO (`mkfifo .records/ns/pvc` hung daily-backup with both locks held and the
+//! snapshot mounted). Here the file is opened `O_NOFOLLOW | O_NONBLOCK`, checked with `fstat`
+//! to be a regular file, and only then read; anything else is an error naming the path.
+
+use std::io::Read;
+
+use rustix::fs::{FileType, Mode, OFlags};
+
+/// Reads `path` when it is a regular file (not through a symlink, never blocking on a FIFO or
+/// device). A missing file keeps its `NotFound` kind.
+///
+/// # Errors
+/// `NotFound`; a symlink, FIFO, socket, device or folder ("not a regular file"); I/O errors.
+pub fn read_regular(path: impl AsRef<std::path::Path>) -> std::io::Result<Vec<u8>> {
+    let path = path.as_ref();
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        if e == rustix::io::Errno::LOOP {
+            not_regular("a symlink")
+        } else {
+            e.into()
+        }
+    })?;
+    let st = rustix::fs::fstat(&fd)?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => {}
+        FileType::Directory => return Err(not_regular("a folder")),
+        FileType::Fifo => return Err(not_regular("a FIFO")),
+        FileType::Socket => return Err(not_regular("a socket")),
+        FileType::CharacterDevice | FileType::BlockDevice => return Err(not_regular("a device")),
+        _ => return Err(not_regular("not a file")),
+    }
+    let mut f = std::fs::File::from(fd);
+    let mut out = Vec::with_capacity(usize::try_from(st.st_size).unwrap_or(0));
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// [`read_regular`] as UTF-8 text.
+///
+/// # Errors
+/// As [`read_regular`], and text that is not UTF-8 (`InvalidData`).
+pub fn read_regular_string(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    String::from_utf8(read_regular(path)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+fn not_regular(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!("not a regular file ({what}): refused, it could block or point anywhere"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_regular_files_are_read_and_nothing_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "x").unwrap();
+        assert_eq!(read_regular(&f).unwrap(), b"x");
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&f, &link).unwrap();
+        let fifo = d.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        for (p, what) in [
+            (&link, "symlink"),
+            (&fifo, "FIFO"),
+            (&d.path().to_owned(), "folder"),
+        ] {
+            let e = read_regular(p).unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+        }
+        assert_eq!(
+            read_regular(d.path().join("missing")).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+    }
+}
