@@ -438,9 +438,9 @@ fn week_snapshot(env: &Env, week: &str) -> (Vec<u8>, BTreeMap<String, String>, b
     )
 }
 
-/// Killing daily-backup (SIGKILL) at any point of a new-week run and of a same-week rerun never
-/// touches the previous complete version or its record; a killed run's own version is never
-/// marked complete unless it equals the source; the next run completes it correctly.
+/// Stopping daily-backup (SIGTERM or SIGKILL) at any point of a same-week rerun never touches the
+/// previous week, and never takes the week's complete version away: it stays complete, equal to
+/// one of the snapshots, verifies clean and restores; the next run completes the week correctly.
 #[test]
 fn killing_the_run_at_any_point_leaves_the_previous_version_and_record_intact() {
     let env = Env::new();
@@ -481,31 +481,62 @@ fn killing_the_run_at_any_point_leaves_the_previous_version_and_record_intact() 
             .unwrap();
         let delay_ms = whole * round / 13;
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
+        // odd rounds SIGTERM (systemctl stop), even rounds SIGKILL
+        let signal = if round % 2 == 1 {
+            rustix::process::Signal::Term
+        } else {
+            rustix::process::Signal::Kill
+        };
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+            signal,
+        );
         if !child.wait().unwrap().success() {
             interrupted += 1;
         }
         kill_all_mentioning(env.root.as_str());
+        let what = format!("{signal:?} after {delay_ms} ms of {whole}");
         assert_eq!(
             week_snapshot(&env, "2026-02"),
             before,
-            "killed after {delay_ms} ms: the previous week changed"
+            "{what}: the previous week changed"
         );
+        // the week's version was completed before this rerun: whatever the signal hit, it is
+        // still complete, whole (its record decodes and it is one of the snapshots, this
+        // round's or an earlier one's), verifies clean and restores
         let (record, _, complete) = week_snapshot(&env, "2026-03");
-        if complete {
-            // a version marked complete is whole: its record decodes and it is its snapshot
-            let copy = env.copy("2026-03", "vaultwarden", "data");
-            assert!(
-                backup_core::decode_record(&record).is_ok(),
-                "killed after {delay_ms} ms of {whole}: complete without a good record"
-            );
-            // it is the snapshot of this round or of an earlier, uninterrupted one
-            assert!(
-                snapshots.contains(&state(&copy)),
-                "killed after {delay_ms} ms of {whole}: a version marked complete is none of \
-                 the snapshots"
-            );
-        }
+        assert!(
+            complete,
+            "{what}: the interrupted rerun took the complete version away"
+        );
+        let copy = env.copy("2026-03", "vaultwarden", "data");
+        assert!(
+            backup_core::decode_record(&record).is_ok(),
+            "{what}: complete without a good record"
+        );
+        assert!(
+            snapshots.contains(&state(&copy)),
+            "{what}: a version marked complete is none of the snapshots"
+        );
+        let verify = env.run(CTL, &["verify", "--week", "2026-03"]);
+        assert_eq!(verify.status.code(), Some(0), "{what}: {}", text(&verify));
+        let dest = env.root.join(format!("restored-{round}"));
+        let restore = env.run(
+            CTL,
+            &[
+                "restore",
+                "pvc",
+                "--namespace",
+                "vaultwarden",
+                "--pvc",
+                "data",
+                "--to",
+                dest.as_str(),
+            ],
+        );
+        assert_eq!(restore.status.code(), Some(0), "{what}: {}", text(&restore));
+        assert_eq!(state(&dest), state(&copy), "{what}: the restore differs");
+        std::fs::remove_dir_all(&dest).unwrap();
     }
     // the next run completes the week, equal to the source
     let out = env.day("2026-01-14");

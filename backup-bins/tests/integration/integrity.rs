@@ -528,3 +528,55 @@ fn fifos_in_place_of_records_markers_state_env_and_config_files_never_block() {
         text(&out)
     );
 }
+
+/// status (issue 18, item 8): a PVC backed up before whose volume is gone is a gap, named; an
+/// empty root with no volume is a gap; a `--now` before the newest backup is said, and no age
+/// is negative.
+#[test]
+fn status_names_pvcs_with_no_volume_an_empty_root_and_a_clock_behind() {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    // the volume of nextcloud/files is renamed away (no longer a PVC volume)
+    std::fs::rename(env.vol("vm-101-pvc-b"), env.vol("vm-101-disk-1")).unwrap();
+    for day in [
+        "2026-01-06",
+        "2026-01-07",
+        "2026-01-08",
+        "2026-01-09",
+        "2026-01-10",
+    ] {
+        let out = env.day(day);
+        assert_eq!(out.status.code(), Some(0), "{day}: {}", text(&out));
+    }
+    let out = ctl(&env, &["--now", "2026-01-10T06:00:00Z", "status"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.contains("nextcloud/files") && l.contains("no volume found for it")),
+        "{t}"
+    );
+    // a --now before the newest backup
+    let out = ctl(&env, &["--now", "2026-01-01T00:00:00Z", "status"]);
+    let t = text(&out);
+    assert!(t.contains("earlier than the newest backup"), "{t}");
+    assert!(!t.contains(" -"), "a negative age: {t}");
+
+    // an empty backup root and no volume at all
+    let empty = Env::new();
+    for (lv, _, _) in VOLUMES {
+        std::fs::remove_dir_all(empty.vol(lv)).unwrap();
+    }
+    let cfg = std::fs::read_to_string(empty.config()).unwrap();
+    let cfg = cfg
+        .split("[[kubernetes.volume]]")
+        .next()
+        .unwrap()
+        .to_owned()
+        + &cfg[cfg.find("[pvc-backup]").unwrap()..];
+    std::fs::write(empty.config(), cfg).unwrap();
+    let out = ctl(&empty, &["status"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("nothing is protected"), "{t}");
+}
