@@ -125,6 +125,22 @@ pub struct StatusRow {
     pub gaps: Vec<Gap>,
 }
 
+impl StatusRow {
+    /// A row that is only a gap (no volume, snapshot or version to show).
+    fn gap(what: &str, gap: Gap) -> Self {
+        Self {
+            what: what.to_owned(),
+            lv: None,
+            excluded: false,
+            snapshot: None,
+            version: None,
+            sqlite_copies: 0,
+            last_success: None,
+            gaps: vec![gap],
+        }
+    }
+}
+
 /// `backupctl status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -260,16 +276,7 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
             });
         }
         if rows.is_empty() {
-            rows.push(StatusRow {
-                what: "volumes".to_owned(),
-                lv: None,
-                excluded: false,
-                snapshot: None,
-                version: None,
-                sqlite_copies: 0,
-                last_success: None,
-                gaps: vec![Gap::NothingProtected],
-            });
+            rows.push(StatusRow::gap("volumes", Gap::NothingProtected));
         }
     }
     // older damaged versions: named, not a gap (a newer version is intact)
@@ -304,16 +311,10 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         ));
     }
     if let Some(reason) = unlisted {
-        rows.push(StatusRow {
-            what: "volumes (backend)".to_owned(),
-            lv: None,
-            excluded: false,
-            snapshot: None,
-            version: None,
-            sqlite_copies: 0,
-            last_success: None,
-            gaps: vec![Gap::VolumesUnlisted { reason }],
-        });
+        rows.push(StatusRow::gap(
+            "volumes (backend)",
+            Gap::VolumesUnlisted { reason },
+        ));
     }
     for r in &selection.refused {
         warnings.push(format!(

@@ -1,20 +1,20 @@
 //! The copy from a diff: one walk of the snapshot, compared with the per-file record of the
 //! version the copy builds on, and rsync only for what changed.
 //!
-//! - A later run of the same week with nothing changed runs no rsync at all; with changes,
-//!   `rsync --files-from` of the changed and gone paths (and the folders holding them).
-//! - A new week is built as a hardlink tree of the newest complete version (every folder and
-//!   every unchanged file), then the same changed-paths rsync fills in the rest.
-//! - A file whose content is unchanged but whose mode, owner or extended attributes changed is
-//!   never hardlinked, and on a same-week rerun it is unlinked first when shared: no older week
-//!   changes through a shared inode.
+//! - A later run of the same week with nothing changed runs no rsync at all.
+//! - Otherwise the update is built beside the complete version (see `version_commit`) as a
+//!   hardlink tree of the version it builds on (every folder and every unchanged file), then
+//!   `rsync --files-from` of the changed and gone paths (and the folders holding them) fills in
+//!   the rest. Nothing is ever written into an inode a complete version holds: a file whose
+//!   metadata alone changed is sent, not linked.
 //! - Files with more than one link are always sent (rsync `-H` links only what it transfers),
 //!   symlinks and special files too (they cost nothing).
+//! - A full pass ([`Trust::content`]) links a file only when its fresh md5 is the record's.
 //!
 //! "Unchanged" is size, mtime, mode, owner, link target, device and extended attributes; where
 //! the snapshot keeps inodes and change times (LVM), also those, which catch a rewrite that keeps
 //! size and mtime. The `dir` backend's copies get new inodes: there such a rewrite is missed
-//! until the periodic full pass.
+//! until the next full pass.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;

@@ -521,19 +521,7 @@ fn killing_the_run_at_any_point_leaves_the_previous_version_and_record_intact() 
         let verify = env.run(CTL, &["verify", "--week", "2026-03"]);
         assert_eq!(verify.status.code(), Some(0), "{what}: {}", text(&verify));
         let dest = env.root.join(format!("restored-{round}"));
-        let restore = env.run(
-            CTL,
-            &[
-                "restore",
-                "pvc",
-                "--namespace",
-                "vaultwarden",
-                "--pvc",
-                "data",
-                "--to",
-                dest.as_str(),
-            ],
-        );
+        let restore = env.restore_vaultwarden(&dest);
         assert_eq!(restore.status.code(), Some(0), "{what}: {}", text(&restore));
         assert_eq!(state(&dest), state(&copy), "{what}: the restore differs");
         std::fs::remove_dir_all(&dest).unwrap();

@@ -143,6 +143,23 @@ textfile-dir = "{root}/metrics"
         self.command(bin, args).output().unwrap()
     }
 
+    /// `backupctl restore pvc` of vaultwarden/data's newest complete version into `dest`.
+    pub fn restore_vaultwarden(&self, dest: &Utf8Path) -> Output {
+        self.run(
+            CTL,
+            &[
+                "restore",
+                "pvc",
+                "--namespace",
+                "vaultwarden",
+                "--pvc",
+                "data",
+                "--to",
+                dest.as_str(),
+            ],
+        )
+    }
+
     /// A snapshot at 03:00 and the daily backup at 05:00 of `day` (YYYY-MM-DD); returns the
     /// backup's output.
     pub fn day(&self, day: &str) -> Output {

@@ -234,19 +234,7 @@ fn a_rerun_that_fills_the_disk_leaves_the_weeks_complete_version_as_it_was() {
     let out = ctl(&env, &["verify", "--pvc", "vaultwarden/data"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let dest = env.root.join("restored");
-    let out = ctl(
-        &env,
-        &[
-            "restore",
-            "pvc",
-            "--namespace",
-            "vaultwarden",
-            "--pvc",
-            "data",
-            "--to",
-            dest.as_str(),
-        ],
-    );
+    let out = env.restore_vaultwarden(&dest);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(read(&dest.join("keep/small")), "monday\n");
     let status = text(&ctl(&env, &["--now", "2026-01-06T06:00:00Z", "status"]));
@@ -336,19 +324,7 @@ fn a_restore_in_the_same_second_as_the_folders_times_is_exact() {
         std::thread::sleep(wait);
     }
     let dest = env.root.join("restored");
-    let out = ctl(
-        &env,
-        &[
-            "restore",
-            "pvc",
-            "--namespace",
-            "vaultwarden",
-            "--pvc",
-            "data",
-            "--to",
-            dest.as_str(),
-        ],
-    );
+    let out = env.restore_vaultwarden(&dest);
     let ran_in = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
