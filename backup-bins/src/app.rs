@@ -20,7 +20,49 @@ pub fn load_config(path: &Utf8Path) -> Result<Config> {
         key: "(file)".to_owned(),
         message: format!("cannot read it: {e}"),
     })?;
-    Ok(Config::from_toml(path, &text)?)
+    if let Err(message) = crate::safe_read::check_trusted(path) {
+        return Err(ConfigError {
+            file: path.to_owned(),
+            key: "(file)".to_owned(),
+            message,
+        }
+        .into());
+    }
+    let cfg = Config::from_toml(path, &text)?;
+    // the files it names that steer ssh and curl as root
+    let mut steering: Vec<(&str, &Utf8Path)> = Vec::new();
+    if let Some(o) = &cfg.offsite {
+        steering.extend(
+            o.ssh_key_file
+                .as_deref()
+                .map(|p| ("offsite.ssh-key-file", p)),
+        );
+        steering.extend(
+            o.ssh_known_hosts
+                .as_deref()
+                .map(|p| ("offsite.ssh-known-hosts", p)),
+        );
+    }
+    if let Some(p) = &cfg.pfsense {
+        steering.push(("pfsense.api-key-file", &p.api_key_file));
+        steering.push(("pfsense.ssh-key-file", &p.ssh_key_file));
+        steering.extend(
+            p.ssh_known_hosts
+                .as_deref()
+                .map(|k| ("pfsense.ssh-known-hosts", k)),
+        );
+    }
+    for (key, file) in steering {
+        if let Err(message) = crate::safe_read::check_trusted(file) {
+            return Err(ConfigError {
+                file: path.to_owned(),
+                key: key.to_owned(),
+                message,
+            }
+            .into());
+        }
+    }
+    Ok(cfg)
 }
 
 /// The snapshot backend the config names.

@@ -143,6 +143,14 @@ impl DumpArgs {
 /// # Errors
 /// [`Error::Secret`] when the file cannot be read or a line is not `KEY=VALUE`.
 pub fn read_env_file(path: &Utf8Path) -> Result<Vec<(String, String)>> {
+    // a file anyone can write would hand them the dump command's secrets and more: exit 2
+    crate::safe_read::check_trusted(path).map_err(|message| {
+        Error::Config(backup_core::ConfigError {
+            file: path.to_owned(),
+            key: "--env-file".to_owned(),
+            message,
+        })
+    })?;
     let text = crate::safe_read::read_regular_string(path).map_err(|e| Error::Secret {
         path: path.to_owned(),
         reason: format!("cannot read the env file: {e}"),

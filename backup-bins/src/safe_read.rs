@@ -54,6 +54,56 @@ pub fn read_regular_string(path: impl AsRef<std::path::Path>) -> std::io::Result
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// Whether a file that steers a run as root (the config, an env file, a key or known-hosts
+/// file) can be trusted, as sshd's `StrictModes` asks: the file and every folder above it owned
+/// by root (or by the user running), and not writable by group or others. A world-writable
+/// folder with the sticky bit (`/tmp`) is allowed above it: there nobody else can replace what
+/// root owns. Only checked when running as root: anyone who could change the file could run
+/// commands as root through it (`ProxyCommand`, a dump command).
+///
+/// # Errors
+/// What is wrong, naming the path, its mode and its owner.
+pub fn check_trusted(path: &camino::Utf8Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid();
+    if !me.is_root() {
+        return Ok(());
+    }
+    let mut at = Some(path);
+    let mut first = true;
+    while let Some(p) = at {
+        let m = match std::fs::symlink_metadata(p) {
+            Ok(m) => m,
+            Err(e) if first && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("{p}: cannot be checked: {e}")),
+        };
+        let mode = m.mode() & 0o7777;
+        let sticky_dir = m.is_dir() && mode & 0o1000 != 0;
+        if m.uid() != 0 && m.uid() != me.as_raw() {
+            return Err(format!(
+                "{p} is owned by uid {} (mode {mode:o}): a file that steers a run as root must \
+                 be owned by root, and so must the folders above it",
+                m.uid()
+            ));
+        }
+        if mode & 0o022 != 0 && !sticky_dir {
+            return Err(format!(
+                "{p} is writable by {} (mode {mode:o}, owner uid {}): anyone who can change it \
+                 can run commands as root; `chmod go-w {p}`",
+                if mode & 0o002 != 0 {
+                    "everyone"
+                } else {
+                    "its group"
+                },
+                m.uid()
+            ));
+        }
+        first = false;
+        at = p.parent().filter(|q| !q.as_str().is_empty());
+    }
+    Ok(())
+}
+
 fn not_regular(what: &str) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidInput,

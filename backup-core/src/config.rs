@@ -456,6 +456,29 @@ impl Check<'_> {
         Ok(p)
     }
 
+    /// An absolute path that goes to ssh (a key file, a known-hosts file): no whitespace,
+    /// quotes, backslash, `%` or control character. ssh splits `UserKnownHostsFile` on spaces
+    /// and expands `%` tokens in key paths, and such a value is one quoting mistake away from
+    /// being read as an option (`-oProxyCommand=…`): refused, naming the key.
+    fn ssh_path(&self, key: &str, value: &str) -> Result<Utf8PathBuf, ConfigError> {
+        let p = self.abs(key, value)?;
+        if let Some(c) = value
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || "'\"\\%`$;".contains(*c))
+        {
+            return Err(self.err(
+                key,
+                format!(
+                    "expected a path without spaces, quotes, backslashes, `%`, `$`, `;`, \
+                     backquotes or control characters (it is given to ssh), found {c:?} in \
+                     `{}`",
+                    value.escape_debug()
+                ),
+            ));
+        }
+        Ok(p)
+    }
+
     /// An absolute path without `..` (it would make the path mean something else than it
     /// reads, and `pve-config/<path>` escape its folder), with `.` and `//` folded away.
     fn abs_plain(&self, key: &str, value: &str) -> Result<Utf8PathBuf, ConfigError> {
@@ -785,10 +808,10 @@ impl Check<'_> {
             ssh_host: p.ssh_host,
             ssh_user: c.name("pfsense.ssh-user", p.ssh_user.as_deref().unwrap_or("root"))?,
             ssh_port: p.ssh_port.unwrap_or(22),
-            ssh_key_file: c.abs("pfsense.ssh-key-file", &p.ssh_key_file)?,
+            ssh_key_file: c.ssh_path("pfsense.ssh-key-file", &p.ssh_key_file)?,
             ssh_known_hosts: p
                 .ssh_known_hosts
-                .map(|k| c.abs("pfsense.ssh-known-hosts", &k))
+                .map(|k| c.ssh_path("pfsense.ssh-known-hosts", &k))
                 .transpose()?,
             tar_paths: p.tar_paths.unwrap_or_else(|| {
                 ["/cf", "/var/db", "/boot/loader.conf"]
@@ -827,20 +850,22 @@ impl Check<'_> {
                 name,
             });
         }
+        let change_log = match &o.change_log {
+            Some(p) => c.abs("offsite.change-log", p)?,
+            None => backup_root.join(".nfs-changes.log"),
+        };
+        c.offsite_places(&o.destination, backup_root, &trees, &change_log)?;
         Ok(OffsiteConfig {
             destination: o.destination,
-            change_log: match &o.change_log {
-                Some(p) => c.abs("offsite.change-log", p)?,
-                None => backup_root.join(".nfs-changes.log"),
-            },
+            change_log,
             trees,
             ssh_key_file: o
                 .ssh_key_file
-                .map(|k| c.abs("offsite.ssh-key-file", &k))
+                .map(|k| c.ssh_path("offsite.ssh-key-file", &k))
                 .transpose()?,
             ssh_known_hosts: o
                 .ssh_known_hosts
-                .map(|k| c.abs("offsite.ssh-known-hosts", &k))
+                .map(|k| c.ssh_path("offsite.ssh-known-hosts", &k))
                 .transpose()?,
             ssh_port: o.ssh_port.unwrap_or(22),
             max_delete: o.max_delete.unwrap_or(1000),
@@ -848,6 +873,73 @@ impl Check<'_> {
             monthly_full_pass: o.monthly_full_pass.unwrap_or(true),
             daily_wait_seconds: o.daily_wait_seconds.unwrap_or(3600),
         })
+    }
+
+    /// The offsite copy must be apart from what it copies: a destination inside the backup root
+    /// nests each copy in the next (the disk doubles every run), one around it or a tree is sent
+    /// into itself; a tree inside the backup root is sent twice and deleted through.
+    fn offsite_places(
+        &self,
+        destination: &str,
+        backup_root: &Utf8Path,
+        trees: &[Tree],
+        change_log: &Utf8Path,
+    ) -> Result<(), ConfigError> {
+        let apart = |a: &Utf8Path, b: &Utf8Path| {
+            let (a, b) = (
+                Utf8PathBuf::from_iter(a.components()),
+                Utf8PathBuf::from_iter(b.components()),
+            );
+            !(a.starts_with(&b) || b.starts_with(&a))
+        };
+        let clash = |key: &str, other_key: &str, other: &Utf8Path, found: &str| {
+            self.err(
+                key,
+                format!(
+                    "expected a place apart from {other_key} ({other}), found `{found}`: one is \
+                     inside the other"
+                ),
+            )
+        };
+        for (i, t) in trees.iter().enumerate() {
+            if !apart(&t.source, backup_root) {
+                return Err(clash(
+                    &format!("offsite.tree[{i}].source"),
+                    "backup-root",
+                    backup_root,
+                    t.source.as_str(),
+                ));
+            }
+        }
+        // a remote destination (`host:path`, `user@host:path`) is on another machine
+        let remote = destination
+            .split_once(':')
+            .is_some_and(|(host, _)| !host.contains('/'));
+        if remote {
+            return Ok(());
+        }
+        let dest = Utf8Path::new(destination);
+        if !dest.is_absolute() {
+            return Err(self.err(
+                "offsite.destination",
+                format!("expected an absolute path or `host:path`, found `{destination}`"),
+            ));
+        }
+        let log_dir = change_log.parent().unwrap_or(change_log);
+        let mut places = vec![("backup-root".to_owned(), backup_root.to_owned())];
+        places.extend(
+            trees
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("offsite.tree[{i}].source"), t.source.clone())),
+        );
+        places.push(("offsite.change-log's folder".to_owned(), log_dir.to_owned()));
+        for (key, place) in places {
+            if !apart(dest, &place) {
+                return Err(clash("offsite.destination", &key, &place, destination));
+            }
+        }
+        Ok(())
     }
 
     fn metrics(&self, m: RawMetrics) -> Result<MetricsConfig, ConfigError> {
@@ -969,14 +1061,39 @@ fn parse_raw(file: &Utf8Path, text: &str) -> Result<RawConfig, ConfigError> {
         if let Some(line) = line {
             message.push_str(&format!(" (line {line})"));
         }
+        // some errors (a number too large for its type) come before serde knows the key: read
+        // it off the line, with the table above it
+        let key = if key == "." || key.is_empty() {
+            line.and_then(|l| key_on_line(text, l))
+                .unwrap_or_else(|| "(file)".to_owned())
+        } else {
+            key
+        };
         ConfigError {
             file: file.to_owned(),
-            key: if key == "." || key.is_empty() {
-                "(file)".to_owned()
-            } else {
-                key
-            },
+            key,
             message,
         }
+    })
+}
+
+/// The dotted key assigned on line `line` (1-based) of a TOML text: `table.key` from the
+/// nearest `[table]` or `[[table]]` header above it; `None` when the line assigns nothing.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let this = lines.get(line.checked_sub(1)?)?.trim();
+    let (key, _) = this.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = lines[..line - 1].iter().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[')
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
     })
 }

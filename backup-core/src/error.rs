@@ -84,7 +84,7 @@ impl Error {
 
 /// A configuration error that names the file, the key and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: `{key}`: {message}")]
+#[error("{file}: {}{message}", key_part(.key))]
 pub struct ConfigError {
     /// The configuration file.
     pub file: Utf8PathBuf,
@@ -92,6 +92,15 @@ pub struct ConfigError {
     pub key: String,
     /// What was expected and what was found.
     pub message: String,
+}
+
+/// "`key`: " for an error of one key; nothing for one of the whole file (`(file)`).
+fn key_part(key: &str) -> String {
+    if key == "(file)" {
+        String::new()
+    } else {
+        format!("`{key}`: ")
+    }
 }
 
 /// An external command that did not do its job, told apart by how: it could not be started, it

@@ -2,7 +2,7 @@
 //! to `<destination>/<name>/`, either whole (`--delete`, bounded) or only what the change log
 //! names (`--files-from`). A remote destination goes over ssh that fails closed.
 
-use backup_core::{quote, Invocation};
+use backup_core::Invocation;
 use camino::Utf8Path;
 
 use crate::command::absolute;
@@ -20,23 +20,21 @@ pub struct SshOptions {
 }
 
 impl SshOptions {
-    /// The `-e` value rsync runs as its remote shell. rsync splits it on spaces with quotes
-    /// honoured, so each word is quoted.
+    /// The `-e` value rsync runs as its remote shell. rsync splits it on spaces itself, not with
+    /// a shell: a word is kept whole inside single or double quotes, and a quote is doubled to
+    /// stand for itself (`'it''s'`); backslashes mean nothing. So every word that is not plain
+    /// is put in single quotes with its single quotes doubled ([`rsync_word`]): a value with a
+    /// quote stays one word and can never become an option (`-oProxyCommand=…` hidden in a key
+    /// path ran a command as root when values were quoted for a shell).
     ///
+    /// The fixed options come first, because ssh keeps the first value it is given for an
+    /// option:
     /// - `BatchMode=yes`: never a password prompt on a timer;
     /// - `StrictHostKeyChecking=yes`: an unknown or changed host key fails the run (a NAS that
     ///   suddenly has another key is not where the backup goes);
     /// - `IdentitiesOnly=yes`: only the configured key is offered.
     pub fn remote_shell(&self) -> String {
         let mut words = vec!["ssh".to_owned()];
-        if let Some(p) = self.port {
-            words.push("-p".to_owned());
-            words.push(p.to_string());
-        }
-        if let Some(k) = &self.key_file {
-            words.push("-i".to_owned());
-            words.push(quote(k));
-        }
         for o in [
             "BatchMode=yes",
             "StrictHostKeyChecking=yes",
@@ -48,9 +46,31 @@ impl SshOptions {
         }
         if let Some(kh) = &self.known_hosts {
             words.push("-o".to_owned());
-            words.push(quote(&format!("UserKnownHostsFile={kh}")));
+            words.push(rsync_word(&format!("UserKnownHostsFile={kh}")));
+        }
+        if let Some(p) = self.port {
+            words.push("-p".to_owned());
+            words.push(p.to_string());
+        }
+        if let Some(k) = &self.key_file {
+            words.push("-i".to_owned());
+            words.push(rsync_word(k));
         }
         words.join(" ")
+    }
+}
+
+/// One word of rsync's `-e` command, as rsync splits it: plain, or in single quotes with each
+/// single quote doubled.
+pub fn rsync_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "''"))
     }
 }
 
@@ -178,6 +198,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rsync_words_double_their_quotes() {
+        assert_eq!(rsync_word("/etc/hb/key"), "/etc/hb/key");
+        assert_eq!(rsync_word("it's"), "'it''s'");
+        assert_eq!(rsync_word("a b"), "'a b'");
+        assert_eq!(rsync_word(""), "''");
+    }
+
+    #[test]
     fn argv() {
         let ssh = SshOptions {
             key_file: Some("/etc/hb/offsite key".into()),
@@ -194,7 +222,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             inv.display(),
-            "rsync -e 'ssh -i '\\''/etc/hb/offsite key'\\'' -o BatchMode=yes -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o ConnectTimeout=30 -o UserKnownHostsFile=/etc/hb/known_hosts' -aHAX --numeric-ids --delete --delete-excluded --modify-window=-1 --stats --exclude=/.daily-backup.lock -- /mnt/backup/ backup@nas:/vol/Backup/pve-backup/"
+            "rsync -e 'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o ConnectTimeout=30 -o UserKnownHostsFile=/etc/hb/known_hosts -i '\\''/etc/hb/offsite key'\\''' -aHAX --numeric-ids --delete --delete-excluded --modify-window=-1 --stats --exclude=/.daily-backup.lock -- /mnt/backup/ backup@nas:/vol/Backup/pve-backup/"
         );
         let inc = tree_incremental(
             "rsync",

@@ -2,6 +2,7 @@
 //! with real rsync, real files and (as root) real read-only bind mounts.
 
 mod alerts;
+mod config_guards;
 mod ctl_real;
 mod daily_real;
 mod defects;

@@ -114,6 +114,12 @@ fn error_messages() {
         ("relative-tree-source", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.tree]]\nsource = \"srv\"\nname = \"nfs\"\n"),
         ("tree-name-with-slash", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.tree]]\nsource = \"/srv\"\nname = \"a/b\"\n"),
         ("bad-pushgateway", "backup-root = \"/b\"\n[metrics]\npushgateway = \"127.0.0.1:9091\"\n"),
+        ("number-too-large", "backup-root = \"/b\"\n[pvc-backup]\nmax-snapshot-age-hours = 18446744073709551615\n"),
+        ("offsite-destination-inside-backup-root", "backup-root = \"/b\"\n[offsite]\ndestination = \"/b/offsite\"\n"),
+        ("offsite-destination-around-backup-root", "backup-root = \"/mnt/b\"\n[offsite]\ndestination = \"/mnt\"\n"),
+        ("offsite-destination-is-a-tree", "backup-root = \"/b\"\n[offsite]\ndestination = \"/srv/nfs/\"\n[[offsite.tree]]\nsource = \"/srv/nfs\"\nname = \"nfs\"\n"),
+        ("offsite-destination-holds-the-change-log", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nchange-log = \"/nas/log/changes\"\n"),
+        ("offsite-tree-inside-backup-root", "backup-root = \"/b\"\n[offsite]\ndestination = \"nas:/vol\"\n[[offsite.tree]]\nsource = \"/b/pvc-data\"\nname = \"x\"\n"),
         ("bad-resolver", "backup-root = \"/b\"\n[kubernetes]\nresolver = \"api\"\n"),
         (
             "duplicate-static-lv",

@@ -1,0 +1,282 @@
+//! Config values are data, never code (issue 19, items 2, 5, 6, 8): a quote in an ssh path
+//! cannot become an ssh option, the offsite copy cannot sit inside what it copies, a file
+//! anyone can write is refused when running as root, and every error names its key.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::harness::*;
+
+fn check(config: &Utf8Path) -> Output {
+    Command::new(CTL)
+        .args(["--config", config.as_str(), "config", "check"])
+        .output()
+        .unwrap()
+}
+
+/// A folder with a config holding `offsite` and a fake `ssh` on PATH that records its argv
+/// instead of connecting: what rsync really hands to ssh.
+struct Site {
+    _dir: tempfile::TempDir,
+    root: Utf8PathBuf,
+}
+
+impl Site {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+        std::fs::create_dir_all(root.join("backup/pvc-data")).unwrap();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        let ssh = root.join("bin/ssh");
+        std::fs::write(
+            &ssh,
+            format!(
+                "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\0' \"$a\"; done >> {root}/ssh-argv\nexit 255\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self { _dir: dir, root }
+    }
+
+    fn config(&self, offsite: &str) -> Utf8PathBuf {
+        let p = self.root.join("config.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "backup-root = \"{}/backup\"\n[snapshots]\nbackend = \"dir\"\nvolumes-dir = \
+                 \"{0}/v\"\nsnapshots-dir = \"{0}/s\"\n[pvc-backup]\nmount-dir = \"{0}/mnt\"\n\
+                 [offsite]\n{offsite}\n",
+                self.root
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    fn argv(&self) -> Vec<String> {
+        std::fs::read(self.root.join("ssh-argv"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+}
+
+/// The exact string of the report: a quote in `ssh-key-file` injected `-oProxyCommand` and ran
+/// a command as root. It is refused by `config check` naming the key, and whatever rsync is
+/// given as a remote shell, a quoted key path stays one argument after `-i`, behind the fixed
+/// options (ssh keeps the first value of an option).
+#[test]
+fn a_quote_in_an_ssh_path_never_becomes_an_ssh_option() {
+    let site = Site::new();
+    let evil = site.root.join("evil.sh");
+    let pwned = site.root.join("pwned");
+    std::fs::write(&evil, format!("#!/bin/sh\ntouch {pwned}\n")).unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (key, value) in [
+        (
+            "ssh-key-file",
+            format!("/x/k' -oProxyCommand={evil} -oSendEnv=x'"),
+        ),
+        ("ssh-key-file", "/x/k\" -oProxyCommand=x".to_owned()),
+        ("ssh-key-file", "/x/with space".to_owned()),
+        ("ssh-key-file", "/x/$(touch /tmp/pwned)".to_owned()),
+        ("ssh-key-file", "/x/`id`".to_owned()),
+        ("ssh-key-file", "/x/a;b".to_owned()),
+        ("ssh-key-file", "/x/a\\nb".to_owned()),
+        (
+            "ssh-known-hosts",
+            "/x/kh -oStrictHostKeyChecking=no".to_owned(),
+        ),
+        ("ssh-key-file", "-oProxyCommand=x".to_owned()),
+    ] {
+        let config = site.config(&format!(
+            "destination = \"backup@nas.invalid:/vol\"\n{key} = \"{}\"",
+            value.replace('"', "\\\"")
+        ));
+        let out = check(&config);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{key} = {value:?}: {t}");
+        assert!(
+            t.contains(&format!("offsite.{key}")),
+            "{key} = {value:?}: {t}"
+        );
+    }
+    // below the config check: the remote shell rsync really runs, split by rsync itself
+    let key = format!("/x/k' -oProxyCommand={evil} -oSendEnv=x'");
+    let ssh = backup_rsync::SshOptions {
+        key_file: Some(key.clone()),
+        known_hosts: Some("/x/it's known".to_owned()),
+        port: None,
+    };
+    let inv = backup_rsync::backup_root_copy(
+        "rsync",
+        &site.root.join("backup"),
+        "backup@nas.invalid:/vol/pve-backup/",
+        &[],
+        Some(&ssh),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        site.root.join("bin"),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(&inv.program)
+        .args(&inv.args)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        !pwned.exists(),
+        "the injected ProxyCommand ran: {}",
+        text(&out)
+    );
+    let argv = site.argv();
+    let i = argv
+        .iter()
+        .position(|a| a == "-i")
+        .unwrap_or_else(|| panic!("no -i in what ssh got: {argv:?} ({})", text(&out)));
+    assert_eq!(argv[i + 1], key, "{argv:?}");
+    assert!(
+        argv.contains(&"UserKnownHostsFile=/x/it's known".to_owned()),
+        "{argv:?}"
+    );
+    let strict = argv
+        .iter()
+        .position(|a| a == "StrictHostKeyChecking=yes")
+        .unwrap();
+    assert!(strict < i, "the fixed options come first: {argv:?}");
+    assert!(
+        !argv.iter().any(|a| a.starts_with("-oProxyCommand")),
+        "{argv:?}"
+    );
+}
+
+/// The offsite destination apart from what it copies: inside the backup root each run nested the
+/// last copy in itself; around it, or equal to a tree, or holding the change log, the copy would
+/// be sent into itself. Each is a configuration error naming both keys.
+#[test]
+fn an_offsite_destination_inside_what_it_copies_is_refused() {
+    let site = Site::new();
+    let root = &site.root;
+    for (offsite, other) in [
+        (format!("destination = \"{root}/backup/offsite\""), "backup-root"),
+        (format!("destination = \"{root}\""), "backup-root"),
+        (
+            format!(
+                "destination = \"{root}/nas\"\n[[offsite.tree]]\nsource = \"{root}/nas/nfs\"\nname = \"nfs\""
+            ),
+            "offsite.tree[0].source",
+        ),
+        (
+            format!("destination = \"{root}/nas\"\nchange-log = \"{root}/nas/changes.log\""),
+            "offsite.change-log",
+        ),
+    ] {
+        let out = check(&site.config(&offsite));
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{offsite}: {t}");
+        assert!(t.contains("offsite.destination") && t.contains(other), "{t}");
+    }
+    let out = check(&site.config(&format!(
+        "destination = \"nas:/vol\"\n[[offsite.tree]]\nsource = \"{root}/backup/pvc-data\"\nname = \"x\""
+    )));
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("offsite.tree[0].source") && t.contains("backup-root"),
+        "{t}"
+    );
+}
+
+/// As root, a config, key file or env file that someone else could write (or in a folder they
+/// could write) is refused with exit 2 naming the file, its mode and owner.
+#[test]
+fn files_anyone_can_write_are_refused_when_running_as_root() {
+    assert!(
+        is_root(),
+        "the ownership checks only apply to root: run scripts/test as root"
+    );
+    let site = Site::new();
+    let config = site.config("destination = \"/srv/offsite\"");
+    assert_eq!(
+        check(&config).status.code(),
+        Some(0),
+        "{}",
+        text(&check(&config))
+    );
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let t = text(&check(&config));
+    assert!(t.contains("exit Some(2)") && t.contains("mode 666"), "{t}");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // a folder above it that its group can write
+    std::fs::set_permissions(&site.root, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let t = text(&check(&config));
+    assert!(t.contains("exit Some(2)") && t.contains("its group"), "{t}");
+    std::fs::set_permissions(&site.root, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // owned by another user
+    std::os::unix::fs::chown(&config, Some(1000), Some(1000)).unwrap();
+    let t = text(&check(&config));
+    assert!(
+        t.contains("exit Some(2)") && t.contains("owned by uid 1000"),
+        "{t}"
+    );
+    std::os::unix::fs::chown(&config, Some(0), Some(0)).unwrap();
+    // the ssh key file it names
+    let key = site.root.join("key");
+    std::fs::write(&key, "not really a key").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let config = site.config(&format!(
+        "destination = \"backup@nas:/vol\"\nssh-key-file = \"{key}\""
+    ));
+    let t = text(&check(&config));
+    assert!(
+        t.contains("exit Some(2)") && t.contains("offsite.ssh-key-file") && t.contains("mode 666"),
+        "{t}"
+    );
+    // backup-dump's env file
+    let env_file = site.root.join("secrets.env");
+    std::fs::write(&env_file, "PGPASSWORD=x\n").unwrap();
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o646)).unwrap();
+    let dest = site.root.join("dumps");
+    std::fs::create_dir_all(&dest).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_backup-dump"))
+        .env_remove("HOMELAB_BACKUP_CONFIG")
+        .args([
+            "--name",
+            "pg",
+            "--dest",
+            dest.as_str(),
+            "--env-file",
+            env_file.as_str(),
+        ])
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(
+        t.contains("exit Some(2)") && t.contains("writable by everyone"),
+        "{t}"
+    );
+}
+
+/// A number too large for its key named the key as `(file)`: now the key and the file.
+#[test]
+fn a_number_too_large_names_its_key() {
+    let site = Site::new();
+    let config = site.root.join("config.toml");
+    std::fs::write(
+        &config,
+        "backup-root = \"/b\"\n[pvc-backup]\nmax-snapshot-age-hours = 18446744073709551615\n",
+    )
+    .unwrap();
+    let t = text(&check(&config));
+    assert!(t.contains("exit Some(2)"), "{t}");
+    assert!(t.contains("`pvc-backup.max-snapshot-age-hours`"), "{t}");
+    assert!(!t.contains("(file)"), "{t}");
+}
