@@ -250,6 +250,10 @@ pub fn job(
         monthly_full_pass: cfg.pvc_backup.monthly_full_pass,
     };
     let plan = plan(cfg, &deps, ctx.now, allow_empty)?;
+    if !ctx.dry_run() {
+        // the disk's identity, written on its first use: offsite step 1 compares it
+        crate::root_id::ensure(&cfg.backup_root)?;
+    }
     let json = ctx.global.json;
     let prune_plan = if ctx.dry_run() {
         Some(plan_pruning(cfg, &deps, ctx.now)?)

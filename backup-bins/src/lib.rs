@@ -32,6 +32,7 @@ mod outcome;
 mod pfsense;
 mod report;
 mod restore;
+mod root_id;
 mod runner;
 mod safe_read;
 mod snapshot;

@@ -63,6 +63,8 @@ pub struct StepResult {
     pub stats: Option<SyncStats>,
     /// Wall time.
     pub seconds: f64,
+    /// What it kept back (step 1: versions protected offsite, withheld, an adopted disk).
+    pub note: Option<String>,
 }
 
 /// Everything a run did.
@@ -122,6 +124,9 @@ impl Outcome for OffsiteReport {
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default()
             ));
+            if let Some(n) = &s.note {
+                out.push_str(&format!("          {n}\n"));
+            }
         }
         let failed: Vec<&str> = self
             .steps
@@ -171,6 +176,8 @@ pub struct OffsiteOptions {
     pub full: bool,
     /// Accept an empty source and more deletions than `max-delete`, for this run.
     pub force: bool,
+    /// Step 1 to a copy last synced from another backup disk: this disk replaces it.
+    pub adopt: bool,
 }
 
 fn ssh(o: &OffsiteConfig) -> Option<SshOptions> {
@@ -211,7 +218,12 @@ fn excludes(cfg: &Config, o: &OffsiteConfig) -> Vec<String> {
     out
 }
 
-fn step_one(ctx: &Context<'_>, cfg: &Config, o: &OffsiteConfig) -> Result<Option<SyncStats>> {
+fn step_one(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    o: &OffsiteConfig,
+    opts: OffsiteOptions,
+) -> Result<(Option<SyncStats>, Option<String>)> {
     let root = &cfg.backup_root;
     // a backup root that is not the backup disk (unmounted: an empty folder on `/`) would
     // make --delete wipe pve-backup/ offsite
@@ -252,15 +264,165 @@ fn step_one(ctx: &Context<'_>, cfg: &Config, o: &OffsiteConfig) -> Result<Option
             })?,
         )
     };
+    let guard = step_one_guard(ctx, cfg, o, opts)?;
     let inv = backup_root_copy(
         &crate::app::rsync_program(),
         root,
         &dest_folder(&o.destination, "pve-backup"),
+        &guard.filters,
         &excludes(cfg, o),
         ssh(o).as_ref(),
     )
     .map_err(|e| Error::Core(e.into()))?;
-    transfer(ctx, &inv, SourceKind::Live)
+    Ok((transfer(ctx, &inv, SourceKind::Live)?, guard.note))
+}
+
+/// What step 1 must not do, worked out before rsync runs.
+struct StepOneGuard {
+    /// `--filter` rules: protect offsite versions the disk lacks, withhold incomplete ones.
+    filters: Vec<String>,
+    /// What was kept back, for the report.
+    note: Option<String>,
+}
+
+/// The identity check and the deletion rule of step 1: the backup root must be the one the
+/// offsite copy was last synced from (else refused, unless `--adopt`), and a version leaves the
+/// offsite copy only when the backup disk's retention removed it (see
+/// [`backup_core::plan_step_one`]).
+fn step_one_guard(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    o: &OffsiteConfig,
+    opts: OffsiteOptions,
+) -> Result<StepOneGuard> {
+    let root = &cfg.backup_root;
+    let program = crate::app::rsync_program();
+    let ssh = ssh(o);
+    let pve_backup = dest_folder(&o.destination, "pve-backup");
+    let local_id = if ctx.dry_run() {
+        crate::root_id::read(root)?
+    } else {
+        Some(crate::root_id::ensure(root)?)
+    };
+    // the id the offsite copy was last synced from travels with it
+    let scratch =
+        tempfile::tempdir().map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
+    let fetched = Utf8Path::from_path(scratch.path())
+        .ok_or_else(|| Error::Usage("temp path is not UTF-8".to_owned()))?
+        .join("id");
+    let remote_id = format!("{pve_backup}{}", crate::root_id::ROOT_ID_FILE);
+    let inv = backup_rsync::fetch_offsite_file(&program, &remote_id, &fetched, ssh.as_ref())
+        .map_err(|e| Error::Core(e.into()))?;
+    let out = ctx.runner().run(&inv)?;
+    let offsite_id = match out.status {
+        Some(0) => crate::root_id::parse(&std::fs::read(&fetched).unwrap_or_default()),
+        _ if missing(&out.stderr) => None,
+        _ => {
+            return Err(Error::Usage(format!(
+                "cannot read {remote_id}, the identity of the disk the offsite copy was synced \
+                 from: {}",
+                backup_core::stderr_tail(&out.stderr, 5)
+            )))
+        }
+    };
+    if let (Some(theirs), Some(ours)) = (&offsite_id, &local_id) {
+        if theirs != ours && !opts.adopt {
+            return Err(Error::Usage(format!(
+                "the backup disk ({root}, id {ours}) is not the disk {pve_backup} was synced \
+                 from (id {theirs}): a new, wiped or other disk would make step 1 delete the \
+                 offsite history. Nothing was sent. If this disk replaces the old one on \
+                 purpose, run `offsite-sync-backup --adopt` once: the offsite versions stay \
+                 until this disk's own retention would have removed them"
+            )));
+        }
+    }
+    // the complete versions offsite
+    let inv = backup_rsync::list_offsite_markers(
+        &program,
+        &format!("{pve_backup}pvc-data"),
+        ssh.as_ref(),
+    )
+    .map_err(|e| Error::Core(e.into()))?;
+    let out = ctx.runner().run(&inv)?;
+    if out.status != Some(0) && !missing(&out.stderr) {
+        return Err(Error::Usage(format!(
+            "cannot list the versions in {pve_backup}pvc-data: {}",
+            backup_core::stderr_tail(&out.stderr, 5)
+        )));
+    }
+    let offsite: Vec<backup_core::WeekVersion> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(backup_rsync::parse_marker_listing)
+        .filter_map(|(week, namespace, pvc, at)| {
+            Some(backup_core::WeekVersion {
+                week: week.parse().ok()?,
+                namespace,
+                pvc,
+                completed_at: Some(
+                    chrono::NaiveDateTime::parse_from_str(&at, "%Y/%m/%d %H:%M:%S")
+                        .map_or(ctx.now, |t| t.and_utc()),
+                ),
+            })
+        })
+        .collect();
+    let local = ctx.store()?.list_versions(backup_core::Series::Pvc)?;
+    let plan = backup_core::plan_step_one(
+        &cfg.pvc_backup.policy,
+        o.weekly_versions,
+        &local,
+        &offsite,
+        ctx.now,
+    )?;
+    let mut filters = Vec::new();
+    let paths = |v: &backup_core::WeekVersion| {
+        let (w, ns, pvc) = (v.week, &v.namespace, &v.pvc);
+        [
+            format!("/pvc-data/{w}/{ns}/{pvc}/"),
+            format!("/pvc-data/{w}/.complete/{ns}/{pvc}"),
+            format!("/pvc-data/{w}/.records/{ns}/{pvc}"),
+            format!("/pvc-data/{w}/.damaged/{ns}/{pvc}"),
+            format!("/sqlite-backup/{w}/{ns}/{pvc}/"),
+        ]
+    };
+    for v in plan.protect.iter().chain(&plan.withhold) {
+        filters.extend(paths(v).into_iter().map(|p| format!("P {p}")));
+    }
+    for v in &plan.withhold {
+        filters.extend(paths(v).into_iter().map(|p| format!("- {p}")));
+    }
+    let name = |v: &backup_core::WeekVersion| format!("{}/{} {}", v.namespace, v.pvc, v.week);
+    let mut notes = Vec::new();
+    if !plan.protect.is_empty() {
+        notes.push(format!(
+            "kept offsite, not on this disk: {}",
+            plan.protect.iter().map(name).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !plan.withhold.is_empty() {
+        notes.push(format!(
+            "not sent, incomplete here and complete offsite: {}",
+            plan.withhold
+                .iter()
+                .map(name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if offsite_id.is_some() && offsite_id != local_id && opts.adopt {
+        notes.push(format!(
+            "adopted: {pve_backup} now follows this disk ({})",
+            local_id.as_deref().unwrap_or("id written by the real run")
+        ));
+    }
+    Ok(StepOneGuard {
+        filters,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    })
+}
+
+/// rsync's word for a source that is not there (exit 23): nothing was synced there yet.
+fn missing(stderr: &[u8]) -> bool {
+    String::from_utf8_lossy(stderr).contains("No such file or directory")
 }
 
 fn tree_step(
@@ -388,7 +550,7 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
     let (one, trees) = std::thread::scope(|s| {
         let one = s.spawn(|| {
             let started = std::time::Instant::now();
-            (step_one(ctx, cfg, o), started)
+            (step_one(ctx, cfg, o, opts), started)
         });
         let trees: Vec<_> = o
             .trees
@@ -413,13 +575,19 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
     if one.is_ok() {
         state.backup_root = Some(ctx.now);
     }
-    let mut steps = vec![step_result(
+    let (one, note) = match one {
+        Ok((stats, note)) => (Ok(stats), note),
+        Err(e) => (Err(e), None),
+    };
+    let mut first = step_result(
         "backup-root",
         dest_folder(&o.destination, "pve-backup"),
         None,
         one,
         started,
-    )];
+    );
+    first.note = note;
+    let mut steps = vec![first];
     let mut full_sync = !o.trees.is_empty();
     for (tree, pass, result, started) in trees {
         let ts = state.trees.entry(tree.name.clone()).or_default();
@@ -467,5 +635,6 @@ fn step_result(
         error: result.as_ref().err().map(ToString::to_string),
         stats: result.ok().flatten(),
         seconds: started.elapsed().as_secs_f64(),
+        note: None,
     }
 }

@@ -5,19 +5,21 @@
 //! changes, and `.staging/record/<ns>/<pvc>`), and only when that is whole and on disk
 //! ([`commit`]) swaps it in:
 //!
-//! 1. a journal (`.staging/commit/<ns>/<pvc>`) names the new tree's inode, the old marker and
-//!    the new one, written atomically;
-//! 2. the marker goes (the version is briefly not complete);
-//! 3. `renameat2(RENAME_EXCHANGE)` swaps the new tree with the old copy (a plain rename when
+//! 1. a journal (`.staging/commit/<ns>/<pvc>`) names the new tree's inode and the new marker,
+//!    written atomically;
+//! 2. `renameat2(RENAME_EXCHANGE)` swaps the new tree with the old copy (a plain rename when
 //!    there was none);
-//! 4. the new record replaces the old one (rename);
-//! 5. the new marker is written (atomically, after a `syncfs`), the journal removed;
-//! 6. the old tree, now under `.staging/tree/`, and the version's damage list are removed.
+//! 3. the new record replaces the old one (rename);
+//! 4. the new marker is written (atomically), the journal removed;
+//! 5. the old tree, now under `.staging/tree/`, and the version's damage list are removed.
 //!
-//! Until step 2 the old version is complete and untouched, whatever happens to the run
-//! (ENOSPC, SIGTERM, SIGKILL, a power cut): the next run removes the leftovers. A crash in
-//! steps 2 to 5 (a few renames, no data written) is finished or undone by [`recover`] at the
-//! start of the next run of that volume: the journal and the inode of the copy tell which.
+//! The marker is never removed: the version is complete at every moment. Before step 2 it is
+//! the old version, untouched, whatever happens to the run (ENOSPC, SIGTERM, SIGKILL, a power
+//! cut). From step 2 until the journal goes, the copy is the new tree: a reader that finds a
+//! journal whose inode is the copy's takes the record from the journal's side
+//! ([`record_path`]), so copy and record always agree. The next run of the volume finishes such
+//! a commit, or drops one that never swapped ([`recover`]), and removes what a killed run
+//! staged.
 
 use backup_core::{format_marker, BackupRoot, IsoWeek, StagingPart};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -51,12 +53,10 @@ impl Paths {
     }
 }
 
-/// What the journal holds: enough to finish or undo the swap.
+/// What the journal holds: enough to tell whether the swap happened, and to finish it.
 struct Journal {
     /// Inode of the new tree (it keeps it through the renames).
     new_tree_inode: u64,
-    /// The marker before (empty: the version was not complete).
-    old_marker: String,
     /// The marker after.
     new_marker: String,
 }
@@ -64,21 +64,40 @@ struct Journal {
 impl Journal {
     fn encode(&self) -> String {
         format!(
-            "HBCOMMIT1\n{}\n{}\n{}\n",
+            "HBCOMMIT2\n{}\n{}\n",
             self.new_tree_inode,
-            self.old_marker.trim(),
             self.new_marker.trim()
         )
     }
 
     fn decode(text: &str) -> Option<Self> {
         let mut lines = text.lines();
-        (lines.next()? == "HBCOMMIT1").then_some(())?;
+        (lines.next()? == "HBCOMMIT2").then_some(())?;
         Some(Self {
             new_tree_inode: lines.next()?.parse().ok()?,
-            old_marker: lines.next()?.to_owned(),
-            new_marker: lines.next()?.to_owned(),
+            new_marker: format!("{}\n", lines.next()?),
         })
+    }
+
+    fn read(p: &Paths) -> Option<Self> {
+        crate::safe_read::read_regular_string(&p.journal)
+            .ok()
+            .and_then(|t| Self::decode(&t))
+    }
+
+    /// The swap happened: the copy is the journal's tree.
+    fn swapped(&self, p: &Paths) -> bool {
+        inode(&p.copy) == Some(self.new_tree_inode)
+    }
+}
+
+/// The record that describes the copy of `ns/pvc` in `week` now: its record, or, while a commit
+/// that already swapped the copy in has not renamed the new record yet, the new one.
+pub fn record_path(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> Utf8PathBuf {
+    let p = Paths::new(root, week, ns, pvc);
+    match Journal::read(&p) {
+        Some(j) if j.swapped(&p) && p.next_record.exists() => p.next_record,
+        _ => p.record,
     }
 }
 
@@ -133,14 +152,11 @@ pub fn commit(
         remove_file_if_present(&p.next_record)?;
         return remove_file_if_present(&p.damaged);
     };
-    let old_marker = crate::safe_read::read_regular_string(&p.marker).unwrap_or_default();
     let journal = Journal {
         new_tree_inode,
-        old_marker,
         new_marker,
     };
     write_atomic(&p.journal, journal.encode().as_bytes())?;
-    remove_file_if_present(&p.marker)?;
     swap_in(&p.tree, &p.copy)?;
     finish(&p, &journal)
 }
@@ -179,7 +195,7 @@ fn swap_in(tree: &Utf8Path, copy: &Utf8Path) -> Result<()> {
         .map_err(|e| Error::io("swap the new copy in at", copy, e.into()))
 }
 
-/// Finishes or undoes a commit that a killed run left half done, and removes what a killed
+/// Finishes or drops a commit that a killed run left half done, and removes what a killed
 /// run staged. Returns what it did when there was something to say.
 ///
 /// # Errors
@@ -195,20 +211,16 @@ pub fn recover(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> Result<
                     p.journal
                 )));
             };
-            if inode(&p.copy) == Some(j.new_tree_inode) {
-                // swapped: finish
+            if j.swapped(&p) {
                 finish(&p, &j)?;
                 Some(format!(
                     "finished the update of week {week} that an interrupted run had swapped in"
                 ))
             } else {
-                // not swapped: the old copy and record are in place
-                if !j.old_marker.is_empty() {
-                    write_atomic(&p.marker, format!("{}\n", j.old_marker).as_bytes())?;
-                }
+                // never swapped: the copy, record and marker are the old ones, complete
                 remove_file_if_present(&p.journal)?;
                 Some(format!(
-                    "undid the update of week {week} that an interrupted run had begun to swap in"
+                    "dropped the update of week {week} an interrupted run had not swapped in"
                 ))
             }
         }
@@ -299,15 +311,19 @@ mod tests {
             std::fs::create_dir(&tree).unwrap();
             std::fs::write(tree.join("f"), "new").unwrap();
             write_atomic(&p.next_record, b"new record").unwrap();
+            write_atomic(&p.marker, b"2026-01-05T05:00:00Z\n").unwrap();
             let j = Journal {
                 new_tree_inode: inode(&tree).unwrap(),
-                old_marker: "2026-01-05T05:00:00Z".to_owned(),
                 new_marker: "2026-01-06T05:00:00Z".to_owned(),
             };
             write_atomic(&p.journal, j.encode().as_bytes()).unwrap();
-            // the run died after removing the marker (and maybe after the swap)
+            // the run died after the journal (and maybe after the swap)
             if swapped {
                 swap_in(&p.tree, &p.copy).unwrap();
+                // meanwhile a reader takes the record that goes with the copy
+                assert_eq!(record_path(&root, w, "ns", "p"), p.next_record);
+            } else {
+                assert_eq!(record_path(&root, w, "ns", "p"), p.record);
             }
             let said = recover(&root, w, "ns", "p").unwrap().unwrap();
             let (content, record, marker) = if swapped {
@@ -315,7 +331,7 @@ mod tests {
             } else {
                 ("old", "old record", "2026-01-05")
             };
-            assert!(said.contains(if swapped { "finished" } else { "undid" }));
+            assert!(said.contains(if swapped { "finished" } else { "dropped" }));
             assert_eq!(std::fs::read_to_string(p.copy.join("f")).unwrap(), content);
             assert_eq!(std::fs::read_to_string(&p.record).unwrap(), record);
             assert!(std::fs::read_to_string(&p.marker)

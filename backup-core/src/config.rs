@@ -147,6 +147,7 @@ struct RawOffsite {
     require_mount: Option<bool>,
     monthly_full_pass: Option<bool>,
     daily_wait_seconds: Option<u64>,
+    weekly_versions: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -400,6 +401,10 @@ pub struct OffsiteConfig {
     pub monthly_full_pass: bool,
     /// `daily-wait-seconds` (default 3600): how long step 1 waits for a running daily-backup.
     pub daily_wait_seconds: u64,
+    /// How many complete versions of each PVC the offsite copy keeps (`weekly-versions`); `None`:
+    /// what the backup disk keeps. Step 1 deletes a version offsite only when the backup disk's
+    /// retention removed it and it is not among these.
+    pub weekly_versions: Option<u32>,
 }
 
 impl OffsiteConfig {
@@ -872,6 +877,15 @@ impl Check<'_> {
             require_mount: o.require_mount.unwrap_or(false),
             monthly_full_pass: o.monthly_full_pass.unwrap_or(true),
             daily_wait_seconds: o.daily_wait_seconds.unwrap_or(3600),
+            weekly_versions: match o.weekly_versions {
+                Some(0) => {
+                    return Err(c.err(
+                        "offsite.weekly-versions",
+                        "expected at least 1 (0 would keep nothing offsite)",
+                    ))
+                }
+                other => other,
+            },
         })
     }
 

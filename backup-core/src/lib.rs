@@ -41,6 +41,7 @@ mod linkdest;
 pub mod metric_names;
 mod metrics;
 mod mount;
+mod offsite_plan;
 mod pattern;
 mod plan;
 mod record;
@@ -75,6 +76,7 @@ pub use layout::{
 pub use linkdest::plan_link_dest;
 pub use metrics::{exposition, Metric, MetricGroup, MetricsSink, Sample};
 pub use mount::Mounter;
+pub use offsite_plan::{plan_step_one, StepOnePlan};
 pub use pattern::LvPattern;
 pub use plan::{
     dated_file_name, dated_folder_name, parse_dated_file_name, parse_dated_folder_name, plan_daily,

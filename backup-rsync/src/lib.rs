@@ -31,6 +31,9 @@ mod transfer;
 pub use command::{changed_copy, weekly_copy};
 pub use error::Error;
 pub use exit::{classify, meaning, ExitVerdict};
-pub use offsite::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};
+pub use offsite::{
+    backup_root_copy, dest_folder, fetch_offsite_file, list_offsite_markers, parse_marker_listing,
+    rsync_word, tree_full_pass, tree_incremental, SshOptions,
+};
 pub use stats::parse_stats;
 pub use transfer::{execute, RsyncFileSync};

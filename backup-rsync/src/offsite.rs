@@ -92,6 +92,8 @@ fn base(program: &str, ssh: Option<&SshOptions>) -> Invocation {
 /// - `-aHAX --numeric-ids`: `-H` keeps the weekly versions hardlinked (without it four weeks
 ///   take four times the space offsite); owners by number;
 /// - `--delete`: pruned weeks go offsite too (the backup root was checked to be the backup disk);
+/// - `--filter` each of `filters` first (`P <path>`: protect offsite versions the backup disk
+///   does not hold from `--delete`; `- <path>`: withhold an incomplete version);
 /// - `--exclude` each of `excludes` (anchored at the root: locks, the change log, temp files of
 ///   atomic writes, SQLite scratch);
 /// - `--stats` for the numbers.
@@ -102,6 +104,7 @@ pub fn backup_root_copy(
     program: &str,
     source: &Utf8Path,
     dest: &str,
+    filters: &[String],
     excludes: &[String],
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
@@ -114,6 +117,9 @@ pub fn backup_root_copy(
         "--modify-window=-1",
         "--stats",
     ]);
+    for f in filters {
+        inv = inv.arg(format!("--filter={f}"));
+    }
     for e in excludes {
         inv = inv.arg(format!("--exclude={e}"));
     }
@@ -121,6 +127,72 @@ pub fn backup_root_copy(
         .arg("--")
         .arg(format!("{}/", source.trim_end_matches('/')))
         .arg(dest.to_owned()))
+}
+
+/// Lists the completion markers under `<dest>/pve-backup/pvc-data/` (`--list-only`, read only):
+/// `<week>/.complete/<namespace>/<pvc>` with their times. A destination without that folder
+/// makes rsync exit 23 ("No such file or directory"): nothing is there yet.
+///
+/// # Errors
+/// Never for now; the same shape as the others.
+pub fn list_offsite_markers(
+    program: &str,
+    pvc_data: &str,
+    ssh: Option<&SshOptions>,
+) -> Result<Invocation, Error> {
+    Ok(base(program, ssh)
+        .args([
+            "--list-only",
+            "-r",
+            "--include=/*/",
+            "--include=/*/.complete/",
+            "--include=/*/.complete/*/",
+            "--include=/*/.complete/*/*",
+            "--exclude=*",
+            "--",
+        ])
+        .arg(format!("{}/", pvc_data.trim_end_matches('/')))
+        .read_only())
+}
+
+/// Copies one file from the destination (`<dest>/pve-backup/.backup-root-id`) to `local`, read
+/// only for the destination.
+///
+/// # Errors
+/// [`Error::RelativePath`] for a relative `local`.
+pub fn fetch_offsite_file(
+    program: &str,
+    remote: &str,
+    local: &Utf8Path,
+    ssh: Option<&SshOptions>,
+) -> Result<Invocation, Error> {
+    let local = absolute("destination", local)?;
+    Ok(base(program, ssh)
+        .args(["--no-motd", "--"])
+        .arg(remote.to_owned())
+        .arg(local.to_owned())
+        .read_only())
+}
+
+/// One line of `rsync --list-only` for a completion marker: (week, namespace, pvc, mtime).
+pub fn parse_marker_listing(line: &str) -> Option<(String, String, String, String)> {
+    let mut f = line.split_whitespace();
+    let perms = f.next()?;
+    if !perms.starts_with('-') {
+        return None;
+    }
+    let (_size, date, time) = (f.next()?, f.next()?, f.next()?);
+    let path = f.collect::<Vec<_>>().join(" ");
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        [week, ".complete", ns, pvc] => Some((
+            (*week).to_owned(),
+            (*ns).to_owned(),
+            (*pvc).to_owned(),
+            format!("{date} {time}"),
+        )),
+        _ => None,
+    }
 }
 
 /// A full pass of one tree: `-aHAX --numeric-ids --delete --max-delete=<n>`. With `preview`,
@@ -198,6 +270,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn marker_listings_parse() {
+        assert_eq!(
+            parse_marker_listing(
+                "-rw-r--r--             21 2026/01/05 05:00:00 2026-02/.complete/ns/data"
+            ),
+            Some((
+                "2026-02".to_owned(),
+                "ns".to_owned(),
+                "data".to_owned(),
+                "2026/01/05 05:00:00".to_owned()
+            ))
+        );
+        assert_eq!(
+            parse_marker_listing("drwxr-xr-x          4,096 2026/01/05 05:00:00 2026-02/.complete"),
+            None
+        );
+        assert_eq!(
+            parse_marker_listing("-rw-r--r--  9 2026/01/05 05:00:00 2026-02/ns/data/file"),
+            None
+        );
+    }
+
+    #[test]
     fn rsync_words_double_their_quotes() {
         assert_eq!(rsync_word("/etc/hb/key"), "/etc/hb/key");
         assert_eq!(rsync_word("it's"), "'it''s'");
@@ -216,6 +311,7 @@ mod tests {
             "rsync",
             Utf8Path::new("/mnt/backup"),
             &dest_folder("backup@nas:/vol/Backup/", "pve-backup"),
+            &[],
             &["/.daily-backup.lock".to_owned()],
             Some(&ssh),
         )

@@ -38,6 +38,12 @@ struct Cli {
     /// For this run: accept an empty tree source and more deletions than max-delete.
     #[arg(long)]
     force: bool,
+
+    /// Step 1 to an offsite copy last synced from another backup disk (a replaced or wiped
+    /// disk): this disk becomes the one it follows. Versions offsite that this disk lacks are
+    /// still kept until its own retention would have removed them.
+    #[arg(long)]
+    adopt: bool,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +56,7 @@ fn main() -> ExitCode {
     let opts = OffsiteOptions {
         full: cli.full,
         force: cli.force,
+        adopt: cli.adopt,
     };
     run(&spec, &cli.global, |ctx| {
         backup_bins::offsite_job(ctx, opts)

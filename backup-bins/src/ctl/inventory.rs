@@ -127,7 +127,8 @@ pub(super) fn live(ctx: &Context<'_>, cfg: &Config) -> Live {
 
 /// The decoded record of a version, when there is a usable one.
 pub(super) fn record(store: &dyn BackupStore, v: &WeekVersion) -> Option<Vec<FileEntry>> {
-    let path = store.root().pvc_record(v.week, &v.namespace, &v.pvc);
+    // while a commit is half done, the record that goes with the copy now
+    let path = crate::version_commit::record_path(store.root(), v.week, &v.namespace, &v.pvc);
     decode_record(&store.read_file(&path).ok()??).ok()
 }
 

@@ -335,32 +335,42 @@ fn prepare_update(
         entries, databases, ..
     } = incremental::walk(read_root.as_std_path(), base_map, trust_ctime)?;
     let mut hashed = entries.clone();
-    let outcome = if full && base.is_some() {
+    if full && base.is_some() {
         // a full pass reads every file first: what to send depends on the content
         incremental::fill_md5(
             read_root.as_std_path(),
             &mut hashed,
             &BTreeMap::new(),
             false,
+            &BTreeSet::new(),
         )?;
-        copy_changes(deps, plan, vp, read_root, base.as_ref(), &hashed, true)?
-    } else {
-        // the md5s (of new and changed files; the rest from the base) are read from the
-        // snapshot while rsync copies it: the two read the same files, neither waits
-        let (outcome, hashing) = std::thread::scope(|s| {
-            let hasher = s.spawn(|| {
-                incremental::fill_md5(read_root.as_std_path(), &mut hashed, base_map, trust_ctime)
-            });
-            let outcome = copy_changes(deps, plan, vp, read_root, base.as_ref(), &entries, false);
-            let hashing = hasher
-                .join()
-                .unwrap_or_else(|_| Err(Error::Usage("the md5 worker panicked".to_owned())));
-            (outcome, hashing)
+    }
+    let diff_entries = if full { &hashed } else { &entries };
+    let changes = stage_changes(deps, plan, vp, read_root, base.as_ref(), diff_entries, full)?;
+    // the md5s of what is sent are read from the snapshot while rsync copies it (the two read
+    // the same bytes, neither waits); what is linked keeps the md5 its base records
+    let (outcome, hashing) = std::thread::scope(|s| {
+        let sent = changes.sent();
+        let hasher = s.spawn(|| {
+            if full && base.is_some() {
+                return Ok(());
+            }
+            incremental::fill_md5(
+                read_root.as_std_path(),
+                &mut hashed,
+                base_map,
+                trust_ctime,
+                sent,
+            )
         });
-        let outcome = outcome?;
-        hashing?;
-        outcome
-    };
+        let outcome = send_changes(deps, read_root, &changes);
+        let hashing = hasher
+            .join()
+            .unwrap_or_else(|_| Err(Error::Usage("the md5 worker panicked".to_owned())));
+        (outcome, hashing)
+    });
+    let outcome = outcome?;
+    hashing?;
     let entries = hashed;
     let mut stats = outcome.stats;
     // the version's own numbers, whatever rsync was asked to look at
@@ -427,12 +437,42 @@ fn check_empty_source(
     Ok(())
 }
 
-/// Builds the update in the staging folder: a hardlink tree of the base copy and an rsync of
+/// What an update sends, once the staging folder holds the hardlink tree.
+enum Changes {
+    /// A rerun of the week that finds nothing changed: nothing staged, nothing sent.
+    Nothing,
+    /// The changed paths, sent into the staging tree with `--files-from`.
+    Paths {
+        /// The staging tree.
+        staging: Utf8PathBuf,
+        /// Every path sent (not linked).
+        sent: BTreeSet<Vec<u8>>,
+        /// The NUL-separated list rsync reads.
+        list: tempfile::NamedTempFile,
+    },
+    /// The whole snapshot, with `--checksum` against the linked week (no usable record).
+    Whole(SyncRequest),
+}
+
+impl Changes {
+    /// The paths sent from the snapshot: their md5 must be read from it, not taken from the
+    /// base (a file sent because it has several links, was damaged or could not be linked may
+    /// have been rewritten with the same size and mtime).
+    fn sent(&self) -> &BTreeSet<Vec<u8>> {
+        static NONE: BTreeSet<Vec<u8>> = BTreeSet::new();
+        match self {
+            Changes::Paths { sent, .. } => sent,
+            Changes::Nothing | Changes::Whole(_) => &NONE,
+        }
+    }
+}
+
+/// Stages the update: a hardlink tree of the base copy in the staging folder, and the list of
 /// what changed since its record (with `content`, the entries carry fresh md5s and a file whose
 /// md5 is not the record's is sent whatever its size and mtime say); without a usable base
 /// record, a whole copy with `--checksum` against the linked week. A rerun of the week that
 /// finds nothing changed stages nothing.
-fn copy_changes(
+fn stage_changes(
     deps: &DailyDeps<'_>,
     plan: &DailyPlan,
     vp: &VolumePlan,
@@ -440,21 +480,21 @@ fn copy_changes(
     base: Option<&Base>,
     entries: &[FileEntry],
     content: bool,
-) -> Result<backup_core::SyncOutcome> {
+) -> Result<Changes> {
     let v = &vp.volume;
     let Some(base) = base else {
         let staging = deps.store.staging_tree(plan.week, &v.namespace, &v.pvc)?;
         let link_dest = vp
             .link_week
             .map(|w| deps.store.root().pvc_copy(w, &v.namespace, &v.pvc));
-        return Ok(deps.sync.sync(&SyncRequest {
+        return Ok(Changes::Whole(SyncRequest {
             source: read_root.to_owned(),
             dest: staging,
             checksum: link_dest.is_some(),
             link_dest,
             source_kind: SourceKind::Snapshot,
             files_from: None,
-        })?);
+        }));
     };
     let mut diff = incremental::diff(
         entries,
@@ -466,11 +506,7 @@ fn copy_changes(
         },
     );
     if base.copy == vp.dest && diff.send.is_empty() && diff.gone.is_empty() {
-        // a rerun of the week with nothing changed: no copy at all
-        return Ok(backup_core::SyncOutcome {
-            stats: SyncStats::default(),
-            warnings: Vec::new(),
-        });
+        return Ok(Changes::Nothing);
     }
     let staging = deps.store.staging_tree(plan.week, &v.namespace, &v.pvc)?;
     incremental::build_link_tree(
@@ -481,25 +517,43 @@ fn copy_changes(
         &staging,
         &mut diff,
     )?;
-    if diff.send.is_empty() {
-        return Ok(backup_core::SyncOutcome {
-            stats: SyncStats::default(),
-            warnings: Vec::new(),
-        });
-    }
     let list = tempfile::NamedTempFile::new()
         .map_err(|e| Error::io("create a temp file in", "/tmp", e))?;
     std::fs::write(list.path(), incremental::files_from(&diff))
         .map_err(|e| Error::io("write", list.path().display().to_string(), e))?;
-    let list_path = Utf8Path::from_path(list.path())
-        .ok_or_else(|| Error::Usage("temp path is not UTF-8".to_owned()))?
-        .to_owned();
-    Ok(deps.sync.sync(&SyncRequest {
-        source: read_root.to_owned(),
-        dest: staging,
-        link_dest: None,
-        source_kind: SourceKind::Snapshot,
-        files_from: Some(list_path),
-        checksum: false,
-    })?)
+    Ok(Changes::Paths {
+        staging,
+        sent: diff.send,
+        list,
+    })
+}
+
+/// Sends what [`stage_changes`] staged.
+fn send_changes(
+    deps: &DailyDeps<'_>,
+    read_root: &Utf8Path,
+    changes: &Changes,
+) -> Result<backup_core::SyncOutcome> {
+    let none = || backup_core::SyncOutcome {
+        stats: SyncStats::default(),
+        warnings: Vec::new(),
+    };
+    match changes {
+        Changes::Nothing => Ok(none()),
+        Changes::Paths { sent, .. } if sent.is_empty() => Ok(none()),
+        Changes::Paths { staging, list, .. } => {
+            let list_path = Utf8Path::from_path(list.path())
+                .ok_or_else(|| Error::Usage("temp path is not UTF-8".to_owned()))?
+                .to_owned();
+            Ok(deps.sync.sync(&SyncRequest {
+                source: read_root.to_owned(),
+                dest: staging.clone(),
+                link_dest: None,
+                source_kind: SourceKind::Snapshot,
+                files_from: Some(list_path),
+                checksum: false,
+            })?)
+        }
+        Changes::Whole(request) => Ok(deps.sync.sync(request)?),
+    }
 }

@@ -236,8 +236,10 @@ pub(crate) fn md5_of(path: &Path) -> Result<[u8; 16]> {
     Ok(ctx.finalize().0)
 }
 
-/// Fills in the md5 of every file: from `base` where the file is unchanged, else read from
-/// `root` (one worker per core).
+/// Fills in the md5 of every file: from `base` where the file is unchanged and linked from
+/// there, else read from `root` (one worker per core). A file in `sent` was copied from the
+/// snapshot, not linked: its md5 is always read, since the bytes rsync copied are the
+/// snapshot's, whatever its size and mtime say.
 ///
 /// # Errors
 /// When a file cannot be read.
@@ -246,11 +248,16 @@ pub fn fill_md5(
     entries: &mut [FileEntry],
     base: &BTreeMap<Vec<u8>, FileEntry>,
     trust_ctime: bool,
+    sent: &BTreeSet<Vec<u8>>,
 ) -> Result<()> {
     let mut todo: Vec<&mut FileEntry> = Vec::new();
     for e in entries.iter_mut().filter(|e| e.kind == EntryKind::File) {
         match base.get(&e.path) {
-            Some(b) if b.unchanged(e, trust_ctime) && b.md5 != [0; 16] => e.md5 = b.md5,
+            Some(b)
+                if b.unchanged(e, trust_ctime) && b.md5 != [0; 16] && !sent.contains(&e.path) =>
+            {
+                e.md5 = b.md5
+            }
             _ => todo.push(e),
         }
     }

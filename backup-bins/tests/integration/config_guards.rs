@@ -118,6 +118,7 @@ fn a_quote_in_an_ssh_path_never_becomes_an_ssh_option() {
         &site.root.join("backup"),
         "backup@nas.invalid:/vol/pve-backup/",
         &[],
+        &[],
         Some(&ssh),
     )
     .unwrap();

@@ -116,9 +116,9 @@ fn set_old_mtime(p: &Utf8Path) -> std::io::Result<()> {
 }
 
 /// True for the operations an incremental run on the `dir` backend cannot see (only a full
-/// pass reads the content).
+/// pass reads the content): twins made again over earlier ones keep their size and old mtime.
 fn hidden(op: &Op) -> bool {
-    matches!(op, Op::KeepMtime(_) | Op::SwapTwins(_))
+    matches!(op, Op::KeepMtime(_) | Op::Twins(_) | Op::SwapTwins(_))
 }
 
 fn apply(vol: &Utf8Path, op: &Op, day: usize) {

@@ -15,6 +15,7 @@ mod into_volume;
 mod lvm_transcript;
 mod manifests;
 mod offsite_real;
+mod offsite_step_one;
 mod output;
 mod pfsense_real;
 mod pushgateway_real;
