@@ -81,6 +81,24 @@ impl ChangeLog {
             .map_err(|e| Error::io("append to", &live, e))
     }
 
+    /// Records the identity of the root of `tree` the tracker watches now.
+    ///
+    /// # Errors
+    /// I/O errors naming the file.
+    pub fn write_root(&self, tree: &str, root: Option<RootIdentity>) -> Result<()> {
+        write_atomic(
+            &self.files(tree).root_identity(),
+            RootIdentity::show(root).as_bytes(),
+        )
+    }
+
+    /// The identity of the root the tracker last said it watches; `None` when it never said.
+    pub fn read_root(&self, tree: &str) -> Option<String> {
+        crate::safe_read::read_regular_string(self.files(tree).root_identity())
+            .ok()
+            .map(|t| t.trim().to_owned())
+    }
+
     /// Records that `tree`'s log cannot be trusted until a full pass succeeded.
     ///
     /// # Errors
@@ -181,5 +199,36 @@ impl ChangeLog {
             Ok(()) => false,
             Err(_) => true,
         }
+    }
+}
+
+/// What a tree root is: its device and inode. A folder replaced by another (`mv nfs nfs.old;
+/// mkdir nfs`) or a file system mounted over it (an export that came up after the tracker) has
+/// another; the tracker's watches would still be on the old one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootIdentity {
+    /// `st_dev`.
+    pub dev: u64,
+    /// `st_ino`.
+    pub ino: u64,
+}
+
+impl RootIdentity {
+    /// The identity of the folder at `path` now (following a symlink in the path, as the
+    /// tracker's watch does); `None` when there is none.
+    pub fn of(path: &std::path::Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path)
+            .ok()
+            .filter(std::fs::Metadata::is_dir)
+            .map(|m| Self {
+                dev: m.dev(),
+                ino: m.ino(),
+            })
+    }
+
+    /// `<dev> <ino>`, or `absent`.
+    pub fn show(root: Option<Self>) -> String {
+        root.map_or_else(|| "absent".to_owned(), |r| format!("{} {}", r.dev, r.ino))
     }
 }

@@ -425,6 +425,22 @@ fn missing(stderr: &[u8]) -> bool {
     String::from_utf8_lossy(stderr).contains("No such file or directory")
 }
 
+/// Why the change log cannot speak for the tree's root as it is now: the root is not the one
+/// the tracker says it watches (replaced, mounted over, gone), or the tracker never said.
+fn root_not_watched(log: &ChangeLog, tree: &backup_core::Tree) -> Option<String> {
+    let now = crate::change_log::RootIdentity::show(crate::change_log::RootIdentity::of(
+        tree.source.as_std_path(),
+    ));
+    match log.read_root(&tree.name) {
+        Some(watched) if watched == now => None,
+        Some(watched) => Some(format!(
+            "the tree root is not the one the tracker watched (device and inode {watched}, now \
+             {now})"
+        )),
+        None => Some("the tracker has not recorded which tree root it watches".to_owned()),
+    }
+}
+
 fn tree_step(
     ctx: &Context<'_>,
     o: &OffsiteConfig,
@@ -438,9 +454,13 @@ fn tree_step(
         Ok(t) => t,
         Err(e) => return (None, Err(e)),
     };
-    let untrusted = taken.full_pass.clone().or_else(|| {
-        (!log.tracker_running()).then(|| "nfs-change-tracker is not running".to_owned())
-    });
+    let untrusted = taken
+        .full_pass
+        .clone()
+        .or_else(|| {
+            (!log.tracker_running()).then(|| "nfs-change-tracker is not running".to_owned())
+        })
+        .or_else(|| root_not_watched(log, tree));
     let pass = plan_tree_pass(
         untrusted.as_deref(),
         state.last_success,

@@ -22,7 +22,11 @@ use backup_core::{encode_record, Config, MetricGroup, Tree};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use serde::Serialize;
 
-use crate::change_log::ChangeLog;
+use crate::change_log::{ChangeLog, RootIdentity};
+
+/// How often the tracker looks at each tree root's identity (a replaced or mounted-over root
+/// sends no event to the watches of the old one).
+const ROOT_CHECK: Duration = Duration::from_secs(1);
 use crate::error::{Error, Result};
 use crate::exit::Exit;
 use crate::run::Outcome;
@@ -34,6 +38,7 @@ fn mask() -> WatchMask {
         | WatchMask::MOVED_TO
         | WatchMask::DELETE
         | WatchMask::ATTRIB
+        | WatchMask::MOVE_SELF
         | WatchMask::DONT_FOLLOW
         | WatchMask::ONLYDIR
         | WatchMask::EXCL_UNLINK
@@ -175,10 +180,13 @@ fn track_tree(tree: &Tree, log: &ChangeLog, stop: &AtomicBool, counters: &Counte
     };
     // whatever happened while no tracker ran is unknown: the next sync makes a full pass
     log.mark_full_pass(&tree.name, "nfs-change-tracker started")?;
+    let mut root = RootIdentity::of(&w.root);
+    log.write_root(&tree.name, root)?;
     if let Err(why) = w.add_tree(Path::new("")) {
         counters.overflows.fetch_add(1, Ordering::SeqCst);
         log.mark_full_pass(&tree.name, &why)?;
     }
+    let mut root_checked = Instant::now();
     counters
         .watches
         .store(w.dirs.len() as u64, Ordering::SeqCst);
@@ -190,6 +198,7 @@ fn track_tree(tree: &Tree, log: &ChangeLog, stop: &AtomicBool, counters: &Counte
         let mut new_dirs: Vec<PathBuf> = Vec::new();
         let mut gone_dirs: Vec<PathBuf> = Vec::new();
         let mut overflowed = false;
+        let mut root_lost = false;
         match w.inotify.read_events(&mut buffer) {
             Ok(events) => {
                 for ev in events {
@@ -197,8 +206,17 @@ fn track_tree(tree: &Tree, log: &ChangeLog, stop: &AtomicBool, counters: &Counte
                         overflowed = true;
                         continue;
                     }
-                    if ev.mask.contains(EventMask::IGNORED) {
-                        w.dirs.remove(&ev.wd);
+                    if ev
+                        .mask
+                        .intersects(EventMask::IGNORED | EventMask::UNMOUNT | EventMask::MOVE_SELF)
+                    {
+                        // the root's own watch going means the root went: look at it now
+                        if w.dirs.get(&ev.wd).is_some_and(|d| d.as_os_str().is_empty()) {
+                            root_lost = true;
+                        }
+                        if ev.mask.contains(EventMask::IGNORED) {
+                            w.dirs.remove(&ev.wd);
+                        }
                         continue;
                     }
                     let (Some(dir), Some(name)) = (w.dirs.get(&ev.wd), ev.name) else {
@@ -234,6 +252,33 @@ fn track_tree(tree: &Tree, log: &ChangeLog, stop: &AtomicBool, counters: &Counte
         if overflowed {
             counters.overflows.fetch_add(1, Ordering::SeqCst);
             log.mark_full_pass(&tree.name, "the inotify queue overflowed: events were lost")?;
+        }
+        // the root itself: replaced, mounted over, gone or back; the watches are on the old one
+        if root_lost || root_checked.elapsed() >= ROOT_CHECK {
+            root_checked = Instant::now();
+            let now = RootIdentity::of(&w.root);
+            if now != root {
+                let why = format!(
+                    "the tree root {} changed (device and inode {} -> {}): replaced, mounted \
+                     over or gone; watching it again",
+                    w.root.display(),
+                    RootIdentity::show(root),
+                    RootIdentity::show(now)
+                );
+                // a fresh instance drops every watch of the old root at once
+                w.inotify = Inotify::init()
+                    .map_err(|e| Error::io("start inotify for", tree.source.clone(), e))?;
+                w.dirs.clear();
+                log.mark_full_pass(&tree.name, &why)?;
+                if now.is_some() {
+                    if let Err(e) = w.add_tree(Path::new("")) {
+                        counters.overflows.fetch_add(1, Ordering::SeqCst);
+                        log.mark_full_pass(&tree.name, &e)?;
+                    }
+                }
+                log.write_root(&tree.name, now)?;
+                root = now;
+            }
         }
         counters
             .watches

@@ -46,6 +46,11 @@ impl ChangeLogFiles {
         Utf8PathBuf::from(format!("{}.{}.full-pass", self.base, self.tree))
     }
 
+    /// The identity of the tree root the tracker watches (`<device> <inode>`, or `absent`).
+    pub fn root_identity(&self) -> Utf8PathBuf {
+        Utf8PathBuf::from(format!("{}.{}.root", self.base, self.tree))
+    }
+
     /// A sealed segment, named by a sortable stamp.
     pub fn sealed(&self, stamp: &str) -> Utf8PathBuf {
         Utf8PathBuf::from(format!("{}.{}.sealed-{stamp}", self.base, self.tree))

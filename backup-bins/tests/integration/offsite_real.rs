@@ -497,3 +497,79 @@ fn check_counts_the_folders_against_max_user_watches() {
     );
     assert!(text(&out).contains(": fits"), "{}", text(&out));
 }
+
+/// Issue 19, items 3 and 4: a tree root replaced by another folder (`mv a a.old; mkdir a; cp -a`)
+/// or mounted over after the tracker started (the export came up late) is not what the tracker
+/// watched. The tracker notices within a second, watches the new root and marks a full pass;
+/// the sync also compares the root with the one the tracker recorded. Either way the new files
+/// reach the offsite copy, and never as "0 changed paths".
+#[test]
+fn a_replaced_or_mounted_over_tree_root_gets_a_full_pass_and_its_files_arrive() {
+    require_root();
+    let mut site = Site::new("");
+    let a = site.root.join("a");
+    write(&a.join("old.txt"), "old\n");
+    site.start_tracker();
+    site.sync_ok();
+    let t = site.sync_ok();
+    assert!(line(&t, "a").contains("0 changed paths"), "{t}");
+
+    // replaced: the old folder moved away, a copy put in its place, then written to
+    std::fs::rename(&a, site.root.join("a.old")).unwrap();
+    std::fs::create_dir(&a).unwrap();
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", site.root.join("a.old")))
+        .arg(&a)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    write(&a.join("new-after-replace.txt"), "new\n");
+    write(&a.join("old.txt"), "edited\n");
+    let t = site.sync_ok();
+    assert!(line(&t, "a").contains("full pass"), "{t}");
+    let nas = site.root.join("nas/a");
+    assert_eq!(
+        std::fs::read_to_string(nas.join("new-after-replace.txt")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(nas.join("old.txt")).unwrap(),
+        "edited\n"
+    );
+    // the tracker watches the new root: later changes arrive incrementally
+    std::thread::sleep(Duration::from_millis(1500));
+    site.sync_ok();
+    write(&a.join("later.txt"), "later\n");
+    let t = site.sync_ok();
+    assert!(line(&t, "a").contains("changed path"), "{t}");
+    assert!(nas.join("later.txt").is_file(), "{t}");
+
+    // mounted over after the tracker started
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount tmpfs: {}", text(&out));
+    struct Unmount(Utf8PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.0.as_str())
+                .status();
+        }
+    }
+    let _guard = Unmount(a.clone());
+    write(&a.join("on-the-mount.txt"), "mounted\n");
+    let t = site.sync(&[]);
+    let tt = text(&t);
+    assert_eq!(t.status.code(), Some(0), "{tt}");
+    assert!(line(&tt, "a").contains("full pass"), "{tt}");
+    assert_eq!(
+        std::fs::read_to_string(nas.join("on-the-mount.txt")).unwrap(),
+        "mounted\n"
+    );
+    site.stop_tracker();
+}
