@@ -500,10 +500,42 @@ impl Check<'_> {
     }
 
     fn name(&self, key: &str, value: &str) -> Result<String, ConfigError> {
-        if value.is_empty() || value == "." || value == ".." || value.contains(['/', '\0']) {
+        if value.is_empty()
+            || value == "."
+            || value == ".."
+            || value.starts_with('-')
+            || value.contains(['/', '\0'])
+            || value.chars().any(char::is_control)
+        {
             return Err(self.err(
                 key,
-                format!("expected a plain name (no `/`), found `{value}`"),
+                format!(
+                    "expected a plain name (no `/`, no leading `-`, no control character), \
+                     found `{}`",
+                    value.escape_debug()
+                ),
+            ));
+        }
+        Ok(value.to_owned())
+    }
+
+    /// A host name that goes to ssh as its own argument: letters, digits, `.`, `-`, `_`, `:`
+    /// (IPv6 in brackets) and one `user@`; never a leading `-` (it would be an option).
+    fn host(&self, key: &str, value: &str) -> Result<String, ConfigError> {
+        let ok = !value.is_empty()
+            && !value.starts_with('-')
+            && value.matches('@').count() <= 1
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-_:[]@".contains(c));
+        if !ok {
+            return Err(self.err(
+                key,
+                format!(
+                    "expected a host name (letters, digits, `.-_:[]`, one `user@`; no leading \
+                     `-`), found `{}`",
+                    value.escape_debug()
+                ),
             ));
         }
         Ok(value.to_owned())
@@ -801,12 +833,7 @@ impl Check<'_> {
                 format!("expected an http(s) URL, found `{}`", p.api_url),
             ));
         }
-        if p.ssh_host.is_empty() || p.ssh_host.starts_with('-') {
-            return Err(c.err(
-                "pfsense.ssh-host",
-                format!("expected a host name, found `{}`", p.ssh_host),
-            ));
-        }
+        c.host("pfsense.ssh-host", &p.ssh_host)?;
         Ok(PfsenseConfig {
             api_url: p.api_url,
             api_key_file: c.abs("pfsense.api-key-file", &p.api_key_file)?,
@@ -829,11 +856,26 @@ impl Check<'_> {
 
     fn offsite(&self, o: RawOffsite, backup_root: &Utf8Path) -> Result<OffsiteConfig, ConfigError> {
         let c = self;
-        if o.destination.is_empty() || o.destination.starts_with('-') {
+        if o.destination.is_empty()
+            || o.destination.starts_with('-')
+            || o.destination.chars().any(char::is_control)
+        {
             return Err(c.err(
                 "offsite.destination",
-                format!("expected an rsync destination, found `{}`", o.destination),
+                format!(
+                    "expected an rsync destination (no leading `-`, no control character), \
+                     found `{}`",
+                    o.destination.escape_debug()
+                ),
             ));
+        }
+        // `host:path`: the host goes to ssh as an argument of its own
+        if let Some((host, _)) = o
+            .destination
+            .split_once(':')
+            .filter(|(h, _)| !h.contains('/'))
+        {
+            c.host("offsite.destination", host)?;
         }
         let mut trees: Vec<Tree> = Vec::new();
         for (i, t) in o.tree.iter().enumerate() {

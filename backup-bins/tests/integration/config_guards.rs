@@ -281,3 +281,85 @@ fn a_number_too_large_names_its_key() {
     assert!(t.contains("`pvc-backup.max-snapshot-age-hours`"), "{t}");
     assert!(!t.contains("(file)"), "{t}");
 }
+
+/// Every other config value that reaches a command line (issue 19, item 5), fed quotes, spaces,
+/// a leading `-`, `$(…)`, backquotes, `;` and a newline: a host that goes to ssh as an argument,
+/// a tree name, are refused naming the key; a local destination and a tree source are data
+/// (after `--`, no shell anywhere): the sync works with them and nothing runs.
+#[test]
+fn hostile_values_are_refused_by_key_or_carried_as_data() {
+    let site = Site::new();
+    let pf = |host: &str| {
+        format!(
+            "destination = \"/srv/x\"\n[pfsense]\napi-url = \"https://pf\"\napi-key-file = \
+             \"/k\"\nssh-host = \"{host}\"\nssh-key-file = \"/k2\""
+        )
+    };
+    let cases: Vec<(String, &str)> = [
+        "-oProxyCommand=x:/vol",
+        "ho st:/vol",
+        "host$(id):/vol",
+        "host`id`:/vol",
+        "host;id:/vol",
+        "it's:/vol",
+        "/nas\\nx",
+    ]
+    .iter()
+    .map(|d| (format!("destination = \"{d}\""), "offsite.destination"))
+    .chain(["-x", "a\\nb"].iter().map(|n| {
+        (
+            format!(
+                "destination = \"/srv/x\"\n[[offsite.tree]]\nsource = \"/srv/nfs\"\nname = \"{n}\""
+            ),
+            "offsite.tree[0].name",
+        )
+    }))
+    .chain(
+        [
+            "pf lan",
+            "$(id)",
+            "-oProxyCommand=x",
+            "a;b",
+            "`id`",
+            "pf\\nlan",
+        ]
+        .iter()
+        .map(|h| (pf(h), "pfsense.ssh-host")),
+    )
+    .collect();
+    for (offsite, key) in cases {
+        let out = check(&site.config(&offsite));
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{offsite}: {t}");
+        assert!(t.contains(&format!("`{key}`")), "{offsite}: {t}");
+    }
+    // data: a local destination and a tree source full of shell syntax
+    let pwned = site.root.join("pwned");
+    let odd = format!("n a's $(touch {pwned}) `touch {pwned}`; -x");
+    let dest = site.root.join(&odd);
+    let src = site.root.join(format!("src {odd}"));
+    std::fs::create_dir_all(&dest).unwrap();
+    write(&src.join("f.txt"), "data\n");
+    let config = site.config(&format!(
+        "destination = \"{}\"\n[[offsite.tree]]\nsource = \"{}\"\nname = \"t $(id)\"",
+        dest.as_str().replace('\\', "\\\\").replace('"', "\\\""),
+        src.as_str().replace('\\', "\\\\").replace('"', "\\\""),
+    ));
+    assert_eq!(
+        check(&config).status.code(),
+        Some(0),
+        "{}",
+        text(&check(&config))
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_offsite-sync-backup"))
+        .args(["--config", config.as_str()])
+        .output()
+        .unwrap();
+    assert!(!pwned.exists(), "a config value ran: {}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("t $(id)/f.txt")).unwrap(),
+        "data\n",
+        "{}",
+        text(&out)
+    );
+}
