@@ -321,7 +321,7 @@ fn step_one_guard(
             return Err(Error::Usage(format!(
                 "cannot read {remote_id}, the identity of the disk the offsite copy was synced \
                  from: {}",
-                backup_core::stderr_tail(&out.stderr, 5)
+                rsync_failure(&out)
             )))
         }
     };
@@ -347,7 +347,7 @@ fn step_one_guard(
     if out.status != Some(0) && !missing(&out.stderr) {
         return Err(Error::Usage(format!(
             "cannot list the versions in {pve_backup}pvc-data: {}",
-            backup_core::stderr_tail(&out.stderr, 5)
+            rsync_failure(&out)
         )));
     }
     let offsite: Vec<backup_core::WeekVersion> = String::from_utf8_lossy(&out.stdout)
@@ -418,6 +418,16 @@ fn step_one_guard(
         filters,
         note: (!notes.is_empty()).then(|| notes.join("; ")),
     })
+}
+
+/// How a read-only rsync failed: its exit code and what the code means (255: the remote shell
+/// failed, a changed host key among others), and the end of what it said.
+fn rsync_failure(out: &backup_core::Output) -> String {
+    let code = out.status.map_or_else(
+        || "killed by a signal".to_owned(),
+        |c| format!("exit {c}, {}", backup_rsync::meaning(c)),
+    );
+    format!("rsync {code}: {}", backup_core::stderr_tail(&out.stderr, 8))
 }
 
 /// rsync's word for a source that is not there (exit 23): nothing was synced there yet.

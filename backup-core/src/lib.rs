@@ -93,7 +93,7 @@ pub use retention::{
     DumpInfo, DumpPolicy, GfsPolicy, SnapshotInfo, SnapshotPolicy, Timed, VersionPolicy,
     WeekVersion,
 };
-pub use runner::{quote, Invocation, Output, Runner};
+pub use runner::{is_plain_word, quote, Invocation, Output, Runner};
 pub use selection::{select_volumes, RefusedVolume, SelectedVolume, Selection};
 pub use sqlite_magic::{
     classify_sqlite_header, is_side_file, is_sqlite_header, Discovery, SqliteHeader,

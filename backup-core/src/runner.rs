@@ -126,15 +126,20 @@ impl fmt::Display for Invocation {
 
 /// Quotes one word for a POSIX shell, only when it needs it.
 pub fn quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
-    if plain {
+    if is_plain_word(word) {
         word.to_owned()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
     }
+}
+
+/// True when `word` needs no quoting, for a shell or for rsync's `-e` splitting: letters,
+/// digits and `_@%+=:,./-` only.
+pub fn is_plain_word(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b))
 }
 
 /// What a finished command left behind.

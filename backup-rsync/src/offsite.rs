@@ -63,11 +63,7 @@ impl SshOptions {
 /// One word of rsync's `-e` command, as rsync splits it: plain, or in single quotes with each
 /// single quote doubled.
 pub fn rsync_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
-    if plain {
+    if backup_core::is_plain_word(word) {
         word.to_owned()
     } else {
         format!("'{}'", word.replace('\'', "''"))

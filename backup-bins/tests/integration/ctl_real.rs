@@ -270,19 +270,7 @@ fn a_hostile_tree_is_restored_identical_and_checked() {
     }
     assert_eq!(env.day("2026-01-05").status.code(), Some(0));
     let dest = env.root.join("restored");
-    let out = ctl(
-        &env,
-        &[
-            "restore",
-            "pvc",
-            "--namespace",
-            "vaultwarden",
-            "--pvc",
-            "data",
-            "--to",
-            dest.as_str(),
-        ],
-    );
+    let out = env.restore_vaultwarden(&dest);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("all as recorded"), "{}", text(&out));
     let (want, got) = (state(&v), state(&dest));
@@ -318,19 +306,7 @@ fn a_hostile_tree_is_restored_identical_and_checked() {
         "the sparse file came back with {blocks} blocks"
     );
     // a second restore into the same, now non-empty folder is refused without --force
-    let again = ctl(
-        &env,
-        &[
-            "restore",
-            "pvc",
-            "--namespace",
-            "vaultwarden",
-            "--pvc",
-            "data",
-            "--to",
-            dest.as_str(),
-        ],
-    );
+    let again = env.restore_vaultwarden(&dest);
     assert_eq!(again.status.code(), Some(2), "{}", text(&again));
     assert!(text(&again).contains("not empty"), "{}", text(&again));
     write(&dest.join("stray"), "not in the version\n");

@@ -320,3 +320,27 @@ pub fn record_mismatches(env: &Env, ns: &str, pvc: &str, week: &str) -> Vec<Stri
         .map(|e| String::from_utf8_lossy(&e.path).into_owned())
         .collect()
 }
+
+/// A tmpfs of `size` (`3m`) mounted on `dir` until the guard is dropped (then detached).
+#[must_use]
+pub fn mount_tmpfs(dir: &Utf8Path, size: &str) -> Unmount {
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mount tmpfs on {dir}: {}", text(&out));
+    Unmount(dir.to_owned())
+}
+
+/// Detaches its mount when dropped.
+pub struct Unmount(Utf8PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.0.as_str())
+            .status();
+    }
+}

@@ -194,19 +194,7 @@ fn a_rerun_that_fills_the_disk_leaves_the_weeks_complete_version_as_it_was() {
     );
     let env = Env::new();
     let backup = env.root.join("backup");
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
-        .arg(&backup)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "mount tmpfs: {}", text(&out));
-    struct Unmount(String);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(backup.to_string());
+    let _guard = mount_tmpfs(&backup, "3m");
     let vol = env.vol("vm-100-pvc-a");
     write(&vol.join("keep/small"), "monday\n");
     assert_eq!(env.day("2026-01-05").status.code(), Some(0));

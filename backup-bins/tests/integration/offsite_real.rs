@@ -546,22 +546,7 @@ fn a_replaced_or_mounted_over_tree_root_gets_a_full_pass_and_its_files_arrive() 
     assert!(nas.join("later.txt").is_file(), "{t}");
 
     // mounted over after the tracker started
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&a)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "mount tmpfs: {}", text(&out));
-    struct Unmount(Utf8PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.0.as_str())
-                .status();
-        }
-    }
-    let _guard = Unmount(a.clone());
+    let _guard = crate::harness::mount_tmpfs(&a, "4m");
     write(&a.join("on-the-mount.txt"), "mounted\n");
     let t = site.sync(&[]);
     let tt = text(&t);
