@@ -304,27 +304,7 @@ fn step_one_guard(
     } else {
         Some(crate::root_id::ensure(root)?)
     };
-    // the id the offsite copy was last synced from travels with it
-    let scratch =
-        tempfile::tempdir().map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
-    let fetched = Utf8Path::from_path(scratch.path())
-        .ok_or_else(|| Error::Usage("temp path is not UTF-8".to_owned()))?
-        .join("id");
-    let remote_id = format!("{pve_backup}{}", crate::root_id::ROOT_ID_FILE);
-    let inv = backup_rsync::fetch_offsite_file(&program, &remote_id, &fetched, ssh.as_ref())
-        .map_err(|e| Error::Core(e.into()))?;
-    let out = ctx.runner().run(&inv)?;
-    let offsite_id = match out.status {
-        Some(0) => crate::root_id::parse(&std::fs::read(&fetched).unwrap_or_default()),
-        _ if missing(&out.stderr) => None,
-        _ => {
-            return Err(Error::Usage(format!(
-                "cannot read {remote_id}, the identity of the disk the offsite copy was synced \
-                 from: {}",
-                rsync_failure(&out)
-            )))
-        }
-    };
+    let offsite_id = read_offsite_id(ctx, &program, ssh.as_ref(), &pve_backup)?;
     if let (Some(theirs), Some(ours)) = (&offsite_id, &local_id) {
         if theirs != ours && !opts.adopt {
             return Err(Error::Usage(format!(
@@ -336,13 +316,67 @@ fn step_one_guard(
             )));
         }
     }
-    // the complete versions offsite
-    let inv = backup_rsync::list_offsite_markers(
-        &program,
-        &format!("{pve_backup}pvc-data"),
-        ssh.as_ref(),
-    )
-    .map_err(|e| Error::Core(e.into()))?;
+    let offsite = offsite_versions(ctx, &program, ssh.as_ref(), &pve_backup)?;
+    let local = ctx.store()?.list_versions(backup_core::Series::Pvc)?;
+    let plan = backup_core::plan_step_one(
+        &cfg.pvc_backup.policy,
+        o.weekly_versions,
+        &local,
+        &offsite,
+        ctx.now,
+    )?;
+    let (filters, mut notes) = guard_filters(&plan);
+    if offsite_id.is_some() && offsite_id != local_id && opts.adopt {
+        notes.push(format!(
+            "adopted: {pve_backup} now follows this disk ({})",
+            local_id.as_deref().unwrap_or("id written by the real run")
+        ));
+    }
+    Ok(StepOneGuard {
+        filters,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    })
+}
+
+/// The id of the disk `<pve_backup>` was last synced from (`None`: none yet), read with rsync
+/// over the same transport as the sync.
+fn read_offsite_id(
+    ctx: &Context<'_>,
+    program: &str,
+    ssh: Option<&SshOptions>,
+    pve_backup: &str,
+) -> Result<Option<String>> {
+    let scratch =
+        tempfile::tempdir().map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
+    let fetched = Utf8Path::from_path(scratch.path())
+        .ok_or_else(|| Error::Usage("temp path is not UTF-8".to_owned()))?
+        .join("id");
+    let remote_id = format!("{pve_backup}{}", crate::root_id::ROOT_ID_FILE);
+    let inv = backup_rsync::fetch_offsite_file(program, &remote_id, &fetched, ssh)
+        .map_err(|e| Error::Core(e.into()))?;
+    let out = ctx.runner().run(&inv)?;
+    match out.status {
+        Some(0) => Ok(crate::root_id::parse(
+            &std::fs::read(&fetched).unwrap_or_default(),
+        )),
+        _ if missing(&out.stderr) => Ok(None),
+        _ => Err(Error::Usage(format!(
+            "cannot read {remote_id}, the identity of the disk the offsite copy was synced \
+             from: {}",
+            rsync_failure(&out)
+        ))),
+    }
+}
+
+/// The complete versions under `<pve_backup>pvc-data/`, from their markers.
+fn offsite_versions(
+    ctx: &Context<'_>,
+    program: &str,
+    ssh: Option<&SshOptions>,
+    pve_backup: &str,
+) -> Result<Vec<backup_core::WeekVersion>> {
+    let inv = backup_rsync::list_offsite_markers(program, &format!("{pve_backup}pvc-data"), ssh)
+        .map_err(|e| Error::Core(e.into()))?;
     let out = ctx.runner().run(&inv)?;
     if out.status != Some(0) && !missing(&out.stderr) {
         return Err(Error::Usage(format!(
@@ -350,7 +384,7 @@ fn step_one_guard(
             rsync_failure(&out)
         )));
     }
-    let offsite: Vec<backup_core::WeekVersion> = String::from_utf8_lossy(&out.stdout)
+    Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(backup_rsync::parse_marker_listing)
         .filter_map(|(week, namespace, pvc, at)| {
@@ -364,16 +398,12 @@ fn step_one_guard(
                 ),
             })
         })
-        .collect();
-    let local = ctx.store()?.list_versions(backup_core::Series::Pvc)?;
-    let plan = backup_core::plan_step_one(
-        &cfg.pvc_backup.policy,
-        o.weekly_versions,
-        &local,
-        &offsite,
-        ctx.now,
-    )?;
-    let mut filters = Vec::new();
+        .collect())
+}
+
+/// rsync `--filter` rules for a plan (protect what stays offsite, withhold what is incomplete
+/// here), and what they keep back, for the report.
+fn guard_filters(plan: &backup_core::StepOnePlan) -> (Vec<String>, Vec<String>) {
     let paths = |v: &backup_core::WeekVersion| {
         let (w, ns, pvc) = (v.week, &v.namespace, &v.pvc);
         [
@@ -384,6 +414,7 @@ fn step_one_guard(
             format!("/sqlite-backup/{w}/{ns}/{pvc}/"),
         ]
     };
+    let mut filters = Vec::new();
     for v in plan.protect.iter().chain(&plan.withhold) {
         filters.extend(paths(v).into_iter().map(|p| format!("P {p}")));
     }
@@ -391,33 +422,21 @@ fn step_one_guard(
         filters.extend(paths(v).into_iter().map(|p| format!("- {p}")));
     }
     let name = |v: &backup_core::WeekVersion| format!("{}/{} {}", v.namespace, v.pvc, v.week);
+    let list = |vs: &[backup_core::WeekVersion]| vs.iter().map(name).collect::<Vec<_>>().join(", ");
     let mut notes = Vec::new();
     if !plan.protect.is_empty() {
         notes.push(format!(
             "kept offsite, not on this disk: {}",
-            plan.protect.iter().map(name).collect::<Vec<_>>().join(", ")
+            list(&plan.protect)
         ));
     }
     if !plan.withhold.is_empty() {
         notes.push(format!(
             "not sent, incomplete here and complete offsite: {}",
-            plan.withhold
-                .iter()
-                .map(name)
-                .collect::<Vec<_>>()
-                .join(", ")
+            list(&plan.withhold)
         ));
     }
-    if offsite_id.is_some() && offsite_id != local_id && opts.adopt {
-        notes.push(format!(
-            "adopted: {pve_backup} now follows this disk ({})",
-            local_id.as_deref().unwrap_or("id written by the real run")
-        ));
-    }
-    Ok(StepOneGuard {
-        filters,
-        note: (!notes.is_empty()).then(|| notes.join("; ")),
-    })
+    (filters, notes)
 }
 
 /// How a read-only rsync failed: its exit code and what the code means (255: the remote shell

@@ -154,6 +154,43 @@ impl Watches {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Compares the root with `root`, the identity the watches were set on: when it was
+    /// replaced, mounted over, went or came back, drops every watch, watches the new root,
+    /// marks a full pass and records the new identity.
+    fn recheck_root(
+        &mut self,
+        tree: &Tree,
+        log: &ChangeLog,
+        counters: &Counters,
+        root: &mut Option<RootIdentity>,
+    ) -> Result<()> {
+        let now = RootIdentity::of(&self.root);
+        if now == *root {
+            return Ok(());
+        }
+        let why = format!(
+            "the tree root {} changed (device and inode {} -> {}): replaced, mounted over or \
+             gone; watching it again",
+            self.root.display(),
+            RootIdentity::show(*root),
+            RootIdentity::show(now)
+        );
+        // a fresh instance drops every watch of the old root at once
+        self.inotify =
+            Inotify::init().map_err(|e| Error::io("start inotify for", tree.source.clone(), e))?;
+        self.dirs.clear();
+        log.mark_full_pass(&tree.name, &why)?;
+        if now.is_some() {
+            if let Err(e) = self.add_tree(Path::new("")) {
+                counters.overflows.fetch_add(1, Ordering::SeqCst);
+                log.mark_full_pass(&tree.name, &e)?;
+            }
+        }
+        log.write_root(&tree.name, now)?;
+        *root = now;
+        Ok(())
+    }
+
     /// Forgets the watches of `rel` and below (a folder moved out or away).
     fn remove_tree(&mut self, rel: &Path) {
         let gone: Vec<WatchDescriptor> = self
@@ -256,29 +293,7 @@ fn track_tree(tree: &Tree, log: &ChangeLog, stop: &AtomicBool, counters: &Counte
         // the root itself: replaced, mounted over, gone or back; the watches are on the old one
         if root_lost || root_checked.elapsed() >= ROOT_CHECK {
             root_checked = Instant::now();
-            let now = RootIdentity::of(&w.root);
-            if now != root {
-                let why = format!(
-                    "the tree root {} changed (device and inode {} -> {}): replaced, mounted \
-                     over or gone; watching it again",
-                    w.root.display(),
-                    RootIdentity::show(root),
-                    RootIdentity::show(now)
-                );
-                // a fresh instance drops every watch of the old root at once
-                w.inotify = Inotify::init()
-                    .map_err(|e| Error::io("start inotify for", tree.source.clone(), e))?;
-                w.dirs.clear();
-                log.mark_full_pass(&tree.name, &why)?;
-                if now.is_some() {
-                    if let Err(e) = w.add_tree(Path::new("")) {
-                        counters.overflows.fetch_add(1, Ordering::SeqCst);
-                        log.mark_full_pass(&tree.name, &e)?;
-                    }
-                }
-                log.write_root(&tree.name, now)?;
-                root = now;
-            }
+            w.recheck_root(tree, log, counters, &mut root)?;
         }
         counters
             .watches

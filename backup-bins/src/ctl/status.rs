@@ -233,83 +233,14 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
             });
         }
     }
-    // PVCs backed up before, or in the static map, that have no volume now
-    let listed: std::collections::BTreeSet<(String, String)> = selection
-        .selected
-        .iter()
-        .chain(&selection.excluded)
-        .map(|v| (v.namespace.clone(), v.pvc.clone()))
-        .chain(
-            selection
-                .refused
-                .iter()
-                .map(|r| (r.volume.namespace.clone(), r.volume.pvc.clone())),
-        )
-        .collect();
-    let known: std::collections::BTreeSet<(String, String)> = versions
-        .iter()
-        .map(|w| (w.namespace.clone(), w.pvc.clone()))
-        .chain(
-            cfg.kubernetes
-                .static_volumes
-                .iter()
-                .map(|c| (c.namespace.clone(), c.pvc.clone())),
-        )
-        .collect();
     if unlisted.is_none() {
-        for (ns, pvc) in known.difference(&listed) {
-            let newest = versions
-                .iter()
-                .filter(|w| &w.namespace == ns && &w.pvc == pvc && w.is_complete())
-                .max_by_key(|w| w.week);
-            rows.push(StatusRow {
-                what: format!("{ns}/{pvc}"),
-                lv: Some(String::new()),
-                excluded: false,
-                snapshot: None,
-                version: newest.and_then(|w| w.completed_at),
-                sqlite_copies: 0,
-                last_success: None,
-                gaps: vec![Gap::NoVolume {
-                    since: newest.and_then(|w| w.completed_at),
-                }],
-            });
-        }
+        rows.extend(rows_without_volume(&selection, &versions, cfg));
         if rows.is_empty() {
             rows.push(StatusRow::gap("volumes", Gap::NothingProtected));
         }
     }
-    // older damaged versions: named, not a gap (a newer version is intact)
-    for w in versions.iter().filter(|w| w.is_complete()) {
-        let files = damaged_files(store.as_ref(), w);
-        let is_newest = versions
-            .iter()
-            .filter(|x| x.namespace == w.namespace && x.pvc == w.pvc && x.is_complete())
-            .all(|x| x.week <= w.week);
-        if files > 0 && !is_newest {
-            warnings.push(format!(
-                "{}/{} week {} is damaged ({} differ from the record): restore from a newer week",
-                w.namespace,
-                w.pvc,
-                w.week,
-                crate::human::plural(files, "file")
-            ));
-        }
-    }
-    // a clock (or --now) behind the newest backup would show negative ages
-    let newest_seen = versions
-        .iter()
-        .filter_map(|w| w.completed_at)
-        .chain(snapshots.iter().map(|s| s.created))
-        .max();
-    if let Some(t) = newest_seen.filter(|t| *t > now) {
-        warnings.push(format!(
-            "the time used ({}) is earlier than the newest backup ({}): ages are measured from \
-             a clock that is behind",
-            now.format("%Y-%m-%d %H:%M"),
-            t.format("%Y-%m-%d %H:%M")
-        ));
-    }
+    warnings.extend(damaged_older_weeks(store.as_ref(), &versions));
+    warnings.extend(clock_behind(&versions, &snapshots, now));
     if let Some(reason) = unlisted {
         rows.push(StatusRow::gap(
             "volumes (backend)",
@@ -394,6 +325,102 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         offsite_stale_days: limit_d,
         warnings,
         now,
+    })
+}
+
+/// Rows for the PVCs backed up before, or in the static map, that have no volume now.
+fn rows_without_volume(
+    selection: &backup_core::Selection,
+    versions: &[backup_core::WeekVersion],
+    cfg: &backup_core::Config,
+) -> Vec<StatusRow> {
+    let listed: std::collections::BTreeSet<(String, String)> = selection
+        .selected
+        .iter()
+        .chain(&selection.excluded)
+        .map(|v| (v.namespace.clone(), v.pvc.clone()))
+        .chain(
+            selection
+                .refused
+                .iter()
+                .map(|r| (r.volume.namespace.clone(), r.volume.pvc.clone())),
+        )
+        .collect();
+    let known: std::collections::BTreeSet<(String, String)> = versions
+        .iter()
+        .map(|w| (w.namespace.clone(), w.pvc.clone()))
+        .chain(
+            cfg.kubernetes
+                .static_volumes
+                .iter()
+                .map(|c| (c.namespace.clone(), c.pvc.clone())),
+        )
+        .collect();
+    known
+        .difference(&listed)
+        .map(|(ns, pvc)| {
+            let since = versions
+                .iter()
+                .filter(|w| &w.namespace == ns && &w.pvc == pvc && w.is_complete())
+                .max_by_key(|w| w.week)
+                .and_then(|w| w.completed_at);
+            StatusRow {
+                what: format!("{ns}/{pvc}"),
+                lv: Some(String::new()),
+                version: since,
+                ..StatusRow::gap("", Gap::NoVolume { since })
+            }
+        })
+        .collect()
+}
+
+/// Warnings naming the damaged versions that are not a PVC's newest (a newer one is intact).
+fn damaged_older_weeks(
+    store: &dyn backup_core::BackupStore,
+    versions: &[backup_core::WeekVersion],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in versions.iter().filter(|w| w.is_complete()) {
+        let is_newest = versions
+            .iter()
+            .filter(|x| x.namespace == w.namespace && x.pvc == w.pvc && x.is_complete())
+            .all(|x| x.week <= w.week);
+        let files = if is_newest {
+            0
+        } else {
+            damaged_files(store, w)
+        };
+        if files > 0 {
+            out.push(format!(
+                "{}/{} week {} is damaged ({} differ from the record): restore from a newer week",
+                w.namespace,
+                w.pvc,
+                w.week,
+                crate::human::plural(files, "file")
+            ));
+        }
+    }
+    out
+}
+
+/// A warning when the clock (or `--now`) is behind the newest backup: ages would be negative.
+fn clock_behind(
+    versions: &[backup_core::WeekVersion],
+    snapshots: &[backup_core::SnapshotInfo],
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let newest = versions
+        .iter()
+        .filter_map(|w| w.completed_at)
+        .chain(snapshots.iter().map(|s| s.created))
+        .max()?;
+    (newest > now).then(|| {
+        format!(
+            "the time used ({}) is earlier than the newest backup ({}): ages are measured from \
+             a clock that is behind",
+            now.format("%Y-%m-%d %H:%M"),
+            newest.format("%Y-%m-%d %H:%M")
+        )
     })
 }
 
