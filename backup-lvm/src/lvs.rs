@@ -45,6 +45,11 @@ impl Lv {
         self.attr.starts_with('V')
     }
 
+    /// Read-only (attribute 2 is `r`): a snapshot an earlier backup run already made so.
+    pub fn is_read_only(&self) -> bool {
+        self.attr.chars().nth(1) == Some('r')
+    }
+
     /// The activation-skip flag (attribute 10 is `k`): thin snapshots carry it.
     pub fn skips_activation(&self) -> bool {
         self.attr.chars().nth(9) == Some('k')

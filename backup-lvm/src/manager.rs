@@ -109,8 +109,16 @@ impl VolumeManager for LvmVolumeManager<'_> {
     }
 
     fn activate(&self, name: &str) -> Result<SnapshotSource> {
-        // read-only first: `lvchange -ay -K -pr` is refused in one call
-        self.run(&commands::set_read_only(&self.vg, name))?;
+        // read-only first: `lvchange -ay -K -pr` is refused in one call. Only when it is not
+        // already: `lvchange --permission r` on a read-only LV fails (exit 5, "already read
+        // only"), and every rerun on the same snapshots (a retry, a catch-up at boot) hit it.
+        let already = self
+            .lvs()?
+            .iter()
+            .any(|l| l.name == name && l.is_read_only());
+        if !already {
+            self.run(&commands::set_read_only(&self.vg, name))?;
+        }
         self.run(&commands::activate_ignoring_skip(&self.vg, name))?;
         Ok(SnapshotSource::Device(Utf8PathBuf::from(format!(
             "/dev/{}/{name}",

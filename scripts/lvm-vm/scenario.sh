@@ -83,6 +83,13 @@ grep -q "run/homelab-backup" /proc/mounts && fail "a snapshot was left mounted"
 lvs --noheadings -o lv_name,lv_active pve | grep -- "-snap-" | grep -q active && fail "a snapshot was left active"
 grep -q "daily_backup_last_run_success 1" /mnt/host/metrics/daily-backup.prom || fail "daily-backup metrics"
 
+step "a second daily-backup on the same snapshots (already read-only: lvchange --permission r failed on them)"
+run daily-backup --now 2026-01-05T06:00:00Z
+check "a is still complete" test -f $B/.complete/vaultwarden/vaultwarden-data
+grep -q "vm-100-pvc-a file 1" $B/vaultwarden/vaultwarden-data/file-1.txt || fail "the rerun changed a's copy"
+grep -q "run/homelab-backup" /proc/mounts && fail "a snapshot was left mounted by the rerun"
+grep -q "daily_backup_last_run_success 1" /mnt/host/metrics/daily-backup.prom || fail "daily-backup rerun metrics"
+
 step "restore vm-100-pvc-a from its snapshot (the kubelet would unmount it first)"
 run umount /live/vm-100-pvc-a
 run lvm-pvc-snapshot --now 2026-01-05T10:00:00Z restore vm-100-pvc-a vm-100-pvc-a-snap-20260105030000 --dry-run

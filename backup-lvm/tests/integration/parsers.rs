@@ -149,3 +149,24 @@ fn the_manager_lists_volumes_snapshots_and_pool_from_one_lvs_call_each() {
     ));
     insta::assert_snapshot!(t.text());
 }
+
+/// Issue 20, item 3: a second daily-backup on the same snapshots failed every volume, because
+/// `lvchange --permission r` on a snapshot the first run made read-only exits 5 ("already read
+/// only"). A read-only snapshot is activated without it.
+#[test]
+fn a_snapshot_already_read_only_is_activated_without_lvchange_permission() {
+    let t = Transcript::new();
+    let runner = RecordingRunner::new(&t);
+    let lvs = String::from_utf8(data("lvm/lvs-scenario.json")).unwrap().replace(
+        r#""lv_name":"vm-9999-pvc-0a1b2c3d-snap-20260104030000", "vg_name":"pve", "pool_lv":"data", "origin":"vm-9999-pvc-0a1b2c3d", "lv_time":"2026-01-04 03:00:00 +0000", "lv_attr":"Vwi---tz-k""#,
+        r#""lv_name":"vm-9999-pvc-0a1b2c3d-snap-20260104030000", "vg_name":"pve", "pool_lv":"data", "origin":"vm-9999-pvc-0a1b2c3d", "lv_time":"2026-01-04 03:00:00 +0000", "lv_attr":"Vri---tz-k""#,
+    );
+    assert!(lvs.contains("Vri---tz-k"), "the fixture changed");
+    runner.answer(&["lvs"], Output::ok(lvs));
+    let lvm = LvmVolumeManager::new("pve", "data", &runner);
+    lvm.activate("vm-9999-pvc-0a1b2c3d-snap-20260104030000")
+        .unwrap();
+    let text = t.text();
+    assert!(!text.contains("--permission"), "{text}");
+    assert!(text.contains("lvchange --activate y --ignoreactivationskip"), "{text}");
+}
