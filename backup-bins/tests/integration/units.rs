@@ -100,6 +100,28 @@ fn the_committed_units_are_generated_verified_scheduled_and_hardened() {
     }
     assert!(read("offsite-sync-backup.service")
         .contains("After=local-fs.target network-online.target daily-backup.service"));
+    // issue 20: LVM waits on udev cookie semaphores in the host's IPC namespace, and a thin
+    // snapshot needs dm_snapshot, which the sandbox cannot load; a oneshot that hangs must end
+    for lvm in ["lvm-pvc-snapshot", "daily-backup"] {
+        let s = read(&format!("{lvm}.service"));
+        assert!(!s.contains("PrivateIPC=yes"), "{lvm}: {s}");
+        assert!(
+            s.contains("ExecStartPre=-+/sbin/modprobe -a dm_snapshot dm_thin_pool\n"),
+            "{lvm}: {s}"
+        );
+    }
+    for oneshot in [
+        "lvm-pvc-snapshot",
+        "daily-backup",
+        "offsite-sync-backup",
+        "backupctl-verify",
+        "backupctl-drill",
+    ] {
+        assert!(
+            read(&format!("{oneshot}.service")).contains("\nTimeoutStartSec="),
+            "{oneshot} has no TimeoutStartSec"
+        );
+    }
     let tracker = read("nfs-change-tracker.service");
     assert!(tracker.contains("Restart=on-failure") && tracker.contains("Type=simple"));
     // the scores README records are ceilings

@@ -168,5 +168,8 @@ fn a_snapshot_already_read_only_is_activated_without_lvchange_permission() {
         .unwrap();
     let text = t.text();
     assert!(!text.contains("--permission"), "{text}");
-    assert!(text.contains("lvchange --activate y --ignoreactivationskip"), "{text}");
+    assert!(
+        text.contains("lvchange --activate y --ignoreactivationskip"),
+        "{text}"
+    );
 }
