@@ -1,0 +1,93 @@
+#!/bin/bash
+# Runs inside the systemd VM (scripts/test-systemd-vm) as a oneshot after multi-user.target:
+# the package installed with dpkg -i, a config edited as README's package route says, the units
+# started with systemctl, each checked for Result=success within a bound and for what it leaves.
+# Prints @@STEP lines, @@FAIL <why> (with the unit's journal) or @@ALL_OK.
+set -u
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+step() { echo "@@STEP $*"; }
+fail() { echo "@@FAIL $*"; exit 1; }
+run() { "$@" || fail "exit $?: $*"; }
+
+# starts a unit, bounded; fails with its result and journal unless it succeeded
+start_unit() {
+    local unit=$1 bound=$2
+    step "systemctl start $unit (bound ${bound}s)"
+    timeout "$bound" systemctl start "$unit"
+    local rc=$?
+    local result
+    result=$(systemctl show -p Result --value "$unit")
+    if [[ $rc != 0 || $result != success ]]; then
+        echo "--- journal of $unit"
+        journalctl -u "$unit" -o cat --no-pager | tail -40
+        [[ $rc == 124 ]] && fail "$unit did not finish within ${bound}s (Result=$result)"
+        fail "$unit: systemctl start exit $rc, Result=$result"
+    fi
+}
+
+step "dpkg -i the package"
+run dpkg -i /mnt/host/homelab-backup.deb
+run systemctl daemon-reload
+
+step "LVM: a thin pool and two PVC volumes with files"
+run pvcreate -q /dev/vdb
+run vgcreate -q pve /dev/vdb
+run lvcreate -q -L 600M -T pve/data
+for lv in vm-100-pvc-a vm-101-pvc-b; do
+    run lvcreate -q -V 64M -T pve/data -n $lv
+    run mkfs.ext4 -q /dev/pve/$lv
+    mkdir -p /live/$lv && run mount /dev/pve/$lv /live/$lv
+    for i in 1 2 3; do echo "$lv file $i" >/live/$lv/file-$i.txt; done
+done
+sync
+run lvcreate -q -V 200M -T pve/data -n backup
+run mkfs.ext4 -q /dev/pve/backup
+mkdir -p /mnt/backup && run mount /dev/pve/backup /mnt/backup
+
+step "the config, edited as README's package route says"
+cfg=/etc/homelab-backup/config.toml
+sed -i 's/^resolver = "kubectl".*/resolver = "static"/' $cfg
+cat >>$cfg <<'CFG'
+[[kubernetes.volume]]
+lv = "vm-100-pvc-a"
+namespace = "vaultwarden"
+pvc = "vaultwarden-data"
+[[kubernetes.volume]]
+lv = "vm-101-pvc-b"
+namespace = "nextcloud"
+pvc = "nextcloud-data"
+CFG
+sed -i 's|^paths = \[.*|paths = ["/etc/systemd/system"]|' $cfg
+mkdir -p /var/lib/prometheus/node-exporter
+run backupctl config check
+
+start_unit lvm-pvc-snapshot.service 300
+lvs pve | grep -q -- '-snap-' || fail "no snapshot was taken"
+start_unit daily-backup.service 600
+W=$(ls /mnt/backup/pvc-data | head -1)
+[[ -n $W ]] || fail "no week folder"
+test -f /mnt/backup/pvc-data/$W/.complete/vaultwarden/vaultwarden-data || fail "vaultwarden-data is not complete"
+grep -q "vm-100-pvc-a file 2" /mnt/backup/pvc-data/$W/vaultwarden/vaultwarden-data/file-2.txt || fail "the copy lacks file-2"
+grep -q 'daily_backup_last_run_success{job="daily-backup"} 1' /var/lib/prometheus/node-exporter/daily-backup.prom \
+    || fail "daily-backup metrics: $(cat /var/lib/prometheus/node-exporter/daily-backup.prom 2>&1 | head -5)"
+step "a second daily-backup on the same snapshots"
+start_unit daily-backup.service 600
+grep -qs /run/homelab-backup /proc/mounts && fail "a snapshot was left mounted"
+start_unit backupctl-verify.service 600
+grep -q 'backup_verify_last_run_success{job="backupctl-verify"} 1' /var/lib/prometheus/node-exporter/backupctl-verify.prom \
+    || fail "verify metrics"
+start_unit backupctl-drill.service 600
+grep -q 'backup_restore_drill_last_run_success{job="backupctl-drill"} 1' /var/lib/prometheus/node-exporter/backupctl-drill.prom \
+    || fail "drill metrics"
+
+step "timers"
+run systemctl enable --now lvm-pvc-snapshot.timer daily-backup.timer backupctl-verify.timer
+systemctl list-timers --all --no-pager | grep -q daily-backup.timer || fail "daily-backup.timer not listed"
+
+step "dpkg --purge"
+run dpkg --purge homelab-backup
+for f in /usr/bin/daily-backup /lib/systemd/system/daily-backup.service /etc/homelab-backup/config.toml \
+    /usr/lib/modules-load.d/homelab-backup.conf; do
+    test -e $f && fail "$f is still there after dpkg --purge"
+done
+echo "@@ALL_OK"
