@@ -27,5 +27,5 @@ pub use restore::{
     PvcRestoreArgs, RestoreReport,
 };
 pub use status::{status, Gap, StatusReport, StatusRow};
-pub use units::{units, write_units, Unit, UnitsReport};
+pub use units::{units, write_dropins, write_units, Unit, UnitsReport};
 pub use verify::{verify, VerifyArgs, VerifyReport};

@@ -58,8 +58,21 @@ namespace = "nextcloud"
 pvc = "nextcloud-data"
 CFG
 sed -i 's|^paths = \[.*|paths = ["/etc/systemd/system"]|' $cfg
-mkdir -p /var/lib/prometheus/node-exporter
+# an offsite destination and an NFS-like tree outside every default path
+cat >>$cfg <<'CFG'
+[offsite]
+destination = "/srv/offsite"
+[[offsite.tree]]
+source = "/srv/nfs"
+name = "nfs"
+CFG
+mkdir -p /var/lib/prometheus/node-exporter /srv/offsite /srv/nfs
+echo "hello" >/srv/nfs/hello.txt
 run backupctl config check
+# the package's generator writes the drop-ins with the config's ReadWritePaths
+run systemctl daemon-reload
+systemctl cat offsite-sync-backup.service | grep -q 'ReadWritePaths=-/srv/offsite' \
+    || fail "no drop-in with the offsite destination: $(systemctl cat offsite-sync-backup.service | tail -5)"
 
 start_unit lvm-pvc-snapshot.service 300
 lvs pve | grep -q -- '-snap-' || fail "no snapshot was taken"
@@ -80,6 +93,29 @@ start_unit backupctl-drill.service 600
 grep -q 'backup_restore_drill_last_run_success{job="backupctl-drill"} 1' /var/lib/prometheus/node-exporter/backupctl-drill.prom \
     || fail "drill metrics"
 
+step "nfs-change-tracker and offsite-sync-backup"
+run systemctl start nfs-change-tracker.service
+for i in $(seq 1 60); do
+    test -e /mnt/backup/.nfs-changes.log.nfs.root && break
+    sleep 1
+done
+systemctl is-active -q nfs-change-tracker.service || {
+    journalctl -u nfs-change-tracker.service -o cat --no-pager | tail -20
+    fail "nfs-change-tracker is not running"
+}
+start_unit offsite-sync-backup.service 600
+test -f /srv/offsite/pve-backup/pvc-data/$W/.complete/vaultwarden/vaultwarden-data || fail "step 1 did not send the week"
+grep -q hello /srv/offsite/nfs/hello.txt || fail "the tree did not reach offsite"
+echo "changed" >/srv/nfs/hello.txt
+echo "new" >/srv/nfs/new.txt
+sleep 2
+start_unit offsite-sync-backup.service 600
+grep -q changed /srv/offsite/nfs/hello.txt || fail "the change did not reach offsite"
+test -f /srv/offsite/nfs/new.txt || fail "the new file did not reach offsite"
+grep -q 'offsite_backup_sync_last_run_success{job="offsite-sync-backup"} 1' /var/lib/prometheus/node-exporter/offsite-sync-backup.prom \
+    || fail "offsite metrics"
+run systemctl stop nfs-change-tracker.service
+
 step "timers"
 run systemctl enable --now lvm-pvc-snapshot.timer daily-backup.timer backupctl-verify.timer
 systemctl list-timers --all --no-pager | grep -q daily-backup.timer || fail "daily-backup.timer not listed"
@@ -87,7 +123,7 @@ systemctl list-timers --all --no-pager | grep -q daily-backup.timer || fail "dai
 step "dpkg --purge"
 run dpkg --purge homelab-backup
 for f in /usr/bin/daily-backup /lib/systemd/system/daily-backup.service /etc/homelab-backup/config.toml \
-    /usr/lib/modules-load.d/homelab-backup.conf; do
+    /usr/lib/modules-load.d/homelab-backup.conf /usr/lib/systemd/system-generators/homelab-backup-paths; do
     test -e $f && fail "$f is still there after dpkg --purge"
 done
 echo "@@ALL_OK"

@@ -69,6 +69,11 @@ pub enum Command {
         /// Where the binaries are installed.
         #[arg(long, value_name = "DIR", default_value = "/usr/bin")]
         bindir: String,
+        /// Write, for each service, a drop-in `DIR/<service>.d/50-homelab-backup-paths.conf`
+        /// holding the `ReadWritePaths` the config needs (the package's systemd generator runs
+        /// this at every daemon-reload, so the shipped units follow the config).
+        #[arg(long, value_name = "DIR", conflicts_with = "write")]
+        dropins: Option<Utf8PathBuf>,
     },
     /// The configuration: `check` validates it and prints the effective values (defaults
     /// filled in); `example` prints the commented default configuration.
@@ -195,10 +200,15 @@ pub fn main(command: &Command, global: &GlobalArgs, sinks: &SinkArgs) -> ExitCod
     .with_sinks(sinks);
     match command {
         Command::List => run(&spec, global, super::list),
-        Command::Units { write, bindir } => {
+        Command::Units {
+            write,
+            bindir,
+            dropins,
+        } => {
             let spec = generator(spec);
-            run(&spec, global, |ctx| {
-                super::write_units(ctx.cfg_opt(), bindir, write.as_deref(), ctx.dry_run())
+            run(&spec, global, |ctx| match dropins {
+                Some(dir) => super::write_dropins(ctx.cfg_opt(), dir, ctx.dry_run()),
+                None => super::write_units(ctx.cfg_opt(), bindir, write.as_deref(), ctx.dry_run()),
             })
         }
         Command::Config(ConfigCommand::Example) => {

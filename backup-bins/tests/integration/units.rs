@@ -184,3 +184,53 @@ fn config_example_is_the_shipped_file_and_config_check_accepts_it() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("weekly-version"), "{}", text(&out));
 }
+
+/// Issue 20, item 4: the packaged units carry the default `ReadWritePaths`; a config whose
+/// offsite destination, backup root or textfile folder lie elsewhere gets drop-ins with its own
+/// (`backupctl units --dropins`, run by the package's systemd generator at every daemon-reload).
+#[test]
+fn dropins_carry_the_paths_the_config_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    let config = root.join("config.toml");
+    std::fs::write(
+        &config,
+        "backup-root = \"/srv/backup-disk\"\n[metrics]\ntextfile-dir = \"/srv/textfile\"\n\
+         [offsite]\ndestination = \"/srv/offsite\"\nchange-log = \"/srv/changes/log\"\n",
+    )
+    .unwrap();
+    let out = ctl(&[
+        "--config",
+        config.as_str(),
+        "units",
+        "--dropins",
+        root.join("gen").as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let read = |unit: &str| {
+        std::fs::read_to_string(root.join(format!("gen/{unit}.d/50-homelab-backup-paths.conf")))
+            .unwrap()
+    };
+    let offsite = read("offsite-sync-backup.service");
+    for p in [
+        "/srv/backup-disk",
+        "/srv/offsite",
+        "/srv/changes",
+        "/srv/textfile",
+    ] {
+        assert!(
+            offsite.contains(&format!("ReadWritePaths=-{p}\n")),
+            "{p}: {offsite}"
+        );
+    }
+    assert!(offsite.starts_with("# Generated") && offsite.contains("[Service]\n"));
+    assert!(read("daily-backup.service").contains("ReadWritePaths=-/srv/backup-disk\n"));
+    assert!(
+        !root.join("gen/daily-backup.timer.d").exists(),
+        "timers need no drop-in"
+    );
+    let generator =
+        std::fs::read_to_string(repo().join("deploy/systemd-generators/homelab-backup-paths"))
+            .unwrap();
+    assert!(generator.contains("units --dropins \"$1\""), "{generator}");
+}
