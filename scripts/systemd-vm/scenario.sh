@@ -26,8 +26,13 @@ start_unit() {
 }
 
 step "dpkg -i the package"
+rm -rf /run/homelab-backup /run/lock/homelab-backup
 run dpkg -i /mnt/host/homelab-backup.deb
-run systemctl daemon-reload
+# what the units write under /run is declared (tmpfiles.d, created by the postinst), not left
+# to /run happening to be writable inside them
+for d in /run/homelab-backup /run/lock/homelab-backup; do
+    test -d $d || fail "$d was not created at install (tmpfiles.d + postinst)"
+done
 
 step "LVM: a thin pool and two PVC volumes with files"
 run pvcreate -q /dev/vdb
@@ -123,7 +128,8 @@ systemctl list-timers --all --no-pager | grep -q daily-backup.timer || fail "dai
 step "dpkg --purge"
 run dpkg --purge homelab-backup
 for f in /usr/bin/daily-backup /lib/systemd/system/daily-backup.service /etc/homelab-backup/config.toml \
-    /usr/lib/modules-load.d/homelab-backup.conf /usr/lib/systemd/system-generators/homelab-backup-paths; do
+    /usr/lib/modules-load.d/homelab-backup.conf /usr/lib/systemd/system-generators/homelab-backup-paths \
+    /usr/lib/tmpfiles.d/homelab-backup.conf; do
     test -e $f && fail "$f is still there after dpkg --purge"
 done
 echo "@@ALL_OK"
