@@ -34,6 +34,13 @@ for d in /run/homelab-backup /run/lock/homelab-backup; do
     test -d $d || fail "$d was not created at install (tmpfiles.d + postinst)"
 done
 
+step "systemd-analyze security, online"
+for u in lvm-pvc-snapshot daily-backup offsite-sync-backup backupctl-verify backupctl-drill nfs-change-tracker; do
+    score=$(systemd-analyze security --no-pager $u.service 2>/dev/null | awk '/Overall exposure level/ {print $(NF-2), $(NF-1)}')
+    [[ -n $score ]] || fail "no security score for $u.service"
+    echo "@@SCORE $u $score"
+done
+
 step "LVM: a thin pool and two PVC volumes with files"
 run pvcreate -q /dev/vdb
 run vgcreate -q pve /dev/vdb
