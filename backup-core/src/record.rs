@@ -106,12 +106,6 @@ impl FileEntry {
             && self.xattr_md5 == other.xattr_md5
             && (!trust_ctime || (self.ctime_ns == other.ctime_ns && self.inode == other.inode))
     }
-
-    /// True when only metadata differs: same content (size, mtime, and under `trust_ctime` no
-    /// ctime check is possible for this), other mode, owner or extended attributes.
-    pub fn content_unchanged(&self, other: &FileEntry) -> bool {
-        self.kind == other.kind && self.size == other.size && self.mtime_ns == other.mtime_ns
-    }
 }
 
 /// Why a record did not decode.

@@ -227,9 +227,9 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
         None => Content::All,
     };
     let since = args.since_days.map(|d| now - Duration::days(i64::from(d)));
-    let chosen: Vec<WeekVersion> = store
-        .list_versions(Series::Pvc)?
-        .into_iter()
+    let versions = store.list_versions(Series::Pvc)?;
+    let chosen: Vec<WeekVersion> = versions
+        .iter()
         .filter(|v| v.is_complete())
         .filter(|v| args.week.is_none_or(|w| v.week == w))
         .filter(|v| {
@@ -238,6 +238,7 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
                 .is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p)
         })
         .filter(|v| since.is_none_or(|s| v.completed_at.is_some_and(|c| c >= s)))
+        .cloned()
         .collect();
     if chosen.is_empty() && (args.week.is_some() || args.pvc.is_some()) {
         return Err(Error::Usage(
@@ -267,8 +268,8 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
             check_dump_folder(folder, &mut checked);
         }
     }
-    let damaged_versions = store
-        .list_versions(Series::Pvc)?
+    // read after the checks: they may have marked versions
+    let damaged_versions = versions
         .iter()
         .filter(|v| v.is_complete() && super::status::damaged_files(store.as_ref(), v) > 0)
         .count() as u64;

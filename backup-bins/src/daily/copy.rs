@@ -335,8 +335,9 @@ fn prepare_update(
         entries, databases, ..
     } = incremental::walk(read_root.as_std_path(), base_map, trust_ctime)?;
     let mut hashed = entries.clone();
-    if full && base.is_some() {
-        // a full pass reads every file first: what to send depends on the content
+    // a full pass reads every file first: what to send depends on the content
+    let hashed_first = full && base.is_some();
+    if hashed_first {
         incremental::fill_md5(
             read_root.as_std_path(),
             &mut hashed,
@@ -345,28 +346,28 @@ fn prepare_update(
             &BTreeSet::new(),
         )?;
     }
-    let diff_entries = if full { &hashed } else { &entries };
+    let diff_entries = if hashed_first { &hashed } else { &entries };
     let changes = stage_changes(deps, plan, vp, read_root, base.as_ref(), diff_entries, full)?;
-    // the md5s of what is sent are read from the snapshot while rsync copies it (the two read
-    // the same bytes, neither waits); what is linked keeps the md5 its base records
+    // otherwise the md5s of what is sent are read from the snapshot while rsync copies it (the
+    // two read the same bytes, neither waits); what is linked keeps the md5 its base records
     let (outcome, hashing) = std::thread::scope(|s| {
         let sent = changes.sent();
-        let hasher = s.spawn(|| {
-            if full && base.is_some() {
-                return Ok(());
-            }
-            incremental::fill_md5(
-                read_root.as_std_path(),
-                &mut hashed,
-                base_map,
-                trust_ctime,
-                sent,
-            )
+        let hasher = (!hashed_first).then(|| {
+            s.spawn(|| {
+                incremental::fill_md5(
+                    read_root.as_std_path(),
+                    &mut hashed,
+                    base_map,
+                    trust_ctime,
+                    sent,
+                )
+            })
         });
         let outcome = send_changes(deps, read_root, &changes);
-        let hashing = hasher
-            .join()
-            .unwrap_or_else(|_| Err(Error::Usage("the md5 worker panicked".to_owned())));
+        let hashing = hasher.map_or(Ok(()), |h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::Usage("the md5 worker panicked".to_owned())))
+        });
         (outcome, hashing)
     });
     let outcome = outcome?;

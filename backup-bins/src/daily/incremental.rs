@@ -291,8 +291,6 @@ pub struct Diff {
     pub send: BTreeSet<Vec<u8>>,
     /// Paths in the base that are gone.
     pub gone: BTreeSet<Vec<u8>>,
-    /// Files whose content is unchanged but whose metadata changed.
-    pub metadata_only: BTreeSet<Vec<u8>>,
     /// Files unchanged (hardlinkable).
     pub unchanged: BTreeSet<Vec<u8>>,
 }
@@ -348,11 +346,6 @@ pub fn diff(source: &[FileEntry], base: &BTreeMap<Vec<u8>, FileEntry>, trust: Tr
                 d.unchanged.insert(e.path.clone());
             }
             continue;
-        }
-        if let (EntryKind::File, Some(b)) = (e.kind, base.get(&e.path)) {
-            if b.content_unchanged(e) {
-                d.metadata_only.insert(e.path.clone());
-            }
         }
         d.send.insert(e.path.clone());
         if let Some(p) = parent(&e.path) {
@@ -592,7 +585,6 @@ mod tests {
         };
         assert_eq!(s(&d.send), [".", "d", "d/chmod", "d/grown", "d/new"]);
         assert_eq!(s(&d.gone), ["gone", "old"]);
-        assert_eq!(s(&d.metadata_only), ["d/chmod"]);
         assert_eq!(s(&d.unchanged), ["d/same"]);
     }
 }

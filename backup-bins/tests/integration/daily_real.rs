@@ -388,11 +388,7 @@ fn sigterm_stops_the_copy_unmounts_and_leaves_the_week_incomplete() {
     );
     // SIGTERM to daily-backup alone, as `systemctl stop` with KillMode=mixed does
     let signalled = std::time::Instant::now();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        rustix::process::Signal::Term,
-    )
-    .unwrap();
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     let t = text(&out);
     // the rsync was killed, not waited for (the whole copy takes about 10 s), and what it

@@ -344,3 +344,12 @@ impl Drop for Unmount {
             .status();
     }
 }
+
+/// SIGTERM to `child` alone, as `systemctl stop` with `KillMode=mixed` sends it.
+pub fn sigterm(child: &std::process::Child) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::Term,
+    )
+    .unwrap();
+}

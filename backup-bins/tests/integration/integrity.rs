@@ -44,6 +44,13 @@ fn flip_byte(p: &Utf8Path) {
     f.set_modified(mtime).unwrap();
 }
 
+/// Swaps two files by name through `t` (`mv a t; mv b a; mv t b`): sizes and mtimes stay.
+fn swap(a: &Utf8Path, b: &Utf8Path, t: &Utf8Path) {
+    std::fs::rename(a, t).unwrap();
+    std::fs::rename(b, a).unwrap();
+    std::fs::rename(t, b).unwrap();
+}
+
 fn read(p: &Utf8Path) -> String {
     std::fs::read_to_string(p).unwrap()
 }
@@ -63,9 +70,7 @@ fn full_passes_see_rewrites_that_keep_size_and_mtime_and_swapped_files() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     rewrite_keeping_mtime(&f, "content-BBBB");
     let t = vol.join("t");
-    std::fs::rename(&a, &t).unwrap();
-    std::fs::rename(&b, &a).unwrap();
-    std::fs::rename(&t, &b).unwrap();
+    swap(&a, &b, &t);
     // an incremental run on `dir` trusts size and mtime: the copy keeps the old content, and
     // its record says so (copy and record agree)
     let out = env.day("2026-01-06");
@@ -91,9 +96,7 @@ fn full_passes_see_rewrites_that_keep_size_and_mtime_and_swapped_files() {
 
     // the first run of a month does the same, into a new week linked against the old one
     rewrite_keeping_mtime(&f, "content-CCCC");
-    std::fs::rename(&a, &t).unwrap();
-    std::fs::rename(&b, &a).unwrap();
-    std::fs::rename(&t, &b).unwrap();
+    swap(&a, &b, &t);
     let out = env.day("2026-02-02");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let copy = env.copy("2026-06", "vaultwarden", "data");
@@ -249,11 +252,7 @@ fn sigterm_during_a_rerun_leaves_the_weeks_complete_version_as_it_was() {
         &env.staging("2026-02", "vaultwarden", "data").join("big"),
         2,
     );
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        rustix::process::Signal::Term,
-    )
-    .unwrap();
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(env.marker("2026-02", "vaultwarden", "data").is_file());
@@ -362,11 +361,7 @@ fn sigterm_ends_a_run_stuck_in_a_step_within_seconds() {
         2,
     );
     let signalled = std::time::Instant::now();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        rustix::process::Signal::Term,
-    )
-    .unwrap();
+    sigterm(&child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
     let out = rx.recv_timeout(std::time::Duration::from_secs(30));
