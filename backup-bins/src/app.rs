@@ -144,7 +144,7 @@ mod tests {
     fn cfg(dir: &Utf8Path) -> Config {
         Config::from_toml(
             &dir.join("config.toml"),
-            "backup-root = \"/b\"\n[kubernetes]\nresolver = \"kubectl\"\n[[kubernetes.volume]]\nlv = \"vm-9-pvc-s\"\nnamespace = \"st\"\npvc = \"static\"\n",
+            &format!("backup-root = \"/b\"\n[kubernetes]\nresolver = \"kubectl\"\ncache-file = \"{dir}/pv-cache.json\"\n[[kubernetes.volume]]\nlv = \"vm-9-pvc-s\"\nnamespace = \"st\"\npvc = \"static\"\n"),
         )
         .unwrap()
     }

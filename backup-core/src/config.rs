@@ -16,6 +16,11 @@ use crate::retention::{DumpPolicy, GfsPolicy, SnapshotPolicy, VersionPolicy};
 /// Where the binaries look for the configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/homelab-backup/config.toml";
 
+/// Where the kubectl PV map is cached unless `kubernetes.cache-file` says otherwise: the
+/// units' `CacheDirectory=homelab-backup`, writable under `ProtectSystem=strict` (the config's
+/// folder under /etc is not).
+pub const DEFAULT_PV_CACHE: &str = "/var/cache/homelab-backup/pv-cache.json";
+
 // ---------------------------------------------------------------------------------------------
 // The file as written
 
@@ -458,6 +463,13 @@ impl Check<'_> {
         if !p.is_absolute() {
             return Err(self.err(key, format!("expected an absolute path, found `{value}`")));
         }
+        // a path goes into unit files, rsync filter rules and logs, all line-based
+        if let Some(c) = value.chars().find(|c| c.is_control()) {
+            return Err(self.err(
+                key,
+                format!("expected a path without control characters, found {c:?} in {value:?}"),
+            ));
+        }
         Ok(p)
     }
 
@@ -690,7 +702,6 @@ impl Check<'_> {
 
     fn kubernetes(&self, k: RawKubernetes) -> Result<KubernetesConfig, ConfigError> {
         let c = self;
-        let file = self.file;
         let resolver = match k.resolver.as_deref().unwrap_or("static") {
             "kubectl" => Resolver::Kubectl,
             "static" => Resolver::Static,
@@ -716,10 +727,7 @@ impl Check<'_> {
         }
         let cache_file = match &k.cache_file {
             Some(p) => c.abs("kubernetes.cache-file", p)?,
-            None => file
-                .parent()
-                .unwrap_or(Utf8Path::new("/"))
-                .join("pv-cache.json"),
+            None => Utf8PathBuf::from(DEFAULT_PV_CACHE),
         };
 
         let kubeconfig = k

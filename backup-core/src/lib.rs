@@ -66,6 +66,7 @@ pub use cluster::{Cluster, PvClaim, Workload};
 pub use config::{
     Backend, Config, DumpsConfig, KubernetesConfig, MetricsConfig, OffsiteConfig, PfsenseConfig,
     PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, StatusConfig, Tree, DEFAULT_CONFIG_PATH,
+    DEFAULT_PV_CACHE,
 };
 pub use error::{stderr_tail, CommandError, ConfigError, Error, Refusal, Result};
 pub use k8s_name::{check_folder_name, check_namespace, check_pvc_name};

@@ -58,17 +58,22 @@ mkdir -p /mnt/backup && run mount /dev/pve/backup /mnt/backup
 
 step "the config, edited as README's package route says"
 cfg=/etc/homelab-backup/config.toml
-sed -i 's/^resolver = "kubectl".*/resolver = "static"/' $cfg
-cat >>$cfg <<'CFG'
-[[kubernetes.volume]]
-lv = "vm-100-pvc-a"
-namespace = "vaultwarden"
-pvc = "vaultwarden-data"
-[[kubernetes.volume]]
-lv = "vm-101-pvc-b"
-namespace = "nextcloud"
-pvc = "nextcloud-data"
-CFG
+# the PV map comes from "the API" (a kubectl that answers from a file) and is cached where the
+# units can write it (CacheDirectory=, /var/cache/homelab-backup)
+cat >/usr/local/bin/kubectl <<'KUBECTL'
+#!/bin/sh
+[ -e /root/api-down ] && { echo "Unable to connect to the server: dial tcp 10.0.0.1:6443: i/o timeout" >&2; exit 1; }
+case " $* " in
+*" pv "*) cat <<'JSON' ;;
+{"kind":"List","items":[
+ {"spec":{"claimRef":{"namespace":"vaultwarden","name":"vaultwarden-data"},"csi":{"volumeHandle":"local-lvm:vm-100-pvc-a"}}},
+ {"spec":{"claimRef":{"namespace":"nextcloud","name":"nextcloud-data"},"csi":{"volumeHandle":"local-lvm:vm-101-pvc-b"}}}]}
+JSON
+*) echo '{"kind":"List","items":[]}' ;;
+esac
+KUBECTL
+chmod 755 /usr/local/bin/kubectl
+grep -q '^resolver = "kubectl"' $cfg || fail "the example config does not use the kubectl resolver"
 sed -i 's|^paths = \[.*|paths = ["/etc/systemd/system"]|' $cfg
 # an offsite destination and an NFS-like tree outside every default path
 cat >>$cfg <<'CFG'
@@ -88,6 +93,8 @@ systemctl cat offsite-sync-backup.service | grep -q 'ReadWritePaths=-/srv/offsit
 
 start_unit lvm-pvc-snapshot.service 300
 lvs pve | grep -q -- '-snap-' || fail "no snapshot was taken"
+test -s /var/cache/homelab-backup/pv-cache.json || fail "the PV map was not cached in /var/cache/homelab-backup"
+journalctl -u lvm-pvc-snapshot.service -o cat --no-pager | grep -q "could not cache" && fail "the unit could not write the PV cache"
 start_unit daily-backup.service 600
 W=$(ls /mnt/backup/pvc-data | head -1)
 [[ -n $W ]] || fail "no week folder"
@@ -95,8 +102,20 @@ test -f /mnt/backup/pvc-data/$W/.complete/vaultwarden/vaultwarden-data || fail "
 grep -q "vm-100-pvc-a file 2" /mnt/backup/pvc-data/$W/vaultwarden/vaultwarden-data/file-2.txt || fail "the copy lacks file-2"
 grep -q 'daily_backup_last_run_success{job="daily-backup"} 1' /var/lib/prometheus/node-exporter/daily-backup.prom \
     || fail "daily-backup metrics: $(cat /var/lib/prometheus/node-exporter/daily-backup.prom 2>&1 | head -5)"
-step "a second daily-backup on the same snapshots"
+step "a second daily-backup on the same snapshots: the API down, and without ProtectProc/ProtectControlGroups"
+# the cache written by the first runs resolves the volumes; and /run stays writable for what the
+# units declare (tmpfiles.d) even without the two directives that used to make it so by accident
+touch /root/api-down
+mkdir -p /run/systemd/system/daily-backup.service.d
+printf '[Service]\nProtectProc=default\nProtectControlGroups=no\n' >/run/systemd/system/daily-backup.service.d/zz-test.conf
+run systemctl daemon-reload
 start_unit daily-backup.service 600
+journalctl -u daily-backup.service -o cat --no-pager | grep -q "using the PV map cached in /var/cache/homelab-backup/pv-cache.json" \
+    || fail "the second run did not use the cached PV map: $(journalctl -u daily-backup.service -o cat --no-pager | tail -15)"
+grep -q 'daily_backup_last_run_success{job="daily-backup"} 1' /var/lib/prometheus/node-exporter/daily-backup.prom \
+    || fail "the second daily-backup did not succeed: $(grep -v '^#' /var/lib/prometheus/node-exporter/daily-backup.prom | head -8)"
+rm -rf /root/api-down /run/systemd/system/daily-backup.service.d
+run systemctl daemon-reload
 grep -qs /run/homelab-backup /proc/mounts && fail "a snapshot was left mounted"
 start_unit backupctl-verify.service 600
 grep -q 'backup_verify_last_run_success{job="backupctl-verify"} 1' /var/lib/prometheus/node-exporter/backupctl-verify.prom \
@@ -128,9 +147,52 @@ grep -q 'offsite_backup_sync_last_run_success{job="offsite-sync-backup"} 1' /var
     || fail "offsite metrics"
 run systemctl stop nfs-change-tracker.service
 
-step "timers"
-run systemctl enable --now lvm-pvc-snapshot.timer daily-backup.timer backupctl-verify.timer
-systemctl list-timers --all --no-pager | grep -q daily-backup.timer || fail "daily-backup.timer not listed"
+step "paths outside every default: backup root (with a space), mount, lock, textfile and cache folders"
+run umount /mnt/backup
+mkdir -p "/srv/backup disk" && run mount /dev/pve/backup "/srv/backup disk"
+sed -i 's|^backup-root = .*|backup-root = "/srv/backup disk"|' $cfg
+sed -i 's|^mount-dir = .*|mount-dir = "/srv/hb-mnt"|' $cfg
+sed -i 's|^textfile-dir = .*|textfile-dir = "/srv/metrics"|' $cfg
+sed -i 's|^\[snapshots\]|[snapshots]\nlock-file = "/srv/hb-lock/snapshots.lock"|' $cfg
+sed -i 's|^\[kubernetes\]|[kubernetes]\ncache-file = "/srv/hb-cache/pv-cache.json"|' $cfg
+mkdir -p /srv/metrics
+run backupctl config check
+run systemctl daemon-reload
+start_unit lvm-pvc-snapshot.service 300
+start_unit daily-backup.service 600
+test -s /srv/hb-cache/pv-cache.json || fail "no PV cache in /srv/hb-cache"
+test -d /srv/hb-lock || fail "no lock folder /srv/hb-lock"
+grep -q 'daily_backup_last_run_success{job="daily-backup"} 1' /srv/metrics/daily-backup.prom \
+    || fail "no daily-backup metrics in /srv/metrics"
+test -f "/srv/backup disk/pvc-data/$W/.complete/vaultwarden/vaultwarden-data" || fail "the moved backup root lost the week"
+grep -qs /srv/hb-mnt /proc/mounts && fail "a snapshot was left mounted under /srv/hb-mnt"
+start_unit backupctl-verify.service 600
+
+step "timers: next elapse, and a Persistent=true catch-up"
+run systemctl enable --now lvm-pvc-snapshot.timer daily-backup.timer offsite-sync-backup.timer \
+    backupctl-verify.timer backupctl-drill.timer
+for t in lvm-pvc-snapshot:03:00 daily-backup:05:00 offsite-sync-backup:06:00 backupctl-verify:08:00 backupctl-drill:08:00; do
+    name=${t%%:*} at=${t#*:}
+    next=$(systemctl show -p NextElapseUSecRealtime --value $name.timer)
+    [[ $next == *" $at:00"* ]] || fail "$name.timer next elapse is '$next', not at $at"
+    echo "@@TIMER $name.timer next $next"
+done
+[[ $(systemctl show -p NextElapseUSecRealtime --value backupctl-verify.timer) == Sat* ]] || fail "verify is not on a Saturday"
+[[ $(systemctl show -p NextElapseUSecRealtime --value backupctl-drill.timer) == Sun* ]] || fail "drill is not on a Sunday"
+# the host was off at 05:00: with the stamp three days old, starting the timer runs the job now
+before=$(systemctl show -p ExecMainStartTimestampMonotonic --value daily-backup.service)
+run systemctl stop daily-backup.timer
+touch -d '3 days ago' /var/lib/systemd/timers/stamp-daily-backup.timer
+run systemctl start daily-backup.timer
+for i in $(seq 1 600); do
+    now=$(systemctl show -p ExecMainStartTimestampMonotonic --value daily-backup.service)
+    [[ $now != "$before" && $(systemctl show -p ActiveState --value daily-backup.service) == inactive ]] && break
+    sleep 1
+done
+[[ $now != "$before" ]] || fail "no catch-up run of daily-backup.service after a missed 05:00 (Persistent=true)"
+[[ $(systemctl show -p Result --value daily-backup.service) == success ]] \
+    || fail "the catch-up run failed: $(journalctl -u daily-backup.service -o cat --no-pager | tail -15)"
+echo "@@CATCHUP daily-backup.service ran ${i}s after its timer started"
 
 step "dpkg --purge"
 run dpkg --purge homelab-backup
@@ -139,4 +201,9 @@ for f in /usr/bin/daily-backup /lib/systemd/system/daily-backup.service /etc/hom
     /usr/lib/tmpfiles.d/homelab-backup.conf; do
     test -e $f && fail "$f is still there after dpkg --purge"
 done
+# the operator's enabled timers leave no symlink (deb-systemd-helper purge), no mask, no cache
+left=$(find /etc/systemd/system -lname '*homelab*' -o -name 'daily-backup*' -o -name 'lvm-pvc-snapshot*' \
+    -o -name 'backupctl-*' -o -name 'offsite-sync-backup*' -o -name 'nfs-change-tracker*' 2>/dev/null)
+[[ -z $left ]] || fail "left behind after dpkg --purge: $left"
+test -e /var/cache/homelab-backup && fail "/var/cache/homelab-backup is still there after dpkg --purge"
 echo "@@ALL_OK"

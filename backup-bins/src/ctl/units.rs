@@ -8,7 +8,7 @@
 //! (`CAP_CHOWN`, `CAP_FOWNER`, `CAP_FSETID`, `CAP_MKNOD`, `CAP_SETFCAP`). `RestrictSUIDSGID` is
 //! left off on purpose: a backup must copy set-uid files as they are.
 
-use backup_core::{Config, DEFAULT_CONFIG_PATH};
+use backup_core::{Config, DEFAULT_CONFIG_PATH, DEFAULT_PV_CACHE};
 use serde::Serialize;
 
 use crate::exit::Exit;
@@ -62,9 +62,47 @@ fn hardening(rw: &[String], caps: &str, ipc: Ipc) -> String {
     }
     out.push_str(&format!("CapabilityBoundingSet={caps}\n"));
     for p in paths {
-        out.push_str(&format!("ReadWritePaths=-{p}\n"));
+        out.push_str(&format!("ReadWritePaths=-{}\n", unit_word(p, false)));
     }
     out
+}
+
+/// A path as one word of a unit file line: `%` (a specifier) doubled, and quoted with `\"` and
+/// `\\` escaped when it holds white space, a quote or a backslash; on an `Exec` line `$` (a
+/// variable) is doubled too. The config refuses control characters in paths, so a value cannot
+/// end the line and add a directive of its own.
+fn unit_word(p: &str, exec: bool) -> String {
+    let mut w = p.replace('%', "%%");
+    if exec {
+        w = w.replace('$', "$$");
+    }
+    if w.chars().any(|c| c.is_whitespace() || "\"'\\".contains(c)) {
+        w = format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+    }
+    w
+}
+
+/// The folders the package declares: tmpfiles.d makes the two under /run at boot and install,
+/// `CacheDirectory=` the cache.
+const DECLARED: [&str; 3] = [
+    "/run/homelab-backup",
+    "/run/lock/homelab-backup",
+    "/var/cache/homelab-backup",
+];
+
+/// Folders a unit's job creates itself (the mount folder, the lock folder, the PV cache's): the
+/// defaults are declared (tmpfiles.d, `CacheDirectory=`); one the config moves elsewhere is made
+/// before the job starts, outside the sandbox (`+`), since `ProtectSystem=strict` leaves only
+/// existing `ReadWritePaths` writable.
+fn mkdirs(dirs: &[String]) -> String {
+    dirs.iter()
+        .map(|d| {
+            format!(
+                "ExecStartPre=+/bin/mkdir -p -m 0700 -- {}\n",
+                unit_word(d, true)
+            )
+        })
+        .collect()
 }
 
 /// For jobs that mount nothing and touch no device: no devices, no kernel tunables, and only
@@ -134,6 +172,30 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             .map_or("/run/lock/homelab-backup".to_owned(), ToString::to_string)
     });
     let mut rw = vec![backup_root.clone(), mount_dir.clone(), lock_dir.clone()];
+    // the jobs that resolve PVCs write the kubectl PV cache: `CacheDirectory=` for the default
+    let cache_dir = cfg
+        .and_then(|c| c.kubernetes.cache_file.parent())
+        .map_or("/var/cache/homelab-backup".to_owned(), ToString::to_string);
+    // inside a declared folder a job makes its own; elsewhere the unit makes it first
+    let declared = |d: &str| {
+        DECLARED
+            .iter()
+            .any(|r| camino::Utf8Path::new(d).starts_with(r))
+    };
+    let made: Vec<String> = [&mount_dir, &lock_dir]
+        .into_iter()
+        .chain(
+            cfg.filter(|c| c.kubernetes.cache_file != DEFAULT_PV_CACHE)
+                .map(|_| &cache_dir),
+        )
+        .filter(|d| !declared(d))
+        .cloned()
+        .collect();
+    let mut resolves = String::from("CacheDirectory=homelab-backup\nCacheDirectoryMode=0700\n");
+    if cfg.is_some_and(|c| c.kubernetes.cache_file != DEFAULT_PV_CACHE) {
+        rw.push(cache_dir.clone());
+    }
+    resolves.push_str(&mkdirs(&made));
     if let Some(t) = cfg.and_then(|c| c.metrics.textfile_dir.as_ref()) {
         rw.push(t.to_string());
     } else if cfg.is_none() {
@@ -174,7 +236,7 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &[],
             &lvm,
             CAPS_COPY,
-            &format!("{}{modprobe}", oneshot("30min")),
+            &format!("{}{modprobe}{resolves}", oneshot("30min")),
             Ipc::Host,
         ),
         timer("lvm-pvc-snapshot", "homelab-backup: snapshots at 03:00", "*-*-* 03:00:00"),
@@ -185,7 +247,7 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &["lvm-pvc-snapshot.service"],
             &lvm,
             CAPS_COPY,
-            &format!("{}{modprobe}", oneshot("20h")),
+            &format!("{}{modprobe}{resolves}", oneshot("20h")),
             Ipc::Host,
         ),
         timer("daily-backup", "homelab-backup: the daily copy at 05:00", "*-*-* 05:00:00"),
@@ -196,7 +258,7 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &["daily-backup.service"],
             &offsite_rw,
             "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_MKNOD CAP_SETFCAP",
-            &oneshot("20h"),
+            &format!("{}{}", oneshot("20h"), mkdirs(&made)),
             Ipc::Private,
         ),
         timer("offsite-sync-backup", "homelab-backup: offsite at 06:00", "*-*-* 06:00:00"),
@@ -207,7 +269,7 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &["daily-backup.service"],
             &rw,
             "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",
-            &format!("{}{NO_MOUNTS}", oneshot("12h")),
+            &format!("{}{resolves}{NO_MOUNTS}", oneshot("12h")),
             Ipc::Private,
         ),
         timer("backupctl-verify", "homelab-backup: weekly verify, Saturday 08:00", "Sat *-*-* 08:00:00"),
@@ -218,7 +280,7 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &["daily-backup.service"],
             &rw,
             "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_SETFCAP",
-            &format!("{}{NO_MOUNTS}", oneshot("6h")),
+            &format!("{}{resolves}{NO_MOUNTS}", oneshot("6h")),
             Ipc::Private,
         ),
         timer("backupctl-drill", "homelab-backup: weekly drill, Sunday 08:00", "Sun *-*-* 08:00:00"),
@@ -230,7 +292,10 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
                 &[],
                 &offsite_rw,
                 "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",
-                &format!("Type=simple\nRestart=on-failure\nRestartSec=10\n{NO_MOUNTS}"),
+                &format!(
+                    "Type=simple\nRestart=on-failure\nRestartSec=10\n{}{NO_MOUNTS}",
+                    mkdirs(&made)
+                ),
                 Ipc::Private,
             );
             u.text.push_str("\n[Install]\nWantedBy=multi-user.target\n");
@@ -267,7 +332,8 @@ pub fn write_units(
 }
 
 /// `backupctl units --dropins DIR`: for every service, `DIR/<service>.d/50-homelab-backup-paths.conf`
-/// with the `ReadWritePaths` of the units for `cfg`. The packaged units carry the defaults'; a
+/// with the `ReadWritePaths` of the units for `cfg`, and the `mkdir` of a mount, lock or cache
+/// folder the config moves away from its declared default. The packaged units carry the defaults'; a
 /// config whose backup root, offsite destination, change log, mount or textfile folder lie
 /// elsewhere needs these (`ProtectSystem=strict` makes everything else read-only).
 ///
@@ -288,7 +354,10 @@ pub fn write_dropins(
                 cfg.map_or(DEFAULT_CONFIG_PATH.to_owned(), |c| c.file.to_string()),
                 u.text
                     .lines()
-                    .filter(|l| l.starts_with("ReadWritePaths="))
+                    .filter(|l| {
+                        l.starts_with("ReadWritePaths=")
+                            || l.starts_with("ExecStartPre=+/bin/mkdir ")
+                    })
                     .map(|l| format!("{l}\n"))
                     .collect::<String>()
             ),

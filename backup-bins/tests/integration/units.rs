@@ -185,6 +185,21 @@ fn config_example_is_the_shipped_file_and_config_check_accepts_it() {
     assert!(text(&out).contains("weekly-version"), "{}", text(&out));
 }
 
+/// Writes `config` into `root/config.toml` and its drop-ins into `root/gen`; returns the config.
+fn dropins(root: &camino::Utf8Path, config: &str) -> Utf8PathBuf {
+    let file = root.join("config.toml");
+    std::fs::write(&file, config).unwrap();
+    let out = ctl(&[
+        "--config",
+        file.as_str(),
+        "units",
+        "--dropins",
+        root.join("gen").as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    file
+}
+
 /// Issue 20, item 4: the packaged units carry the default `ReadWritePaths`; a config whose
 /// offsite destination, backup root or textfile folder lie elsewhere gets drop-ins with its own
 /// (`backupctl units --dropins`, run by the package's systemd generator at every daemon-reload).
@@ -192,21 +207,11 @@ fn config_example_is_the_shipped_file_and_config_check_accepts_it() {
 fn dropins_carry_the_paths_the_config_needs() {
     let dir = tempfile::tempdir().unwrap();
     let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
-    let config = root.join("config.toml");
-    std::fs::write(
-        &config,
+    dropins(
+        &root,
         "backup-root = \"/srv/backup-disk\"\n[metrics]\ntextfile-dir = \"/srv/textfile\"\n\
          [offsite]\ndestination = \"/srv/offsite\"\nchange-log = \"/srv/changes/log\"\n",
-    )
-    .unwrap();
-    let out = ctl(&[
-        "--config",
-        config.as_str(),
-        "units",
-        "--dropins",
-        root.join("gen").as_str(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    );
     let read = |unit: &str| {
         std::fs::read_to_string(root.join(format!("gen/{unit}.d/50-homelab-backup-paths.conf")))
             .unwrap()
@@ -229,8 +234,74 @@ fn dropins_carry_the_paths_the_config_needs() {
         !root.join("gen/daily-backup.timer.d").exists(),
         "timers need no drop-in"
     );
+    // the defaults' folders are declared (tmpfiles.d, CacheDirectory=): nothing to make
+    assert!(!read("daily-backup.service").contains("mkdir"));
     let generator =
         std::fs::read_to_string(repo().join("deploy/systemd-generators/homelab-backup-paths"))
             .unwrap();
     assert!(generator.contains("units --dropins \"$1\""), "{generator}");
+}
+
+/// Issue 20, item 4 (the cache) and "every valid config": a mount, lock or cache folder moved away
+/// from its declared default is made before the job (outside the sandbox) and made writable;
+/// paths with spaces, `%` or `$` are quoted and escaped so systemd reads back the same path.
+#[test]
+fn dropins_make_moved_folders_and_quote_odd_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    let config = dropins(
+        &root,
+        "backup-root = \"/srv/backup disk\"\n[snapshots]\nlock-file = \"/srv/locks/snap.lock\"\n\
+         [pvc-backup]\nmount-dir = \"/srv/mnt$HOME%h\"\n[kubernetes]\nresolver = \"kubectl\"\n\
+         cache-file = \"/var/lib/hb \\\"x\\\"/pv.json\"\n",
+    );
+    let daily = std::fs::read_to_string(
+        root.join("gen/daily-backup.service.d/50-homelab-backup-paths.conf"),
+    )
+    .unwrap();
+    for line in [
+        "ReadWritePaths=-\"/srv/backup disk\"\n",
+        "ReadWritePaths=-/srv/mnt$HOME%%h\n",
+        "ReadWritePaths=-/srv/locks\n",
+        "ReadWritePaths=-\"/var/lib/hb \\\"x\\\"\"\n",
+        "ExecStartPre=+/bin/mkdir -p -m 0700 -- /srv/mnt$$HOME%%h\n",
+        "ExecStartPre=+/bin/mkdir -p -m 0700 -- /srv/locks\n",
+        "ExecStartPre=+/bin/mkdir -p -m 0700 -- \"/var/lib/hb \\\"x\\\"\"\n",
+    ] {
+        assert!(daily.contains(line), "{line:?} not in:\n{daily}");
+    }
+    // systemd reads the drop-in back without a complaint
+    let units = root.join("units");
+    std::fs::create_dir_all(units.join("daily-backup.service.d")).unwrap();
+    let w = ctl(&[
+        "--config",
+        config.as_str(),
+        "units",
+        "--bindir",
+        "/bin",
+        "--write",
+        units.as_str(),
+    ]);
+    assert_eq!(w.status.code(), Some(0), "{}", text(&w));
+    std::fs::copy(
+        root.join("gen/daily-backup.service.d/50-homelab-backup-paths.conf"),
+        units.join("daily-backup.service.d/50-homelab-backup-paths.conf"),
+    )
+    .unwrap();
+    let v = Command::new("systemd-analyze")
+        .env("SYSTEMD_UNIT_PATH", format!("{units}:"))
+        .args([
+            "verify",
+            "--man=no",
+            units.join("daily-backup.service").as_str(),
+        ])
+        .output()
+        .expect("systemd-analyze");
+    let said = text(&v);
+    assert!(
+        !said.contains("quot")
+            && !said.contains("escape")
+            && !said.contains("daily-backup.service.d"),
+        "{said}"
+    );
 }

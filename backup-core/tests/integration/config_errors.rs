@@ -70,7 +70,11 @@ fn the_design_example_parses() {
 fn only_backup_root_is_required() {
     let c = parse("backup-root = \"/b\"").unwrap();
     assert_eq!(c.snapshots.retention.keep_days, 7);
-    assert_eq!(c.kubernetes.cache_file, "/etc/homelab-backup/pv-cache.json");
+    assert_eq!(c.kubernetes.cache_file, backup_core::DEFAULT_PV_CACHE);
+    assert_eq!(
+        c.kubernetes.cache_file,
+        "/var/cache/homelab-backup/pv-cache.json"
+    );
 }
 
 #[test]
@@ -100,6 +104,8 @@ fn error_messages() {
         ("empty-gfs", "backup-root = \"/b\"\n[pvc-backup.retention]\nweekly = 0\n"),
         ("unknown-gfs-rule", "backup-root = \"/b\"\n[pvc-backup.retention]\nfortnightly = 2\n"),
         ("parallel-too-many", "backup-root = \"/b\"\n[pvc-backup]\nparallel = 65\n"),
+        ("newline-in-backup-root", "backup-root = \"/mnt/b\\nExecStartPre=/bin/sh\"\n"),
+        ("tab-in-cache-file", "backup-root = \"/b\"\n[kubernetes]\ncache-file = \"/var/cache/\\tx\"\n"),
         ("relative-mount-dir", "backup-root = \"/b\"\n[pvc-backup]\nmount-dir = \"run/mnt\"\n"),
         ("mount-dir-inside-backup-root", "backup-root = \"/b\"\n[pvc-backup]\nmount-dir = \"/b//./mnt\"\n"),
         ("backup-root-inside-mount-dir", "backup-root = \"/run/mnt/b\"\n[pvc-backup]\nmount-dir = \"/run/mnt\"\n"),
