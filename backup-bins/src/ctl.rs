@@ -11,6 +11,7 @@ pub mod cli;
 mod config_cmd;
 mod drill;
 mod inventory;
+mod pvc_ref;
 mod restore;
 mod status;
 mod units;
@@ -21,6 +22,7 @@ pub use check::{check_tree, CheckReport, Content, Difference};
 pub use config_cmd::{ConfigText, CONFIG_EXAMPLE};
 pub use drill::{drill, DrillArgs, DrillReport};
 pub use inventory::{list, DumpListing, ListReport, PvcListing, VersionListing};
+pub use pvc_ref::PvcRef;
 pub use restore::{
     plan_into_volume, restore_into_volume, restore_pfsense, restore_pvc, restore_pve_config,
     restore_sqlite, run_into_volume, IntoVolumeDeps, IntoVolumeReport, IntoVolumeStep,

@@ -15,6 +15,14 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// What the command line asks for does not exist (a version, a copy, a snapshot, a volume).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// A guard refused: what was asked for exists but cannot be done safely.
+    #[error("{0}")]
+    Refused(String),
+
     /// A file or folder the configuration names could not be used; the message names the key.
     #[error("{action} `{path}` (`{key}` in {file}): {source}")]
     ConfiguredPath {
@@ -100,8 +108,10 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => Exit::Usage,
             Error::Locked { .. } => Exit::Locked,
+            Error::NotFound(_) => Exit::NotFound,
             Error::Core(backup_core::Error::InvalidArgument { .. }) => Exit::Usage,
             Error::ConfiguredPath { .. }
+            | Error::Refused(_)
             | Error::Secret { .. }
             | Error::Sqlite(_)
             | Error::LiveCheck(_)

@@ -12,17 +12,21 @@ pub enum Exit {
     Usage,
     /// 3: some items failed, the rest were done.
     Partial,
+    /// 66: what was asked for does not exist (`EX_NOINPUT`): no such version, copy, snapshot or
+    /// volume.
+    NotFound,
     /// 75: another run holds the lock (`EX_TEMPFAIL`).
     Locked,
 }
 
 impl Exit {
     /// Every exit code, in the order of the table.
-    pub const ALL: [Exit; 5] = [
+    pub const ALL: [Exit; 6] = [
         Exit::Success,
         Exit::Failed,
         Exit::Usage,
         Exit::Partial,
+        Exit::NotFound,
         Exit::Locked,
     ];
 
@@ -34,6 +38,9 @@ impl Exit {
             Exit::Usage => "usage or configuration error (the message names the file and key)",
             Exit::Partial => {
                 "partial: some items failed, the rest were done (the output names them)"
+            }
+            Exit::NotFound => {
+                "not found: no such version, copy, snapshot or volume (EX_NOINPUT: `backupctl list`)"
             }
             Exit::Locked => "another run holds the lock (EX_TEMPFAIL: try again later, or --wait)",
         }
@@ -55,6 +62,7 @@ impl Exit {
             Exit::Failed => 1,
             Exit::Usage => 2,
             Exit::Partial => 3,
+            Exit::NotFound => 66,
             Exit::Locked => 75,
         }
     }

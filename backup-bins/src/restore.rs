@@ -42,7 +42,7 @@ pub fn restore(ctx: &Context<'_>, pvc_lv: &str, snapshot_lv: &str) -> Result<Res
         .into_iter()
         .find(|s| s.name == snapshot_lv)
         .ok_or_else(|| {
-            Error::Usage(format!(
+            Error::NotFound(format!(
                 "no snapshot named {snapshot_lv} in {volume_group}/{thin_pool}: `lvm-pvc-snapshot list` shows them"
             ))
         })?;
@@ -53,7 +53,7 @@ pub fn restore(ctx: &Context<'_>, pvc_lv: &str, snapshot_lv: &str) -> Result<Res
         )));
     }
     if !lvm.list_volumes()?.iter().any(|v| v.name == pvc_lv) {
-        return Err(Error::Usage(format!(
+        return Err(Error::NotFound(format!(
             "{pvc_lv} is not a volume in {volume_group}/{thin_pool}"
         )));
     }

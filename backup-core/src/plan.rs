@@ -222,16 +222,24 @@ pub fn plan_daily(input: &DailyInput<'_>) -> Result<DailyPlan> {
         week,
         input.versions.iter().chain(input.pve_config_versions),
     )?;
+    // `NAMESPACE/PVC` as the output names it, or the volume (LV)
+    let allowed = |v: &SelectedVolume| {
+        input
+            .allow_empty
+            .iter()
+            .any(|n| *n == format!("{}/{}", v.namespace, v.pvc) || *n == v.lv)
+    };
     for name in input.allow_empty {
         if !selection
             .selected
             .iter()
-            .any(|v| format!("{}/{}", v.namespace, v.pvc) == *name)
+            .any(|v| *name == format!("{}/{}", v.namespace, v.pvc) || *name == v.lv)
         {
             return Err(Error::InvalidArgument {
                 arg: format!("--allow-empty {name}"),
                 reason: format!(
-                    "no selected volume is {name} (expected NAMESPACE/PVC as the output names it)"
+                    "no selected volume is {name} (expected NAMESPACE/PVC as the output names \
+                     it, or the volume's name)"
                 ),
             });
         }
@@ -274,9 +282,7 @@ pub fn plan_daily(input: &DailyInput<'_>) -> Result<DailyPlan> {
                 cfg.pvc_backup.max_snapshot_age_hours,
             ),
             refused: name_refused.clone().or(shared),
-            allow_empty: input
-                .allow_empty
-                .contains(&format!("{}/{}", volume.namespace, volume.pvc)),
+            allow_empty: allowed(volume),
             volume: volume.clone(),
         });
     }

@@ -127,8 +127,8 @@ echo "not in the version" > /live/vm-100-pvc-a/extra.txt
 sync
 run umount /live/vm-100-pvc-a
 : > /mnt/host/kubectl.log
-run backupctl --now 2026-01-15T05:00:00Z restore pvc --namespace vaultwarden --pvc vaultwarden-data --week 2026-02 --into-volume --dry-run
-run backupctl --now 2026-01-15T05:00:00Z restore pvc --namespace vaultwarden --pvc vaultwarden-data --week 2026-02 --into-volume
+run backupctl --now 2026-01-15T05:00:00Z restore pvc --pvc vaultwarden/vaultwarden-data --week 2026-02 --into-volume --dry-run
+run backupctl --now 2026-01-15T05:00:00Z restore pvc --pvc vaultwarden/vaultwarden-data --week 2026-02 --into-volume
 check "the safety snapshot of the live volume" lvs pve/vm-100-pvc-a-pre-restore-20260115050000
 grep -q "run/homelab-backup" /proc/mounts && fail "the live volume was left mounted"
 grep -q "scale deployment/vaultwarden -n vaultwarden --replicas=0" /mnt/host/kubectl.log || fail "no scale down"

@@ -35,8 +35,8 @@ struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
 
-    /// Accept an empty source for this PVC in this run (NAMESPACE/PVC, as the output names it;
-    /// repeatable): a PVC emptied on purpose. Without it an empty source is refused while the
+    /// Accept an empty source for this PVC in this run (NAMESPACE/PVC as the output names it,
+    /// or the volume's name; repeatable): a PVC emptied on purpose. Without it an empty source is refused while the
     /// last copy has files.
     #[arg(long, value_name = "NS/PVC")]
     allow_empty: Vec<String>,

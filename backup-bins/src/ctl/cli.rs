@@ -8,15 +8,7 @@ use camino::Utf8PathBuf;
 
 use crate::run::{run, GlobalArgs, Locks, RunSpec, SinkArgs};
 
-/// `NS/PVC`.
-fn parse_pvc(s: &str) -> Result<(String, String), String> {
-    match s.split_once('/') {
-        Some((ns, pvc)) if !ns.is_empty() && !pvc.is_empty() && !pvc.contains('/') => {
-            Ok((ns.to_owned(), pvc.to_owned()))
-        }
-        _ => Err(format!("expected NAMESPACE/PVC, got `{s}`")),
-    }
-}
+use super::PvcRef;
 
 fn parse_week(s: &str) -> Result<IsoWeek, String> {
     s.parse::<IsoWeek>().map_err(|e| e.to_string())
@@ -45,9 +37,9 @@ pub enum Command {
         /// Only this ISO week (YYYY-WW).
         #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
         week: Option<IsoWeek>,
-        /// Only this PVC.
-        #[arg(long, value_parser = parse_pvc, value_name = "NAMESPACE/PVC")]
-        pvc: Option<(String, String)>,
+        /// Only this PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
+        pvc: Option<PvcRef>,
         /// Read the content of only this percent of the files (chosen from --now; metadata is
         /// checked for all).
         #[arg(long, value_name = "PERCENT")]
@@ -110,12 +102,13 @@ pub enum RestoreCommand {
     /// workloads scaled to 0, a safety snapshot, the volume mounted, restored with --delete,
     /// checked, unmounted, workloads scaled back; any failure undoes the scale-down).
     Pvc {
-        /// Namespace.
-        #[arg(long)]
-        namespace: String,
-        /// PVC.
-        #[arg(long)]
+        /// The PVC: NAMESPACE/PVC as `backupctl list` prints it, or the volume (LV) that
+        /// holds it.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
         pvc: String,
+        /// Deprecated (goes in the next release): the namespace of a bare --pvc name.
+        #[arg(long, hide_short_help = true, value_name = "NS")]
+        namespace: Option<String>,
         /// ISO week (default: the newest complete version).
         #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
         week: Option<IsoWeek>,
@@ -136,12 +129,13 @@ pub enum RestoreCommand {
     },
     /// SQLite copies of a PVC's week (all, or the one at --path inside the volume).
     Sqlite {
-        /// Namespace.
-        #[arg(long)]
-        namespace: String,
-        /// PVC.
-        #[arg(long)]
+        /// The PVC: NAMESPACE/PVC as `backupctl list` prints it, or the volume (LV) that
+        /// holds it.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
         pvc: String,
+        /// Deprecated (goes in the next release): the namespace of a bare --pvc name.
+        #[arg(long, hide_short_help = true, value_name = "NS")]
+        namespace: Option<String>,
         /// ISO week (default: the newest complete version).
         #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
         week: Option<IsoWeek>,
@@ -272,13 +266,14 @@ fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
             into_volume,
             force,
         } => {
-            let args = super::PvcRestoreArgs {
-                namespace: namespace.clone(),
-                pvc: pvc.clone(),
-                week: *week,
-                to: to.clone(),
-                force: *force,
-                into_volume: *into_volume,
+            let args = || -> crate::error::Result<super::PvcRestoreArgs> {
+                Ok(super::PvcRestoreArgs {
+                    pvc: PvcRef::with_namespace(pvc, namespace.as_deref())?,
+                    week: *week,
+                    to: to.clone(),
+                    force: *force,
+                    into_volume: *into_volume,
+                })
             };
             if *into_volume {
                 // no daily-backup or snapshot run mounts or prunes beside a restore
@@ -286,9 +281,11 @@ fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
                     locks: Locks::Snapshots,
                     ..spec
                 };
-                run(&spec, global, |ctx| super::restore_into_volume(ctx, &args))
+                run(&spec, global, |ctx| {
+                    super::restore_into_volume(ctx, &args()?)
+                })
             } else {
-                run(&spec, global, |ctx| super::restore_pvc(ctx, &args))
+                run(&spec, global, |ctx| super::restore_pvc(ctx, &args()?))
             }
         }
         RestoreCommand::Sqlite {
@@ -299,7 +296,8 @@ fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
             to,
             force,
         } => run(&spec, global, |ctx| {
-            super::restore_sqlite(ctx, namespace, pvc, *week, path.as_deref(), to, *force)
+            let pvc = PvcRef::with_namespace(pvc, namespace.as_deref())?;
+            super::restore_sqlite(ctx, &pvc, *week, path.as_deref(), to, *force)
         }),
         RestoreCommand::Pfsense { week, to, force } => run(&spec, global, |ctx| {
             super::restore_pfsense(ctx, *week, to, *force)

@@ -90,7 +90,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     let root = store.root().clone();
     let versions = newest_versions(store.list_versions(Series::Pvc)?);
     if versions.is_empty() {
-        return Err(Error::Usage(
+        return Err(Error::NotFound(
             "no complete version to drill: run daily-backup first".to_owned(),
         ));
     }

@@ -444,12 +444,12 @@ pub(super) fn pick_version(
     };
     match found {
         Some(v) if v.is_complete() => Ok(v),
-        Some(v) => Err(crate::error::Error::Usage(format!(
+        Some(v) => Err(crate::error::Error::NotFound(format!(
             "week {} of {namespace}/{pvc} is incomplete (its copy never finished): choose a \
              complete one from `backupctl list`",
             v.week
         ))),
-        None => Err(crate::error::Error::Usage(format!(
+        None => Err(crate::error::Error::NotFound(format!(
             "no complete version of {namespace}/{pvc}{}: `backupctl list` shows what there is",
             week.map_or(String::new(), |w| format!(" in week {w}"))
         ))),

@@ -28,10 +28,8 @@ use crate::run::{Context, Outcome};
 /// `restore pvc` flags.
 #[derive(Debug, Clone)]
 pub struct PvcRestoreArgs {
-    /// Namespace.
-    pub namespace: String,
-    /// PVC.
-    pub pvc: String,
+    /// The PVC (`NAMESPACE/PVC` or its volume).
+    pub pvc: super::PvcRef,
     /// Week (default: the newest complete version).
     pub week: Option<IsoWeek>,
     /// Target folder.
@@ -237,12 +235,13 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
         .clone()
         .ok_or_else(|| Error::Usage("restore pvc needs --to DIR or --into-volume".to_owned()))?;
     let store = ctx.store()?;
-    let v = pick_version(store.as_ref(), &args.namespace, &args.pvc, args.week)?;
+    let (namespace, pvc) = args.pvc.resolve(ctx)?;
+    let v = pick_version(store.as_ref(), &namespace, &pvc, args.week)?;
     let root = store.root().clone();
     let from = root.pvc_copy(v.week, &v.namespace, &v.pvc);
     let what = format!("pvc {}/{} week {}", v.namespace, v.pvc, v.week);
     let rec = record(store.as_ref(), &v).ok_or_else(|| {
-        Error::Usage(format!(
+        Error::Refused(format!(
             "{what} has no usable record: it can be copied by hand (rsync -aHAX --numeric-ids \
              {from}/ DIR/) but not checked"
         ))
@@ -272,13 +271,14 @@ fn newest_week(versions: &[WeekVersion], week: Option<IsoWeek>, what: &str) -> R
     complete.sort_by_key(|v| v.week);
     match week {
         Some(w) if complete.iter().any(|v| v.week == w) => Ok(w),
-        Some(w) => Err(Error::Usage(format!(
+        Some(w) => Err(Error::NotFound(format!(
             "no complete {what} copy of week {w}: `backupctl list` shows them"
         ))),
-        None => complete
-            .last()
-            .map(|v| v.week)
-            .ok_or_else(|| Error::Usage(format!("no complete {what} copy at all"))),
+        None => complete.last().map(|v| v.week).ok_or_else(|| {
+            Error::NotFound(format!(
+                "no complete {what} copy at all: `backupctl list` shows what there is"
+            ))
+        }),
     }
 }
 
@@ -289,13 +289,14 @@ fn newest_week(versions: &[WeekVersion], week: Option<IsoWeek>, what: &str) -> R
 /// No such copy, a non-empty DIR without `--force`.
 pub fn restore_sqlite(
     ctx: &Context<'_>,
-    namespace: &str,
-    pvc: &str,
+    pvc: &super::PvcRef,
     week: Option<IsoWeek>,
     path: Option<&str>,
     to: &Utf8Path,
     force: bool,
 ) -> Result<RestoreReport> {
+    let (namespace, pvc) = pvc.resolve(ctx)?;
+    let (namespace, pvc) = (namespace.as_str(), pvc.as_str());
     let store = ctx.store()?;
     let v = pick_version(store.as_ref(), namespace, pvc, week)?;
     let from = store.root().sqlite_copy(v.week, namespace, pvc);
@@ -309,7 +310,7 @@ pub fn restore_sqlite(
     }
     let what = format!("sqlite copies of {namespace}/{pvc} week {}", v.week);
     if files.is_empty() {
-        return Err(Error::Usage(format!(
+        return Err(Error::NotFound(format!(
             "no SQLite copy {}in {what}: `backupctl list` shows the counts",
             path.map_or(String::new(), |p| format!("at {p} "))
         )));
@@ -688,7 +689,7 @@ pub fn run_into_volume(
                 Ok(c) => {
                     let n = c.differences.len();
                     report.check = Some(c);
-                    Err(Error::Usage(format!(
+                    Err(Error::Refused(format!(
                         "the volume differs from the version's record in {n} places"
                     )))
                 }
@@ -790,9 +791,10 @@ pub fn run_into_volume(
 pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<IntoVolumeReport> {
     let cfg = ctx.cfg()?;
     let store = ctx.store()?;
-    let v = pick_version(store.as_ref(), &args.namespace, &args.pvc, args.week)?;
+    let (namespace, pvc) = args.pvc.resolve(ctx)?;
+    let v = pick_version(store.as_ref(), &namespace, &pvc, args.week)?;
     let rec = record(store.as_ref(), &v).ok_or_else(|| {
-        Error::Usage(format!(
+        Error::Refused(format!(
             "week {} of {}/{} has no usable record: it cannot be checked after the restore",
             v.week, v.namespace, v.pvc
         ))
@@ -806,7 +808,7 @@ pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<I
         .find(|s| s.namespace == v.namespace && s.pvc == v.pvc)
         .map(|s| s.lv.clone())
         .ok_or_else(|| {
-            Error::Usage(format!(
+            Error::NotFound(format!(
                 "no volume of the backend belongs to {}/{}: restore it --to a folder instead",
                 v.namespace, v.pvc
             ))

@@ -22,8 +22,8 @@ use crate::run::{Context, Outcome};
 pub struct VerifyArgs {
     /// Only this week.
     pub week: Option<IsoWeek>,
-    /// Only this `namespace/pvc`.
-    pub pvc: Option<(String, String)>,
+    /// Only this PVC (`NAMESPACE/PVC` or its volume).
+    pub pvc: Option<super::PvcRef>,
     /// Read only this percent of the files (chosen from `--now`); metadata is checked for all.
     pub sample: Option<f64>,
     /// Only versions completed in the last N days.
@@ -228,20 +228,20 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
     };
     let since = args.since_days.map(|d| now - Duration::days(i64::from(d)));
     let versions = store.list_versions(Series::Pvc)?;
+    let pvc = args.pvc.as_ref().map(|p| p.resolve(ctx)).transpose()?;
     let chosen: Vec<WeekVersion> = versions
         .iter()
         .filter(|v| v.is_complete())
         .filter(|v| args.week.is_none_or(|w| v.week == w))
         .filter(|v| {
-            args.pvc
-                .as_ref()
+            pvc.as_ref()
                 .is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p)
         })
         .filter(|v| since.is_none_or(|s| v.completed_at.is_some_and(|c| c >= s)))
         .cloned()
         .collect();
     if chosen.is_empty() && (args.week.is_some() || args.pvc.is_some()) {
-        return Err(Error::Usage(
+        return Err(Error::NotFound(
             "no complete version matches --week/--pvc: `backupctl list` shows them".to_owned(),
         ));
     }

@@ -315,10 +315,8 @@ fn a_hostile_tree_is_restored_identical_and_checked() {
         &[
             "restore",
             "pvc",
-            "--namespace",
-            "vaultwarden",
             "--pvc",
-            "data",
+            "vaultwarden/data",
             "--to",
             dest.as_str(),
             "--force",
@@ -428,16 +426,7 @@ fn restore_targets_that_would_destroy_something_are_refused() {
         ("../../restore", false),
     ];
     for (to, force) in cases {
-        let mut args = vec![
-            "restore",
-            "pvc",
-            "--namespace",
-            "vaultwarden",
-            "--pvc",
-            "data",
-            "--to",
-            to,
-        ];
+        let mut args = vec!["restore", "pvc", "--pvc", "vaultwarden/data", "--to", to];
         if force {
             args.push("--force");
         }
@@ -472,10 +461,8 @@ fn sqlite_pve_config_and_pfsense_restores_are_checked() {
         &[
             "restore",
             "sqlite",
-            "--namespace",
-            "vaultwarden",
             "--pvc",
-            "data",
+            "vaultwarden/data",
             "--path",
             "db/app.db",
             "--to",
@@ -490,17 +477,15 @@ fn sqlite_pve_config_and_pfsense_restores_are_checked() {
         &[
             "restore",
             "sqlite",
-            "--namespace",
-            "vaultwarden",
             "--pvc",
-            "data",
+            "vaultwarden/data",
             "--path",
             "nope.db",
             "--to",
             env.root.join("r2").as_str(),
         ],
     );
-    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert_eq!(missing.status.code(), Some(66), "{}", text(&missing));
 
     let to = env.root.join("r-pve");
     let out = ctl(&env, &["restore", "pve-config", "--to", to.as_str()]);

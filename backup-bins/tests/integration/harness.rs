@@ -150,10 +150,8 @@ textfile-dir = "{root}/metrics"
             &[
                 "restore",
                 "pvc",
-                "--namespace",
-                "vaultwarden",
                 "--pvc",
-                "data",
+                "vaultwarden/data",
                 "--to",
                 dest.as_str(),
             ],

@@ -14,6 +14,7 @@ mod integrity;
 mod into_volume;
 mod lvm_transcript;
 mod manifests;
+mod naming;
 mod offsite_real;
 mod offsite_step_one;
 mod output;
