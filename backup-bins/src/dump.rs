@@ -21,7 +21,7 @@ use backup_core::metric_names::{
     JobMetrics, BACKUP_DUMP_BYTES, BACKUP_DUMP_COMPRESSED_BYTES, BACKUP_DUMP_DURATION,
 };
 use backup_core::{
-    dated_file_name, plan_dated_file_rotation, removals, DumpPolicy, Invocation, MetricGroup,
+    dated_file_name_nth, plan_dated_file_rotation, removals, DumpPolicy, Invocation, MetricGroup,
     Runner,
 };
 use camino::{Utf8Path, Utf8PathBuf};
@@ -358,15 +358,21 @@ pub fn run_dump(
             "it is not a folder (is the volume mounted?)",
         ));
     }
-    let file_name = dated_file_name(&job.name, now, &job.ext);
-    let file = job.dest.join(&file_name);
-    if file.exists() {
+    // a manual run right after the CronJob's, in the same second: the next free name
+    let Some(file_name) = (1..=99)
+        .filter_map(|n| dated_file_name_nth(&job.name, now, &job.ext, n))
+        .find(|f| std::fs::symlink_metadata(job.dest.join(f)).is_err())
+    else {
         return Err(failed(
             job,
             "check the destination",
-            format!("{file} exists already: refusing to overwrite a dump"),
+            format!(
+                "99 dumps of {} were taken in the second of {now} already: refusing to overwrite one",
+                job.name
+            ),
         ));
-    }
+    };
+    let file = job.dest.join(&file_name);
     if dry_run {
         let mut existing = file_names(&job.dest)?;
         existing.push(file_name.clone());

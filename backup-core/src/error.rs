@@ -155,11 +155,13 @@ fn status_text(status: Option<i32>) -> String {
 /// The last `lines` non-empty lines of `stderr`, joined with ` | `, at most 2000 bytes.
 pub fn stderr_tail(stderr: &[u8], lines: usize) -> String {
     let text = String::from_utf8_lossy(stderr);
-    let all: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    // a line said again (kubectl retries and logs each try with a klog header) counts once
+    let mut all: Vec<&str> = Vec::new();
+    for l in text.lines().map(|l| strip_klog(l.trim())) {
+        if !l.is_empty() && !all.contains(&l) {
+            all.push(l);
+        }
+    }
     let mut tail = all[all.len().saturating_sub(lines)..].join(" | ");
     if tail.len() > 2000 {
         let mut cut = tail.len() - 2000;
@@ -171,5 +173,41 @@ pub fn stderr_tail(stderr: &[u8], lines: usize) -> String {
     tail
 }
 
+/// A line without its klog header (`E1201 05:31:25.937130   25510 memcache.go:265] `), which
+/// Kubernetes tools put before every message.
+fn strip_klog(line: &str) -> &str {
+    let b = line.as_bytes();
+    let header = b.len() > 6
+        && b"IWEF".contains(&b[0])
+        && b[1..5].iter().all(u8::is_ascii_digit)
+        && b[5] == b' ';
+    match line.find("] ") {
+        Some(i) if header && i < 80 => line[i + 2..].trim(),
+        _ => line,
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::stderr_tail;
+
+    #[test]
+    fn a_line_said_again_counts_once_klog_headers_aside() {
+        let mut err = String::new();
+        for i in 0..4 {
+            err.push_str(&format!(
+                "E1201 05:31:25.93{i}   255{i} memcache.go:265] couldn't get the API: refused\n"
+            ));
+        }
+        err.push_str("The connection to the server localhost:8080 was refused\n");
+        assert_eq!(
+            stderr_tail(err.as_bytes(), 5),
+            "couldn't get the API: refused | The connection to the server localhost:8080 was refused"
+        );
+        // not a klog header: kept whole
+        assert_eq!(stderr_tail(b"E12 x] y\n", 5), "E12 x] y");
+    }
+}

@@ -80,10 +80,11 @@ pub use mount::Mounter;
 pub use offsite_plan::{plan_step_one, StepOnePlan};
 pub use pattern::LvPattern;
 pub use plan::{
-    dated_file_name, dated_folder_name, parse_dated_file_name, parse_dated_folder_name, plan_daily,
-    plan_dated_file_rotation, plan_dated_rotation, plan_prune, plan_snapshot_run, pool_guard,
-    require_clock_ahead, require_matches, snapshot_choice, DailyInput, DailyPlan, PruneInput,
-    PrunePlan, SnapshotChoice, SnapshotPlan, VolumePlan, PFSENSE_SERIES, PVE_CONFIG_SERIES,
+    dated_file_name, dated_file_name_nth, dated_folder_name, parse_dated_file_name,
+    parse_dated_folder_name, plan_daily, plan_dated_file_rotation, plan_dated_rotation, plan_prune,
+    plan_snapshot_run, pool_guard, require_clock_ahead, require_matches, snapshot_choice,
+    DailyInput, DailyPlan, PruneInput, PrunePlan, SnapshotChoice, SnapshotPlan, VolumePlan,
+    PFSENSE_SERIES, PVE_CONFIG_SERIES,
 };
 pub use record::{
     decode_record, encode_record as encode_file_record, EntryKind, FileEntry, RecordError,

@@ -524,11 +524,23 @@ pub fn dated_folder_name(name: &str, at: DateTime<Utc>) -> String {
 }
 
 /// When a folder named by [`dated_folder_name`] for `name` was taken; `None` for other names.
+/// A second one in the same second carries `_02` … `_99` after the stamp (see
+/// [`dated_file_name_nth`]); it reads as that many milliseconds later, so rotation orders it.
 pub fn parse_dated_folder_name(name: &str, folder: &str) -> Option<DateTime<Utc>> {
     let stamp = folder.strip_prefix(name)?.strip_prefix('-')?;
+    let (stamp, nth) = match stamp.split_once('_') {
+        None => (stamp, 1),
+        Some((s, n)) if n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()) => {
+            match n.parse::<i64>() {
+                Ok(n @ 2..=99) => (s, n),
+                _ => return None,
+            }
+        }
+        Some(_) => return None,
+    };
     NaiveDateTime::parse_from_str(stamp, DATED_STAMP)
         .ok()
-        .map(|t| t.and_utc())
+        .map(|t| t.and_utc() + chrono::Duration::milliseconds(nth - 1))
 }
 
 /// Rotation of dated folders: of `folders` (names in one destination), those of `name` are
@@ -559,6 +571,17 @@ pub fn plan_dated_rotation(
 /// the stamp of [`dated_folder_name`]).
 pub fn dated_file_name(name: &str, at: DateTime<Utc>, ext: &str) -> String {
     format!("{}.{ext}.gz", dated_folder_name(name, at))
+}
+
+/// The `nth` dump of `name` taken in the second of `at`: the first is [`dated_file_name`], the
+/// next ones `<name>-<YYYYMMDD-HHMMSS>_02.<ext>.gz` … `_99` (`_` sorts after `.`, so a listing
+/// by name keeps them in order). `None` past 99.
+pub fn dated_file_name_nth(name: &str, at: DateTime<Utc>, ext: &str, nth: u32) -> Option<String> {
+    match nth {
+        1 => Some(dated_file_name(name, at, ext)),
+        2..=99 => Some(format!("{}_{nth:02}.{ext}.gz", dated_folder_name(name, at))),
+        _ => None,
+    }
 }
 
 /// When a file named by [`dated_file_name`] for `name` and `ext` was taken; `None` for any other
@@ -602,6 +625,47 @@ mod tests {
     use chrono::TimeZone;
 
     use crate::retention::removals;
+
+    #[test]
+    fn dumps_in_the_same_second_get_ordered_names() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 30, 23, 23, 13).unwrap();
+        let names: Vec<String> = (1..=12)
+            .map(|n| dated_file_name_nth("pg", at, "sql", n).unwrap())
+            .collect();
+        assert_eq!(names[0], "pg-20261130-232313.sql.gz");
+        assert_eq!(names[1], "pg-20261130-232313_02.sql.gz");
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted, names,
+            "a listing by name keeps the order they were taken in"
+        );
+        let times: Vec<_> = names
+            .iter()
+            .map(|n| parse_dated_file_name("pg", "sql", n).unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+        assert_eq!(dated_file_name_nth("pg", at, "sql", 100), None);
+        for other in [
+            "pg-20261130-232313_1.sql.gz",
+            "pg-20261130-232313_01.sql.gz",
+            "pg-20261130-232313_x2.sql.gz",
+        ] {
+            assert_eq!(parse_dated_file_name("pg", "sql", other), None, "{other}");
+        }
+        // rotation keeps the newest of the same second
+        let policy = DumpPolicy {
+            keep_days: 1,
+            min_keep: 1,
+        };
+        let plan =
+            plan_dated_file_rotation("pg", "sql", &names, policy, at + Duration::days(30)).unwrap();
+        let kept: Vec<String> = crate::retention::kept(&plan)
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(kept, ["pg-20261130-232313_12.sql.gz"]);
+    }
 
     #[test]
     fn dump_file_rotation_keeps_days_never_below_min_keep_and_touches_only_its_own_files() {

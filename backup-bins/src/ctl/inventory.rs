@@ -178,7 +178,13 @@ pub(super) fn parse_dump_name(file: &str) -> Option<(String, DateTime<Utc>)> {
             continue;
         }
         let stamp = &file[i..i + 15];
-        let after = &file[i + 15..];
+        let mut after = &file[i + 15..];
+        // a second dump in the same second: `_02` … `_99`
+        if let Some(n) = after.strip_prefix('_').and_then(|r| r.get(..2)) {
+            if n.bytes().all(|b| b.is_ascii_digit()) {
+                after = &after[3..];
+            }
+        }
         if !(after.is_empty() || after.starts_with('.')) {
             continue;
         }
@@ -469,6 +475,10 @@ mod tests {
         };
         assert_eq!(
             parse_dump_name("postgresql-20260301-000000.sql.gz"),
+            Some(("postgresql".to_owned(), t("20260301-000000")))
+        );
+        assert_eq!(
+            parse_dump_name("postgresql-20260301-000000_02.sql.gz"),
             Some(("postgresql".to_owned(), t("20260301-000000")))
         );
         assert_eq!(

@@ -592,6 +592,20 @@ pub fn plan_into_volume(
     now: DateTime<Utc>,
 ) -> backup_core::Result<Vec<IntoVolumeStep>> {
     let workloads = cluster.workloads_using(&version.namespace, &version.pvc)?;
+    Ok(into_volume_steps(
+        &workloads, root, version, lv, target, now,
+    ))
+}
+
+/// The steps of a restore into the volume, given the workloads that mount the PVC.
+fn into_volume_steps(
+    workloads: &[backup_core::Workload],
+    root: &BackupRoot,
+    version: &WeekVersion,
+    lv: &str,
+    target: &Utf8Path,
+    now: DateTime<Utc>,
+) -> Vec<IntoVolumeStep> {
     let mut steps: Vec<IntoVolumeStep> = workloads
         .iter()
         .map(|w| IntoVolumeStep::ScaleDown {
@@ -622,7 +636,7 @@ pub fn plan_into_volume(
     steps.extend(workloads.iter().map(|w| IntoVolumeStep::ScaleUp {
         workload: w.clone(),
     }));
-    Ok(steps)
+    steps
 }
 
 /// The outside world a restore into the volume acts on.
@@ -819,7 +833,37 @@ pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<I
         cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
     );
     let target = crate::daily::mount_root(cfg)?.join(format!("restore-{lv}"));
-    let steps = plan_into_volume(&cluster, store.root(), &v, &lv, &target, ctx.now)?;
+    let planned = plan_into_volume(&cluster, store.root(), &v, &lv, &target, ctx.now);
+    if let (true, Err(e)) = (ctx.dry_run(), &planned) {
+        // the plan without the workloads, and the one cluster call that failed, once
+        let unknown = format!(
+            "the workloads that mount {}/{} (not known: the cluster did not answer)",
+            v.namespace, v.pvc
+        );
+        let mut steps = vec![format!("scale {unknown} to 0, wait for their pods to go")];
+        steps.extend(
+            into_volume_steps(&[], store.root(), &v, &lv, &target, ctx.now)
+                .iter()
+                .map(IntoVolumeStep::describe),
+        );
+        steps.push(format!("scale {unknown} back"));
+        return Ok(IntoVolumeReport {
+            steps,
+            done: Vec::new(),
+            failed: Some((
+                format!(
+                    "ask the cluster which workloads mount {}/{}",
+                    v.namespace, v.pvc
+                ),
+                e.to_string(),
+            )),
+            undone: Vec::new(),
+            state: "a real run would stop at step 1".to_owned(),
+            check: None,
+            dry_run: true,
+        });
+    }
+    let steps = planned?;
     if ctx.dry_run() {
         return Ok(IntoVolumeReport {
             steps: steps.iter().map(IntoVolumeStep::describe).collect(),
@@ -864,6 +908,12 @@ impl Outcome for IntoVolumeReport {
             out.push_str("restore into the volume (dry run: nothing is changed):");
             for (i, s) in self.steps.iter().enumerate() {
                 out.push_str(&format!("\n  {}. {s}", i + 1));
+            }
+            if let Some((step, why)) = &self.failed {
+                out.push_str(&format!(
+                    "\n  FAILED  {step}: {why}\nbackupctl restore: {}",
+                    self.state
+                ));
             }
             return out;
         }

@@ -141,13 +141,32 @@ fn a_good_dump_is_streamed_gzipped_checked_and_named_by_its_stamp() {
         "{}",
         text(&out)
     );
-    // the same second again: never overwritten
+    // the same second again (a manual run right after the CronJob's, issue 21 item 7): never
+    // overwritten, a name of its own that sorts after the first
     let again = d.run(
         "postgresql",
         &["--now", "2026-03-01T00:00:00Z", "--ext", "sql"],
         &["seq", "1", "3"],
     );
-    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(gunzip(&file), want);
+    let second = d.dumps().join("postgresql-20260301-000000_02.sql.gz");
+    assert_eq!(gunzip(&second), b"1\n2\n3\n");
+    assert!(
+        text(&again).contains("postgresql-20260301-000000_02.sql.gz"),
+        "{}",
+        text(&again)
+    );
+    let third = d.run(
+        "postgresql",
+        &["--now", "2026-03-01T00:00:00Z", "--ext", "sql"],
+        &["seq", "4", "5"],
+    );
+    assert_eq!(third.status.code(), Some(0), "{}", text(&third));
+    assert_eq!(
+        gunzip(&d.dumps().join("postgresql-20260301-000000_03.sql.gz")),
+        b"4\n5\n"
+    );
     assert_eq!(gunzip(&file), want);
 }
 

@@ -155,3 +155,57 @@ fn what_does_not_exist_exits_66_and_says_where_to_look() {
     let help = env.run(CTL, &["--help"]);
     assert!(text(&help).contains("66"), "{}", text(&help));
 }
+
+/// Issue 21, item 6: `restore pvc --into-volume --dry-run` with the cluster down prints the plan
+/// and the one cluster call that failed, once (kubectl logs each of its retries), and changes
+/// nothing.
+#[test]
+fn a_dry_run_names_the_failed_cluster_call_once() {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let bin = env.root.join("fakebin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let klog = "E1201 05:31:25.93713{i}   2551{i} memcache.go:265] \"Unhandled Error\" err=\"couldn't get current server API group list: dial tcp 127.0.0.1:8080: connect: connection refused\"";
+    let mut said = String::new();
+    for i in 0..4 {
+        said.push_str(&klog.replace("{i}", &i.to_string()));
+        said.push('\n');
+    }
+    said.push_str("The connection to the server localhost:8080 was refused - did you specify the right host or port?\n");
+    std::fs::write(bin.join("said"), said).unwrap();
+    let script = format!("#!/bin/sh\ncat '{bin}/said' >&2\nexit 1\n");
+    std::fs::write(bin.join("kubectl"), script).unwrap();
+    std::fs::set_permissions(
+        bin.join("kubectl"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let before = std::fs::read_dir(env.root.join("mnt")).unwrap().count();
+    let out = env
+        .command(
+            CTL,
+            &[
+                "--dry-run",
+                "restore",
+                "pvc",
+                "--pvc",
+                "vaultwarden/data",
+                "--into-volume",
+            ],
+        )
+        .env("PATH", format!("{bin}:{}", std::env::var("PATH").unwrap()))
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert_eq!(t.matches("FAILED").count(), 1, "{t}");
+    assert_eq!(t.matches("connection refused").count(), 1, "{t}");
+    assert_eq!(t.matches("The connection to the server").count(), 1, "{t}");
+    assert!(t.contains("snapshot the live volume vm-100-pvc-a"), "{t}");
+    assert!(t.contains("would stop at step 1"), "{t}");
+    assert_eq!(
+        std::fs::read_dir(env.root.join("mnt")).unwrap().count(),
+        before,
+        "{t}"
+    );
+}
