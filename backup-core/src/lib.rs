@@ -34,6 +34,7 @@ mod alerts;
 mod changelog;
 mod cluster;
 mod config;
+mod config_show;
 mod error;
 mod k8s_name;
 mod layout;
@@ -68,6 +69,7 @@ pub use config::{
     PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, StatusConfig, Tree, DEFAULT_CONFIG_PATH,
     DEFAULT_PV_CACHE,
 };
+pub use config_show::{effective_table, ignored_keys, render as render_toml};
 pub use error::{stderr_tail, CommandError, ConfigError, Error, Refusal, Result};
 pub use k8s_name::{check_folder_name, check_namespace, check_pvc_name};
 pub use layout::{

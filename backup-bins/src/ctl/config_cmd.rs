@@ -10,8 +10,10 @@ pub struct ConfigText {
     pub file: Option<String>,
     /// The text shown.
     pub text: String,
-    /// The effective configuration (`check`).
+    /// The effective configuration (`check`), with the file's keys.
     pub effective: Option<serde_json::Value>,
+    /// Keys the file sets that nothing reads (the other backend's, a static resolver's).
+    pub ignored: Vec<String>,
 }
 
 impl ConfigText {
@@ -21,25 +23,33 @@ impl ConfigText {
             file: None,
             text: CONFIG_EXAMPLE.to_owned(),
             effective: None,
+            ignored: Vec::new(),
         }
     }
 
-    /// A loaded (so valid) config, with every value.
+    /// A loaded (so valid) config, with every value: TOML with the file's keys, each default
+    /// marked; keys the backend or resolver ignores are named in `ignored`.
     ///
     /// # Errors
     /// When it cannot be shown.
     pub fn check(cfg: &backup_core::Config) -> crate::error::Result<Self> {
-        let value = serde_json::to_value(cfg)
-            .map_err(|e| crate::error::Error::Usage(format!("cannot show the config: {e}")))?;
+        let file: toml::Table = crate::app::loaded_text()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_default();
+        let effective = backup_core::effective_table(cfg);
+        let ignored = backup_core::ignored_keys(cfg, &file);
         let text = format!(
-            "{}: valid. Effective values, defaults filled in:\n{}",
+            "# {}: valid. The effective configuration, every default marked:\n{}",
             cfg.file,
-            serde_json::to_string_pretty(&value).unwrap_or_default()
+            backup_core::render_toml(&effective, &file, "")
         );
+        let value = serde_json::to_value(&effective)
+            .map_err(|e| crate::error::Error::Usage(format!("cannot show the config: {e}")))?;
         Ok(Self {
             file: Some(cfg.file.to_string()),
             text,
             effective: Some(value),
+            ignored,
         })
     }
 }
@@ -50,6 +60,9 @@ impl crate::run::Outcome for ConfigText {
     }
 
     fn text(&self, _dry_run: bool) -> String {
+        for w in &self.ignored {
+            eprintln!("backupctl: warning: {w}");
+        }
         self.text.trim_end().to_owned()
     }
 }

@@ -170,8 +170,9 @@ fn config_example_is_the_shipped_file_and_config_check_accepts_it() {
     assert_eq!(check.status.code(), Some(0), "{}", text(&check));
     let v: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     // defaults filled in
-    assert_eq!(v["effective"]["status"]["stale_hours"], 36);
-    assert_eq!(v["effective"]["alert_jobs"].as_array().unwrap().len(), 6);
+    assert_eq!(v["effective"]["status"]["stale-hours"], 36);
+    assert_eq!(v["effective"]["pvc-backup"]["weekly-versions"], 4);
+    assert_eq!(v["effective"]["alerts"]["job"].as_array().unwrap().len(), 6);
     // a wrong key is exit 2, naming it
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
@@ -304,4 +305,54 @@ fn dropins_make_moved_folders_and_quote_odd_paths() {
             && !said.contains("daily-backup.service.d"),
         "{said}"
     );
+}
+
+/// Issue 21, item 5: `config check` prints the effective config as TOML with the file's keys
+/// (defaults marked), which reads back as the same config; `--config -` reads stdin; a key the
+/// chosen backend or resolver ignores is warned about.
+#[test]
+fn config_check_prints_toml_with_the_files_keys_and_reads_stdin() {
+    let config = "backup-root = \"/mnt/backup\"\n[snapshots]\nbackend = \"lvm\"\n\
+                volumes-dir = \"/srv/volumes\"\n[pvc-backup]\nweekly-versions = 6\n";
+    let mut child = Command::new(CTL)
+        .env_remove("HOMELAB_BACKUP_CONFIG")
+        .args(["--config", "-", "config", "check"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), config.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = String::from_utf8(out.stdout.clone()).unwrap();
+    // TOML a program can read: the file's keys, not the code's
+    let t: toml::Table = shown.parse().unwrap_or_else(|e| panic!("{e}\n{shown}"));
+    assert_eq!(
+        t["pvc-backup"]["weekly-versions"].as_integer(),
+        Some(6),
+        "{shown}"
+    );
+    assert!(shown.contains("weekly-versions = 6\n"), "{shown}");
+    assert!(shown.contains("keep-days = 7  # default\n"), "{shown}");
+    assert!(!shown.contains("policy"), "{shown}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`snapshots.volumes-dir` is set but ignored: `snapshots.backend` is \"lvm\""),
+        "{err}"
+    );
+    // what it printed is a config that checks the same
+    let dir = tempfile::tempdir().unwrap();
+    let again = dir.path().join("again.toml");
+    std::fs::write(&again, &shown).unwrap();
+    std::fs::set_permissions(&again, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out2 = ctl(&["--config", again.to_str().unwrap(), "config", "check"]);
+    assert_eq!(out2.status.code(), Some(0), "{}", text(&out2));
+    let body = |s: &str| {
+        s.lines()
+            .skip(1)
+            .map(|l| l.split("  # default").next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(body(&String::from_utf8_lossy(&out2.stdout)), body(&shown));
 }
