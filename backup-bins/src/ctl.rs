@@ -10,6 +10,7 @@ pub mod check;
 pub mod cli;
 mod config_cmd;
 mod drill;
+mod history;
 mod inventory;
 mod pvc_ref;
 mod restore;
@@ -21,6 +22,7 @@ pub use alerts::{alerts, AlertsReport};
 pub use check::{check_tree, CheckReport, Content, Difference};
 pub use config_cmd::{ConfigText, CONFIG_EXAMPLE};
 pub use drill::{drill, DrillArgs, DrillReport};
+pub use history::{diff, find, ls, Change, DiffReport, FindReport, Found, LsReport};
 pub use inventory::{list, DumpListing, ListReport, PvcListing, VersionListing};
 pub use pvc_ref::PvcRef;
 pub use restore::{

@@ -29,12 +29,22 @@ pub fn count(n: u64) -> String {
     out
 }
 
-/// `n` and a noun, plural when `n` is not 1 ("1 file", "3 files").
+/// `n` and a noun, plural when `n` is not 1 ("1 file", "3 files", "2 copies", "1 entry").
 pub fn plural(n: u64, noun: &str) -> String {
     if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{} {noun}s", count(n))
+        return format!("1 {noun}");
+    }
+    let consonant_y = noun.strip_suffix('y').filter(|stem| {
+        stem.chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphabetic() && !"aeiou".contains(c))
+    });
+    match consonant_y {
+        Some(stem) => format!("{} {stem}ies", count(n)),
+        None if noun.ends_with('s') || noun.ends_with("sh") || noun.ends_with("ch") => {
+            format!("{} {noun}es", count(n))
+        }
+        None => format!("{} {noun}s", count(n)),
     }
 }
 
@@ -50,5 +60,12 @@ mod tests {
         assert_eq!(count(0), "0");
         assert_eq!(count(1234567), "1,234,567");
         assert_eq!(count(100), "100");
+        assert_eq!(plural(1, "SQLite copy"), "1 SQLite copy");
+        assert_eq!(plural(2, "SQLite copy"), "2 SQLite copies");
+        assert_eq!(plural(0, "entry"), "0 entries");
+        assert_eq!(plural(3, "day"), "3 days");
+        assert_eq!(plural(2, "difference"), "2 differences");
+        assert_eq!(plural(2, "pass"), "2 passes");
+        assert_eq!(plural(1234, "file"), "1,234 files");
     }
 }

@@ -80,7 +80,7 @@ pub use linkdest::plan_link_dest;
 pub use metrics::{exposition, Metric, MetricGroup, MetricsSink, Sample};
 pub use mount::Mounter;
 pub use offsite_plan::{plan_step_one, StepOnePlan};
-pub use pattern::LvPattern;
+pub use pattern::{glob_match, LvPattern};
 pub use plan::{
     dated_file_name, dated_file_name_nth, dated_folder_name, parse_dated_file_name,
     parse_dated_folder_name, plan_daily, plan_dated_file_rotation, plan_dated_rotation, plan_prune,
@@ -89,8 +89,8 @@ pub use plan::{
     PFSENSE_SERIES, PVE_CONFIG_SERIES,
 };
 pub use record::{
-    decode_record, encode_record as encode_file_record, EntryKind, FileEntry, RecordError,
-    RECORD_MAGIC,
+    decode_record, encode_record as encode_file_record, visit_record, EntryKind, FileEntry,
+    RecordEntry, RecordError, RECORD_MAGIC,
 };
 pub use retention::{
     kept, plan_dumps, plan_gfs, plan_snapshots, plan_versions, removals, Action, Decision,

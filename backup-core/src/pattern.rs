@@ -41,27 +41,31 @@ impl LvPattern {
 
     /// True when `name` matches the whole pattern.
     pub fn matches(&self, name: &str) -> bool {
-        // iterative wildcard match with one backtrack point: linear for these short patterns
-        let (p, n) = (self.pattern.as_bytes(), name.as_bytes());
-        let (mut pi, mut ni) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ni < n.len() {
-            if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
-                pi += 1;
-                ni += 1;
-            } else if pi < p.len() && p[pi] == b'*' {
-                star = Some((pi, ni));
-                pi += 1;
-            } else if let Some((sp, sn)) = star {
-                pi = sp + 1;
-                ni = sn + 1;
-                star = Some((sp, sn + 1));
-            } else {
-                return false;
-            }
-        }
-        p[pi..].iter().all(|b| *b == b'*')
+        glob_match(self.pattern.as_bytes(), name.as_bytes())
     }
+}
+
+/// True when `name` matches the whole of `pattern`: `*` any run of bytes (`/` included), `?` one
+/// byte, anything else itself. Iterative, with one backtrack point: linear in practice.
+pub fn glob_match(p: &[u8], n: &[u8]) -> bool {
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|b| *b == b'*')
 }
 
 #[cfg(test)]

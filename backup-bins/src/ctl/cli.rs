@@ -74,6 +74,44 @@ pub enum Command {
     /// Bring a backup back, checked against its record.
     #[command(subcommand)]
     Restore(RestoreCommand),
+    /// Every complete version holding a path that matches PATTERN (from the per-file records,
+    /// no copy is walked): with a `/` the pattern matches the whole path inside the volume
+    /// (`db/*.sqlite3`), without one the file name (`*.sqlite3`); `*` and `?` are wildcards.
+    /// Exit 66 when nothing matches.
+    Find {
+        /// The pattern.
+        pattern: String,
+        /// Only this PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
+        pvc: Option<PvcRef>,
+        /// Only this ISO week (YYYY-WW).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+    },
+    /// What changed from one week's versions to another's, per PVC: added (+), removed (-),
+    /// changed content (M) or metadata only (m: mode, owner, time, xattrs, link target).
+    Diff {
+        /// The older week (YYYY-WW).
+        #[arg(value_parser = parse_week, value_name = "WEEK1")]
+        from: IsoWeek,
+        /// The newer week (YYYY-WW).
+        #[arg(value_parser = parse_week, value_name = "WEEK2")]
+        to: IsoWeek,
+        /// Only this PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
+        pvc: Option<PvcRef>,
+    },
+    /// A folder of a version as it was: each entry's type and mode, owner, size, time, name.
+    Ls {
+        /// The ISO week (YYYY-WW).
+        #[arg(value_parser = parse_week, value_name = "WEEK")]
+        week: IsoWeek,
+        /// The PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
+        #[arg(value_name = "NAMESPACE/PVC")]
+        pvc: PvcRef,
+        /// The folder inside the volume (default: its root).
+        path: Option<String>,
+    },
     /// Restore a sample of files (seeded from --now: replayable) and every SQLite copy of the
     /// newest versions into a scratch folder, check them, and project each layer's RTO.
     Drill {
@@ -126,6 +164,10 @@ pub enum RestoreCommand {
         /// Write into a non-empty folder; what it holds beyond the version is deleted.
         #[arg(long)]
         force: bool,
+        /// Restore only this file or folder (a path inside the volume, as `backupctl find` or
+        /// `ls` print it; repeatable). With --force, nothing else in DIR is deleted.
+        #[arg(long = "path", value_name = "PATH", conflicts_with = "into_volume")]
+        paths: Vec<String>,
     },
     /// SQLite copies of a PVC's week (all, or the one at --path inside the volume).
     Sqlite {
@@ -253,6 +295,15 @@ pub fn main(command: &Command, global: &GlobalArgs, sinks: &SinkArgs) -> ExitCod
             run(&spec, global, |ctx| super::drill(ctx, &args))
         }
         Command::Restore(r) => restore(r, spec, global),
+        Command::Find { pattern, pvc, week } => run(&spec, global, |ctx| {
+            super::find(ctx, pattern, pvc.as_ref(), *week)
+        }),
+        Command::Diff { from, to, pvc } => run(&spec, global, |ctx| {
+            super::diff(ctx, *from, *to, pvc.as_ref())
+        }),
+        Command::Ls { week, pvc, path } => run(&spec, global, |ctx| {
+            super::ls(ctx, *week, pvc, path.as_deref())
+        }),
     }
 }
 
@@ -265,9 +316,11 @@ fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
             to,
             into_volume,
             force,
+            paths,
         } => {
             let args = || -> crate::error::Result<super::PvcRestoreArgs> {
                 Ok(super::PvcRestoreArgs {
+                    paths: paths.clone(),
                     pvc: PvcRef::with_namespace(pvc, namespace.as_deref())?,
                     week: *week,
                     to: to.clone(),

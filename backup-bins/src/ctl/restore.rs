@@ -38,6 +38,8 @@ pub struct PvcRestoreArgs {
     pub force: bool,
     /// Restore into the live volume instead.
     pub into_volume: bool,
+    /// Restore only these files or folders (paths inside the volume); all when empty.
+    pub paths: Vec<String>,
 }
 
 /// What a restore to a folder did.
@@ -246,6 +248,14 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
              {from}/ DIR/) but not checked"
         ))
     })?;
+    let chosen = (!args.paths.is_empty())
+        .then(|| choose(&rec, &args.paths, &what))
+        .transpose()?;
+    let rec = chosen.as_ref().map_or(rec, |c| c.entries.clone());
+    let what = match &args.paths[..] {
+        [] => what,
+        p => format!("{what}, {}", p.join(", ")),
+    };
     check_target(&to, root.root(), args.force)?;
     prepare_target(&to, args.force, ctx.dry_run())?;
     let bytes = rec.iter().map(|e| e.size).sum();
@@ -253,8 +263,38 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
         return Ok(planned(&what, &from, &to, bytes));
     }
     let started = std::time::Instant::now();
-    rsync_tree(ctx.steady_runner().as_ref(), &from, &to, args.force, &[])?;
-    let check = check_tree(to.as_std_path(), &rec, Content::All)?;
+    let check = match &chosen {
+        None => {
+            rsync_tree(ctx.steady_runner().as_ref(), &from, &to, args.force, &[])?;
+            check_tree(to.as_std_path(), &rec, Content::All)?
+        }
+        Some(c) => {
+            // exactly the chosen entries (and the folders above them), nothing deleted
+            let list = tempfile::NamedTempFile::new()
+                .map_err(|e| Error::io("create a temp file", "(temp folder)", e))?;
+            let mut names = Vec::new();
+            for e in &c.entries {
+                names.extend_from_slice(&e.path);
+                names.push(0);
+            }
+            std::fs::write(list.path(), &names)
+                .map_err(|e| Error::io("write", list.path().to_string_lossy().as_ref(), e))?;
+            let files_from = format!("--files-from={}", list.path().display());
+            rsync_tree(
+                ctx.steady_runner().as_ref(),
+                &from,
+                &to,
+                false,
+                &[&files_from, "--from0"],
+            )?;
+            let mut check = check_tree(to.as_std_path(), &rec, Content::All)?;
+            // what DIR held before (--force) is not the restore's to judge
+            check
+                .differences
+                .retain(|d| d.what != "not in the record" || c.covers(d.path.as_bytes()));
+            check
+        }
+    };
     Ok(RestoreReport {
         what,
         from,
@@ -264,6 +304,52 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
         check: Some(check),
         dry_run: false,
     })
+}
+
+/// The entries `restore pvc --path` brings back: each chosen path, everything under a chosen
+/// folder, and the folders above them (so their modes and times come back too).
+struct Chosen {
+    entries: Vec<backup_core::FileEntry>,
+    roots: Vec<Vec<u8>>,
+}
+
+impl Chosen {
+    /// True for a path inside (or above) a chosen one.
+    fn covers(&self, path: &[u8]) -> bool {
+        self.roots.iter().any(|r| {
+            path == r.as_slice()
+                || (path.starts_with(r) && path.get(r.len()) == Some(&b'/'))
+                || (r.starts_with(path) && r.get(path.len()) == Some(&b'/'))
+        })
+    }
+}
+
+fn choose(rec: &[backup_core::FileEntry], paths: &[String], what: &str) -> Result<Chosen> {
+    let mut roots = Vec::new();
+    for p in paths {
+        let p = p.trim_matches('/');
+        if p.is_empty() || p.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
+            return Err(Error::Usage(format!(
+                "--path {p:?}: expected a path inside the volume, as `backupctl find` prints it"
+            )));
+        }
+        if !rec.iter().any(|e| e.path == p.as_bytes()) {
+            return Err(Error::NotFound(format!(
+                "{what} holds no {p}: `backupctl find` searches every week"
+            )));
+        }
+        roots.push(p.as_bytes().to_vec());
+    }
+    let chosen = Chosen {
+        entries: Vec::new(),
+        roots,
+    };
+    let entries = rec
+        .iter()
+        .filter(|e| e.path == b"." || chosen.covers(&e.path))
+        .cloned()
+        .collect();
+    Ok(Chosen { entries, ..chosen })
 }
 
 fn newest_week(versions: &[WeekVersion], week: Option<IsoWeek>, what: &str) -> Result<IsoWeek> {

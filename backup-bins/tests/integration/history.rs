@@ -1,0 +1,217 @@
+//! Issue 21, item 8: `find`, `diff`, `ls` across versions from the per-file records, and
+//! `restore pvc --path`, against real backups (two weeks of the `dir` backend, rsync).
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::harness::{text, write, Env, CTL};
+
+fn ctl(env: &Env, args: &[&str]) -> (i32, String) {
+    let out = env.run(CTL, args);
+    (out.status.code().unwrap_or(-1), text(&out))
+}
+
+/// Week 2026-02, then: dir/file-1.txt deleted, dir/file-2.txt rewritten, dir/file-3.txt
+/// chmod 600, new.txt added; week 2026-03.
+fn two_weeks() -> Env {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let vol = env.vol("vm-100-pvc-a");
+    std::fs::remove_file(vol.join("dir/file-1.txt")).unwrap();
+    write(
+        &vol.join("dir/file-2.txt"),
+        "rewritten, longer than before\n",
+    );
+    std::fs::set_permissions(vol.join("dir/file-3.txt"), PermissionsExt::from_mode(0o600)).unwrap();
+    write(&vol.join("new.txt"), "new\n");
+    assert_eq!(env.day("2026-01-12").status.code(), Some(0));
+    env
+}
+
+#[test]
+fn find_diff_and_ls_answer_from_the_records() {
+    let env = two_weeks();
+    // the deleted file is still in the older week
+    let (c, t) = ctl(&env, &["find", "file-1.txt"]);
+    assert_eq!(c, 0, "{t}");
+    let lines: Vec<&str> = t.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "vaultwarden/data  dir/file-1.txt")
+        .unwrap_or_else(|| panic!("{t}"));
+    assert!(lines[at + 1].starts_with("  2026-02 "), "{t}");
+    assert!(
+        lines[at + 2].starts_with("find file-1.txt: 3 matching paths in 6 versions"),
+        "{t}"
+    );
+    let (c, t) = ctl(
+        &env,
+        &[
+            "--json",
+            "find",
+            "dir/file-1.*",
+            "--pvc",
+            "vaultwarden/data",
+        ],
+    );
+    assert_eq!(c, 0, "{t}");
+    let v: serde_json::Value = serde_json::from_str(t.split_once('\n').unwrap().1).unwrap();
+    let weeks: Vec<&str> = v["found"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["week"].as_str().unwrap())
+        .collect();
+    assert_eq!(weeks, ["2026-02"], "{t}");
+    // nothing matches: 66
+    let (c, t) = ctl(&env, &["find", "nothing-like-this"]);
+    assert_eq!(c, 66, "{t}");
+
+    let (c, t) = ctl(
+        &env,
+        &["diff", "2026-02", "2026-03", "--pvc", "vm-100-pvc-a"],
+    );
+    assert_eq!(c, 0, "{t}");
+    for line in [
+        "vaultwarden/data\n",
+        "  + new.txt\n",
+        "  - dir/file-1.txt\n",
+        "  M dir/file-2.txt  (20 B → 30 B)\n",
+        "  m dir/file-3.txt  (mode 644 → 600)\n",
+        "1 added, 1 removed, 1 changed in content, 1 in metadata only (1 PVC compared)",
+    ] {
+        assert!(t.contains(line), "{line:?} not in {t}");
+    }
+    assert!(
+        !t.contains("file-4.txt"),
+        "an unchanged file is listed: {t}"
+    );
+    let (c, t) = ctl(&env, &["diff", "2026-02", "2020-01"]);
+    assert_eq!(c, 66, "{t}");
+
+    let (c, t) = ctl(&env, &["ls", "2026-02", "vaultwarden/data", "dir"]);
+    assert_eq!(c, 0, "{t}");
+    assert!(t.contains("-rw-r--r--"), "{t}");
+    assert!(
+        t.contains(" file-1.txt\n") && t.contains(" file-4.txt\n") && t.contains("5 entries"),
+        "{t}"
+    );
+    let (c, t) = ctl(&env, &["ls", "2026-03", "vaultwarden/data", "dir"]);
+    assert_eq!(c, 0, "{t}");
+    assert!(
+        !t.contains("file-1.txt") && t.contains("-rw------- ") && t.contains("4 entries"),
+        "{t}"
+    );
+    let (c, t) = ctl(&env, &["ls", "2026-03", "vaultwarden/data", "nope"]);
+    assert_eq!(c, 66, "{t}");
+}
+
+#[test]
+fn restore_path_brings_back_only_what_was_asked_and_checks_it() {
+    let env = two_weeks();
+    let to = env.root.join("r1");
+    let (c, t) = ctl(
+        &env,
+        &[
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--week",
+            "2026-02",
+            "--path",
+            "dir/file-1.txt",
+            "--to",
+            to.as_str(),
+        ],
+    );
+    assert_eq!(c, 0, "{t}");
+    assert!(t.contains("all as recorded"), "{t}");
+    assert_eq!(
+        std::fs::read_to_string(to.join("dir/file-1.txt")).unwrap(),
+        "vm-100-pvc-a file 1\n"
+    );
+    assert!(
+        !to.join("dir/file-2.txt").exists(),
+        "more than the path came back"
+    );
+    assert!(!to.join("new.txt").exists());
+
+    // a folder, into a folder that holds something else: with --force, nothing else is deleted
+    let to2 = env.root.join("r2");
+    write(&to2.join("mine.txt"), "mine\n");
+    let (c, t) = ctl(
+        &env,
+        &[
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--path",
+            "/dir/",
+            "--to",
+            to2.as_str(),
+            "--force",
+        ],
+    );
+    assert_eq!(c, 0, "{t}");
+    assert!(
+        to2.join("mine.txt").exists(),
+        "--path --force deleted what DIR held"
+    );
+    assert_eq!(
+        std::fs::read_dir(to2.join("dir")).unwrap().count(),
+        4,
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::metadata(to2.join("dir/file-3.txt"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // a flipped byte in the copy is caught for the chosen path too
+    let copy = env.copy("2026-03", "vaultwarden", "data").join("new.txt");
+    let mtime = std::fs::metadata(&copy).unwrap().modified().unwrap();
+    std::fs::write(&copy, "NEW\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let (c, t) = ctl(
+        &env,
+        &[
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--path",
+            "new.txt",
+            "--to",
+            env.root.join("r3").as_str(),
+        ],
+    );
+    assert_eq!(c, 1, "{t}");
+    assert!(t.contains("new.txt"), "{t}");
+
+    for (path, code) in [("nope.txt", 66), ("../etc", 2), ("dir/../new.txt", 2)] {
+        let (c, t) = ctl(
+            &env,
+            &[
+                "restore",
+                "pvc",
+                "--pvc",
+                "vaultwarden/data",
+                "--path",
+                path,
+                "--to",
+                env.root.join("r4").as_str(),
+            ],
+        );
+        assert_eq!(c, code, "--path {path}: {t}");
+    }
+}
