@@ -48,6 +48,33 @@ pub fn plural(n: u64, noun: &str) -> String {
     }
 }
 
+/// An age or a span for people, one format everywhere: `just now` (under a minute), `12 min`,
+/// `5 h`, `3 d` (from 48 h on). Negative spans (a clock behind) read as `just now`.
+pub fn span(seconds: i64) -> String {
+    match seconds {
+        s if s < 60 => "just now".to_owned(),
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 48 * 3600 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
+    }
+}
+
+/// `span` of a time before `now`, as an age: `5 h ago`, `just now`.
+pub fn ago(now: chrono::DateTime<chrono::Utc>, then: chrono::DateTime<chrono::Utc>) -> String {
+    match span((now - then).num_seconds()) {
+        s if s == "just now" => s,
+        s => format!("{s} ago"),
+    }
+}
+
+/// `span` of a time before `now`, as how old a thing is: `5 h old`, `new`.
+pub fn old(now: chrono::DateTime<chrono::Utc>, then: chrono::DateTime<chrono::Utc>) -> String {
+    match span((now - then).num_seconds()) {
+        s if s == "just now" => "new".to_owned(),
+        s => format!("{s} old"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +94,10 @@ mod tests {
         assert_eq!(plural(2, "difference"), "2 differences");
         assert_eq!(plural(2, "pass"), "2 passes");
         assert_eq!(plural(1234, "file"), "1,234 files");
+        assert_eq!(span(-5), "just now");
+        assert_eq!(span(59), "just now");
+        assert_eq!(span(60 * 12), "12 min");
+        assert_eq!(span(3600 * 47), "47 h");
+        assert_eq!(span(3600 * 1205), "50 d");
     }
 }

@@ -95,15 +95,17 @@ impl Outcome for OffsiteReport {
         for s in &self.steps {
             let pass = match &s.pass {
                 Some(TreePass::Full { reason }) => format!(" full pass ({reason})"),
-                Some(TreePass::Incremental { records }) => format!(" {records} changed paths"),
+                Some(TreePass::Incremental { records }) => {
+                    format!(" {}", crate::human::plural(*records as u64, "changed path"))
+                }
                 None => String::new(),
             };
             let numbers = s
                 .stats
                 .map(|st| {
                     format!(
-                        ": {} files, {} sent, {} deleted",
-                        crate::human::count(st.transferred_files),
+                        ": {}, {} sent, {} deleted",
+                        crate::human::plural(st.transferred_files, "file"),
                         crate::human::bytes(st.transferred_bytes),
                         crate::human::count(st.deleted_files)
                     )

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use backup_core::{DailyPlan, PrunePlan, SnapshotChoice};
 
-use crate::human::{bytes, count};
+use crate::human::bytes;
 use crate::outcome::{CreateReport, DailyReport, Status, VolumeResult};
 
 /// One line for one volume.
@@ -15,8 +15,8 @@ pub fn volume_line(r: &VolumeResult) -> String {
         (Some(s), _) => {
             let _ = write!(
                 line,
-                " {} files  {} ({} new)  {:.1} s",
-                count(s.files),
+                " {}  {} ({} new)  {:.1} s",
+                crate::human::plural(s.files, "file"),
                 bytes(s.total_bytes),
                 bytes(s.transferred_bytes),
                 r.seconds
@@ -25,7 +25,7 @@ pub fn volume_line(r: &VolumeResult) -> String {
                 Some(w) => {
                     let _ = write!(line, "  linked to {w}");
                 }
-                None => line.push_str("  full copy"),
+                None => line.push_str("  no earlier week to link against"),
             }
         }
         (None, Some(e)) => {
@@ -43,7 +43,7 @@ pub fn volume_line(r: &VolumeResult) -> String {
         let _ = write!(
             line,
             "\n          sqlite: {} copied ({})",
-            stored.len(),
+            crate::human::plural(stored.len() as u64, "database"),
             stored.join(", ")
         );
     }
@@ -194,14 +194,14 @@ pub fn daily_summary(r: &DailyReport, dry_run: bool) -> String {
     }
     let _ = write!(
         out,
-        "daily-backup: {ok} of {} volumes ok{}; {} files, {} ({} new) in {:.1} s; exit {}",
-        r.volumes.len(),
+        "daily-backup: {ok} of {} ok{}; {}, {} ({} new) in {:.1} s; exit {}",
+        crate::human::plural(r.volumes.len() as u64, "volume"),
         if failed.is_empty() {
             String::new()
         } else {
             format!(", failed: {}", failed.join(", "))
         },
-        count(files),
+        crate::human::plural(files, "file"),
         bytes(total),
         bytes(sent),
         r.seconds,
@@ -223,7 +223,7 @@ pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
         let link = v
             .link_week
             .map(|w| format!("link-dest {w}"))
-            .unwrap_or_else(|| "no link-dest: full copy".to_owned());
+            .unwrap_or_else(|| "no earlier week to link against: a whole copy".to_owned());
         let _ = writeln!(
             out,
             "  copy {:<24} {snap} -> {} ({link})",
@@ -247,7 +247,7 @@ pub fn daily_plan(plan: &DailyPlan, prune: &PrunePlan) -> String {
     let pve_link = plan
         .pve_config_link
         .map(|w| format!("link-dest {w}"))
-        .unwrap_or_else(|| "no link-dest: full copy".to_owned());
+        .unwrap_or_else(|| "no earlier week to link against: a whole copy".to_owned());
     for (src, dest) in &plan.pve_config {
         let _ = writeln!(out, "  pve-config {src} -> {dest} ({pve_link})");
     }

@@ -222,12 +222,7 @@ pub fn list(volumes: &dyn VolumeManager, now: DateTime<Utc>) -> Result<Listing> 
 }
 
 fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
-    let h = (now - then).num_hours();
-    if h < 48 {
-        format!("{h} h old")
-    } else {
-        format!("{} days old", h / 24)
-    }
+    crate::human::old(now, then)
 }
 
 impl Outcome for Listing {

@@ -332,9 +332,9 @@ impl Outcome for FindOutcome {
             out.push_str(&format!("cannot read {p}: {why}\n"));
         }
         out.push_str(&format!(
-            "{} databases among {} files",
-            self.databases.len(),
-            self.files_seen
+            "{} among {}",
+            crate::human::plural(self.databases.len() as u64, "database"),
+            crate::human::plural(self.files_seen as u64, "file")
         ));
         out
     }

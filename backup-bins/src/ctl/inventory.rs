@@ -387,17 +387,17 @@ impl Outcome for ListReport {
                 };
                 let size = match (v.files, v.bytes) {
                     (Some(f), Some(b)) => format!(
-                        "{} files, {}",
-                        crate::human::count(f),
+                        "{}, {}",
+                        crate::human::plural(f, "file"),
                         crate::human::bytes(b)
                     ),
                     _ => "no record".to_owned(),
                 };
                 out.push_str(&format!(
-                    "  week {}  {state:<26} {size}, {} only here, {} SQLite copies\n",
+                    "  week {}  {state:<26} {size}, {} only here, {}\n",
                     v.week,
                     crate::human::bytes(v.unique_bytes),
-                    v.sqlite_copies
+                    crate::human::plural(v.sqlite_copies as u64, "SQLite copy")
                 ));
             }
         }

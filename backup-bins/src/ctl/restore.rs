@@ -86,13 +86,15 @@ impl Outcome for RestoreReport {
         if let Some(c) = &self.check {
             if c.differences.is_empty() {
                 out.push_str(&format!(
-                    "\n  checked against the record: {} entries, {} files read, all as recorded",
-                    c.entries, c.files_read
+                    "\n  checked against the record: {} (folders and links included), {} read \
+                     back, all as recorded",
+                    crate::human::plural(c.entries, "entry"),
+                    crate::human::plural(c.files_read, "file")
                 ));
             } else {
                 out.push_str(&format!(
-                    "\n  FAILED: {} differences from the record:",
-                    c.differences.len()
+                    "\n  FAILED: {} from the record:",
+                    crate::human::plural(c.differences.len() as u64, "difference")
                 ));
                 for d in &c.differences {
                     out.push_str(&format!("\n    {}: {}", d.path, d.what));

@@ -65,19 +65,27 @@ impl Gap {
     fn words(&self, limit_hours: u32, limit_days: u32) -> String {
         match self {
             Gap::NeverBackedUp => "never backed up (no complete weekly version)".to_owned(),
-            Gap::StaleVersion { hours } => {
-                format!("newest complete version is {hours} h old (limit {limit_hours} h)")
-            }
-            Gap::StaleSnapshot { hours: Some(h) } => {
-                format!("newest snapshot is {h} h old (limit {limit_hours} h)")
-            }
+            Gap::StaleVersion { hours } => format!(
+                "newest complete version is {} old (limit {})",
+                crate::human::span(i64::from(*hours) * 3600),
+                crate::human::span(i64::from(limit_hours) * 3600)
+            ),
+            Gap::StaleSnapshot { hours: Some(h) } => format!(
+                "newest snapshot is {} old (limit {})",
+                crate::human::span(i64::from(*h) * 3600),
+                crate::human::span(i64::from(limit_hours) * 3600)
+            ),
             Gap::StaleSnapshot { hours: None } => "no snapshot".to_owned(),
             Gap::Unresolved => {
                 "no PV maps to this volume: backed up under _unresolved, not under its PVC"
                     .to_owned()
             }
             Gap::OffsiteStale { days: Some(d) } => {
-                format!("last offsite sync {d} days ago (limit {limit_days} days)")
+                format!(
+                    "last offsite sync {} ago (limit {})",
+                    crate::human::span(i64::from(*d) * 86_400),
+                    crate::human::span(i64::from(limit_days) * 86_400)
+                )
             }
             Gap::OffsiteStale { days: None } => "never synced offsite".to_owned(),
             Gap::FullPassPending { reason } => format!("full pass pending: {reason}"),
@@ -454,14 +462,7 @@ impl Outcome for StatusReport {
 
     fn text(&self, _dry_run: bool) -> String {
         let age = |t: Option<DateTime<Utc>>| match t {
-            Some(t) => {
-                let h = (self.now - t).num_hours().max(0);
-                if h < 48 {
-                    format!("{h} h ago")
-                } else {
-                    format!("{} d ago", h / 24)
-                }
-            }
+            Some(t) => crate::human::ago(self.now, t),
             None => "never".to_owned(),
         };
         let mut out = String::new();
@@ -470,7 +471,13 @@ impl Outcome for StatusReport {
             out.push_str("no gaps: every PVC has a snapshot and a complete version newer than ");
             out.push_str(&format!("{} h\n", self.stale_hours));
         } else {
-            out.push_str(&format!("GAPS ({}):\n", gaps.len()));
+            let n: usize = gaps.iter().map(|r| r.gaps.len()).sum();
+            out.push_str(&format!(
+                "GAPS: {}, on {} of the {} rows below:\n",
+                n,
+                gaps.len(),
+                self.rows.len()
+            ));
             for r in &gaps {
                 for g in &r.gaps {
                     out.push_str(&format!(

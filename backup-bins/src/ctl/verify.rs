@@ -419,11 +419,11 @@ impl Outcome for VerifyReport {
             ));
         }
         out.push_str(&format!(
-            "verify: {} checked, {} with differences ({} differences); read {} files, {} in {:.1} s ({}/s)",
+            "verify: {} checked, {} with differences ({}); read {}, {} in {:.1} s ({}/s)",
             self.checked.len(),
             bad,
-            self.differences(),
-            crate::human::count(files),
+            crate::human::plural(self.differences() as u64, "difference"),
+            crate::human::plural(files, "file"),
             crate::human::bytes(bytes),
             self.seconds,
             crate::human::bytes((bytes as f64 / self.seconds.max(0.001)) as u64),

@@ -391,7 +391,10 @@ fn status_lists_exactly_the_gaps_and_exits_non_zero_then_0_when_fresh() {
     assert_eq!(excluded, ["monitoring/prometheus"]);
     let human = ctl(&env, &["--now", "2026-01-07T08:00:00Z", "status"]);
     let stdout = String::from_utf8_lossy(&human.stdout);
-    assert!(stdout.starts_with("GAPS (3):"), "{stdout}");
+    assert!(
+        stdout.starts_with("GAPS: 4, on 3 of the 6 rows below:"),
+        "{stdout}"
+    );
     // fresh: every volume mapped, copied today, offsite yesterday
     let env2 = Env::with_config(
         "[[kubernetes.volume]]\nlv = \"vm-102-pvc-c\"\nnamespace = \"media\"\npvc = \"library\"\n",

@@ -289,7 +289,7 @@ fn an_overflow_or_a_restart_costs_a_full_pass_of_the_tree_concerned() {
         line(&out, "a").contains("full pass") && line(&out, "a").contains("overflowed"),
         "{out}"
     );
-    assert!(line(&out, "b").contains("1 changed paths"), "{out}");
+    assert!(line(&out, "b").contains("1 changed path:"), "{out}");
     assert_eq!(
         std::fs::read_dir(site.root.join("nas/a/flood"))
             .unwrap()
