@@ -334,7 +334,7 @@ impl Outcome for FindOutcome {
         out.push_str(&format!(
             "{} among {}",
             crate::human::plural(self.databases.len() as u64, "database"),
-            crate::human::plural(self.files_seen as u64, "file")
+            crate::human::plural(self.files_seen, "file")
         ));
         out
     }

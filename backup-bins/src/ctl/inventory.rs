@@ -397,7 +397,7 @@ impl Outcome for ListReport {
                     "  week {}  {state:<26} {size}, {} only here, {}\n",
                     v.week,
                     crate::human::bytes(v.unique_bytes),
-                    crate::human::plural(v.sqlite_copies as u64, "SQLite copy")
+                    crate::human::plural(v.sqlite_copies, "SQLite copy")
                 ));
             }
         }

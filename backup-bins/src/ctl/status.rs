@@ -67,12 +67,12 @@ impl Gap {
             Gap::NeverBackedUp => "never backed up (no complete weekly version)".to_owned(),
             Gap::StaleVersion { hours } => format!(
                 "newest complete version is {} old (limit {})",
-                crate::human::span(i64::from(*hours) * 3600),
+                crate::human::span((*hours) * 3600),
                 crate::human::span(i64::from(limit_hours) * 3600)
             ),
             Gap::StaleSnapshot { hours: Some(h) } => format!(
                 "newest snapshot is {} old (limit {})",
-                crate::human::span(i64::from(*h) * 3600),
+                crate::human::span((*h) * 3600),
                 crate::human::span(i64::from(limit_hours) * 3600)
             ),
             Gap::StaleSnapshot { hours: None } => "no snapshot".to_owned(),
@@ -83,7 +83,7 @@ impl Gap {
             Gap::OffsiteStale { days: Some(d) } => {
                 format!(
                     "last offsite sync {} ago (limit {})",
-                    crate::human::span(i64::from(*d) * 86_400),
+                    crate::human::span((*d) * 86_400),
                     crate::human::span(i64::from(limit_days) * 86_400)
                 )
             }
