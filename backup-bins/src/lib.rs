@@ -24,6 +24,7 @@ mod fs_store;
 mod human;
 mod linkguard;
 mod lock;
+pub mod man;
 mod metrics_sink;
 mod mounts;
 mod offsite;

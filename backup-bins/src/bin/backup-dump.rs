@@ -31,7 +31,7 @@ use clap::Parser;
 ///
 /// backup-dump --name etcd --dest /backup/etcd --ext db --keep-days 30 -- etcdctl snapshot save {out}
 #[derive(Debug, Parser)]
-#[command(name = "backup-dump", version, about, long_about, after_long_help = backup_bins::Exit::help())]
+#[command(name = "backup-dump", version, after_long_help = backup_bins::Exit::help())]
 struct Cli {
     #[command(flatten)]
     dump: backup_bins::DumpArgs,
@@ -46,6 +46,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     let spec = RunSpec {
         config_required: false,

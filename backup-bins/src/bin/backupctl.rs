@@ -18,7 +18,7 @@ use clap::Parser;
 /// A restore never writes into a non-empty folder without --force. Every subcommand takes
 /// --json; verify and drill publish backup_verify_* and backup_restore_drill_* metrics.
 #[derive(Debug, Parser)]
-#[command(name = "backupctl", version, about, long_about, after_long_help = backup_bins::Exit::help())]
+#[command(name = "backupctl", version, after_long_help = backup_bins::Exit::help())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,6 +29,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     backup_bins::ctl::cli::main(&cli.command, &cli.global, &cli.sinks)
 }

@@ -30,7 +30,7 @@ use clap::Parser;
 /// It holds the snapshot lock (`snapshots.lock-file`, shared with lvm-pvc-snapshot) and
 /// <backup-root>/.daily-backup.lock for the whole run.
 #[derive(Debug, Parser)]
-#[command(name = "daily-backup", version, about, long_about, after_long_help = backup_bins::Exit::help())]
+#[command(name = "daily-backup", version, after_long_help = backup_bins::Exit::help())]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -47,6 +47,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     let spec = RunSpec {
         metrics: Some(JobMetrics::daily_backup()),

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 /// `create`, `prune` and `restore` hold the snapshot lock (`snapshots.lock-file`), which
 /// daily-backup holds too: a prune never removes the snapshot a backup is reading.
 #[derive(Debug, Parser)]
-#[command(name = "lvm-pvc-snapshot", version, about, long_about, after_long_help = backup_bins::Exit::help())]
+#[command(name = "lvm-pvc-snapshot", version, after_long_help = backup_bins::Exit::help())]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -49,6 +49,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     let g = &cli.global;
     let spec = RunSpec {

@@ -16,7 +16,7 @@ use clap::Parser;
 /// fs.inotify.max_user_watches. Metrics: nfs_tracker_watches, nfs_tracker_overflows_total,
 /// nfs_tracker_full_pass_pending per tree, every --metrics-every seconds and at exit.
 #[derive(Debug, Parser)]
-#[command(name = "nfs-change-tracker", version, about, long_about, after_long_help = backup_bins::Exit::help())]
+#[command(name = "nfs-change-tracker", version, after_long_help = backup_bins::Exit::help())]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -31,6 +31,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     let spec = RunSpec::new("nfs-change-tracker");
     if cli.check {

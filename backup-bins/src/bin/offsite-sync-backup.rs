@@ -26,7 +26,7 @@ use clap::Parser;
 /// against offsite.ssh-known-hosts and IdentitiesOnly with offsite.ssh-key-file: a changed host
 /// key fails the run.
 #[derive(Debug, Parser)]
-#[command(name = "offsite-sync-backup", version, about, long_about, after_long_help = backup_bins::Exit::help())]
+#[command(name = "offsite-sync-backup", version, after_long_help = backup_bins::Exit::help())]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -47,6 +47,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     let spec = RunSpec {
         metrics: Some(JobMetrics::offsite_sync()),

@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 /// Options may also come from the config file ([sqlite-backup], [metrics]); flags win. The config
 /// file is optional here: without one, defaults are keep-days 30, min-keep 4.
 #[derive(Debug, Parser)]
-#[command(name = "sqlite-backup", version, about, long_about, after_long_help = backup_bins::Exit::help())]
+#[command(name = "sqlite-backup", version, after_long_help = backup_bins::Exit::help())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,6 +61,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     let g = &cli.global;
     let spec = RunSpec {

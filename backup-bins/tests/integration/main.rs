@@ -10,6 +10,7 @@ mod differential;
 mod dump_real;
 mod dump_servers;
 mod harness;
+mod help;
 mod history;
 mod integrity;
 mod into_volume;
