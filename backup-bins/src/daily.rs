@@ -228,7 +228,6 @@ pub fn job(
     allow_empty: &[String],
     force_full: bool,
 ) -> Result<DailyReport> {
-    use std::io::IsTerminal;
     let cfg = ctx.cfg()?;
     let runner = ctx.runner();
     let volumes = ctx.volumes()?;
@@ -265,25 +264,21 @@ pub fn job(
     } else if !json {
         crate::out::println(&crate::report::daily_header(&plan));
     }
-    // a progress bar only for a person at a terminal; journald and pipes get plain lines
-    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(plan.volumes.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} volumes  {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
+    // a bar on a terminal, a line a minute in the journal: volumes done, bytes read for md5s
+    let total = plan.volumes.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let phase = (!ctx.dry_run()).then(|| {
+        let p = crate::progress::start("daily-backup", crate::progress::Totals::default());
+        crate::progress::message(&format!("0 of {total} volumes done"));
+        p
     });
-    let report = run_daily(cfg, &deps, &plan, &|v| match &bar {
-        Some(bar) => {
-            bar.suspend(|| crate::out::println(&crate::report::volume_line(v)));
-            bar.inc(1);
+    let report = run_daily(cfg, &deps, &plan, &|v| {
+        if !json {
+            crate::progress::println(&crate::report::volume_line(v));
         }
-        None if !json => crate::out::println(&crate::report::volume_line(v)),
-        None => {}
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        crate::progress::message(&format!("{n} of {total} volumes done"));
     });
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    drop(phase);
     report.map(|r| DailyReport { prune_plan, ..r })
 }

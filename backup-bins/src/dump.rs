@@ -333,6 +333,7 @@ impl<W: Write> Write for Counting<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.count += n as u64;
+        crate::progress::add(0, n as u64);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -351,6 +352,12 @@ pub fn run_dump(
     dry_run: bool,
 ) -> Result<DumpReport> {
     let started = Instant::now();
+    let _phase = (!dry_run).then(|| {
+        crate::progress::start(
+            &format!("dump {}", job.name),
+            crate::progress::Totals::default(),
+        )
+    });
     if !job.dest.is_dir() {
         return Err(failed(
             job,

@@ -5,7 +5,8 @@ pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
     let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
+    // 1023.96 KiB shows as 1024.0 KiB once rounded: move up a unit from 1023.95
+    while v >= 1023.95 && u < UNITS.len() - 1 {
         v /= 1024.0;
         u += 1;
     }
@@ -83,6 +84,8 @@ mod tests {
     fn numbers_read_well() {
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes((1 << 20) - 1), "1.0 MiB");
+        assert_eq!(bytes(1023), "1023 B");
         assert_eq!(bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
         assert_eq!(count(0), "0");
         assert_eq!(count(1234567), "1,234,567");

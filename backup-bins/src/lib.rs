@@ -31,6 +31,7 @@ mod offsite;
 mod out;
 mod outcome;
 mod pfsense;
+mod progress;
 mod report;
 mod restore;
 mod root_id;

@@ -596,6 +596,13 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
         .iter()
         .map(|t| log.take(&t.name, &stamp, !ctx.dry_run()))
         .collect();
+    // rsync reports nothing until it ends: the bar (or the journal's line a minute) says what
+    // runs and for how long
+    let _phase = (!ctx.dry_run()).then(|| {
+        let p = crate::progress::start("offsite", crate::progress::Totals::default());
+        crate::progress::message("step 1 (the backup disk) and the trees");
+        p
+    });
     // step 1 and the trees go to different folders and share nothing: side by side, a run
     // costs the longer of the two, not their sum
     let (one, trees) = std::thread::scope(|s| {
@@ -608,6 +615,7 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
             .iter()
             .zip(taken.drain(..))
             .map(|(tree, taken)| {
+                crate::progress::message(&format!("step 1 and the tree {}", tree.name));
                 let started = std::time::Instant::now();
                 let ts = state.trees.get(&tree.name).cloned().unwrap_or_default();
                 let (pass, result) = tree_step(ctx, o, tree, &log, &ts, opts, taken);

@@ -190,6 +190,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     };
     let runner = ctx.steady_runner();
     let started = std::time::Instant::now();
+    let _phase = crate::progress::start("drill", crate::progress::Totals::default());
     let mut differences = Vec::new();
     let mut drilled = Vec::new();
     let mut bytes = 0u64;
@@ -198,6 +199,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     let mut runs: Vec<(f64, u64, u64)> = Vec::new();
     for v in &versions {
         let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
+        crate::progress::message(&label);
         let Some(rec) = record(store.as_ref(), v) else {
             differences.push(Difference {
                 path: label.clone(),

@@ -265,9 +265,26 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
         return Ok(planned(&what, &from, &to, bytes));
     }
     let started = std::time::Instant::now();
+    let files = rec
+        .iter()
+        .filter(|e| e.kind == backup_core::EntryKind::File)
+        .count() as u64;
+    let copying = crate::progress::start("restore: copying", crate::progress::Totals::default());
+    crate::progress::message(&format!("rsync into {to}"));
+    let checking = || {
+        crate::progress::start(
+            "restore: checking",
+            crate::progress::Totals {
+                files: Some(files),
+                bytes: Some(bytes),
+            },
+        )
+    };
     let check = match &chosen {
         None => {
             rsync_tree(ctx.steady_runner().as_ref(), &from, &to, args.force, &[])?;
+            drop(copying);
+            let _checking = checking();
             check_tree(to.as_std_path(), &rec, Content::All)?
         }
         Some(c) => {
@@ -289,6 +306,8 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
                 false,
                 &[&files_from, "--from0"],
             )?;
+            drop(copying);
+            let _checking = checking();
             let mut check = check_tree(to.as_std_path(), &rec, Content::All)?;
             // what DIR held before (--force) is not the restore's to judge
             check

@@ -245,8 +245,29 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
             "no complete version matches --week/--pvc: `backupctl list` shows them".to_owned(),
         ));
     }
+    // what is to be read, for the bar and the time left (a sample reads an unknown part of it)
+    let totals = match content {
+        Content::All => {
+            let (mut files, mut bytes) = (0, 0);
+            for v in &chosen {
+                for e in super::inventory::record(store.as_ref(), v).unwrap_or_default() {
+                    if e.kind == backup_core::EntryKind::File {
+                        files += 1;
+                        bytes += e.size;
+                    }
+                }
+            }
+            crate::progress::Totals {
+                files: Some(files),
+                bytes: Some(bytes),
+            }
+        }
+        Content::Sample { .. } | Content::None => crate::progress::Totals::default(),
+    };
+    let _phase = crate::progress::start("verify", totals);
     let mut checked = Vec::new();
     for v in &chosen {
+        crate::progress::message(&format!("{}/{} {}", v.namespace, v.pvc, v.week));
         checked.push(check_version(&root, store.as_ref(), v, content));
         let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
         check_sqlite_copies(

@@ -232,7 +232,9 @@ pub(crate) fn md5_of(path: &Path) -> Result<[u8; 16]> {
             break;
         }
         ctx.consume(&buf[..n]);
+        crate::progress::add(0, n as u64);
     }
+    crate::progress::add(1, 0);
     Ok(ctx.finalize().0)
 }
 

@@ -21,6 +21,7 @@ mod offsite_real;
 mod offsite_step_one;
 mod output;
 mod pfsense_real;
+mod progress;
 mod pushgateway_real;
 mod run_paths;
 mod snapshot_real;

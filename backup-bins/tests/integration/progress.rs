@@ -1,0 +1,93 @@
+//! Issue 21, item 1: long work shows progress. Under a pseudo-terminal (`script`) the bar draws
+//! on stderr; without a terminal nothing but plain text comes out (no control character on
+//! stdout or stderr), and a run longer than the interval (`HOMELAB_BACKUP_PROGRESS_SECONDS`,
+//! a minute by default) prints a progress line to stderr, so the journal shows a stuck run.
+
+use std::process::Command;
+
+use crate::harness::{text, Env, CTL, DAILY};
+
+fn control_free(what: &str, bytes: &[u8]) {
+    let s = String::from_utf8_lossy(bytes);
+    if let Some(c) = s.chars().find(|c| c.is_control() && *c != '\n') {
+        panic!("{what} holds the control character {c:?}:\n{s}");
+    }
+}
+
+#[test]
+fn a_terminal_gets_a_bar_a_pipe_gets_plain_text() {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    // a pseudo-terminal: util-linux `script` runs the command on one and copies what it drew
+    let cmd = format!(
+        "{CTL} --config {} --now 2026-01-05T07:00:00Z verify",
+        env.config()
+    );
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env("COLUMNS", "100")
+        .output()
+        .expect("util-linux script (scripts/test installs util-linux)");
+    let drawn = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{drawn}");
+    assert!(drawn.contains("\x1b[2K"), "no bar was drawn:\n{drawn:?}");
+    assert!(
+        drawn.contains("verify ") && drawn.contains("B/s"),
+        "{drawn:?}"
+    );
+    assert!(
+        drawn.contains("verify: 1 checked") || drawn.contains("verify: 3 checked"),
+        "{drawn:?}"
+    );
+
+    // not a terminal: the same command, plain text only
+    for args in [
+        &["verify"][..],
+        &["--json", "verify"],
+        &["drill"],
+        &["list"],
+    ] {
+        let out = env.run(
+            CTL,
+            &[&["--now", "2026-01-05T07:00:00Z"][..], args].concat(),
+        );
+        assert!(out.status.code() == Some(0), "{args:?}: {}", text(&out));
+        control_free(&format!("{args:?} stdout"), &out.stdout);
+        control_free(&format!("{args:?} stderr"), &out.stderr);
+    }
+}
+
+#[test]
+fn a_long_run_without_a_terminal_says_how_far_it_is() {
+    let mut env = Env::new();
+    env.make_rsync_slow();
+    let snap = env.run(
+        crate::harness::SNAPSHOT,
+        &["--now", "2026-01-05T03:00:00Z", "create"],
+    );
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let out = env
+        .command(DAILY, &["--now", "2026-01-05T05:00:00Z"])
+        .env("HOMELAB_BACKUP_PROGRESS_SECONDS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("daily-backup: "))
+        .collect();
+    assert!(lines.len() >= 2, "no progress line a second:\n{err}");
+    assert!(
+        lines[0].contains(" so far (") && lines[0].contains("volumes done)"),
+        "{err}"
+    );
+    control_free("stderr", &out.stderr);
+    control_free("stdout", &out.stdout);
+    // the report itself stays on stdout, the progress off it
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(" so far ("),
+        "{}",
+        text(&out)
+    );
+}
