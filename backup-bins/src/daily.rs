@@ -260,9 +260,9 @@ pub fn job(
         None
     };
     if let (false, Some(p)) = (json, &prune_plan) {
-        crate::out::print(&crate::report::daily_plan(&plan, p));
+        crate::out::println_fit(crate::report::daily_plan(&plan, p).trim_end());
     } else if !json {
-        crate::out::println(&crate::report::daily_header(&plan));
+        crate::out::println_fit(&crate::report::daily_header(&plan));
     }
     // a bar on a terminal, a line a minute in the journal: volumes done, bytes read for md5s
     let total = plan.volumes.len();

@@ -76,6 +76,79 @@ pub fn old(now: chrono::DateTime<chrono::Utc>, then: chrono::DateTime<chrono::Ut
     }
 }
 
+/// The width text output is laid out to: `COLUMNS` when set, else the terminal's when stdout is
+/// one; `None` (no wrapping) for a pipe or the journal, where a wrapped line would become two
+/// log entries.
+pub fn width() -> Option<usize> {
+    if let Some(c) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        return Some(c.max(20));
+    }
+    rustix::termios::tcgetwinsize(std::io::stdout())
+        .ok()
+        .map(|w| usize::from(w.ws_col))
+        .filter(|c| *c >= 20)
+}
+
+/// True when the space at `i` sits between a number and its unit (`9.2 KiB`, `0.5 s`): not a
+/// place to break a line.
+fn joins(text: &str, i: usize) -> bool {
+    const UNITS: [&str; 12] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "s", "ms", "min", "h", "d", "%"];
+    let before = text[..i].chars().last().is_some_and(|c| c.is_ascii_digit());
+    let word: String = text[i + 1..]
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '%')
+        .collect();
+    before && UNITS.contains(&word.as_str())
+}
+
+/// Every line of `text` longer than `width` broken at spaces, the rest of it indented four more
+/// than the line was: tables are laid out to fit, this catches prose (a reason, a long path)
+/// that would not. A word longer than the line stays whole.
+pub fn fit(text: &str, width: usize) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.split('\n') {
+        let mut rest = line;
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let more = " ".repeat((indent + 4).min(width / 2));
+        let mut first = true;
+        loop {
+            let avail = if first { width } else { width - more.len() };
+            if !first {
+                out.push_str(&more);
+            }
+            if rest.chars().count() <= avail {
+                out.push_str(rest);
+                break;
+            }
+            // the last space that leaves the line within width, past the indent
+            let cut = rest
+                .char_indices()
+                .take_while(|(i, _)| rest[..*i].chars().count() <= avail)
+                .filter(|(i, c)| *c == ' ' && (!first || *i > indent) && !joins(rest, *i))
+                .map(|(i, _)| i)
+                .last();
+            match cut {
+                Some(i) => {
+                    out.push_str(rest[..i].trim_end());
+                    out.push('\n');
+                    rest = rest[i..].trim_start();
+                    first = false;
+                }
+                None => {
+                    out.push_str(rest);
+                    break;
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out.pop();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +170,16 @@ mod tests {
         assert_eq!(plural(2, "difference"), "2 differences");
         assert_eq!(plural(2, "pass"), "2 passes");
         assert_eq!(plural(1234, "file"), "1,234 files");
+        assert_eq!(
+            fit("  ok  one two three four five six", 16),
+            "  ok  one two\n      three four\n      five six"
+        );
+        assert_eq!(fit("short\n", 16), "short\n");
+        assert_eq!(fit("copied 100 KiB in 0.5 s", 12), "copied\n    100 KiB\n    in 0.5 s");
+        assert_eq!(
+            fit("/a/very/long/path/without/spaces", 10),
+            "/a/very/long/path/without/spaces"
+        );
         assert_eq!(span(-5), "just now");
         assert_eq!(span(59), "just now");
         assert_eq!(span(60 * 12), "12 min");

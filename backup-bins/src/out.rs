@@ -36,6 +36,14 @@ pub fn println(text: &str) {
     print(&format!("{text}\n"));
 }
 
+/// Text for people, laid out to the terminal's width ([`crate::human::width`]).
+pub fn println_fit(text: &str) {
+    match crate::human::width() {
+        Some(w) => println(&crate::human::fit(text, w)),
+        None => println(text),
+    }
+}
+
 /// The exit of a job whose output went through here: its own, but a run that succeeded and
 /// could not write what it was asked to print (not a closed pipe) fails.
 pub fn exit(job: Exit) -> Exit {

@@ -176,8 +176,8 @@ pub fn message(text: &str) {
 pub fn println(text: &str) {
     let guard = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
     match guard.as_ref().and_then(|a| a.bar.as_ref()) {
-        Some(bar) => bar.suspend(|| crate::out::println(text)),
-        None => crate::out::println(text),
+        Some(bar) => bar.suspend(|| crate::out::println_fit(text)),
+        None => crate::out::println_fit(text),
     }
 }
 

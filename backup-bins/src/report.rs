@@ -10,12 +10,16 @@ use crate::outcome::{CreateReport, DailyReport, Status, VolumeResult};
 /// One line for one volume.
 pub fn volume_line(r: &VolumeResult) -> String {
     let name = format!("{}/{}", r.namespace, r.pvc);
-    let mut line = format!("  {:<7} {:<36} {:<24}", r.status.word(), name, r.lv);
+    let mut line = if name.ends_with(&r.lv) {
+        format!("  {:<7} {name}", r.status.word())
+    } else {
+        format!("  {:<7} {name} ({})", r.status.word(), r.lv)
+    };
     match (&r.stats, &r.error) {
         (Some(s), _) => {
             let _ = write!(
                 line,
-                " {}  {} ({} new)  {:.1} s",
+                ": {}, {} ({} new), {:.1} s",
                 crate::human::plural(s.files, "file"),
                 bytes(s.total_bytes),
                 bytes(s.transferred_bytes),
@@ -23,9 +27,9 @@ pub fn volume_line(r: &VolumeResult) -> String {
             );
             match r.link_week {
                 Some(w) => {
-                    let _ = write!(line, "  linked to {w}");
+                    let _ = write!(line, ", linked to {w}");
                 }
-                None => line.push_str("  no earlier week to link against"),
+                None => line.push_str(", no earlier week to link against"),
             }
         }
         (None, Some(e)) => {
@@ -127,13 +131,19 @@ pub fn daily_summary(r: &DailyReport, dry_run: bool) -> String {
     }
     let p = &r.prune;
     if !p.removed_versions.is_empty() || !p.removed_snapshots.is_empty() {
+        let versions = match p.removed_versions.len() {
+            0 => "no version".to_owned(),
+            n => format!(
+                "{} ({})",
+                crate::human::plural(n as u64, "version"),
+                p.removed_versions.join(", ")
+            ),
+        };
         let _ = writeln!(
             out,
-            "  prune: {} {} versions ({}) and {} snapshots",
+            "  prune: {} {versions} and {}",
             if dry_run { "would remove" } else { "removed" },
-            p.removed_versions.len(),
-            p.removed_versions.join(", "),
-            p.removed_snapshots.len()
+            crate::human::plural(p.removed_snapshots.len() as u64, "snapshot")
         );
     }
     for e in &p.errors {

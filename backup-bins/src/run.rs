@@ -444,7 +444,7 @@ where
         }
         crate::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        crate::out::println(&outcome.text(ctx.dry_run()));
+        crate::out::println_fit(&outcome.text(ctx.dry_run()));
         if ctx.dry_run() && would.is_empty() {
             crate::out::println("dry run: nothing was changed.");
         } else if ctx.dry_run() {

@@ -231,17 +231,18 @@ impl Outcome for Listing {
     }
 
     fn text(&self, _dry_run: bool) -> String {
+        // the snapshot's name holds its volume and time: the name, then its age
         let mut out = String::new();
+        let w = self.snapshots.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for s in &self.snapshots {
             out.push_str(&format!(
-                "{:<28} {:<44} {}  ({})\n",
-                s.volume,
+                "{:<w$}  {}  {}\n",
                 s.name,
-                s.created.to_rfc3339(),
+                s.created.format("%Y-%m-%d %H:%M"),
                 age(self.now, s.created)
             ));
         }
-        out.push_str(&format!("{} snapshots", self.snapshots.len()));
+        out.push_str(&crate::human::plural(self.snapshots.len() as u64, "snapshot"));
         for (name, at) in &self.set_aside {
             out.push_str(&format!(
                 "\nset aside by a restore: {name} ({})",

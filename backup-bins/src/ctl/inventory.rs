@@ -382,7 +382,7 @@ impl Outcome for ListReport {
                         "DAMAGED ({})",
                         crate::human::plural(v.damaged_files, "file")
                     ),
-                    Some(t) => format!("complete {}", t.format("%Y-%m-%d %H:%M")),
+                    Some(t) => t.format("%Y-%m-%d %H:%M").to_string(),
                     None => "INCOMPLETE".to_owned(),
                 };
                 let size = match (v.files, v.bytes) {
@@ -394,7 +394,7 @@ impl Outcome for ListReport {
                     _ => "no record".to_owned(),
                 };
                 out.push_str(&format!(
-                    "  week {}  {state:<26} {size}, {} only here, {}\n",
+                    "  {}  {state:<16}  {size}, {} only here, {}\n",
                     v.week,
                     crate::human::bytes(v.unique_bytes),
                     crate::human::plural(v.sqlite_copies, "SQLite copy")

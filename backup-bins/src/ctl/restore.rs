@@ -77,11 +77,11 @@ impl Outcome for RestoreReport {
             );
         }
         let mut out = format!(
-            "restored {} into {} ({} in {:.1} s)",
+            "restored {} ({} in {:.1} s)\n  into {}",
             self.what,
-            self.to,
             crate::human::bytes(self.bytes),
-            self.seconds
+            self.seconds,
+            self.to
         );
         if let Some(c) = &self.check {
             if c.differences.is_empty() {

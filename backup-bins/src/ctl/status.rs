@@ -481,15 +481,25 @@ impl Outcome for StatusReport {
             for r in &gaps {
                 for g in &r.gaps {
                     out.push_str(&format!(
-                        "  {:<40} {}\n",
+                        "  {}: {}\n",
                         r.what,
                         g.words(self.stale_hours, self.offsite_stale_days)
                     ));
                 }
             }
         }
+        // the name column as wide as the longest name, within the width: a longer name gets a
+        // line of its own, its numbers on the next
+        let cols = crate::human::width().unwrap_or(100);
+        let longest = self
+            .rows
+            .iter()
+            .map(|r| r.what.chars().count() + 11)
+            .max()
+            .unwrap_or(4);
+        let name_w = longest.clamp(4, cols.saturating_sub(44).max(20));
         out.push_str(&format!(
-            "\n{:<40} {:>12} {:>12} {:>7} {:>12}\n",
+            "\n{:<name_w$} {:>10} {:>10} {:>6} {:>10}\n",
             "what", "snapshot", "version", "sqlite", "offsite"
         ));
         for r in &self.rows {
@@ -515,10 +525,15 @@ impl Outcome for StatusReport {
                     age(r.last_success),
                 )
             };
-            out.push_str(&format!(
-                "{:<40} {snap:>12} {ver:>12} {sq:>7} {off:>12}\n",
-                format!("{}{mark}", r.what)
-            ));
+            let what = format!("{}{mark}", r.what);
+            let what = if what.chars().count() > name_w {
+                out.push_str(&format!("{what}\n"));
+                String::new()
+            } else {
+                what
+            };
+            let row = format!("{what:<name_w$} {snap:>10} {ver:>10} {sq:>6} {off:>10}");
+            out.push_str(&format!("{}\n", row.trim_end()));
         }
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));

@@ -35,7 +35,12 @@ pub(super) fn copy_pve_config(deps: &DailyDeps<'_>, plan: &DailyPlan) -> Vec<Ite
                 .as_ref()
                 .map(|w| w.join(src.as_str().trim_start_matches('/')))
                 .filter(|l| l.is_dir());
-            ItemResult::from_result(format!("{src} -> {dest}"), copy_path(deps, src, dest, link))
+            // the copy keeps the source's path under the week: naming the week says where
+            let week = week_dir.strip_prefix(root.root()).unwrap_or(&week_dir);
+            ItemResult::from_result(
+                format!("{src} -> {week}/"),
+                copy_path(deps, src, dest, link),
+            )
         })
         .collect();
     if items.iter().all(|i| i.status == Status::Ok) {

@@ -20,6 +20,7 @@ mod naming;
 mod offsite_real;
 mod offsite_step_one;
 mod output;
+mod output80;
 mod pfsense_real;
 mod progress;
 mod pushgateway_real;

@@ -1,0 +1,74 @@
+//! Issue 21, item 2: the text of every command, at 80 columns, pinned. Two weeks of backups
+//! on the `dir` backend; every line of every output fits 80 columns; times, rates, temp paths
+//! and file times (which differ from run to run) are redacted.
+
+use crate::harness::{text, Env, CTL, DAILY, SNAPSHOT};
+
+fn at80(env: &Env, bin: &str, args: &[&str]) -> String {
+    let out = env
+        .command(bin, args)
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in shown.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "{args:?}: a line of {} columns:\n{line}\n{}",
+            line.chars().count(),
+            text(&out)
+        );
+    }
+    format!(
+        "$ {} {}\n{}",
+        bin.rsplit('/').next().unwrap(),
+        args.join(" "),
+        shown.replace(env.root.as_str(), "<root>")
+    )
+}
+
+#[test]
+fn every_command_fits_80_columns() {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let vol = env.vol("vm-100-pvc-a");
+    std::fs::remove_file(vol.join("dir/file-1.txt")).unwrap();
+    crate::harness::write(
+        &vol.join("dir/file-2.txt"),
+        "rewritten, longer than before\n",
+    );
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-12T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let now = "2026-01-12T05:00:00Z";
+    let later = "2026-01-12T09:00:00Z";
+    let restore_to = env.root.join("r");
+    let mut all = vec![at80(&env, DAILY, &["--now", now])];
+    for args in [
+        &["status"][..],
+        &["list"],
+        &["verify"],
+        &[
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--to",
+            restore_to.as_str(),
+        ],
+        &["drill"],
+        &["find", "file-1.txt"],
+        &["diff", "2026-02", "2026-03", "--pvc", "vaultwarden/data"],
+        &["ls", "2026-03", "vaultwarden/data", "dir"],
+    ] {
+        all.push(at80(&env, CTL, &[&["--now", later][..], args].concat()));
+    }
+    all.push(at80(&env, SNAPSHOT, &["--now", later, "list"]));
+    insta::with_settings!({filters => vec![
+        (r"\d+\.\d+ (s|ms)\b", "<t> $1"),
+        (r"\d+(\.\d+)? (B|KiB|MiB|GiB)/s", "<rate>/s"),
+        (r"\b20\d\d-\d\d-\d\d \d\d:\d\d\b", "<time>"),
+        (r"\.tmp[A-Za-z0-9]+", "<tmp>"),
+    ]}, {
+        insta::assert_snapshot!(all.join("\n"));
+    });
+}
