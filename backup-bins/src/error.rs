@@ -23,6 +23,10 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
+    /// A bug: a worker thread panicked, an invariant broke.
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// A file or folder the configuration names could not be used; the message names the key.
     #[error("{action} `{path}` (`{key}` in {file}): {source}")]
     ConfiguredPath {
@@ -109,6 +113,7 @@ impl Error {
             Error::Config(_) | Error::Usage(_) => Exit::Usage,
             Error::Locked { .. } => Exit::Locked,
             Error::NotFound(_) => Exit::NotFound,
+            Error::Internal(_) => Exit::Internal,
             Error::Core(backup_core::Error::InvalidArgument { .. }) => Exit::Usage,
             Error::ConfiguredPath { .. }
             | Error::Refused(_)
@@ -124,3 +129,29 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panicked worker or a refusal is not a usage error: exit 2 tells the operator to fix the
+    /// command line or the config, which would send them the wrong way (issue 22, item 3).
+    #[test]
+    fn each_kind_has_its_exit_code() {
+        let cases = [
+            (Error::Usage("x".into()), 2),
+            (Error::NotFound("x".into()), 66),
+            (Error::Refused("x".into()), 1),
+            (Error::Internal("an md5 worker panicked".into()), 70),
+            (Error::Locked { path: "/l".into() }, 75),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.exit().code(), code, "{e}");
+        }
+        assert!(
+            Exit::help().contains("70  internal error"),
+            "{}",
+            Exit::help()
+        );
+    }
+}

@@ -17,16 +17,19 @@ pub enum Exit {
     NotFound,
     /// 75: another run holds the lock (`EX_TEMPFAIL`).
     Locked,
+    /// 70: an internal error (`EX_SOFTWARE`): a bug, not the operator's doing.
+    Internal,
 }
 
 impl Exit {
     /// Every exit code, in the order of the table.
-    pub const ALL: [Exit; 6] = [
+    pub const ALL: [Exit; 7] = [
         Exit::Success,
         Exit::Failed,
         Exit::Usage,
         Exit::Partial,
         Exit::NotFound,
+        Exit::Internal,
         Exit::Locked,
     ];
 
@@ -42,6 +45,7 @@ impl Exit {
             Exit::NotFound => {
                 "not found: no such version, copy, snapshot or volume (EX_NOINPUT: `backupctl list`)"
             }
+            Exit::Internal => "internal error (EX_SOFTWARE): a bug; please report it with the output",
             Exit::Locked => "another run holds the lock (EX_TEMPFAIL: try again later, or --wait)",
         }
     }
@@ -63,6 +67,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::Partial => 3,
             Exit::NotFound => 66,
+            Exit::Internal => 70,
             Exit::Locked => 75,
         }
     }

@@ -95,7 +95,9 @@ pub fn width() -> Option<usize> {
 /// True when the space at `i` sits between a number and its unit (`9.2 KiB`, `0.5 s`): not a
 /// place to break a line.
 fn joins(text: &str, i: usize) -> bool {
-    const UNITS: [&str; 12] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "s", "ms", "min", "h", "d", "%"];
+    const UNITS: [&str; 12] = [
+        "B", "KiB", "MiB", "GiB", "TiB", "PiB", "s", "ms", "min", "h", "d", "%",
+    ];
     let before = text[..i].chars().last().is_some_and(|c| c.is_ascii_digit());
     let word: String = text[i + 1..]
         .chars()
@@ -175,7 +177,10 @@ mod tests {
             "  ok  one two\n      three four\n      five six"
         );
         assert_eq!(fit("short\n", 16), "short\n");
-        assert_eq!(fit("copied 100 KiB in 0.5 s", 12), "copied\n    100 KiB\n    in 0.5 s");
+        assert_eq!(
+            fit("copied 100 KiB in 0.5 s", 12),
+            "copied\n    100 KiB\n    in 0.5 s"
+        );
         assert_eq!(
             fit("/a/very/long/path/without/spaces", 10),
             "/a/very/long/path/without/spaces"

@@ -257,7 +257,7 @@ fn step_one(
                 std::time::Duration::from_secs(o.daily_wait_seconds),
             )
             .map_err(|e| match e {
-                Error::Locked { path } => Error::Usage(format!(
+                Error::Locked { path } => Error::Refused(format!(
                     "daily-backup still holds {path} after {} s (offsite.daily-wait-seconds): \
                      step 1 not run",
                     o.daily_wait_seconds
@@ -309,7 +309,7 @@ fn step_one_guard(
     let offsite_id = read_offsite_id(ctx, &program, ssh.as_ref(), &pve_backup)?;
     if let (Some(theirs), Some(ours)) = (&offsite_id, &local_id) {
         if theirs != ours && !opts.adopt {
-            return Err(Error::Usage(format!(
+            return Err(Error::Refused(format!(
                 "the backup disk ({root}, id {ours}) is not the disk {pve_backup} was synced \
                  from (id {theirs}): a new, wiped or other disk would make step 1 delete the \
                  offsite history. Nothing was sent. If this disk replaces the old one on \
@@ -351,7 +351,7 @@ fn read_offsite_id(
     let scratch =
         tempfile::tempdir().map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
     let fetched = Utf8Path::from_path(scratch.path())
-        .ok_or_else(|| Error::Usage("temp path is not UTF-8".to_owned()))?
+        .ok_or_else(|| Error::Refused("the temp folder (TMPDIR) is not a UTF-8 path".to_owned()))?
         .join("id");
     let remote_id = format!("{pve_backup}{}", crate::root_id::ROOT_ID_FILE);
     let inv = backup_rsync::fetch_offsite_file(program, &remote_id, &fetched, ssh)
@@ -362,7 +362,7 @@ fn read_offsite_id(
             &std::fs::read(&fetched).unwrap_or_default(),
         )),
         _ if missing(&out.stderr) => Ok(None),
-        _ => Err(Error::Usage(format!(
+        _ => Err(Error::Refused(format!(
             "cannot read {remote_id}, the identity of the disk the offsite copy was synced \
              from: {}",
             rsync_failure(&out)
@@ -381,7 +381,7 @@ fn offsite_versions(
         .map_err(|e| Error::Core(e.into()))?;
     let out = ctx.runner().run(&inv)?;
     if out.status != Some(0) && !missing(&out.stderr) {
-        return Err(Error::Usage(format!(
+        return Err(Error::Refused(format!(
             "cannot list the versions in {pve_backup}pvc-data: {}",
             rsync_failure(&out)
         )));
@@ -512,8 +512,13 @@ fn tree_step(
                     .map_err(|e| Error::io("create a temp file in", "/tmp", e))?;
                 std::fs::write(list.path(), files_from(&taken.records))
                     .map_err(|e| Error::io("write", list.path().display().to_string(), e))?;
-                let list_path = Utf8PathBuf::from_path_buf(list.path().to_owned())
-                    .map_err(|p| Error::Usage(format!("temp path {} is not UTF-8", p.display())))?;
+                let list_path =
+                    Utf8PathBuf::from_path_buf(list.path().to_owned()).map_err(|p| {
+                        Error::Refused(format!(
+                            "the temp path {} is not UTF-8 (TMPDIR)",
+                            p.display()
+                        ))
+                    })?;
                 let inv = tree_incremental(&program, &tree.source, &dest, &list_path, ssh.as_ref())
                     .map_err(|e| Error::Core(e.into()))?;
                 transfer(ctx, &inv, SourceKind::Live)?
@@ -624,7 +629,7 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
             .collect();
         let one = one.join().unwrap_or_else(|_| {
             (
-                Err(Error::Usage("step 1 panicked".to_owned())),
+                Err(Error::Internal("step 1 panicked".to_owned())),
                 std::time::Instant::now(),
             )
         });

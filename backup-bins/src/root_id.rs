@@ -32,7 +32,7 @@ pub fn read(root: &Utf8Path) -> Result<Option<String>> {
     let p = path(root);
     match crate::safe_read::read_regular(&p) {
         Ok(b) => parse(&b).map(Some).ok_or_else(|| {
-            Error::Usage(format!(
+            Error::Refused(format!(
                 "{p} is not a backup root id (`hbroot-` and 32 hex digits): remove it only if \
                  this is a new backup disk"
             ))

@@ -308,7 +308,7 @@ where
         let watchdog = scope.spawn(move || {
             if let Some(grace) = watch_for_a_stuck_stop(&watched, done) {
                 let left = unmount_all_under(mount_dir.as_deref());
-                let _ = publish_failure(&Error::Usage(format!(
+                let _ = publish_failure(&Error::Refused(format!(
                     "still running {grace} s after SIGTERM/SIGINT (a step blocked in the \
                      kernel or a child holding its output): stopped without waiting{left}"
                 )));

@@ -233,7 +233,12 @@ impl Outcome for Listing {
     fn text(&self, _dry_run: bool) -> String {
         // the snapshot's name holds its volume and time: the name, then its age
         let mut out = String::new();
-        let w = self.snapshots.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        let w = self
+            .snapshots
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(0);
         for s in &self.snapshots {
             out.push_str(&format!(
                 "{:<w$}  {}  {}\n",
@@ -242,7 +247,10 @@ impl Outcome for Listing {
                 age(self.now, s.created)
             ));
         }
-        out.push_str(&crate::human::plural(self.snapshots.len() as u64, "snapshot"));
+        out.push_str(&crate::human::plural(
+            self.snapshots.len() as u64,
+            "snapshot",
+        ));
         for (name, at) in &self.set_aside {
             out.push_str(&format!(
                 "\nset aside by a restore: {name} ({})",

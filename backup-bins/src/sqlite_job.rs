@@ -96,7 +96,7 @@ pub fn run_backup(job: &SqliteJob, now: DateTime<Utc>, dry_run: bool) -> Result<
     backup_sqlite::check_live(&job.db).map_err(Error::LiveCheck)?;
     let folder = job.dest.join(dated_folder_name(&job.name, now));
     if folder.exists() {
-        return Err(Error::Usage(format!(
+        return Err(Error::Refused(format!(
             "{folder} exists already: refusing to overwrite a backup"
         )));
     }

@@ -374,8 +374,9 @@ pub fn track(
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Usage("a tracker thread panicked".to_owned())))
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::Internal("a tracker thread panicked".to_owned()))
+                })
             })
             .collect()
     });

@@ -205,7 +205,7 @@ pub fn recover(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> Result<
     let said = match crate::safe_read::read_regular_string(&p.journal) {
         Ok(text) => {
             let Some(j) = Journal::decode(&text) else {
-                return Err(Error::Usage(format!(
+                return Err(Error::Refused(format!(
                     "{}: a damaged commit journal; the version {week} of {ns}/{pvc} may be \
                      half swapped. Remove the journal to let the next run copy it again",
                     p.journal

@@ -44,7 +44,7 @@ impl ConfigText {
             backup_core::render_toml(&effective, &file, "")
         );
         let value = serde_json::to_value(&effective)
-            .map_err(|e| crate::error::Error::Usage(format!("cannot show the config: {e}")))?;
+            .map_err(|e| crate::error::Error::Internal(format!("cannot show the config: {e}")))?;
         Ok(Self {
             file: Some(cfg.file.to_string()),
             text,

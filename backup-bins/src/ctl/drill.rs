@@ -179,8 +179,12 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
                 .prefix("backupctl-drill-")
                 .tempdir()
                 .map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
-            Utf8PathBuf::from_path_buf(temp.path().to_owned())
-                .map_err(|p| Error::Usage(format!("temp folder {} is not UTF-8", p.display())))?
+            Utf8PathBuf::from_path_buf(temp.path().to_owned()).map_err(|p| {
+                Error::Refused(format!(
+                    "the temp folder {} is not UTF-8 (TMPDIR)",
+                    p.display()
+                ))
+            })?
         }
     };
     let seed = ctx.now.timestamp() as u64;

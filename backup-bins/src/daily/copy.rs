@@ -193,7 +193,9 @@ fn copy_volume(
         Err(e) => {
             // what this run staged is removed now: a full disk gets its space back
             if let Err(left) = deps.store.recover_version(plan.week, &v.namespace, &v.pvc) {
-                return Err(Error::Usage(format!("{e}; and cleaning up failed: {left}")));
+                return Err(Error::Refused(format!(
+                    "{e}; and cleaning up failed: {left}"
+                )));
             }
             return Err(e);
         }
@@ -366,7 +368,7 @@ fn prepare_update(
         let outcome = send_changes(deps, read_root, &changes);
         let hashing = hasher.map_or(Ok(()), |h| {
             h.join()
-                .unwrap_or_else(|_| Err(Error::Usage("the md5 worker panicked".to_owned())))
+                .unwrap_or_else(|_| Err(Error::Internal("the md5 worker panicked".to_owned())))
         });
         (outcome, hashing)
     });
@@ -544,7 +546,9 @@ fn send_changes(
         Changes::Paths { sent, .. } if sent.is_empty() => Ok(none()),
         Changes::Paths { staging, list, .. } => {
             let list_path = Utf8Path::from_path(list.path())
-                .ok_or_else(|| Error::Usage("temp path is not UTF-8".to_owned()))?
+                .ok_or_else(|| {
+                    Error::Refused("the temp folder (TMPDIR) is not a UTF-8 path".to_owned())
+                })?
                 .to_owned();
             Ok(deps.sync.sync(&SyncRequest {
                 source: read_root.to_owned(),

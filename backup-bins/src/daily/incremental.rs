@@ -279,7 +279,7 @@ pub fn fill_md5(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::Usage("md5 worker panicked".into())))
+                    .unwrap_or_else(|_| Err(Error::Internal("an md5 worker panicked".into())))
             })
             .collect()
     });
