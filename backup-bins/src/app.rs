@@ -107,8 +107,8 @@ pub fn volume_manager<'r>(cfg: &Config, runner: &'r dyn Runner) -> Box<dyn Volum
 }
 
 /// The rsync program: `rsync` on `PATH`, or `HOMELAB_BACKUP_RSYNC` when set (tests and
-/// benchmarks point it at a wrapper). Read here, at wiring time, and handed to the sync.
-pub fn rsync_program() -> String {
+/// benchmarks point it at a wrapper). Read once, by the run wrapper, into the context: every rsync of a run comes from `backup-rsync` with this program.
+pub(crate) fn rsync_program() -> String {
     std::env::var("HOMELAB_BACKUP_RSYNC").unwrap_or_else(|_| "rsync".to_owned())
 }
 

@@ -45,7 +45,7 @@ mod version_commit;
 
 pub mod run;
 
-pub use app::{claims, load_config, mounter, rsync_program, volume_manager};
+pub use app::{claims, load_config, mounter, volume_manager};
 pub use change_log::{ChangeLog, Sealed};
 pub use daily::{
     job as daily_job, mount_root, plan as plan_daily_run, plan_pruning, run_daily, DailyDeps,

@@ -268,7 +268,7 @@ fn step_one(
     };
     let guard = step_one_guard(ctx, cfg, o, opts)?;
     let inv = backup_root_copy(
-        &crate::app::rsync_program(),
+        ctx.rsync_program(),
         root,
         &dest_folder(&o.destination, "pve-backup"),
         &guard.filters,
@@ -298,7 +298,7 @@ fn step_one_guard(
     opts: OffsiteOptions,
 ) -> Result<StepOneGuard> {
     let root = &cfg.backup_root;
-    let program = crate::app::rsync_program();
+    let program = ctx.rsync_program().to_owned();
     let ssh = ssh(o);
     let pve_backup = dest_folder(&o.destination, "pve-backup");
     let local_id = if ctx.dry_run() {
@@ -503,7 +503,7 @@ fn tree_step(
     );
     let dest = dest_folder(&o.destination, &tree.name);
     let ssh = ssh(o);
-    let program = crate::app::rsync_program();
+    let program = ctx.rsync_program().to_owned();
     let result = (|| -> Result<Option<SyncStats>> {
         let stats = match &pass {
             TreePass::Incremental { records: 0 } => Some(SyncStats::default()),
@@ -552,7 +552,7 @@ fn full_pass(
             .into(),
         ));
     }
-    let program = crate::app::rsync_program();
+    let program = ctx.rsync_program().to_owned();
     let max = (!opts.force).then_some(o.max_delete);
     if let Some(max) = max {
         // counted before any deletion is made: tripping the bound loses nothing offsite

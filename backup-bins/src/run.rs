@@ -168,6 +168,7 @@ pub struct Context<'a> {
     steady: DuctRunner,
     would: Option<Would>,
     sink: &'a dyn MetricsSink,
+    rsync: String,
 }
 
 impl<'a> Context<'a> {
@@ -243,13 +244,18 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// The rsync program, read once per run (`HOMELAB_BACKUP_RSYNC`, else `rsync`).
+    pub fn rsync_program(&self) -> &str {
+        &self.rsync
+    }
+
     /// rsync.
     pub fn file_sync(&self) -> Box<dyn FileSync + '_> {
         match &self.would {
             Some(w) => Box::new(DryRunSync::new(w)),
             None => Box::new(backup_rsync::RsyncFileSync::new(
                 &self.runner,
-                crate::app::rsync_program(),
+                self.rsync.clone(),
             )),
         }
     }
@@ -406,6 +412,7 @@ where
         steady: DuctRunner::default().verbose(verbose),
         would,
         sink,
+        rsync: crate::app::rsync_program(),
     };
     let _locks = match (ctx.dry_run(), cfg) {
         (false, Some(cfg)) => match take_locks(spec, cfg, global) {

@@ -74,6 +74,46 @@ pub fn weekly_copy(
         .arg(contents_of(dest)))
 }
 
+/// A restore of a version (or, with `files_from`, of the listed paths of it) from `source/` into
+/// `dest/`: the flags of [`weekly_copy`] for what a restore must bring back exactly (owners,
+/// modes, ACLs, xattrs, hardlinks, holes, times to the nanosecond: without
+/// `--modify-window=-1` a folder whose recorded time falls in the second of the restore keeps
+/// the restore's time), `--delete` when the target is to become the version, `--exclude` patterns, and for
+/// `files_from` (NUL-separated, relative to `source`) `--from0 --files-from`, nothing deleted.
+///
+/// # Errors
+/// [`Error::RelativePath`] for any path that is not absolute.
+pub fn restore_copy(
+    program: &str,
+    source: &Utf8Path,
+    dest: &Utf8Path,
+    delete: bool,
+    files_from: Option<&Utf8Path>,
+    exclude: &[&str],
+) -> Result<Invocation, Error> {
+    let source = absolute("source", source)?;
+    let dest = absolute("destination", dest)?;
+    let mut inv = Invocation::new(
+        program,
+        ["-aHAX", "--numeric-ids", "--sparse", "--modify-window=-1"],
+    );
+    if delete {
+        inv = inv.arg("--delete");
+    }
+    for pattern in exclude {
+        inv = inv.arg(format!("--exclude={pattern}"));
+    }
+    if let Some(list) = files_from {
+        inv = inv
+            .arg("--from0")
+            .arg(format!("--files-from={}", absolute("file list", list)?));
+    }
+    Ok(inv
+        .arg("--")
+        .arg(contents_of(source))
+        .arg(contents_of(dest)))
+}
+
 /// A copy of only the listed paths of `source/` into `dest/` (the paths that changed since the
 /// version `dest` holds or links): `files_from` lists them NUL-separated, relative to `source`.
 ///
@@ -115,6 +155,32 @@ pub fn changed_copy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restore_copy_argv() {
+        let inv = restore_copy(
+            "rsync",
+            Utf8Path::new("/b/pvc-data/2026-02/ns/-rf"),
+            Utf8Path::new("/root/r/"),
+            true,
+            Some(Utf8Path::new("/tmp/list")),
+            &["/.complete"],
+        )
+        .unwrap();
+        assert_eq!(
+            inv.display(),
+            "rsync -aHAX --numeric-ids --sparse --modify-window=-1 --delete --exclude=/.complete --from0 --files-from=/tmp/list -- /b/pvc-data/2026-02/ns/-rf/ /root/r/"
+        );
+        assert!(restore_copy(
+            "rsync",
+            Utf8Path::new("r"),
+            Utf8Path::new("/t"),
+            false,
+            None,
+            &[]
+        )
+        .is_err());
+    }
 
     #[test]
     fn weekly_copy_argv() {

@@ -28,7 +28,7 @@ mod offsite;
 mod stats;
 mod transfer;
 
-pub use command::{changed_copy, weekly_copy};
+pub use command::{changed_copy, restore_copy, weekly_copy};
 pub use error::Error;
 pub use exit::{classify, meaning, ExitVerdict};
 pub use offsite::{

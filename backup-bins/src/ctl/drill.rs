@@ -236,13 +236,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         }
         std::fs::write(&list, &nul).map_err(|e| Error::io("write", &list, e))?;
         let from = root.pvc_copy(v.week, &v.namespace, &v.pvc);
-        rsync_tree(
-            runner.as_ref(),
-            &from,
-            &to,
-            false,
-            &["--from0", &format!("--files-from={list}")],
-        )?;
+        rsync_tree(ctx, runner.as_ref(), &from, &to, false, Some(&list), &[])?;
         let got: BTreeMap<Vec<u8>, FileEntry> = walk_entries(to.as_std_path())?
             .into_iter()
             .map(|e| (e.path.clone(), e))

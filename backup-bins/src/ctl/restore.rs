@@ -13,7 +13,7 @@
 //! version: what it held beyond it is deleted).
 
 use backup_core::{
-    BackupRoot, Cluster, Invocation, IsoWeek, Mounter, Series, VolumeManager, WeekVersion, Workload,
+    BackupRoot, Cluster, IsoWeek, Mounter, Series, VolumeManager, WeekVersion, Workload,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -211,21 +211,17 @@ fn prepare_target(to: &Utf8Path, force: bool, dry_run: bool) -> Result<()> {
 /// same second: with the default a folder whose recorded mtime falls in the second of the
 /// restore keeps the restore's time, and the check calls a correct restore failed.
 pub(super) fn rsync_tree(
+    ctx: &Context<'_>,
     runner: &dyn backup_core::Runner,
     from: &Utf8Path,
     to: &Utf8Path,
     delete: bool,
-    extra: &[&str],
+    files_from: Option<&Utf8Path>,
+    exclude: &[&str],
 ) -> Result<()> {
-    let mut args = vec!["-aHAX", "--numeric-ids", "--sparse", "--modify-window=-1"];
-    if delete {
-        args.push("--delete");
-    }
-    args.extend_from_slice(extra);
-    let inv = Invocation::new(&crate::app::rsync_program(), args)
-        .arg(format!("{from}/"))
-        .arg(format!("{to}/"));
-    inv.run_checked(runner)?;
+    backup_rsync::restore_copy(ctx.rsync_program(), from, to, delete, files_from, exclude)
+        .map_err(|e| Error::Core(e.into()))?
+        .run_checked(runner)?;
     Ok(())
 }
 
@@ -282,7 +278,15 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
     };
     let check = match &chosen {
         None => {
-            rsync_tree(ctx.steady_runner().as_ref(), &from, &to, args.force, &[])?;
+            rsync_tree(
+                ctx,
+                ctx.steady_runner().as_ref(),
+                &from,
+                &to,
+                args.force,
+                None,
+                &[],
+            )?;
             drop(copying);
             let _checking = checking();
             check_tree(to.as_std_path(), &rec, Content::All)?
@@ -298,13 +302,17 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
             }
             std::fs::write(list.path(), &names)
                 .map_err(|e| Error::io("write", list.path().to_string_lossy().as_ref(), e))?;
-            let files_from = format!("--files-from={}", list.path().display());
+            let list_path = Utf8Path::from_path(list.path()).ok_or_else(|| {
+                Error::Refused("the temp folder (TMPDIR) is not a UTF-8 path".to_owned())
+            })?;
             rsync_tree(
+                ctx,
                 ctx.steady_runner().as_ref(),
                 &from,
                 &to,
                 false,
-                &[&files_from, "--from0"],
+                Some(list_path),
+                &[],
             )?;
             drop(copying);
             let _checking = checking();
@@ -524,7 +532,7 @@ pub fn restore_pve_config(
         &from,
         to,
         force,
-        &["--exclude=/.complete"],
+        &["/.complete"],
         move |to| compare_trees(&source, to),
     )
 }
@@ -559,7 +567,7 @@ fn restore_folder(
     from: &Utf8Path,
     to: &Utf8Path,
     force: bool,
-    extra: &[&str],
+    exclude: &[&str],
     check: impl FnOnce(&Utf8Path) -> CheckReport,
 ) -> Result<RestoreReport> {
     check_target(to, ctx.store()?.root().root(), force)?;
@@ -569,7 +577,15 @@ fn restore_folder(
         return Ok(planned(what, from, to, bytes));
     }
     let started = std::time::Instant::now();
-    rsync_tree(ctx.steady_runner().as_ref(), from, to, force, extra)?;
+    rsync_tree(
+        ctx,
+        ctx.steady_runner().as_ref(),
+        from,
+        to,
+        force,
+        None,
+        exclude,
+    )?;
     Ok(RestoreReport {
         what: what.to_owned(),
         from: from.to_owned(),
@@ -985,7 +1001,9 @@ pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<I
     std::fs::create_dir_all(&target).map_err(|e| Error::io("create folder", &target, e))?;
     let volumes = ctx.volumes()?;
     let mounter = ctx.mounter();
-    let copy = |from: &Utf8Path, to: &Utf8Path| rsync_tree(runner.as_ref(), from, to, true, &[]);
+    let copy = |from: &Utf8Path, to: &Utf8Path| {
+        rsync_tree(ctx, runner.as_ref(), from, to, true, None, &[])
+    };
     let check = |to: &Utf8Path| check_tree(to.as_std_path(), &rec, Content::All);
     Ok(run_into_volume(
         &IntoVolumeDeps {
