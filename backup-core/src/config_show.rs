@@ -35,134 +35,18 @@ fn table(pairs: Vec<(&str, Option<Value>)>) -> Table {
 pub fn effective_table(c: &Config) -> Table {
     let mut top = Table::new();
     top.insert("backup-root".into(), s(&c.backup_root));
-    let sn = &c.snapshots;
-    let mut snapshots = Table::new();
-    match &sn.backend {
-        Backend::Lvm {
-            volume_group,
-            thin_pool,
-        } => {
-            snapshots.insert("backend".into(), s("lvm"));
-            snapshots.insert("volume-group".into(), s(volume_group));
-            snapshots.insert("thin-pool".into(), s(thin_pool));
-            snapshots.insert(
-                "min-pool-free-percent".into(),
-                Value::Float(sn.min_pool_free_percent),
-            );
-        }
-        Backend::Dir {
-            volumes_dir,
-            snapshots_dir,
-        } => {
-            snapshots.insert("backend".into(), s("dir"));
-            snapshots.insert("volumes-dir".into(), s(volumes_dir));
-            snapshots.insert("snapshots-dir".into(), s(snapshots_dir));
-        }
-    }
-    snapshots.extend(table(vec![
-        ("lv-pattern", Some(s(sn.lv_pattern.as_str()))),
-        ("exclude-namespaces", Some(strings(&sn.exclude_namespaces))),
-        ("keep-days", Some(n(sn.retention.keep_days))),
-        ("lock-file", Some(s(&sn.lock_file))),
-    ]));
-    top.insert("snapshots".into(), Value::Table(snapshots));
-
-    let k = &c.kubernetes;
-    let mut kubernetes = table(vec![
-        (
-            "resolver",
-            Some(s(match k.resolver {
-                Resolver::Kubectl => "kubectl",
-                Resolver::Static => "static",
-            })),
-        ),
-        ("cache-file", Some(s(&k.cache_file))),
-        ("kubeconfig", k.kubeconfig.as_ref().map(s)),
-    ]);
-    if !k.static_volumes.is_empty() {
-        let volumes = k
-            .static_volumes
-            .iter()
-            .map(|v| {
-                Value::Table(table(vec![
-                    ("lv", Some(s(&v.volume_handle))),
-                    ("namespace", Some(s(&v.namespace))),
-                    ("pvc", Some(s(&v.pvc))),
-                ]))
-            })
-            .collect();
-        kubernetes.insert("volume".into(), Value::Array(volumes));
-    }
-    top.insert("kubernetes".into(), Value::Table(kubernetes));
-
-    let p = &c.pvc_backup;
-    let mut pvc = table(vec![
-        ("mount-dir", Some(s(&p.mount_dir))),
-        ("parallel", Some(n(p.parallel))),
-        (
-            "monthly-full-pass",
-            Some(Value::Boolean(p.monthly_full_pass)),
-        ),
-        ("max-snapshot-age-hours", Some(n(p.max_snapshot_age_hours))),
-    ]);
-    match &p.policy {
-        VersionPolicy::Newest(w) => {
-            pvc.insert("weekly-versions".into(), n(*w));
-        }
-        VersionPolicy::Gfs(g) => {
-            let v = Value::try_from(g).unwrap_or_else(|_| Value::Table(Table::new()));
-            pvc.insert("retention".into(), v);
-        }
-    }
-    top.insert("pvc-backup".into(), Value::Table(pvc));
+    top.insert("snapshots".into(), Value::Table(snapshots(c)));
+    top.insert("kubernetes".into(), Value::Table(kubernetes(c)));
+    top.insert("pvc-backup".into(), Value::Table(pvc_backup(c)));
     top.insert(
         "pve-config".into(),
         Value::Table(table(vec![("paths", Some(strings(&c.pve_config.paths)))])),
     );
     if let Some(pf) = &c.pfsense {
-        let pf = table(vec![
-            ("api-url", Some(s(&pf.api_url))),
-            ("api-key-file", Some(s(&pf.api_key_file))),
-            ("ssh-host", Some(s(&pf.ssh_host))),
-            ("ssh-user", Some(s(&pf.ssh_user))),
-            ("ssh-port", Some(n(pf.ssh_port))),
-            ("ssh-key-file", Some(s(&pf.ssh_key_file))),
-            ("ssh-known-hosts", pf.ssh_known_hosts.as_ref().map(s)),
-            ("tar-paths", Some(strings(&pf.tar_paths))),
-            ("insecure-tls", Some(Value::Boolean(pf.insecure_tls))),
-        ]);
-        top.insert("pfsense".into(), Value::Table(pf));
+        top.insert("pfsense".into(), Value::Table(pfsense(pf)));
     }
     if let Some(o) = &c.offsite {
-        let mut off = table(vec![
-            ("destination", Some(s(&o.destination))),
-            ("change-log", Some(s(&o.change_log))),
-            ("ssh-key-file", o.ssh_key_file.as_ref().map(s)),
-            ("ssh-known-hosts", o.ssh_known_hosts.as_ref().map(s)),
-            ("ssh-port", Some(n(o.ssh_port))),
-            ("max-delete", Some(big(o.max_delete))),
-            ("require-mount", Some(Value::Boolean(o.require_mount))),
-            (
-                "monthly-full-pass",
-                Some(Value::Boolean(o.monthly_full_pass)),
-            ),
-            ("daily-wait-seconds", Some(big(o.daily_wait_seconds))),
-            ("weekly-versions", o.weekly_versions.map(n)),
-        ]);
-        if !o.trees.is_empty() {
-            let trees = o
-                .trees
-                .iter()
-                .map(|t| {
-                    Value::Table(table(vec![
-                        ("source", Some(s(&t.source))),
-                        ("name", Some(s(&t.name))),
-                    ]))
-                })
-                .collect();
-            off.insert("tree".into(), Value::Array(trees));
-        }
-        top.insert("offsite".into(), Value::Table(off));
+        top.insert("offsite".into(), Value::Table(offsite(o)));
     }
     top.insert(
         "metrics".into(),
@@ -209,6 +93,139 @@ pub fn effective_table(c: &Config) -> Table {
     alerts.insert("job".into(), Value::Array(jobs));
     top.insert("alerts".into(), Value::Table(alerts));
     top
+}
+
+fn snapshots(c: &Config) -> Table {
+    let sn = &c.snapshots;
+    let mut snapshots = Table::new();
+    match &sn.backend {
+        Backend::Lvm {
+            volume_group,
+            thin_pool,
+        } => {
+            snapshots.insert("backend".into(), s("lvm"));
+            snapshots.insert("volume-group".into(), s(volume_group));
+            snapshots.insert("thin-pool".into(), s(thin_pool));
+            snapshots.insert(
+                "min-pool-free-percent".into(),
+                Value::Float(sn.min_pool_free_percent),
+            );
+        }
+        Backend::Dir {
+            volumes_dir,
+            snapshots_dir,
+        } => {
+            snapshots.insert("backend".into(), s("dir"));
+            snapshots.insert("volumes-dir".into(), s(volumes_dir));
+            snapshots.insert("snapshots-dir".into(), s(snapshots_dir));
+        }
+    }
+    snapshots.extend(table(vec![
+        ("lv-pattern", Some(s(sn.lv_pattern.as_str()))),
+        ("exclude-namespaces", Some(strings(&sn.exclude_namespaces))),
+        ("keep-days", Some(n(sn.retention.keep_days))),
+        ("lock-file", Some(s(&sn.lock_file))),
+    ]));
+    snapshots
+}
+
+fn kubernetes(c: &Config) -> Table {
+    let k = &c.kubernetes;
+    let mut kubernetes = table(vec![
+        (
+            "resolver",
+            Some(s(match k.resolver {
+                Resolver::Kubectl => "kubectl",
+                Resolver::Static => "static",
+            })),
+        ),
+        ("cache-file", Some(s(&k.cache_file))),
+        ("kubeconfig", k.kubeconfig.as_ref().map(s)),
+    ]);
+    if !k.static_volumes.is_empty() {
+        let volumes = k
+            .static_volumes
+            .iter()
+            .map(|v| {
+                Value::Table(table(vec![
+                    ("lv", Some(s(&v.volume_handle))),
+                    ("namespace", Some(s(&v.namespace))),
+                    ("pvc", Some(s(&v.pvc))),
+                ]))
+            })
+            .collect();
+        kubernetes.insert("volume".into(), Value::Array(volumes));
+    }
+    kubernetes
+}
+
+fn pvc_backup(c: &Config) -> Table {
+    let p = &c.pvc_backup;
+    let mut pvc = table(vec![
+        ("mount-dir", Some(s(&p.mount_dir))),
+        ("parallel", Some(n(p.parallel))),
+        (
+            "monthly-full-pass",
+            Some(Value::Boolean(p.monthly_full_pass)),
+        ),
+        ("max-snapshot-age-hours", Some(n(p.max_snapshot_age_hours))),
+    ]);
+    match &p.policy {
+        VersionPolicy::Newest(w) => {
+            pvc.insert("weekly-versions".into(), n(*w));
+        }
+        VersionPolicy::Gfs(g) => {
+            let v = Value::try_from(g).unwrap_or_else(|_| Value::Table(Table::new()));
+            pvc.insert("retention".into(), v);
+        }
+    }
+    pvc
+}
+
+fn pfsense(pf: &crate::config::PfsenseConfig) -> Table {
+    table(vec![
+        ("api-url", Some(s(&pf.api_url))),
+        ("api-key-file", Some(s(&pf.api_key_file))),
+        ("ssh-host", Some(s(&pf.ssh_host))),
+        ("ssh-user", Some(s(&pf.ssh_user))),
+        ("ssh-port", Some(n(pf.ssh_port))),
+        ("ssh-key-file", Some(s(&pf.ssh_key_file))),
+        ("ssh-known-hosts", pf.ssh_known_hosts.as_ref().map(s)),
+        ("tar-paths", Some(strings(&pf.tar_paths))),
+        ("insecure-tls", Some(Value::Boolean(pf.insecure_tls))),
+    ])
+}
+
+fn offsite(o: &crate::config::OffsiteConfig) -> Table {
+    let mut off = table(vec![
+        ("destination", Some(s(&o.destination))),
+        ("change-log", Some(s(&o.change_log))),
+        ("ssh-key-file", o.ssh_key_file.as_ref().map(s)),
+        ("ssh-known-hosts", o.ssh_known_hosts.as_ref().map(s)),
+        ("ssh-port", Some(n(o.ssh_port))),
+        ("max-delete", Some(big(o.max_delete))),
+        ("require-mount", Some(Value::Boolean(o.require_mount))),
+        (
+            "monthly-full-pass",
+            Some(Value::Boolean(o.monthly_full_pass)),
+        ),
+        ("daily-wait-seconds", Some(big(o.daily_wait_seconds))),
+        ("weekly-versions", o.weekly_versions.map(n)),
+    ]);
+    if !o.trees.is_empty() {
+        let trees = o
+            .trees
+            .iter()
+            .map(|t| {
+                Value::Table(table(vec![
+                    ("source", Some(s(&t.source))),
+                    ("name", Some(s(&t.name))),
+                ]))
+            })
+            .collect();
+        off.insert("tree".into(), Value::Array(trees));
+    }
+    off
 }
 
 /// Keys the file sets that the chosen backend or resolver never reads, each with why: a value

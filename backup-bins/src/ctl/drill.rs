@@ -168,25 +168,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
             "no complete version to drill: run daily-backup first".to_owned(),
         ));
     }
-    let temp;
-    let scratch = match &args.scratch {
-        Some(s) => {
-            std::fs::create_dir_all(s).map_err(|e| Error::io("create folder", s, e))?;
-            s.clone()
-        }
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("backupctl-drill-")
-                .tempdir()
-                .map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
-            Utf8PathBuf::from_path_buf(temp.path().to_owned()).map_err(|p| {
-                Error::Refused(format!(
-                    "the temp folder {} is not UTF-8 (TMPDIR)",
-                    p.display()
-                ))
-            })?
-        }
-    };
+    let (_temp, scratch) = scratch_folder(args)?;
     let seed = ctx.now.timestamp() as u64;
     let content = Content::Sample {
         seed,
@@ -225,59 +207,127 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
             drilled.push((label, 0));
             continue;
         }
-        let run_started = std::time::Instant::now();
-        let to = scratch.join(&v.namespace).join(&v.pvc);
-        std::fs::create_dir_all(&to).map_err(|e| Error::io("create folder", &to, e))?;
-        let list = scratch.join(format!(".{}.{}.files", v.namespace, v.pvc));
-        let mut nul = Vec::new();
-        for e in &chosen {
-            nul.extend_from_slice(&e.path);
-            nul.push(0);
-        }
-        std::fs::write(&list, &nul).map_err(|e| Error::io("write", &list, e))?;
-        let from = root.pvc_copy(v.week, &v.namespace, &v.pvc);
-        rsync_tree(ctx, runner.as_ref(), &from, &to, false, Some(&list), &[])?;
-        let got: BTreeMap<Vec<u8>, FileEntry> = walk_entries(to.as_std_path())?
-            .into_iter()
-            .map(|e| (e.path.clone(), e))
-            .collect();
-        for want in &chosen {
-            match got.get(&want.path) {
-                None => differences.push(Difference {
-                    path: format!("{label}: {}", show(&want.path)),
-                    what: "not restored".to_owned(),
-                }),
-                Some(g) => {
-                    differences.extend(compare(want, g).into_iter().map(|what| Difference {
-                        path: format!("{label}: {}", show(&want.path)),
-                        what,
-                    }))
-                }
-            }
-        }
-        let sized: Vec<(&FileEntry, u64)> = chosen.iter().map(|e| (*e, e.size)).collect();
-        let (_, read, bad) = read_and_compare(to.as_std_path(), &sized);
+        let (seconds, read) =
+            restore_sample(ctx, runner.as_ref(), &scratch, v, &chosen, &mut differences)?;
         bytes += read;
-        runs.push((
-            run_started.elapsed().as_secs_f64(),
-            chosen.len() as u64,
-            read,
-        ));
-        differences.extend(bad.into_iter().map(|(p, what)| Difference {
-            path: format!("{label}: {}", show(&p)),
-            what,
-        }));
+        runs.push((seconds, chosen.len() as u64, read));
         drilled.push((label, chosen.len() as u64));
-        let _ = std::fs::remove_file(&list);
     }
     let file_seconds = started.elapsed().as_secs_f64();
     let projection = Projection::from_runs(&runs);
     // every SQLite copy of those versions
+    let sq = drill_sqlite(&root, &scratch, &versions, &mut differences)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let total = bytes + sq.bytes;
+    let rto = layer_rtos(
+        &projection,
+        largest_pvc,
+        file_seconds,
+        !runs.is_empty(),
+        &sq,
+    );
+    Ok(DrillReport {
+        seed,
+        versions: drilled,
+        sqlite_copies: sq.copies,
+        differences,
+        bytes: total,
+        seconds,
+        rate: total as f64 / seconds.max(0.001),
+        rto,
+        now_unix: ctx.now.timestamp(),
+    })
+}
+
+/// Where the drill restores: `--scratch`, kept, or a temp folder removed with the guard.
+fn scratch_folder(args: &DrillArgs) -> Result<(Option<tempfile::TempDir>, Utf8PathBuf)> {
+    if let Some(s) = &args.scratch {
+        std::fs::create_dir_all(s).map_err(|e| Error::io("create folder", s, e))?;
+        return Ok((None, s.clone()));
+    }
+    let temp = tempfile::Builder::new()
+        .prefix("backupctl-drill-")
+        .tempdir()
+        .map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
+    let path = Utf8PathBuf::from_path_buf(temp.path().to_owned()).map_err(|p| {
+        Error::Refused(format!(
+            "the temp folder {} is not UTF-8 (TMPDIR)",
+            p.display()
+        ))
+    })?;
+    Ok((Some(temp), path))
+}
+
+/// Restores the `chosen` files of `v` into the scratch folder with rsync and checks each
+/// against the record (metadata, then content); returns the run's seconds and bytes read.
+fn restore_sample(
+    ctx: &Context<'_>,
+    runner: &dyn backup_core::Runner,
+    scratch: &camino::Utf8Path,
+    v: &WeekVersion,
+    chosen: &[&FileEntry],
+    differences: &mut Vec<Difference>,
+) -> Result<(f64, u64)> {
+    let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
+    let root = ctx.store()?.root().clone();
+    let run_started = std::time::Instant::now();
+    let to = scratch.join(&v.namespace).join(&v.pvc);
+    std::fs::create_dir_all(&to).map_err(|e| Error::io("create folder", &to, e))?;
+    let list = scratch.join(format!(".{}.{}.files", v.namespace, v.pvc));
+    let mut nul = Vec::new();
+    for e in chosen {
+        nul.extend_from_slice(&e.path);
+        nul.push(0);
+    }
+    std::fs::write(&list, &nul).map_err(|e| Error::io("write", &list, e))?;
+    let from = root.pvc_copy(v.week, &v.namespace, &v.pvc);
+    rsync_tree(ctx, runner, &from, &to, false, Some(&list), &[])?;
+    let got: BTreeMap<Vec<u8>, FileEntry> = walk_entries(to.as_std_path())?
+        .into_iter()
+        .map(|e| (e.path.clone(), e))
+        .collect();
+    for want in chosen {
+        match got.get(&want.path) {
+            None => differences.push(Difference {
+                path: format!("{label}: {}", show(&want.path)),
+                what: "not restored".to_owned(),
+            }),
+            Some(g) => differences.extend(compare(want, g).into_iter().map(|what| Difference {
+                path: format!("{label}: {}", show(&want.path)),
+                what,
+            })),
+        }
+    }
+    let sized: Vec<(&FileEntry, u64)> = chosen.iter().map(|e| (*e, e.size)).collect();
+    let (_, read, bad) = read_and_compare(to.as_std_path(), &sized);
+    differences.extend(bad.into_iter().map(|(p, what)| Difference {
+        path: format!("{label}: {}", show(&p)),
+        what,
+    }));
+    let _ = std::fs::remove_file(&list);
+    Ok((run_started.elapsed().as_secs_f64(), read))
+}
+
+/// What the SQLite part of a drill measured.
+struct SqliteDrill {
+    copies: u64,
+    bytes: u64,
+    largest: u64,
+    seconds: f64,
+}
+
+/// Copies every SQLite copy of `versions` into the scratch folder and runs its integrity check.
+fn drill_sqlite(
+    root: &backup_core::BackupRoot,
+    scratch: &camino::Utf8Path,
+    versions: &[WeekVersion],
+    differences: &mut Vec<Difference>,
+) -> Result<SqliteDrill> {
     let sq_started = std::time::Instant::now();
     let mut sq_bytes = 0u64;
     let mut sq_largest = 0u64;
     let mut sqlite_copies = 0;
-    for v in &versions {
+    for v in versions {
         let from = root.sqlite_copy(v.week, &v.namespace, &v.pvc);
         for (f, size) in files_under(&from) {
             if f.file_name().is_some_and(|n| n.starts_with('.')) {
@@ -305,9 +355,25 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         }
     }
     let sq_seconds = sq_started.elapsed().as_secs_f64();
-    let seconds = started.elapsed().as_secs_f64();
-    let total = bytes + sq_bytes;
-    let rto = vec![
+    Ok(SqliteDrill {
+        copies: sqlite_copies,
+        bytes: sq_bytes,
+        largest: sq_largest,
+        seconds: sq_seconds,
+    })
+}
+
+/// The projected RTO of each layer.
+fn layer_rtos(
+    projection: &Projection,
+    largest_pvc: (u64, u64),
+    file_seconds: f64,
+    drilled: bool,
+    sq: &SqliteDrill,
+) -> Vec<LayerRto> {
+    let (sqlite_copies, sq_bytes, sq_largest, sq_seconds) =
+        (sq.copies, sq.bytes, sq.largest, sq.seconds);
+    vec![
         LayerRto {
             layer: "lvm-snapshot",
             target_minutes: 5,
@@ -319,8 +385,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         LayerRto {
             layer: "file-level",
             target_minutes: 15,
-            projected_seconds: (!runs.is_empty())
-                .then(|| projection.seconds(largest_pvc.1, largest_pvc.0)),
+            projected_seconds: drilled.then(|| projection.seconds(largest_pvc.1, largest_pvc.0)),
             basis: projection.basis(largest_pvc.1, largest_pvc.0, file_seconds),
         },
         LayerRto {
@@ -335,18 +400,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
                 crate::human::bytes((sq_bytes as f64 / sq_seconds.max(0.001)) as u64)
             ),
         },
-    ];
-    Ok(DrillReport {
-        seed,
-        versions: drilled,
-        sqlite_copies,
-        differences,
-        bytes: total,
-        seconds,
-        rate: total as f64 / seconds.max(0.001),
-        rto,
-        now_unix: ctx.now.timestamp(),
-    })
+    ]
 }
 
 impl Outcome for DrillReport {
