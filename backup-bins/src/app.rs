@@ -138,7 +138,7 @@ pub fn claims(cfg: &Config, runner: &dyn Runner) -> (Vec<PvClaim>, Vec<String>) 
         match backup_core::Cluster::pv_claims(&cluster) {
             Ok(found) => {
                 let json = serde_json::to_vec_pretty(&found).unwrap_or_default();
-                if let Err(e) = crate::fs_store::write_atomic(cache, &json) {
+                if let Err(e) = crate::fsutil::write_atomic(cache, &json) {
                     warnings.push(format!("could not cache the PV map in {cache}: {e}"));
                 }
                 claims = found;

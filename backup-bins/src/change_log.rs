@@ -11,7 +11,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rustix::fs::{flock, FlockOperation};
 
 use crate::error::{Error, Result};
-use crate::fs_store::{remove_file_if_present, write_atomic};
+use crate::fsutil::{remove_file_if_present, write_atomic};
 
 /// The change log of every tree, at `offsite.change-log`.
 #[derive(Debug, Clone)]

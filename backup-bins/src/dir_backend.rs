@@ -12,7 +12,7 @@ use backup_core::{
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 
-use crate::fs_store::subdirs;
+use crate::fsutil::subdirs;
 
 /// Volumes and snapshots as folders.
 pub struct DirVolumeManager<'r> {

@@ -408,7 +408,7 @@ pub fn run_dump(
     let temp = job.dest.join(format!(".{file_name}.partial"));
     let out_dir = job.dest.join(format!(".{file_name}.out"));
     let result = dump_into(job, runner, &temp, &out_dir);
-    let _ = crate::fs_store::remove_tree(&out_dir);
+    let _ = crate::fsutil::remove_tree(&out_dir);
     let (inv, bytes) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -480,9 +480,9 @@ fn remove_leftovers(job: &DumpJob) -> Result<()> {
             .is_some();
         if ours && (n.ends_with(".partial") || n.ends_with(".out")) {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                crate::fs_store::remove_tree(e.path())?;
+                crate::fsutil::remove_tree(e.path())?;
             } else {
-                crate::fs_store::remove_file_if_present(e.path())?;
+                crate::fsutil::remove_file_if_present(e.path())?;
             }
         }
     }

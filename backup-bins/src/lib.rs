@@ -21,6 +21,7 @@ mod dump;
 mod error;
 mod exit;
 mod fs_store;
+mod fsutil;
 mod human;
 mod linkguard;
 mod lock;
@@ -41,6 +42,7 @@ mod snapshot;
 mod sqlite_job;
 mod sqlite_stage;
 mod tracker;
+mod tree;
 mod version_commit;
 
 pub mod run;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use backup_core::{exposition, Error, MetricGroup, MetricsSink, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::fs_store::write_atomic;
+use crate::fsutil::write_atomic;
 
 /// Writes `<dir>/<job>.prom` for node_exporter's textfile collector. The file is merged series by
 /// series: what a run does not send (the last success timestamp of a failed run, a PVC that failed

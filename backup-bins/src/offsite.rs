@@ -542,7 +542,7 @@ fn full_pass(
     opts: OffsiteOptions,
 ) -> Result<Option<SyncStats>> {
     let source: &Utf8Path = &tree.source;
-    let empty = crate::fs_store::has_entries(source).map(|has| !has)?;
+    let empty = crate::fsutil::has_entries(source).map(|has| !has)?;
     if empty && !opts.force {
         return Err(Error::Core(
             backup_core::Refusal::EmptyTree {

@@ -12,10 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// Where this week's pfSense copies go, and their names.
-pub const CONFIG_XML: &str = "config.xml";
-/// The full file system tar.
-pub const FULL_TAR: &str = "pfsense-full.tar.gz";
+pub use backup_core::{CONFIG_XML, FULL_TAR};
 
 /// What the stage fetched.
 #[derive(Debug, Clone, Serialize)]

@@ -58,7 +58,7 @@ pub fn ensure(root: &Utf8Path) -> Result<String> {
         "hbroot-{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
-    crate::fs_store::write_atomic(&path(root), format!("{id}\n").as_bytes())?;
+    crate::fsutil::write_atomic(&path(root), format!("{id}\n").as_bytes())?;
     Ok(id)
 }
 

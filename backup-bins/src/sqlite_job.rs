@@ -101,7 +101,7 @@ pub fn run_backup(job: &SqliteJob, now: DateTime<Utc>, dry_run: bool) -> Result<
         )));
     }
     if dry_run {
-        let mut existing = crate::fs_store::subdirs(&job.dest)?;
+        let mut existing = crate::fsutil::subdirs(&job.dest)?;
         existing.push(dated_folder_name(&job.name, now));
         let plan = plan_dated_rotation(&job.name, &existing, job.policy, now)?;
         return Ok(SqliteJobReport {
@@ -123,7 +123,7 @@ fn backup(job: &SqliteJob, now: DateTime<Utc>) -> Result<SqliteJobReport> {
     let folder_name = dated_folder_name(&job.name, now);
     let folder = job.dest.join(&folder_name);
     let partial = job.dest.join(format!(".{folder_name}.partial"));
-    crate::fs_store::remove_tree(&partial)?;
+    crate::fsutil::remove_tree(&partial)?;
     let built = (|| -> Result<SqliteJobReport> {
         std::fs::create_dir_all(&partial).map_err(|e| Error::io("create folder", &partial, e))?;
         let db_name = job
@@ -166,7 +166,7 @@ fn backup(job: &SqliteJob, now: DateTime<Utc>) -> Result<SqliteJobReport> {
     let mut report = match built {
         Ok(r) => r,
         Err(e) => {
-            let _ = crate::fs_store::remove_tree(&partial);
+            let _ = crate::fsutil::remove_tree(&partial);
             return Err(e);
         }
     };
@@ -189,10 +189,10 @@ pub fn rotate(
     policy: DumpPolicy,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>> {
-    let plan = plan_dated_rotation(name, &crate::fs_store::subdirs(dest)?, policy, now)?;
+    let plan = plan_dated_rotation(name, &crate::fsutil::subdirs(dest)?, policy, now)?;
     let mut removed = Vec::new();
     for d in removals(&plan) {
-        crate::fs_store::remove_tree(&dest.join(&d.name))?;
+        crate::fsutil::remove_tree(&dest.join(&d.name))?;
         removed.push(d.name.clone());
     }
     Ok(removed)

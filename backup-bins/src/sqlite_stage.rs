@@ -138,7 +138,7 @@ pub fn copy_databases(
         .collect();
     if !sources.is_empty() {
         let json = serde_json::to_vec(&sources).unwrap_or_default();
-        if let Err(e) = crate::fs_store::write_atomic(&sources_file(dest), &json) {
+        if let Err(e) = crate::fsutil::write_atomic(&sources_file(dest), &json) {
             // not fatal: the next run copies again instead of linking
             out.push(DatabaseCopy {
                 path: sources_file(dest).to_string(),

@@ -26,7 +26,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::fs_store::{remove_file_if_present, remove_tree, sync_filesystem, write_atomic};
+use crate::fsutil::{remove_file_if_present, remove_tree, sync_filesystem, write_atomic};
 
 /// The paths of one version and its update.
 struct Paths {

@@ -27,6 +27,12 @@ pub const COMPLETE_DIR: &str = ".complete";
 /// Namespace under which a volume that could not be resolved to a PVC is backed up.
 pub const UNRESOLVED_NAMESPACE: &str = "_unresolved";
 
+/// A week's pfSense config, in `pfsense/<week>/`.
+pub const CONFIG_XML: &str = "config.xml";
+
+/// A week's pfSense full file system tar, in `pfsense/<week>/`.
+pub const FULL_TAR: &str = "pfsense-full.tar.gz";
+
 /// The parts of a version's update under `pvc-data/<week>/.staging/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StagingPart {

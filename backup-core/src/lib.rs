@@ -74,7 +74,7 @@ pub use error::{stderr_tail, CommandError, ConfigError, Error, Refusal, Result};
 pub use k8s_name::{check_folder_name, check_namespace, check_pvc_name};
 pub use layout::{
     format_marker, parse_marker, parse_snapshot_name, snapshot_name, BackupRoot, StagingPart,
-    COMPLETE_DIR, UNRESOLVED_NAMESPACE,
+    COMPLETE_DIR, CONFIG_XML, FULL_TAR, UNRESOLVED_NAMESPACE,
 };
 pub use linkdest::plan_link_dest;
 pub use metrics::{exposition, Metric, MetricGroup, MetricsSink, Sample};

@@ -14,8 +14,8 @@ use std::sync::{Mutex, PoisonError};
 use backup_core::{EntryKind, FileEntry};
 use serde::Serialize;
 
-use crate::daily::incremental::{md5_of, walk_entries};
 use crate::error::Result;
+use crate::tree::{md5_of, walk_entries};
 
 /// Which files' content is read.
 #[derive(Debug, Clone, Copy, PartialEq)]

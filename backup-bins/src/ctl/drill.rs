@@ -13,10 +13,10 @@ use serde::Serialize;
 use super::check::{compare, read_and_compare, show, Content, Difference};
 use super::inventory::{files_under, record};
 use super::restore::rsync_tree;
-use crate::daily::incremental::walk_entries;
 use crate::error::{Error, Result};
 use crate::exit::Exit;
 use crate::run::{Context, Outcome};
+use crate::tree::walk_entries;
 
 /// `drill` flags.
 #[derive(Debug, Clone)]

@@ -319,7 +319,7 @@ pub fn write_units(
         std::fs::create_dir_all(dir)
             .map_err(|e| crate::error::Error::io("create folder", dir, e))?;
         for u in &all {
-            crate::fs_store::write_atomic(&dir.join(&u.name), u.text.as_bytes())?;
+            crate::fsutil::write_atomic(&dir.join(&u.name), u.text.as_bytes())?;
             let p = dir.join(&u.name);
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644))
                 .map_err(|e| crate::error::Error::io("chmod", p, e))?;
@@ -366,7 +366,7 @@ pub fn write_dropins(
     if !dry_run {
         for u in &dropins {
             let p = dir.join(&u.name);
-            crate::fs_store::write_atomic(&p, u.text.as_bytes())?;
+            crate::fsutil::write_atomic(&p, u.text.as_bytes())?;
             std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o644))
                 .map_err(|e| crate::error::Error::io("chmod", p, e))?;
         }

@@ -192,7 +192,7 @@ fn mark_damaged(
         .collect();
     if found.is_empty() {
         if content == Content::All && !known.is_empty() {
-            let _ = crate::fs_store::remove_file_if_present(&path);
+            let _ = crate::fsutil::remove_file_if_present(&path);
         }
         return;
     }

@@ -333,9 +333,9 @@ fn prepare_update(
     let empty_map = BTreeMap::new();
     let base_map = base.as_ref().map_or(&empty_map, |b| &b.entries);
     // the one walk of the snapshot: entries for the diff and the record, and its databases
-    let incremental::Walk {
+    let crate::tree::Walk {
         entries, databases, ..
-    } = incremental::walk(read_root.as_std_path(), base_map, trust_ctime)?;
+    } = crate::tree::walk(read_root.as_std_path(), base_map, trust_ctime)?;
     let mut hashed = entries.clone();
     // a full pass reads every file first: what to send depends on the content
     let hashed_first = full && base.is_some();
