@@ -223,6 +223,21 @@ fn never(name: &str, metric: &MetricName, job: &str, what: &str) -> AlertRule {
     )
 }
 
+/// The three rules of a job: stale (no success for `hours`), failing (its last run failed),
+/// never ran (no success series at all).
+fn triple(
+    r: &mut Vec<AlertRule>,
+    prefix: &str,
+    [success, run]: [&MetricName; 2],
+    job: &str,
+    hours: u32,
+    what: &str,
+) {
+    r.push(stale(&format!("{prefix}Stale"), success, job, hours, what));
+    r.push(failing(&format!("{prefix}Failing"), run, job, what));
+    r.push(never(&format!("{prefix}NeverRan"), success, job, what));
+}
+
 /// Every rule, for `jobs` (the application jobs; [`default_app_jobs`] without a config).
 pub fn alert_rules(jobs: &[AppJob]) -> Vec<AlertRule> {
     use names::*;
@@ -230,26 +245,24 @@ pub fn alert_rules(jobs: &[AppJob]) -> Vec<AlertRule> {
     for j in jobs {
         let job = backup_job(&j.name);
         let what = format!("{} backup ({job})", j.title);
-        r.push(stale(
-            &format!("{}BackupStale", j.title),
-            &BACKUP_LAST_SUCCESS,
+        triple(
+            &mut r,
+            &format!("{}Backup", j.title),
+            [&BACKUP_LAST_SUCCESS, &BACKUP_LAST_RUN_SUCCESS],
             &job,
             j.stale_hours,
             &what,
-        ));
-        r.push(failing(
-            &format!("{}BackupFailing", j.title),
-            &BACKUP_LAST_RUN_SUCCESS,
-            &job,
-            &what,
-        ));
-        r.push(never(
-            &format!("{}BackupNeverRan", j.title),
-            &BACKUP_LAST_SUCCESS,
-            &job,
-            &what,
-        ));
+        );
     }
+    r.extend(host_rules());
+    r
+}
+
+/// The rules of the host side and its checks: integrity, snapshots, the daily copy, the disk,
+/// offsite, verify, drill, the tracker.
+fn host_rules() -> Vec<AlertRule> {
+    use names::*;
+    let mut r = Vec::new();
     let vw = integrity_ok("vaultwarden");
     r.push(rule(
         "VaultwardenIntegrityFail".to_owned(),
@@ -262,25 +275,14 @@ pub fn alert_rules(jobs: &[AppJob]) -> Vec<AlertRule> {
         "Vaultwarden's live database failed PRAGMA integrity_check".to_owned(),
     ));
     let lvm = "LVM snapshots (lvm-pvc-snapshot)";
-    r.push(stale(
-        "LVMSnapshotStale",
-        &LVM_SNAPSHOT_LAST_SUCCESS,
+    triple(
+        &mut r,
+        "LVMSnapshot",
+        [&LVM_SNAPSHOT_LAST_SUCCESS, &LVM_SNAPSHOT_LAST_RUN_SUCCESS],
         JOB_LVM_SNAPSHOT,
         24,
         lvm,
-    ));
-    r.push(failing(
-        "LVMSnapshotFailing",
-        &LVM_SNAPSHOT_LAST_RUN_SUCCESS,
-        JOB_LVM_SNAPSHOT,
-        lvm,
-    ));
-    r.push(never(
-        "LVMSnapshotNeverRan",
-        &LVM_SNAPSHOT_LAST_SUCCESS,
-        JOB_LVM_SNAPSHOT,
-        lvm,
-    ));
+    );
     r.push(rule(
         "LVMThinPoolLow".to_owned(),
         AlertKind::Below {
@@ -294,25 +296,14 @@ pub fn alert_rules(jobs: &[AppJob]) -> Vec<AlertRule> {
             .to_owned(),
     ));
     let daily = "daily file backup (daily-backup)";
-    r.push(stale(
-        "DailyBackupStale",
-        &DAILY_BACKUP_LAST_SUCCESS,
+    triple(
+        &mut r,
+        "DailyBackup",
+        [&DAILY_BACKUP_LAST_SUCCESS, &DAILY_BACKUP_LAST_RUN_SUCCESS],
         JOB_DAILY_BACKUP,
         36,
         daily,
-    ));
-    r.push(failing(
-        "DailyBackupFailing",
-        &DAILY_BACKUP_LAST_RUN_SUCCESS,
-        JOB_DAILY_BACKUP,
-        daily,
-    ));
-    r.push(never(
-        "DailyBackupNeverRan",
-        &DAILY_BACKUP_LAST_SUCCESS,
-        JOB_DAILY_BACKUP,
-        daily,
-    ));
+    );
     r.push(rule(
         "DailyBackupPvcStale".to_owned(),
         AlertKind::StaleEach {
@@ -343,66 +334,41 @@ pub fn alert_rules(jobs: &[AppJob]) -> Vec<AlertRule> {
         "critical",
         "the backup disk is more than 85 % full".to_owned(),
     ));
+    r.extend(offsite_and_check_rules());
+    r
+}
+
+/// The rules of what runs after the copy: offsite, verify, drill, the change tracker.
+fn offsite_and_check_rules() -> Vec<AlertRule> {
+    use names::*;
+    let mut r = Vec::new();
     let off = "offsite sync (offsite-sync-backup)";
-    r.push(stale(
-        "OffsiteBackupSyncStale",
-        &OFFSITE_SYNC_LAST_SUCCESS,
+    triple(
+        &mut r,
+        "OffsiteBackupSync",
+        [&OFFSITE_SYNC_LAST_SUCCESS, &OFFSITE_SYNC_LAST_RUN_SUCCESS],
         JOB_OFFSITE_SYNC,
         8 * 24,
         off,
-    ));
-    r.push(failing(
-        "OffsiteBackupSyncFailing",
-        &OFFSITE_SYNC_LAST_RUN_SUCCESS,
-        JOB_OFFSITE_SYNC,
-        off,
-    ));
-    r.push(never(
-        "OffsiteBackupSyncNeverRan",
-        &OFFSITE_SYNC_LAST_SUCCESS,
-        JOB_OFFSITE_SYNC,
-        off,
-    ));
+    );
     let verify = "backup verify (backupctl verify)";
-    r.push(stale(
-        "BackupVerifyStale",
-        &VERIFY_LAST_SUCCESS,
+    triple(
+        &mut r,
+        "BackupVerify",
+        [&VERIFY_LAST_SUCCESS, &VERIFY_LAST_RUN_SUCCESS],
         JOB_VERIFY,
         8 * 24,
         verify,
-    ));
-    r.push(failing(
-        "BackupVerifyFailing",
-        &VERIFY_LAST_RUN_SUCCESS,
-        JOB_VERIFY,
-        verify,
-    ));
-    r.push(never(
-        "BackupVerifyNeverRan",
-        &VERIFY_LAST_SUCCESS,
-        JOB_VERIFY,
-        verify,
-    ));
+    );
     let drill = "restore drill (backupctl drill)";
-    r.push(stale(
-        "RestoreDrillStale",
-        &DRILL_LAST_SUCCESS,
+    triple(
+        &mut r,
+        "RestoreDrill",
+        [&DRILL_LAST_SUCCESS, &DRILL_LAST_RUN_SUCCESS],
         JOB_DRILL,
         8 * 24,
         drill,
-    ));
-    r.push(failing(
-        "RestoreDrillFailing",
-        &DRILL_LAST_RUN_SUCCESS,
-        JOB_DRILL,
-        drill,
-    ));
-    r.push(never(
-        "RestoreDrillNeverRan",
-        &DRILL_LAST_SUCCESS,
-        JOB_DRILL,
-        drill,
-    ));
+    );
     r.push(rule(
         "NfsTrackerFullPassPending".to_owned(),
         AlertKind::Above {
