@@ -261,6 +261,29 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
         return Ok(planned(&what, &from, &to, bytes));
     }
     let started = std::time::Instant::now();
+    let check = copy_and_check(ctx, &from, &to, &rec, args.force, chosen.as_ref())?;
+    Ok(RestoreReport {
+        what,
+        from,
+        to,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        check: Some(check),
+        dry_run: false,
+    })
+}
+
+/// The restore's copy (all of the version with `--delete` when `force`; or only the chosen
+/// entries, nothing deleted) and its check against `rec`, with progress for both.
+fn copy_and_check(
+    ctx: &Context<'_>,
+    from: &Utf8Path,
+    to: &Utf8Path,
+    rec: &[backup_core::FileEntry],
+    force: bool,
+    chosen: Option<&Chosen>,
+) -> Result<CheckReport> {
+    let bytes = rec.iter().map(|e| e.size).sum();
     let files = rec
         .iter()
         .filter(|e| e.kind == backup_core::EntryKind::File)
@@ -276,20 +299,20 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
             },
         )
     };
-    let check = match &chosen {
+    let check = match chosen {
         None => {
             rsync_tree(
                 ctx,
                 ctx.steady_runner().as_ref(),
-                &from,
-                &to,
-                args.force,
+                from,
+                to,
+                force,
                 None,
                 &[],
             )?;
             drop(copying);
             let _checking = checking();
-            check_tree(to.as_std_path(), &rec, Content::All)?
+            check_tree(to.as_std_path(), rec, Content::All)?
         }
         Some(c) => {
             // exactly the chosen entries (and the folders above them), nothing deleted
@@ -308,15 +331,15 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
             rsync_tree(
                 ctx,
                 ctx.steady_runner().as_ref(),
-                &from,
-                &to,
+                from,
+                to,
                 false,
                 Some(list_path),
                 &[],
             )?;
             drop(copying);
             let _checking = checking();
-            let mut check = check_tree(to.as_std_path(), &rec, Content::All)?;
+            let mut check = check_tree(to.as_std_path(), rec, Content::All)?;
             // what DIR held before (--force) is not the restore's to judge
             check
                 .differences
@@ -324,15 +347,7 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
             check
         }
     };
-    Ok(RestoreReport {
-        what,
-        from,
-        to,
-        bytes,
-        seconds: started.elapsed().as_secs_f64(),
-        check: Some(check),
-        dry_run: false,
-    })
+    Ok(check)
 }
 
 /// The entries `restore pvc --path` brings back: each chosen path, everything under a chosen
