@@ -262,67 +262,13 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         ));
     }
     if let Some(off) = &cfg.offsite {
-        let path = store.root().root().join(STATE_FILE);
-        let read = store
-            .read_file(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| {
-                b.map_or(Ok(OffsiteState::default()), |b| {
-                    serde_json::from_slice(&b).map_err(|e| e.to_string())
-                })
-            });
-        let state = read.unwrap_or_else(|e| {
-            warnings.push(format!(
-                "{path} cannot be read ({e}): the offsite sync is shown as never run"
-            ));
-            OffsiteState::default()
-        });
-        let last = state.backup_root;
-        let mut gaps = Vec::new();
-        match last {
-            Some(t) if now - t <= Duration::days(i64::from(limit_d)) => {}
-            other => gaps.push(Gap::OffsiteStale {
-                days: other.map(|t| (now - t).num_days()),
-            }),
-        }
-        rows.push(StatusRow {
-            what: "offsite (backup disk)".to_owned(),
-            lv: None,
-            excluded: false,
-            snapshot: None,
-            version: None,
-            sqlite_copies: 0,
-            last_success: last,
-            gaps,
-        });
-        for tree in &off.trees {
-            let marker =
-                backup_core::ChangeLogFiles::new(&off.change_log, &tree.name).full_pass_marker();
-            let pending = crate::safe_read::read_regular_string(&marker).ok();
-            let last = state.trees.get(&tree.name).and_then(|t| t.last_success);
-            let mut gaps = Vec::new();
-            if let Some(reason) = pending {
-                gaps.push(Gap::FullPassPending {
-                    reason: reason.trim().to_owned(),
-                });
-            }
-            match last {
-                Some(t) if now - t <= Duration::days(i64::from(limit_d)) => {}
-                other => gaps.push(Gap::OffsiteStale {
-                    days: other.map(|t| (now - t).num_days()),
-                }),
-            }
-            rows.push(StatusRow {
-                what: format!("tree {}", tree.name),
-                lv: None,
-                excluded: false,
-                snapshot: None,
-                version: None,
-                sqlite_copies: 0,
-                last_success: last,
-                gaps,
-            });
-        }
+        rows.extend(offsite_rows(
+            store.as_ref(),
+            off,
+            now,
+            limit_d,
+            &mut warnings,
+        ));
     }
     rows.sort_by(|a, b| {
         (a.gaps.is_empty(), a.excluded, &a.what).cmp(&(b.gaps.is_empty(), b.excluded, &b.what))
@@ -334,6 +280,80 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         warnings,
         now,
     })
+}
+
+/// The offsite rows: the backup disk's step 1, then each tree, from the offsite state and the
+/// trees' full-pass markers.
+fn offsite_rows(
+    store: &dyn backup_core::BackupStore,
+    off: &backup_core::OffsiteConfig,
+    now: DateTime<Utc>,
+    limit_d: u32,
+    warnings: &mut Vec<String>,
+) -> Vec<StatusRow> {
+    let mut rows = Vec::new();
+    let path = store.root().root().join(STATE_FILE);
+    let read = store
+        .read_file(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| {
+            b.map_or(Ok(OffsiteState::default()), |b| {
+                serde_json::from_slice(&b).map_err(|e| e.to_string())
+            })
+        });
+    let state = read.unwrap_or_else(|e| {
+        warnings.push(format!(
+            "{path} cannot be read ({e}): the offsite sync is shown as never run"
+        ));
+        OffsiteState::default()
+    });
+    let last = state.backup_root;
+    let mut gaps = Vec::new();
+    match last {
+        Some(t) if now - t <= Duration::days(i64::from(limit_d)) => {}
+        other => gaps.push(Gap::OffsiteStale {
+            days: other.map(|t| (now - t).num_days()),
+        }),
+    }
+    rows.push(StatusRow {
+        what: "offsite (backup disk)".to_owned(),
+        lv: None,
+        excluded: false,
+        snapshot: None,
+        version: None,
+        sqlite_copies: 0,
+        last_success: last,
+        gaps,
+    });
+    for tree in &off.trees {
+        let marker =
+            backup_core::ChangeLogFiles::new(&off.change_log, &tree.name).full_pass_marker();
+        let pending = crate::safe_read::read_regular_string(&marker).ok();
+        let last = state.trees.get(&tree.name).and_then(|t| t.last_success);
+        let mut gaps = Vec::new();
+        if let Some(reason) = pending {
+            gaps.push(Gap::FullPassPending {
+                reason: reason.trim().to_owned(),
+            });
+        }
+        match last {
+            Some(t) if now - t <= Duration::days(i64::from(limit_d)) => {}
+            other => gaps.push(Gap::OffsiteStale {
+                days: other.map(|t| (now - t).num_days()),
+            }),
+        }
+        rows.push(StatusRow {
+            what: format!("tree {}", tree.name),
+            lv: None,
+            excluded: false,
+            snapshot: None,
+            version: None,
+            sqlite_copies: 0,
+            last_success: last,
+            gaps,
+        });
+    }
+    rows
 }
 
 /// Rows for the PVCs backed up before, or in the static map, that have no volume now.
