@@ -153,65 +153,112 @@ fn timer(name: &str, description: &str, calendar: &str) -> Unit {
     }
 }
 
+/// What the units of a config write and make, and how they name the config.
+struct Paths {
+    /// ` --config PATH` when the config is not the default one.
+    config_flag: String,
+    /// What every service may write.
+    rw: Vec<String>,
+    /// ... and the LVM jobs.
+    lvm: Vec<String>,
+    /// ... and offsite and the tracker.
+    offsite_rw: Vec<String>,
+    /// Folders a unit makes before its job (moved off the declared ones).
+    made: Vec<String>,
+    /// The lines of the jobs that resolve PVCs (the cache, and `made`).
+    resolves: String,
+}
+
+impl Paths {
+    fn of(cfg: Option<&Config>) -> Self {
+        let config_path = cfg.map_or(DEFAULT_CONFIG_PATH.to_owned(), |c| c.file.to_string());
+        let config_flag = if config_path == DEFAULT_CONFIG_PATH {
+            String::new()
+        } else {
+            format!(" --config {config_path}")
+        };
+        let backup_root = cfg.map_or("/mnt/backup".to_owned(), |c| c.backup_root.to_string());
+        let mount_dir = cfg.map_or("/run/homelab-backup".to_owned(), |c| {
+            c.pvc_backup.mount_dir.to_string()
+        });
+        let lock_dir = cfg.map_or("/run/lock/homelab-backup".to_owned(), |c| {
+            c.snapshots
+                .lock_file
+                .parent()
+                .map_or("/run/lock/homelab-backup".to_owned(), ToString::to_string)
+        });
+        let mut rw = vec![backup_root.clone(), mount_dir.clone(), lock_dir.clone()];
+        // the jobs that resolve PVCs write the kubectl PV cache: `CacheDirectory=` for the default
+        let cache_dir = cfg
+            .and_then(|c| c.kubernetes.cache_file.parent())
+            .map_or("/var/cache/homelab-backup".to_owned(), ToString::to_string);
+        // inside a declared folder a job makes its own; elsewhere the unit makes it first
+        let declared = |d: &str| {
+            DECLARED
+                .iter()
+                .any(|r| camino::Utf8Path::new(d).starts_with(r))
+        };
+        let made: Vec<String> = [&mount_dir, &lock_dir]
+            .into_iter()
+            .chain(
+                cfg.filter(|c| c.kubernetes.cache_file != DEFAULT_PV_CACHE)
+                    .map(|_| &cache_dir),
+            )
+            .filter(|d| !declared(d))
+            .cloned()
+            .collect();
+        let mut resolves = String::from("CacheDirectory=homelab-backup\nCacheDirectoryMode=0700\n");
+        if cfg.is_some_and(|c| c.kubernetes.cache_file != DEFAULT_PV_CACHE) {
+            rw.push(cache_dir.clone());
+        }
+        resolves.push_str(&mkdirs(&made));
+        if let Some(t) = cfg.and_then(|c| c.metrics.textfile_dir.as_ref()) {
+            rw.push(t.to_string());
+        } else if cfg.is_none() {
+            rw.push("/var/lib/prometheus/node-exporter".to_owned());
+        }
+        // LVM writes its metadata archive and locks; the dir backend its snapshot folder
+        let mut lvm = rw.clone();
+        lvm.extend([
+            "/etc/lvm".to_owned(),
+            "/run/lvm".to_owned(),
+            "/run/lock/lvm".to_owned(),
+        ]);
+        if let Some(backup_core::Backend::Dir { snapshots_dir, .. }) =
+            cfg.map(|c| &c.snapshots.backend)
+        {
+            lvm.push(snapshots_dir.to_string());
+        }
+        let mut offsite_rw = rw.clone();
+        if let Some(o) = cfg.and_then(|c| c.offsite.as_ref()) {
+            if !o.is_remote() {
+                offsite_rw.push(o.destination.clone());
+            }
+            if let Some(p) = o.change_log.parent() {
+                offsite_rw.push(p.to_string());
+            }
+        }
+        Self {
+            config_flag,
+            rw,
+            lvm,
+            offsite_rw,
+            made,
+            resolves,
+        }
+    }
+}
+
 /// The units for `cfg` (default paths without one), running binaries from `bindir`.
 pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
-    let config_path = cfg.map_or(DEFAULT_CONFIG_PATH.to_owned(), |c| c.file.to_string());
-    let config_flag = if config_path == DEFAULT_CONFIG_PATH {
-        String::new()
-    } else {
-        format!(" --config {config_path}")
-    };
-    let backup_root = cfg.map_or("/mnt/backup".to_owned(), |c| c.backup_root.to_string());
-    let mount_dir = cfg.map_or("/run/homelab-backup".to_owned(), |c| {
-        c.pvc_backup.mount_dir.to_string()
-    });
-    let lock_dir = cfg.map_or("/run/lock/homelab-backup".to_owned(), |c| {
-        c.snapshots
-            .lock_file
-            .parent()
-            .map_or("/run/lock/homelab-backup".to_owned(), ToString::to_string)
-    });
-    let mut rw = vec![backup_root.clone(), mount_dir.clone(), lock_dir.clone()];
-    // the jobs that resolve PVCs write the kubectl PV cache: `CacheDirectory=` for the default
-    let cache_dir = cfg
-        .and_then(|c| c.kubernetes.cache_file.parent())
-        .map_or("/var/cache/homelab-backup".to_owned(), ToString::to_string);
-    // inside a declared folder a job makes its own; elsewhere the unit makes it first
-    let declared = |d: &str| {
-        DECLARED
-            .iter()
-            .any(|r| camino::Utf8Path::new(d).starts_with(r))
-    };
-    let made: Vec<String> = [&mount_dir, &lock_dir]
-        .into_iter()
-        .chain(
-            cfg.filter(|c| c.kubernetes.cache_file != DEFAULT_PV_CACHE)
-                .map(|_| &cache_dir),
-        )
-        .filter(|d| !declared(d))
-        .cloned()
-        .collect();
-    let mut resolves = String::from("CacheDirectory=homelab-backup\nCacheDirectoryMode=0700\n");
-    if cfg.is_some_and(|c| c.kubernetes.cache_file != DEFAULT_PV_CACHE) {
-        rw.push(cache_dir.clone());
-    }
-    resolves.push_str(&mkdirs(&made));
-    if let Some(t) = cfg.and_then(|c| c.metrics.textfile_dir.as_ref()) {
-        rw.push(t.to_string());
-    } else if cfg.is_none() {
-        rw.push("/var/lib/prometheus/node-exporter".to_owned());
-    }
-    // LVM writes its metadata archive and locks; the dir backend its snapshot folder
-    let mut lvm = rw.clone();
-    lvm.extend([
-        "/etc/lvm".to_owned(),
-        "/run/lvm".to_owned(),
-        "/run/lock/lvm".to_owned(),
-    ]);
-    if let Some(backup_core::Backend::Dir { snapshots_dir, .. }) = cfg.map(|c| &c.snapshots.backend)
-    {
-        lvm.push(snapshots_dir.to_string());
-    }
+    let Paths {
+        config_flag,
+        rw,
+        lvm,
+        offsite_rw,
+        made,
+        resolves,
+    } = Paths::of(cfg);
     // a oneshot that hangs must end: systemd's SIGTERM after the timeout, then the run's own
     // watchdog publishes the failure and exits within seconds
     let oneshot = |timeout: &str| format!("Type=oneshot\nTimeoutStartSec={timeout}\n");
@@ -219,15 +266,6 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
     // the package's modules-load.d file loads it at boot, and this (outside the sandbox, `+`;
     // `-`: a host on the dir backend has no need of it) before each run
     let modprobe = "ExecStartPre=-+/sbin/modprobe -a dm_snapshot dm_thin_pool\n";
-    let mut offsite_rw = rw.clone();
-    if let Some(o) = cfg.and_then(|c| c.offsite.as_ref()) {
-        if !o.is_remote() {
-            offsite_rw.push(o.destination.clone());
-        }
-        if let Some(p) = o.change_log.parent() {
-            offsite_rw.push(p.to_string());
-        }
-    }
     vec![
         service(
             "lvm-pvc-snapshot",
