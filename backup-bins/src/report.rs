@@ -153,29 +153,7 @@ pub fn daily_summary(r: &DailyReport, dry_run: bool) -> String {
         let _ = writeln!(out, "  warning: {w}");
     }
     let ok = r.volumes.iter().filter(|v| v.status.is_good()).count();
-    let mut failed: Vec<String> = r
-        .volumes
-        .iter()
-        .filter(|v| !v.status.is_good())
-        .map(|v| format!("{}/{}", v.namespace, v.pvc))
-        .collect();
-    let other_failed = r
-        .pve_config
-        .iter()
-        .filter(|i| i.status != Status::Ok)
-        .count();
-    if other_failed > 0 {
-        failed.push(format!("{other_failed} pve-config paths"));
-    }
-    if r.pfsense.as_ref().is_some_and(|i| i.status != Status::Ok) {
-        failed.push("pfsense".to_owned());
-    }
-    if !p.errors.is_empty() {
-        failed.push(format!("{} prune removals", p.errors.len()));
-    }
-    for (v, s) in r.sqlite_failures() {
-        failed.push(format!("sqlite {}/{}:{}", v.namespace, v.pvc, s.path));
-    }
+    let failed = failures(r);
     let sum = |field: fn(&backup_core::SyncStats) -> u64| -> u64 {
         r.volumes
             .iter()
@@ -218,6 +196,35 @@ pub fn daily_summary(r: &DailyReport, dry_run: bool) -> String {
         r.exit.code()
     );
     out
+}
+
+/// What failed in a run, for the summary line: volumes, pve-config paths, pfSense, prune
+/// removals, SQLite copies.
+fn failures(r: &DailyReport) -> Vec<String> {
+    let mut failed: Vec<String> = r
+        .volumes
+        .iter()
+        .filter(|v| !v.status.is_good())
+        .map(|v| format!("{}/{}", v.namespace, v.pvc))
+        .collect();
+    let other_failed = r
+        .pve_config
+        .iter()
+        .filter(|i| i.status != Status::Ok)
+        .count();
+    if other_failed > 0 {
+        failed.push(format!("{other_failed} pve-config paths"));
+    }
+    if r.pfsense.as_ref().is_some_and(|i| i.status != Status::Ok) {
+        failed.push("pfsense".to_owned());
+    }
+    if !r.prune.errors.is_empty() {
+        failed.push(format!("{} prune removals", r.prune.errors.len()));
+    }
+    for (v, s) in r.sqlite_failures() {
+        failed.push(format!("sqlite {}/{}:{}", v.namespace, v.pvc, s.path));
+    }
+    failed
 }
 
 /// `--dry-run` of daily-backup.
