@@ -881,43 +881,7 @@ pub fn run_into_volume(
             }
             Err(e) => {
                 report.failed = Some((step.describe(), e.to_string()));
-                for done in steps[..i].iter().rev() {
-                    let undo = match done {
-                        IntoVolumeStep::ScaleDown { workload } => Some((
-                            format!(
-                                "scale {}/{} back to {}",
-                                workload.namespace, workload.name, workload.replicas
-                            ),
-                            deps.cluster.scale(workload, workload.replicas),
-                        )),
-                        IntoVolumeStep::Mount { target, .. } => {
-                            Some((format!("unmount {target}"), deps.mounter.unmount(target)))
-                        }
-                        _ => None,
-                    };
-                    if let Some((what, r)) = undo {
-                        report.undone.push((what, r.map_err(|e| e.to_string())));
-                    }
-                }
-                let undo_ok = report.undone.iter().all(|(_, r)| r.is_ok());
-                report.state = match (wrote, &safety) {
-                    (false, _) if undo_ok => {
-                        "nothing was written: the volume and the workloads are as they were"
-                            .to_owned()
-                    }
-                    (true, Some(s)) => format!(
-                        "the volume was partly or wrongly overwritten and the workloads run on it \
-                         again; it is kept as it was before in the snapshot {s} \
-                         (`lvm-pvc-snapshot restore` brings that back)"
-                    ),
-                    (true, None) => "the volume was partly overwritten".to_owned(),
-                    (false, _) => "an undo step failed: see above, and fix by hand".to_owned(),
-                };
-                if !undo_ok && wrote {
-                    report
-                        .state
-                        .push_str("; an undo step failed as well: see above");
-                }
+                undo_after_failure(deps, &steps[..i], wrote, safety.as_deref(), &mut report);
                 return report;
             }
         }
@@ -934,6 +898,53 @@ pub fn run_into_volume(
         )
     };
     report
+}
+
+/// After a failed step: the done steps undone in reverse (workloads scaled back, the volume
+/// unmounted), and the state left said in words.
+fn undo_after_failure(
+    deps: &IntoVolumeDeps<'_>,
+    done_steps: &[IntoVolumeStep],
+    wrote: bool,
+    safety: Option<&str>,
+    report: &mut IntoVolumeReport,
+) {
+    for done in done_steps.iter().rev() {
+        let undo = match done {
+            IntoVolumeStep::ScaleDown { workload } => Some((
+                format!(
+                    "scale {}/{} back to {}",
+                    workload.namespace, workload.name, workload.replicas
+                ),
+                deps.cluster.scale(workload, workload.replicas),
+            )),
+            IntoVolumeStep::Mount { target, .. } => {
+                Some((format!("unmount {target}"), deps.mounter.unmount(target)))
+            }
+            _ => None,
+        };
+        if let Some((what, r)) = undo {
+            report.undone.push((what, r.map_err(|e| e.to_string())));
+        }
+    }
+    let undo_ok = report.undone.iter().all(|(_, r)| r.is_ok());
+    report.state = match (wrote, safety) {
+        (false, _) if undo_ok => {
+            "nothing was written: the volume and the workloads are as they were".to_owned()
+        }
+        (true, Some(s)) => format!(
+            "the volume was partly or wrongly overwritten and the workloads run on it \
+             again; it is kept as it was before in the snapshot {s} \
+             (`lvm-pvc-snapshot restore` brings that back)"
+        ),
+        (true, None) => "the volume was partly overwritten".to_owned(),
+        (false, _) => "an undo step failed: see above, and fix by hand".to_owned(),
+    };
+    if !undo_ok && wrote {
+        report
+            .state
+            .push_str("; an undo step failed as well: see above");
+    }
 }
 
 /// `restore pvc --into-volume`.
