@@ -212,21 +212,48 @@ pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result
     {
         diff(path, "not in the record".to_owned());
     }
-    for (group, inodes) in &copy_inodes_of_group {
+    for (path, what) in hardlink_differences(record, &copy_inodes_of_group, &groups_of_copy_inode) {
+        diff(&path, what);
+    }
+    let (read, bytes, mismatched) = read_and_compare(root, &to_read);
+    report.files_read = read;
+    report.bytes_read = bytes;
+    for (path, what) in mismatched {
+        report.paths.insert(path.clone());
+        report.differences.push(Difference {
+            path: show(&path),
+            what,
+        });
+    }
+    report.differences.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(report)
+}
+
+/// Hardlinks the copy broke or made: files that were one in the record and are several here,
+/// and files that were separate and share one inode here.
+fn hardlink_differences(
+    record: &[FileEntry],
+    copy_inodes_of_group: &BTreeMap<u64, BTreeSet<u64>>,
+    groups_of_copy_inode: &BTreeMap<u64, BTreeSet<(u64, Vec<u8>)>>,
+) -> Vec<(Vec<u8>, String)> {
+    let mut out = Vec::new();
+    for (group, inodes) in copy_inodes_of_group {
         if inodes.len() > 1 {
             let members: Vec<String> = record
                 .iter()
                 .filter(|e| e.nlink > 1 && e.inode == *group)
                 .map(|e| show(&e.path))
                 .collect();
-            diff(
-                members.first().map_or(b"?".as_slice(), |m| m.as_bytes()),
+            out.push((
+                members
+                    .first()
+                    .map_or(b"?".to_vec(), |m| m.as_bytes().to_vec()),
                 format!(
                     "hardlinks broken: {} were one file, here they are {} files",
                     members.join(", "),
                     inodes.len()
                 ),
-            );
+            ));
         }
     }
     for groups in groups_of_copy_inode.values() {
@@ -245,27 +272,18 @@ pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result
                     }
                 })
                 .collect();
-            diff(
-                names.first().map_or(b"?".as_slice(), |n| n.as_bytes()),
+            out.push((
+                names
+                    .first()
+                    .map_or(b"?".to_vec(), |n| n.as_bytes().to_vec()),
                 format!(
                     "{} share one file here; in the record they are separate",
                     names.join(", ")
                 ),
-            );
+            ));
         }
     }
-    let (read, bytes, mismatched) = read_and_compare(root, &to_read);
-    report.files_read = read;
-    report.bytes_read = bytes;
-    for (path, what) in mismatched {
-        report.paths.insert(path.clone());
-        report.differences.push(Difference {
-            path: show(&path),
-            what,
-        });
-    }
-    report.differences.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(report)
+    out
 }
 
 /// md5 of every file in `files`, one worker per core; returns files read, bytes read, and the
