@@ -424,6 +424,25 @@ pub fn run_dump(
     sync_dir(&job.dest);
     let seconds = started.elapsed().as_secs_f64();
     // rotation, only now that a good dump is in place
+    let (removed, kept, rotation_errors) = rotate(job, now);
+    Ok(DumpReport {
+        name: job.name.clone(),
+        file,
+        command: inv.display(),
+        bytes,
+        stored_bytes,
+        seconds,
+        removed,
+        kept,
+        rotation_errors,
+        dry_run: false,
+        now_unix: now.timestamp(),
+    })
+}
+
+/// Rotation after a good dump: of the name's dumps, those the policy lets go are removed;
+/// returns what was removed, how many are kept, and what could not be removed.
+fn rotate(job: &DumpJob, now: DateTime<Utc>) -> (Vec<String>, usize, Vec<String>) {
     let mut removed = Vec::new();
     let mut rotation_errors = Vec::new();
     let mut kept = 0;
@@ -446,19 +465,7 @@ pub fn run_dump(
         }
         Err(e) => rotation_errors.push(e.to_string()),
     }
-    Ok(DumpReport {
-        name: job.name.clone(),
-        file,
-        command: inv.display(),
-        bytes,
-        stored_bytes,
-        seconds,
-        removed,
-        kept,
-        rotation_errors,
-        dry_run: false,
-        now_unix: now.timestamp(),
-    })
+    (removed, kept, rotation_errors)
 }
 
 /// Removes `.<name>-*.partial` files and `.<name>-*.out` folders a killed run left (we hold the

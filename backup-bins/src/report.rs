@@ -154,6 +154,13 @@ pub fn daily_summary(r: &DailyReport, dry_run: bool) -> String {
     }
     let ok = r.volumes.iter().filter(|v| v.status.is_good()).count();
     let failed = failures(r);
+    out.push_str(&summary_line(r, ok, &failed, dry_run));
+    out
+}
+
+/// The last line: how many volumes, what failed, files and bytes, the exit code.
+fn summary_line(r: &DailyReport, ok: usize, failed: &[String], dry_run: bool) -> String {
+    let mut out = String::new();
     let sum = |field: fn(&backup_core::SyncStats) -> u64| -> u64 {
         r.volumes
             .iter()

@@ -181,64 +181,18 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         unlisted,
     } = live(ctx, cfg);
     let versions = store.list_versions(Series::Pvc)?;
-    let hours = |t: DateTime<Utc>| (now - t).num_hours();
     let mut rows = Vec::new();
     for (vols, excluded) in [(&selection.selected, false), (&selection.excluded, true)] {
         for v in vols {
-            let snap = snapshots
-                .iter()
-                .filter(|s| s.volume == v.lv)
-                .map(|s| s.created)
-                .max();
-            let newest = versions
-                .iter()
-                .filter(|w| w.namespace == v.namespace && w.pvc == v.pvc && w.is_complete())
-                .max_by_key(|w| w.week);
-            let mut gaps = Vec::new();
-            if !excluded {
-                if !v.resolved || v.namespace == UNRESOLVED_NAMESPACE {
-                    gaps.push(Gap::Unresolved);
-                }
-                match snap {
-                    Some(t) if now - t <= Duration::hours(i64::from(limit_h)) => {}
-                    other => gaps.push(Gap::StaleSnapshot {
-                        hours: other.map(hours),
-                    }),
-                }
-                match newest.and_then(|w| w.completed_at) {
-                    None => gaps.push(Gap::NeverBackedUp),
-                    Some(t) if now - t > Duration::hours(i64::from(limit_h)) => {
-                        gaps.push(Gap::StaleVersion { hours: hours(t) });
-                    }
-                    Some(_) => {}
-                }
-                if let Some(w) = newest {
-                    let files = damaged_files(store.as_ref(), w);
-                    if files > 0 {
-                        gaps.push(Gap::Damaged {
-                            week: w.week.to_string(),
-                            files,
-                        });
-                    }
-                }
-            }
-            rows.push(StatusRow {
-                what: format!("{}/{}", v.namespace, v.pvc),
-                lv: Some(v.lv.clone()),
+            rows.push(volume_row(
+                v,
                 excluded,
-                snapshot: snap,
-                version: newest.and_then(|w| w.completed_at),
-                sqlite_copies: newest.map_or(0, |w| {
-                    super::inventory::files_under(&store.root().sqlite_copy(
-                        w.week,
-                        &w.namespace,
-                        &w.pvc,
-                    ))
-                    .len() as u64
-                }),
-                last_success: None,
-                gaps,
-            });
+                &snapshots,
+                &versions,
+                store.as_ref(),
+                now,
+                limit_h,
+            ));
         }
     }
     if unlisted.is_none() {
@@ -280,6 +234,70 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         warnings,
         now,
     })
+}
+
+/// The row of one volume: its newest snapshot and complete version, SQLite copies, and its
+/// gaps (none for an excluded one).
+fn volume_row(
+    v: &backup_core::SelectedVolume,
+    excluded: bool,
+    snapshots: &[backup_core::SnapshotInfo],
+    versions: &[backup_core::WeekVersion],
+    store: &dyn backup_core::BackupStore,
+    now: DateTime<Utc>,
+    limit_h: u32,
+) -> StatusRow {
+    let hours = |t: DateTime<Utc>| (now - t).num_hours();
+    let snap = snapshots
+        .iter()
+        .filter(|s| s.volume == v.lv)
+        .map(|s| s.created)
+        .max();
+    let newest = versions
+        .iter()
+        .filter(|w| w.namespace == v.namespace && w.pvc == v.pvc && w.is_complete())
+        .max_by_key(|w| w.week);
+    let mut gaps = Vec::new();
+    if !excluded {
+        if !v.resolved || v.namespace == UNRESOLVED_NAMESPACE {
+            gaps.push(Gap::Unresolved);
+        }
+        match snap {
+            Some(t) if now - t <= Duration::hours(i64::from(limit_h)) => {}
+            other => gaps.push(Gap::StaleSnapshot {
+                hours: other.map(hours),
+            }),
+        }
+        match newest.and_then(|w| w.completed_at) {
+            None => gaps.push(Gap::NeverBackedUp),
+            Some(t) if now - t > Duration::hours(i64::from(limit_h)) => {
+                gaps.push(Gap::StaleVersion { hours: hours(t) });
+            }
+            Some(_) => {}
+        }
+        if let Some(w) = newest {
+            let files = damaged_files(store, w);
+            if files > 0 {
+                gaps.push(Gap::Damaged {
+                    week: w.week.to_string(),
+                    files,
+                });
+            }
+        }
+    }
+    StatusRow {
+        what: format!("{}/{}", v.namespace, v.pvc),
+        lv: Some(v.lv.clone()),
+        excluded,
+        snapshot: snap,
+        version: newest.and_then(|w| w.completed_at),
+        sqlite_copies: newest.map_or(0, |w| {
+            super::inventory::files_under(&store.root().sqlite_copy(w.week, &w.namespace, &w.pvc))
+                .len() as u64
+        }),
+        last_success: None,
+        gaps,
+    }
 }
 
 /// The offsite rows: the backup disk's step 1, then each tree, from the offsite state and the
