@@ -810,49 +810,7 @@ pub fn run_into_volume(
     let mut safety = None;
     let mut not_up = Vec::new();
     for (i, step) in steps.iter().enumerate() {
-        let result: Result<()> = match step {
-            IntoVolumeStep::ScaleDown { workload } => {
-                deps.cluster.scale(workload, 0).map_err(Error::from)
-            }
-            IntoVolumeStep::WaitPodsGone { workload } => deps
-                .cluster
-                .wait_pods_gone(workload, 300)
-                .map_err(Error::from),
-            IntoVolumeStep::SafetySnapshot { lv, name } => deps
-                .volumes
-                .create_snapshot(lv, name, now)
-                .map(|_| safety = Some(name.clone()))
-                .map_err(Error::from),
-            IntoVolumeStep::Mount { lv, target } => deps
-                .volumes
-                .activate_volume(lv)
-                .and_then(|src| deps.mounter.mount_rw(&src, target))
-                .map(|_| ())
-                .map_err(Error::from),
-            IntoVolumeStep::Copy { from, target } => {
-                wrote = true;
-                (deps.copy)(from, target)
-            }
-            IntoVolumeStep::Check { target } => match (deps.check)(target) {
-                Ok(c) if c.differences.is_empty() => {
-                    report.check = Some(c);
-                    Ok(())
-                }
-                Ok(c) => {
-                    let n = c.differences.len();
-                    report.check = Some(c);
-                    Err(Error::Refused(format!(
-                        "the volume differs from the version's record in {n} places"
-                    )))
-                }
-                Err(e) => Err(e),
-            },
-            IntoVolumeStep::Unmount { target } => deps.mounter.unmount(target).map_err(Error::from),
-            IntoVolumeStep::ScaleUp { workload } => deps
-                .cluster
-                .scale(workload, workload.replicas)
-                .map_err(Error::from),
-        };
+        let result = run_step(deps, step, now, &mut wrote, &mut safety, &mut report);
         match result {
             Ok(()) => report.done.push(step.describe()),
             Err(e) if matches!(step, IntoVolumeStep::ScaleUp { .. }) => {
@@ -898,6 +856,60 @@ pub fn run_into_volume(
         )
     };
     report
+}
+
+/// One step of a restore into the volume; a check's report is kept in `report`.
+fn run_step(
+    deps: &IntoVolumeDeps<'_>,
+    step: &IntoVolumeStep,
+    now: DateTime<Utc>,
+    wrote: &mut bool,
+    safety: &mut Option<String>,
+    report: &mut IntoVolumeReport,
+) -> Result<()> {
+    match step {
+        IntoVolumeStep::ScaleDown { workload } => {
+            deps.cluster.scale(workload, 0).map_err(Error::from)
+        }
+        IntoVolumeStep::WaitPodsGone { workload } => deps
+            .cluster
+            .wait_pods_gone(workload, 300)
+            .map_err(Error::from),
+        IntoVolumeStep::SafetySnapshot { lv, name } => deps
+            .volumes
+            .create_snapshot(lv, name, now)
+            .map(|_| *safety = Some(name.clone()))
+            .map_err(Error::from),
+        IntoVolumeStep::Mount { lv, target } => deps
+            .volumes
+            .activate_volume(lv)
+            .and_then(|src| deps.mounter.mount_rw(&src, target))
+            .map(|_| ())
+            .map_err(Error::from),
+        IntoVolumeStep::Copy { from, target } => {
+            *wrote = true;
+            (deps.copy)(from, target)
+        }
+        IntoVolumeStep::Check { target } => match (deps.check)(target) {
+            Ok(c) if c.differences.is_empty() => {
+                report.check = Some(c);
+                Ok(())
+            }
+            Ok(c) => {
+                let n = c.differences.len();
+                report.check = Some(c);
+                Err(Error::Refused(format!(
+                    "the volume differs from the version's record in {n} places"
+                )))
+            }
+            Err(e) => Err(e),
+        },
+        IntoVolumeStep::Unmount { target } => deps.mounter.unmount(target).map_err(Error::from),
+        IntoVolumeStep::ScaleUp { workload } => deps
+            .cluster
+            .scale(workload, workload.replicas)
+            .map_err(Error::from),
+    }
 }
 
 /// After a failed step: the done steps undone in reverse (workloads scaled back, the volume
