@@ -206,6 +206,63 @@ impl Watches {
     }
 }
 
+/// What one read of the inotify queue said beyond the changed paths (appended to `pending`).
+#[derive(Default)]
+struct Batch {
+    new_dirs: Vec<PathBuf>,
+    gone_dirs: Vec<PathBuf>,
+    overflowed: bool,
+    root_lost: bool,
+}
+
+/// Reads the events waiting (none: an empty batch), records every changed path.
+fn take_events(
+    w: &mut Watches,
+    buffer: &mut [u8],
+    pending: &mut Vec<u8>,
+    counters: &Counters,
+) -> std::io::Result<Batch> {
+    let mut b = Batch::default();
+    let events = match w.inotify.read_events(buffer) {
+        Ok(events) => events,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(b),
+        Err(e) => return Err(e),
+    };
+    for ev in events {
+        if ev.mask.contains(EventMask::Q_OVERFLOW) {
+            b.overflowed = true;
+            continue;
+        }
+        if ev
+            .mask
+            .intersects(EventMask::IGNORED | EventMask::UNMOUNT | EventMask::MOVE_SELF)
+        {
+            // the root's own watch going means the root went: look at it now
+            if w.dirs.get(&ev.wd).is_some_and(|d| d.as_os_str().is_empty()) {
+                b.root_lost = true;
+            }
+            if ev.mask.contains(EventMask::IGNORED) {
+                w.dirs.remove(&ev.wd);
+            }
+            continue;
+        }
+        let (Some(dir), Some(name)) = (w.dirs.get(&ev.wd), ev.name) else {
+            continue;
+        };
+        let rel = dir.join(name);
+        encode_record(rel.as_os_str().as_bytes(), pending);
+        counters.records.fetch_add(1, Ordering::SeqCst);
+        if ev.mask.contains(EventMask::ISDIR) {
+            if ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
+                b.new_dirs.push(rel);
+            } else if ev.mask.contains(EventMask::MOVED_FROM) {
+                b.gone_dirs.push(rel);
+            }
+        }
+    }
+    Ok(b)
+}
+
 /// Tracks one tree until `stop` is set.
 fn track_tree(tree: &Tree, log: &ChangeLog, stop: &AtomicBool, counters: &Counters) -> Result<()> {
     let inotify =
@@ -232,51 +289,18 @@ fn track_tree(tree: &Tree, log: &ChangeLog, stop: &AtomicBool, counters: &Counte
     let mut last_flush = Instant::now();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
-        let mut new_dirs: Vec<PathBuf> = Vec::new();
-        let mut gone_dirs: Vec<PathBuf> = Vec::new();
-        let mut overflowed = false;
-        let mut root_lost = false;
-        match w.inotify.read_events(&mut buffer) {
-            Ok(events) => {
-                for ev in events {
-                    if ev.mask.contains(EventMask::Q_OVERFLOW) {
-                        overflowed = true;
-                        continue;
-                    }
-                    if ev
-                        .mask
-                        .intersects(EventMask::IGNORED | EventMask::UNMOUNT | EventMask::MOVE_SELF)
-                    {
-                        // the root's own watch going means the root went: look at it now
-                        if w.dirs.get(&ev.wd).is_some_and(|d| d.as_os_str().is_empty()) {
-                            root_lost = true;
-                        }
-                        if ev.mask.contains(EventMask::IGNORED) {
-                            w.dirs.remove(&ev.wd);
-                        }
-                        continue;
-                    }
-                    let (Some(dir), Some(name)) = (w.dirs.get(&ev.wd), ev.name) else {
-                        continue;
-                    };
-                    let rel = dir.join(name);
-                    encode_record(rel.as_os_str().as_bytes(), &mut pending);
-                    counters.records.fetch_add(1, Ordering::SeqCst);
-                    if ev.mask.contains(EventMask::ISDIR) {
-                        if ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
-                            new_dirs.push(rel);
-                        } else if ev.mask.contains(EventMask::MOVED_FROM) {
-                            gone_dirs.push(rel);
-                        }
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        let Batch {
+            new_dirs,
+            gone_dirs,
+            overflowed,
+            root_lost,
+        } = match take_events(&mut w, &mut buffer, &mut pending, counters) {
+            Ok(b) => b,
             Err(e) => {
                 log.mark_full_pass(&tree.name, &format!("reading inotify events failed: {e}"))?;
                 return Err(Error::io("read inotify events of", tree.source.clone(), e));
             }
-        }
+        };
         for rel in gone_dirs {
             w.remove_tree(&rel);
         }
