@@ -154,7 +154,7 @@ impl DuctRunner {
         inv: &Invocation,
         sink: &mut dyn std::io::Write,
     ) -> backup_core::Result<Output> {
-        use std::io::{Read, Write};
+        use std::io::Write;
         use std::process::Stdio;
         if self.verbose {
             eprintln!("+ {}", inv.display());
@@ -197,27 +197,7 @@ impl DuctRunner {
                     let _ = w.write_all(bytes);
                 });
             }
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut sink_failed = None;
-            let mut read_failed = None;
-            loop {
-                match stdout.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if let Err(e) = sink.write_all(&buf[..n]) {
-                            sink_failed = Some(e);
-                            kill(pid);
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        read_failed = Some(e);
-                        kill(pid);
-                        break;
-                    }
-                }
-            }
+            let (sink_failed, read_failed) = pump(&mut stdout, sink, pid);
             drop(stdout);
             let stderr = errs.join().unwrap_or_default();
             done.store(true, Ordering::SeqCst);
@@ -253,6 +233,32 @@ impl DuctRunner {
             stdout: Vec::new(),
             stderr,
         })
+    }
+}
+
+/// Copies a child's stdout into `sink` until it ends; a failure on either side stops the child
+/// (`pid`'s group) and is returned: (writing failed, reading failed).
+fn pump(
+    stdout: &mut impl std::io::Read,
+    sink: &mut dyn std::io::Write,
+    pid: u32,
+) -> (Option<std::io::Error>, Option<std::io::Error>) {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match stdout.read(&mut buf) {
+            Ok(0) => return (None, None),
+            Ok(n) => {
+                if let Err(e) = sink.write_all(&buf[..n]) {
+                    kill(pid);
+                    return (Some(e), None);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                kill(pid);
+                return (None, Some(e));
+            }
+        }
     }
 }
 
