@@ -498,73 +498,88 @@ fn remove_leftovers(job: &DumpJob) -> Result<()> {
 
 /// Runs the command and writes the checked gzip file `temp`; returns the invocation and the
 /// bytes of output.
+/// A new temp file for the dump, mode 0600; an existing one is an error.
+fn create_temp(job: &DumpJob, p: &Utf8Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(p)
+        .map_err(|e| failed(job, "create the temp file", format!("{p}: {e}")))
+}
+
+/// A dump tool that writes a file (`{out}` in its command line, inside `out_dir`): run it, check
+/// the file, and store it gzipped in `temp` (as it is when it is gzip already). Returns the
+/// command, the bytes it wrote, and whether they were gzip.
+fn dump_via_file(
+    job: &DumpJob,
+    runner: &dyn Runner,
+    temp: &Utf8Path,
+    out_dir: &Utf8Path,
+) -> Result<(Invocation, u64, bool)> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(out_dir)
+        .map_err(|e| failed(job, "create the temp folder", format!("{out_dir}: {e}")))?;
+    let out = out_dir.join(format!("{}.{}", job.name, job.ext));
+    let inv = invocation(job, Some(&out))?;
+    let output = runner
+        .stream(&inv, &mut std::io::sink())
+        .map_err(|e| failed(job, "run the dump command", e))?;
+    if !output.success() {
+        return Err(failed(job, "run the dump command", output.failure(&inv)));
+    }
+    let meta = std::fs::symlink_metadata(&out).map_err(|_| {
+        failed(
+            job,
+            "check the output",
+            format!("`{}` exited 0 but wrote no file at {{out}}", inv.display()),
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(failed(
+            job,
+            "check the output",
+            "{out} is not a regular file",
+        ));
+    }
+    let mut src = std::fs::File::open(&out)
+        .map_err(|e| failed(job, "read the output", format!("{out}: {e}")))?;
+    let mut magic = [0u8; 2];
+    let gz = src.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let bytes = meta.len();
+    check_size(job, bytes)?;
+    src.rewind()
+        .map_err(|e| failed(job, "read the output", format!("{out}: {e}")))?;
+    let mut dst = create_temp(job, temp)?;
+    if gz {
+        std::io::copy(&mut src, &mut dst)
+            .map_err(|e| failed(job, "write the dump", format!("{temp}: {e}")))?;
+    } else {
+        let mut enc = flate2::write::GzEncoder::new(
+            std::io::BufWriter::with_capacity(1 << 20, &mut dst),
+            flate2::Compression::default(),
+        );
+        std::io::copy(&mut src, &mut enc)
+            .and_then(|_| enc.finish()?.flush())
+            .map_err(|e| failed(job, "compress the output", format!("{temp}: {e}")))?;
+    }
+    dst.sync_all()
+        .map_err(|e| failed(job, "fsync the dump", format!("{temp}: {e}")))?;
+    Ok((inv, bytes, gz))
+}
+
 fn dump_into(
     job: &DumpJob,
     runner: &dyn Runner,
     temp: &Utf8Path,
     out_dir: &Utf8Path,
 ) -> Result<(Invocation, u64)> {
-    let create = |p: &Utf8Path| {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(p)
-            .map_err(|e| failed(job, "create the temp file", format!("{p}: {e}")))
-    };
+    let create = |p: &Utf8Path| create_temp(job, p);
     let (inv, bytes, gzip_already) = if job.uses_out() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(out_dir)
-            .map_err(|e| failed(job, "create the temp folder", format!("{out_dir}: {e}")))?;
-        let out = out_dir.join(format!("{}.{}", job.name, job.ext));
-        let inv = invocation(job, Some(&out))?;
-        let output = runner
-            .stream(&inv, &mut std::io::sink())
-            .map_err(|e| failed(job, "run the dump command", e))?;
-        if !output.success() {
-            return Err(failed(job, "run the dump command", output.failure(&inv)));
-        }
-        let meta = std::fs::symlink_metadata(&out).map_err(|_| {
-            failed(
-                job,
-                "check the output",
-                format!("`{}` exited 0 but wrote no file at {{out}}", inv.display()),
-            )
-        })?;
-        if !meta.is_file() {
-            return Err(failed(
-                job,
-                "check the output",
-                "{out} is not a regular file",
-            ));
-        }
-        let mut src = std::fs::File::open(&out)
-            .map_err(|e| failed(job, "read the output", format!("{out}: {e}")))?;
-        let mut magic = [0u8; 2];
-        let gz = src.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
-        let bytes = meta.len();
-        check_size(job, bytes)?;
-        src.rewind()
-            .map_err(|e| failed(job, "read the output", format!("{out}: {e}")))?;
-        let mut dst = create(temp)?;
-        if gz {
-            std::io::copy(&mut src, &mut dst)
-                .map_err(|e| failed(job, "write the dump", format!("{temp}: {e}")))?;
-        } else {
-            let mut enc = flate2::write::GzEncoder::new(
-                std::io::BufWriter::with_capacity(1 << 20, &mut dst),
-                flate2::Compression::default(),
-            );
-            std::io::copy(&mut src, &mut enc)
-                .and_then(|_| enc.finish()?.flush())
-                .map_err(|e| failed(job, "compress the output", format!("{temp}: {e}")))?;
-        }
-        dst.sync_all()
-            .map_err(|e| failed(job, "fsync the dump", format!("{temp}: {e}")))?;
-        (inv, bytes, gz)
+        dump_via_file(job, runner, temp, out_dir)?
     } else {
         let inv = invocation(job, None)?;
         let mut dst = create(temp)?;
