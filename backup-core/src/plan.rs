@@ -222,28 +222,9 @@ pub fn plan_daily(input: &DailyInput<'_>) -> Result<DailyPlan> {
         week,
         input.versions.iter().chain(input.pve_config_versions),
     )?;
+    check_allow_empty(input.allow_empty, &selection)?;
     // `NAMESPACE/PVC` as the output names it, or the volume (LV)
-    let allowed = |v: &SelectedVolume| {
-        input
-            .allow_empty
-            .iter()
-            .any(|n| *n == format!("{}/{}", v.namespace, v.pvc) || *n == v.lv)
-    };
-    for name in input.allow_empty {
-        if !selection
-            .selected
-            .iter()
-            .any(|v| *name == format!("{}/{}", v.namespace, v.pvc) || *name == v.lv)
-        {
-            return Err(Error::InvalidArgument {
-                arg: format!("--allow-empty {name}"),
-                reason: format!(
-                    "no selected volume is {name} (expected NAMESPACE/PVC as the output names \
-                     it, or the volume's name)"
-                ),
-            });
-        }
-    }
+    let allowed = |v: &SelectedVolume| input.allow_empty.iter().any(|n| names(v, n));
     let refused = selection.refused.iter().map(|r| {
         (
             r.volume.clone(),
@@ -317,6 +298,27 @@ pub fn plan_daily(input: &DailyInput<'_>) -> Result<DailyPlan> {
             .as_ref()
             .map(|p| pfsense_summary(p, &root, week)),
     })
+}
+
+/// True when `name` names `v`: `NAMESPACE/PVC` as the output prints it, or its volume.
+fn names(v: &SelectedVolume, name: &str) -> bool {
+    name == format!("{}/{}", v.namespace, v.pvc) || name == v.lv
+}
+
+/// Every `--allow-empty` name must be a selected volume.
+fn check_allow_empty(allow_empty: &[String], selection: &Selection) -> Result<()> {
+    for name in allow_empty {
+        if !selection.selected.iter().any(|v| names(v, name)) {
+            return Err(Error::InvalidArgument {
+                arg: format!("--allow-empty {name}"),
+                reason: format!(
+                    "no selected volume is {name} (expected NAMESPACE/PVC as the output names \
+                     it, or the volume's name)"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn pfsense_summary(p: &PfsenseConfig, root: &BackupRoot, week: IsoWeek) -> String {
