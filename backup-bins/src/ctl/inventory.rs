@@ -125,6 +125,18 @@ pub(super) fn live(ctx: &Context<'_>, cfg: &Config) -> Live {
     }
 }
 
+/// How many files of version `w` are on its damage list (written by `backupctl verify`).
+pub(super) fn damaged_files(
+    store: &dyn backup_core::BackupStore,
+    w: &backup_core::WeekVersion,
+) -> u64 {
+    store
+        .read_file(&store.root().pvc_damaged(w.week, &w.namespace, &w.pvc))
+        .ok()
+        .flatten()
+        .map_or(0, |b| crate::version_commit::parse_damaged(&b).len() as u64)
+}
+
 /// The decoded record of a version, when there is a usable one.
 pub(super) fn record(store: &dyn BackupStore, v: &WeekVersion) -> Option<Vec<FileEntry>> {
     // while a commit is half done, the record that goes with the copy now
@@ -300,7 +312,7 @@ pub fn list(ctx: &Context<'_>) -> Result<ListReport> {
                         .map(|(_, size)| size)
                         .sum(),
                     sqlite_copies: files_under(&root.sqlite_copy(v.week, &ns, &pvc)).len() as u64,
-                    damaged_files: super::status::damaged_files(store.as_ref(), v),
+                    damaged_files: damaged_files(store.as_ref(), v),
                 }
             })
             .collect();

@@ -5,7 +5,7 @@ use backup_core::{Series, UNRESOLVED_NAMESPACE};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::inventory::{live, Live};
+use super::inventory::{damaged_files, live, Live};
 use crate::error::Result;
 use crate::exit::Exit;
 use crate::offsite::{OffsiteState, STATE_FILE};
@@ -468,18 +468,6 @@ fn clock_behind(
             newest.format("%Y-%m-%d %H:%M")
         )
     })
-}
-
-/// How many files of version `w` are on its damage list (written by `backupctl verify`).
-pub(super) fn damaged_files(
-    store: &dyn backup_core::BackupStore,
-    w: &backup_core::WeekVersion,
-) -> u64 {
-    store
-        .read_file(&store.root().pvc_damaged(w.week, &w.namespace, &w.pvc))
-        .ok()
-        .flatten()
-        .map_or(0, |b| crate::version_commit::parse_damaged(&b).len() as u64)
 }
 
 impl StatusReport {

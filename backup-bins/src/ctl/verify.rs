@@ -292,7 +292,7 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
     // read after the checks: they may have marked versions
     let damaged_versions = versions
         .iter()
-        .filter(|v| v.is_complete() && super::status::damaged_files(store.as_ref(), v) > 0)
+        .filter(|v| v.is_complete() && super::inventory::damaged_files(store.as_ref(), v) > 0)
         .count() as u64;
     Ok(VerifyReport {
         checked,
