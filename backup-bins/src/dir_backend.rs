@@ -38,7 +38,7 @@ impl<'r> DirVolumeManager<'r> {
     /// Volume folders by name; a name that is not UTF-8 is listed lossily (with U+FFFD), so
     /// that selection names and refuses it instead of it vanishing from every report.
     fn list_lossy(dir: &Utf8Path) -> Result<Vec<String>> {
-        let fail = |e: std::io::Error| Error::backend(format!("list {dir}"), e.to_string());
+        let fail = |e: std::io::Error| Error::io(format!("list {dir}"), e);
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(fail)? {
             let entry = entry.map_err(fail)?;
@@ -94,9 +94,9 @@ impl VolumeManager for DirVolumeManager<'_> {
             ));
         }
         std::fs::create_dir_all(&self.snapshots_dir).map_err(|e| {
-            Error::backend(
+            Error::io(
                 format!("create {} (`snapshots.snapshots-dir`)", self.snapshots_dir),
-                e.to_string(),
+                e,
             )
         })?;
         // A temp folder of this run's own (two runs at once must never copy into one folder:
@@ -105,12 +105,7 @@ impl VolumeManager for DirVolumeManager<'_> {
         let scratch = tempfile::Builder::new()
             .prefix(&format!(".{name}.partial-"))
             .tempdir_in(&self.snapshots_dir)
-            .map_err(|e| {
-                Error::backend(
-                    format!("create a temp folder in {}", self.snapshots_dir),
-                    e.to_string(),
-                )
-            })?;
+            .map_err(|e| Error::io(format!("create a temp folder in {}", self.snapshots_dir), e))?;
         let tmp = Utf8Path::from_path(scratch.path())
             .ok_or_else(|| Error::backend(format!("snapshot {volume}"), "temp path is not UTF-8"))?
             .join("copy");
@@ -152,8 +147,7 @@ impl VolumeManager for DirVolumeManager<'_> {
                 "no such snapshot",
             ));
         }
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| Error::backend(format!("remove {dir}"), e.to_string()))
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("remove {dir}"), e))
     }
 
     fn activate(&self, name: &str) -> Result<SnapshotSource> {

@@ -179,7 +179,7 @@ impl Mounter for InPlaceMounter {
 /// When mountinfo cannot be read.
 pub fn mount_point_options(path: &Utf8Path) -> Result<Option<String>> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::backend("read /proc/self/mountinfo", e.to_string()))?;
+        .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
     let trimmed = path.as_str().trim_end_matches('/');
     let want = if trimmed.is_empty() { "/" } else { trimmed };
     // the last mount on a path wins: scan all lines
@@ -195,7 +195,7 @@ pub fn mount_point_options(path: &Utf8Path) -> Result<Option<String>> {
 /// When mountinfo cannot be read.
 pub fn mounts_under(dir: &Utf8Path) -> Result<Vec<camino::Utf8PathBuf>> {
     let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::backend("read /proc/self/mountinfo", e.to_string()))?;
+        .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
     let prefix = format!("{}/", dir.as_str().trim_end_matches('/'));
     let mut out: Vec<camino::Utf8PathBuf> = info
         .lines()

@@ -62,6 +62,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A file system call failed; the OS error is kept as the source.
+    #[error("{operation}: {source}")]
+    Io {
+        /// What was being done ("list /srv/volumes", "mount /dev/pve/x").
+        operation: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// An outside-world operation behind one of the traits failed.
     #[error("{operation}: {message}")]
     Backend {
@@ -73,6 +83,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// A failed file system call: `operation` says what was attempted; the OS error stays the
+    /// source (its kind, its errno), not just its text.
+    pub fn io(operation: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            operation: operation.into(),
+            source,
+        }
+    }
+
     /// A backend failure: `operation` says what was attempted, `message` why it failed.
     pub fn backend(operation: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Backend {
@@ -193,6 +212,23 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::stderr_tail;
+
+    /// A failed file system call keeps its OS error as the source (issue 22, item 3): a caller
+    /// can ask for its kind; the text reads as before.
+    #[test]
+    fn an_io_failure_keeps_its_source() {
+        use std::error::Error as _;
+        let e = super::Error::io(
+            "list /srv/volumes",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(e.to_string(), "list /srv/volumes: permission denied");
+        let source = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            source.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+    }
 
     #[test]
     fn a_line_said_again_counts_once_klog_headers_aside() {
