@@ -6,9 +6,9 @@ use backup_core::{
 };
 use camino::Utf8Path;
 
-use crate::dir_backend::DirVolumeManager;
 use crate::error::Result;
 use crate::mounts::{InPlaceMounter, SystemMounter};
+use backup_dir::DirVolumeManager;
 
 /// The text of the configuration this process loaded (`backupctl config check` shows which
 /// keys it sets).

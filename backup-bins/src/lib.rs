@@ -15,7 +15,6 @@ mod app;
 mod change_log;
 pub mod ctl;
 pub(crate) mod daily;
-mod dir_backend;
 mod dry_run;
 mod dump;
 mod error;
@@ -48,11 +47,11 @@ mod version_commit;
 pub mod run;
 
 pub use app::{claims, load_config, mounter, volume_manager};
+pub use backup_dir::DirVolumeManager;
 pub use change_log::{ChangeLog, Sealed};
 pub use daily::{
     job as daily_job, mount_root, plan as plan_daily_run, plan_pruning, run_daily, DailyDeps,
 };
-pub use dir_backend::DirVolumeManager;
 pub use dry_run::{
     DryRunMounter, DryRunRunner, DryRunSink, DryRunStore, DryRunSync, DryRunVolumes, Would,
 };

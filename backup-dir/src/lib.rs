@@ -12,8 +12,6 @@ use backup_core::{
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 
-use crate::fsutil::subdirs;
-
 /// Volumes and snapshots as folders.
 pub struct DirVolumeManager<'r> {
     volumes_dir: Utf8PathBuf,
@@ -31,8 +29,27 @@ impl<'r> DirVolumeManager<'r> {
         }
     }
 
+    /// Snapshot folders by name (UTF-8 names only: this backend makes them); an absent folder
+    /// has none.
     fn list(dir: &Utf8Path) -> Result<Vec<String>> {
-        subdirs(dir).map_err(|e| Error::backend(format!("list {dir}"), e.to_string()))
+        let fail = |e: std::io::Error| Error::io(format!("list {dir}"), e);
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(fail(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(fail)?;
+            if let (true, Ok(name)) = (
+                entry.file_type().map_err(fail)?.is_dir(),
+                entry.file_name().into_string(),
+            ) {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Volume folders by name; a name that is not UTF-8 is listed lossily (with U+FFFD), so
