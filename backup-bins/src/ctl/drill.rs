@@ -174,7 +174,6 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         seed,
         percent: args.sample,
     };
-    let runner = ctx.steady_runner();
     let started = std::time::Instant::now();
     let _phase = crate::progress::start("drill", crate::progress::Totals::default());
     let mut differences = Vec::new();
@@ -207,8 +206,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
             drilled.push((label, 0));
             continue;
         }
-        let (seconds, read) =
-            restore_sample(ctx, runner.as_ref(), &scratch, v, &chosen, &mut differences)?;
+        let (seconds, read) = restore_sample(ctx, &scratch, v, &chosen, &mut differences)?;
         bytes += read;
         runs.push((seconds, chosen.len() as u64, read));
         drilled.push((label, chosen.len() as u64));
@@ -262,7 +260,6 @@ fn scratch_folder(args: &DrillArgs) -> Result<(Option<tempfile::TempDir>, Utf8Pa
 /// against the record (metadata, then content); returns the run's seconds and bytes read.
 fn restore_sample(
     ctx: &Context<'_>,
-    runner: &dyn backup_core::Runner,
     scratch: &camino::Utf8Path,
     v: &WeekVersion,
     chosen: &[&FileEntry],
@@ -281,7 +278,7 @@ fn restore_sample(
     }
     std::fs::write(&list, &nul).map_err(|e| Error::io("write", &list, e))?;
     let from = root.pvc_copy(v.week, &v.namespace, &v.pvc);
-    rsync_tree(ctx, runner, &from, &to, false, Some(&list), &[])?;
+    rsync_tree(ctx, &from, &to, false, Some(&list), &[])?;
     let got: BTreeMap<Vec<u8>, FileEntry> = walk_entries(to.as_std_path())?
         .into_iter()
         .map(|e| (e.path.clone(), e))

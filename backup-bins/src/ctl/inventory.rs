@@ -137,6 +137,23 @@ pub(super) fn damaged_files(
         .map_or(0, |b| crate::version_commit::parse_damaged(&b).len() as u64)
 }
 
+/// The regular files of a version's record and their bytes, scanned in place; `(0, 0)` without
+/// a usable record.
+pub(super) fn record_totals(store: &dyn BackupStore, v: &WeekVersion) -> (u64, u64) {
+    let path = crate::version_commit::record_path(store.root(), v.week, &v.namespace, &v.pvc);
+    let Some(bytes) = store.read_file(&path).ok().flatten() else {
+        return (0, 0);
+    };
+    let (mut files, mut size) = (0, 0);
+    let scanned = backup_core::visit_record(&bytes, |e| {
+        if e.fields.kind == backup_core::EntryKind::File {
+            files += 1;
+            size += e.fields.size;
+        }
+    });
+    scanned.map_or((0, 0), |_| (files, size))
+}
+
 /// The decoded record of a version, when there is a usable one.
 pub(super) fn record(store: &dyn BackupStore, v: &WeekVersion) -> Option<Vec<FileEntry>> {
     // while a commit is half done, the record that goes with the copy now

@@ -206,13 +206,13 @@ fn prepare_target(to: &Utf8Path, force: bool, dry_run: bool) -> Result<()> {
     }
 }
 
-/// `rsync -aHAX --numeric-ids --sparse --modify-window=-1 [--delete] FROM/ TO/` (plus
-/// `extra`). The window is what makes rsync set every time it differs from, even within the
+/// `rsync -aHAX --numeric-ids --sparse --modify-window=-1 [--delete] FROM/ TO/`
+/// ([`backup_rsync::restore_copy`]: with `--exclude`s, or only a NUL-separated list of paths),
+/// run with the context's rsync and its steady runner (a restore is never cut short). The window is what makes rsync set every time it differs from, even within the
 /// same second: with the default a folder whose recorded mtime falls in the second of the
 /// restore keeps the restore's time, and the check calls a correct restore failed.
 pub(super) fn rsync_tree(
     ctx: &Context<'_>,
-    runner: &dyn backup_core::Runner,
     from: &Utf8Path,
     to: &Utf8Path,
     delete: bool,
@@ -221,7 +221,7 @@ pub(super) fn rsync_tree(
 ) -> Result<()> {
     backup_rsync::restore_copy(ctx.rsync_program(), from, to, delete, files_from, exclude)
         .map_err(|e| Error::Core(e.into()))?
-        .run_checked(runner)?;
+        .run_checked(ctx.steady_runner().as_ref())?;
     Ok(())
 }
 
@@ -301,15 +301,7 @@ fn copy_and_check(
     };
     let check = match chosen {
         None => {
-            rsync_tree(
-                ctx,
-                ctx.steady_runner().as_ref(),
-                from,
-                to,
-                force,
-                None,
-                &[],
-            )?;
+            rsync_tree(ctx, from, to, force, None, &[])?;
             drop(copying);
             let _checking = checking();
             check_tree(to.as_std_path(), rec, Content::All)?
@@ -328,15 +320,7 @@ fn copy_and_check(
             let list_path = Utf8Path::from_path(list.path()).ok_or_else(|| {
                 Error::Refused("the temp folder (TMPDIR) is not a UTF-8 path".to_owned())
             })?;
-            rsync_tree(
-                ctx,
-                ctx.steady_runner().as_ref(),
-                from,
-                to,
-                false,
-                Some(list_path),
-                &[],
-            )?;
+            rsync_tree(ctx, from, to, false, Some(list_path), &[])?;
             drop(copying);
             let _checking = checking();
             let mut check = check_tree(to.as_std_path(), rec, Content::All)?;
@@ -592,15 +576,7 @@ fn restore_folder(
         return Ok(planned(what, from, to, bytes));
     }
     let started = std::time::Instant::now();
-    rsync_tree(
-        ctx,
-        ctx.steady_runner().as_ref(),
-        from,
-        to,
-        force,
-        None,
-        exclude,
-    )?;
+    rsync_tree(ctx, from, to, force, None, exclude)?;
     Ok(RestoreReport {
         what: what.to_owned(),
         from: from.to_owned(),
@@ -1039,9 +1015,7 @@ pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<I
     std::fs::create_dir_all(&target).map_err(|e| Error::io("create folder", &target, e))?;
     let volumes = ctx.volumes()?;
     let mounter = ctx.mounter();
-    let copy = |from: &Utf8Path, to: &Utf8Path| {
-        rsync_tree(ctx, runner.as_ref(), from, to, true, None, &[])
-    };
+    let copy = |from: &Utf8Path, to: &Utf8Path| rsync_tree(ctx, from, to, true, None, &[]);
     let check = |to: &Utf8Path| check_tree(to.as_std_path(), &rec, Content::All);
     Ok(run_into_volume(
         &IntoVolumeDeps {

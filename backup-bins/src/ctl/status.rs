@@ -136,15 +136,20 @@ pub struct StatusRow {
 impl StatusRow {
     /// A row that is only a gap (no volume, snapshot or version to show).
     fn gap(what: &str, gap: Gap) -> Self {
+        Self::offsite(what.to_owned(), None, vec![gap])
+    }
+
+    /// A row with no volume: the offsite copy of the backup disk, or a tree.
+    fn offsite(what: String, last_success: Option<DateTime<Utc>>, gaps: Vec<Gap>) -> Self {
         Self {
-            what: what.to_owned(),
+            what,
             lv: None,
             excluded: false,
             snapshot: None,
             version: None,
             sqlite_copies: 0,
-            last_success: None,
-            gaps: vec![gap],
+            last_success,
+            gaps,
         }
     }
 }
@@ -325,51 +330,36 @@ fn offsite_rows(
         ));
         OffsiteState::default()
     });
-    let last = state.backup_root;
-    let mut gaps = Vec::new();
-    match last {
-        Some(t) if now - t <= Duration::days(i64::from(limit_d)) => {}
-        other => gaps.push(Gap::OffsiteStale {
+    // a sync older than the limit, or none at all
+    let stale = |last: Option<DateTime<Utc>>| match last {
+        Some(t) if now - t <= Duration::days(i64::from(limit_d)) => None,
+        other => Some(Gap::OffsiteStale {
             days: other.map(|t| (now - t).num_days()),
         }),
-    }
-    rows.push(StatusRow {
-        what: "offsite (backup disk)".to_owned(),
-        lv: None,
-        excluded: false,
-        snapshot: None,
-        version: None,
-        sqlite_copies: 0,
-        last_success: last,
-        gaps,
-    });
+    };
+    let last = state.backup_root;
+    rows.push(StatusRow::offsite(
+        "offsite (backup disk)".to_owned(),
+        last,
+        stale(last).into_iter().collect(),
+    ));
     for tree in &off.trees {
         let marker =
             backup_core::ChangeLogFiles::new(&off.change_log, &tree.name).full_pass_marker();
         let pending = crate::safe_read::read_regular_string(&marker).ok();
         let last = state.trees.get(&tree.name).and_then(|t| t.last_success);
-        let mut gaps = Vec::new();
-        if let Some(reason) = pending {
-            gaps.push(Gap::FullPassPending {
+        let gaps = pending
+            .map(|reason| Gap::FullPassPending {
                 reason: reason.trim().to_owned(),
-            });
-        }
-        match last {
-            Some(t) if now - t <= Duration::days(i64::from(limit_d)) => {}
-            other => gaps.push(Gap::OffsiteStale {
-                days: other.map(|t| (now - t).num_days()),
-            }),
-        }
-        rows.push(StatusRow {
-            what: format!("tree {}", tree.name),
-            lv: None,
-            excluded: false,
-            snapshot: None,
-            version: None,
-            sqlite_copies: 0,
-            last_success: last,
+            })
+            .into_iter()
+            .chain(stale(last))
+            .collect();
+        rows.push(StatusRow::offsite(
+            format!("tree {}", tree.name),
+            last,
             gaps,
-        });
+        ));
     }
     rows
 }

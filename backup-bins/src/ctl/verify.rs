@@ -248,14 +248,13 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
     // what is to be read, for the bar and the time left (a sample reads an unknown part of it)
     let totals = match content {
         Content::All => {
+            // scanned in place (no entry copied out): each record is decoded once more by
+            // its check, which holds one version in memory at a time
             let (mut files, mut bytes) = (0, 0);
             for v in &chosen {
-                for e in super::inventory::record(store.as_ref(), v).unwrap_or_default() {
-                    if e.kind == backup_core::EntryKind::File {
-                        files += 1;
-                        bytes += e.size;
-                    }
-                }
+                let (f, b) = super::inventory::record_totals(store.as_ref(), v);
+                files += f;
+                bytes += b;
             }
             crate::progress::Totals {
                 files: Some(files),

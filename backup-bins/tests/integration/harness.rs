@@ -10,6 +10,17 @@ pub const DAILY: &str = env!("CARGO_BIN_EXE_daily-backup");
 pub const SNAPSHOT: &str = env!("CARGO_BIN_EXE_lvm-pvc-snapshot");
 pub const CTL: &str = env!("CARGO_BIN_EXE_backupctl");
 
+/// Every binary the package ships.
+pub const BINS: [&str; 7] = [
+    DAILY,
+    SNAPSHOT,
+    CTL,
+    env!("CARGO_BIN_EXE_backup-dump"),
+    env!("CARGO_BIN_EXE_sqlite-backup"),
+    env!("CARGO_BIN_EXE_offsite-sync-backup"),
+    env!("CARGO_BIN_EXE_nfs-change-tracker"),
+];
+
 /// (lv, namespace, pvc) of the test volumes: the last one has no mapping.
 pub const VOLUMES: [(&str, &str, &str); 3] = [
     ("vm-100-pvc-a", "vaultwarden", "data"),

@@ -4,17 +4,7 @@
 
 use std::process::Command;
 
-use crate::harness::{CTL, DAILY, SNAPSHOT};
-
-const BINS: [&str; 7] = [
-    DAILY,
-    SNAPSHOT,
-    CTL,
-    env!("CARGO_BIN_EXE_backup-dump"),
-    env!("CARGO_BIN_EXE_sqlite-backup"),
-    env!("CARGO_BIN_EXE_offsite-sync-backup"),
-    env!("CARGO_BIN_EXE_nfs-change-tracker"),
-];
+use crate::harness::{BINS, CTL};
 
 const CTL_COMMANDS: [&[&str]; 16] = [
     &["list"],

@@ -84,15 +84,7 @@ fn backupctl_into_a_closed_pipe_exits_with_its_own_code_and_into_a_full_disk_fai
 /// full stdout: the configuration error's exit 2, never a panic.
 #[test]
 fn every_binary_reports_its_error_into_a_closed_or_full_stdout_without_panicking() {
-    for bin in [
-        DAILY,
-        SNAPSHOT,
-        CTL,
-        env!("CARGO_BIN_EXE_backup-dump"),
-        env!("CARGO_BIN_EXE_sqlite-backup"),
-        env!("CARGO_BIN_EXE_offsite-sync-backup"),
-        env!("CARGO_BIN_EXE_nfs-change-tracker"),
-    ] {
+    for bin in crate::harness::BINS {
         let args = ["--json", "--config", "/nonexistent/homelab-backup.toml"];
         let mut extra: Vec<&str> = args.to_vec();
         if bin == CTL {
