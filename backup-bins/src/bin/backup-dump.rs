@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use backup_bins::run::{run, GlobalArgs, RunSpec};
 use backup_core::metric_names::JobMetrics;
+use backup_jobs::run::{run, GlobalArgs, RunSpec};
 use camino::Utf8PathBuf;
 use clap::Parser;
 
@@ -31,10 +31,10 @@ use clap::Parser;
 ///
 /// backup-dump --name etcd --dest /backup/etcd --ext db --keep-days 30 -- etcdctl snapshot save {out}
 #[derive(Debug, Parser)]
-#[command(name = "backup-dump", version, after_long_help = backup_bins::Exit::help())]
+#[command(name = "backup-dump", version, after_long_help = backup_host::Exit::help())]
 struct Cli {
     #[command(flatten)]
-    dump: backup_bins::DumpArgs,
+    dump: backup_jobs::backup_dump::DumpArgs,
     #[command(flatten)]
     global: GlobalArgs,
     /// Write metrics as <DIR>/<NAME>-backup.prom for node_exporter's textfile collector.
@@ -46,7 +46,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+    if let Some(code) = backup_jobs::man::write_if_asked::<Cli>() {
         return code;
     }
     let cli = Cli::parse();
@@ -59,6 +59,6 @@ fn main() -> ExitCode {
     };
     run(&spec, &cli.global, |ctx| {
         let job = cli.dump.job(ctx.cfg_opt())?;
-        backup_bins::run_dump(&job, &*ctx.runner(), ctx.now, ctx.dry_run())
+        backup_jobs::backup_dump::run_dump(&job, &*ctx.runner(), ctx.now, ctx.dry_run())
     })
 }

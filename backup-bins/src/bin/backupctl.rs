@@ -1,10 +1,10 @@
 //! `backupctl`: what is protected, is it intact, bring it back. Wiring only: the commands are
-//! in `backup_bins::ctl`.
+//! in the `backupctl` crate.
 
 use std::process::ExitCode;
 
-use backup_bins::ctl::cli::Command;
-use backup_bins::run::{GlobalArgs, SinkArgs};
+use backup_jobs::run::{GlobalArgs, SinkArgs};
+use backupctl::cli::Command;
 use clap::Parser;
 
 /// See every backup, prove it restores, restore it.
@@ -18,7 +18,7 @@ use clap::Parser;
 /// A restore never writes into a non-empty folder without --force. Every subcommand takes
 /// --json; verify and drill publish backup_verify_* and backup_restore_drill_* metrics.
 #[derive(Debug, Parser)]
-#[command(name = "backupctl", version, after_long_help = backup_bins::Exit::help())]
+#[command(name = "backupctl", version, after_long_help = backup_host::Exit::help())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,9 +29,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+    if let Some(code) = backup_jobs::man::write_if_asked::<Cli>() {
         return code;
     }
     let cli = Cli::parse();
-    backup_bins::ctl::cli::main(&cli.command, &cli.global, &cli.sinks)
+    backupctl::cli::main(&cli.command, &cli.global, &cli.sinks)
 }

@@ -1,10 +1,10 @@
 //! `daily-backup`: the daily file-level backup (systemd timer, 05:00). Wiring only: the job is
-//! `backup_bins::daily_job`, run through `backup_bins::run::run`.
+//! `backup_jobs::daily_backup::job`, run through `backup_jobs::run::run`.
 
 use std::process::ExitCode;
 
-use backup_bins::run::{run, GlobalArgs, Locks, RunSpec};
 use backup_core::metric_names::JobMetrics;
+use backup_jobs::run::{run, GlobalArgs, Locks, RunSpec};
 use clap::Parser;
 
 /// Copy every PVC volume's newest snapshot into this ISO week's folder.
@@ -30,7 +30,7 @@ use clap::Parser;
 /// It holds the snapshot lock (`snapshots.lock-file`, shared with lvm-pvc-snapshot) and
 /// <backup-root>/.daily-backup.lock for the whole run.
 #[derive(Debug, Parser)]
-#[command(name = "daily-backup", version, after_long_help = backup_bins::Exit::help())]
+#[command(name = "daily-backup", version, after_long_help = backup_host::Exit::help())]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -47,7 +47,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+    if let Some(code) = backup_jobs::man::write_if_asked::<Cli>() {
         return code;
     }
     let cli = Cli::parse();
@@ -58,6 +58,6 @@ fn main() -> ExitCode {
         ..RunSpec::new("daily-backup")
     };
     run(&spec, &cli.global, |ctx| {
-        backup_bins::daily_job(ctx, &cli.allow_empty, cli.full)
+        backup_jobs::daily_backup::job(ctx, &cli.allow_empty, cli.full)
     })
 }

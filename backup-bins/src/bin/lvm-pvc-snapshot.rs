@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use backup_bins::run::{run, GlobalArgs, Locks, RunSpec};
 use backup_core::metric_names::JobMetrics;
+use backup_jobs::run::{run, GlobalArgs, Locks, RunSpec};
 use clap::{Parser, Subcommand};
 
 /// Take, prune and list the snapshots of every PVC volume.
@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 /// `create`, `prune` and `restore` hold the snapshot lock (`snapshots.lock-file`), which
 /// daily-backup holds too: a prune never removes the snapshot a backup is reading.
 #[derive(Debug, Parser)]
-#[command(name = "lvm-pvc-snapshot", version, after_long_help = backup_bins::Exit::help())]
+#[command(name = "lvm-pvc-snapshot", version, after_long_help = backup_host::Exit::help())]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -49,7 +49,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+    if let Some(code) = backup_jobs::man::write_if_asked::<Cli>() {
         return code;
     }
     let cli = Cli::parse();
@@ -67,15 +67,20 @@ fn main() -> ExitCode {
             run(&spec, g, |ctx| {
                 let cfg = ctx.cfg()?;
                 let runner = ctx.runner();
-                let (claims, warnings) = backup_bins::claims(cfg, runner.as_ref());
+                let (claims, warnings) = backup_host::setup::claims(cfg, runner.as_ref());
                 for w in &warnings {
                     eprintln!("lvm-pvc-snapshot: warning: {w}");
                 }
-                backup_bins::create(cfg, ctx.volumes()?.as_ref(), &claims, ctx.now)
+                backup_jobs::lvm_pvc_snapshot::create(
+                    cfg,
+                    ctx.volumes()?.as_ref(),
+                    &claims,
+                    ctx.now,
+                )
             })
         }
         Command::Prune => run(&spec, g, |ctx| {
-            backup_bins::prune_run(ctx.cfg()?, ctx.volumes()?.as_ref(), ctx.now)
+            backup_jobs::lvm_pvc_snapshot::prune_run(ctx.cfg()?, ctx.volumes()?.as_ref(), ctx.now)
         }),
         Command::List => {
             let spec = RunSpec {
@@ -83,14 +88,14 @@ fn main() -> ExitCode {
                 ..spec
             };
             run(&spec, g, |ctx| {
-                backup_bins::list(ctx.volumes()?.as_ref(), ctx.now)
+                backup_jobs::lvm_pvc_snapshot::list(ctx.volumes()?.as_ref(), ctx.now)
             })
         }
         Command::Restore {
             pvc_lv,
             snapshot_lv,
         } => run(&spec, g, |ctx| {
-            backup_bins::restore(ctx, pvc_lv, snapshot_lv)
+            backup_jobs::lvm_pvc_snapshot::restore::restore(ctx, pvc_lv, snapshot_lv)
         }),
     }
 }

@@ -1,10 +1,10 @@
 //! `nfs-change-tracker`: the long-running service that logs every change of the NFS trees for
-//! offsite-sync-backup. Wiring only: the job is `backup_bins::track`.
+//! offsite-sync-backup. Wiring only: the job is `backup_jobs::nfs_change_tracker::track`.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use backup_bins::run::{run, GlobalArgs, RunSpec};
+use backup_jobs::run::{run, GlobalArgs, RunSpec};
 use clap::Parser;
 
 /// Watch every folder of each [[offsite.tree]] with inotify and append each changed path to
@@ -16,7 +16,7 @@ use clap::Parser;
 /// fs.inotify.max_user_watches. Metrics: nfs_tracker_watches, nfs_tracker_overflows_total,
 /// nfs_tracker_full_pass_pending per tree, every --metrics-every seconds and at exit.
 #[derive(Debug, Parser)]
-#[command(name = "nfs-change-tracker", version, after_long_help = backup_bins::Exit::help())]
+#[command(name = "nfs-change-tracker", version, after_long_help = backup_host::Exit::help())]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -31,24 +31,24 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+    if let Some(code) = backup_jobs::man::write_if_asked::<Cli>() {
         return code;
     }
     let cli = Cli::parse();
     let spec = RunSpec::new("nfs-change-tracker");
     if cli.check {
         return run(&spec, &cli.global, |ctx| {
-            backup_bins::tracker_check(ctx.cfg()?)
+            backup_jobs::nfs_change_tracker::check(ctx.cfg()?)
         });
     }
     run(&spec, &cli.global, |ctx| {
         if ctx.dry_run() {
-            return Err(backup_bins::Error::Usage(
+            return Err(backup_host::Error::Usage(
                 "--dry-run: the tracker only logs; `--check` shows what it would watch".to_owned(),
             ));
         }
         let every = Duration::from_secs(cli.metrics_every.max(1));
         // runs until SIGTERM/SIGINT; a clean stop is success
-        backup_bins::track(ctx.cfg()?, &ctx.stop, every, &|g| ctx.publish(g))
+        backup_jobs::nfs_change_tracker::track(ctx.cfg()?, &ctx.stop, every, &|g| ctx.publish(g))
     })
 }

@@ -1,11 +1,11 @@
 //! `offsite-sync-backup`: the offsite copy (systemd timer, 06:00, after daily-backup). Wiring
-//! only: the job is `backup_bins::offsite_job`, run through `backup_bins::run::run`.
+//! only: the job is `backup_jobs::offsite_sync_backup::job`, run through `backup_jobs::run::run`.
 
 use std::process::ExitCode;
 
-use backup_bins::run::{run, GlobalArgs, RunSpec};
-use backup_bins::OffsiteOptions;
 use backup_core::metric_names::JobMetrics;
+use backup_jobs::offsite_sync_backup::OffsiteOptions;
+use backup_jobs::run::{run, GlobalArgs, RunSpec};
 use clap::Parser;
 
 /// Send the backup disk and the NFS trees offsite.
@@ -26,7 +26,7 @@ use clap::Parser;
 /// against offsite.ssh-known-hosts and IdentitiesOnly with offsite.ssh-key-file: a changed host
 /// key fails the run.
 #[derive(Debug, Parser)]
-#[command(name = "offsite-sync-backup", version, after_long_help = backup_bins::Exit::help())]
+#[command(name = "offsite-sync-backup", version, after_long_help = backup_host::Exit::help())]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -47,7 +47,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+    if let Some(code) = backup_jobs::man::write_if_asked::<Cli>() {
         return code;
     }
     let cli = Cli::parse();
@@ -62,6 +62,6 @@ fn main() -> ExitCode {
         adopt: cli.adopt,
     };
     run(&spec, &cli.global, |ctx| {
-        backup_bins::offsite_job(ctx, opts)
+        backup_jobs::offsite_sync_backup::job(ctx, opts)
     })
 }

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use backup_bins::run::{run, GlobalArgs, RunSpec, SinkArgs};
 use backup_core::metric_names::JobMetrics;
+use backup_jobs::run::{run, GlobalArgs, RunSpec, SinkArgs};
 use clap::{Parser, Subcommand};
 
 /// Back up or check a live SQLite database.
@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 /// Options may also come from the config file ([sqlite-backup], [metrics]); flags win. The config
 /// file is optional here: without one, defaults are keep-days 30, min-keep 4.
 #[derive(Debug, Parser)]
-#[command(name = "sqlite-backup", version, after_long_help = backup_bins::Exit::help())]
+#[command(name = "sqlite-backup", version, after_long_help = backup_host::Exit::help())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check, copy, check the copy, copy extras, rotate.
-    Backup(backup_bins::BackupArgs),
+    Backup(backup_jobs::sqlite_backup::BackupArgs),
     /// List the SQLite databases in a folder tree (what daily-backup copies from a snapshot).
     Find {
         /// The folder to walk.
@@ -61,7 +61,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = backup_bins::man::write_if_asked::<Cli>() {
+    if let Some(code) = backup_jobs::man::write_if_asked::<Cli>() {
         return code;
     }
     let cli = Cli::parse();
@@ -72,16 +72,18 @@ fn main() -> ExitCode {
     }
     .with_sinks(&cli.sinks);
     match &cli.command {
-        Command::Find { dir } => run(&spec, g, |_| Ok(backup_bins::run_find(dir))),
+        Command::Find { dir } => run(&spec, g, |_| Ok(backup_jobs::sqlite_backup::run_find(dir))),
         Command::Copy { source, dest } => run(&spec, g, |ctx| {
-            backup_bins::run_copy(source, dest, ctx.dry_run())
+            backup_jobs::sqlite_backup::run_copy(source, dest, ctx.dry_run())
         }),
         Command::Check { name, db } => {
             let spec = RunSpec {
                 metrics: Some(JobMetrics::integrity_check(name)),
                 ..spec
             };
-            run(&spec, g, |_| Ok(backup_bins::run_check(name, db)))
+            run(&spec, g, |_| {
+                Ok(backup_jobs::sqlite_backup::run_check(name, db))
+            })
         }
         Command::Backup(args) => {
             let spec = RunSpec {
@@ -89,7 +91,11 @@ fn main() -> ExitCode {
                 ..spec
             };
             run(&spec, g, |ctx| {
-                backup_bins::run_backup(&args.job(ctx.cfg_opt())?, ctx.now, ctx.dry_run())
+                backup_jobs::sqlite_backup::run_backup(
+                    &args.job(ctx.cfg_opt())?,
+                    ctx.now,
+                    ctx.dry_run(),
+                )
             })
         }
     }

@@ -3,7 +3,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 
-use backup_bins::RunLock;
+use backup_host::lock::RunLock;
 use chrono::{Duration as Days, NaiveDate};
 
 use crate::harness::*;

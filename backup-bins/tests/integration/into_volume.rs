@@ -5,11 +5,11 @@
 //! down (a second mount of one file system corrupts it) and says so; a failed scale-up still
 //! scales the others.
 
-use backup_bins::ctl::{
-    plan_into_volume, run_into_volume, CheckReport, Difference, IntoVolumeDeps, IntoVolumeStep,
-};
 use backup_core::testing::{FakeCluster, FakeMounter, FakeVolumeManager, Transcript};
 use backup_core::{BackupRoot, IsoWeek, Mounter, WeekVersion, Workload};
+use backupctl::{
+    plan_into_volume, run_into_volume, CheckReport, Difference, IntoVolumeDeps, IntoVolumeStep,
+};
 use camino::Utf8Path;
 use chrono::{TimeZone, Utc};
 
@@ -80,7 +80,7 @@ fn run(fail_at: Option<usize>) -> (String, Vec<IntoVolumeStep>) {
     let copy = |from: &Utf8Path, to: &Utf8Path| {
         tr.push(format!("rsync -aHAX --delete {from}/ {to}/"));
         if copy_fails {
-            Err(backup_bins::Error::Usage(
+            Err(backup_host::Error::Usage(
                 "rsync: No space left on device (28)".to_owned(),
             ))
         } else {
@@ -126,11 +126,7 @@ fn run(fail_at: Option<usize>) -> (String, Vec<IntoVolumeStep>) {
     (render(&tr, &report, &cluster), steps)
 }
 
-fn render(
-    tr: &Transcript,
-    report: &backup_bins::ctl::IntoVolumeReport,
-    cluster: &FakeCluster,
-) -> String {
+fn render(tr: &Transcript, report: &backupctl::IntoVolumeReport, cluster: &FakeCluster) -> String {
     let mut out = tr.text();
     out.push_str(&format!("\nfailed: {:?}\n", report.failed));
     for (what, r) in &report.undone {

@@ -1,10 +1,10 @@
 //! `lvm-pvc-snapshot create` and `prune` on the LVM backend, against a recording runner that
 //! answers `lvs` with a captured-shape report: every LVM call pinned, and the pool guard.
 
-use backup_bins::create;
-use backup_bins::run::Outcome;
 use backup_core::testing::{FakeMetricsSink, RecordingRunner, Transcript};
 use backup_core::{Config, MetricsSink, Output, PvClaim};
+use backup_jobs::lvm_pvc_snapshot::create;
+use backup_jobs::run::Outcome;
 use backup_lvm::LvmVolumeManager;
 use camino::Utf8Path;
 use chrono::DateTime;
@@ -82,8 +82,8 @@ fn a_dry_run_refuses_where_the_real_run_refuses() {
         .unwrap()
         .replace("\"data_percent\":\"40.00\"", "\"data_percent\":\"90.00\"");
     runner.answer(&["lvs"], Output::ok(lvs));
-    let would = backup_bins::Would::new();
-    let lvm = backup_bins::DryRunVolumes::new(
+    let would = backup_host::dry_run::Would::new();
+    let lvm = backup_host::dry_run::DryRunVolumes::new(
         Box::new(LvmVolumeManager::new("pve", "data", &runner)),
         &would,
     );

@@ -14,6 +14,7 @@ mod help;
 mod history;
 mod integrity;
 mod into_volume;
+mod layout;
 mod lvm_transcript;
 mod manifests;
 mod naming;

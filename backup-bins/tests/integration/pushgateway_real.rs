@@ -5,8 +5,8 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use backup_bins::PushgatewaySink;
 use backup_core::{Metric, MetricGroup, MetricsSink};
+use backup_host::metrics_sink::PushgatewaySink;
 
 const BIN: &str = "/usr/bin/prometheus-pushgateway";
 

@@ -2,13 +2,13 @@
 
 use std::sync::atomic::AtomicBool;
 
-use backup_bins::run::Outcome;
-use backup_bins::{plan_daily_run as plan_daily, run_daily, DailyDeps};
 use backup_core::testing::{
     FakeFileSync, FakeMetricsSink, FakeMounter, FakeStore, FakeVolumeManager, RecordingRunner,
     Transcript,
 };
 use backup_core::{Config, MetricsSink, PvClaim, Series};
+use backup_jobs::daily_backup::{plan as plan_daily, run_daily, DailyDeps};
+use backup_jobs::run::Outcome;
 use camino::Utf8PathBuf;
 use chrono::{DateTime, Utc};
 
@@ -242,5 +242,5 @@ fn no_fresh_snapshot_when_the_pool_is_nearly_full() {
         "{:?}",
         tr.lines()
     );
-    assert_eq!(report.exit, backup_bins::Exit::Failed);
+    assert_eq!(report.exit, backup_host::Exit::Failed);
 }

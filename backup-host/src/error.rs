@@ -1,0 +1,157 @@
+//! The one error type of the jobs and `backupctl`, and its exit code.
+
+use camino::Utf8PathBuf;
+
+use crate::exit::Exit;
+
+/// Errors that end a run before or outside its per-item work.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] backup_core::ConfigError),
+
+    /// A command-line value is wrong.
+    #[error("{0}")]
+    Usage(String),
+
+    /// What the command line asks for does not exist (a version, a copy, a snapshot, a volume).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// A guard refused: what was asked for exists but cannot be done safely.
+    #[error("{0}")]
+    Refused(String),
+
+    /// A bug: a worker thread panicked, an invariant broke.
+    #[error("internal error: {0}")]
+    Internal(String),
+
+    /// A file or folder the configuration names could not be used; the message names the key.
+    #[error("{action} `{path}` (`{key}` in {file}): {source}")]
+    ConfiguredPath {
+        /// The configuration key.
+        key: &'static str,
+        /// The configuration file.
+        file: Utf8PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: Utf8PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A secret file does not hold what it should (one line with the key).
+    #[error("{path}: {reason}")]
+    Secret {
+        /// The file.
+        path: Utf8PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The live database failed its integrity check: no backup is taken from it.
+    #[error("live database failed its check, no backup taken: {0}")]
+    LiveCheck(#[source] backup_sqlite::Error),
+
+    /// A database could not be checked or copied.
+    #[error(transparent)]
+    Sqlite(#[from] backup_sqlite::Error),
+
+    /// Another run holds the lock.
+    #[error("another run holds the lock on {path}: not starting a second one")]
+    Locked {
+        /// The lock file.
+        path: Utf8PathBuf,
+    },
+
+    /// File I/O failed.
+    #[error("{action} `{path}`: {source}")]
+    Io {
+        /// What was being done ("read", "create folder").
+        action: &'static str,
+        /// The path.
+        path: Utf8PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A backend operation failed.
+    #[error(transparent)]
+    Core(#[from] backup_core::Error),
+
+    /// A `backup-dump` step failed; nothing in the destination changed.
+    #[error("dump {name} failed at step `{step}`: {reason}\n  nothing in {dest} was changed")]
+    Dump {
+        /// The dump's name.
+        name: String,
+        /// The step ("run the dump command", "check the output", "read the dump back").
+        step: String,
+        /// Why, with the command's stderr tail where there is one.
+        reason: String,
+        /// The destination folder.
+        dest: Utf8PathBuf,
+    },
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(action: &'static str, path: impl Into<Utf8PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The exit code this error ends the run with.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Config(_) | Error::Usage(_) => Exit::Usage,
+            Error::Locked { .. } => Exit::Locked,
+            Error::NotFound(_) => Exit::NotFound,
+            Error::Internal(_) => Exit::Internal,
+            Error::Core(backup_core::Error::InvalidArgument { .. }) => Exit::Usage,
+            Error::ConfiguredPath { .. }
+            | Error::Refused(_)
+            | Error::Secret { .. }
+            | Error::Sqlite(_)
+            | Error::LiveCheck(_)
+            | Error::Io { .. }
+            | Error::Dump { .. }
+            | Error::Core(_) => Exit::Failed,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panicked worker or a refusal is not a usage error: exit 2 tells the operator to fix the
+    /// command line or the config, which would send them the wrong way (issue 22, item 3).
+    #[test]
+    fn each_kind_has_its_exit_code() {
+        let cases = [
+            (Error::Usage("x".into()), 2),
+            (Error::NotFound("x".into()), 66),
+            (Error::Refused("x".into()), 1),
+            (Error::Internal("an md5 worker panicked".into()), 70),
+            (Error::Locked { path: "/l".into() }, 75),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.exit().code(), code, "{e}");
+        }
+        assert!(
+            Exit::help().contains("70  internal error"),
+            "{}",
+            Exit::help()
+        );
+    }
+}

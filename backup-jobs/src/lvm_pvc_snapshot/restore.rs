@@ -1,0 +1,113 @@
+//! `lvm-pvc-snapshot restore`: swap a PVC's volume for one of its snapshots, with undo. The steps
+//! are planned by [`backup_lvm::plan_restore`]; under `--dry-run` they are listed, not run (a
+//! dry run cannot wait for pods that a scale it did not make would have stopped).
+
+use backup_core::{Backend, Config, VolumeManager};
+use serde::Serialize;
+
+use crate::run::{Context, Outcome};
+use backup_host::error::{Error, Result};
+use backup_host::exit::Exit;
+
+/// What a restore did, or would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreOutcome {
+    /// The steps, in order (what a dry run would do).
+    pub steps: Vec<String>,
+    /// What running them did; `None` in a dry run.
+    pub report: Option<backup_lvm::RestoreReport>,
+}
+
+/// Plans, and unless `--dry-run` runs, the restore of `pvc_lv` from `snapshot_lv`.
+///
+/// # Errors
+/// A backend other than LVM, an unknown snapshot or volume, a snapshot of another volume.
+pub fn restore(ctx: &Context<'_>, pvc_lv: &str, snapshot_lv: &str) -> Result<RestoreOutcome> {
+    let cfg: &Config = ctx.cfg()?;
+    let Backend::Lvm {
+        volume_group,
+        thin_pool,
+    } = &cfg.snapshots.backend
+    else {
+        return Err(Error::Usage(format!(
+            "restore needs `snapshots.backend` = \"lvm\" in {}",
+            cfg.file
+        )));
+    };
+    // a restore is never killed half-way by SIGTERM: its undo must be able to run
+    let runner = ctx.steady_runner();
+    let lvm = backup_lvm::LvmVolumeManager::new(volume_group, thin_pool, runner.as_ref());
+    let snap = lvm
+        .list_snapshots()?
+        .into_iter()
+        .find(|s| s.name == snapshot_lv)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no snapshot named {snapshot_lv} in {volume_group}/{thin_pool}: `lvm-pvc-snapshot list` shows them"
+            ))
+        })?;
+    if snap.volume != pvc_lv {
+        return Err(Error::Usage(format!(
+            "{snapshot_lv} is a snapshot of {}, not of {pvc_lv}",
+            snap.volume
+        )));
+    }
+    if !lvm.list_volumes()?.iter().any(|v| v.name == pvc_lv) {
+        return Err(Error::NotFound(format!(
+            "{pvc_lv} is not a volume in {volume_group}/{thin_pool}"
+        )));
+    }
+    let (claims, warnings) = backup_host::setup::claims(cfg, runner.as_ref());
+    for w in &warnings {
+        eprintln!("lvm-pvc-snapshot: warning: {w}");
+    }
+    let claim = claims.iter().find(|c| c.is_for_lv(pvc_lv));
+    if claim.is_none() {
+        eprintln!("lvm-pvc-snapshot: warning: no PV maps to {pvc_lv}: no workload will be scaled; make sure nothing uses it");
+    }
+    let cluster = backup_lvm::KubectlCluster::new(
+        runner.as_ref(),
+        cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
+    );
+    let steps = backup_lvm::plan_restore(&cluster, claim, pvc_lv, snapshot_lv, ctx.now)?;
+    let described = steps.iter().map(|s| s.describe(volume_group)).collect();
+    let report = (!ctx.dry_run()).then(|| backup_lvm::run_restore(&lvm, &cluster, &steps));
+    Ok(RestoreOutcome {
+        steps: described,
+        report,
+    })
+}
+
+impl Outcome for RestoreOutcome {
+    fn exit(&self) -> Exit {
+        match &self.report {
+            Some(r) if r.failed.is_some() => Exit::Failed,
+            _ => Exit::Success,
+        }
+    }
+
+    fn text(&self, _dry_run: bool) -> String {
+        let Some(report) = &self.report else {
+            let mut out = String::from("restore steps (dry run: nothing is changed):");
+            for (i, s) in self.steps.iter().enumerate() {
+                out.push_str(&format!("\n  {}. {s}", i + 1));
+            }
+            return out;
+        };
+        let mut out = String::new();
+        for d in &report.done {
+            out.push_str(&format!("  done    {d}\n"));
+        }
+        if let Some((step, why)) = &report.failed {
+            out.push_str(&format!("  FAILED  {step}: {why}\n"));
+        }
+        for (what, r) in &report.undone {
+            match r {
+                Ok(()) => out.push_str(&format!("  undone  {what}\n")),
+                Err(e) => out.push_str(&format!("  UNDO FAILED {what}: {e}\n")),
+            }
+        }
+        out.push_str(&format!("lvm-pvc-snapshot restore: {}", report.state));
+        out
+    }
+}

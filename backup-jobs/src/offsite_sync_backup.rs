@@ -1,0 +1,707 @@
+//! `offsite-sync-backup`: the only copy that survives a fire.
+//!
+//! Step 1 sends the backup disk to `<destination>/pve-backup/` (`-aHAX`: the hardlinked weeks
+//! stay hardlinked), after waiting for a running daily-backup, and only when the backup root is
+//! really the backup disk. Step 2 sends each `[[offsite.tree]]` to `<destination>/<name>/`: only
+//! the paths its change log names when the log can be trusted, else a full pass, which is also
+//! made on the first run of each month. A full pass refuses an empty source and counts its
+//! deletions before making any: more than `max-delete` fails the tree (`--force` overrides).
+
+use std::collections::BTreeMap;
+
+use backup_core::metric_names::{self as names, JobMetrics};
+use backup_core::{
+    files_from, plan_tree_pass, Config, Invocation, MetricGroup, OffsiteConfig, SourceKind,
+    SyncStats, TreePass,
+};
+use backup_rsync::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::outcome::Status;
+use crate::run::{Context, Outcome};
+use backup_host::change_log::{ChangeLog, Sealed};
+use backup_host::error::{Error, Result};
+use backup_host::exit::Exit;
+
+/// What the backup root remembers of earlier syncs (`.offsite-state.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OffsiteState {
+    /// Step 1's last success.
+    pub backup_root: Option<DateTime<Utc>>,
+    /// Per tree: (last success, last full-pass success).
+    pub trees: BTreeMap<String, TreeState>,
+}
+
+/// One tree's remembered successes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TreeState {
+    /// The last successful sync of any kind.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The last successful full pass.
+    pub last_full_success: Option<DateTime<Utc>>,
+}
+
+/// The state file's name in the backup root.
+pub const STATE_FILE: &str = ".offsite-state.json";
+
+/// One step or tree of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    /// `backup-root` or the tree's name.
+    pub name: String,
+    /// Where it went.
+    pub dest: String,
+    /// Full or incremental (trees only).
+    pub pass: Option<TreePass>,
+    /// How it ended.
+    pub status: Status,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// rsync's numbers.
+    pub stats: Option<SyncStats>,
+    /// Wall time.
+    pub seconds: f64,
+    /// What it kept back (step 1: versions protected offsite, withheld, an adopted disk).
+    pub note: Option<String>,
+}
+
+/// Everything a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct OffsiteReport {
+    /// Step 1, then each tree.
+    pub steps: Vec<StepResult>,
+    /// The run's time, for the metrics.
+    pub now_unix: i64,
+    /// Whether every tree got a full pass that succeeded.
+    pub full_sync: bool,
+}
+
+impl OffsiteReport {
+    fn ok(&self) -> bool {
+        self.steps.iter().all(|s| s.status.is_good())
+    }
+}
+
+impl Outcome for OffsiteReport {
+    fn exit(&self) -> Exit {
+        let good = self.steps.iter().filter(|s| s.status.is_good()).count();
+        Exit::from_counts(good, self.steps.len() - good)
+    }
+
+    fn text(&self, dry_run: bool) -> String {
+        let mut out = String::new();
+        for s in &self.steps {
+            let pass = match &s.pass {
+                Some(TreePass::Full { reason }) => format!(" full pass ({reason})"),
+                Some(TreePass::Incremental { records }) => {
+                    format!(
+                        " {}",
+                        backup_host::human::plural(*records as u64, "changed path")
+                    )
+                }
+                None => String::new(),
+            };
+            let numbers = s
+                .stats
+                .map(|st| {
+                    format!(
+                        ": {}, {} sent, {} deleted",
+                        backup_host::human::plural(st.transferred_files, "file"),
+                        backup_host::human::bytes(st.transferred_bytes),
+                        backup_host::human::count(st.deleted_files)
+                    )
+                })
+                .unwrap_or_default();
+            let word = if dry_run && s.status == Status::Ok {
+                "would"
+            } else {
+                s.status.word()
+            };
+            out.push_str(&format!(
+                "  {word:<7} {:<12} -> {}{pass}{numbers} in {:.1} s{}\n",
+                s.name,
+                s.dest,
+                s.seconds,
+                s.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+            if let Some(n) = &s.note {
+                out.push_str(&format!("          {n}\n"));
+            }
+        }
+        let failed: Vec<&str> = self
+            .steps
+            .iter()
+            .filter(|s| !s.status.is_good())
+            .map(|s| s.name.as_str())
+            .collect();
+        out.push_str(&format!(
+            "offsite-sync-backup: {} of {} ok{}; exit {}",
+            self.steps.len() - failed.len(),
+            self.steps.len(),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(", failed: {}", failed.join(", "))
+            },
+            self.exit().code()
+        ));
+        out
+    }
+
+    fn metrics(&self) -> Vec<MetricGroup> {
+        let job = JobMetrics::offsite_sync();
+        let mut m = job.outcome(self.ok(), self.now_unix);
+        if self.ok() && self.full_sync {
+            m.push(names::OFFSITE_FULL_SYNC_LAST_SUCCESS.gauge(self.now_unix as f64));
+        }
+        let mut trees = names::OFFSITE_TREE_LAST_SUCCESS.labelled();
+        for s in self
+            .steps
+            .iter()
+            .filter(|s| s.status == Status::Ok && s.pass.is_some())
+        {
+            trees = trees.with_sample(&[("tree", s.name.as_str())], self.now_unix as f64);
+        }
+        if !trees.samples.is_empty() {
+            m.push(trees);
+        }
+        vec![MetricGroup::new(&job.job, m)]
+    }
+}
+
+/// What a run may override.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OffsiteOptions {
+    /// Full passes of every tree.
+    pub full: bool,
+    /// Accept an empty source and more deletions than `max-delete`, for this run.
+    pub force: bool,
+    /// Step 1 to a copy last synced from another backup disk: this disk replaces it.
+    pub adopt: bool,
+}
+
+fn ssh(o: &OffsiteConfig) -> Option<SshOptions> {
+    o.is_remote().then(|| SshOptions {
+        key_file: o.ssh_key_file.as_ref().map(ToString::to_string),
+        known_hosts: o.ssh_known_hosts.as_ref().map(ToString::to_string),
+        port: (o.ssh_port != 22).then_some(o.ssh_port),
+    })
+}
+
+/// Runs rsync; under `--dry-run` a transfer is recorded, not made (`None`).
+fn transfer(ctx: &Context<'_>, inv: &Invocation, kind: SourceKind) -> Result<Option<SyncStats>> {
+    if ctx.dry_run() && !inv.read_only {
+        ctx.runner().run(inv)?;
+        return Ok(None);
+    }
+    let out = backup_rsync::execute(ctx.runner().as_ref(), inv, kind)
+        .map_err(|e| Error::Core(e.into()))?;
+    Ok(Some(out.stats))
+}
+
+/// What step 1 leaves out: locks, the change log and its segments, the offsite state, temp
+/// files of atomic writes, SQLite scratch, partial snapshot copies and the updates a daily run
+/// stages beside a version (`pvc-data/<week>/.staging/`).
+fn excludes(cfg: &Config, o: &OffsiteConfig) -> Vec<String> {
+    let mut out = vec![
+        "/.daily-backup.lock".to_owned(),
+        format!("/{STATE_FILE}"),
+        ".*.tmp-*".to_owned(),
+        ".sqlite-recover-*/".to_owned(),
+        ".sqlite-copy-*".to_owned(),
+        ".*.partial*".to_owned(),
+        "/pvc-data/*/.staging/".to_owned(),
+    ];
+    if let Ok(rel) = o.change_log.strip_prefix(&cfg.backup_root) {
+        out.push(format!("/{rel}*"));
+    }
+    out
+}
+
+fn step_one(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    o: &OffsiteConfig,
+    opts: OffsiteOptions,
+) -> Result<(Option<SyncStats>, Option<String>)> {
+    let root = &cfg.backup_root;
+    // a backup root that is not the backup disk (unmounted: an empty folder on `/`) would
+    // make --delete wipe pve-backup/ offsite
+    if !root.join("pvc-data").is_dir() {
+        return Err(Error::Core(
+            backup_core::Refusal::NotTheBackupDisk {
+                path: root.clone(),
+                why: "it has no pvc-data/ folder".to_owned(),
+            }
+            .into(),
+        ));
+    }
+    if o.require_mount && backup_host::mounts::mount_point_options(root)?.is_none() {
+        return Err(Error::Core(
+            backup_core::Refusal::NotTheBackupDisk {
+                path: root.clone(),
+                why: "it is not a mount point (offsite.require-mount = true)".to_owned(),
+            }
+            .into(),
+        ));
+    }
+    // a week is never sent half written: wait for a running daily-backup
+    let _daily = if ctx.dry_run() {
+        None
+    } else {
+        Some(
+            backup_host::lock::RunLock::acquire_within(
+                &backup_core::BackupRoot::new(root).lock_file(),
+                std::time::Duration::from_secs(o.daily_wait_seconds),
+            )
+            .map_err(|e| match e {
+                Error::Locked { path } => Error::Refused(format!(
+                    "daily-backup still holds {path} after {} s (offsite.daily-wait-seconds): \
+                     step 1 not run",
+                    o.daily_wait_seconds
+                )),
+                other => other,
+            })?,
+        )
+    };
+    let guard = step_one_guard(ctx, cfg, o, opts)?;
+    let inv = backup_root_copy(
+        ctx.rsync_program(),
+        root,
+        &dest_folder(&o.destination, "pve-backup"),
+        &guard.filters,
+        &excludes(cfg, o),
+        ssh(o).as_ref(),
+    )
+    .map_err(|e| Error::Core(e.into()))?;
+    Ok((transfer(ctx, &inv, SourceKind::Live)?, guard.note))
+}
+
+/// What step 1 must not do, worked out before rsync runs.
+struct StepOneGuard {
+    /// `--filter` rules: protect offsite versions the disk lacks, withhold incomplete ones.
+    filters: Vec<String>,
+    /// What was kept back, for the report.
+    note: Option<String>,
+}
+
+/// The identity check and the deletion rule of step 1: the backup root must be the one the
+/// offsite copy was last synced from (else refused, unless `--adopt`), and a version leaves the
+/// offsite copy only when the backup disk's retention removed it (see
+/// [`backup_core::plan_step_one`]).
+fn step_one_guard(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    o: &OffsiteConfig,
+    opts: OffsiteOptions,
+) -> Result<StepOneGuard> {
+    let root = &cfg.backup_root;
+    let program = ctx.rsync_program().to_owned();
+    let ssh = ssh(o);
+    let pve_backup = dest_folder(&o.destination, "pve-backup");
+    let local_id = if ctx.dry_run() {
+        backup_host::root_id::read(root)?
+    } else {
+        Some(backup_host::root_id::ensure(root)?)
+    };
+    let offsite_id = read_offsite_id(ctx, &program, ssh.as_ref(), &pve_backup)?;
+    if let (Some(theirs), Some(ours)) = (&offsite_id, &local_id) {
+        if theirs != ours && !opts.adopt {
+            return Err(Error::Refused(format!(
+                "the backup disk ({root}, id {ours}) is not the disk {pve_backup} was synced \
+                 from (id {theirs}): a new, wiped or other disk would make step 1 delete the \
+                 offsite history. Nothing was sent. If this disk replaces the old one on \
+                 purpose, run `offsite-sync-backup --adopt` once: the offsite versions stay \
+                 until this disk's own retention would have removed them"
+            )));
+        }
+    }
+    let offsite = offsite_versions(ctx, &program, ssh.as_ref(), &pve_backup)?;
+    let local = ctx.store()?.list_versions(backup_core::Series::Pvc)?;
+    let plan = backup_core::plan_step_one(
+        &cfg.pvc_backup.policy,
+        o.weekly_versions,
+        &local,
+        &offsite,
+        ctx.now,
+    )?;
+    let (filters, mut notes) = guard_filters(&plan);
+    if offsite_id.is_some() && offsite_id != local_id && opts.adopt {
+        notes.push(format!(
+            "adopted: {pve_backup} now follows this disk ({})",
+            local_id.as_deref().unwrap_or("id written by the real run")
+        ));
+    }
+    Ok(StepOneGuard {
+        filters,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    })
+}
+
+/// The id of the disk `<pve_backup>` was last synced from (`None`: none yet), read with rsync
+/// over the same transport as the sync.
+fn read_offsite_id(
+    ctx: &Context<'_>,
+    program: &str,
+    ssh: Option<&SshOptions>,
+    pve_backup: &str,
+) -> Result<Option<String>> {
+    let scratch =
+        tempfile::tempdir().map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
+    let fetched = Utf8Path::from_path(scratch.path())
+        .ok_or_else(|| Error::Refused("the temp folder (TMPDIR) is not a UTF-8 path".to_owned()))?
+        .join("id");
+    let remote_id = format!("{pve_backup}{}", backup_host::root_id::ROOT_ID_FILE);
+    let inv = backup_rsync::fetch_offsite_file(program, &remote_id, &fetched, ssh)
+        .map_err(|e| Error::Core(e.into()))?;
+    let out = ctx.runner().run(&inv)?;
+    match out.status {
+        Some(0) => Ok(backup_host::root_id::parse(
+            &std::fs::read(&fetched).unwrap_or_default(),
+        )),
+        _ if missing(&out.stderr) => Ok(None),
+        _ => Err(Error::Refused(format!(
+            "cannot read {remote_id}, the identity of the disk the offsite copy was synced \
+             from: {}",
+            rsync_failure(&out)
+        ))),
+    }
+}
+
+/// The complete versions under `<pve_backup>pvc-data/`, from their markers.
+fn offsite_versions(
+    ctx: &Context<'_>,
+    program: &str,
+    ssh: Option<&SshOptions>,
+    pve_backup: &str,
+) -> Result<Vec<backup_core::WeekVersion>> {
+    let inv = backup_rsync::list_offsite_markers(program, &format!("{pve_backup}pvc-data"), ssh)
+        .map_err(|e| Error::Core(e.into()))?;
+    let out = ctx.runner().run(&inv)?;
+    if out.status != Some(0) && !missing(&out.stderr) {
+        return Err(Error::Refused(format!(
+            "cannot list the versions in {pve_backup}pvc-data: {}",
+            rsync_failure(&out)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(backup_rsync::parse_marker_listing)
+        .filter_map(|(week, namespace, pvc, at)| {
+            Some(backup_core::WeekVersion {
+                week: week.parse().ok()?,
+                namespace,
+                pvc,
+                completed_at: Some(
+                    chrono::NaiveDateTime::parse_from_str(&at, "%Y/%m/%d %H:%M:%S")
+                        .map_or(ctx.now, |t| t.and_utc()),
+                ),
+            })
+        })
+        .collect())
+}
+
+/// rsync `--filter` rules for a plan (protect what stays offsite, withhold what is incomplete
+/// here), and what they keep back, for the report.
+fn guard_filters(plan: &backup_core::StepOnePlan) -> (Vec<String>, Vec<String>) {
+    let paths = |v: &backup_core::WeekVersion| {
+        let (w, ns, pvc) = (v.week, &v.namespace, &v.pvc);
+        [
+            format!("/pvc-data/{w}/{ns}/{pvc}/"),
+            format!("/pvc-data/{w}/.complete/{ns}/{pvc}"),
+            format!("/pvc-data/{w}/.records/{ns}/{pvc}"),
+            format!("/pvc-data/{w}/.damaged/{ns}/{pvc}"),
+            format!("/sqlite-backup/{w}/{ns}/{pvc}/"),
+        ]
+    };
+    let mut filters = Vec::new();
+    for v in plan.protect.iter().chain(&plan.withhold) {
+        filters.extend(paths(v).into_iter().map(|p| format!("P {p}")));
+    }
+    for v in &plan.withhold {
+        filters.extend(paths(v).into_iter().map(|p| format!("- {p}")));
+    }
+    let name = |v: &backup_core::WeekVersion| format!("{}/{} {}", v.namespace, v.pvc, v.week);
+    let list = |vs: &[backup_core::WeekVersion]| vs.iter().map(name).collect::<Vec<_>>().join(", ");
+    let mut notes = Vec::new();
+    if !plan.protect.is_empty() {
+        notes.push(format!(
+            "kept offsite, not on this disk: {}",
+            list(&plan.protect)
+        ));
+    }
+    if !plan.withhold.is_empty() {
+        notes.push(format!(
+            "not sent, incomplete here and complete offsite: {}",
+            list(&plan.withhold)
+        ));
+    }
+    (filters, notes)
+}
+
+/// How a read-only rsync failed: its exit code and what the code means (255: the remote shell
+/// failed, a changed host key among others), and the end of what it said.
+fn rsync_failure(out: &backup_core::Output) -> String {
+    let code = out.status.map_or_else(
+        || "killed by a signal".to_owned(),
+        |c| format!("exit {c}, {}", backup_rsync::meaning(c)),
+    );
+    format!("rsync {code}: {}", backup_core::stderr_tail(&out.stderr, 8))
+}
+
+/// rsync's word for a source that is not there (exit 23): nothing was synced there yet.
+fn missing(stderr: &[u8]) -> bool {
+    String::from_utf8_lossy(stderr).contains("No such file or directory")
+}
+
+/// Why the change log cannot speak for the tree's root as it is now: the root is not the one
+/// the tracker says it watches (replaced, mounted over, gone), or the tracker never said.
+fn root_not_watched(log: &ChangeLog, tree: &backup_core::Tree) -> Option<String> {
+    let now = backup_host::change_log::RootIdentity::show(
+        backup_host::change_log::RootIdentity::of(tree.source.as_std_path()),
+    );
+    match log.read_root(&tree.name) {
+        Some(watched) if watched == now => None,
+        Some(watched) => Some(format!(
+            "the tree root is not the one the tracker watched (device and inode {watched}, now \
+             {now})"
+        )),
+        None => Some("the tracker has not recorded which tree root it watches".to_owned()),
+    }
+}
+
+fn tree_step(
+    ctx: &Context<'_>,
+    o: &OffsiteConfig,
+    tree: &backup_core::Tree,
+    log: &ChangeLog,
+    state: &TreeState,
+    opts: OffsiteOptions,
+    taken: Result<Sealed>,
+) -> (Option<TreePass>, Result<Option<SyncStats>>) {
+    let taken = match taken {
+        Ok(t) => t,
+        Err(e) => return (None, Err(e)),
+    };
+    let untrusted = taken
+        .full_pass
+        .clone()
+        .or_else(|| {
+            (!log.tracker_running()).then(|| "nfs-change-tracker is not running".to_owned())
+        })
+        .or_else(|| root_not_watched(log, tree));
+    let pass = plan_tree_pass(
+        untrusted.as_deref(),
+        state.last_success,
+        state.last_full_success,
+        o.monthly_full_pass,
+        opts.full,
+        ctx.now,
+        taken.records.len(),
+    );
+    let dest = dest_folder(&o.destination, &tree.name);
+    let ssh = ssh(o);
+    let program = ctx.rsync_program().to_owned();
+    let result = (|| -> Result<Option<SyncStats>> {
+        let stats = match &pass {
+            TreePass::Incremental { records: 0 } => Some(SyncStats::default()),
+            TreePass::Incremental { .. } => {
+                let list = tempfile::NamedTempFile::new()
+                    .map_err(|e| Error::io("create a temp file in", "/tmp", e))?;
+                std::fs::write(list.path(), files_from(&taken.records))
+                    .map_err(|e| Error::io("write", list.path().display().to_string(), e))?;
+                let list_path =
+                    Utf8PathBuf::from_path_buf(list.path().to_owned()).map_err(|p| {
+                        Error::Refused(format!(
+                            "the temp path {} is not UTF-8 (TMPDIR)",
+                            p.display()
+                        ))
+                    })?;
+                let inv = tree_incremental(&program, &tree.source, &dest, &list_path, ssh.as_ref())
+                    .map_err(|e| Error::Core(e.into()))?;
+                transfer(ctx, &inv, SourceKind::Live)?
+            }
+            TreePass::Full { .. } => full_pass(ctx, o, tree, &dest, ssh.as_ref(), opts)?,
+        };
+        if !ctx.dry_run() {
+            log.finish(&tree.name, &taken, matches!(pass, TreePass::Full { .. }))?;
+        }
+        Ok(stats)
+    })();
+    (Some(pass), result)
+}
+
+fn full_pass(
+    ctx: &Context<'_>,
+    o: &OffsiteConfig,
+    tree: &backup_core::Tree,
+    dest: &str,
+    ssh: Option<&SshOptions>,
+    opts: OffsiteOptions,
+) -> Result<Option<SyncStats>> {
+    let source: &Utf8Path = &tree.source;
+    let empty = backup_host::fsutil::has_entries(source).map(|has| !has)?;
+    if empty && !opts.force {
+        return Err(Error::Core(
+            backup_core::Refusal::EmptyTree {
+                tree: tree.name.clone(),
+                source_dir: source.to_owned(),
+            }
+            .into(),
+        ));
+    }
+    let program = ctx.rsync_program().to_owned();
+    let max = (!opts.force).then_some(o.max_delete);
+    if let Some(max) = max {
+        // counted before any deletion is made: tripping the bound loses nothing offsite
+        let preview = tree_full_pass(&program, source, dest, None, true, ssh)
+            .map_err(|e| Error::Core(e.into()))?;
+        let counted = backup_rsync::execute(ctx.runner().as_ref(), &preview, SourceKind::Live)
+            .map_err(|e| Error::Core(e.into()))?;
+        if counted.stats.deleted_files > max {
+            return Err(Error::Core(
+                backup_core::Refusal::TooManyDeletions {
+                    tree: tree.name.clone(),
+                    count: counted.stats.deleted_files,
+                    max,
+                }
+                .into(),
+            ));
+        }
+    }
+    let inv = tree_full_pass(&program, source, dest, max, false, ssh)
+        .map_err(|e| Error::Core(e.into()))?;
+    transfer(ctx, &inv, SourceKind::Live)
+}
+
+/// The whole `offsite-sync-backup` job.
+///
+/// # Errors
+/// Without `[offsite]`; when the state cannot be read. Steps and trees that fail are in the
+/// report (exit 3, or 1 when none succeeded).
+pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
+    let cfg = ctx.cfg()?;
+    let o = cfg
+        .offsite
+        .as_ref()
+        .ok_or_else(|| Error::Usage(format!("no [offsite] in {}: nowhere to send to", cfg.file)))?;
+    let store = ctx.store()?;
+    let state_path = cfg.backup_root.join(STATE_FILE);
+    let mut state: OffsiteState = backup_host::safe_read::read_regular(&state_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    // the records present when the sync starts: what is logged from here on waits for the next
+    let log = ChangeLog::new(&o.change_log);
+    let stamp = ctx.now.format("%Y%m%dT%H%M%S%.9fZ").to_string();
+    let mut taken: Vec<Result<Sealed>> = o
+        .trees
+        .iter()
+        .map(|t| log.take(&t.name, &stamp, !ctx.dry_run()))
+        .collect();
+    // rsync reports nothing until it ends: the bar (or the journal's line a minute) says what
+    // runs and for how long
+    let _phase = (!ctx.dry_run()).then(|| {
+        let p = backup_host::progress::start("offsite", backup_host::progress::Totals::default());
+        backup_host::progress::message("step 1 (the backup disk) and the trees");
+        p
+    });
+    // step 1 and the trees go to different folders and share nothing: side by side, a run
+    // costs the longer of the two, not their sum
+    let (one, trees) = std::thread::scope(|s| {
+        let one = s.spawn(|| {
+            let started = std::time::Instant::now();
+            (step_one(ctx, cfg, o, opts), started)
+        });
+        let trees: Vec<_> = o
+            .trees
+            .iter()
+            .zip(taken.drain(..))
+            .map(|(tree, taken)| {
+                backup_host::progress::message(&format!("step 1 and the tree {}", tree.name));
+                let started = std::time::Instant::now();
+                let ts = state.trees.get(&tree.name).cloned().unwrap_or_default();
+                let (pass, result) = tree_step(ctx, o, tree, &log, &ts, opts, taken);
+                (tree, pass, result, started)
+            })
+            .collect();
+        let one = one.join().unwrap_or_else(|_| {
+            (
+                Err(Error::Internal("step 1 panicked".to_owned())),
+                std::time::Instant::now(),
+            )
+        });
+        (one, trees)
+    });
+    let (one, started) = one;
+    if one.is_ok() {
+        state.backup_root = Some(ctx.now);
+    }
+    let (one, note) = match one {
+        Ok((stats, note)) => (Ok(stats), note),
+        Err(e) => (Err(e), None),
+    };
+    let mut first = step_result(
+        "backup-root",
+        dest_folder(&o.destination, "pve-backup"),
+        None,
+        one,
+        started,
+    );
+    first.note = note;
+    let mut steps = vec![first];
+    let mut full_sync = !o.trees.is_empty();
+    for (tree, pass, result, started) in trees {
+        let ts = state.trees.entry(tree.name.clone()).or_default();
+        let is_full = matches!(pass, Some(TreePass::Full { .. }));
+        full_sync &= is_full && result.is_ok();
+        if result.is_ok() {
+            ts.last_success = Some(ctx.now);
+            if is_full {
+                ts.last_full_success = Some(ctx.now);
+            }
+        }
+        steps.push(step_result(
+            &tree.name,
+            dest_folder(&o.destination, &tree.name),
+            pass,
+            result,
+            started,
+        ));
+    }
+    let json = serde_json::to_vec_pretty(&state).unwrap_or_default();
+    store.write_file(&state_path, &json)?;
+    Ok(OffsiteReport {
+        steps,
+        now_unix: ctx.now.timestamp(),
+        full_sync,
+    })
+}
+
+fn step_result(
+    name: &str,
+    dest: String,
+    pass: Option<TreePass>,
+    result: Result<Option<SyncStats>>,
+    started: std::time::Instant,
+) -> StepResult {
+    StepResult {
+        name: name.to_owned(),
+        dest,
+        pass,
+        status: match &result {
+            Ok(Some(_)) => Status::Ok,
+            Ok(None) => Status::Planned,
+            Err(_) => Status::Failed,
+        },
+        error: result.as_ref().err().map(ToString::to_string),
+        stats: result.ok().flatten(),
+        seconds: started.elapsed().as_secs_f64(),
+        note: None,
+    }
+}

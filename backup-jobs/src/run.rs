@@ -1,0 +1,544 @@
+//! The one path every binary takes: global flags, the config (exit 2), signals, the named locks
+//! (exit 75), the backup root, the job, text or `--json` rendered from the same report value,
+//! metrics on every exit path once the config is loaded, and the exit code from the table.
+//!
+//! A job is a closure from a [`Context`] to a report implementing [`Outcome`]; it never prints
+//! and never publishes. When it fails, for any reason (an unmounted backup disk, a listing that
+//! failed, a lock held), the wrapper still publishes `*_last_run_success 0`, and never a success
+//! timestamp, so the alert on that metric fires for the most common failures too.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use backup_core::metric_names::JobMetrics;
+use backup_core::{
+    BackupStore, Config, FileSync, MetricGroup, MetricsSink, Mounter, Refusal, Runner,
+    VolumeManager, DEFAULT_CONFIG_PATH,
+};
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use backup_host::disk_store::DiskStore;
+use backup_host::dry_run::{
+    DryRunMounter, DryRunRunner, DryRunSink, DryRunStore, DryRunSync, DryRunVolumes, Would,
+};
+use backup_host::error::{Error, Result};
+use backup_host::exit::Exit;
+use backup_host::lock::RunLock;
+use backup_host::metrics_sink::{PushgatewaySink, Sinks, TextfileSink};
+use backup_host::runner::{stop_on_signals, DuctRunner};
+
+/// Flags every binary takes, before or after a subcommand.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Configuration file.
+    #[arg(long, global = true, value_name = "PATH", env = "HOMELAB_BACKUP_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: Utf8PathBuf,
+
+    /// Print what would be done and change nothing: no snapshot, mount, copy, removal, lock,
+    /// metric or file. Reads (listings, `lvs`, `kubectl get`) still happen.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// Run as if the clock said this (RFC 3339, e.g. 2026-01-05T05:00:00Z): for tests and replays.
+    #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More detail: every command as it runs (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// When another run holds the lock, wait up to this long for it instead of exiting 75.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0)]
+    pub wait: u64,
+}
+
+impl GlobalArgs {
+    /// `--now`, or the clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now.unwrap_or_else(Utc::now)
+    }
+}
+
+fn parse_now(s: &str) -> std::result::Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("expected an RFC 3339 time like 2026-01-05T05:00:00Z: {e}"))
+}
+
+/// Metrics sinks given on the command line, beside the config's `[metrics]` (a CronJob often has
+/// no config file).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SinkArgs {
+    /// Write metrics as <DIR>/<job>.prom for node_exporter's textfile collector.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub textfile_dir: Option<Utf8PathBuf>,
+    /// Push metrics to this Pushgateway (http://host:9091).
+    #[arg(long, global = true, value_name = "URL")]
+    pub pushgateway: Option<String>,
+}
+
+/// What a job's report must offer the wrapper.
+pub trait Outcome: Serialize {
+    /// The exit code.
+    fn exit(&self) -> Exit;
+    /// The text for people; under `--dry-run` it says what would be done.
+    fn text(&self, dry_run: bool) -> String;
+    /// The metric groups to publish (the job's `*_last_run_success` among them).
+    fn metrics(&self) -> Vec<MetricGroup> {
+        Vec::new()
+    }
+}
+
+/// Which locks a job holds for its whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locks {
+    /// None (reading, or a job with its own destination).
+    None,
+    /// The snapshot lock (`snapshots.lock-file`), shared by `lvm-pvc-snapshot` and
+    /// `daily-backup`: a prune never removes the snapshot a backup reads.
+    Snapshots,
+    /// The snapshot lock and `<backup-root>/.daily-backup.lock`.
+    Daily,
+}
+
+/// How a binary runs one job.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The binary's name, in messages.
+    pub binary: &'static str,
+    /// False when the job runs without a config file (a CronJob with flags only).
+    pub config_required: bool,
+    /// What to publish when the run fails before it has a report (`None`: nothing).
+    pub metrics: Option<JobMetrics>,
+    /// Locks held for the run.
+    pub locks: Locks,
+    /// The backup root must be there (an unmounted backup disk is refused).
+    pub needs_backup_root: bool,
+    /// Metrics sinks given by flags, beside the config's.
+    pub textfile_dir: Option<Utf8PathBuf>,
+    /// Pushgateway given by a flag, beside the config's.
+    pub pushgateway: Option<String>,
+}
+
+impl RunSpec {
+    /// A job of `binary` that needs the config and nothing else.
+    pub fn new(binary: &'static str) -> Self {
+        Self {
+            binary,
+            config_required: true,
+            metrics: None,
+            locks: Locks::None,
+            needs_backup_root: false,
+            textfile_dir: None,
+            pushgateway: None,
+        }
+    }
+}
+
+impl RunSpec {
+    /// The spec with the sinks of `args` added.
+    #[must_use]
+    pub fn with_sinks(self, args: &SinkArgs) -> Self {
+        Self {
+            textfile_dir: args.textfile_dir.clone(),
+            pushgateway: args.pushgateway.clone(),
+            ..self
+        }
+    }
+}
+
+/// What a job gets: the config, the clock, and backends that are real, or dry-run decorators of
+/// the real ones under `--dry-run`.
+pub struct Context<'a> {
+    cfg: Option<&'a Config>,
+    /// The global flags.
+    pub global: &'a GlobalArgs,
+    /// The run's time.
+    pub now: DateTime<Utc>,
+    /// Set by SIGTERM/SIGINT: start nothing new.
+    pub stop: Arc<AtomicBool>,
+    runner: DuctRunner,
+    steady: DuctRunner,
+    would: Option<Would>,
+    sink: &'a dyn MetricsSink,
+    rsync: String,
+}
+
+impl<'a> Context<'a> {
+    /// The configuration.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] when the job ran without one.
+    pub fn cfg(&self) -> Result<&'a Config> {
+        self.cfg.ok_or_else(|| {
+            Error::Usage(format!(
+                "no configuration file at {} (--config PATH)",
+                self.global.config
+            ))
+        })
+    }
+
+    /// The configuration when there is one.
+    pub fn cfg_opt(&self) -> Option<&'a Config> {
+        self.cfg
+    }
+
+    /// Publishes metrics now (a long-running job's periodic gauges); failures are warnings.
+    pub fn publish(&self, group: &MetricGroup) {
+        if let Err(e) = self.sink.publish(group) {
+            eprintln!("warning: metrics not published: {e}");
+        }
+    }
+
+    /// True under `--dry-run`.
+    pub fn dry_run(&self) -> bool {
+        self.would.is_some()
+    }
+
+    /// What a dry run would have changed, so far.
+    pub fn would(&self) -> Vec<String> {
+        self.would.as_ref().map(Would::lines).unwrap_or_default()
+    }
+
+    /// Runs commands; killed by SIGTERM/SIGINT.
+    pub fn runner(&self) -> Box<dyn Runner + '_> {
+        self.wrap_runner(&self.runner)
+    }
+
+    /// Runs commands that must finish even after SIGTERM (unmounts, a restore and its undo).
+    pub fn steady_runner(&self) -> Box<dyn Runner + '_> {
+        self.wrap_runner(&self.steady)
+    }
+
+    fn wrap_runner<'r>(&self, r: &'r DuctRunner) -> Box<dyn Runner + 'r> {
+        match &self.would {
+            Some(w) => Box::new(DryRunRunner::new(Box::new(r.clone()), w)),
+            None => Box::new(r.clone()),
+        }
+    }
+
+    /// The snapshot backend of the config.
+    ///
+    /// # Errors
+    /// Without a config.
+    pub fn volumes(&self) -> Result<Box<dyn VolumeManager + '_>> {
+        let inner = backup_host::setup::volume_manager(self.cfg()?, &self.runner);
+        Ok(match &self.would {
+            Some(w) => Box::new(DryRunVolumes::new(inner, w)),
+            None => inner,
+        })
+    }
+
+    /// Read-only mounts (never killed: the unmount after SIGTERM must happen).
+    pub fn mounter(&self) -> Box<dyn Mounter + '_> {
+        match &self.would {
+            Some(w) => Box::new(DryRunMounter::new(w)),
+            None => backup_host::setup::mounter(&self.steady),
+        }
+    }
+
+    /// The rsync program, read once per run (`HOMELAB_BACKUP_RSYNC`, else `rsync`).
+    pub fn rsync_program(&self) -> &str {
+        &self.rsync
+    }
+
+    /// rsync.
+    pub fn file_sync(&self) -> Box<dyn FileSync + '_> {
+        match &self.would {
+            Some(w) => Box::new(DryRunSync::new(w)),
+            None => Box::new(backup_rsync::RsyncFileSync::new(
+                &self.runner,
+                self.rsync.clone(),
+            )),
+        }
+    }
+
+    /// The backup root.
+    ///
+    /// # Errors
+    /// Without a config.
+    pub fn store(&self) -> Result<Box<dyn BackupStore + '_>> {
+        let inner: Box<dyn BackupStore> = Box::new(DiskStore::new(&self.cfg()?.backup_root));
+        Ok(match &self.would {
+            Some(w) => Box::new(DryRunStore::new(inner, w)),
+            None => inner,
+        })
+    }
+}
+
+/// Runs one job the one way: see the module documentation.
+pub fn run<O, J>(spec: &RunSpec, global: &GlobalArgs, job: J) -> ExitCode
+where
+    O: Outcome,
+    J: FnOnce(&Context<'_>) -> Result<O>,
+{
+    let bin = spec.binary;
+    // the config first: without it there is nowhere to publish, and exit 2 says "fix the config"
+    let cfg = match load(spec, global) {
+        Ok(c) => c,
+        Err(e) => return fail(bin, global, &e),
+    };
+    let now = global.now();
+    let would = global.dry_run.then(Would::new);
+    let real_sinks = sinks(spec, cfg.as_ref());
+    let dry_sink = would.as_ref().map(DryRunSink::new);
+    let sink: &dyn MetricsSink = match &dry_sink {
+        Some(d) => d,
+        None => &real_sinks,
+    };
+    let publish_failure = |e: &Error| {
+        if let Some(m) = &spec.metrics {
+            let group = MetricGroup::new(&m.job, m.outcome(false, now.timestamp()));
+            if let Err(pe) = sink.publish(&group) {
+                eprintln!("{bin}: warning: metrics not published: {pe}");
+            }
+        }
+        fail(bin, global, e)
+    };
+    let stop = match stop_on_signals() {
+        Ok(s) => s,
+        Err(e) => return publish_failure(&Error::io("install signal handlers", "-", e)),
+    };
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watched = Arc::clone(&stop);
+        let (done, publish_failure) = (&done, &publish_failure);
+        let mount_dir = cfg.as_ref().map(|c| c.pvc_backup.mount_dir.clone());
+        let watchdog = scope.spawn(move || {
+            if let Some(grace) = watch_for_a_stuck_stop(&watched, done) {
+                let left = unmount_all_under(mount_dir.as_deref());
+                let _ = publish_failure(&Error::Refused(format!(
+                    "still running {grace} s after SIGTERM/SIGINT (a step blocked in the \
+                     kernel or a child holding its output): stopped without waiting{left}"
+                )));
+                std::process::exit(i32::from(Exit::Failed.code()));
+            }
+        });
+        let code = run_job(
+            spec,
+            global,
+            job,
+            cfg.as_ref(),
+            now,
+            stop,
+            would,
+            sink,
+            &publish_failure,
+        );
+        done.store(true, Ordering::SeqCst);
+        watchdog.thread().unpark();
+        code
+    })
+}
+
+/// How long a run may go on after SIGTERM/SIGINT before the watchdog ends it: 10 s, or
+/// `HOMELAB_BACKUP_STOP_GRACE_SECONDS` (tests). systemd sends SIGKILL after 90 s by default;
+/// the watchdog ends the run long before, after unmounting and publishing the failure.
+fn stop_grace() -> u64 {
+    std::env::var("HOMELAB_BACKUP_STOP_GRACE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
+
+/// Waits until the job is `done` (`None`) or `stop` has been set for the grace period
+/// (`Some(seconds)`): then the job is stuck and must be ended from here.
+fn watch_for_a_stuck_stop(stop: &AtomicBool, done: &AtomicBool) -> Option<u64> {
+    let grace = stop_grace();
+    let mut stopped_at: Option<std::time::Instant> = None;
+    while !done.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) {
+            let at = *stopped_at.get_or_insert_with(std::time::Instant::now);
+            if at.elapsed() >= std::time::Duration::from_secs(grace) {
+                return Some(grace);
+            }
+        }
+        // woken at once when the job is done (every command used to end up to 50 ms late)
+        std::thread::park_timeout(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// Detaches every mount under the run's mount folder (the run holds the lock: they are its
+/// own); says what it did, for the error.
+fn unmount_all_under(mount_dir: Option<&Utf8Path>) -> String {
+    let Some(dir) = mount_dir.and_then(|d| d.canonicalize_utf8().ok()) else {
+        return String::new();
+    };
+    let mut done = Vec::new();
+    for m in backup_host::mounts::mounts_under(&dir).unwrap_or_default() {
+        if rustix::mount::unmount(m.as_std_path(), rustix::mount::UnmountFlags::DETACH).is_ok() {
+            done.push(m.to_string());
+        }
+    }
+    if done.is_empty() {
+        String::new()
+    } else {
+        format!("; unmounted {}", done.join(", "))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_job<O, J>(
+    spec: &RunSpec,
+    global: &GlobalArgs,
+    job: J,
+    cfg: Option<&Config>,
+    now: DateTime<Utc>,
+    stop: Arc<AtomicBool>,
+    would: Option<Would>,
+    sink: &dyn MetricsSink,
+    publish_failure: &dyn Fn(&Error) -> ExitCode,
+) -> ExitCode
+where
+    O: Outcome,
+    J: FnOnce(&Context<'_>) -> Result<O>,
+{
+    let bin = spec.binary;
+    let verbose = global.verbose > 0;
+    let ctx = Context {
+        cfg,
+        global,
+        now,
+        stop: stop.clone(),
+        runner: DuctRunner::new(stop).verbose(verbose),
+        steady: DuctRunner::default().verbose(verbose),
+        would,
+        sink,
+        rsync: backup_host::setup::rsync_program(),
+    };
+    let _locks = match (ctx.dry_run(), cfg) {
+        (false, Some(cfg)) => match take_locks(spec, cfg, global) {
+            Ok(l) => l,
+            Err(e) => return publish_failure(&e),
+        },
+        _ => Vec::new(),
+    };
+    if spec.needs_backup_root {
+        if let Err(e) = ctx.cfg().and_then(require_backup_root) {
+            return publish_failure(&e);
+        }
+    }
+    let outcome = match job(&ctx) {
+        Ok(o) => o,
+        Err(e) => return publish_failure(&e),
+    };
+    let mut warnings = Vec::new();
+    for group in outcome.metrics() {
+        if let Err(e) = sink.publish(&group) {
+            warnings.push(format!("metrics not published: {e}"));
+        }
+    }
+    warnings.dedup();
+    let would = ctx.would();
+    if global.json {
+        let mut v = serde_json::to_value(&outcome).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            if ctx.dry_run() {
+                obj.insert("dry_run".into(), true.into());
+                obj.insert("would".into(), would.into());
+            }
+            if !warnings.is_empty() {
+                obj.insert("metric_warnings".into(), warnings.clone().into());
+            }
+        }
+        backup_host::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        backup_host::out::println_fit(&outcome.text(ctx.dry_run()));
+        if ctx.dry_run() && would.is_empty() {
+            backup_host::out::println("dry run: nothing was changed.");
+        } else if ctx.dry_run() {
+            backup_host::out::println("dry run: nothing was changed. A real run would:");
+            for w in &would {
+                backup_host::out::println(&format!("  {w}"));
+            }
+        }
+    }
+    for w in &warnings {
+        eprintln!("{bin}: warning: {w}");
+    }
+    backup_host::out::exit(outcome.exit()).into()
+}
+
+fn load(spec: &RunSpec, global: &GlobalArgs) -> Result<Option<Config>> {
+    if !spec.config_required
+        && global.config.as_str() == DEFAULT_CONFIG_PATH
+        && !global.config.exists()
+    {
+        // a CronJob usually has no config file, only flags
+        return Ok(None);
+    }
+    backup_host::setup::load_config(&global.config).map(Some)
+}
+
+fn sinks(spec: &RunSpec, cfg: Option<&Config>) -> Sinks {
+    let mut sinks: Vec<Box<dyn MetricsSink>> = Vec::new();
+    let textfile = spec
+        .textfile_dir
+        .clone()
+        .or_else(|| cfg.and_then(|c| c.metrics.textfile_dir.clone()));
+    if let Some(dir) = textfile {
+        sinks.push(Box::new(TextfileSink::new(&dir)));
+    }
+    let push = spec
+        .pushgateway
+        .clone()
+        .or_else(|| cfg.and_then(|c| c.metrics.pushgateway.clone()));
+    if let Some(url) = push {
+        sinks.push(Box::new(PushgatewaySink::new(&url)));
+    }
+    Sinks(sinks)
+}
+
+fn take_locks(spec: &RunSpec, cfg: &Config, global: &GlobalArgs) -> Result<Vec<RunLock>> {
+    let wait = std::time::Duration::from_secs(global.wait);
+    let mut paths: Vec<Utf8PathBuf> = Vec::new();
+    if matches!(spec.locks, Locks::Snapshots | Locks::Daily) {
+        paths.push(cfg.snapshots.lock_file.clone());
+    }
+    if spec.locks == Locks::Daily {
+        require_backup_root(cfg)?;
+        paths.push(backup_core::BackupRoot::new(&cfg.backup_root).lock_file());
+    }
+    paths
+        .iter()
+        .map(|p| RunLock::acquire_within(p, wait))
+        .collect()
+}
+
+/// Fails unless the backup root exists: an unmounted backup disk leaves an empty folder (or none)
+/// on the root file system, and a backup written there fills `/` and is lost at the next mount.
+///
+/// # Errors
+/// [`Refusal::BackupRootMissing`] naming the path and the file.
+pub fn require_backup_root(cfg: &Config) -> Result<()> {
+    if cfg.backup_root.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::Core(
+            Refusal::BackupRootMissing {
+                path: cfg.backup_root.clone(),
+                file: cfg.file.clone(),
+            }
+            .into(),
+        ))
+    }
+}
+
+fn fail(bin: &str, global: &GlobalArgs, e: &Error) -> ExitCode {
+    let exit = e.exit();
+    if global.json {
+        backup_host::out::println(
+            &serde_json::json!({ "error": e.to_string(), "exit": exit.code() }).to_string(),
+        );
+    }
+    eprintln!("{bin}: error: {e}");
+    exit.into()
+}

@@ -1,0 +1,365 @@
+//! Checking a tree against its per-file record: a weekly version on the backup disk (`verify`),
+//! or what a restore wrote (`restore`, `drill`). One walk of the tree (the workspace's walker),
+//! then every entry compared with the record: type, size, mode, owner, group, mtime, link target,
+//! device, extended attributes (ACLs included), the hardlink structure, and, for the files chosen,
+//! the md5 of the content, read by one worker per core.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use backup_core::{EntryKind, FileEntry};
+use serde::Serialize;
+
+use backup_host::error::Result;
+use backup_host::tree::{md5_of, walk_entries};
+
+/// Which files' content is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Content {
+    /// Every file.
+    All,
+    /// A share of the files chosen by `seed` (the same seed, the same files).
+    Sample {
+        /// Chooses the files.
+        seed: u64,
+        /// Percent of the files, 0 to 100.
+        percent: f64,
+    },
+    /// None: metadata only.
+    None,
+}
+
+impl Content {
+    /// True when the file at `path` is read.
+    pub fn chosen(&self, path: &[u8]) -> bool {
+        match *self {
+            Content::All => true,
+            Content::None => false,
+            Content::Sample { seed, percent } => {
+                let mut ctx = md5::Context::new();
+                ctx.consume(seed.to_le_bytes());
+                ctx.consume(path);
+                let h = ctx.finalize().0;
+                let x = u64::from_le_bytes(h[..8].try_into().unwrap_or([0; 8]));
+                (x as f64) < (percent.clamp(0.0, 100.0) / 100.0) * (u64::MAX as f64)
+            }
+        }
+    }
+}
+
+/// One way a tree differs from its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    /// The path inside the tree (bytes shown escaped where they are not printable UTF-8).
+    pub path: String,
+    /// What differs.
+    pub what: String,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Entries in the record.
+    pub entries: u64,
+    /// Files whose content was read.
+    pub files_read: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Every difference, by path.
+    pub differences: Vec<Difference>,
+    /// The paths (as bytes) that differ: what a repair sends again.
+    #[serde(skip)]
+    pub paths: BTreeSet<Vec<u8>>,
+}
+
+/// A path for people: UTF-8 as it is, other bytes and control characters escaped.
+pub fn show(path: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+fn kind_word(k: EntryKind) -> &'static str {
+    match k {
+        EntryKind::File => "file",
+        EntryKind::Dir => "folder",
+        EntryKind::Symlink => "symlink",
+        EntryKind::Special => "special file",
+    }
+}
+
+/// The metadata differences of one entry (content aside).
+pub(super) fn compare(want: &FileEntry, got: &FileEntry) -> Vec<String> {
+    let mut d = Vec::new();
+    if want.kind != got.kind {
+        d.push(format!(
+            "is a {}, the record says {}",
+            kind_word(got.kind),
+            kind_word(want.kind)
+        ));
+        return d;
+    }
+    if want.mode != got.mode {
+        d.push(format!(
+            "mode {:o}, the record says {:o}",
+            got.mode & 0o7777,
+            want.mode & 0o7777
+        ));
+    }
+    if (want.uid, want.gid) != (got.uid, got.gid) {
+        d.push(format!(
+            "owner {}:{}, the record says {}:{}",
+            got.uid, got.gid, want.uid, want.gid
+        ));
+    }
+    if want.size != got.size {
+        d.push(format!("size {}, the record says {}", got.size, want.size));
+    }
+    if want.mtime_ns != got.mtime_ns && want.kind != EntryKind::Symlink {
+        d.push("modification time differs from the record".to_owned());
+    }
+    if want.link_target != got.link_target {
+        d.push(format!(
+            "points to {}, the record says {}",
+            show(&got.link_target),
+            show(&want.link_target)
+        ));
+    }
+    if want.rdev != got.rdev {
+        d.push("device number differs from the record".to_owned());
+    }
+    if want.xattr_md5 != got.xattr_md5 {
+        d.push("extended attributes (ACLs) differ from the record".to_owned());
+    }
+    d
+}
+
+/// Checks the tree at `root` against `record`.
+///
+/// # Errors
+/// When the tree cannot be walked at all (a folder that cannot be read is an error, not a
+/// difference: the check would be incomplete).
+pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result<CheckReport> {
+    let found: BTreeMap<Vec<u8>, FileEntry> = walk_entries(root)?
+        .into_iter()
+        .map(|e| (e.path.clone(), e))
+        .collect();
+    let mut report = CheckReport {
+        entries: record.len() as u64,
+        ..CheckReport::default()
+    };
+    let mut diff = |path: &[u8], what: String| {
+        report.paths.insert(path.to_vec());
+        report.differences.push(Difference {
+            path: show(path),
+            what,
+        });
+    };
+    let mut recorded = BTreeSet::new();
+    // hardlinks: record group (source inode) -> copy inodes, copy inode -> record groups
+    let mut copy_inodes_of_group: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    let mut groups_of_copy_inode: BTreeMap<u64, BTreeSet<(u64, Vec<u8>)>> = BTreeMap::new();
+    let mut to_read: Vec<(&FileEntry, u64)> = Vec::new();
+    for want in record {
+        recorded.insert(want.path.as_slice());
+        let Some(got) = found.get(&want.path) else {
+            diff(&want.path, "missing".to_owned());
+            continue;
+        };
+        for what in compare(want, got) {
+            diff(&want.path, what);
+        }
+        if want.kind == EntryKind::File && got.kind == EntryKind::File {
+            // a file that was not hardlinked has a group of its own: its path
+            let group = if want.nlink > 1 {
+                (want.inode, Vec::new())
+            } else {
+                (0, want.path.clone())
+            };
+            if want.nlink > 1 {
+                copy_inodes_of_group
+                    .entry(want.inode)
+                    .or_default()
+                    .insert(got.inode);
+            }
+            groups_of_copy_inode
+                .entry(got.inode)
+                .or_default()
+                .insert(group);
+            if content.chosen(&want.path) && want.size == got.size {
+                to_read.push((want, got.size));
+            }
+        }
+    }
+    for (path, _) in found
+        .iter()
+        .filter(|(p, _)| !recorded.contains(p.as_slice()))
+    {
+        diff(path, "not in the record".to_owned());
+    }
+    for (path, what) in hardlink_differences(record, &copy_inodes_of_group, &groups_of_copy_inode) {
+        diff(&path, what);
+    }
+    let (read, bytes, mismatched) = read_and_compare(root, &to_read);
+    report.files_read = read;
+    report.bytes_read = bytes;
+    for (path, what) in mismatched {
+        report.paths.insert(path.clone());
+        report.differences.push(Difference {
+            path: show(&path),
+            what,
+        });
+    }
+    report.differences.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(report)
+}
+
+/// Hardlinks the copy broke or made: files that were one in the record and are several here,
+/// and files that were separate and share one inode here.
+fn hardlink_differences(
+    record: &[FileEntry],
+    copy_inodes_of_group: &BTreeMap<u64, BTreeSet<u64>>,
+    groups_of_copy_inode: &BTreeMap<u64, BTreeSet<(u64, Vec<u8>)>>,
+) -> Vec<(Vec<u8>, String)> {
+    let mut out = Vec::new();
+    for (group, inodes) in copy_inodes_of_group {
+        if inodes.len() > 1 {
+            let members: Vec<String> = record
+                .iter()
+                .filter(|e| e.nlink > 1 && e.inode == *group)
+                .map(|e| show(&e.path))
+                .collect();
+            out.push((
+                members
+                    .first()
+                    .map_or(b"?".to_vec(), |m| m.as_bytes().to_vec()),
+                format!(
+                    "hardlinks broken: {} were one file, here they are {} files",
+                    members.join(", "),
+                    inodes.len()
+                ),
+            ));
+        }
+    }
+    for groups in groups_of_copy_inode.values() {
+        if groups.len() > 1 {
+            let names: Vec<String> = groups
+                .iter()
+                .flat_map(|(inode, path)| {
+                    if path.is_empty() {
+                        record
+                            .iter()
+                            .filter(|e| e.nlink > 1 && e.inode == *inode)
+                            .map(|e| show(&e.path))
+                            .collect::<Vec<_>>()
+                    } else {
+                        vec![show(path)]
+                    }
+                })
+                .collect();
+            out.push((
+                names
+                    .first()
+                    .map_or(b"?".to_vec(), |n| n.as_bytes().to_vec()),
+                format!(
+                    "{} share one file here; in the record they are separate",
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    out
+}
+
+/// md5 of every file in `files`, one worker per core; returns files read, bytes read, and the
+/// paths whose content differs (or could not be read), with why.
+pub(super) fn read_and_compare(
+    root: &Path,
+    files: &[(&FileEntry, u64)],
+) -> (u64, u64, Vec<(Vec<u8>, String)>) {
+    let next = AtomicUsize::new(0);
+    let bytes = AtomicU64::new(0);
+    let read = AtomicU64::new(0);
+    let bad: Mutex<Vec<(Vec<u8>, String)>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((want, size)) = files.get(i) else {
+                    return;
+                };
+                let path = root.join(OsStr::from_bytes(&want.path));
+                match md5_of(&path) {
+                    Ok(sum) => {
+                        read.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(*size, Ordering::Relaxed);
+                        if sum != want.md5 {
+                            bad.lock().unwrap_or_else(PoisonError::into_inner).push((
+                                want.path.clone(),
+                                "content differs from the record (md5)".to_owned(),
+                            ));
+                        }
+                    }
+                    Err(e) => bad
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((want.path.clone(), format!("cannot be read: {e}"))),
+                }
+            });
+        }
+    });
+    (
+        read.into_inner(),
+        bytes.into_inner(),
+        bad.into_inner().unwrap_or_else(PoisonError::into_inner),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_stable_and_about_the_share_asked() {
+        let c = Content::Sample {
+            seed: 7,
+            percent: 10.0,
+        };
+        let n = (0..10_000)
+            .filter(|i| c.chosen(format!("f{i}").as_bytes()))
+            .count();
+        assert!((800..1200).contains(&n), "{n}");
+        assert_eq!(c.chosen(b"f1"), c.chosen(b"f1"));
+        let other = Content::Sample {
+            seed: 8,
+            percent: 10.0,
+        };
+        let same = (0..1000)
+            .filter(|i| {
+                c.chosen(format!("f{i}").as_bytes()) == other.chosen(format!("f{i}").as_bytes())
+            })
+            .count();
+        assert!(same < 1000, "another seed chooses other files");
+    }
+
+    #[test]
+    fn paths_are_shown_escaped() {
+        assert_eq!(show(b"a\nb\xff"), "a\\nb\\xff");
+    }
+}

@@ -1,0 +1,362 @@
+//! The command line of `backupctl`, kept here so the binary stays wiring.
+
+use std::process::ExitCode;
+
+use backup_core::metric_names::JobMetrics;
+use backup_core::IsoWeek;
+use camino::Utf8PathBuf;
+
+use backup_jobs::run::{run, GlobalArgs, Locks, RunSpec, SinkArgs};
+
+use crate::PvcRef;
+
+fn parse_week(s: &str) -> Result<IsoWeek, String> {
+    s.parse::<IsoWeek>().map_err(|e| e.to_string())
+}
+
+/// The subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Every backup there is: per PVC its snapshots, weekly versions (complete or not, files,
+    /// bytes, bytes only that version holds) and SQLite copies; pfSense and PVE config weeks;
+    /// the dumps in `[dumps] folders`.
+    List,
+    /// The protection matrix from live state, gaps first: per PVC the age of its newest snapshot
+    /// and complete version, its SQLite copies, the last offsite sync, excluded namespaces,
+    /// unresolved volumes, pending full passes. Exit 1 when there is a gap.
+    Status {
+        /// A PVC without a snapshot or complete version this recent is a gap [default:
+        /// `[status] stale-hours`, else 36].
+        #[arg(long, value_name = "HOURS")]
+        stale_hours: Option<u32>,
+    },
+    /// Re-read backups against their records (md5, size, mode, owner, times, xattrs, hardlinks),
+    /// integrity_check every SQLite copy, check pfSense copies and every dump's gzip stream.
+    /// Every difference is named by path; exit 1 on any.
+    Verify {
+        /// Only this ISO week (YYYY-WW).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// Only this PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
+        pvc: Option<PvcRef>,
+        /// Read the content of only this percent of the files (chosen from --now; metadata is
+        /// checked for all).
+        #[arg(long, value_name = "PERCENT")]
+        sample: Option<f64>,
+        /// Only versions completed in the last N days.
+        #[arg(long, value_name = "N")]
+        since_days: Option<u32>,
+    },
+    /// Print the Prometheus alerting rules for every job (the app jobs from `[[alerts.job]]`,
+    /// else the seed's six); `deploy/prometheus/backup-alerts.yaml` is this output with no
+    /// config.
+    Alerts,
+    /// Print the systemd units (services and timers, hardened), or write them with --write.
+    /// `deploy/systemd/` is this output with no config and --bindir /usr/bin.
+    Units {
+        /// Write each unit into this folder (e.g. /etc/systemd/system) instead of printing.
+        #[arg(long, value_name = "DIR")]
+        write: Option<Utf8PathBuf>,
+        /// Where the binaries are installed.
+        #[arg(long, value_name = "DIR", default_value = "/usr/bin")]
+        bindir: String,
+        /// Write, for each service, a drop-in `DIR/<service>.d/50-homelab-backup-paths.conf`
+        /// holding the `ReadWritePaths` the config needs (the package's systemd generator runs
+        /// this at every daemon-reload, so the shipped units follow the config).
+        #[arg(long, value_name = "DIR", conflicts_with = "write")]
+        dropins: Option<Utf8PathBuf>,
+    },
+    /// The configuration: `check` validates it and prints the effective values (defaults
+    /// filled in); `example` prints the commented default configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Bring a backup back, checked against its record.
+    #[command(subcommand)]
+    Restore(RestoreCommand),
+    /// Every complete version holding a path that matches PATTERN (from the per-file records,
+    /// no copy is walked): with a `/` the pattern matches the whole path inside the volume
+    /// (`db/*.sqlite3`), without one the file name (`*.sqlite3`); `*` and `?` are wildcards.
+    /// Exit 66 when nothing matches.
+    Find {
+        /// The pattern.
+        pattern: String,
+        /// Only this PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
+        pvc: Option<PvcRef>,
+        /// Only this ISO week (YYYY-WW).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+    },
+    /// What changed from one week's versions to another's, per PVC: added (+), removed (-),
+    /// changed content (M) or metadata only (m: mode, owner, time, xattrs, link target).
+    Diff {
+        /// The older week (YYYY-WW).
+        #[arg(value_parser = parse_week, value_name = "WEEK1")]
+        from: IsoWeek,
+        /// The newer week (YYYY-WW).
+        #[arg(value_parser = parse_week, value_name = "WEEK2")]
+        to: IsoWeek,
+        /// Only this PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
+        pvc: Option<PvcRef>,
+    },
+    /// A folder of a version as it was: each entry's type and mode, owner, size, time, name.
+    Ls {
+        /// The ISO week (YYYY-WW).
+        #[arg(value_parser = parse_week, value_name = "WEEK")]
+        week: IsoWeek,
+        /// The PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
+        #[arg(value_name = "NAMESPACE/PVC")]
+        pvc: PvcRef,
+        /// The folder inside the volume (default: its root).
+        path: Option<String>,
+    },
+    /// Restore a sample of files (seeded from --now: replayable) and every SQLite copy of the
+    /// newest versions into a scratch folder, check them, and project each layer's RTO.
+    Drill {
+        /// Percent of each version's files to restore.
+        #[arg(long, default_value_t = 1.0, value_name = "PERCENT")]
+        sample: f64,
+        /// Restore here and keep it (default: a temp folder, removed afterwards).
+        #[arg(long, value_name = "DIR")]
+        scratch: Option<Utf8PathBuf>,
+    },
+}
+
+/// `backupctl config`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config (exit 2 naming the key at fault) and print every effective value.
+    Check,
+    /// Print the commented example configuration (deploy/config.example.toml).
+    Example,
+}
+
+/// What to restore.
+#[derive(Debug, clap::Subcommand)]
+pub enum RestoreCommand {
+    /// A PVC's weekly version: into a folder (--to), or into its live volume (--into-volume:
+    /// workloads scaled to 0, a safety snapshot, the volume mounted, restored with --delete,
+    /// checked, unmounted, workloads scaled back; any failure undoes the scale-down).
+    Pvc {
+        /// The PVC: NAMESPACE/PVC as `backupctl list` prints it, or the volume (LV) that
+        /// holds it.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
+        pvc: String,
+        /// Deprecated (goes in the next release): the namespace of a bare --pvc name.
+        #[arg(long, hide_short_help = true, value_name = "NS")]
+        namespace: Option<String>,
+        /// ISO week (default: the newest complete version).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// Restore into this folder (created when missing; must be empty without --force).
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "into_volume",
+            conflicts_with = "into_volume"
+        )]
+        to: Option<Utf8PathBuf>,
+        /// Restore into the PVC's live volume.
+        #[arg(long)]
+        into_volume: bool,
+        /// Write into a non-empty folder; what it holds beyond the version is deleted.
+        #[arg(long)]
+        force: bool,
+        /// Restore only this file or folder (a path inside the volume, as `backupctl find` or
+        /// `ls` print it; repeatable). With --force, nothing else in DIR is deleted.
+        #[arg(long = "path", value_name = "PATH", conflicts_with = "into_volume")]
+        paths: Vec<String>,
+    },
+    /// SQLite copies of a PVC's week (all, or the one at --path inside the volume).
+    Sqlite {
+        /// The PVC: NAMESPACE/PVC as `backupctl list` prints it, or the volume (LV) that
+        /// holds it.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
+        pvc: String,
+        /// Deprecated (goes in the next release): the namespace of a bare --pvc name.
+        #[arg(long, hide_short_help = true, value_name = "NS")]
+        namespace: Option<String>,
+        /// ISO week (default: the newest complete version).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// The database's path inside the volume.
+        #[arg(long)]
+        path: Option<String>,
+        /// Restore into this folder.
+        #[arg(long, value_name = "DIR")]
+        to: Utf8PathBuf,
+        /// Write into a non-empty folder.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A week's pfSense config.xml and full tar.
+    Pfsense {
+        /// ISO week (default: the newest).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// Restore into this folder.
+        #[arg(long, value_name = "DIR")]
+        to: Utf8PathBuf,
+        /// Write into a non-empty folder.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A week's copy of the PVE host config.
+    PveConfig {
+        /// ISO week (default: the newest complete).
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// Restore into this folder.
+        #[arg(long, value_name = "DIR")]
+        to: Utf8PathBuf,
+        /// Write into a non-empty folder.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// The spec of a command that only prints (alerts, units, the example config): a config file
+/// is optional and no backup disk is needed.
+fn generator(spec: RunSpec) -> RunSpec {
+    RunSpec {
+        config_required: false,
+        needs_backup_root: false,
+        ..spec
+    }
+}
+
+/// Runs one `backupctl` command through the run wrapper.
+pub fn main(command: &Command, global: &GlobalArgs, sinks: &SinkArgs) -> ExitCode {
+    let spec = RunSpec {
+        needs_backup_root: true,
+        ..RunSpec::new("backupctl")
+    }
+    .with_sinks(sinks);
+    match command {
+        Command::List => run(&spec, global, crate::list),
+        Command::Units {
+            write,
+            bindir,
+            dropins,
+        } => {
+            let spec = generator(spec);
+            run(&spec, global, |ctx| match dropins {
+                Some(dir) => crate::write_dropins(ctx.cfg_opt(), dir, ctx.dry_run()),
+                None => crate::write_units(ctx.cfg_opt(), bindir, write.as_deref(), ctx.dry_run()),
+            })
+        }
+        Command::Config(ConfigCommand::Example) => {
+            let spec = generator(spec);
+            run(&spec, global, |_| Ok(crate::ConfigText::example()))
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let spec = RunSpec {
+                needs_backup_root: false,
+                ..spec
+            };
+            run(&spec, global, |ctx| crate::ConfigText::check(ctx.cfg()?))
+        }
+        Command::Alerts => {
+            let spec = generator(spec);
+            run(&spec, global, |ctx| Ok(crate::alerts(ctx.cfg_opt())))
+        }
+        Command::Status { stale_hours } => {
+            run(&spec, global, |ctx| crate::status(ctx, *stale_hours))
+        }
+        Command::Verify {
+            week,
+            pvc,
+            sample,
+            since_days,
+        } => {
+            let spec = RunSpec {
+                metrics: Some(JobMetrics::verify()),
+                ..spec
+            };
+            let args = crate::VerifyArgs {
+                week: *week,
+                pvc: pvc.clone(),
+                sample: *sample,
+                since_days: *since_days,
+            };
+            run(&spec, global, |ctx| crate::verify(ctx, &args))
+        }
+        Command::Drill { sample, scratch } => {
+            let spec = RunSpec {
+                metrics: Some(JobMetrics::drill()),
+                ..spec
+            };
+            let args = crate::DrillArgs {
+                sample: *sample,
+                scratch: scratch.clone(),
+            };
+            run(&spec, global, |ctx| crate::drill(ctx, &args))
+        }
+        Command::Restore(r) => restore(r, spec, global),
+        Command::Find { pattern, pvc, week } => run(&spec, global, |ctx| {
+            crate::find(ctx, pattern, pvc.as_ref(), *week)
+        }),
+        Command::Diff { from, to, pvc } => run(&spec, global, |ctx| {
+            crate::diff(ctx, *from, *to, pvc.as_ref())
+        }),
+        Command::Ls { week, pvc, path } => run(&spec, global, |ctx| {
+            crate::ls(ctx, *week, pvc, path.as_deref())
+        }),
+    }
+}
+
+fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
+    match r {
+        RestoreCommand::Pvc {
+            namespace,
+            pvc,
+            week,
+            to,
+            into_volume,
+            force,
+            paths,
+        } => {
+            let args = || -> backup_host::error::Result<crate::PvcRestoreArgs> {
+                Ok(crate::PvcRestoreArgs {
+                    paths: paths.clone(),
+                    pvc: PvcRef::with_namespace(pvc, namespace.as_deref())?,
+                    week: *week,
+                    to: to.clone(),
+                    force: *force,
+                    into_volume: *into_volume,
+                })
+            };
+            if *into_volume {
+                // no daily-backup or snapshot run mounts or prunes beside a restore
+                let spec = RunSpec {
+                    locks: Locks::Snapshots,
+                    ..spec
+                };
+                run(&spec, global, |ctx| {
+                    crate::restore_into_volume(ctx, &args()?)
+                })
+            } else {
+                run(&spec, global, |ctx| crate::restore_pvc(ctx, &args()?))
+            }
+        }
+        RestoreCommand::Sqlite {
+            namespace,
+            pvc,
+            week,
+            path,
+            to,
+            force,
+        } => run(&spec, global, |ctx| {
+            let pvc = PvcRef::with_namespace(pvc, namespace.as_deref())?;
+            crate::restore_sqlite(ctx, &pvc, *week, path.as_deref(), to, *force)
+        }),
+        RestoreCommand::Pfsense { week, to, force } => run(&spec, global, |ctx| {
+            crate::restore_pfsense(ctx, *week, to, *force)
+        }),
+        RestoreCommand::PveConfig { week, to, force } => run(&spec, global, |ctx| {
+            crate::restore_pve_config(ctx, *week, to, *force)
+        }),
+    }
+}

@@ -1,0 +1,576 @@
+//! `backupctl find`, `diff` and `ls`: the questions asked during a restore ("which week still
+//! has the file I deleted on Tuesday?", "what changed between these weeks?", "what did this
+//! folder hold?"), answered from the per-file records of the complete versions, without walking
+//! the copies.
+
+use backup_core::{EntryKind, FileEntry, IsoWeek, Series, WeekVersion};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::check::show;
+use crate::inventory::record;
+use crate::PvcRef;
+use backup_host::error::{Error, Result};
+use backup_host::exit::Exit;
+use backup_host::human;
+use backup_jobs::run::{Context, Outcome};
+
+/// One entry of one version, as the record holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Found {
+    /// The week.
+    pub week: String,
+    /// `NAMESPACE/PVC`.
+    pub pvc: String,
+    /// The path inside the volume.
+    pub path: String,
+    /// `file`, `folder`, `symlink`, `special`.
+    pub kind: &'static str,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: DateTime<Utc>,
+    /// Mode bits (permissions).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Where a symlink points.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+fn kind(k: EntryKind) -> &'static str {
+    match k {
+        EntryKind::File => "file",
+        EntryKind::Dir => "folder",
+        EntryKind::Symlink => "symlink",
+        EntryKind::Special => "special",
+    }
+}
+
+fn found(v: &WeekVersion, e: &FileEntry) -> Found {
+    found_in(
+        v.week.to_string(),
+        format!("{}/{}", v.namespace, v.pvc),
+        &backup_core::RecordEntry {
+            path: &e.path,
+            link_target: &e.link_target,
+            fields: FileEntry {
+                path: Vec::new(),
+                link_target: Vec::new(),
+                ..e.clone()
+            },
+        },
+    )
+}
+
+fn found_in(week: String, pvc: String, e: &backup_core::RecordEntry<'_>) -> Found {
+    let f = &e.fields;
+    Found {
+        week,
+        pvc,
+        path: show(e.path),
+        kind: kind(f.kind),
+        size: f.size,
+        mtime: DateTime::from_timestamp_nanos(f.mtime_ns),
+        mode: f.mode & 0o7777,
+        uid: f.uid,
+        gid: f.gid,
+        target: (f.kind == EntryKind::Symlink).then(|| show(e.link_target)),
+    }
+}
+
+/// A `find` pattern: with a `/` it matches the whole path inside the volume (`db/*.sqlite3`),
+/// without one the last component (`*.sqlite3`), like `find -path` and `find -name`.
+fn matches(pattern: &str, path: &[u8]) -> bool {
+    let p = pattern.trim_start_matches('/').as_bytes();
+    if p.contains(&b'/') {
+        backup_core::glob_match(p, path)
+    } else {
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        backup_core::glob_match(p, name)
+    }
+}
+
+/// The complete versions chosen by `--pvc` and `--week`, oldest first, with their records.
+fn versions(
+    ctx: &Context<'_>,
+    pvc: Option<&PvcRef>,
+    week: Option<IsoWeek>,
+) -> Result<Vec<(WeekVersion, Vec<FileEntry>)>> {
+    versions_with(ctx, pvc, week, |store, v| record(store, v))
+}
+
+/// [`versions`], each record read by `read` (`None`: no usable record, left out).
+fn versions_with<T: Send>(
+    ctx: &Context<'_>,
+    pvc: Option<&PvcRef>,
+    week: Option<IsoWeek>,
+    read: impl Fn(&dyn backup_core::BackupStore, &WeekVersion) -> Option<T> + Sync,
+) -> Result<Vec<(WeekVersion, T)>> {
+    let store = ctx.store()?;
+    let want = pvc.map(|p| p.resolve(ctx)).transpose()?;
+    let mut chosen: Vec<WeekVersion> = store
+        .list_versions(Series::Pvc)?
+        .into_iter()
+        .filter(WeekVersion::is_complete)
+        .filter(|v| week.is_none_or(|w| v.week == w))
+        .filter(|v| {
+            want.as_ref()
+                .is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p)
+        })
+        .collect();
+    if chosen.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no complete version{}{}: `backupctl list` shows them",
+            want.map_or(String::new(), |(ns, p)| format!(" of {ns}/{p}")),
+            week.map_or(String::new(), |w| format!(" in week {w}"))
+        )));
+    }
+    chosen.sort_by(|a, b| (&a.namespace, &a.pvc, a.week).cmp(&(&b.namespace, &b.pvc, b.week)));
+    // records decode independently: one thread per core
+    let store = store.as_ref();
+    let read = &read;
+    let records: Vec<Option<T>> = std::thread::scope(|s| {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = chosen.len().div_ceil(workers).max(1);
+        let handles: Vec<_> = chosen
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|v| read(store, v)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    Ok(chosen
+        .into_iter()
+        .zip(records)
+        .filter_map(|(v, r)| r.map(|r| (v, r)))
+        .collect())
+}
+
+/// `backupctl find`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindReport {
+    /// The pattern.
+    pub pattern: String,
+    /// Versions searched.
+    pub versions: usize,
+    /// Every matching entry of every version, by PVC, path, week.
+    pub found: Vec<Found>,
+}
+
+/// Every version holding a path that matches `pattern`.
+///
+/// # Errors
+/// No complete version matches `--pvc`/`--week`.
+pub fn find(
+    ctx: &Context<'_>,
+    pattern: &str,
+    pvc: Option<&PvcRef>,
+    week: Option<IsoWeek>,
+) -> Result<FindReport> {
+    // only the matches leave the record's bytes
+    let all = versions_with(ctx, pvc, week, |store, v| {
+        let path =
+            backup_host::version_commit::record_path(store.root(), v.week, &v.namespace, &v.pvc);
+        let bytes = store.read_file(&path).ok()??;
+        let (week, pvc) = (v.week.to_string(), format!("{}/{}", v.namespace, v.pvc));
+        let mut hits = Vec::new();
+        backup_core::visit_record(&bytes, |e| {
+            if e.path != b"." && matches(pattern, e.path) {
+                hits.push(found_in(week.clone(), pvc.clone(), &e));
+            }
+        })
+        .ok()?;
+        Some(hits)
+    })?;
+    let versions = all.len();
+    let mut hits: Vec<Found> = all.into_iter().flat_map(|(_, h)| h).collect();
+    hits.sort_by(|a, b| (&a.pvc, &a.path, &a.week).cmp(&(&b.pvc, &b.path, &b.week)));
+    Ok(FindReport {
+        pattern: pattern.to_owned(),
+        versions,
+        found: hits,
+    })
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+impl Outcome for FindReport {
+    fn exit(&self) -> Exit {
+        if self.found.is_empty() {
+            Exit::NotFound
+        } else {
+            Exit::Success
+        }
+    }
+
+    fn text(&self, _dry_run: bool) -> String {
+        let mut out = String::new();
+        let mut last: Option<(&str, &str)> = None;
+        for f in &self.found {
+            if last != Some((&f.pvc, &f.path)) {
+                out.push_str(&format!("{}  {}\n", f.pvc, f.path));
+                last = Some((&f.pvc, &f.path));
+            }
+            out.push_str(&format!(
+                "  {}  {:>10}  {}\n",
+                f.week,
+                if f.kind == "file" {
+                    human::bytes(f.size)
+                } else {
+                    f.kind.to_owned()
+                },
+                when(f.mtime)
+            ));
+        }
+        let paths = {
+            let mut p: Vec<(&str, &str)> = self
+                .found
+                .iter()
+                .map(|f| (f.pvc.as_str(), f.path.as_str()))
+                .collect();
+            p.dedup();
+            p.len() as u64
+        };
+        out.push_str(&format!(
+            "find {}: {} in {} searched",
+            self.pattern,
+            human::plural(paths, "matching path"),
+            human::plural(self.versions as u64, "version")
+        ));
+        out
+    }
+}
+
+/// How a path differs between two weeks.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// `NAMESPACE/PVC`.
+    pub pvc: String,
+    /// The path inside the volume.
+    pub path: String,
+    /// `added`, `removed`, `content` (the bytes changed), `metadata` (mode, owner, time,
+    /// xattrs, link target, type).
+    pub change: &'static str,
+    /// What differs, for `metadata` and `content`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub what: Vec<String>,
+}
+
+/// `backupctl diff`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffReport {
+    /// The older week.
+    pub from: String,
+    /// The newer week.
+    pub to: String,
+    /// PVCs compared (present in both weeks or either).
+    pub pvcs: usize,
+    /// Every path that differs.
+    pub changes: Vec<Change>,
+}
+
+fn metadata_changes(a: &FileEntry, b: &FileEntry) -> Vec<String> {
+    let mut d = Vec::new();
+    if a.kind != b.kind {
+        d.push(format!("{} → {}", kind(a.kind), kind(b.kind)));
+    }
+    if a.mode & 0o7777 != b.mode & 0o7777 {
+        d.push(format!(
+            "mode {:o} → {:o}",
+            a.mode & 0o7777,
+            b.mode & 0o7777
+        ));
+    }
+    if (a.uid, a.gid) != (b.uid, b.gid) {
+        d.push(format!("owner {}:{} → {}:{}", a.uid, a.gid, b.uid, b.gid));
+    }
+    if a.link_target != b.link_target {
+        d.push(format!(
+            "target {} → {}",
+            show(&a.link_target),
+            show(&b.link_target)
+        ));
+    }
+    if a.xattr_md5 != b.xattr_md5 {
+        d.push("xattrs".to_owned());
+    }
+    if a.mtime_ns != b.mtime_ns && a.kind != EntryKind::Dir {
+        d.push("mtime".to_owned());
+    }
+    d
+}
+
+fn by_path(rec: &[FileEntry]) -> std::collections::BTreeMap<&[u8], &FileEntry> {
+    rec.iter().map(|e| (e.path.as_slice(), e)).collect()
+}
+
+/// What changed from week `from` to week `to`, per PVC.
+///
+/// # Errors
+/// Neither week has a complete version (of `--pvc`).
+pub fn diff(
+    ctx: &Context<'_>,
+    from: IsoWeek,
+    to: IsoWeek,
+    pvc: Option<&PvcRef>,
+) -> Result<DiffReport> {
+    let all = versions(ctx, pvc, None)?;
+    let of = |w: IsoWeek| -> std::collections::BTreeMap<String, &Vec<FileEntry>> {
+        all.iter()
+            .filter(|(v, _)| v.week == w)
+            .map(|(v, r)| (format!("{}/{}", v.namespace, v.pvc), r))
+            .collect()
+    };
+    let (a, b) = (of(from), of(to));
+    for (w, m) in [(from, &a), (to, &b)] {
+        if m.is_empty() {
+            return Err(Error::NotFound(format!(
+                "no complete version in week {w}{}: `backupctl list` shows the weeks",
+                pvc.map_or(String::new(), |p| format!(" of {p}"))
+            )));
+        }
+    }
+    let empty = Vec::new();
+    let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut changes = Vec::new();
+    for name in &names {
+        let (old, new) = (
+            by_path(a.get(*name).copied().unwrap_or(&empty)),
+            by_path(b.get(*name).copied().unwrap_or(&empty)),
+        );
+        let mut paths: Vec<&[u8]> = old.keys().chain(new.keys()).copied().collect();
+        paths.sort_unstable();
+        paths.dedup();
+        for p in paths.into_iter().filter(|p| *p != b".") {
+            let change = |change, what| Change {
+                pvc: (*name).clone(),
+                path: show(p),
+                change,
+                what,
+            };
+            match (old.get(p), new.get(p)) {
+                (None, Some(_)) => changes.push(change("added", Vec::new())),
+                (Some(_), None) => changes.push(change("removed", Vec::new())),
+                (Some(x), Some(y)) => {
+                    let meta = metadata_changes(x, y);
+                    if x.kind == EntryKind::File && (x.md5 != y.md5 || x.size != y.size) {
+                        let mut what = vec![format!(
+                            "{} → {}",
+                            human::bytes(x.size),
+                            human::bytes(y.size)
+                        )];
+                        what.extend(meta.into_iter().filter(|m| m != "mtime"));
+                        changes.push(change("content", what));
+                    } else if !meta.is_empty() {
+                        changes.push(change("metadata", meta));
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+    }
+    Ok(DiffReport {
+        from: from.to_string(),
+        to: to.to_string(),
+        pvcs: names.len(),
+        changes,
+    })
+}
+
+impl Outcome for DiffReport {
+    fn exit(&self) -> Exit {
+        Exit::Success
+    }
+
+    fn text(&self, _dry_run: bool) -> String {
+        let mut out = String::new();
+        let mut last = "";
+        for c in &self.changes {
+            if c.pvc != last {
+                out.push_str(&format!("{}\n", c.pvc));
+                last = &c.pvc;
+            }
+            let mark = match c.change {
+                "added" => "+",
+                "removed" => "-",
+                "content" => "M",
+                _ => "m",
+            };
+            out.push_str(&format!("  {mark} {}", c.path));
+            if !c.what.is_empty() {
+                out.push_str(&format!("  ({})", c.what.join(", ")));
+            }
+            out.push('\n');
+        }
+        let count = |k: &str| self.changes.iter().filter(|c| c.change == k).count() as u64;
+        out.push_str(&format!(
+            "diff {} → {}: {} added, {} removed, {} changed in content, {} in metadata only \
+             ({} compared)",
+            self.from,
+            self.to,
+            count("added"),
+            count("removed"),
+            count("content"),
+            count("metadata"),
+            human::plural(self.pvcs as u64, "PVC")
+        ));
+        out
+    }
+}
+
+/// `backupctl ls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LsReport {
+    /// The week.
+    pub week: String,
+    /// `NAMESPACE/PVC`.
+    pub pvc: String,
+    /// The folder listed (`.` for the volume's root).
+    pub folder: String,
+    /// Its entries, by name.
+    pub entries: Vec<Found>,
+}
+
+/// The folder `path` of a version as it was: its entries with owners, modes, sizes and times.
+///
+/// # Errors
+/// No such version, or no such folder in it.
+pub fn ls(ctx: &Context<'_>, week: IsoWeek, pvc: &PvcRef, path: Option<&str>) -> Result<LsReport> {
+    let all = versions(ctx, Some(pvc), Some(week))?;
+    let (v, rec) = all
+        .first()
+        .ok_or_else(|| Error::Refused(format!("week {week} of {pvc} has no usable record")))?;
+    let folder = path
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty() && *p != ".")
+        .unwrap_or(".");
+    let prefix = if folder == "." {
+        Vec::new()
+    } else {
+        format!("{folder}/").into_bytes()
+    };
+    let is_dir = folder == "."
+        || rec
+            .iter()
+            .any(|e| e.path == folder.as_bytes() && e.kind == EntryKind::Dir);
+    if !is_dir {
+        let what = if rec.iter().any(|e| e.path == folder.as_bytes()) {
+            "is not a folder"
+        } else {
+            "is not in it"
+        };
+        return Err(Error::NotFound(format!(
+            "{folder} {what} (week {week} of {}/{}): `backupctl find` searches every week",
+            v.namespace, v.pvc
+        )));
+    }
+    let entries = rec
+        .iter()
+        .filter(|e| {
+            e.path != b"." && e.path.starts_with(&prefix) && !e.path[prefix.len()..].contains(&b'/')
+        })
+        .map(|e| found(v, e))
+        .collect();
+    Ok(LsReport {
+        week: v.week.to_string(),
+        pvc: format!("{}/{}", v.namespace, v.pvc),
+        folder: folder.to_owned(),
+        entries,
+    })
+}
+
+/// `rwxr-x---` with the type letter first, as `ls -l` writes it.
+fn mode_string(kind: &str, mode: u32) -> String {
+    let t = match kind {
+        "folder" => 'd',
+        "symlink" => 'l',
+        "special" => '?',
+        _ => '-',
+    };
+    let mut s = String::from(t);
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        let bit = 0o400 >> i;
+        let mut ch = if mode & bit != 0 { c } else { '-' };
+        // set-uid, set-gid, sticky
+        if i == 2 && mode & 0o4000 != 0 {
+            ch = if ch == 'x' { 's' } else { 'S' };
+        }
+        if i == 5 && mode & 0o2000 != 0 {
+            ch = if ch == 'x' { 's' } else { 'S' };
+        }
+        if i == 8 && mode & 0o1000 != 0 {
+            ch = if ch == 'x' { 't' } else { 'T' };
+        }
+        s.push(ch);
+    }
+    s
+}
+
+impl Outcome for LsReport {
+    fn exit(&self) -> Exit {
+        Exit::Success
+    }
+
+    fn text(&self, _dry_run: bool) -> String {
+        let mut out = format!("{} {} {}:\n", self.pvc, self.week, self.folder);
+        for e in &self.entries {
+            let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+            out.push_str(&format!(
+                "{} {:>5}:{:<5} {:>10}  {}  {name}{}\n",
+                mode_string(e.kind, e.mode),
+                e.uid,
+                e.gid,
+                human::bytes(e.size),
+                when(e.mtime),
+                e.target
+                    .as_ref()
+                    .map_or(String::new(), |t| format!(" -> {t}"))
+            ));
+        }
+        out.push_str(&human::plural(self.entries.len() as u64, "entry"));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_the_name_or_with_a_slash_the_path() {
+        assert!(matches("*.db", b"data/app.db"));
+        assert!(matches("app.db", b"data/app.db"));
+        assert!(!matches("app", b"data/app.db"));
+        assert!(matches("data/*.db", b"data/app.db"));
+        assert!(matches("/data/*", b"data/x/app.db"));
+        assert!(!matches("data/*.db", b"other/app.db"));
+        assert!(matches("file-?.txt", b"dir/file-1.txt"));
+        assert!(matches("*", b"x"));
+    }
+
+    #[test]
+    fn modes_read_like_ls() {
+        assert_eq!(mode_string("file", 0o644), "-rw-r--r--");
+        assert_eq!(mode_string("folder", 0o2775), "drwxrwsr-x");
+        assert_eq!(mode_string("file", 0o4755), "-rwsr-xr-x");
+        assert_eq!(mode_string("folder", 0o1777), "drwxrwxrwt");
+    }
+}

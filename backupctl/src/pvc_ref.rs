@@ -1,0 +1,144 @@
+//! One way to name a PVC on every command line: `NAMESPACE/PVC` as the output prints it, or the
+//! volume (LV) that holds it, resolved through the same PV map the backups use (kubectl, its
+//! cache, the static map).
+
+use std::str::FromStr;
+
+use backup_core::UNRESOLVED_NAMESPACE;
+
+use backup_host::error::{Error, Result};
+use backup_jobs::run::Context;
+
+/// A PVC as the operator named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PvcRef {
+    /// `NAMESPACE/PVC`.
+    Named {
+        /// The namespace.
+        namespace: String,
+        /// The claim.
+        pvc: String,
+    },
+    /// An LV (or, on the dir backend, a volume folder's name): `vm-100-pvc-0a1b`.
+    Volume(String),
+}
+
+impl FromStr for PvcRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "expected NAMESPACE/PVC or a volume (LV) name, got `{s}`: {why}"
+            ))
+        };
+        if s.is_empty() || s.starts_with('-') || s.chars().any(char::is_control) {
+            return bad("empty, a leading `-` or a control character");
+        }
+        match s.split_once('/') {
+            None => Ok(PvcRef::Volume(s.to_owned())),
+            Some((ns, pvc)) if !ns.is_empty() && !pvc.is_empty() && !pvc.contains('/') => {
+                Ok(PvcRef::Named {
+                    namespace: ns.to_owned(),
+                    pvc: pvc.to_owned(),
+                })
+            }
+            Some(_) => bad("one `/` between two names"),
+        }
+    }
+}
+
+impl std::fmt::Display for PvcRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PvcRef::Named { namespace, pvc } => write!(f, "{namespace}/{pvc}"),
+            PvcRef::Volume(lv) => write!(f, "{lv}"),
+        }
+    }
+}
+
+impl PvcRef {
+    /// The `--namespace NS --pvc PVC` form of release 0.1 (deprecated: one release more):
+    /// `--pvc` alone is a [`PvcRef`]; with `--namespace` it must be a bare claim name.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] for `--namespace` with a `--pvc` that is not a bare name.
+    pub fn with_namespace(pvc: &str, namespace: Option<&str>) -> Result<Self> {
+        match namespace {
+            None => pvc.parse().map_err(Error::Usage),
+            Some(ns) if !pvc.contains('/') => {
+                eprintln!(
+                    "backupctl: warning: --namespace is deprecated and goes in the next release: \
+                     write --pvc {ns}/{pvc}"
+                );
+                format!("{ns}/{pvc}").parse().map_err(Error::Usage)
+            }
+            Some(ns) => Err(Error::Usage(format!(
+                "--namespace {ns} with --pvc {pvc}: give the PVC once, as --pvc NAMESPACE/PVC"
+            ))),
+        }
+    }
+
+    /// `(namespace, pvc)`: a volume through the PV map (kubectl, its cache, the static map); a
+    /// volume no claim names is backed up under `_unresolved/<volume>`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the map knows no claim for the volume and the backup root holds
+    /// no unresolved copy of it.
+    pub fn resolve(&self, ctx: &Context<'_>) -> Result<(String, String)> {
+        let lv = match self {
+            PvcRef::Named { namespace, pvc } => return Ok((namespace.clone(), pvc.clone())),
+            PvcRef::Volume(lv) => lv,
+        };
+        let cfg = ctx.cfg()?;
+        let (claims, warnings) = backup_host::setup::claims(cfg, ctx.runner().as_ref());
+        if let Some(c) = claims.iter().find(|c| c.is_for_lv(lv)) {
+            return Ok((c.namespace.clone(), c.pvc.clone()));
+        }
+        let unresolved = ctx
+            .store()?
+            .root()
+            .root()
+            .join("pvc-data")
+            .read_dir_utf8()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|w| w.path().join(UNRESOLVED_NAMESPACE).join(lv).is_dir());
+        if unresolved {
+            return Ok((UNRESOLVED_NAMESPACE.to_owned(), lv.clone()));
+        }
+        Err(Error::NotFound(format!(
+            "no PVC is known for the volume `{lv}` (the PV map{}): name it NAMESPACE/PVC as \
+             `backupctl list` prints it",
+            if warnings.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", warnings.join("; "))
+            }
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_one_way() {
+        assert_eq!(
+            "vaultwarden/data".parse::<PvcRef>(),
+            Ok(PvcRef::Named {
+                namespace: "vaultwarden".into(),
+                pvc: "data".into()
+            })
+        );
+        assert_eq!(
+            "vm-100-pvc-0a1b".parse::<PvcRef>(),
+            Ok(PvcRef::Volume("vm-100-pvc-0a1b".into()))
+        );
+        for bad in ["", "a/b/c", "/b", "a/", "-x", "a\nb"] {
+            assert!(bad.parse::<PvcRef>().is_err(), "{bad:?}");
+        }
+    }
+}
