@@ -1,6 +1,8 @@
 //! The backup root as a trait: everything a job reads from or writes to the backup disk goes
 //! through [`BackupStore`], so planning reads the same listing everywhere, a `--dry-run` wraps it
 //! to change nothing, and transcript tests run against the state-based fake in `testing`.
+//! What daily-backup does around a copy that is not storage (the hardlink guard, the SQLite
+//! stage) is [`CopyStages`].
 
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -88,28 +90,6 @@ pub trait BackupStore: Send + Sync {
     /// When `dir` cannot be read.
     fn has_entries(&self, dir: &Utf8Path) -> Result<bool>;
 
-    /// Gets `dest` ready for an rsync of `source`: on a later run of its week, files whose
-    /// content is unchanged but whose metadata changed are unlinked from `dest` when they share
-    /// an inode with an older week (rsync would change that older week through the hardlink);
-    /// then the folder is created.
-    ///
-    /// # Errors
-    /// I/O errors naming the path.
-    fn prepare_copy(&self, source: &Utf8Path, dest: &Utf8Path) -> Result<()>;
-
-    /// Copies every SQLite database under `source` (a mounted snapshot) into `dest` (the same
-    /// relative paths), WAL-correctly; one result per database found, damaged ones included.
-    /// A database whose file and side files are unchanged since the checked copy in `previous`
-    /// (the copies of the version this one builds on) is hardlinked from there. `found`: what a
-    /// walk of `source` already found (daily-backup's one walk); `None` walks it here.
-    fn copy_databases(
-        &self,
-        source: &Utf8Path,
-        found: Option<&crate::Discovery>,
-        dest: &Utf8Path,
-        previous: Option<&Utf8Path>,
-    ) -> Vec<DatabaseCopy>;
-
     /// A fresh, empty place to build the update of a PVC's version of `week` in (what a killed
     /// run left there is removed first): the returned folder does not exist, its parent does.
     /// The complete version is never written into; [`BackupStore::commit_version`] swaps the
@@ -158,4 +138,31 @@ pub trait BackupStore: Send + Sync {
 
     /// Percent of the backup disk in use, as `df` shows it.
     fn disk_usage_percent(&self) -> Option<f64>;
+}
+
+/// The two steps around a copy that are not storage: the hardlink guard before rsync writes
+/// into a week folder, and the SQLite stage after it. daily-backup calls them itself; the store
+/// keeps only storage verbs.
+pub trait CopyStages: Send + Sync {
+    /// Gets `dest` ready for an rsync of `source`: on a later run of its week, files whose
+    /// content is unchanged but whose metadata changed are unlinked from `dest` when they share
+    /// an inode with an older week (rsync would change that older week through the hardlink);
+    /// then the folder is created.
+    ///
+    /// # Errors
+    /// I/O errors naming the path.
+    fn prepare_copy(&self, source: &Utf8Path, dest: &Utf8Path) -> Result<()>;
+
+    /// Copies every SQLite database under `source` (a mounted snapshot) into `dest` (the same
+    /// relative paths), WAL-correctly; one result per database found, damaged ones included.
+    /// A database whose file and side files are unchanged since the checked copy in `previous`
+    /// (the copies of the version this one builds on) is hardlinked from there. `found`: what a
+    /// walk of `source` already found (daily-backup's one walk); `None` walks it here.
+    fn copy_databases(
+        &self,
+        source: &Utf8Path,
+        found: Option<&crate::Discovery>,
+        dest: &Utf8Path,
+        previous: Option<&Utf8Path>,
+    ) -> Vec<DatabaseCopy>;
 }

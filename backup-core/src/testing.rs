@@ -849,33 +849,6 @@ impl crate::store::BackupStore for FakeStore {
         Ok(!lock(&self.empty).contains(dir))
     }
 
-    fn prepare_copy(&self, _source: &Utf8Path, dest: &Utf8Path) -> Result<()> {
-        let what = format!("prepare {dest}");
-        self.check(&what)?;
-        lock(&self.empty).remove(dest);
-        Ok(())
-    }
-
-    fn copy_databases(
-        &self,
-        source: &Utf8Path,
-        _found: Option<&crate::Discovery>,
-        dest: &Utf8Path,
-        _previous: Option<&Utf8Path>,
-    ) -> Vec<crate::store::DatabaseCopy> {
-        let found = lock(&self.databases)
-            .get(source)
-            .cloned()
-            .unwrap_or_default();
-        for db in &found {
-            self.transcript.push(format!(
-                "copy database {source}/{} -> {dest}/{}",
-                db.path, db.path
-            ));
-        }
-        found
-    }
-
     fn staging_tree(
         &self,
         week: crate::week::IsoWeek,
@@ -928,5 +901,35 @@ impl crate::store::BackupStore for FakeStore {
 
     fn disk_usage_percent(&self) -> Option<f64> {
         Some(42.0)
+    }
+}
+
+/// The fake's stages write to the same transcript as its storage verbs.
+impl crate::store::CopyStages for FakeStore {
+    fn prepare_copy(&self, _source: &Utf8Path, dest: &Utf8Path) -> Result<()> {
+        let what = format!("prepare {dest}");
+        self.check(&what)?;
+        lock(&self.empty).remove(dest);
+        Ok(())
+    }
+
+    fn copy_databases(
+        &self,
+        source: &Utf8Path,
+        _found: Option<&crate::Discovery>,
+        dest: &Utf8Path,
+        _previous: Option<&Utf8Path>,
+    ) -> Vec<crate::store::DatabaseCopy> {
+        let found = lock(&self.databases)
+            .get(source)
+            .cloned()
+            .unwrap_or_default();
+        for db in &found {
+            self.transcript.push(format!(
+                "copy database {source}/{} -> {dest}/{}",
+                db.path, db.path
+            ));
+        }
+        found
     }
 }

@@ -1,9 +1,10 @@
 //! The backup root on disk: [`DiskStore`], the filesystem [`BackupStore`] (versions and their
-//! markers, removal, the SQLite stage); the file helpers it uses are in [`crate::fsutil`].
+//! markers, the update swap, removal); the file helpers it uses are in [`crate::fsutil`]. The
+//! steps around a copy that are not storage are [`crate::copy_stages`].
 
 use backup_core::{
-    format_marker, parse_marker, BackupRoot, BackupStore, DatabaseCopy, IsoWeek, Series,
-    WeekVersion, COMPLETE_DIR, CONFIG_XML, FULL_TAR, PFSENSE_SERIES, PVE_CONFIG_SERIES,
+    format_marker, parse_marker, BackupRoot, BackupStore, IsoWeek, Series, WeekVersion,
+    COMPLETE_DIR, CONFIG_XML, FULL_TAR, PFSENSE_SERIES, PVE_CONFIG_SERIES,
 };
 use camino::Utf8Path;
 use chrono::{DateTime, Utc};
@@ -45,7 +46,7 @@ impl DiskStore {
 }
 
 fn core(e: Error) -> backup_core::Error {
-    backup_core::Error::backend("backup root", e.to_string())
+    e.into_core("backup root")
 }
 
 impl BackupStore for DiskStore {
@@ -115,25 +116,6 @@ impl BackupStore for DiskStore {
 
     fn has_entries(&self, dir: &Utf8Path) -> backup_core::Result<bool> {
         has_entries(dir).map_err(core)
-    }
-
-    fn prepare_copy(&self, source: &Utf8Path, dest: &Utf8Path) -> backup_core::Result<()> {
-        if dest.is_dir() {
-            // a later run of this week: rsync would chmod/chown shared inodes of older weeks
-            crate::linkguard::unshare_changed(source.as_std_path(), dest.as_std_path())
-                .map_err(core)?;
-        }
-        std::fs::create_dir_all(dest).map_err(|e| core(Error::io("create folder", dest, e)))
-    }
-
-    fn copy_databases(
-        &self,
-        source: &Utf8Path,
-        found: Option<&backup_core::Discovery>,
-        dest: &Utf8Path,
-        previous: Option<&Utf8Path>,
-    ) -> Vec<DatabaseCopy> {
-        crate::sqlite_stage::copy_databases(source, found, dest, previous)
     }
 
     fn staging_tree(

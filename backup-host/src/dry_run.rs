@@ -9,9 +9,10 @@
 use std::sync::{Arc, Mutex};
 
 use backup_core::{
-    exposition, BackupRoot, BackupStore, DatabaseCopy, Error, FileSync, Invocation, IsoWeek,
-    MetricGroup, MetricsSink, Mounter, Output, PoolUsage, Result, Runner, Series, SnapshotInfo,
-    SnapshotSource, SyncOutcome, SyncRequest, SyncStats, Volume, VolumeManager, WeekVersion,
+    exposition, BackupRoot, BackupStore, CopyStages, DatabaseCopy, Error, FileSync, Invocation,
+    IsoWeek, MetricGroup, MetricsSink, Mounter, Output, PoolUsage, Result, Runner, Series,
+    SnapshotInfo, SnapshotSource, SyncOutcome, SyncRequest, SyncStats, Volume, VolumeManager,
+    WeekVersion,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -247,20 +248,6 @@ impl BackupStore for DryRunStore<'_> {
     fn has_entries(&self, dir: &Utf8Path) -> Result<bool> {
         self.inner.has_entries(dir)
     }
-    fn prepare_copy(&self, _source: &Utf8Path, _dest: &Utf8Path) -> Result<()> {
-        Ok(())
-    }
-    fn copy_databases(
-        &self,
-        source: &Utf8Path,
-        _found: Option<&backup_core::Discovery>,
-        dest: &Utf8Path,
-        _previous: Option<&Utf8Path>,
-    ) -> Vec<DatabaseCopy> {
-        self.would
-            .push(format!("copy the SQLite databases of {source} into {dest}"));
-        Vec::new()
-    }
     fn read_file(&self, path: &Utf8Path) -> Result<Option<Vec<u8>>> {
         self.inner.read_file(path)
     }
@@ -294,6 +281,37 @@ impl BackupStore for DryRunStore<'_> {
     }
     fn disk_usage_percent(&self) -> Option<f64> {
         self.inner.disk_usage_percent()
+    }
+}
+
+/// Prepares and copies nothing: says what it would copy.
+pub struct DryRunStages {
+    would: Would,
+}
+
+impl DryRunStages {
+    /// Records into `would`.
+    pub fn new(would: &Would) -> Self {
+        Self {
+            would: would.clone(),
+        }
+    }
+}
+
+impl CopyStages for DryRunStages {
+    fn prepare_copy(&self, _source: &Utf8Path, _dest: &Utf8Path) -> Result<()> {
+        Ok(())
+    }
+    fn copy_databases(
+        &self,
+        source: &Utf8Path,
+        _found: Option<&backup_core::Discovery>,
+        dest: &Utf8Path,
+        _previous: Option<&Utf8Path>,
+    ) -> Vec<DatabaseCopy> {
+        self.would
+            .push(format!("copy the SQLite databases of {source} into {dest}"));
+        Vec::new()
     }
 }
 

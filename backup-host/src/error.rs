@@ -107,6 +107,21 @@ impl Error {
         }
     }
 
+    /// This error through a `backup-core` trait: a file system failure keeps its OS error as
+    /// the source, a core error stays itself, anything else is a backend failure of
+    /// `operation`.
+    pub fn into_core(self, operation: &str) -> backup_core::Error {
+        match self {
+            Error::Io {
+                action,
+                path,
+                source,
+            } => backup_core::Error::io(format!("{action} `{path}`"), source),
+            Error::Core(e) => e,
+            other => backup_core::Error::backend(operation, other.to_string()),
+        }
+    }
+
     /// The exit code this error ends the run with.
     pub fn exit(&self) -> Exit {
         match self {

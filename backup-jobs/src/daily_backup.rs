@@ -18,8 +18,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use backup_core::{
-    plan_daily, plan_prune, BackupStore, Config, DailyInput, DailyPlan, FileSync, Mounter,
-    PruneInput, PrunePlan, PvClaim, Runner, Series, VolumeManager,
+    plan_daily, plan_prune, BackupStore, Config, CopyStages, DailyInput, DailyPlan, FileSync,
+    Mounter, PruneInput, PrunePlan, PvClaim, Runner, Series, VolumeManager,
 };
 use chrono::{DateTime, Utc};
 
@@ -43,6 +43,8 @@ pub struct DailyDeps<'a> {
     pub runner: &'a dyn Runner,
     /// The backup root.
     pub store: &'a dyn BackupStore,
+    /// The hardlink guard before a copy, the SQLite stage after it.
+    pub stages: &'a dyn CopyStages,
     /// PV → PVC resolution (API answer or cache, then the static map).
     pub claims: &'a [PvClaim],
     /// Set by SIGTERM/SIGINT: start nothing new.
@@ -237,12 +239,14 @@ pub fn job(
         eprintln!("daily-backup: warning: {w}");
     }
     let (mounter, sync, store) = (ctx.mounter(), ctx.file_sync(), ctx.store()?);
+    let stages = ctx.copy_stages();
     let deps = DailyDeps {
         volumes: volumes.as_ref(),
         mounter: mounter.as_ref(),
         sync: sync.as_ref(),
         runner: runner.as_ref(),
         store: store.as_ref(),
+        stages: stages.as_ref(),
         claims: &claims,
         stop: &ctx.stop,
         trust_ctime: matches!(cfg.snapshots.backend, backup_core::Backend::Lvm { .. }),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use backup_core::metric_names::JobMetrics;
 use backup_core::{
-    BackupStore, Config, FileSync, MetricGroup, MetricsSink, Mounter, Refusal, Runner,
+    BackupStore, Config, CopyStages, FileSync, MetricGroup, MetricsSink, Mounter, Refusal, Runner,
     VolumeManager, DEFAULT_CONFIG_PATH,
 };
 use camino::{Utf8Path, Utf8PathBuf};
@@ -22,7 +22,8 @@ use serde::Serialize;
 
 use backup_host::disk_store::DiskStore;
 use backup_host::dry_run::{
-    DryRunMounter, DryRunRunner, DryRunSink, DryRunStore, DryRunSync, DryRunVolumes, Would,
+    DryRunMounter, DryRunRunner, DryRunSink, DryRunStages, DryRunStore, DryRunSync, DryRunVolumes,
+    Would,
 };
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
@@ -270,6 +271,14 @@ impl<'a> Context<'a> {
             Some(w) => Box::new(DryRunStore::new(inner, w)),
             None => inner,
         })
+    }
+
+    /// The hardlink guard and the SQLite stage of daily-backup (under `--dry-run`: say what).
+    pub fn copy_stages(&self) -> Box<dyn CopyStages> {
+        match &self.would {
+            Some(w) => Box::new(DryRunStages::new(w)),
+            None => Box::new(backup_host::copy_stages::HostCopyStages),
+        }
     }
 }
 

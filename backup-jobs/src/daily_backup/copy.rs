@@ -385,7 +385,7 @@ fn prepare_update(
     let previous = vp
         .link_week
         .map(|w| root.sqlite_copy(w, &v.namespace, &v.pvc));
-    let sqlite = deps.store.copy_databases(
+    let sqlite = deps.stages.copy_databases(
         read_root,
         Some(&databases),
         &root.sqlite_copy(plan.week, &v.namespace, &v.pvc),

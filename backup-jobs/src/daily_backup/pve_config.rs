@@ -72,7 +72,7 @@ fn copy_path(
             .into(),
         ));
     }
-    deps.store.prepare_copy(src, dest)?;
+    deps.stages.prepare_copy(src, dest)?;
     deps.sync.sync(&SyncRequest {
         source: src.to_owned(),
         dest: dest.to_owned(),
