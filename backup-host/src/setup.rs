@@ -130,7 +130,7 @@ pub fn claims(cfg: &Config, runner: &dyn Runner) -> (Vec<PvClaim>, Vec<String>) 
     let mut warnings = Vec::new();
     let mut claims = Vec::new();
     if cfg.kubernetes.resolver == Resolver::Kubectl {
-        let cluster = backup_lvm::KubectlCluster::new(
+        let cluster = backup_kubectl::KubectlCluster::new(
             runner,
             cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
         );

@@ -1,15 +1,11 @@
 //! The one error type of `backup-lvm`.
 
-/// What can go wrong reading `lvs` or `kubectl` output, or driving LVM.
+/// What can go wrong reading `lvs` output or driving LVM.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `lvs` output that does not read as expected.
     #[error("read lvs output: {0}")]
     Lvs(String),
-
-    /// `kubectl` output that does not read as expected.
-    #[error("read kubectl output: {0}")]
-    Kubectl(String),
 
     /// A command or backend operation failed.
     #[error(transparent)]
@@ -22,11 +18,6 @@ impl From<Error> for backup_core::Error {
             Error::Core(inner) => inner,
             Error::Lvs(reason) => backup_core::CommandError::Output {
                 argv: "lvs".to_owned(),
-                reason,
-            }
-            .into(),
-            Error::Kubectl(reason) => backup_core::CommandError::Output {
-                argv: "kubectl".to_owned(),
                 reason,
             }
             .into(),

@@ -967,7 +967,7 @@ pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<I
             ))
         })?;
     let runner = ctx.steady_runner();
-    let cluster = backup_lvm::KubectlCluster::new(
+    let cluster = backup_kubectl::KubectlCluster::new(
         runner.as_ref(),
         cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
     );

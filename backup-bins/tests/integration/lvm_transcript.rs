@@ -18,8 +18,10 @@ fn cfg(extra: &str) -> Config {
 }
 
 fn claims() -> Vec<PvClaim> {
-    backup_lvm::parse_pv_list(&std::fs::read(fixtures::data_dir().join("kubectl/pv.json")).unwrap())
-        .unwrap()
+    backup_kubectl::parse_pv_list(
+        &std::fs::read(fixtures::data_dir().join("kubectl/pv.json")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn run(config: &Config, pool_data_percent: &str) -> String {

@@ -65,7 +65,7 @@ pub fn restore(ctx: &Context<'_>, pvc_lv: &str, snapshot_lv: &str) -> Result<Res
     if claim.is_none() {
         eprintln!("lvm-pvc-snapshot: warning: no PV maps to {pvc_lv}: no workload will be scaled; make sure nothing uses it");
     }
-    let cluster = backup_lvm::KubectlCluster::new(
+    let cluster = backup_kubectl::KubectlCluster::new(
         runner.as_ref(),
         cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
     );

@@ -1,9 +1,9 @@
-//! `lvs` and `kubectl` parsers on captured output, and their errors.
+//! The `lvs` parser on captured output, and its errors.
 
 use backup_core::testing::{RecordingRunner, Transcript};
 use backup_core::Output;
 use backup_core::{Runner, VolumeManager};
-use backup_lvm::{is_source_volume, parse_lvs, parse_pv_list, parse_workloads, LvmVolumeManager};
+use backup_lvm::{is_source_volume, parse_lvs, LvmVolumeManager};
 
 fn data(path: &str) -> Vec<u8> {
     std::fs::read(fixtures::data_dir().join(path)).unwrap()
@@ -72,26 +72,6 @@ fn bad_lvs_output_is_an_error_naming_what_is_wrong() {
         .map(|(name, text)| format!("{name}: {}", parse_lvs(text.as_bytes()).unwrap_err()))
         .collect();
     insta::assert_snapshot!(errors.join("\n"));
-}
-
-#[test]
-fn kubectl_pv_and_workloads() {
-    let claims = parse_pv_list(&data("kubectl/pv.json")).unwrap();
-    let w = parse_workloads(
-        &data("kubectl/workloads-vaultwarden.json"),
-        "vaultwarden",
-        "vaultwarden-data",
-    )
-    .unwrap();
-    let sts = parse_workloads(
-        &data("kubectl/workloads-vaultwarden.json"),
-        "vaultwarden",
-        "data-postgres-2",
-    )
-    .unwrap();
-    insta::assert_debug_snapshot!((claims, w, sts));
-    assert!(parse_pv_list(b"{\"kind\":\"List\"}").is_err());
-    assert!(parse_workloads(b"not json", "ns", "pvc").is_err());
 }
 
 #[test]

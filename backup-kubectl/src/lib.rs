@@ -1,9 +1,31 @@
-//! The `Cluster` over `kubectl ... -o json`: pure parsers for its output, commands as data.
+//! The Kubernetes side of homelab-backup: [`KubectlCluster`], the [`backup_core::Cluster`] over
+//! `kubectl ... -o json` (the PV map of every job, the scale-down and scale-up of a restore),
+//! beside the snapshot backends (`backup-lvm`, `backup-dir`) as their equal. Commands are data
+//! run through a [`Runner`]; their output is read by pure parsers ([`parse_pv_list`],
+//! [`parse_workloads`]) tested on captured output.
 
 use backup_core::{Cluster, Invocation, PvClaim, Result, Runner, Workload};
 use serde_json::Value;
 
-use crate::error::Error;
+/// `kubectl` output that does not read as expected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The document is not what `kubectl -o json` prints.
+    #[error("read kubectl output: {0}")]
+    Kubectl(String),
+}
+
+impl From<Error> for backup_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Kubectl(reason) => backup_core::CommandError::Output {
+                argv: "kubectl".to_owned(),
+                reason,
+            }
+            .into(),
+        }
+    }
+}
 
 /// `kubectl` driven through a [`Runner`]; `kubeconfig` when given.
 pub struct KubectlCluster<'r> {

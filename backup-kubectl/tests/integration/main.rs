@@ -1,0 +1,3 @@
+//! backup-kubectl: its parsers on captured `kubectl -o json` output, and bad input.
+
+mod parsers;
