@@ -19,7 +19,8 @@ fn main() {
             rdev: 0,
             link_target: Vec::new(),
             xattr_md5: [0; 16],
-            md5: [7; 16],
+            digest: [7; 16],
+            digest_kind: backup_core::ContentHash::Xxh3,
             sqlite: None,
         })
         .collect();

@@ -88,9 +88,11 @@ pub use plan::{
     DailyInput, DailyPlan, PruneInput, PrunePlan, SnapshotChoice, SnapshotPlan, VolumePlan,
     PFSENSE_SERIES, PVE_CONFIG_SERIES,
 };
+#[cfg(any(test, feature = "testing"))]
+pub use record::encode_record_format3;
 pub use record::{
-    decode_record, encode_record as encode_file_record, visit_record, EntryKind, FileEntry,
-    RecordEntry, RecordError, RECORD_MAGIC,
+    decode_record, encode_record as encode_file_record, visit_record, ContentHash, ContentHasher,
+    EntryKind, FileEntry, RecordEntry, RecordError, RECORD_MAGIC,
 };
 pub use retention::{
     kept, plan_dumps, plan_gfs, plan_snapshots, plan_versions, removals, Action, Decision,

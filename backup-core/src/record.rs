@@ -8,14 +8,22 @@
 //! (little-endian), and a checksum of all that (xxh3-128; md5 in formats 1 and 2). A record
 //! that is truncated, damaged or of another version does not decode; the caller then copies the
 //! volume in full.
+//!
+//! Each file's content digest is xxh3-128 from format 4 on ([`ContentHash`]); an entry carried
+//! over unchanged from an older record keeps its md5, marked as such, so nothing is read again
+//! just because the format moved on.
 
 use serde::Serialize;
 
-/// The first bytes of every record, with the format version. Format 3 is format 2 with an
-/// xxh3-128 checksum instead of md5: the checksum guards against damage, not forgery (whoever can
-/// write the record can compute either), and xxh3 is some 20 times faster, which is most of the
-/// time `backupctl find` spends over many records.
-pub const RECORD_MAGIC: &[u8; 8] = b"HBREC03\n";
+/// The first bytes of every record, with the format version. Format 4 is format 3 with each
+/// file's content digest in xxh3-128 (a flag bit per entry says when it is still an md5): the
+/// digest guards against damage, not forgery (whoever can write the copy can write the record),
+/// and xxh3 hashes some 20 times faster than md5, which was most of the CPU of a first copy and
+/// of a verify.
+pub const RECORD_MAGIC: &[u8; 8] = b"HBREC04\n";
+
+/// The third format: every content digest an md5, an xxh3-128 checksum; still decodes.
+const RECORD_MAGIC_V3: &[u8; 8] = b"HBREC03\n";
 
 /// The second format: its checksum is the md5 of the body; still decodes.
 const RECORD_MAGIC_V2: &[u8; 8] = b"HBREC02\n";
@@ -59,6 +67,68 @@ impl EntryKind {
     }
 }
 
+/// How a file's content digest was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContentHash {
+    /// xxh3-128 (record format 4 on): what every new digest is.
+    #[default]
+    Xxh3,
+    /// md5: the digests of records of formats 1 to 3, and entries carried over from them.
+    Md5,
+}
+
+impl ContentHash {
+    /// A hasher of this kind.
+    pub fn hasher(self) -> ContentHasher {
+        match self {
+            ContentHash::Xxh3 => ContentHasher::Xxh3(Box::default()),
+            ContentHash::Md5 => ContentHasher::Md5(md5::Context::new()),
+        }
+    }
+
+    /// The digest of `bytes`.
+    pub fn of(self, bytes: &[u8]) -> [u8; 16] {
+        let mut h = self.hasher();
+        h.update(bytes);
+        h.finish()
+    }
+
+    /// "xxh3" or "md5", for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ContentHash::Xxh3 => "xxh3-128",
+            ContentHash::Md5 => "md5",
+        }
+    }
+}
+
+/// A content digest being computed ([`ContentHash::hasher`]).
+pub enum ContentHasher {
+    /// xxh3-128.
+    Xxh3(Box<xxhash_rust::xxh3::Xxh3>),
+    /// md5.
+    Md5(md5::Context),
+}
+
+impl ContentHasher {
+    /// Feeds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            ContentHasher::Xxh3(h) => h.update(bytes),
+            ContentHasher::Md5(h) => h.consume(bytes),
+        }
+    }
+
+    /// The digest.
+    pub fn finish(self) -> [u8; 16] {
+        match self {
+            ContentHasher::Xxh3(h) => h.digest128().to_le_bytes(),
+            ContentHasher::Md5(h) => h.finalize().0,
+        }
+    }
+}
+
 /// One entry of a version, relative to the PVC's root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileEntry {
@@ -88,8 +158,10 @@ pub struct FileEntry {
     pub link_target: Vec<u8>,
     /// md5 of the extended attributes (ACLs included), or zeros when there are none.
     pub xattr_md5: [u8; 16],
-    /// md5 of the content (files), or zeros.
-    pub md5: [u8; 16],
+    /// The content digest (files; [`FileEntry::digest_kind`] says which), or zeros.
+    pub digest: [u8; 16],
+    /// How [`FileEntry::digest`] was computed.
+    pub digest_kind: ContentHash,
     /// Whether the file is a SQLite database: `Some` once its header was read (or it could not be
     /// one: a side file, shorter than the magic), `None` when not known (a damaged or unreadable
     /// header, a record of the first format). daily-backup reads the header of a file again
@@ -139,10 +211,26 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 /// Encodes `entries` (in any order; sorted by path here) with the checksum.
 pub fn encode_record(entries: &[FileEntry]) -> Vec<u8> {
+    encode_as(entries, RECORD_MAGIC)
+}
+
+/// Encodes `entries` as format 3 wrote them (every digest must be an md5): the upgrade tests
+/// make the records an older release left.
+#[cfg(any(test, feature = "testing"))]
+pub fn encode_record_format3(entries: &[FileEntry]) -> Vec<u8> {
+    assert!(
+        entries.iter().all(|e| e.digest_kind == ContentHash::Md5),
+        "format 3 holds md5 digests only"
+    );
+    encode_as(entries, RECORD_MAGIC_V3)
+}
+
+fn encode_as(entries: &[FileEntry], magic: &[u8; 8]) -> Vec<u8> {
+    let old = magic != RECORD_MAGIC;
     let mut sorted: Vec<&FileEntry> = entries.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let mut out = Vec::with_capacity(16 + entries.len() * 96);
-    out.extend_from_slice(RECORD_MAGIC);
+    out.extend_from_slice(magic);
     out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
     for e in sorted {
         put_bytes(&mut out, &e.path);
@@ -158,17 +246,22 @@ pub fn encode_record(entries: &[FileEntry]) -> Vec<u8> {
         out.extend_from_slice(&e.rdev.to_le_bytes());
         put_bytes(&mut out, &e.link_target);
         out.extend_from_slice(&e.xattr_md5);
-        out.extend_from_slice(&e.md5);
-        out.push(match e.sqlite {
+        out.extend_from_slice(&e.digest);
+        let sqlite = match e.sqlite {
             Some(false) => 0,
             Some(true) => 1,
             None => 2,
-        });
+        };
+        let md5 = !old && e.digest_kind == ContentHash::Md5;
+        out.push(sqlite | if md5 { MD5_FLAG } else { 0 });
     }
     let sum = xxhash_rust::xxh3::xxh3_128(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out
 }
+
+/// The bit of an entry's flag byte (format 4) that says its digest is an md5.
+const MD5_FLAG: u8 = 0x10;
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -258,9 +351,12 @@ pub fn decode_record(bytes: &[u8]) -> Result<Vec<FileEntry>, RecordError> {
 pub fn visit_record(bytes: &[u8], mut f: impl FnMut(RecordEntry<'_>)) -> Result<u64, RecordError> {
     let v1 = bytes.starts_with(RECORD_MAGIC_V1);
     let md5_sum = v1 || bytes.starts_with(RECORD_MAGIC_V2);
-    if !md5_sum && !bytes.starts_with(RECORD_MAGIC) {
+    let v3 = bytes.starts_with(RECORD_MAGIC_V3);
+    if !md5_sum && !v3 && !bytes.starts_with(RECORD_MAGIC) {
         return Err(RecordError::Magic);
     }
+    // formats 1 to 3: every digest an md5
+    let old = md5_sum || v3;
     if bytes.len() < RECORD_MAGIC.len() + 8 + 16 {
         return Err(RecordError::Truncated(bytes.len()));
     }
@@ -293,14 +389,23 @@ pub fn visit_record(bytes: &[u8], mut f: impl FnMut(RecordEntry<'_>)) -> Result<
         let (inode, nlink) = (u64_at(25), u64_at(33));
         let (mode, uid, gid, rdev) = (u32_at(41), u32_at(45), u32_at(49), u64_at(53));
         let link_target = r.bytes()?;
-        let (xattr_md5, md5) = (r.md5()?, r.md5()?);
+        let (xattr_md5, digest) = (r.md5()?, r.md5()?);
         let at = r.at;
-        let sqlite = match (v1, r.u8()?) {
+        let flags = r.u8()?;
+        let digest_kind = if old || flags & MD5_FLAG != 0 {
+            ContentHash::Md5
+        } else {
+            ContentHash::Xxh3
+        };
+        let sqlite = match (v1, flags & !MD5_FLAG) {
             (true, _) | (false, 2) => None,
             (false, 0) => Some(false),
             (false, 1) => Some(true),
             _ => return Err(RecordError::Invalid(at)),
         };
+        if old && flags & MD5_FLAG != 0 {
+            return Err(RecordError::Invalid(at));
+        }
         f(RecordEntry {
             path,
             link_target,
@@ -318,7 +423,8 @@ pub fn visit_record(bytes: &[u8], mut f: impl FnMut(RecordEntry<'_>)) -> Result<
                 rdev,
                 link_target: Vec::new(),
                 xattr_md5,
-                md5,
+                digest,
+                digest_kind,
                 sqlite,
             },
         });
@@ -344,24 +450,32 @@ mod tests {
             prop::collection::vec(any::<u8>(), 0..10),
             any::<[u8; 16]>(),
             prop::option::of(any::<bool>()),
+            any::<bool>(),
         )
-            .prop_map(|(path, k, size, t, mode, target, md5, sqlite)| FileEntry {
-                path,
-                kind: EntryKind::from_code(k).unwrap(),
-                size,
-                mtime_ns: t,
-                ctime_ns: t.wrapping_add(1),
-                inode: size ^ 7,
-                nlink: 1,
-                mode,
-                uid: mode ^ 1,
-                gid: mode ^ 2,
-                rdev: 0,
-                link_target: target,
-                xattr_md5: md5,
-                md5,
-                sqlite,
-            })
+            .prop_map(
+                |(path, k, size, t, mode, target, md5, sqlite, old)| FileEntry {
+                    path,
+                    kind: EntryKind::from_code(k).unwrap(),
+                    size,
+                    mtime_ns: t,
+                    ctime_ns: t.wrapping_add(1),
+                    inode: size ^ 7,
+                    nlink: 1,
+                    mode,
+                    uid: mode ^ 1,
+                    gid: mode ^ 2,
+                    rdev: 0,
+                    link_target: target,
+                    xattr_md5: md5,
+                    digest: md5,
+                    digest_kind: if old {
+                        ContentHash::Md5
+                    } else {
+                        ContentHash::Xxh3
+                    },
+                    sqlite,
+                },
+            )
     }
 
     #[test]
@@ -380,7 +494,8 @@ mod tests {
             rdev: 0,
             link_target: Vec::new(),
             xattr_md5: [0; 16],
-            md5: [1; 16],
+            digest: [1; 16],
+            digest_kind: ContentHash::Md5,
             sqlite: Some(false),
         };
         let mut bytes = encode_record(std::slice::from_ref(&e));
@@ -391,10 +506,12 @@ mod tests {
         bytes[body..].copy_from_slice(&sum);
         let back = decode_record(&bytes).unwrap();
         assert_eq!(back[0].sqlite, None, "a v1 'false' was never a finding");
-        assert_eq!(back[0].md5, [1; 16]);
-        // format 2: the flag kept, the checksum an md5
+        assert_eq!(back[0].digest, [1; 16]);
+        assert_eq!(back[0].digest_kind, ContentHash::Md5);
+        // format 2: the flag kept (formats 1 to 3 have no digest bit), the checksum an md5
         let mut v2 = encode_record(std::slice::from_ref(&e));
         v2[..8].copy_from_slice(RECORD_MAGIC_V2);
+        v2[body - 1] &= !MD5_FLAG;
         let sum = md5::compute(&v2[..body]).0;
         v2[body..].copy_from_slice(&sum);
         assert_eq!(decode_record(&v2).unwrap(), std::slice::from_ref(&e));
@@ -402,6 +519,51 @@ mod tests {
         let mut mixed = encode_record(std::slice::from_ref(&e));
         mixed[..8].copy_from_slice(RECORD_MAGIC_V2);
         assert!(matches!(decode_record(&mixed), Err(RecordError::Checksum)));
+        // format 3: an xxh3 checksum, every digest an md5
+        let mut v3 = encode_record(std::slice::from_ref(&e));
+        v3[..8].copy_from_slice(RECORD_MAGIC_V3);
+        v3[body - 1] &= !MD5_FLAG;
+        let sum = xxhash_rust::xxh3::xxh3_128(&v3[..body]).to_le_bytes();
+        v3[body..].copy_from_slice(&sum);
+        assert_eq!(decode_record(&v3).unwrap(), std::slice::from_ref(&e));
+    }
+
+    #[test]
+    fn a_format_4_record_keeps_each_entrys_digest_kind() {
+        let md5_entry = FileEntry {
+            path: b"old".to_vec(),
+            kind: EntryKind::File,
+            size: 3,
+            mtime_ns: 1,
+            ctime_ns: 1,
+            inode: 1,
+            nlink: 1,
+            mode: 0o100_644,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            link_target: Vec::new(),
+            xattr_md5: [0; 16],
+            digest: ContentHash::Md5.of(b"abc"),
+            digest_kind: ContentHash::Md5,
+            sqlite: Some(false),
+        };
+        let new = FileEntry {
+            path: b"new".to_vec(),
+            digest: ContentHash::Xxh3.of(b"abc"),
+            digest_kind: ContentHash::Xxh3,
+            sqlite: None,
+            ..md5_entry.clone()
+        };
+        assert_ne!(md5_entry.digest, new.digest);
+        assert_eq!(md5_entry.digest, md5::compute(b"abc").0);
+        let back = decode_record(&encode_record(&[md5_entry.clone(), new.clone()])).unwrap();
+        assert_eq!(back, vec![new, md5_entry]);
+        // streamed in pieces: the same digest
+        let mut h = ContentHash::Xxh3.hasher();
+        h.update(b"a");
+        h.update(b"bc");
+        assert_eq!(h.finish(), ContentHash::Xxh3.of(b"abc"));
     }
 
     proptest! {

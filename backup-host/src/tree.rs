@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use backup_core::{is_side_file, Discovery, EntryKind, FileEntry, SqliteHeader};
+use backup_core::{is_side_file, ContentHash, Discovery, EntryKind, FileEntry, SqliteHeader};
 
 use crate::error::{Error, Result};
 
@@ -62,7 +62,8 @@ fn entry_from(rel: &[u8], st: &rustix::fs::Stat, link_target: Vec<u8>, abs: &Pat
         rdev: st.st_rdev,
         link_target,
         xattr_md5: xattr_digest(abs),
-        md5: [0; 16],
+        digest: [0; 16],
+        digest_kind: ContentHash::Xxh3,
         sqlite: None,
     }
 }
@@ -205,20 +206,23 @@ fn classify(
     }
 }
 
-/// md5 of a file's content.
-pub fn md5_of(path: &Path) -> Result<[u8; 16]> {
+/// The `kind` digest of a file's content, read in 256 KiB pieces into one buffer per thread
+/// (a fresh megabyte per file cost more than hashing a small file).
+pub fn digest_of(path: &Path, kind: ContentHash) -> Result<[u8; 16]> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| io("read", path, e))?;
-    let mut ctx = md5::Context::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| io("read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        ctx.consume(&buf[..n]);
-        crate::progress::add(0, n as u64);
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 256 << 10]);
     }
+    let mut f = std::fs::File::open(path).map_err(|e| io("read", path, e))?;
+    let mut h = kind.hasher();
+    BUF.with_borrow_mut(|buf| loop {
+        let n = f.read(buf).map_err(|e| io("read", path, e))?;
+        if n == 0 {
+            return Ok::<(), Error>(());
+        }
+        h.update(&buf[..n]);
+        crate::progress::add(0, n as u64);
+    })?;
     crate::progress::add(1, 0);
-    Ok(ctx.finalize().0)
+    Ok(h.finish())
 }

@@ -269,7 +269,7 @@ pub fn job(
     } else if !json {
         backup_host::out::println_fit(&crate::report::daily_header(&plan));
     }
-    // a bar on a terminal, a line a minute in the journal: volumes done, bytes read for md5s
+    // a bar on a terminal, a line a minute in the journal: volumes done, bytes read for digests
     let total = plan.volumes.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
     let phase = (!ctx.dry_run()).then(|| {

@@ -15,7 +15,7 @@ use backup_core::{EntryKind, FileEntry};
 use serde::Serialize;
 
 use backup_host::error::Result;
-use backup_host::tree::{md5_of, walk_entries};
+use backup_host::tree::{digest_of, walk_entries};
 
 /// Which files' content is read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -305,14 +305,17 @@ pub(super) fn read_and_compare(
                     return;
                 };
                 let path = root.join(OsStr::from_bytes(&want.path));
-                match md5_of(&path) {
+                match digest_of(&path, want.digest_kind) {
                     Ok(sum) => {
                         read.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(*size, Ordering::Relaxed);
-                        if sum != want.md5 {
+                        if sum != want.digest {
                             bad.lock().unwrap_or_else(PoisonError::into_inner).push((
                                 want.path.clone(),
-                                "content differs from the record (md5)".to_owned(),
+                                format!(
+                                    "content differs from the record ({})",
+                                    want.digest_kind.name()
+                                ),
                             ));
                         }
                     }

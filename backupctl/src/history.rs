@@ -285,6 +285,18 @@ pub struct DiffReport {
     pub changes: Vec<Change>,
 }
 
+/// True when two records' entries for one path hold different content: their digests differ
+/// (or, across the record format change, where one is an md5 and the other not, they are not
+/// the same inode of the same size: a file carried over unchanged keeps its inode).
+fn content_differs(x: &FileEntry, y: &FileEntry) -> bool {
+    x.size != y.size
+        || if x.digest_kind == y.digest_kind {
+            x.digest != y.digest
+        } else {
+            x.inode != y.inode
+        }
+}
+
 fn metadata_changes(a: &FileEntry, b: &FileEntry) -> Vec<String> {
     let mut d = Vec::new();
     if a.kind != b.kind {
@@ -371,7 +383,7 @@ pub fn diff(
                 (Some(_), None) => changes.push(change("removed", Vec::new())),
                 (Some(x), Some(y)) => {
                     let meta = metadata_changes(x, y);
-                    if x.kind == EntryKind::File && (x.md5 != y.md5 || x.size != y.size) {
+                    if x.kind == EntryKind::File && content_differs(x, y) {
                         let mut what = vec![format!(
                             "{} → {}",
                             human::bytes(x.size),

@@ -307,7 +307,7 @@ pub fn kill_all_mentioning(needle: &str) {
     }
 }
 
-/// The regular files of version `ns/pvc` of `week` whose md5 is not the one its record says
+/// The regular files of version `ns/pvc` of `week` whose digest is not the one its record says
 /// (the invariant after every successful run: none).
 pub fn record_mismatches(env: &Env, ns: &str, pvc: &str, week: &str) -> Vec<String> {
     let record = std::fs::read(
@@ -324,7 +324,7 @@ pub fn record_mismatches(env: &Env, ns: &str, pvc: &str, week: &str) -> Vec<Stri
             let p = copy
                 .as_std_path()
                 .join(std::ffi::OsStr::from_bytes(&e.path));
-            md5::compute(std::fs::read(p).unwrap()).0 != e.md5
+            e.digest_kind.of(&std::fs::read(p).unwrap()) != e.digest
         })
         .map(|e| String::from_utf8_lossy(&e.path).into_owned())
         .collect()

@@ -2,6 +2,7 @@
 //! damaged copies, and updates of a version that a failed run cannot take away.
 
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::process::{Command, Output};
 
 use camino::Utf8Path;
@@ -561,4 +562,102 @@ fn a_sent_file_gets_the_md5_of_what_was_sent() {
     );
     let out = ctl(&env, &["verify", "--week", "2026-02"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// Issue 24: from record format 4 a file's digest is xxh3-128, and a version an older release
+/// left (format 3, md5 digests) keeps working: verify checks its files by md5 and finds a
+/// flipped byte; the next week carries the md5s of unchanged files over without reading them
+/// (the record says which kind each is); a full pass compares by the base's kind, so it sends
+/// nothing that did not change; what is read again gets an xxh3 digest.
+#[test]
+fn a_format_3_record_keeps_working_after_the_upgrade() {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let rec_path = env
+        .root
+        .join("backup/pvc-data/2026-02/.records/vaultwarden/data");
+    let copy = env.copy("2026-02", "vaultwarden", "data");
+    let old: Vec<backup_core::FileEntry> =
+        backup_core::decode_record(&std::fs::read(&rec_path).unwrap())
+            .unwrap()
+            .into_iter()
+            .map(|mut e| {
+                if e.kind == backup_core::EntryKind::File {
+                    let bytes = std::fs::read(
+                        copy.as_std_path()
+                            .join(std::ffi::OsStr::from_bytes(&e.path)),
+                    )
+                    .unwrap();
+                    e.digest = md5::compute(bytes).0;
+                }
+                e.digest_kind = backup_core::ContentHash::Md5;
+                e
+            })
+            .collect();
+    std::fs::write(&rec_path, backup_core::encode_record_format3(&old)).unwrap();
+    let out = ctl(&env, &["verify", "--week", "2026-02"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // a new week, nothing changed: the md5s are carried over, the files linked
+    assert_eq!(env.day("2026-01-12").status.code(), Some(0));
+    let kinds = |week: &str| -> Vec<(String, backup_core::ContentHash)> {
+        let rec = env
+            .root
+            .join(format!("backup/pvc-data/{week}/.records/vaultwarden/data"));
+        backup_core::decode_record(&std::fs::read(rec).unwrap())
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == backup_core::EntryKind::File)
+            .map(|e| (String::from_utf8_lossy(&e.path).into_owned(), e.digest_kind))
+            .collect()
+    };
+    let carried = kinds("2026-03");
+    assert!(!carried.is_empty());
+    assert!(
+        carried
+            .iter()
+            .all(|(_, k)| *k == backup_core::ContentHash::Md5),
+        "{carried:?}"
+    );
+    assert_eq!(
+        record_mismatches(&env, "vaultwarden", "data", "2026-03"),
+        Vec::<String>::new()
+    );
+    // a full pass the same week: nothing is sent again (same inodes), the md5s stay
+    let file = env
+        .copy("2026-03", "vaultwarden", "data")
+        .join("dir/file-1.txt");
+    let before = ino(&file);
+    let out = env.run(DAILY, &["--now", "2026-01-13T05:00:00Z", "--full"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        ino(&file),
+        before,
+        "an unchanged file was sent again by the full pass"
+    );
+    assert_eq!(kinds("2026-03"), carried);
+    // a changed file is read again: xxh3
+    write(
+        &env.vol("vm-100-pvc-a").join("dir/file-2.txt"),
+        "changed after the upgrade\n",
+    );
+    assert_eq!(env.day("2026-01-14").status.code(), Some(0));
+    let after = kinds("2026-03");
+    let changed = after.iter().find(|(p, _)| p == "dir/file-2.txt").unwrap();
+    assert_eq!(changed.1, backup_core::ContentHash::Xxh3, "{after:?}");
+    assert_eq!(
+        record_mismatches(&env, "vaultwarden", "data", "2026-03"),
+        Vec::<String>::new()
+    );
+    // bit rot under an md5 entry is found, and named as an md5 mismatch
+    flip_byte(
+        &env.copy("2026-03", "vaultwarden", "data")
+            .join("dir/file-3.txt"),
+    );
+    let out = ctl(&env, &["verify", "--week", "2026-03"]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("content differs from the record (md5)"),
+        "{}",
+        text(&out)
+    );
 }

@@ -340,35 +340,38 @@ fn prepare_update(
     // a full pass reads every file first: what to send depends on the content
     let hashed_first = full && base.is_some();
     if hashed_first {
-        incremental::fill_md5(
+        incremental::fill_digests(
             read_root.as_std_path(),
             &mut hashed,
             &BTreeMap::new(),
             false,
             &BTreeSet::new(),
+            base_map,
         )?;
     }
     let diff_entries = if hashed_first { &hashed } else { &entries };
     let changes = stage_changes(deps, plan, vp, read_root, base.as_ref(), diff_entries, full)?;
-    // otherwise the md5s of what is sent are read from the snapshot while rsync copies it (the
-    // two read the same bytes, neither waits); what is linked keeps the md5 its base records
+    // otherwise the digests of what is sent are read from the snapshot while rsync copies it
+    // (the two read the same bytes, neither waits); what is linked keeps the digest its base
+    // records
     let (outcome, hashing) = std::thread::scope(|s| {
         let sent = changes.sent();
         let hasher = (!hashed_first).then(|| {
             s.spawn(|| {
-                incremental::fill_md5(
+                incremental::fill_digests(
                     read_root.as_std_path(),
                     &mut hashed,
                     base_map,
                     trust_ctime,
                     sent,
+                    &empty_map,
                 )
             })
         });
         let outcome = send_changes(deps, read_root, &changes);
         let hashing = hasher.map_or(Ok(()), |h| {
             h.join()
-                .unwrap_or_else(|_| Err(Error::Internal("the md5 worker panicked".to_owned())))
+                .unwrap_or_else(|_| Err(Error::Internal("the hashing worker panicked".to_owned())))
         });
         (outcome, hashing)
     });

@@ -9,7 +9,7 @@
 //!   metadata alone changed is sent, not linked.
 //! - Files with more than one link are always sent (rsync `-H` links only what it transfers),
 //!   symlinks and special files too (they cost nothing).
-//! - A full pass ([`Trust::content`]) links a file only when its fresh md5 is the record's.
+//! - A full pass ([`Trust::content`]) links a file only when its fresh digest is the record's.
 //!
 //! "Unchanged" is size, mtime, mode, owner, link target, device and extended attributes; where
 //! the snapshot keeps inodes and change times (LVM), also those, which catch a rewrite that keeps
@@ -27,31 +27,42 @@ use camino::Utf8Path;
 
 use backup_host::error::{Error, Result};
 
-use backup_host::tree::{io, md5_of};
+use backup_host::tree::{digest_of, io};
 
-/// Fills in the md5 of every file: from `base` where the file is unchanged and linked from
-/// there, else read from `root` (one worker per core). A file in `sent` was copied from the
-/// snapshot, not linked: its md5 is always read, since the bytes rsync copied are the
-/// snapshot's, whatever its size and mtime say.
+/// Fills in the content digest of every file: from `base` where the file is unchanged and
+/// linked from there (its digest and kind carried over), else read from `root` (one worker per
+/// core). A file in `sent` was copied from the snapshot, not linked: its digest is always read,
+/// since the bytes rsync copied are the snapshot's, whatever its size and mtime say. What is
+/// read is hashed with xxh3-128, or with the kind `like` holds for the same path (a full pass
+/// compares with an older record's md5s).
 ///
 /// # Errors
 /// When a file cannot be read.
-pub fn fill_md5(
+pub fn fill_digests(
     root: &Path,
     entries: &mut [FileEntry],
     base: &BTreeMap<Vec<u8>, FileEntry>,
     trust_ctime: bool,
     sent: &BTreeSet<Vec<u8>>,
+    like: &BTreeMap<Vec<u8>, FileEntry>,
 ) -> Result<()> {
     let mut todo: Vec<&mut FileEntry> = Vec::new();
     for e in entries.iter_mut().filter(|e| e.kind == EntryKind::File) {
         match base.get(&e.path) {
             Some(b)
-                if b.unchanged(e, trust_ctime) && b.md5 != [0; 16] && !sent.contains(&e.path) =>
+                if b.unchanged(e, trust_ctime)
+                    && b.digest != [0; 16]
+                    && !sent.contains(&e.path) =>
             {
-                e.md5 = b.md5
+                e.digest = b.digest;
+                e.digest_kind = b.digest_kind;
             }
-            _ => todo.push(e),
+            _ => {
+                e.digest_kind = like
+                    .get(&e.path)
+                    .map_or_else(Default::default, |l| l.digest_kind);
+                todo.push(e)
+            }
         }
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -61,7 +72,8 @@ pub fn fill_md5(
             .map(|part| {
                 s.spawn(move || {
                     for e in part.iter_mut() {
-                        e.md5 = md5_of(&root.join(OsStr::from_bytes(&e.path)))?;
+                        let path = root.join(OsStr::from_bytes(&e.path));
+                        e.digest = digest_of(&path, e.digest_kind)?;
                     }
                     Ok(())
                 })
@@ -70,7 +82,7 @@ pub fn fill_md5(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::Internal("an md5 worker panicked".into())))
+                    .unwrap_or_else(|_| Err(Error::Internal("a hashing worker panicked".into())))
             })
             .collect()
     });
@@ -105,8 +117,9 @@ fn parent(path: &[u8]) -> Option<&[u8]> {
 pub struct Trust<'a> {
     /// The snapshot keeps inodes and change times (LVM): compare them too.
     pub ctime: bool,
-    /// A full pass: the source's md5s are filled in, and a file is unchanged only when its md5
-    /// is the one the record holds (a rewrite that kept size and mtime, two files swapped).
+    /// A full pass: the source's digests are filled in, and a file is unchanged only when its
+    /// digest is the one the record holds (a rewrite that kept size and mtime, two files
+    /// swapped).
     pub content: bool,
     /// Paths of the base copy that `backupctl verify` found damaged: never unchanged.
     pub damaged: Option<&'a BTreeSet<Vec<u8>>>,
@@ -126,7 +139,9 @@ pub fn diff(source: &[FileEntry], base: &BTreeMap<Vec<u8>, FileEntry>, trust: Tr
             b.unchanged(e, trust.ctime)
                 && !(trust.content
                     && e.kind == EntryKind::File
-                    && (b.md5 != e.md5 || b.md5 == [0; 16]))
+                    && (b.digest != e.digest
+                        || b.digest_kind != e.digest_kind
+                        || b.digest == [0; 16]))
                 && !trust.damaged.is_some_and(|d| d.contains(&e.path))
         });
         let always = match e.kind {
@@ -301,7 +316,8 @@ mod tests {
             rdev: 0,
             link_target: Vec::new(),
             xattr_md5: [0; 16],
-            md5: [0; 16],
+            digest: [0; 16],
+            digest_kind: backup_core::ContentHash::Xxh3,
             sqlite: None,
         }
     }
