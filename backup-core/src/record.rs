@@ -68,7 +68,7 @@ impl EntryKind {
 }
 
 /// How a file's content digest was computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum ContentHash {
     /// xxh3-128 (record format 4 on): what every new digest is.

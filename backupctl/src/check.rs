@@ -149,12 +149,67 @@ pub(super) fn compare(want: &FileEntry, got: &FileEntry) -> Vec<String> {
     d
 }
 
+/// The digests one run has read, by file identity: an unchanged file is one inode hardlinked into
+/// every week that holds it, so `verify` of all versions reads it once, not once per week. The
+/// identity is the file system, the inode, and the change time and size (any write to the inode
+/// changes its ctime), and the digest kind asked for.
+#[derive(Debug, Default)]
+pub struct Digests {
+    known: Mutex<std::collections::HashMap<DigestKey, [u8; 16]>>,
+}
+
+type DigestKey = (u64, u64, i64, u64, backup_core::ContentHash);
+
+impl Digests {
+    fn get(&self, key: &DigestKey) -> Option<[u8; 16]> {
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .copied()
+    }
+
+    fn put(&self, key: DigestKey, digest: [u8; 16]) {
+        self.known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, digest);
+    }
+}
+
+/// One file to read: what the record says, and the identity of the file found.
+pub(super) struct ToRead<'a> {
+    /// The record's entry.
+    pub want: &'a FileEntry,
+    /// Its size here.
+    pub size: u64,
+    /// (device, inode, ctime) of the file here, when a [`Digests`] may remember it.
+    pub id: Option<(u64, u64, i64)>,
+}
+
 /// Checks the tree at `root` against `record`.
 ///
 /// # Errors
 /// When the tree cannot be walked at all (a folder that cannot be read is an error, not a
 /// difference: the check would be incomplete).
 pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result<CheckReport> {
+    check_tree_with(root, record, content, None)
+}
+
+/// [`check_tree`], reusing the digests of files `digests` has already read in this run (the
+/// same inode in another week) and remembering the ones it reads.
+///
+/// # Errors
+/// As [`check_tree`].
+pub fn check_tree_with(
+    root: &Path,
+    record: &[FileEntry],
+    content: Content,
+    digests: Option<&Digests>,
+) -> Result<CheckReport> {
+    let dev = digests
+        .and_then(|_| std::fs::metadata(root).ok())
+        .map(|m| std::os::unix::fs::MetadataExt::dev(&m));
     let found: BTreeMap<Vec<u8>, FileEntry> = walk_entries(root)?
         .into_iter()
         .map(|e| (e.path.clone(), e))
@@ -174,7 +229,7 @@ pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result
     // hardlinks: record group (source inode) -> copy inodes, copy inode -> record groups
     let mut copy_inodes_of_group: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     let mut groups_of_copy_inode: BTreeMap<u64, BTreeSet<(u64, Vec<u8>)>> = BTreeMap::new();
-    let mut to_read: Vec<(&FileEntry, u64)> = Vec::new();
+    let mut to_read: Vec<ToRead<'_>> = Vec::new();
     for want in record {
         recorded.insert(want.path.as_slice());
         let Some(got) = found.get(&want.path) else {
@@ -202,7 +257,11 @@ pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result
                 .or_default()
                 .insert(group);
             if content.chosen(&want.path) && want.size == got.size {
-                to_read.push((want, got.size));
+                to_read.push(ToRead {
+                    want,
+                    size: got.size,
+                    id: dev.map(|d| (d, got.inode, got.ctime_ns)),
+                });
             }
         }
     }
@@ -215,7 +274,7 @@ pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result
     for (path, what) in hardlink_differences(record, &copy_inodes_of_group, &groups_of_copy_inode) {
         diff(&path, what);
     }
-    let (read, bytes, mismatched) = read_and_compare(root, &to_read);
+    let (read, bytes, mismatched) = read_and_compare(root, &to_read, digests);
     report.files_read = read;
     report.bytes_read = bytes;
     for (path, what) in mismatched {
@@ -286,11 +345,13 @@ fn hardlink_differences(
     out
 }
 
-/// md5 of every file in `files`, one worker per core; returns files read, bytes read, and the
-/// paths whose content differs (or could not be read), with why.
+/// The digest of every file in `files` (from `digests` when it has read the same file in this
+/// run), one worker per core; returns files checked, bytes checked, and the paths whose
+/// content differs (or could not be read), with why.
 pub(super) fn read_and_compare(
     root: &Path,
-    files: &[(&FileEntry, u64)],
+    files: &[ToRead<'_>],
+    digests: Option<&Digests>,
 ) -> (u64, u64, Vec<(Vec<u8>, String)>) {
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
@@ -301,11 +362,23 @@ pub(super) fn read_and_compare(
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((want, size)) = files.get(i) else {
+                let Some(ToRead { want, size, id }) = files.get(i) else {
                     return;
                 };
+                let key = id
+                    .zip(digests)
+                    .map(|((dev, ino, ctime), d)| ((dev, ino, ctime, *size, want.digest_kind), d));
+                let known = key.as_ref().and_then(|(k, d)| d.get(k));
+                if known.is_some() {
+                    // read already this run (the same inode in another week): counted as read
+                    backup_host::progress::add(1, *size);
+                }
                 let path = root.join(OsStr::from_bytes(&want.path));
-                match digest_of(&path, want.digest_kind) {
+                let digest = known.map_or_else(|| digest_of(&path, want.digest_kind), Ok);
+                if let (Some((k, d)), Ok(sum), None) = (&key, &digest, known) {
+                    d.put(*k, *sum);
+                }
+                match digest {
                     Ok(sum) => {
                         read.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(*size, Ordering::Relaxed);
@@ -359,6 +432,57 @@ mod tests {
             })
             .count();
         assert!(same < 1000, "another seed chooses other files");
+    }
+
+    /// Issue 24, item 2: a file hardlinked into two weeks is read once per run; a write to it
+    /// (a new ctime) is read again; another run reads for itself.
+    #[test]
+    fn an_inode_shared_by_two_weeks_is_read_once_per_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w1, w2) = (dir.path().join("w1"), dir.path().join("w2"));
+        std::fs::create_dir_all(&w1).unwrap();
+        std::fs::create_dir_all(&w2).unwrap();
+        std::fs::write(w1.join("f"), b"content").unwrap();
+        std::fs::hard_link(w1.join("f"), w2.join("f")).unwrap();
+        let record: Vec<FileEntry> = walk_entries(&w1)
+            .unwrap()
+            .into_iter()
+            .map(|mut e| {
+                if e.kind == EntryKind::File {
+                    e.digest = e.digest_kind.of(b"content");
+                }
+                e
+            })
+            .collect();
+        let digests = Digests::default();
+        let first = check_tree_with(&w1, &record, Content::All, Some(&digests)).unwrap();
+        assert!(first.differences.is_empty(), "{:?}", first.differences);
+        assert_eq!(digests.known.lock().unwrap().len(), 1);
+        // poison what the run remembers: the second week's check must use it, not the disk
+        let key = *digests.known.lock().unwrap().keys().next().unwrap();
+        digests.put(key, [9; 16]);
+        let second = check_tree_with(&w2, &record, Content::All, Some(&digests)).unwrap();
+        assert_eq!(
+            second.differences.len(),
+            1,
+            "the remembered digest was not used"
+        );
+        // a write gives the inode a new ctime: read again, found right
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(w2.join("f"), b"content").unwrap();
+        let content = |r: CheckReport| -> Vec<Difference> {
+            r.differences
+                .into_iter()
+                .filter(|d| d.what.contains("content"))
+                .collect()
+        };
+        let third = check_tree_with(&w2, &record, Content::All, Some(&digests)).unwrap();
+        assert_eq!(content(third), Vec::new());
+        // without a cache, nothing is remembered
+        assert_eq!(
+            content(check_tree(&w2, &record, Content::All).unwrap()),
+            Vec::new()
+        );
     }
 
     #[test]

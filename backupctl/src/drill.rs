@@ -10,7 +10,7 @@ use backup_core::{EntryKind, FileEntry, MetricGroup, Series, WeekVersion};
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
-use crate::check::{compare, read_and_compare, show, Content, Difference};
+use crate::check::{compare, read_and_compare, show, Content, Difference, ToRead};
 use crate::inventory::{files_under, record};
 use crate::restore::rsync_tree;
 use backup_host::error::{Error, Result};
@@ -295,8 +295,15 @@ fn restore_sample(
             })),
         }
     }
-    let sized: Vec<(&FileEntry, u64)> = chosen.iter().map(|e| (*e, e.size)).collect();
-    let (_, read, bad) = read_and_compare(to.as_std_path(), &sized);
+    let sized: Vec<ToRead<'_>> = chosen
+        .iter()
+        .map(|e| ToRead {
+            want: e,
+            size: e.size,
+            id: None,
+        })
+        .collect();
+    let (_, read, bad) = read_and_compare(to.as_std_path(), &sized, None);
     differences.extend(bad.into_iter().map(|(p, what)| Difference {
         path: format!("{label}: {}", show(&p)),
         what,

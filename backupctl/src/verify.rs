@@ -11,7 +11,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use chrono::Duration;
 use serde::Serialize;
 
-use crate::check::{check_tree, CheckReport, Content, Difference};
+use crate::check::{check_tree_with, CheckReport, Content, Difference, Digests};
 use crate::inventory::{files_under, record};
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
@@ -119,6 +119,7 @@ pub(super) fn check_version(
     store: &dyn backup_core::BackupStore,
     v: &WeekVersion,
     content: Content,
+    digests: &Digests,
 ) -> Checked {
     let what = format!("pvc {}/{} {}", v.namespace, v.pvc, v.week);
     let copy = root.pvc_copy(v.week, &v.namespace, &v.pvc);
@@ -130,7 +131,7 @@ pub(super) fn check_version(
                 .to_owned(),
         );
     };
-    let (checked, paths) = match check_tree(copy.as_std_path(), &rec, content) {
+    let (checked, paths) = match check_tree_with(copy.as_std_path(), &rec, content, Some(digests)) {
         Ok(CheckReport {
             files_read,
             bytes_read,
@@ -266,9 +267,11 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
     };
     let _phase = backup_host::progress::start("verify", totals);
     let mut checked = Vec::new();
+    // an inode hardlinked into several weeks is read once
+    let digests = Digests::default();
     for v in &chosen {
         backup_host::progress::message(&format!("{}/{} {}", v.namespace, v.pvc, v.week));
-        checked.push(check_version(&root, store.as_ref(), v, content));
+        checked.push(check_version(&root, store.as_ref(), v, content, &digests));
         let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
         check_sqlite_copies(
             &root.sqlite_copy(v.week, &v.namespace, &v.pvc),
