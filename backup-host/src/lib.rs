@@ -16,6 +16,7 @@ pub mod exit;
 pub mod fsutil;
 pub mod human;
 pub mod linkguard;
+pub mod local_copy;
 pub mod lock;
 pub mod metrics_sink;
 pub mod mounts;

@@ -273,8 +273,9 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
     })
 }
 
-/// The restore's copy (all of the version with `--delete` when `force`; or only the chosen
-/// entries, nothing deleted) and its check against `rec`, with progress for both.
+/// The restore's copy (all of the version: into an empty folder with the local copy, over a
+/// `--force`d one with rsync `--delete`; or only the chosen entries with rsync, nothing
+/// deleted) and its check against `rec`, with progress for both.
 fn copy_and_check(
     ctx: &Context<'_>,
     from: &Utf8Path,
@@ -290,7 +291,7 @@ fn copy_and_check(
         .count() as u64;
     let copying =
         backup_host::progress::start("restore: copying", backup_host::progress::Totals::default());
-    backup_host::progress::message(&format!("rsync into {to}"));
+    backup_host::progress::message(&format!("copying into {to}"));
     let checking = || {
         backup_host::progress::start(
             "restore: checking",
@@ -302,7 +303,14 @@ fn copy_and_check(
     };
     let check = match chosen {
         None => {
-            rsync_tree(ctx, from, to, force, None, &[])?;
+            // into an empty folder the local copy (what rsync -aHAX --sparse would write, in
+            // one process, a worker per core); over what --force keeps, rsync with --delete
+            let empty = std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_none());
+            if empty {
+                backup_host::local_copy::copy_tree(from.as_std_path(), to.as_std_path())?;
+            } else {
+                rsync_tree(ctx, from, to, force, None, &[])?;
+            }
             drop(copying);
             let _checking = checking();
             check_tree(to.as_std_path(), rec, Content::All)?
