@@ -137,19 +137,85 @@ impl Projection {
     }
 }
 
-/// The newest complete version of every PVC.
-fn newest_versions(all: Vec<WeekVersion>) -> Vec<WeekVersion> {
-    let mut by: BTreeMap<(String, String), WeekVersion> = BTreeMap::new();
-    for v in all.into_iter().filter(WeekVersion::is_complete) {
-        let k = (v.namespace.clone(), v.pvc.clone());
-        if by.get(&k).is_none_or(|o| o.week < v.week) {
-            by.insert(k, v);
-        }
-    }
-    by.into_values().collect()
+/// What a drill will restore, decided before anything is written: per version, the files of
+/// the sample (at least one when the version has files), or that it cannot be drilled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillPlan {
+    /// The sample's seed (`--now` as a unix time: the same `--now`, the same files).
+    pub seed: u64,
+    /// The newest complete version of every PVC, in order.
+    pub items: Vec<DrillItem>,
+    /// The largest version drilled: (bytes, files), what the file-level RTO is projected for.
+    pub largest: (u64, u64),
 }
 
-/// Runs the drill.
+/// A complete version and its record (`None`: no usable one), what [`plan_drill`] plans from.
+pub type Listed = (WeekVersion, Option<Vec<FileEntry>>);
+
+/// One version of a [`DrillPlan`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrillItem {
+    /// The version.
+    pub version: WeekVersion,
+    /// `ns/pvc week`.
+    pub label: String,
+    /// The record's entries of the files to restore (empty: a version with no file; `None`:
+    /// no usable record, the version cannot be drilled).
+    pub chosen: Option<Vec<FileEntry>>,
+}
+
+/// Plans a drill of the newest complete version of every PVC in `all` (with its record, `None`
+/// when it has no usable one): `percent` of each version's files, chosen by `seed`. Pure: the
+/// same listing and seed give the same plan.
+pub fn plan_drill(all: Vec<Listed>, seed: u64, percent: f64) -> DrillPlan {
+    let content = Content::Sample { seed, percent };
+    let mut plan = DrillPlan {
+        seed,
+        items: Vec::new(),
+        largest: (0, 0),
+    };
+    let mut newest: BTreeMap<(String, String), Listed> = BTreeMap::new();
+    for (v, rec) in all.into_iter().filter(|(v, _)| v.is_complete()) {
+        let k = (v.namespace.clone(), v.pvc.clone());
+        if newest.get(&k).is_none_or(|(o, _)| o.week < v.week) {
+            newest.insert(k, (v, rec));
+        }
+    }
+    for (v, rec) in newest.into_values() {
+        let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
+        let Some(rec) = rec else {
+            plan.items.push(DrillItem {
+                version: v,
+                label,
+                chosen: None,
+            });
+            continue;
+        };
+        let files = rec.iter().filter(|e| e.kind == EntryKind::File);
+        let files_in = files.clone().count() as u64;
+        plan.largest = plan
+            .largest
+            .max((rec.iter().map(|e| e.size).sum(), files_in));
+        let mut chosen: Vec<FileEntry> = files
+            .clone()
+            .filter(|e| content.chosen(&e.path))
+            .cloned()
+            .collect();
+        if chosen.is_empty() {
+            // a small version: at least one file
+            chosen.extend(files.take(1).cloned());
+        }
+        plan.items.push(DrillItem {
+            version: v,
+            label,
+            chosen: Some(chosen),
+        });
+    }
+    plan
+}
+
+/// Runs the drill: plans it ([`plan_drill`]), then restores and checks each version's sample
+/// and every SQLite copy, and projects the RTOs.
 ///
 /// # Errors
 /// No complete version, a scratch folder that cannot be used.
@@ -162,70 +228,65 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     }
     let store = ctx.store()?;
     let root = store.root().clone();
-    let versions = newest_versions(store.list_versions(Series::Pvc)?);
-    if versions.is_empty() {
+    let listed: Vec<Listed> = store
+        .list_versions(Series::Pvc)?
+        .into_iter()
+        .filter(WeekVersion::is_complete)
+        .map(|v| {
+            let rec = record(store.as_ref(), &v);
+            (v, rec)
+        })
+        .collect();
+    let plan = plan_drill(listed, ctx.now.timestamp() as u64, args.sample);
+    if plan.items.is_empty() {
         return Err(Error::NotFound(
             "no complete version to drill: run daily-backup first".to_owned(),
         ));
     }
     let (_temp, scratch) = scratch_folder(args)?;
-    let seed = ctx.now.timestamp() as u64;
-    let content = Content::Sample {
-        seed,
-        percent: args.sample,
-    };
     let started = std::time::Instant::now();
     let _phase = backup_host::progress::start("drill", backup_host::progress::Totals::default());
     let mut differences = Vec::new();
     let mut drilled = Vec::new();
     let mut bytes = 0u64;
-    // the largest version (bytes, files), and each drilled version's (seconds, files, bytes)
-    let mut largest_pvc = (0u64, 0u64);
+    // each drilled version's (seconds, files, bytes)
     let mut runs: Vec<(f64, u64, u64)> = Vec::new();
-    for v in &versions {
-        let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
-        backup_host::progress::message(&label);
-        let Some(rec) = record(store.as_ref(), v) else {
+    for item in &plan.items {
+        backup_host::progress::message(&item.label);
+        let Some(chosen) = &item.chosen else {
             differences.push(Difference {
-                path: label.clone(),
+                path: item.label.clone(),
                 what: "no usable record: this version cannot be drilled".to_owned(),
             });
             continue;
         };
-        let files_in = rec.iter().filter(|e| e.kind == EntryKind::File).count() as u64;
-        largest_pvc = largest_pvc.max((rec.iter().map(|e| e.size).sum(), files_in));
-        let mut chosen: Vec<&FileEntry> = rec
-            .iter()
-            .filter(|e| e.kind == EntryKind::File && content.chosen(&e.path))
-            .collect();
         if chosen.is_empty() {
-            // a small version: at least one file
-            chosen.extend(rec.iter().find(|e| e.kind == EntryKind::File));
-        }
-        if chosen.is_empty() {
-            drilled.push((label, 0));
+            drilled.push((item.label.clone(), 0));
             continue;
         }
-        let (seconds, read) = restore_sample(ctx, &scratch, v, &chosen, &mut differences)?;
+        let chosen: Vec<&FileEntry> = chosen.iter().collect();
+        let (seconds, read) =
+            restore_sample(ctx, &scratch, &item.version, &chosen, &mut differences)?;
         bytes += read;
         runs.push((seconds, chosen.len() as u64, read));
-        drilled.push((label, chosen.len() as u64));
+        drilled.push((item.label.clone(), chosen.len() as u64));
     }
     let file_seconds = started.elapsed().as_secs_f64();
     let projection = Projection::from_runs(&runs);
     // every SQLite copy of those versions
+    let versions: Vec<WeekVersion> = plan.items.iter().map(|i| i.version.clone()).collect();
     let sq = drill_sqlite(&root, &scratch, &versions, &mut differences)?;
     let seconds = started.elapsed().as_secs_f64();
     let total = bytes + sq.bytes;
     let rto = layer_rtos(
         &projection,
-        largest_pvc,
+        plan.largest,
         file_seconds,
         !runs.is_empty(),
         &sq,
     );
     Ok(DrillReport {
-        seed,
+        seed: plan.seed,
         versions: drilled,
         sqlite_copies: sq.copies,
         differences,
@@ -455,7 +516,67 @@ impl Outcome for DrillReport {
 
 #[cfg(test)]
 mod tests {
-    use super::Projection;
+    use super::*;
+
+    fn file(path: &str, size: u64) -> FileEntry {
+        FileEntry {
+            path: path.as_bytes().to_vec(),
+            kind: EntryKind::File,
+            size,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 1,
+            nlink: 1,
+            mode: 0o100_644,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            link_target: Vec::new(),
+            xattr_md5: [0; 16],
+            digest: [0; 16],
+            digest_kind: backup_core::ContentHash::Xxh3,
+            sqlite: Some(false),
+        }
+    }
+
+    fn version(pvc: &str, week: &str, complete: bool) -> WeekVersion {
+        WeekVersion {
+            namespace: "ns".to_owned(),
+            pvc: pvc.to_owned(),
+            week: week.parse().unwrap(),
+            completed_at: complete.then_some(chrono::DateTime::UNIX_EPOCH),
+        }
+    }
+
+    /// Issue 22, item 4: the drill's choices as a value. The newest complete week of each PVC;
+    /// an incomplete newer week ignored; a version without a record kept as undrillable; a
+    /// tiny version still drills one file; the same seed, the same files.
+    #[test]
+    fn the_plan_picks_the_newest_complete_version_and_a_seeded_sample() {
+        let big: Vec<FileEntry> = (0..1000).map(|i| file(&format!("f{i}"), 10)).collect();
+        let listing = || {
+            vec![
+                (version("a", "2026-05", true), Some(vec![file("old", 1)])),
+                (version("a", "2026-06", true), Some(big.clone())),
+                (version("a", "2026-07", false), Some(vec![file("half", 1)])),
+                (version("b", "2026-06", true), None),
+                (version("c", "2026-06", true), Some(vec![file("only", 5)])),
+            ]
+        };
+        let plan = plan_drill(listing(), 7, 10.0);
+        let labels: Vec<&str> = plan.items.iter().map(|i| i.label.as_str()).collect();
+        assert_eq!(labels, ["ns/a 2026-06", "ns/b 2026-06", "ns/c 2026-06"]);
+        let a = plan.items[0].chosen.as_ref().unwrap();
+        assert!((50..150).contains(&a.len()), "{}", a.len());
+        assert_eq!(plan.items[1].chosen, None);
+        assert_eq!(plan.items[2].chosen.as_ref().unwrap().len(), 1);
+        assert_eq!(plan.largest, (10_000, 1000));
+        assert_eq!(plan_drill(listing(), 7, 10.0), plan);
+        assert_ne!(
+            plan_drill(listing(), 8, 10.0).items[0].chosen,
+            plan.items[0].chosen
+        );
+    }
 
     /// The case that was wrong: three tiny files drilled, a volume of 2 001 files and 1.6 GiB.
     /// By bytes alone the drill's rate (overhead over a few hundred bytes) promised minutes.
