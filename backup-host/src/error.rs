@@ -23,6 +23,10 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
+    /// The run was told to stop (SIGTERM, SIGINT) while doing what this says.
+    #[error("stopped while {0}: the run was interrupted (SIGTERM/SIGINT)")]
+    Interrupted(String),
+
     /// A bug: a worker thread panicked, an invariant broke.
     #[error("internal error: {0}")]
     Internal(String),
@@ -137,6 +141,7 @@ impl Error {
             | Error::LiveCheck(_)
             | Error::Io { .. }
             | Error::Dump { .. }
+            | Error::Interrupted(_)
             | Error::Core(_) => Exit::Failed,
         }
     }

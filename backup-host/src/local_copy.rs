@@ -20,7 +20,7 @@ use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use backup_core::{EntryKind, FileEntry};
@@ -35,6 +35,10 @@ pub struct Copied {
     pub entries: u64,
     /// Bytes of file content (holes not counted).
     pub bytes: u64,
+    /// Regular files (each name of a hardlinked file counted).
+    pub files: u64,
+    /// Their sizes, holes included.
+    pub file_bytes: u64,
 }
 
 fn io(action: &'static str, path: &Path, e: impl Into<std::io::Error>) -> Error {
@@ -45,12 +49,14 @@ fn rel(root: &Path, p: &[u8]) -> PathBuf {
     root.join(OsStr::from_bytes(p))
 }
 
-/// Copies the tree at `from` into the folder `to`, which must exist and be empty.
+/// Copies the tree at `from` into the folder `to`, which must exist and be empty. `stop` (set by
+/// SIGTERM/SIGINT) is looked at before every file and every 64 MiB of one.
 ///
 /// # Errors
-/// The first entry that could not be read or written, by path; what was written before it
-/// stays (the caller restores into a folder it may remove).
-pub fn copy_tree(from: &Path, to: &Path) -> Result<Copied> {
+/// The first entry that could not be read or written, by path, or [`Error::Interrupted`] when
+/// `stop` was set; what was written before stays (the caller copies into a folder it may
+/// remove).
+pub fn copy_tree(from: &Path, to: &Path, stop: Option<&AtomicBool>) -> Result<Copied> {
     if std::fs::read_dir(to)
         .map_err(|e| io("read", to, e))?
         .next()
@@ -62,7 +68,12 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<Copied> {
         )));
     }
     let entries = crate::tree::walk_entries(from)?;
-    let mut copied = Copied::default();
+    let regular = entries.iter().filter(|e| e.kind == EntryKind::File);
+    let mut copied = Copied {
+        files: regular.clone().count() as u64,
+        file_bytes: regular.map(|e| e.size).sum(),
+        ..Copied::default()
+    };
     // folders first, parents before children (the walk sorts by path), private for now
     for e in entries
         .iter()
@@ -87,7 +98,7 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<Copied> {
         }
         singles.push(e);
     }
-    copied.bytes = copy_entries(from, to, &singles)?;
+    copied.bytes = copy_entries(from, to, &singles, stop)?;
     copied.entries += singles.len() as u64;
     for (first, e) in &links {
         let (src, dst) = (rel(to, &first.path), rel(to, &e.path));
@@ -110,7 +121,12 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<Copied> {
 }
 
 /// Copies `todo` (files, symlinks, specials) with one worker per core; returns bytes copied.
-fn copy_entries(from: &Path, to: &Path, todo: &[&FileEntry]) -> Result<u64> {
+fn copy_entries(
+    from: &Path,
+    to: &Path,
+    todo: &[&FileEntry],
+    stop: Option<&AtomicBool>,
+) -> Result<u64> {
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
     let bytes = std::sync::atomic::AtomicU64::new(0);
@@ -123,10 +139,9 @@ fn copy_entries(from: &Path, to: &Path, todo: &[&FileEntry]) -> Result<u64> {
                 if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
                     return;
                 }
-                match copy_one(from, to, e) {
+                match copy_one(from, to, e, stop) {
                     Ok(n) => {
                         bytes.fetch_add(n, Ordering::Relaxed);
-                        crate::progress::add(1, n);
                     }
                     Err(err) => {
                         if let Ok(mut f) = failed.lock() {
@@ -144,10 +159,21 @@ fn copy_entries(from: &Path, to: &Path, todo: &[&FileEntry]) -> Result<u64> {
     }
 }
 
-fn copy_one(from: &Path, to: &Path, e: &FileEntry) -> Result<u64> {
+fn stopped(stop: Option<&AtomicBool>, dst: &Path) -> Result<()> {
+    if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+        return Err(Error::Interrupted(format!(
+            "copying into {}",
+            dst.display()
+        )));
+    }
+    Ok(())
+}
+
+fn copy_one(from: &Path, to: &Path, e: &FileEntry, stop: Option<&AtomicBool>) -> Result<u64> {
     let (src, dst) = (rel(from, &e.path), rel(to, &e.path));
+    stopped(stop, &dst)?;
     match e.kind {
-        EntryKind::File => copy_file(&src, &dst, e),
+        EntryKind::File => copy_file(&src, &dst, e, stop),
         EntryKind::Symlink => {
             rustix::fs::symlinkat(OsStr::from_bytes(&e.link_target), CWD, &dst)
                 .map_err(|x| io("create symlink", &dst, x))?;
@@ -166,7 +192,7 @@ fn copy_one(from: &Path, to: &Path, e: &FileEntry) -> Result<u64> {
 }
 
 /// One regular file: its data segments (holes stay holes), then owner, attributes, mode, times.
-fn copy_file(src: &Path, dst: &Path, e: &FileEntry) -> Result<u64> {
+fn copy_file(src: &Path, dst: &Path, e: &FileEntry, stop: Option<&AtomicBool>) -> Result<u64> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let input = rustix::fs::open(src, flags, Mode::empty()).map_err(|x| io("read", src, x))?;
     let output = rustix::fs::open(
@@ -190,7 +216,14 @@ fn copy_file(src: &Path, dst: &Path, e: &FileEntry) -> Result<u64> {
         let end = rustix::fs::seek(&input, rustix::fs::SeekFrom::Hole(start as i64))
             .map_err(|x| io("read", src, x))?
             .min(size);
-        copied += copy_range(&input, &output, start, end, src, dst)?;
+        // in pieces of 64 MiB, so that a stop is seen within one
+        let mut piece = start;
+        while piece < end {
+            stopped(stop, dst)?;
+            let upto = end.min(piece + (64 << 20));
+            copied += copy_range(&input, &output, piece, upto, src, dst)?;
+            piece = upto;
+        }
         at = end;
     }
     // a hole at the end, or a file that shrank while read: the size the walk saw
@@ -321,6 +354,61 @@ fn finish_path(src: &Path, dst: &Path, e: &FileEntry) -> Result<()> {
         .map_err(|x| io("set the times of", dst, x))
 }
 
+/// A [`FileSync`](backup_core::FileSync) that makes a whole copy of a snapshot into an empty
+/// folder with [`copy_tree`] (no earlier copy to link against, no list: the first copy of a
+/// volume), and hands every other transfer to `inner` (rsync). The snapshot is read-only, so
+/// nothing can change under the copy; a live tree always goes to `inner`.
+pub struct LocalFirstSync<'a> {
+    inner: Box<dyn backup_core::FileSync + 'a>,
+    stop: &'a AtomicBool,
+}
+
+impl<'a> LocalFirstSync<'a> {
+    /// Wraps `inner`; `stop` ends a copy between files.
+    pub fn new(inner: Box<dyn backup_core::FileSync + 'a>, stop: &'a AtomicBool) -> Self {
+        Self { inner, stop }
+    }
+}
+
+impl backup_core::FileSync for LocalFirstSync<'_> {
+    fn sync(&self, r: &backup_core::SyncRequest) -> backup_core::Result<backup_core::SyncOutcome> {
+        let whole = r.link_dest.is_none()
+            && r.files_from.is_none()
+            && r.source_kind == backup_core::SourceKind::Snapshot;
+        let empty = match std::fs::read_dir(&r.dest) {
+            Ok(mut d) => d.next().is_none(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        };
+        if !(whole && empty) {
+            return self.inner.sync(r);
+        }
+        let fail = |e: Error| match e {
+            Error::Interrupted(what) => {
+                backup_core::CommandError::Interrupted { argv: what }.into()
+            }
+            other => other.into_core("copy"),
+        };
+        std::fs::create_dir_all(&r.dest)
+            .map_err(|e| fail(Error::io("create folder", &r.dest, e)))?;
+        let c = copy_tree(
+            r.source.as_std_path(),
+            r.dest.as_std_path(),
+            Some(self.stop),
+        )
+        .map_err(fail)?;
+        Ok(backup_core::SyncOutcome {
+            stats: backup_core::SyncStats {
+                files: c.files,
+                transferred_files: c.files,
+                total_bytes: c.file_bytes,
+                transferred_bytes: c.file_bytes,
+                deleted_files: 0,
+            },
+            warnings: Vec::new(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,7 +436,7 @@ mod tests {
             0,
         )
         .unwrap();
-        let copied = copy_tree(&from, &to).unwrap();
+        let copied = copy_tree(&from, &to, None).unwrap();
         assert_eq!(copied.entries, 6, "{copied:?}"); // sub, sparse, sub/a, a-too, dangling, fifo
         let sparse = std::fs::metadata(to.join("sparse")).unwrap();
         assert_eq!(sparse.len(), 8 << 20);
@@ -376,6 +464,18 @@ mod tests {
             0o640
         );
         // a second copy into the now full folder is refused, nothing touched
-        assert!(matches!(copy_tree(&from, &to), Err(Error::Refused(_))));
+        assert!(matches!(
+            copy_tree(&from, &to, None),
+            Err(Error::Refused(_))
+        ));
+        // told to stop: stops before the first file
+        let again = dir.path().join("again");
+        std::fs::create_dir_all(&again).unwrap();
+        let stop = AtomicBool::new(true);
+        assert!(matches!(
+            copy_tree(&from, &again, Some(&stop)),
+            Err(Error::Interrupted(_))
+        ));
+        assert!(!again.join("sparse").exists());
     }
 }

@@ -106,10 +106,11 @@ pub fn volume_manager<'r>(cfg: &Config, runner: &'r dyn Runner) -> Box<dyn Volum
     }
 }
 
-/// The rsync program: `rsync` on `PATH`, or `HOMELAB_BACKUP_RSYNC` when set (tests and
-/// benchmarks point it at a wrapper). Read once, by the run wrapper, into the context: every rsync of a run comes from `backup-rsync` with this program.
-pub fn rsync_program() -> String {
-    std::env::var("HOMELAB_BACKUP_RSYNC").unwrap_or_else(|_| "rsync".to_owned())
+/// The rsync program `HOMELAB_BACKUP_RSYNC` names, when set (tests and benchmarks point it at
+/// a wrapper; then every copy goes through it); `None`: `rsync` on `PATH`. Read by the run
+/// wrapper into the context: every rsync of a run comes from `backup-rsync` with this program.
+pub fn rsync_program() -> Option<String> {
+    std::env::var("HOMELAB_BACKUP_RSYNC").ok()
 }
 
 /// Root mounts for real; anyone else reads `dir` snapshots in place.

@@ -170,6 +170,8 @@ pub struct Context<'a> {
     would: Option<Would>,
     sink: &'a dyn MetricsSink,
     rsync: String,
+    /// `HOMELAB_BACKUP_RSYNC` names the program: every copy goes through it.
+    rsync_chosen: bool,
 }
 
 impl<'a> Context<'a> {
@@ -245,18 +247,31 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Whether copies may be made in process (the local copy); not when `HOMELAB_BACKUP_RSYNC`
+    /// names an rsync program, which is then meant to see every copy.
+    pub fn local_copies(&self) -> bool {
+        !self.rsync_chosen
+    }
+
     /// The rsync program, read once per run (`HOMELAB_BACKUP_RSYNC`, else `rsync`).
     pub fn rsync_program(&self) -> &str {
         &self.rsync
     }
 
-    /// rsync.
+    /// The copies: the first copy of a volume in process
+    /// ([`backup_host::local_copy::LocalFirstSync`]), everything else with rsync; every copy
+    /// with rsync when `HOMELAB_BACKUP_RSYNC` names a program (a wrapper is meant to see them
+    /// all).
     pub fn file_sync(&self) -> Box<dyn FileSync + '_> {
+        let rsync = Box::new(backup_rsync::RsyncFileSync::new(
+            &self.runner,
+            self.rsync.clone(),
+        ));
         match &self.would {
             Some(w) => Box::new(DryRunSync::new(w)),
-            None => Box::new(backup_rsync::RsyncFileSync::new(
-                &self.runner,
-                self.rsync.clone(),
+            None if self.rsync_chosen => rsync,
+            None => Box::new(backup_host::local_copy::LocalFirstSync::new(
+                rsync, &self.stop,
             )),
         }
     }
@@ -412,6 +427,7 @@ where
 {
     let bin = spec.binary;
     let verbose = global.verbose > 0;
+    let chosen_rsync = backup_host::setup::rsync_program();
     let ctx = Context {
         cfg,
         global,
@@ -421,7 +437,8 @@ where
         steady: DuctRunner::default().verbose(verbose),
         would,
         sink,
-        rsync: backup_host::setup::rsync_program(),
+        rsync: chosen_rsync.clone().unwrap_or_else(|| "rsync".to_owned()),
+        rsync_chosen: chosen_rsync.is_some(),
     };
     let _locks = match (ctx.dry_run(), cfg) {
         (false, Some(cfg)) => match take_locks(spec, cfg, global) {

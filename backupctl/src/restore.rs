@@ -306,8 +306,13 @@ fn copy_and_check(
             // into an empty folder the local copy (what rsync -aHAX --sparse would write, in
             // one process, a worker per core); over what --force keeps, rsync with --delete
             let empty = std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_none());
+            let empty = empty && ctx.local_copies();
             if empty {
-                backup_host::local_copy::copy_tree(from.as_std_path(), to.as_std_path())?;
+                backup_host::local_copy::copy_tree(
+                    from.as_std_path(),
+                    to.as_std_path(),
+                    Some(&ctx.stop),
+                )?;
             } else {
                 rsync_tree(ctx, from, to, force, None, &[])?;
             }
