@@ -153,6 +153,20 @@ struct RawOffsite {
     monthly_full_pass: Option<bool>,
     daily_wait_seconds: Option<u64>,
     weekly_versions: Option<u32>,
+    tier_mount_dir: Option<String>,
+    #[serde(default)]
+    repository: Vec<RawRepository>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawRepository {
+    name: Option<String>,
+    repository: String,
+    password_file: String,
+    keep_weekly: Option<u32>,
+    keep_monthly: Option<u32>,
+    keep_yearly: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,6 +424,31 @@ pub struct OffsiteConfig {
     /// what the backup disk keeps. Step 1 deletes a version offsite only when the backup disk's
     /// retention removed it and it is not among these.
     pub weekly_versions: Option<u32>,
+    /// `[[offsite.repository]]`: the encrypted tier, restic repositories.
+    pub repositories: Vec<TierRepository>,
+    /// `tier-mount-dir` (default `/run/homelab-backup/tier`): where each PVC's newest version is
+    /// bind-mounted read-only, at the same path every run, for the tier's backups.
+    pub tier_mount_dir: Utf8PathBuf,
+}
+
+/// One `[[offsite.repository]]`: a restic repository the tier sends to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TierRepository {
+    /// `name` (default `tier`, then `tier-2`, ...): the label of its metrics and state.
+    pub name: String,
+    /// `repository`: a local path, `sftp:`, `rest:`, `s3:` (given to restic as
+    /// `RESTIC_REPOSITORY`, never on its command line).
+    pub repository: String,
+    /// `password-file`: the repository's password (mode 0600, owned by root; given to restic as
+    /// `RESTIC_PASSWORD_FILE`).
+    pub password_file: Utf8PathBuf,
+    /// `keep-weekly` (default 8), `keep-monthly` (default 12), `keep-yearly` (default 0): the
+    /// snapshots of each PVC kept (the newest always).
+    pub keep_weekly: u32,
+    /// See `keep_weekly`.
+    pub keep_monthly: u32,
+    /// See `keep_weekly`.
+    pub keep_yearly: u32,
 }
 
 impl OffsiteConfig {
@@ -910,7 +949,14 @@ impl Check<'_> {
             None => backup_root.join(".nfs-changes.log"),
         };
         c.offsite_places(&o.destination, backup_root, &trees, &change_log)?;
+        let repositories = c.repositories(&o.repository)?;
+        let tier_mount_dir = match &o.tier_mount_dir {
+            Some(p) => c.abs("offsite.tier-mount-dir", p)?,
+            None => Utf8PathBuf::from("/run/homelab-backup/tier"),
+        };
         Ok(OffsiteConfig {
+            repositories,
+            tier_mount_dir,
             destination: o.destination,
             change_log,
             trees,
@@ -937,6 +983,57 @@ impl Check<'_> {
                 other => other,
             },
         })
+    }
+
+    /// `[[offsite.repository]]`, each checked: a repository string restic can be given (no
+    /// control character, no leading `-`), an absolute password file, a policy that keeps
+    /// something, unique names.
+    fn repositories(&self, raw: &[RawRepository]) -> Result<Vec<TierRepository>, ConfigError> {
+        let mut out: Vec<TierRepository> = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let key = |k: &str| format!("offsite.repository[{i}].{k}");
+            let name = match &r.name {
+                Some(n) => self.name(&key("name"), n)?,
+                None if i == 0 => "tier".to_owned(),
+                None => format!("tier-{}", i + 1),
+            };
+            if out.iter().any(|x| x.name == name) {
+                return Err(self.err(
+                    &key("name"),
+                    format!("expected unique repository names, `{name}` is used twice"),
+                ));
+            }
+            if r.repository.is_empty()
+                || r.repository.starts_with('-')
+                || r.repository.chars().any(char::is_control)
+            {
+                return Err(self.err(
+                    &key("repository"),
+                    format!(
+                        "expected a restic repository (a path, `sftp:`, `rest:`, `s3:`; no leading \
+                         `-`, no control character), found `{}`",
+                        r.repository.escape_debug()
+                    ),
+                ));
+            }
+            let t = TierRepository {
+                name,
+                repository: r.repository.clone(),
+                password_file: self.abs(&key("password-file"), &r.password_file)?,
+                keep_weekly: r.keep_weekly.unwrap_or(8),
+                keep_monthly: r.keep_monthly.unwrap_or(12),
+                keep_yearly: r.keep_yearly.unwrap_or(0),
+            };
+            if t.keep_weekly + t.keep_monthly + t.keep_yearly == 0 {
+                return Err(self.err(
+                    &key("keep-weekly"),
+                    "expected a policy that keeps something (keep-weekly, keep-monthly or \
+                     keep-yearly above 0)",
+                ));
+            }
+            out.push(t);
+        }
+        Ok(out)
     }
 
     /// The offsite copy must be apart from what it copies: a destination inside the backup root

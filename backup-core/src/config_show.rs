@@ -211,7 +211,25 @@ fn offsite(o: &crate::config::OffsiteConfig) -> Table {
         ),
         ("daily-wait-seconds", Some(big(o.daily_wait_seconds))),
         ("weekly-versions", o.weekly_versions.map(n)),
+        ("tier-mount-dir", Some(s(&o.tier_mount_dir))),
     ]);
+    if !o.repositories.is_empty() {
+        let repos = o
+            .repositories
+            .iter()
+            .map(|r| {
+                Value::Table(table(vec![
+                    ("name", Some(s(&r.name))),
+                    ("repository", Some(s(&r.repository))),
+                    ("password-file", Some(s(&r.password_file))),
+                    ("keep-weekly", Some(n(r.keep_weekly))),
+                    ("keep-monthly", Some(n(r.keep_monthly))),
+                    ("keep-yearly", Some(n(r.keep_yearly))),
+                ]))
+            })
+            .collect();
+        off.insert("repository".into(), Value::Array(repos));
+    }
     if !o.trees.is_empty() {
         let trees = o
             .trees

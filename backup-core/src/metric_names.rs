@@ -164,6 +164,16 @@ pub const OFFSITE_TREE_LAST_SUCCESS: MetricName = m(
     "offsite_backup_tree_last_success_timestamp",
     "unix time of the last successful offsite sync of this tree",
 );
+/// `offsite_tier_last_success_timestamp{repository}`.
+pub const OFFSITE_TIER_LAST_SUCCESS: MetricName = m(
+    "offsite_tier_last_success_timestamp",
+    "unix time of the last run that sent every PVC to this encrypted tier repository",
+);
+/// `offsite_tier_bytes_added{repository}`.
+pub const OFFSITE_TIER_BYTES_ADDED: MetricName = m(
+    "offsite_tier_bytes_added",
+    "bytes the last successful tier run added to this repository (after deduplication and compression)",
+);
 /// `nfs_tracker_watches{tree}`.
 pub const NFS_TRACKER_WATCHES: MetricName = m(
     "nfs_tracker_watches",
@@ -250,6 +260,8 @@ pub const ALL: &[MetricName] = &[
     OFFSITE_SYNC_LAST_RUN_SUCCESS,
     OFFSITE_FULL_SYNC_LAST_SUCCESS,
     OFFSITE_TREE_LAST_SUCCESS,
+    OFFSITE_TIER_LAST_SUCCESS,
+    OFFSITE_TIER_BYTES_ADDED,
     NFS_TRACKER_WATCHES,
     NFS_TRACKER_OVERFLOWS,
     NFS_TRACKER_FULL_PASS_PENDING,

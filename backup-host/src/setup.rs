@@ -65,6 +65,12 @@ pub fn load_config(path: &Utf8Path) -> Result<Config> {
                 .as_deref()
                 .map(|p| ("offsite.ssh-known-hosts", p)),
         );
+        steering.extend(o.repositories.iter().map(|r| {
+            (
+                "offsite.repository.password-file",
+                r.password_file.as_path(),
+            )
+        }));
     }
     if let Some(p) = &cfg.pfsense {
         steering.push(("pfsense.api-key-file", &p.api_key_file));

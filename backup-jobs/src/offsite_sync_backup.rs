@@ -7,6 +7,8 @@
 //! made on the first run of each month. A full pass refuses an empty source and counts its
 //! deletions before making any: more than `max-delete` fails the tree (`--force` overrides).
 
+pub mod tier;
+
 use std::collections::BTreeMap;
 
 use backup_core::metric_names::{self as names, JobMetrics};
@@ -32,6 +34,9 @@ pub struct OffsiteState {
     pub backup_root: Option<DateTime<Utc>>,
     /// Per tree: (last success, last full-pass success).
     pub trees: BTreeMap<String, TreeState>,
+    /// Per tier repository: its id and last success.
+    #[serde(default)]
+    pub tier: BTreeMap<String, tier::TierState>,
 }
 
 /// One tree's remembered successes.
@@ -76,6 +81,8 @@ pub struct OffsiteReport {
     pub now_unix: i64,
     /// Whether every tree got a full pass that succeeded.
     pub full_sync: bool,
+    /// Each tier repository.
+    pub tier: Vec<tier::TierResult>,
 }
 
 impl OffsiteReport {
@@ -170,6 +177,23 @@ impl Outcome for OffsiteReport {
         if !trees.samples.is_empty() {
             m.push(trees);
         }
+        let (mut sent, mut added) = (
+            names::OFFSITE_TIER_LAST_SUCCESS.labelled(),
+            names::OFFSITE_TIER_BYTES_ADDED.labelled(),
+        );
+        for t in self
+            .tier
+            .iter()
+            .filter(|t| t.error.is_none() && t.planned.is_empty())
+        {
+            let bytes: u64 = t.snapshots.iter().map(|s| s.bytes_added).sum();
+            sent = sent.with_sample(&[("repository", t.name.as_str())], self.now_unix as f64);
+            added = added.with_sample(&[("repository", t.name.as_str())], bytes as f64);
+        }
+        if !sent.samples.is_empty() {
+            m.push(sent);
+            m.push(added);
+        }
         vec![MetricGroup::new(&job.job, m)]
     }
 }
@@ -181,8 +205,11 @@ pub struct OffsiteOptions {
     pub full: bool,
     /// Accept an empty source and more deletions than `max-delete`, for this run.
     pub force: bool,
-    /// Step 1 to a copy last synced from another backup disk: this disk replaces it.
+    /// Step 1 to a copy last synced from another backup disk: this disk replaces it; a tier
+    /// repository whose id changed: it replaces the old one.
     pub adopt: bool,
+    /// Only the encrypted tier (`[[offsite.repository]]`), not step 1 or the trees.
+    pub tier_only: bool,
 }
 
 fn ssh(o: &OffsiteConfig) -> Option<SshOptions> {
@@ -596,6 +623,30 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
+    let (mut steps, full_sync) = if opts.tier_only {
+        (Vec::new(), false)
+    } else {
+        rsync_steps(ctx, o, &mut state, opts)?
+    };
+    let tier = run_tier(ctx, o, &mut state, opts.adopt, &mut steps);
+    let json = serde_json::to_vec_pretty(&state).unwrap_or_default();
+    store.write_file(&state_path, &json)?;
+    Ok(OffsiteReport {
+        steps,
+        now_unix: ctx.now.timestamp(),
+        full_sync,
+        tier,
+    })
+}
+
+/// Step 1 and the trees, side by side; the state updated with their successes.
+fn rsync_steps(
+    ctx: &Context<'_>,
+    o: &OffsiteConfig,
+    state: &mut OffsiteState,
+    opts: OffsiteOptions,
+) -> Result<(Vec<StepResult>, bool)> {
+    let cfg = ctx.cfg()?;
     // the records present when the sync starts: what is logged from here on waits for the next
     let log = ChangeLog::new(&o.change_log);
     let stamp = ctx.now.format("%Y%m%dT%H%M%S%.9fZ").to_string();
@@ -674,13 +725,54 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
             started,
         ));
     }
-    let json = serde_json::to_vec_pretty(&state).unwrap_or_default();
-    store.write_file(&state_path, &json)?;
-    Ok(OffsiteReport {
-        steps,
-        now_unix: ctx.now.timestamp(),
-        full_sync,
-    })
+    Ok((steps, full_sync))
+}
+
+/// The encrypted tier, after step 1 and the trees: each repository in turn, as one more step.
+fn run_tier(
+    ctx: &Context<'_>,
+    o: &OffsiteConfig,
+    state: &mut OffsiteState,
+    adopt: bool,
+    steps: &mut Vec<StepResult>,
+) -> Vec<tier::TierResult> {
+    let mut out = Vec::new();
+    for repo in &o.repositories {
+        let started = std::time::Instant::now();
+        let mut result = tier::TierResult {
+            name: repo.name.clone(),
+            repository_id: None,
+            snapshots: Vec::new(),
+            forgotten: 0,
+            error: None,
+            planned: Vec::new(),
+        };
+        let known = state.tier.get(&repo.name).cloned().unwrap_or_default();
+        let sent = tier::send(ctx, repo, &known, adopt, &mut result);
+        let step = StepResult {
+            name: format!("tier:{}", repo.name),
+            dest: tier::shown(&repo.repository),
+            pass: None,
+            status: match &sent {
+                Ok(_) if ctx.dry_run() => Status::Planned,
+                Ok(_) => Status::Ok,
+                Err(_) => Status::Failed,
+            },
+            error: sent.as_ref().err().map(ToString::to_string),
+            stats: None,
+            seconds: started.elapsed().as_secs_f64(),
+            note: Some(tier::summary(&result)),
+        };
+        match sent {
+            Ok(new) => {
+                state.tier.insert(repo.name.clone(), new);
+            }
+            Err(e) => result.error = Some(e.to_string()),
+        }
+        steps.push(step);
+        out.push(result);
+    }
+    out
 }
 
 fn step_result(

@@ -25,6 +25,11 @@ use clap::Parser;
 /// A remote destination (host:path) goes over ssh with BatchMode, StrictHostKeyChecking=yes
 /// against offsite.ssh-known-hosts and IdentitiesOnly with offsite.ssh-key-file: a changed host
 /// key fails the run.
+///
+/// Step 3, per [[offsite.repository]] (the encrypted tier): each PVC's newest complete version,
+/// bind-mounted read-only at the same path every run, backed up with restic (one snapshot per
+/// PVC, tagged namespace=, pvc=, week=); then what keep-weekly, keep-monthly and keep-yearly no
+/// longer keep is forgotten and pruned. A repository whose id changed is refused (--adopt).
 #[derive(Debug, Parser)]
 #[command(name = "offsite-sync-backup", version, after_long_help = backup_host::Exit::help())]
 struct Cli {
@@ -44,6 +49,11 @@ struct Cli {
     /// still kept until its own retention would have removed them.
     #[arg(long)]
     adopt: bool,
+
+    /// Only the encrypted tier ([[offsite.repository]]): each PVC's newest complete version to
+    /// each restic repository; not step 1, not the trees.
+    #[arg(long)]
+    tier: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +70,7 @@ fn main() -> ExitCode {
         full: cli.full,
         force: cli.force,
         adopt: cli.adopt,
+        tier_only: cli.tier,
     };
     run(&spec, &cli.global, |ctx| {
         backup_jobs::offsite_sync_backup::job(ctx, opts)

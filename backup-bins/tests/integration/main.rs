@@ -28,5 +28,6 @@ mod pushgateway_real;
 mod run_paths;
 mod snapshot_real;
 mod sqlite_job_real;
+mod tier_real;
 mod transcript;
 mod units;

@@ -351,32 +351,8 @@ fn prepare_update(
     }
     let diff_entries = if hashed_first { &hashed } else { &entries };
     let changes = stage_changes(deps, plan, vp, read_root, base.as_ref(), diff_entries, full)?;
-    // otherwise the digests of what is sent are read from the snapshot while rsync copies it
-    // (the two read the same bytes, neither waits); what is linked keeps the digest its base
-    // records
-    let (outcome, hashing) = std::thread::scope(|s| {
-        let sent = changes.sent();
-        let hasher = (!hashed_first).then(|| {
-            s.spawn(|| {
-                incremental::fill_digests(
-                    read_root.as_std_path(),
-                    &mut hashed,
-                    base_map,
-                    trust_ctime,
-                    sent,
-                    &empty_map,
-                )
-            })
-        });
-        let outcome = send_changes(deps, read_root, &changes);
-        let hashing = hasher.map_or(Ok(()), |h| {
-            h.join()
-                .unwrap_or_else(|_| Err(Error::Internal("the hashing worker panicked".to_owned())))
-        });
-        (outcome, hashing)
-    });
-    let outcome = outcome?;
-    hashing?;
+    let hash_beside = (!hashed_first).then_some(base_map);
+    let outcome = send_and_hash(deps, read_root, &changes, &mut hashed, hash_beside)?;
     let entries = hashed;
     let mut stats = outcome.stats;
     // the version's own numbers, whatever rsync was asked to look at
@@ -403,6 +379,43 @@ fn prepare_update(
         },
         record: backup_core::encode_file_record(&entries),
     })
+}
+
+/// Sends the changes; with `hash_beside` (the base record), the digests of what is sent are
+/// read from the snapshot while the copy runs (the two read the same bytes, neither waits) and
+/// what is linked keeps the digest its base records.
+fn send_and_hash(
+    deps: &DailyDeps<'_>,
+    read_root: &Utf8Path,
+    changes: &Changes,
+    hashed: &mut [backup_core::FileEntry],
+    hash_beside: Option<&BTreeMap<Vec<u8>, backup_core::FileEntry>>,
+) -> Result<backup_core::SyncOutcome> {
+    let none = BTreeMap::new();
+    let (outcome, hashing) = std::thread::scope(|s| {
+        let sent = changes.sent();
+        let hasher = hash_beside.map(|base| {
+            s.spawn(|| {
+                incremental::fill_digests(
+                    read_root.as_std_path(),
+                    hashed,
+                    base,
+                    deps.trust_ctime,
+                    sent,
+                    &none,
+                )
+            })
+        });
+        let outcome = send_changes(deps, read_root, changes);
+        let hashing = hasher.map_or(Ok(()), |h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::Internal("the hashing worker panicked".to_owned())))
+        });
+        (outcome, hashing)
+    });
+    let outcome = outcome?;
+    hashing?;
+    Ok(outcome)
 }
 
 /// An empty source with `rsync --delete` empties the copy and exits 0. A failed mount or a

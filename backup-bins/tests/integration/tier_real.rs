@@ -1,0 +1,163 @@
+//! Issue 23: the encrypted tier, against real restic repositories and the stock `restic`
+//! binary: one snapshot per PVC, restored byte-identical by plain restic; nothing read again
+//! when nothing changed, across a new week; a repository replaced behind our back is refused.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::harness::{is_root, text, write, Env};
+
+const OFFSITE: &str = env!("CARGO_BIN_EXE_offsite-sync-backup");
+
+fn require_restic() {
+    let ok = Command::new("restic")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "restic is not installed: run scripts/test, which installs it"
+    );
+}
+
+/// An [offsite] with a local destination and one local restic repository.
+fn env_with_tier() -> (Env, Utf8PathBuf, Utf8PathBuf) {
+    require_restic();
+    assert!(
+        is_root(),
+        "the tier bind-mounts each version: run the tests as root"
+    );
+    let env = Env::new();
+    let (repo, pass) = (env.root.join("restic"), env.root.join("restic.pass"));
+    write(&pass, "correct horse battery staple\n");
+    std::fs::set_permissions(&pass, PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(env.root.join("nas")).unwrap();
+    let mut config = std::fs::read_to_string(env.config()).unwrap();
+    config.push_str(&format!(
+        "[offsite]\ndestination = \"{root}/nas\"\ntier-mount-dir = \"{root}/tier\"\n\
+         [[offsite.repository]]\nrepository = \"{repo}\"\npassword-file = \"{pass}\"\n\
+         keep-weekly = 2\nkeep-monthly = 0\n",
+        root = env.root
+    ));
+    std::fs::write(env.config(), config).unwrap();
+    (env, repo, pass)
+}
+
+/// The stock restic on `repo`.
+fn restic(repo: &Utf8Path, pass: &Utf8Path, args: &[&str]) -> Output {
+    Command::new("restic")
+        .args(args)
+        .env("RESTIC_REPOSITORY", repo)
+        .env("RESTIC_PASSWORD_FILE", pass)
+        .env("RESTIC_CACHE_DIR", repo.with_extension("cache"))
+        .output()
+        .unwrap()
+}
+
+fn tier(env: &Env, when: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut args = vec!["--json", "--now", when, "--tier"];
+    args.extend(extra);
+    let out = env.run(OFFSITE, &args);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), json, text(&out))
+}
+
+#[test]
+fn each_pvc_is_a_snapshot_stock_restic_restores_and_nothing_unchanged_is_read_again() {
+    let (env, repo, pass) = env_with_tier();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let (code, report, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    let sent = report["tier"][0]["snapshots"].as_array().unwrap();
+    assert_eq!(sent.len(), 3, "{out}");
+
+    // stock restic lists them, tagged, and checks every byte
+    let listed = restic(&repo, &pass, &["snapshots", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let snaps: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let vw = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["tags"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t == "pvc=data"))
+        })
+        .unwrap_or_else(|| panic!("no snapshot tagged pvc=data: {snaps}"));
+    let tags: Vec<&str> = vw["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["namespace=vaultwarden", "pvc=data", "week=2026-02"]);
+    let check = restic(&repo, &pass, &["check", "--read-data"]);
+    assert!(check.status.success(), "{}", text(&check));
+
+    // restored by stock restic: the copy, byte for byte, with owners, modes and times
+    let target = env.root.join("restored");
+    let id = vw["id"].as_str().unwrap();
+    let restored = restic(&repo, &pass, &["restore", id, "--target", target.as_str()]);
+    assert!(restored.status.success(), "{}", text(&restored));
+    let inside = target.join(
+        env.root
+            .join("tier/vaultwarden/data")
+            .strip_prefix("/")
+            .unwrap(),
+    );
+    let copy = env.copy("2026-02", "vaultwarden", "data");
+    let diff = Command::new("rsync")
+        .args(["-n", "-aAXc", "--delete", "--itemize-changes"])
+        .arg(format!("{copy}/"))
+        .arg(format!("{inside}/"))
+        .output()
+        .unwrap();
+    assert!(diff.status.success(), "{}", text(&diff));
+    assert_eq!(
+        String::from_utf8_lossy(&diff.stdout),
+        "",
+        "restic's restore differs from the copy"
+    );
+
+    // a new week, nothing changed: every file matched against the parent, none read
+    assert_eq!(env.day("2026-01-12").status.code(), Some(0));
+    let (code, report, out) = tier(&env, "2026-01-12T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    for s in report["tier"][0]["snapshots"].as_array().unwrap() {
+        assert_eq!(s["files_read"], 0, "{out}");
+        assert!(s["files_unmodified"].as_u64().unwrap() > 0, "{out}");
+    }
+    // the metrics say when the tier last sent everything
+    let prom = std::fs::read_to_string(env.root.join("metrics/offsite-sync-backup.prom")).unwrap();
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with("offsite_tier_last_success_timestamp{")
+                && l.contains("repository=\"tier\"")),
+        "{prom}"
+    );
+}
+
+#[test]
+fn a_replaced_repository_is_refused_until_adopted_and_a_loose_password_file_too() {
+    let (env, repo, pass) = env_with_tier();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let (code, _, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    // someone re-creates the repository at the same place
+    std::fs::remove_dir_all(&repo).unwrap();
+    let init = restic(&repo, &pass, &["init"]);
+    assert!(init.status.success(), "{}", text(&init));
+    let (code, _, out) = tier(&env, "2026-01-06T06:00:00Z", &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("is not the one the last run sent to"), "{out}");
+    let (code, _, out) = tier(&env, "2026-01-06T06:10:00Z", &["--adopt"]);
+    assert_eq!(code, 0, "{out}");
+    // a password file others can read is refused before restic runs
+    std::fs::set_permissions(&pass, PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, _, out) = tier(&env, "2026-01-06T06:20:00Z", &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("chmod 600"), "{out}");
+}

@@ -1,0 +1,456 @@
+//! The encrypted tier: each PVC's newest complete version sent to restic repositories
+//! (`[[offsite.repository]]`), so that the stock `restic` binary can list, check and restore it
+//! even without this toolkit.
+//!
+//! Per repository: the password file is checked (owned by root, nobody else can read it); the
+//! repository's id is read (`restic cat config`; a repository that does not exist yet is made,
+//! on the first run only) and compared with the one the last run saw: a different id is refused
+//! (the same identity rule as step 1; `--adopt` accepts it). Then, per PVC, the newest complete
+//! version is bind-mounted read-only at the same path every run
+//! (`<tier-mount-dir>/<namespace>/<pvc>`), and `restic backup --ignore-ctime` of that path runs
+//! with the host, `namespace=`, `pvc=` and `week=` tags: restic takes the last snapshot of the
+//! same host and path as its parent, and since the week folders are hardlink trees an unchanged
+//! file keeps its inode, size and mtime from week to week (only its ctime moves, with its link
+//! count), so it is never read again, across days and across weeks. Only when every PVC was sent
+//! are the snapshots the policy no longer keeps forgotten (planned by the project's GFS planner
+//! per PVC, never below the newest) and the repository pruned. A lock left by a dead restic is
+//! reported with how to clear it, never cleared here.
+//!
+//! The repository and the password go to restic in its environment (`RESTIC_REPOSITORY`,
+//! `RESTIC_PASSWORD_FILE`), never on its command line.
+
+use std::collections::BTreeMap;
+
+use backup_core::{
+    plan_gfs, Action, Config, GfsPolicy, Invocation, Output, Series, SnapshotSource,
+    TierRepository, Timed, WeekVersion,
+};
+use camino::{Utf8Path, Utf8PathBuf};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::run::Context;
+use backup_host::error::{Error, Result};
+
+/// What the tier did for one repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct TierResult {
+    /// The repository's `name`.
+    pub name: String,
+    /// Its id (`restic cat config`), when it could be read.
+    pub repository_id: Option<String>,
+    /// One snapshot per PVC sent.
+    pub snapshots: Vec<TierSnapshot>,
+    /// Snapshots the policy no longer keeps, forgotten (and pruned).
+    pub forgotten: u64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// `--dry-run`: what would be sent.
+    pub planned: Vec<String>,
+}
+
+/// One PVC's snapshot in a repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct TierSnapshot {
+    /// `namespace/pvc`.
+    pub pvc: String,
+    /// The week of the version sent.
+    pub week: String,
+    /// restic's snapshot id.
+    pub snapshot_id: String,
+    /// Files restic read (new or changed).
+    pub files_read: u64,
+    /// Files it found unchanged against the parent snapshot.
+    pub files_unmodified: u64,
+    /// Bytes added to the repository (after deduplication and compression).
+    pub bytes_added: u64,
+}
+
+/// What the tier remembers per repository, in the offsite state file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TierState {
+    /// The repository's id at the last run.
+    pub repository_id: Option<String>,
+    /// The last run that sent every PVC.
+    pub last_success: Option<DateTime<Utc>>,
+}
+
+/// A repository as output may show it: the password of a `rest:` or `s3:` URL's user part
+/// replaced by `***`.
+pub fn shown(repository: &str) -> String {
+    match (repository.find("://"), repository.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = &repository[scheme + 3..at];
+            match user.split_once(':') {
+                Some((name, _)) => format!(
+                    "{}{name}:***{}",
+                    &repository[..scheme + 3],
+                    &repository[at..]
+                ),
+                None => repository.to_owned(),
+            }
+        }
+        _ => repository.to_owned(),
+    }
+}
+
+/// One line for the report.
+pub fn summary(r: &TierResult) -> String {
+    if !r.planned.is_empty() {
+        return format!("would send {}", r.planned.join(", "));
+    }
+    let read: u64 = r.snapshots.iter().map(|s| s.files_read).sum();
+    let same: u64 = r.snapshots.iter().map(|s| s.files_unmodified).sum();
+    let added: u64 = r.snapshots.iter().map(|s| s.bytes_added).sum();
+    format!(
+        "{}: {} read, {} unchanged, {} added; {} forgotten",
+        backup_host::human::plural(r.snapshots.len() as u64, "PVC"),
+        backup_host::human::plural(read, "file"),
+        backup_host::human::count(same),
+        backup_host::human::bytes(added),
+        r.forgotten
+    )
+}
+
+/// The newest complete version of every PVC, in `(namespace, pvc)` order.
+pub fn newest_versions(all: Vec<WeekVersion>) -> Vec<WeekVersion> {
+    let mut by: BTreeMap<(String, String), WeekVersion> = BTreeMap::new();
+    for v in all.into_iter().filter(WeekVersion::is_complete) {
+        let k = (v.namespace.clone(), v.pvc.clone());
+        if by.get(&k).is_none_or(|o| o.week < v.week) {
+            by.insert(k, v);
+        }
+    }
+    by.into_values().collect()
+}
+
+/// `restic ARGS` with the repository and its password in the environment.
+fn restic(repo: &TierRepository, args: &[&str]) -> Invocation {
+    let mut inv = Invocation::new("restic", args.iter().copied());
+    inv.env = vec![
+        ("RESTIC_REPOSITORY".to_owned(), repo.repository.clone()),
+        (
+            "RESTIC_PASSWORD_FILE".to_owned(),
+            repo.password_file.to_string(),
+        ),
+        // no cache in root's home: the systemd unit's home may be read-only
+        ("RESTIC_CACHE_DIR".to_owned(), String::new()),
+    ];
+    inv.env.retain(|(_, v)| !v.is_empty());
+    inv
+}
+
+/// The password file: owned by root (or us) up the path, readable by nobody else, not empty.
+fn check_password_file(path: &Utf8Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    backup_host::safe_read::check_trusted(path).map_err(|reason| Error::Secret {
+        path: path.to_owned(),
+        reason,
+    })?;
+    let m = std::fs::metadata(path).map_err(|e| Error::io("read", path, e))?;
+    if m.mode() & 0o077 != 0 {
+        return Err(Error::Secret {
+            path: path.to_owned(),
+            reason: format!(
+                "mode {:o}: the repository password must be readable by its owner only \
+                 (chmod 600)",
+                m.mode() & 0o7777
+            ),
+        });
+    }
+    if m.len() == 0 {
+        return Err(Error::Secret {
+            path: path.to_owned(),
+            reason: "empty: expected the repository's password".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The last lines of restic's stderr, with what to do about a lock.
+fn failure(repo: &TierRepository, what: &str, out: &Output) -> Error {
+    let tail = backup_core::stderr_tail(&out.stderr, 6);
+    let hint = if tail.contains("already locked") {
+        format!(
+            "\n  the repository is locked by another restic (above: by whom). If that process is \
+             gone (a run killed mid-way), clear the lock by hand: \
+             RESTIC_REPOSITORY='{}' RESTIC_PASSWORD_FILE={} restic unlock",
+            repo.repository, repo.password_file
+        )
+    } else {
+        String::new()
+    };
+    Error::Refused(format!(
+        "restic {what} ({}): exit {}: {tail}{hint}",
+        repo.name,
+        out.status.map_or("signal".to_owned(), |c| c.to_string())
+    ))
+}
+
+/// Reads the repository's id; makes the repository when it does not exist and `may_init`.
+fn repository_id(ctx: &Context<'_>, repo: &TierRepository, may_init: bool) -> Result<String> {
+    let runner = ctx.steady_runner();
+    let mut cat = restic(repo, &["cat", "config", "--json", "--no-lock"]);
+    cat.read_only = true;
+    let out = runner.run(&cat)?;
+    if !out.success() {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let missing = text.contains("does not exist") || text.contains("unable to open config");
+        if !(missing && may_init) {
+            return Err(failure(repo, "cat config", &out));
+        }
+        let init = runner.run(&restic(repo, &["init"]))?;
+        if !init.success() {
+            return Err(failure(repo, "init", &init));
+        }
+        return repository_id(ctx, repo, false);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Refused(format!("restic cat config ({}): {e}", repo.name)))?;
+    v["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Refused(format!("restic cat config ({}): no id", repo.name)))
+}
+
+/// This node's name, the snapshots' host (what restic finds a parent by).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+/// Sends one version from its stable mount point; returns restic's summary.
+fn send_version(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    repo: &TierRepository,
+    mount_dir: &Utf8Path,
+    v: &WeekVersion,
+) -> Result<TierSnapshot> {
+    let copy = cfg
+        .backup_root
+        .join("pvc-data")
+        .join(v.week.to_string())
+        .join(&v.namespace)
+        .join(&v.pvc);
+    let target = mount_dir.join(&v.namespace).join(&v.pvc);
+    std::fs::create_dir_all(&target).map_err(|e| Error::io("create folder", &target, e))?;
+    let mounter = ctx.mounter();
+    let read = mounter.mount_ro(&SnapshotSource::Dir(copy), &target)?;
+    let tags = format!("namespace={},pvc={},week={}", v.namespace, v.pvc, v.week);
+    let host = hostname();
+    let inv = restic(
+        repo,
+        &[
+            "backup",
+            "--json",
+            "--ignore-ctime",
+            "--host",
+            &host,
+            "--tag",
+            &tags,
+            "--",
+            read.as_str(),
+        ],
+    );
+    let out = ctx.runner().run(&inv);
+    let unmounted = if read == target {
+        mounter.unmount(&target)
+    } else {
+        Ok(())
+    };
+    let out = out?;
+    unmounted?;
+    if !out.success() {
+        return Err(failure(repo, "backup", &out));
+    }
+    let summary = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|j| j["message_type"] == "summary")
+        .ok_or_else(|| Error::Refused(format!("restic backup ({}): no summary", repo.name)))?;
+    let n = |k: &str| summary[k].as_u64().unwrap_or(0);
+    Ok(TierSnapshot {
+        pvc: format!("{}/{}", v.namespace, v.pvc),
+        week: v.week.to_string(),
+        snapshot_id: summary["snapshot_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        files_read: n("files_new") + n("files_changed"),
+        files_unmodified: n("files_unmodified"),
+        bytes_added: n("data_added"),
+    })
+}
+
+/// One snapshot as `restic snapshots --json` lists it.
+#[derive(Debug, Deserialize)]
+struct Listed {
+    id: String,
+    time: DateTime<Utc>,
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    hostname: String,
+}
+
+/// The snapshots of this host the policy no longer keeps: per path (one PVC), planned by the GFS
+/// planner, which always keeps the newest.
+fn to_forget(
+    repo: &TierRepository,
+    listed: &[Listed],
+    host: &str,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let policy = GfsPolicy {
+        weekly: repo.keep_weekly,
+        monthly: repo.keep_monthly,
+        yearly: repo.keep_yearly,
+        ..GfsPolicy::default()
+    };
+    let mut groups: BTreeMap<&[String], Vec<Timed>> = BTreeMap::new();
+    for s in listed.iter().filter(|s| s.hostname == host) {
+        groups.entry(&s.paths).or_default().push(Timed {
+            name: s.id.clone(),
+            time: s.time,
+        });
+    }
+    groups
+        .values()
+        .filter_map(|items| plan_gfs(&policy, now, items).ok())
+        .flatten()
+        .filter(|d| d.action == Action::Remove)
+        .map(|d| d.item.name)
+        .collect()
+}
+
+/// Forgets what the policy no longer keeps and prunes.
+fn forget_and_prune(ctx: &Context<'_>, repo: &TierRepository) -> Result<u64> {
+    let runner = ctx.steady_runner();
+    let mut list = restic(repo, &["snapshots", "--json", "--no-lock"]);
+    list.read_only = true;
+    let out = runner.run(&list)?;
+    if !out.success() {
+        return Err(failure(repo, "snapshots", &out));
+    }
+    let listed: Vec<Listed> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Refused(format!("restic snapshots ({}): {e}", repo.name)))?;
+    let ids = to_forget(repo, &listed, &hostname(), ctx.now);
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut args = vec!["forget", "--prune", "--"];
+    args.extend(ids.iter().map(String::as_str));
+    let out = ctx.runner().run(&restic(repo, &args))?;
+    if !out.success() {
+        return Err(failure(repo, "forget --prune", &out));
+    }
+    Ok(ids.len() as u64)
+}
+
+/// Sends every PVC's newest complete version to `repo`; `known` is what the last run saw.
+///
+/// # Errors
+/// A bad password file, a repository whose id changed (unless `adopt`), a failed restic.
+pub fn send(
+    ctx: &Context<'_>,
+    repo: &TierRepository,
+    known: &TierState,
+    adopt: bool,
+    result: &mut TierResult,
+) -> Result<TierState> {
+    let cfg = ctx.cfg()?;
+    let mount_dir = &cfg.offsite.as_ref().map_or_else(
+        || Utf8PathBuf::from("/run/homelab-backup/tier"),
+        |o| o.tier_mount_dir.clone(),
+    );
+    let versions = newest_versions(ctx.store()?.list_versions(Series::Pvc)?);
+    if ctx.dry_run() {
+        result.planned = versions
+            .iter()
+            .map(|v| format!("{}/{} {}", v.namespace, v.pvc, v.week))
+            .collect();
+        return Ok(known.clone());
+    }
+    check_password_file(&repo.password_file)?;
+    let id = repository_id(ctx, repo, known.repository_id.is_none())?;
+    result.repository_id = Some(id.clone());
+    if let Some(old) = known
+        .repository_id
+        .as_ref()
+        .filter(|old| **old != id && !adopt)
+    {
+        return Err(Error::Refused(format!(
+            "the repository of tier `{}` is not the one the last run sent to (id {old}, now \
+             {id}): a replaced or re-created repository would start the history over. If that is \
+             intended, run offsite-sync-backup --adopt once",
+            repo.name
+        )));
+    }
+    for v in &versions {
+        result
+            .snapshots
+            .push(send_version(ctx, cfg, repo, mount_dir, v)?);
+    }
+    result.forgotten = forget_and_prune(ctx, repo)?;
+    Ok(TierState {
+        repository_id: Some(id),
+        last_success: Some(ctx.now),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> TierRepository {
+        TierRepository {
+            name: "tier".into(),
+            repository: "/r".into(),
+            password_file: "/p".into(),
+            keep_weekly: 2,
+            keep_monthly: 0,
+            keep_yearly: 0,
+        }
+    }
+
+    fn snap(id: &str, path: &str, day: &str, host: &str) -> Listed {
+        Listed {
+            id: id.into(),
+            time: format!("{day}T05:00:00Z").parse().unwrap(),
+            paths: vec![path.into()],
+            hostname: host.into(),
+        }
+    }
+
+    /// Per PVC (path), of this host only, the policy's weeks kept, the newest always.
+    #[test]
+    fn forgetting_plans_per_pvc_and_keeps_the_newest() {
+        let listed = vec![
+            snap("a1", "/t/ns/a", "2026-01-05", "h"),
+            snap("a2", "/t/ns/a", "2026-01-12", "h"),
+            snap("a3", "/t/ns/a", "2026-01-19", "h"),
+            snap("b1", "/t/ns/b", "2026-01-05", "h"),
+            snap("x1", "/t/ns/a", "2026-01-01", "other-host"),
+        ];
+        let now = "2026-01-19T06:00:00Z".parse().unwrap();
+        let mut gone = to_forget(&repo(), &listed, "h", now);
+        gone.sort();
+        assert_eq!(gone, ["a1"]);
+        assert_eq!(newest_versions(Vec::new()), Vec::<WeekVersion>::new());
+    }
+
+    #[test]
+    fn a_password_in_a_repository_url_is_never_shown() {
+        assert_eq!(
+            shown("rest:https://user:secret@host:8000/repo"),
+            "rest:https://user:***@host:8000/repo"
+        );
+        assert_eq!(
+            shown("sftp:backup@nas:/srv/restic"),
+            "sftp:backup@nas:/srv/restic"
+        );
+        assert_eq!(shown("/srv/restic"), "/srv/restic");
+    }
+}
