@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::harness::{is_root, text, write, Env};
+use crate::pfsense_real::sshd;
 
 const OFFSITE: &str = env!("CARGO_BIN_EXE_offsite-sync-backup");
 
@@ -160,4 +161,59 @@ fn a_replaced_repository_is_refused_until_adopted_and_a_loose_password_file_too(
     let (code, _, out) = tier(&env, "2026-01-06T06:20:00Z", &[]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("chmod 600"), "{out}");
+}
+
+/// An `sftp:` repository over the sshd on loopback, with step 1's ssh key, pinned host key and
+/// port: sent, then listed and checked by the stock restic over the same ssh.
+#[test]
+fn an_sftp_repository_is_reached_with_the_offsite_ssh_key_and_pinned_host_key() {
+    require_restic();
+    let env = Env::new();
+    let sshd = sshd(env.root.join("sshd"));
+    let pass = env.root.join("restic.pass");
+    write(&pass, "sftp password\n");
+    std::fs::set_permissions(&pass, PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(env.root.join("nas")).unwrap();
+    let repo = format!("sftp:root@127.0.0.1:{}/restic-sftp", env.root);
+    let mut config = std::fs::read_to_string(env.config()).unwrap();
+    config.push_str(&format!(
+        "[offsite]\ndestination = \"{root}/nas\"\ntier-mount-dir = \"{root}/tier\"\n\
+         ssh-key-file = \"{d}/client_key\"\nssh-known-hosts = \"{d}/known_hosts\"\nssh-port = {p}\n\
+         [[offsite.repository]]\nrepository = \"{repo}\"\npassword-file = \"{pass}\"\n",
+        root = env.root,
+        d = sshd.dir,
+        p = sshd.port,
+    ));
+    std::fs::write(env.config(), config).unwrap();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let (code, report, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        report["tier"][0]["snapshots"].as_array().unwrap().len(),
+        3,
+        "{out}"
+    );
+    let ssh = format!(
+        "sftp.command=ssh -o BatchMode=yes -o UserKnownHostsFile={d}/known_hosts -i {d}/client_key -p {p} root@127.0.0.1 -s sftp",
+        d = sshd.dir,
+        p = sshd.port
+    );
+    let listed = Command::new("restic")
+        .args(["-o", &ssh, "snapshots", "--json"])
+        .env("RESTIC_REPOSITORY", &repo)
+        .env("RESTIC_PASSWORD_FILE", &pass)
+        .env("RESTIC_CACHE_DIR", env.root.join("restic-cache"))
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", text(&listed));
+    let snaps: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 3, "{snaps}");
+    // a host key that is not the pinned one: refused, nothing sent
+    std::fs::write(
+        sshd.dir.join("known_hosts"),
+        format!("[127.0.0.1]:{} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ\n", sshd.port),
+    )
+    .unwrap();
+    let (code, _, out) = tier(&env, "2026-01-05T06:30:00Z", &[]);
+    assert_ne!(code, 0, "{out}");
 }

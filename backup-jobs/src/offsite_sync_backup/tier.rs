@@ -124,6 +124,71 @@ pub fn newest_versions(all: Vec<WeekVersion>) -> Vec<WeekVersion> {
     by.into_values().collect()
 }
 
+/// One repository as restic is given it: with, for an `sftp:` repository, the ssh command of
+/// `[offsite]` (its key, pinned host key and port).
+struct Restic<'a> {
+    repo: &'a TierRepository,
+    sftp_command: Option<String>,
+}
+
+impl Restic<'_> {
+    fn inv(&self, args: &[&str]) -> Invocation {
+        let mut inv = restic(self.repo, args);
+        if let Some(c) = &self.sftp_command {
+            inv.args
+                .splice(0..0, ["-o".to_owned(), format!("sftp.command={c}")]);
+        }
+        inv
+    }
+}
+
+/// The ssh command restic runs for `sftp:USER@HOST:/PATH`: the same options as step 1's rsync
+/// (batch mode, a pinned host key, only the configured key, `ssh-port`), then `USER@HOST -s
+/// sftp`. restic splits it on spaces, so every word must be plain.
+fn sftp_command(repo: &TierRepository, o: &backup_core::OffsiteConfig) -> Result<Option<String>> {
+    let Some(rest) = repo
+        .repository
+        .strip_prefix("sftp:")
+        .filter(|r| !r.starts_with("//"))
+    else {
+        return Ok(None);
+    };
+    let Some((user_host, _)) = rest.split_once(':') else {
+        return Ok(None);
+    };
+    let mut words: Vec<String> = [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+    ]
+    .map(str::to_owned)
+    .into();
+    words.extend(["-o".to_owned(), "ConnectTimeout=30".to_owned()]);
+    if let Some(kh) = &o.ssh_known_hosts {
+        words.extend(["-o".to_owned(), format!("UserKnownHostsFile={kh}")]);
+    }
+    if let Some(k) = &o.ssh_key_file {
+        words.extend([
+            "-o".to_owned(),
+            "IdentitiesOnly=yes".to_owned(),
+            "-i".to_owned(),
+            k.to_string(),
+        ]);
+    }
+    words.extend(["-p".to_owned(), o.ssh_port.to_string()]);
+    words.extend([user_host.to_owned(), "-s".to_owned(), "sftp".to_owned()]);
+    if let Some(bad) = words.iter().find(|w| !backup_core::is_plain_word(w)) {
+        return Err(Error::Refused(format!(
+            "tier `{}`: `{bad}` cannot be part of restic's sftp command (it splits on spaces): \
+             use key and known-hosts paths without spaces or quotes",
+            repo.name
+        )));
+    }
+    Ok(Some(words.join(" ")))
+}
+
 /// `restic ARGS` with the repository and its password in the environment.
 fn restic(repo: &TierRepository, args: &[&str]) -> Invocation {
     let mut inv = Invocation::new("restic", args.iter().copied());
@@ -188,9 +253,10 @@ fn failure(repo: &TierRepository, what: &str, out: &Output) -> Error {
 }
 
 /// Reads the repository's id; makes the repository when it does not exist and `may_init`.
-fn repository_id(ctx: &Context<'_>, repo: &TierRepository, may_init: bool) -> Result<String> {
+fn repository_id(ctx: &Context<'_>, r: &Restic<'_>, may_init: bool) -> Result<String> {
+    let repo = r.repo;
     let runner = ctx.steady_runner();
-    let mut cat = restic(repo, &["cat", "config", "--json", "--no-lock"]);
+    let mut cat = r.inv(&["cat", "config", "--json", "--no-lock"]);
     cat.read_only = true;
     let out = runner.run(&cat)?;
     if !out.success() {
@@ -199,11 +265,11 @@ fn repository_id(ctx: &Context<'_>, repo: &TierRepository, may_init: bool) -> Re
         if !(missing && may_init) {
             return Err(failure(repo, "cat config", &out));
         }
-        let init = runner.run(&restic(repo, &["init"]))?;
+        let init = runner.run(&r.inv(&["init"]))?;
         if !init.success() {
             return Err(failure(repo, "init", &init));
         }
-        return repository_id(ctx, repo, false);
+        return repository_id(ctx, r, false);
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| Error::Refused(format!("restic cat config ({}): {e}", repo.name)))?;
@@ -224,10 +290,11 @@ fn hostname() -> String {
 fn send_version(
     ctx: &Context<'_>,
     cfg: &Config,
-    repo: &TierRepository,
+    r: &Restic<'_>,
     mount_dir: &Utf8Path,
     v: &WeekVersion,
 ) -> Result<TierSnapshot> {
+    let repo = r.repo;
     let copy = cfg
         .backup_root
         .join("pvc-data")
@@ -240,20 +307,17 @@ fn send_version(
     let read = mounter.mount_ro(&SnapshotSource::Dir(copy), &target)?;
     let tags = format!("namespace={},pvc={},week={}", v.namespace, v.pvc, v.week);
     let host = hostname();
-    let inv = restic(
-        repo,
-        &[
-            "backup",
-            "--json",
-            "--ignore-ctime",
-            "--host",
-            &host,
-            "--tag",
-            &tags,
-            "--",
-            read.as_str(),
-        ],
-    );
+    let inv = r.inv(&[
+        "backup",
+        "--json",
+        "--ignore-ctime",
+        "--host",
+        &host,
+        "--tag",
+        &tags,
+        "--",
+        read.as_str(),
+    ]);
     let out = ctx.runner().run(&inv);
     let unmounted = if read == target {
         mounter.unmount(&target)
@@ -326,9 +390,10 @@ fn to_forget(
 }
 
 /// Forgets what the policy no longer keeps and prunes.
-fn forget_and_prune(ctx: &Context<'_>, repo: &TierRepository) -> Result<u64> {
+fn forget_and_prune(ctx: &Context<'_>, r: &Restic<'_>) -> Result<u64> {
+    let repo = r.repo;
     let runner = ctx.steady_runner();
-    let mut list = restic(repo, &["snapshots", "--json", "--no-lock"]);
+    let mut list = r.inv(&["snapshots", "--json", "--no-lock"]);
     list.read_only = true;
     let out = runner.run(&list)?;
     if !out.success() {
@@ -342,7 +407,7 @@ fn forget_and_prune(ctx: &Context<'_>, repo: &TierRepository) -> Result<u64> {
     }
     let mut args = vec!["forget", "--prune", "--"];
     args.extend(ids.iter().map(String::as_str));
-    let out = ctx.runner().run(&restic(repo, &args))?;
+    let out = ctx.runner().run(&r.inv(&args))?;
     if !out.success() {
         return Err(failure(repo, "forget --prune", &out));
     }
@@ -374,7 +439,14 @@ pub fn send(
         return Ok(known.clone());
     }
     check_password_file(&repo.password_file)?;
-    let id = repository_id(ctx, repo, known.repository_id.is_none())?;
+    let r = Restic {
+        repo,
+        sftp_command: match &cfg.offsite {
+            Some(o) => sftp_command(repo, o)?,
+            None => None,
+        },
+    };
+    let id = repository_id(ctx, &r, known.repository_id.is_none())?;
     result.repository_id = Some(id.clone());
     if let Some(old) = known
         .repository_id
@@ -391,9 +463,9 @@ pub fn send(
     for v in &versions {
         result
             .snapshots
-            .push(send_version(ctx, cfg, repo, mount_dir, v)?);
+            .push(send_version(ctx, cfg, &r, mount_dir, v)?);
     }
-    result.forgotten = forget_and_prune(ctx, repo)?;
+    result.forgotten = forget_and_prune(ctx, &r)?;
     Ok(TierState {
         repository_id: Some(id),
         last_success: Some(ctx.now),
