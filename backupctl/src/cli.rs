@@ -47,6 +47,10 @@ pub enum Command {
         /// Only versions completed in the last N days.
         #[arg(long, value_name = "N")]
         since_days: Option<u32>,
+        /// Also check each encrypted tier repository ([[offsite.repository]]) with restic:
+        /// its structure, and --sample percent of its packs read back (10 without --sample).
+        #[arg(long)]
+        tier: bool,
     },
     /// Print the Prometheus alerting rules for every job (the app jobs from `[[alerts.job]]`,
     /// else the seed's six); `deploy/prometheus/backup-alerts.yaml` is this output with no
@@ -270,6 +274,7 @@ pub fn main(command: &Command, global: &GlobalArgs, sinks: &SinkArgs) -> ExitCod
             pvc,
             sample,
             since_days,
+            tier,
         } => {
             let spec = RunSpec {
                 metrics: Some(JobMetrics::verify()),
@@ -280,6 +285,7 @@ pub fn main(command: &Command, global: &GlobalArgs, sinks: &SinkArgs) -> ExitCod
                 pvc: pvc.clone(),
                 sample: *sample,
                 since_days: *since_days,
+                tier: *tier,
             };
             run(&spec, global, |ctx| crate::verify(ctx, &args))
         }

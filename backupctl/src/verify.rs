@@ -28,6 +28,9 @@ pub struct VerifyArgs {
     pub sample: Option<f64>,
     /// Only versions completed in the last N days.
     pub since_days: Option<u32>,
+    /// Also check each tier repository (`restic check --read-data-subset`, `sample` percent of
+    /// its packs, 10 when no sample is given).
+    pub tier: bool,
 }
 
 /// The result for one thing checked.
@@ -292,6 +295,9 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
             check_dump_folder(folder, &mut checked);
         }
     }
+    if args.tier {
+        check_tier(ctx, cfg, args.sample.unwrap_or(10.0), &mut checked);
+    }
     // read after the checks: they may have marked versions
     let damaged_versions = versions
         .iter()
@@ -303,6 +309,29 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
         seconds: started.elapsed().as_secs_f64(),
         now_unix: now.timestamp(),
     })
+}
+
+/// Each `[[offsite.repository]]`, checked by restic with a share of its packs read back.
+fn check_tier(ctx: &Context<'_>, cfg: &backup_core::Config, percent: f64, out: &mut Vec<Checked>) {
+    for repo in cfg.offsite.iter().flat_map(|o| &o.repositories) {
+        backup_host::progress::message(&format!("tier {}", repo.name));
+        let what = format!("tier {} ({percent}% of its packs)", repo.name);
+        out.push(
+            match backup_jobs::offsite_sync_backup::tier::check(ctx, repo, percent) {
+                Ok(()) => Checked {
+                    what,
+                    differences: Vec::new(),
+                    files_read: 0,
+                    bytes_read: 0,
+                },
+                Err(e) => one(
+                    what,
+                    &backup_jobs::offsite_sync_backup::tier::shown(&repo.repository),
+                    e.to_string(),
+                ),
+            },
+        );
+    }
 }
 
 fn check_pfsense(dir: &Utf8Path, week: &str) -> Checked {

@@ -217,3 +217,68 @@ fn an_sftp_repository_is_reached_with_the_offsite_ssh_key_and_pinned_host_key() 
     let (code, _, out) = tier(&env, "2026-01-05T06:30:00Z", &[]);
     assert_ne!(code, 0, "{out}");
 }
+
+/// `backupctl verify --tier` reads the repository's packs back with restic: a flipped byte in one
+/// is found.
+#[test]
+fn verify_tier_finds_a_damaged_pack() {
+    let (env, repo, _) = env_with_tier();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let (code, _, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    let verify = |when: &str| {
+        env.run(
+            crate::harness::CTL,
+            &["--now", when, "verify", "--tier", "--sample", "100"],
+        )
+    };
+    let ok = verify("2026-01-05T07:00:00Z");
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    let json = env.run(
+        crate::harness::CTL,
+        &[
+            "--json",
+            "--now",
+            "2026-01-05T07:05:00Z",
+            "verify",
+            "--tier",
+            "--sample",
+            "100",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        report["checked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["what"].as_str().unwrap().starts_with("tier tier")),
+        "{report}"
+    );
+    // the largest pack: a data pack, not an index
+    let mut packs: Vec<(u64, Utf8PathBuf)> = walk_files(&repo.join("data"));
+    packs.sort();
+    let (_, pack) = packs.last().unwrap().clone();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::set_permissions(&pack, PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::write(&pack, bytes).unwrap();
+    let bad = verify("2026-01-05T07:10:00Z");
+    assert_ne!(bad.status.code(), Some(0), "{}", text(&bad));
+    assert!(text(&bad).contains("restic check (tier)"), "{}", text(&bad));
+}
+
+fn walk_files(dir: &Utf8Path) -> Vec<(u64, Utf8PathBuf)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = Utf8PathBuf::from_path_buf(e.unwrap().path()).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        if m.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push((m.len(), p));
+        }
+    }
+    out
+}

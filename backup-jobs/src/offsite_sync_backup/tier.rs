@@ -414,6 +414,32 @@ fn forget_and_prune(ctx: &Context<'_>, r: &Restic<'_>) -> Result<u64> {
     Ok(ids.len() as u64)
 }
 
+/// `restic check --read-data-subset=PERCENT%` of `repo`: the repository's structure, and that
+/// share of its packs read back and checked. Fails with restic's words.
+///
+/// # Errors
+/// A bad password file, a failed or failing check.
+pub fn check(ctx: &Context<'_>, repo: &TierRepository, percent: f64) -> Result<()> {
+    let cfg = ctx.cfg()?;
+    check_password_file(&repo.password_file)?;
+    let r = Restic {
+        repo,
+        sftp_command: match &cfg.offsite {
+            Some(o) => sftp_command(repo, o)?,
+            None => None,
+        },
+    };
+    let subset = format!("--read-data-subset={percent}%");
+    let mut inv = r.inv(&["check", &subset]);
+    inv.read_only = true;
+    let out = ctx.steady_runner().run(&inv)?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(failure(repo, "check", &out))
+    }
+}
+
 /// Sends every PVC's newest complete version to `repo`; `known` is what the last run saw.
 ///
 /// # Errors
