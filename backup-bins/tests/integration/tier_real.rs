@@ -282,3 +282,55 @@ fn walk_files(dir: &Utf8Path) -> Vec<(u64, Utf8PathBuf)> {
     }
     out
 }
+
+/// A run killed (-9, with its restic) in the middle of an upload: the next run unmounts what it
+/// left, completes the repository, and stock restic's check accepts it.
+#[test]
+fn a_run_killed_mid_upload_is_completed_by_the_next_and_restic_check_accepts_it() {
+    let (env, repo, pass) = env_with_tier();
+    // 200 MiB of random bytes: a few seconds of upload to interrupt
+    let big = env.vol("vm-100-pvc-a").join("big.bin");
+    let mut f = std::fs::File::create(&big).unwrap();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..200 {
+        for b in chunk.chunks_mut(8) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            b.copy_from_slice(&seed.to_le_bytes()[..b.len()]);
+        }
+        std::io::Write::write_all(&mut f, &chunk).unwrap();
+    }
+    drop(f);
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let mut run = env
+        .command(OFFSITE, &["--now", "2026-01-05T06:00:00Z", "--tier"])
+        .spawn()
+        .unwrap();
+    // once restic writes packs, kill everything
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let packs = repo.join("data").exists() && !walk_files(&repo.join("data")).is_empty();
+        if packs || run.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "restic wrote no pack");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = run.kill();
+    let _ = run.wait();
+    crate::harness::kill_all_mentioning(repo.as_str());
+    crate::harness::kill_all_mentioning("restic backup");
+    // the next run finishes the job
+    let (code, report, out) = tier(&env, "2026-01-05T06:30:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        report["tier"][0]["snapshots"].as_array().unwrap().len(),
+        3,
+        "{out}"
+    );
+    let check = restic(&repo, &pass, &["check", "--read-data"]);
+    assert!(check.status.success(), "{}", text(&check));
+    assert_eq!(env.leftover_mounts(), Vec::<String>::new());
+}

@@ -304,6 +304,10 @@ fn send_version(
     let target = mount_dir.join(&v.namespace).join(&v.pvc);
     std::fs::create_dir_all(&target).map_err(|e| Error::io("create folder", &target, e))?;
     let mounter = ctx.mounter();
+    // a run killed mid-upload left its mount: the path must hold this version, not that one
+    while backup_host::mounts::mount_point_options(&target)?.is_some() {
+        mounter.unmount(&target)?;
+    }
     let read = mounter.mount_ro(&SnapshotSource::Dir(copy), &target)?;
     let tags = format!("namespace={},pvc={},week={}", v.namespace, v.pvc, v.week);
     let host = hostname();
