@@ -351,6 +351,14 @@ fn offsite_and_check_rules() -> Vec<AlertRule> {
         8 * 24,
         off,
     );
+    // per repository: a failing tier fails the offsite run (the rule above); this one names it
+    r.push(stale(
+        "OffsiteTierStale",
+        &OFFSITE_TIER_LAST_SUCCESS,
+        JOB_OFFSITE_SYNC,
+        8 * 24,
+        "encrypted offsite tier (offsite-sync-backup, [[offsite.repository]])",
+    ));
     let verify = "backup verify (backupctl verify)";
     triple(
         &mut r,
