@@ -172,6 +172,18 @@ pub enum RestoreCommand {
         /// `ls` print it; repeatable). With --force, nothing else in DIR is deleted.
         #[arg(long = "path", value_name = "PATH", conflicts_with = "into_volume")]
         paths: Vec<String>,
+        /// From the encrypted tier instead of the backup disk: the PVC's newest snapshot (or
+        /// the one of --week) in the repository named (the first [[offsite.repository]]
+        /// without a name), restored by restic with --verify; checked against the week's record
+        /// too when the backup disk still has it.
+        #[arg(
+            long,
+            value_name = "REPOSITORY",
+            num_args = 0..=1,
+            default_missing_value = "",
+            conflicts_with_all = ["into_volume", "paths", "force"]
+        )]
+        from_tier: Option<String>,
     },
     /// SQLite copies of a PVC's week (all, or the one at --path inside the volume).
     Sqlite {
@@ -323,9 +335,11 @@ fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
             into_volume,
             force,
             paths,
+            from_tier,
         } => {
             let args = || -> backup_host::error::Result<crate::PvcRestoreArgs> {
                 Ok(crate::PvcRestoreArgs {
+                    from_tier: from_tier.clone(),
                     paths: paths.clone(),
                     pvc: PvcRef::with_namespace(pvc, namespace.as_deref())?,
                     week: *week,

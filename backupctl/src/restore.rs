@@ -40,6 +40,8 @@ pub struct PvcRestoreArgs {
     pub into_volume: bool,
     /// Restore only these files or folders (paths inside the volume); all when empty.
     pub paths: Vec<String>,
+    /// From this tier repository (`""`: the first) instead of the backup disk.
+    pub from_tier: Option<String>,
 }
 
 /// What a restore to a folder did.
@@ -234,6 +236,9 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
         .to
         .clone()
         .ok_or_else(|| Error::Usage("restore pvc needs --to DIR or --into-volume".to_owned()))?;
+    if let Some(name) = &args.from_tier {
+        return restore_from_tier(ctx, args, name, &to);
+    }
     let store = ctx.store()?;
     let (namespace, pvc) = args.pvc.resolve(ctx)?;
     let v = pick_version(store.as_ref(), &namespace, &pvc, args.week)?;
@@ -269,6 +274,68 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
         bytes,
         seconds: started.elapsed().as_secs_f64(),
         check: Some(check),
+        dry_run: false,
+    })
+}
+
+/// `restore pvc --from-tier`: restic brings the snapshot back (verified against the
+/// repository); the week's record on the backup disk, when there is one, checks it once more.
+fn restore_from_tier(
+    ctx: &Context<'_>,
+    args: &PvcRestoreArgs,
+    name: &str,
+    to: &Utf8Path,
+) -> Result<RestoreReport> {
+    let cfg = ctx.cfg()?;
+    let repos = cfg.offsite.iter().flat_map(|o| &o.repositories);
+    let repo = repos
+        .clone()
+        .find(|r| name.is_empty() || r.name == name)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no [[offsite.repository]] named `{name}` in {}",
+                cfg.file
+            ))
+        })?;
+    let (namespace, pvc) = args.pvc.resolve(ctx)?;
+    check_target(to, &cfg.backup_root, false)?;
+    prepare_target(to, false, ctx.dry_run())?;
+    let from = Utf8PathBuf::from(backup_jobs::offsite_sync_backup::tier::shown(
+        &repo.repository,
+    ));
+    let what = format!("pvc {namespace}/{pvc} from tier {}", repo.name);
+    if ctx.dry_run() {
+        return Ok(planned(&what, &from, to, 0));
+    }
+    let started = std::time::Instant::now();
+    let got = backup_jobs::offsite_sync_backup::tier::restore(
+        ctx,
+        repo,
+        (&namespace, &pvc),
+        args.week,
+        to,
+    )?;
+    let week = got.week.map_or("?".to_owned(), |w| w.to_string());
+    let check = got.week.and_then(|w| {
+        let store = ctx.store().ok()?;
+        let v = store
+            .list_versions(Series::Pvc)
+            .ok()?
+            .into_iter()
+            .find(|v| v.week == w && v.namespace == namespace && v.pvc == pvc)?;
+        let rec = record(store.as_ref(), &v)?;
+        check_tree(to.as_std_path(), &rec, Content::All).ok()
+    });
+    let bytes = backup_host::tree::walk_entries(to.as_std_path())
+        .map(|e| e.iter().map(|e| e.size).sum())
+        .unwrap_or(0);
+    Ok(RestoreReport {
+        what: format!("{what}, week {week}, snapshot {}", got.snapshot_id),
+        from,
+        to: to.to_owned(),
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+        check,
         dry_run: false,
     })
 }

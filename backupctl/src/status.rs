@@ -305,8 +305,8 @@ fn volume_row(
     }
 }
 
-/// The offsite rows: the backup disk's step 1, then each tree, from the offsite state and the
-/// trees' full-pass markers.
+/// The offsite rows: the backup disk's step 1, then each tree, then each tier repository, from
+/// the offsite state and the trees' full-pass markers.
 fn offsite_rows(
     store: &dyn backup_core::BackupStore,
     off: &backup_core::OffsiteConfig,
@@ -359,6 +359,15 @@ fn offsite_rows(
             format!("tree {}", tree.name),
             last,
             gaps,
+        ));
+    }
+    // the encrypted tier: its last run that sent every PVC
+    for repo in &off.repositories {
+        let last = state.tier.get(&repo.name).and_then(|t| t.last_success);
+        rows.push(StatusRow::offsite(
+            format!("tier {}", repo.name),
+            last,
+            stale(last).into_iter().collect(),
         ));
     }
     rows

@@ -123,6 +123,48 @@ fn each_pvc_is_a_snapshot_stock_restic_restores_and_nothing_unchanged_is_read_ag
         "restic's restore differs from the copy"
     );
 
+    // backupctl restores it from the tier too, and checks it against the week's record
+    let dest = env.root.join("from-tier");
+    let out = env.run(
+        crate::harness::CTL,
+        &[
+            "--now",
+            "2026-01-05T07:00:00Z",
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--from-tier",
+            "--to",
+            dest.as_str(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("checked against the record"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("week 2026-02"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dest.join("dir/file-1.txt")).unwrap(),
+        "vm-100-pvc-a file 1\n"
+    );
+    // a name no repository has: 66
+    let out = env.run(
+        crate::harness::CTL,
+        &[
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--from-tier",
+            "nowhere",
+            "--to",
+            env.root.join("x").as_str(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(66), "{}", text(&out));
     // a new week, nothing changed: every file matched against the parent, none read
     assert_eq!(env.day("2026-01-12").status.code(), Some(0));
     let (code, report, out) = tier(&env, "2026-01-12T06:00:00Z", &[]);
@@ -131,6 +173,31 @@ fn each_pvc_is_a_snapshot_stock_restic_restores_and_nothing_unchanged_is_read_ag
         assert_eq!(s["files_read"], 0, "{out}");
         assert!(s["files_unmodified"].as_u64().unwrap() > 0, "{out}");
     }
+    // status has a row for the tier, fresh now, stale (a gap, exit 1) nine days later
+    let status = |when: &str| env.run(crate::harness::CTL, &["--json", "--now", when, "status"]);
+    let tier_row = |o: &Output| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["what"] == "tier tier")
+            .cloned()
+            .unwrap_or_else(|| panic!("no tier row: {v}"))
+    };
+    let fresh = status("2026-01-12T07:00:00Z");
+    assert_eq!(
+        tier_row(&fresh)["gaps"].as_array().unwrap().len(),
+        0,
+        "{}",
+        text(&fresh)
+    );
+    let late = status("2026-01-21T07:00:00Z");
+    assert!(
+        !tier_row(&late)["gaps"].as_array().unwrap().is_empty(),
+        "{}",
+        text(&late)
+    );
     // the metrics say when the tier last sent everything
     let prom = std::fs::read_to_string(env.root.join("metrics/offsite-sync-backup.prom")).unwrap();
     assert!(

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use backup_core::{
-    plan_gfs, Action, Config, GfsPolicy, Invocation, Output, Series, SnapshotSource,
+    plan_gfs, Action, Config, GfsPolicy, Invocation, IsoWeek, Output, Series, SnapshotSource,
     TierRepository, Timed, WeekVersion,
 };
 use camino::{Utf8Path, Utf8PathBuf};
@@ -361,6 +361,8 @@ struct Listed {
     paths: Vec<String>,
     #[serde(default)]
     hostname: String,
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 /// The snapshots of this host the policy no longer keeps: per path (one PVC), planned by the GFS
@@ -444,6 +446,91 @@ pub fn check(ctx: &Context<'_>, repo: &TierRepository, percent: f64) -> Result<(
     }
 }
 
+/// What [`restore`] brought back.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// restic's snapshot id.
+    pub snapshot_id: String,
+    /// The week of the version that snapshot holds (its `week=` tag).
+    pub week: Option<IsoWeek>,
+}
+
+/// Restores a PVC's snapshot from `repo` into `to` (absent or an empty folder): the newest, or
+/// the one of `week`. restic restores into a folder beside `to` (`--verify`: every file read
+/// back against the repository), then the PVC's folder is renamed into place, so `to` holds the
+/// volume's root.
+///
+/// # Errors
+/// No such snapshot ([`Error::NotFound`]), a failed restic, a target that cannot be used.
+pub fn restore(
+    ctx: &Context<'_>,
+    repo: &TierRepository,
+    (namespace, pvc): (&str, &str),
+    week: Option<IsoWeek>,
+    to: &Utf8Path,
+) -> Result<Restored> {
+    let cfg = ctx.cfg()?;
+    check_password_file(&repo.password_file)?;
+    let r = Restic {
+        repo,
+        sftp_command: match &cfg.offsite {
+            Some(o) => sftp_command(repo, o)?,
+            None => None,
+        },
+    };
+    let mut tags = format!("namespace={namespace},pvc={pvc}");
+    if let Some(w) = week {
+        tags.push_str(&format!(",week={w}"));
+    }
+    let mut list = r.inv(&["snapshots", "--json", "--no-lock", "--tag", &tags]);
+    list.read_only = true;
+    let out = ctx.steady_runner().run(&list)?;
+    if !out.success() {
+        return Err(failure(repo, "snapshots", &out));
+    }
+    let listed: Vec<Listed> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Refused(format!("restic snapshots ({}): {e}", repo.name)))?;
+    let snap = listed.iter().max_by_key(|s| s.time).ok_or_else(|| {
+        Error::NotFound(format!(
+            "tier `{}` holds no snapshot tagged {tags}: `restic snapshots` lists what it holds",
+            repo.name
+        ))
+    })?;
+    let inside = snap.paths.first().ok_or_else(|| {
+        Error::Refused(format!(
+            "snapshot {} of tier `{}` names no path",
+            snap.id, repo.name
+        ))
+    })?;
+    let name = to.file_name().unwrap_or("restore");
+    let staging = to.with_file_name(format!(".{name}.tier-restore"));
+    let _ = std::fs::remove_dir_all(&staging);
+    let out = ctx.steady_runner().run(&r.inv(&[
+        "restore",
+        &snap.id,
+        "--verify",
+        "--target",
+        staging.as_str(),
+    ]))?;
+    if !out.success() {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(failure(repo, "restore", &out));
+    }
+    let tree = staging.join(inside.trim_start_matches('/'));
+    let _ = std::fs::remove_dir(to); // an empty target: replaced by the restored folder
+    let moved = std::fs::rename(&tree, to).map_err(|e| Error::io("rename into place", to, e));
+    let _ = std::fs::remove_dir_all(&staging);
+    moved?;
+    Ok(Restored {
+        snapshot_id: snap.id.clone(),
+        week: snap
+            .tags
+            .iter()
+            .find_map(|t| t.strip_prefix("week="))
+            .and_then(|w| w.parse().ok()),
+    })
+}
+
 /// Sends every PVC's newest complete version to `repo`; `known` is what the last run saw.
 ///
 /// # Errors
@@ -523,6 +610,7 @@ mod tests {
             time: format!("{day}T05:00:00Z").parse().unwrap(),
             paths: vec![path.into()],
             hostname: host.into(),
+            tags: Vec::new(),
         }
     }
 
