@@ -237,6 +237,16 @@ impl Paths {
             if let Some(p) = o.change_log.parent() {
                 offsite_rw.push(p.to_string());
             }
+            // the tier mounts each PVC under its mount folder, and a local repository is written
+            if !o.repositories.is_empty() {
+                offsite_rw.push(o.tier_mount_dir.to_string());
+            }
+            offsite_rw.extend(
+                o.repositories
+                    .iter()
+                    .filter(|r| r.repository.starts_with('/'))
+                    .map(|r| r.repository.clone()),
+            );
         }
         Self {
             config_flag,
@@ -295,8 +305,13 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &format!("{bindir}/offsite-sync-backup{config_flag}"),
             &["daily-backup.service"],
             &offsite_rw,
-            "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_MKNOD CAP_SETFCAP",
-            &format!("{}{}", oneshot("20h"), mkdirs(&made)),
+            // CAP_SYS_ADMIN: the encrypted tier's read-only bind mounts; the cache: restic's
+            CAPS_COPY,
+            &format!(
+                "{}CacheDirectory=homelab-backup\nCacheDirectoryMode=0700\n{}",
+                oneshot("20h"),
+                mkdirs(&made)
+            ),
             Ipc::Private,
         ),
         timer("offsite-sync-backup", "homelab-backup: offsite at 06:00", "*-*-* 06:00:00"),

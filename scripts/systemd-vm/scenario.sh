@@ -82,7 +82,11 @@ destination = "/srv/offsite"
 [[offsite.tree]]
 source = "/srv/nfs"
 name = "nfs"
+[[offsite.repository]]
+repository = "/srv/restic"
+password-file = "/etc/homelab-backup/restic.pass"
 CFG
+printf 'a vm password\n' >/etc/homelab-backup/restic.pass && chmod 600 /etc/homelab-backup/restic.pass
 mkdir -p /var/lib/prometheus/node-exporter /srv/offsite /srv/nfs
 echo "hello" >/srv/nfs/hello.txt
 run backupctl config check
@@ -137,6 +141,13 @@ systemctl is-active -q nfs-change-tracker.service || {
 start_unit offsite-sync-backup.service 600
 test -f /srv/offsite/pve-backup/pvc-data/$W/.complete/vaultwarden/vaultwarden-data || fail "step 1 did not send the week"
 grep -q hello /srv/offsite/nfs/hello.txt || fail "the tree did not reach offsite"
+# the encrypted tier, under the unit's sandbox: a snapshot per PVC, read by the stock restic
+RESTIC_REPOSITORY=/srv/restic RESTIC_PASSWORD_FILE=/etc/homelab-backup/restic.pass \
+    restic snapshots --json >/root/tier.json 2>/root/tier.err || fail "restic snapshots: $(cat /root/tier.err)"
+grep -q 'pvc=vaultwarden-data' /root/tier.json || fail "no tier snapshot of vaultwarden-data: $(cat /root/tier.json | head -c 600)"
+grep -q 'offsite_tier_last_success_timestamp' /var/lib/prometheus/node-exporter/offsite-sync-backup.prom \
+    || fail "no tier metric: $(journalctl -u offsite-sync-backup.service -o cat --no-pager | tail -15)"
+test -d /var/cache/homelab-backup/restic || fail "restic kept no cache in the unit's CacheDirectory"
 echo "changed" >/srv/nfs/hello.txt
 echo "new" >/srv/nfs/new.txt
 sleep 2

@@ -144,6 +144,8 @@ textfile-dir = "{root}/metrics"
     pub fn command(&self, bin: &str, args: &[&str]) -> Command {
         let mut c = Command::new(bin);
         c.arg("--config").arg(self.config()).args(args);
+        // the tier's restic keeps its cache here, not in the machine's /var/cache
+        c.env("RESTIC_CACHE_DIR", self.root.join("restic-cache"));
         if let Some(r) = &self.rsync {
             c.env("HOMELAB_BACKUP_RSYNC", r);
         }

@@ -128,7 +128,7 @@ fn the_committed_units_are_generated_verified_scheduled_and_hardened() {
     for (unit, ceiling) in [
         ("lvm-pvc-snapshot", 5.3),
         ("daily-backup", 5.3),
-        ("offsite-sync-backup", 5.0),
+        ("offsite-sync-backup", 5.3),
         ("backupctl-verify", 3.0),
         ("backupctl-drill", 3.1),
         ("nfs-change-tracker", 3.0),

@@ -198,10 +198,14 @@ fn restic(repo: &TierRepository, args: &[&str]) -> Invocation {
             "RESTIC_PASSWORD_FILE".to_owned(),
             repo.password_file.to_string(),
         ),
-        // no cache in root's home: the systemd unit's home may be read-only
-        ("RESTIC_CACHE_DIR".to_owned(), String::new()),
+        // restic's cache (indexes, trees) where the unit may write: its CacheDirectory, not
+        // root's home (read-only under ProtectHome); RESTIC_CACHE_DIR set by the caller wins
+        (
+            "RESTIC_CACHE_DIR".to_owned(),
+            std::env::var("RESTIC_CACHE_DIR")
+                .unwrap_or_else(|_| "/var/cache/homelab-backup/restic".to_owned()),
+        ),
     ];
-    inv.env.retain(|(_, v)| !v.is_empty());
     inv
 }
 
