@@ -287,7 +287,11 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &format!("{}{modprobe}{resolves}", oneshot("30min")),
             Ipc::Host,
         ),
-        timer("lvm-pvc-snapshot", "homelab-backup: snapshots at 03:00", "*-*-* 03:00:00"),
+        timer(
+            "lvm-pvc-snapshot",
+            "homelab-backup: snapshots at 03:00",
+            "*-*-* 03:00:00",
+        ),
         service(
             "daily-backup",
             "homelab-backup: the daily file-level copy of every PVC snapshot",
@@ -298,7 +302,11 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &format!("{}{modprobe}{resolves}", oneshot("20h")),
             Ipc::Host,
         ),
-        timer("daily-backup", "homelab-backup: the daily copy at 05:00", "*-*-* 05:00:00"),
+        timer(
+            "daily-backup",
+            "homelab-backup: the daily copy at 05:00",
+            "*-*-* 05:00:00",
+        ),
         service(
             "offsite-sync-backup",
             "homelab-backup: the backup disk and the NFS trees offsite",
@@ -314,7 +322,11 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             ),
             Ipc::Private,
         ),
-        timer("offsite-sync-backup", "homelab-backup: offsite at 06:00", "*-*-* 06:00:00"),
+        timer(
+            "offsite-sync-backup",
+            "homelab-backup: offsite at 06:00",
+            "*-*-* 06:00:00",
+        ),
         service(
             "backupctl-verify",
             "homelab-backup: verify every backup against its record",
@@ -325,7 +337,11 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &format!("{}{resolves}{NO_MOUNTS}", oneshot("12h")),
             Ipc::Private,
         ),
-        timer("backupctl-verify", "homelab-backup: weekly verify, Saturday 08:00", "Sat *-*-* 08:00:00"),
+        timer(
+            "backupctl-verify",
+            "homelab-backup: weekly verify, Saturday 08:00",
+            "Sat *-*-* 08:00:00",
+        ),
         service(
             "backupctl-drill",
             "homelab-backup: weekly restore drill",
@@ -336,7 +352,11 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &format!("{}{resolves}{NO_MOUNTS}", oneshot("6h")),
             Ipc::Private,
         ),
-        timer("backupctl-drill", "homelab-backup: weekly drill, Sunday 08:00", "Sun *-*-* 08:00:00"),
+        timer(
+            "backupctl-drill",
+            "homelab-backup: weekly drill, Sunday 08:00",
+            "Sun *-*-* 08:00:00",
+        ),
         {
             let mut u = service(
                 "nfs-change-tracker",

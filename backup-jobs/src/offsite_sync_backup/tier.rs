@@ -131,7 +131,19 @@ struct Restic<'a> {
     sftp_command: Option<String>,
 }
 
-impl Restic<'_> {
+impl<'a> Restic<'a> {
+    /// `repo` after its password file is checked, reached the way `cfg` says.
+    fn new(cfg: &Config, repo: &'a TierRepository) -> Result<Self> {
+        check_password_file(&repo.password_file)?;
+        Ok(Self {
+            repo,
+            sftp_command: match &cfg.offsite {
+                Some(o) => sftp_command(repo, o)?,
+                None => None,
+            },
+        })
+    }
+
     fn inv(&self, args: &[&str]) -> Invocation {
         let mut inv = restic(self.repo, args);
         if let Some(c) = &self.sftp_command {
@@ -431,14 +443,7 @@ fn forget_and_prune(ctx: &Context<'_>, r: &Restic<'_>) -> Result<u64> {
 /// A bad password file, a failed or failing check.
 pub fn check(ctx: &Context<'_>, repo: &TierRepository, percent: f64) -> Result<()> {
     let cfg = ctx.cfg()?;
-    check_password_file(&repo.password_file)?;
-    let r = Restic {
-        repo,
-        sftp_command: match &cfg.offsite {
-            Some(o) => sftp_command(repo, o)?,
-            None => None,
-        },
-    };
+    let r = Restic::new(cfg, repo)?;
     let subset = format!("--read-data-subset={percent}%");
     let mut inv = r.inv(&["check", &subset]);
     inv.read_only = true;
@@ -474,14 +479,7 @@ pub fn restore(
     to: &Utf8Path,
 ) -> Result<Restored> {
     let cfg = ctx.cfg()?;
-    check_password_file(&repo.password_file)?;
-    let r = Restic {
-        repo,
-        sftp_command: match &cfg.offsite {
-            Some(o) => sftp_command(repo, o)?,
-            None => None,
-        },
-    };
+    let r = Restic::new(cfg, repo)?;
     let mut tags = format!("namespace={namespace},pvc={pvc}");
     if let Some(w) = week {
         tags.push_str(&format!(",week={w}"));
@@ -559,14 +557,7 @@ pub fn send(
             .collect();
         return Ok(known.clone());
     }
-    check_password_file(&repo.password_file)?;
-    let r = Restic {
-        repo,
-        sftp_command: match &cfg.offsite {
-            Some(o) => sftp_command(repo, o)?,
-            None => None,
-        },
-    };
+    let r = Restic::new(cfg, repo)?;
     let id = repository_id(ctx, &r, known.repository_id.is_none())?;
     result.repository_id = Some(id.clone());
     if let Some(old) = known
