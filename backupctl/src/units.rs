@@ -165,6 +165,8 @@ struct Paths {
     offsite_rw: Vec<String>,
     /// Folders a unit makes before its job (moved off the declared ones).
     made: Vec<String>,
+    /// ... and offsite's: the tier's mount folder and local repositories.
+    offsite_made: Vec<String>,
     /// The lines of the jobs that resolve PVCs (the cache, and `made`).
     resolves: String,
 }
@@ -248,12 +250,26 @@ impl Paths {
                     .map(|r| r.repository.clone()),
             );
         }
+        // a missing ReadWritePaths entry is ignored: the unit makes them before the job
+        let mut offsite_made = made.clone();
+        if let Some(o) = cfg.and_then(|c| c.offsite.as_ref()) {
+            if !o.repositories.is_empty() && !declared(o.tier_mount_dir.as_str()) {
+                offsite_made.push(o.tier_mount_dir.to_string());
+            }
+            offsite_made.extend(
+                o.repositories
+                    .iter()
+                    .filter(|r| r.repository.starts_with('/'))
+                    .map(|r| r.repository.clone()),
+            );
+        }
         Self {
             config_flag,
             rw,
             lvm,
             offsite_rw,
             made,
+            offsite_made,
             resolves,
         }
     }
@@ -267,6 +283,7 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
         lvm,
         offsite_rw,
         made,
+        offsite_made,
         resolves,
     } = Paths::of(cfg);
     // a oneshot that hangs must end: systemd's SIGTERM after the timeout, then the run's own
@@ -318,7 +335,7 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &format!(
                 "{}CacheDirectory=homelab-backup\nCacheDirectoryMode=0700\n{}",
                 oneshot("20h"),
-                mkdirs(&made)
+                mkdirs(&offsite_made)
             ),
             Ipc::Private,
         ),

@@ -211,7 +211,8 @@ fn dropins_carry_the_paths_the_config_needs() {
     dropins(
         &root,
         "backup-root = \"/srv/backup-disk\"\n[metrics]\ntextfile-dir = \"/srv/textfile\"\n\
-         [offsite]\ndestination = \"/srv/offsite\"\nchange-log = \"/srv/changes/log\"\n",
+         [offsite]\ndestination = \"/srv/offsite\"\nchange-log = \"/srv/changes/log\"\n\
+         [[offsite.repository]]\nrepository = \"/srv/restic\"\npassword-file = \"/etc/hb/restic.pass\"\n",
     );
     let read = |unit: &str| {
         std::fs::read_to_string(root.join(format!("gen/{unit}.d/50-homelab-backup-paths.conf")))
@@ -223,12 +224,19 @@ fn dropins_carry_the_paths_the_config_needs() {
         "/srv/offsite",
         "/srv/changes",
         "/srv/textfile",
+        "/srv/restic",
     ] {
         assert!(
             offsite.contains(&format!("ReadWritePaths=-{p}\n")),
             "{p}: {offsite}"
         );
     }
+    // issue 23: a local tier repository that does not exist yet is made before the job (a
+    // missing ReadWritePaths entry is ignored, and restic init could not create it)
+    assert!(
+        offsite.contains("ExecStartPre=+/bin/mkdir -p -m 0700 -- /srv/restic\n"),
+        "{offsite}"
+    );
     assert!(offsite.starts_with("# Generated") && offsite.contains("[Service]\n"));
     assert!(read("daily-backup.service").contains("ReadWritePaths=-/srv/backup-disk\n"));
     assert!(
