@@ -73,7 +73,14 @@ pub struct TierState {
     pub repository_id: Option<String>,
     /// The last run that sent every PVC.
     pub last_success: Option<DateTime<Utc>>,
+    /// The last prune (at most one a week: it reads the whole index and rewrites packs).
+    #[serde(default)]
+    pub last_prune: Option<DateTime<Utc>>,
 }
+
+/// How often the tier prunes: forgetting is cheap and runs every time, pruning (the space back)
+/// reads the whole index and rewrites half-empty packs.
+const PRUNE_EVERY_DAYS: i64 = 7;
 
 /// A repository as output may show it: the password of a `rest:` or `s3:` URL's user part
 /// replaced by `***`.
@@ -368,6 +375,50 @@ fn send_version(
     })
 }
 
+/// Sends the versions two at a time (restic uses the cores too, but its start, index load and
+/// lock of each PVC are idle time the other fills); in version order in the result.
+fn send_versions(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    r: &Restic<'_>,
+    mount_dir: &Utf8Path,
+    versions: &[WeekVersion],
+) -> Result<Vec<TierSnapshot>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<(usize, Result<TierSnapshot>)>> = Default::default();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(v) = versions.get(i) else { return };
+                let sent = send_version(ctx, cfg, r, mount_dir, v);
+                let failed = sent.is_err();
+                if let Ok(mut d) = done.lock() {
+                    d.push((i, sent));
+                }
+                if failed || ctx.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // the other worker finishes its PVC; nothing new starts
+                    next.store(versions.len(), std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(i, _)| *i);
+    let sent: Vec<TierSnapshot> = done.into_iter().map(|(_, s)| s).collect::<Result<_>>()?;
+    if sent.len() < versions.len() {
+        // stopped: nothing is forgotten after a run that did not send everything
+        return Err(Error::Interrupted(format!(
+            "sending to tier `{}` ({} of {} PVCs sent)",
+            r.repo.name,
+            sent.len(),
+            versions.len()
+        )));
+    }
+    Ok(sent)
+}
+
 /// One snapshot as `restic snapshots --json` lists it.
 #[derive(Debug, Deserialize)]
 struct Listed {
@@ -411,8 +462,10 @@ fn to_forget(
         .collect()
 }
 
-/// Forgets what the policy no longer keeps and prunes.
-fn forget_and_prune(ctx: &Context<'_>, r: &Restic<'_>) -> Result<u64> {
+/// Forgets what the policy no longer keeps; prunes too when something was forgotten and a prune
+/// is `due`. Returns (snapshots forgotten, pruned). Both take restic's exclusive lock: a run
+/// with nothing to forget takes none (a stale lock of a killed run then stays harmless).
+fn forget_and_prune(ctx: &Context<'_>, r: &Restic<'_>, due: bool) -> Result<(u64, bool)> {
     let repo = r.repo;
     let runner = ctx.steady_runner();
     let mut list = r.inv(&["snapshots", "--json", "--no-lock"]);
@@ -424,16 +477,22 @@ fn forget_and_prune(ctx: &Context<'_>, r: &Restic<'_>) -> Result<u64> {
     let listed: Vec<Listed> = serde_json::from_slice(&out.stdout)
         .map_err(|e| Error::Refused(format!("restic snapshots ({}): {e}", repo.name)))?;
     let ids = to_forget(repo, &listed, &hostname(), ctx.now);
-    if ids.is_empty() {
-        return Ok(0);
+    if !ids.is_empty() {
+        let mut args = vec!["forget", "--"];
+        args.extend(ids.iter().map(String::as_str));
+        let out = ctx.runner().run(&r.inv(&args))?;
+        if !out.success() {
+            return Err(failure(repo, "forget", &out));
+        }
     }
-    let mut args = vec!["forget", "--prune", "--"];
-    args.extend(ids.iter().map(String::as_str));
-    let out = ctx.runner().run(&r.inv(&args))?;
-    if !out.success() {
-        return Err(failure(repo, "forget --prune", &out));
+    let prune = due && !ids.is_empty();
+    if prune {
+        let out = ctx.runner().run(&r.inv(&["prune"]))?;
+        if !out.success() {
+            return Err(failure(repo, "prune", &out));
+        }
     }
-    Ok(ids.len() as u64)
+    Ok((ids.len() as u64, prune))
 }
 
 /// `restic check --read-data-subset=PERCENT%` of `repo`: the repository's structure, and that
@@ -572,15 +631,20 @@ pub fn send(
             repo.name
         )));
     }
-    for v in &versions {
-        result
-            .snapshots
-            .push(send_version(ctx, cfg, &r, mount_dir, v)?);
-    }
-    result.forgotten = forget_and_prune(ctx, &r)?;
+    result.snapshots = send_versions(ctx, cfg, &r, mount_dir, &versions)?;
+    let due = known
+        .last_prune
+        .is_none_or(|t| ctx.now - t >= chrono::Duration::days(PRUNE_EVERY_DAYS));
+    let (forgotten, prune) = forget_and_prune(ctx, &r, due)?;
+    result.forgotten = forgotten;
     Ok(TierState {
         repository_id: Some(id),
         last_success: Some(ctx.now),
+        last_prune: if prune {
+            Some(ctx.now)
+        } else {
+            known.last_prune
+        },
     })
 }
 
