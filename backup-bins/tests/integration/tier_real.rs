@@ -123,6 +123,16 @@ fn each_pvc_is_a_snapshot_stock_restic_restores_and_nothing_unchanged_is_read_ag
         "restic's restore differs from the copy"
     );
 
+    // a rerun with no new version sends nothing again: no restic backup, no new snapshot
+    let (code, _, out) = tier(&env, "2026-01-05T06:10:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    let again = restic(&repo, &pass, &["snapshots", "--json"]);
+    let n = serde_json::from_slice::<serde_json::Value>(&again.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(n, 3, "a rerun made new snapshots of versions already sent");
     // backupctl restores it from the tier too, and checks it against the week's record
     let dest = env.root.join("from-tier");
     let out = env.run(

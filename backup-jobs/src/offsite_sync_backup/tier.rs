@@ -76,6 +76,20 @@ pub struct TierState {
     /// The last prune (at most one a week: it reads the whole index and rewrites packs).
     #[serde(default)]
     pub last_prune: Option<DateTime<Utc>>,
+    /// Per PVC (`namespace/pvc`): the version its newest snapshot holds (`week@completed`) and
+    /// that snapshot's id. The same version is not sent twice: a rerun with nothing new runs
+    /// no restic for it.
+    #[serde(default)]
+    pub sent: BTreeMap<String, (String, String)>,
+}
+
+/// A version's identity for [`TierState::sent`]: its week and when it was completed.
+fn version_key(v: &WeekVersion) -> String {
+    format!(
+        "{}@{}",
+        v.week,
+        v.completed_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+    )
 }
 
 /// How often the tier prunes: forgetting is cheap and runs every time, pruning (the space back)
@@ -631,7 +645,33 @@ pub fn send(
             repo.name
         )));
     }
-    result.snapshots = send_versions(ctx, cfg, &r, mount_dir, &versions)?;
+    // a version already sent (the same week, completed at the same time) has its snapshot
+    let (unsent, already): (Vec<WeekVersion>, Vec<WeekVersion>) =
+        versions.into_iter().partition(|v| {
+            known
+                .sent
+                .get(&format!("{}/{}", v.namespace, v.pvc))
+                .map(|(k, _)| k.as_str())
+                != Some(version_key(v).as_str())
+        });
+    let mut sent = known.sent.clone();
+    for v in &already {
+        let pvc = format!("{}/{}", v.namespace, v.pvc);
+        result.snapshots.push(TierSnapshot {
+            snapshot_id: sent.get(&pvc).map(|(_, id)| id.clone()).unwrap_or_default(),
+            pvc,
+            week: v.week.to_string(),
+            files_read: 0,
+            files_unmodified: 0,
+            bytes_added: 0,
+        });
+    }
+    let new = send_versions(ctx, cfg, &r, mount_dir, &unsent)?;
+    for (v, s) in unsent.iter().zip(&new) {
+        sent.insert(s.pvc.clone(), (version_key(v), s.snapshot_id.clone()));
+    }
+    result.snapshots.extend(new);
+    result.snapshots.sort_by(|a, b| a.pvc.cmp(&b.pvc));
     let due = known
         .last_prune
         .is_none_or(|t| ctx.now - t >= chrono::Duration::days(PRUNE_EVERY_DAYS));
@@ -645,6 +685,7 @@ pub fn send(
         } else {
             known.last_prune
         },
+        sent,
     })
 }
 
