@@ -20,7 +20,12 @@ pub enum Command {
     /// Every backup there is: per PVC its snapshots, weekly versions (complete or not, files,
     /// bytes, bytes only that version holds) and SQLite copies; pfSense and PVE config weeks;
     /// the dumps in `[dumps] folders`.
-    List,
+    List {
+        /// Also each encrypted tier repository's snapshots, per PVC (asks restic, which may
+        /// be remote).
+        #[arg(long)]
+        tier: bool,
+    },
     /// The protection matrix from live state, gaps first: per PVC the age of its newest snapshot
     /// and complete version, its SQLite copies, the last offsite sync, excluded namespaces,
     /// unresolved volumes, pending full passes. Exit 1 when there is a gap.
@@ -251,7 +256,7 @@ pub fn main(command: &Command, global: &GlobalArgs, sinks: &SinkArgs) -> ExitCod
     }
     .with_sinks(sinks);
     match command {
-        Command::List => run(&spec, global, crate::list),
+        Command::List { tier } => run(&spec, global, |ctx| crate::list(ctx, *tier)),
         Command::Units {
             write,
             bindir,

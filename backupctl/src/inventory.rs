@@ -79,6 +79,9 @@ pub struct ListReport {
     pub dumps: Vec<DumpListing>,
     /// What could not be looked at (a backend or API that did not answer).
     pub warnings: Vec<String>,
+    /// `--tier`: each tier repository's snapshots.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tier: Vec<backup_jobs::offsite_sync_backup::tier::TierListing>,
 }
 
 /// The backend's view: the selection and every snapshot, or why not.
@@ -270,7 +273,7 @@ pub(super) fn dumps(cfg: &Config, warnings: &mut Vec<String>) -> Vec<DumpListing
 ///
 /// # Errors
 /// When the backup root cannot be listed.
-pub fn list(ctx: &Context<'_>) -> Result<ListReport> {
+pub fn list(ctx: &Context<'_>, with_tier: bool) -> Result<ListReport> {
     let cfg = ctx.cfg()?;
     let store = ctx.store()?;
     let Live {
@@ -354,12 +357,25 @@ pub fn list(ctx: &Context<'_>) -> Result<ListReport> {
         });
     }
     let dumps = dumps(cfg, &mut warnings);
+    let mut tier = Vec::new();
+    for repo in cfg
+        .offsite
+        .iter()
+        .flat_map(|o| &o.repositories)
+        .filter(|_| with_tier)
+    {
+        match backup_jobs::offsite_sync_backup::tier::listing(ctx, repo) {
+            Ok(l) => tier.push(l),
+            Err(e) => warnings.push(format!("tier {}: {e}", repo.name)),
+        }
+    }
     Ok(ListReport {
         pvcs,
         pfsense: store.list_versions(Series::Pfsense)?,
         pve_config: store.list_versions(Series::PveConfig)?,
         dumps,
         warnings,
+        tier,
     })
 }
 
@@ -450,6 +466,21 @@ impl Outcome for ListReport {
                     .map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
                 backup_host::human::bytes(d.bytes)
             ));
+        }
+        for t in &self.tier {
+            for s in &t.snapshots {
+                out.push_str(&format!(
+                    "tier {} {} {}: snapshot {} {}\n",
+                    t.repository,
+                    s.pvc,
+                    s.week,
+                    &s.id[..s.id.len().min(8)],
+                    s.time.format("%Y-%m-%d %H:%M")
+                ));
+            }
+            if t.snapshots.is_empty() {
+                out.push_str(&format!("tier {}: no snapshot yet\n", t.repository));
+            }
         }
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));

@@ -123,6 +123,14 @@ fn each_pvc_is_a_snapshot_stock_restic_restores_and_nothing_unchanged_is_read_ag
         "restic's restore differs from the copy"
     );
 
+    // list --tier shows the repository's snapshots per PVC and week
+    let listed = env.run(crate::harness::CTL, &["list", "--tier"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
+    assert!(
+        text(&listed).contains("tier tier vaultwarden/data 2026-02: snapshot "),
+        "{}",
+        text(&listed)
+    );
     // a rerun with no new version sends nothing again: no restic backup, no new snapshot
     let (code, _, out) = tier(&env, "2026-01-05T06:10:00Z", &[]);
     assert_eq!(code, 0, "{out}");

@@ -528,6 +528,64 @@ pub fn check(ctx: &Context<'_>, repo: &TierRepository, percent: f64) -> Result<(
     }
 }
 
+/// A repository's snapshots, for `backupctl list --tier`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TierListing {
+    /// The repository's `name`.
+    pub repository: String,
+    /// Its snapshots, by PVC then time.
+    pub snapshots: Vec<TierListed>,
+}
+
+/// One snapshot of a [`TierListing`].
+#[derive(Debug, Clone, Serialize)]
+pub struct TierListed {
+    /// `namespace/pvc` (from its tags).
+    pub pvc: String,
+    /// The week of the version it holds (its `week=` tag).
+    pub week: String,
+    /// When restic took it.
+    pub time: DateTime<Utc>,
+    /// restic's snapshot id.
+    pub id: String,
+}
+
+/// Every snapshot of `repo` (`restic snapshots`), by PVC then time.
+///
+/// # Errors
+/// A bad password file, a failed restic.
+pub fn listing(ctx: &Context<'_>, repo: &TierRepository) -> Result<TierListing> {
+    let r = Restic::new(ctx.cfg()?, repo)?;
+    let mut list = r.inv(&["snapshots", "--json", "--no-lock"]);
+    list.read_only = true;
+    let out = ctx.steady_runner().run(&list)?;
+    if !out.success() {
+        return Err(failure(repo, "snapshots", &out));
+    }
+    let listed: Vec<Listed> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Refused(format!("restic snapshots ({}): {e}", repo.name)))?;
+    let tag = |s: &Listed, key: &str| {
+        s.tags
+            .iter()
+            .find_map(|t| t.strip_prefix(key).map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let mut snapshots: Vec<TierListed> = listed
+        .iter()
+        .map(|s| TierListed {
+            pvc: format!("{}/{}", tag(s, "namespace="), tag(s, "pvc=")),
+            week: tag(s, "week="),
+            time: s.time,
+            id: s.id.clone(),
+        })
+        .collect();
+    snapshots.sort_by(|a, b| (&a.pvc, a.time).cmp(&(&b.pvc, b.time)));
+    Ok(TierListing {
+        repository: repo.name.clone(),
+        snapshots,
+    })
+}
+
 /// What [`restore`] brought back.
 #[derive(Debug, Clone)]
 pub struct Restored {
