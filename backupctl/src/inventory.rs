@@ -269,6 +269,22 @@ pub(super) fn dumps(cfg: &Config, warnings: &mut Vec<String>) -> Vec<DumpListing
     out
 }
 
+/// Each tier repository's snapshots; one that cannot be listed is a warning.
+fn tier_listings(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    warnings: &mut Vec<String>,
+) -> Vec<backup_jobs::offsite_sync_backup::tier::TierListing> {
+    let mut out = Vec::new();
+    for repo in cfg.offsite.iter().flat_map(|o| &o.repositories) {
+        match backup_jobs::offsite_sync_backup::tier::listing(ctx, repo) {
+            Ok(l) => out.push(l),
+            Err(e) => warnings.push(format!("tier {}: {e}", repo.name)),
+        }
+    }
+    out
+}
+
 /// Lists every backup.
 ///
 /// # Errors
@@ -357,18 +373,11 @@ pub fn list(ctx: &Context<'_>, with_tier: bool) -> Result<ListReport> {
         });
     }
     let dumps = dumps(cfg, &mut warnings);
-    let mut tier = Vec::new();
-    for repo in cfg
-        .offsite
-        .iter()
-        .flat_map(|o| &o.repositories)
-        .filter(|_| with_tier)
-    {
-        match backup_jobs::offsite_sync_backup::tier::listing(ctx, repo) {
-            Ok(l) => tier.push(l),
-            Err(e) => warnings.push(format!("tier {}: {e}", repo.name)),
-        }
-    }
+    let tier = if with_tier {
+        tier_listings(ctx, cfg, &mut warnings)
+    } else {
+        Vec::new()
+    };
     Ok(ListReport {
         pvcs,
         pfsense: store.list_versions(Series::Pfsense)?,

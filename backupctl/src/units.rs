@@ -171,6 +171,39 @@ struct Paths {
     resolves: String,
 }
 
+/// What offsite-sync-backup may write beyond every unit's folders, and what it makes first: the
+/// destination (local), the change log's folder, the tier's mount folder and local repositories
+/// (a missing `ReadWritePaths` entry is ignored, so those not declared are made before the job).
+fn offsite_paths(
+    o: &backup_core::OffsiteConfig,
+    rw: &[String],
+    made: &[String],
+    declared: &dyn Fn(&str) -> bool,
+) -> (Vec<String>, Vec<String>) {
+    let (mut writes, mut makes) = (rw.to_vec(), made.to_vec());
+    if !o.is_remote() {
+        writes.push(o.destination.clone());
+    }
+    if let Some(p) = o.change_log.parent() {
+        writes.push(p.to_string());
+    }
+    if !o.repositories.is_empty() {
+        writes.push(o.tier_mount_dir.to_string());
+        if !declared(o.tier_mount_dir.as_str()) {
+            makes.push(o.tier_mount_dir.to_string());
+        }
+    }
+    for r in o
+        .repositories
+        .iter()
+        .filter(|r| r.repository.starts_with('/'))
+    {
+        writes.push(r.repository.clone());
+        makes.push(r.repository.clone());
+    }
+    (writes, makes)
+}
+
 impl Paths {
     fn of(cfg: Option<&Config>) -> Self {
         let config_path = cfg.map_or(DEFAULT_CONFIG_PATH.to_owned(), |c| c.file.to_string());
@@ -231,38 +264,10 @@ impl Paths {
         {
             lvm.push(snapshots_dir.to_string());
         }
-        let mut offsite_rw = rw.clone();
-        if let Some(o) = cfg.and_then(|c| c.offsite.as_ref()) {
-            if !o.is_remote() {
-                offsite_rw.push(o.destination.clone());
-            }
-            if let Some(p) = o.change_log.parent() {
-                offsite_rw.push(p.to_string());
-            }
-            // the tier mounts each PVC under its mount folder, and a local repository is written
-            if !o.repositories.is_empty() {
-                offsite_rw.push(o.tier_mount_dir.to_string());
-            }
-            offsite_rw.extend(
-                o.repositories
-                    .iter()
-                    .filter(|r| r.repository.starts_with('/'))
-                    .map(|r| r.repository.clone()),
-            );
-        }
-        // a missing ReadWritePaths entry is ignored: the unit makes them before the job
-        let mut offsite_made = made.clone();
-        if let Some(o) = cfg.and_then(|c| c.offsite.as_ref()) {
-            if !o.repositories.is_empty() && !declared(o.tier_mount_dir.as_str()) {
-                offsite_made.push(o.tier_mount_dir.to_string());
-            }
-            offsite_made.extend(
-                o.repositories
-                    .iter()
-                    .filter(|r| r.repository.starts_with('/'))
-                    .map(|r| r.repository.clone()),
-            );
-        }
+        let (offsite_rw, offsite_made) = match cfg.and_then(|c| c.offsite.as_ref()) {
+            Some(o) => offsite_paths(o, &rw, &made, &declared),
+            None => (rw.clone(), made.clone()),
+        };
         Self {
             config_flag,
             rw,
@@ -275,8 +280,50 @@ impl Paths {
     }
 }
 
+/// The timers: (service, description, calendar).
+const TIMERS: [(&str, &str, &str); 5] = [
+    (
+        "lvm-pvc-snapshot",
+        "homelab-backup: snapshots at 03:00",
+        "*-*-* 03:00:00",
+    ),
+    (
+        "daily-backup",
+        "homelab-backup: the daily copy at 05:00",
+        "*-*-* 05:00:00",
+    ),
+    (
+        "offsite-sync-backup",
+        "homelab-backup: offsite at 06:00",
+        "*-*-* 06:00:00",
+    ),
+    (
+        "backupctl-verify",
+        "homelab-backup: weekly verify, Saturday 08:00",
+        "Sat *-*-* 08:00:00",
+    ),
+    (
+        "backupctl-drill",
+        "homelab-backup: weekly drill, Sunday 08:00",
+        "Sun *-*-* 08:00:00",
+    ),
+];
+
 /// The units for `cfg` (default paths without one), running binaries from `bindir`.
 pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
+    let mut out = Vec::new();
+    for service in services(cfg, bindir) {
+        let name = service.name.trim_end_matches(".service").to_owned();
+        out.push(service);
+        if let Some((n, description, calendar)) = TIMERS.iter().find(|(n, _, _)| *n == name) {
+            out.push(timer(n, description, calendar));
+        }
+    }
+    out
+}
+
+/// Every service, hardened for what its job does.
+fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
     let Paths {
         config_flag,
         rw,
@@ -304,11 +351,6 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &format!("{}{modprobe}{resolves}", oneshot("30min")),
             Ipc::Host,
         ),
-        timer(
-            "lvm-pvc-snapshot",
-            "homelab-backup: snapshots at 03:00",
-            "*-*-* 03:00:00",
-        ),
         service(
             "daily-backup",
             "homelab-backup: the daily file-level copy of every PVC snapshot",
@@ -318,11 +360,6 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             CAPS_COPY,
             &format!("{}{modprobe}{resolves}", oneshot("20h")),
             Ipc::Host,
-        ),
-        timer(
-            "daily-backup",
-            "homelab-backup: the daily copy at 05:00",
-            "*-*-* 05:00:00",
         ),
         service(
             "offsite-sync-backup",
@@ -339,11 +376,6 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             ),
             Ipc::Private,
         ),
-        timer(
-            "offsite-sync-backup",
-            "homelab-backup: offsite at 06:00",
-            "*-*-* 06:00:00",
-        ),
         service(
             "backupctl-verify",
             "homelab-backup: verify every backup against its record",
@@ -354,11 +386,6 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &format!("{}{resolves}{NO_MOUNTS}", oneshot("12h")),
             Ipc::Private,
         ),
-        timer(
-            "backupctl-verify",
-            "homelab-backup: weekly verify, Saturday 08:00",
-            "Sat *-*-* 08:00:00",
-        ),
         service(
             "backupctl-drill",
             "homelab-backup: weekly restore drill",
@@ -368,11 +395,6 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_SETFCAP",
             &format!("{}{resolves}{NO_MOUNTS}", oneshot("6h")),
             Ipc::Private,
-        ),
-        timer(
-            "backupctl-drill",
-            "homelab-backup: weekly drill, Sunday 08:00",
-            "Sun *-*-* 08:00:00",
         ),
         {
             let mut u = service(

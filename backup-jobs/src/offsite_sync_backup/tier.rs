@@ -476,20 +476,26 @@ fn to_forget(
         .collect()
 }
 
+/// `restic snapshots --json` (with `filter`, e.g. `--tag`), without a lock.
+fn snapshots(ctx: &Context<'_>, r: &Restic<'_>, filter: &[&str]) -> Result<Vec<Listed>> {
+    let mut args = vec!["snapshots", "--json", "--no-lock"];
+    args.extend(filter);
+    let mut list = r.inv(&args);
+    list.read_only = true;
+    let out = ctx.steady_runner().run(&list)?;
+    if !out.success() {
+        return Err(failure(r.repo, "snapshots", &out));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| Error::Refused(format!("restic snapshots ({}): {e}", r.repo.name)))
+}
+
 /// Forgets what the policy no longer keeps; prunes too when something was forgotten and a prune
 /// is `due`. Returns (snapshots forgotten, pruned). Both take restic's exclusive lock: a run
 /// with nothing to forget takes none (a stale lock of a killed run then stays harmless).
 fn forget_and_prune(ctx: &Context<'_>, r: &Restic<'_>, due: bool) -> Result<(u64, bool)> {
     let repo = r.repo;
-    let runner = ctx.steady_runner();
-    let mut list = r.inv(&["snapshots", "--json", "--no-lock"]);
-    list.read_only = true;
-    let out = runner.run(&list)?;
-    if !out.success() {
-        return Err(failure(repo, "snapshots", &out));
-    }
-    let listed: Vec<Listed> = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Refused(format!("restic snapshots ({}): {e}", repo.name)))?;
+    let listed = snapshots(ctx, r, &[])?;
     let ids = to_forget(repo, &listed, &hostname(), ctx.now);
     if !ids.is_empty() {
         let mut args = vec!["forget", "--"];
@@ -556,14 +562,7 @@ pub struct TierListed {
 /// A bad password file, a failed restic.
 pub fn listing(ctx: &Context<'_>, repo: &TierRepository) -> Result<TierListing> {
     let r = Restic::new(ctx.cfg()?, repo)?;
-    let mut list = r.inv(&["snapshots", "--json", "--no-lock"]);
-    list.read_only = true;
-    let out = ctx.steady_runner().run(&list)?;
-    if !out.success() {
-        return Err(failure(repo, "snapshots", &out));
-    }
-    let listed: Vec<Listed> = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Refused(format!("restic snapshots ({}): {e}", repo.name)))?;
+    let listed = snapshots(ctx, &r, &[])?;
     let tag = |s: &Listed, key: &str| {
         s.tags
             .iter()
@@ -615,14 +614,7 @@ pub fn restore(
     if let Some(w) = week {
         tags.push_str(&format!(",week={w}"));
     }
-    let mut list = r.inv(&["snapshots", "--json", "--no-lock", "--tag", &tags]);
-    list.read_only = true;
-    let out = ctx.steady_runner().run(&list)?;
-    if !out.success() {
-        return Err(failure(repo, "snapshots", &out));
-    }
-    let listed: Vec<Listed> = serde_json::from_slice(&out.stdout)
-        .map_err(|e| Error::Refused(format!("restic snapshots ({}): {e}", repo.name)))?;
+    let listed = snapshots(ctx, &r, &["--tag", &tags])?;
     let snap = listed.iter().max_by_key(|s| s.time).ok_or_else(|| {
         Error::NotFound(format!(
             "tier `{}` holds no snapshot tagged {tags}: `restic snapshots` lists what it holds",
