@@ -426,6 +426,10 @@ fn a_run_killed_mid_upload_is_completed_by_the_next_and_restic_check_accepts_it(
         let (code, _, out) = tier(&env, "2026-01-05T06:40:00Z", &[]);
         assert_eq!(code, 0, "{out}");
     }
+    // check takes restic's exclusive lock: the dead restic's lock goes first, as an operator
+    // would clear it (`unlock` removes only locks whose process is gone)
+    let unlock = restic(&repo, &pass, &["unlock"]);
+    assert!(unlock.status.success(), "{}", text(&unlock));
     let check = restic(&repo, &pass, &["check", "--read-data"]);
     assert!(check.status.success(), "{}", text(&check));
     assert_eq!(env.leftover_mounts(), Vec::<String>::new());
