@@ -167,6 +167,8 @@ struct RawRepository {
     keep_weekly: Option<u32>,
     keep_monthly: Option<u32>,
     keep_yearly: Option<u32>,
+    send: Option<Vec<String>>,
+    append_only: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -449,6 +451,65 @@ pub struct TierRepository {
     pub keep_monthly: u32,
     /// See `keep_weekly`.
     pub keep_yearly: u32,
+    /// `send` (default all): what goes to the repository, in this order.
+    pub send: Vec<TierItem>,
+    /// `append-only` (default false): the server refuses deletions (`rest-server
+    /// --append-only`), so the tier never runs `forget` or `prune`; retention is the server's.
+    pub append_only: bool,
+}
+
+impl TierRepository {
+    /// The repository as output may show it: the password of a URL's user part replaced by
+    /// `***` (`rest:https://user:***@host/repo`).
+    pub fn shown(&self) -> String {
+        let r = &self.repository;
+        match (r.find("://"), r.find('@')) {
+            (Some(scheme), Some(at)) if at > scheme => match r[scheme + 3..at].split_once(':') {
+                Some((name, _)) => format!("{}{name}:***{}", &r[..scheme + 3], &r[at..]),
+                None => r.clone(),
+            },
+            _ => r.clone(),
+        }
+    }
+}
+
+/// One thing a tier repository sends (`send = [...]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TierItem {
+    /// `pvc`: every PVC's newest complete version, one snapshot per PVC.
+    Pvc,
+    /// `sqlite-backup`: the `sqlite-backup/` tree (every week's consistent SQLite copies).
+    SqliteBackup,
+    /// `pfsense`: the `pfsense/` tree.
+    Pfsense,
+    /// `pve-config`: the `pve-config/` tree.
+    PveConfig,
+    /// `dumps`: each folder of `[dumps] folders`.
+    Dumps,
+}
+
+impl TierItem {
+    /// Every item, the default of `send`.
+    pub const ALL: [TierItem; 5] = [
+        TierItem::Pvc,
+        TierItem::SqliteBackup,
+        TierItem::Pfsense,
+        TierItem::PveConfig,
+        TierItem::Dumps,
+    ];
+
+    /// Its name in the config, its `kind=` tag and (but `pvc` and `dumps`) its backup-root
+    /// folder.
+    pub fn name(self) -> &'static str {
+        match self {
+            TierItem::Pvc => "pvc",
+            TierItem::SqliteBackup => "sqlite-backup",
+            TierItem::Pfsense => "pfsense",
+            TierItem::PveConfig => "pve-config",
+            TierItem::Dumps => "dumps",
+        }
+    }
 }
 
 impl OffsiteConfig {
@@ -1023,6 +1084,8 @@ impl Check<'_> {
                 keep_weekly: r.keep_weekly.unwrap_or(8),
                 keep_monthly: r.keep_monthly.unwrap_or(12),
                 keep_yearly: r.keep_yearly.unwrap_or(0),
+                send: self.tier_items(&key("send"), r.send.as_deref())?,
+                append_only: r.append_only.unwrap_or(false),
             };
             if t.keep_weekly + t.keep_monthly + t.keep_yearly == 0 {
                 return Err(self.err(
@@ -1032,6 +1095,40 @@ impl Check<'_> {
                 ));
             }
             out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// `send`: known item names, each once, at least one; absent: all of them.
+    fn tier_items(&self, key: &str, raw: Option<&[String]>) -> Result<Vec<TierItem>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(TierItem::ALL.to_vec());
+        };
+        let mut out = Vec::new();
+        for name in raw {
+            let item = TierItem::ALL
+                .into_iter()
+                .find(|i| i.name() == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = TierItem::ALL.iter().map(|i| i.name()).collect();
+                    self.err(
+                        key,
+                        format!(
+                            "expected some of {}, found `{}`",
+                            names.join(", "),
+                            name.escape_debug()
+                        ),
+                    )
+                })?;
+            if !out.contains(&item) {
+                out.push(item);
+            }
+        }
+        if out.is_empty() {
+            return Err(self.err(
+                key,
+                "expected at least one thing to send (or no `send`: all)",
+            ));
         }
         Ok(out)
     }

@@ -220,11 +220,16 @@ fn offsite(o: &crate::config::OffsiteConfig) -> Table {
             .map(|r| {
                 Value::Table(table(vec![
                     ("name", Some(s(&r.name))),
-                    ("repository", Some(s(&r.repository))),
+                    ("repository", Some(s(r.shown()))), // a URL's password never printed
                     ("password-file", Some(s(&r.password_file))),
                     ("keep-weekly", Some(n(r.keep_weekly))),
                     ("keep-monthly", Some(n(r.keep_monthly))),
                     ("keep-yearly", Some(n(r.keep_yearly))),
+                    (
+                        "send",
+                        Some(Value::Array(r.send.iter().map(|i| s(i.name())).collect())),
+                    ),
+                    ("append-only", Some(Value::Boolean(r.append_only))),
                 ]))
             })
             .collect();
@@ -363,13 +368,30 @@ mod tests {
                     weekly = 4\nmonthly = 6\n[kubernetes]\ncache-file = \"/c/p \\\"q\\\".json\"\n\
                     [[kubernetes.volume]]\nlv = \"vm-1\"\nnamespace = \"n\"\npvc = \"p\"\n\
                     [offsite]\ndestination = \"nas:/vol\"\nmax-delete = 5\n[[offsite.tree]]\n\
-                    source = \"/srv/nfs\"\nname = \"nfs\"\n";
+                    source = \"/srv/nfs\"\nname = \"nfs\"\n[[offsite.repository]]\n\
+                    repository = \"/srv/restic\"\npassword-file = \"/etc/p\"\n\
+                    send = [\"pvc\", \"dumps\", \"pvc\"]\nappend-only = true\n\
+                    [[offsite.repository]]\nrepository = \"rest:https://u:s3cr3t@far/r\"\n\
+                    password-file = \"/etc/p\"\n";
         let path = camino::Utf8Path::new("/etc/homelab-backup/config.toml");
         let c = Config::from_toml(path, text).unwrap();
         let file: Table = text.parse().unwrap();
         let shown = render(&effective_table(&c), &file, "");
         let back = Config::from_toml(path, &shown).unwrap_or_else(|e| panic!("{e}\n{shown}"));
+        // a repository URL's password is the one thing not printed
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("rest:https://u:***@far/r"), "{shown}");
+        let mut c = c;
+        c.offsite.as_mut().unwrap().repositories[1].repository = "rest:https://u:***@far/r".into();
         assert_eq!(back, c, "{shown}");
+        assert!(
+            shown.contains("send = [\"pvc\", \"dumps\"]\nappend-only = true\n"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("send = [\"pvc\", \"sqlite-backup\", \"pfsense\", \"pve-config\", \"dumps\"]  # default"),
+            "{shown}"
+        );
         assert!(shown.contains("backup-root = \"/b\"\n"), "{shown}");
         assert!(shown.contains("keep-days = 7  # default\n"), "{shown}");
         assert!(shown.contains("\n[pvc-backup.retention]\n"), "{shown}");

@@ -751,7 +751,7 @@ fn run_tier(
         let sent = tier::send(ctx, repo, &known, adopt, &mut result);
         let step = StepResult {
             name: format!("tier:{}", repo.name),
-            dest: tier::shown(&repo.repository),
+            dest: repo.shown(),
             pass: None,
             status: match &sent {
                 Ok(_) if ctx.dry_run() => Status::Planned,

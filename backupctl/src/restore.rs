@@ -300,9 +300,7 @@ fn restore_from_tier(
     let (namespace, pvc) = args.pvc.resolve(ctx)?;
     check_target(to, &cfg.backup_root, false)?;
     prepare_target(to, false, ctx.dry_run())?;
-    let from = Utf8PathBuf::from(backup_jobs::offsite_sync_backup::tier::shown(
-        &repo.repository,
-    ));
+    let from = Utf8PathBuf::from(repo.shown());
     let what = format!("pvc {namespace}/{pvc} from tier {}", repo.name);
     if ctx.dry_run() {
         return Ok(planned(&what, &from, to, 0));

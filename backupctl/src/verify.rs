@@ -324,11 +324,7 @@ fn check_tier(ctx: &Context<'_>, cfg: &backup_core::Config, percent: f64, out: &
                     files_read: 0,
                     bytes_read: 0,
                 },
-                Err(e) => one(
-                    what,
-                    &backup_jobs::offsite_sync_backup::tier::shown(&repo.repository),
-                    e.to_string(),
-                ),
+                Err(e) => one(what, &repo.shown(), e.to_string()),
             },
         );
     }

@@ -57,6 +57,19 @@ fn restic(repo: &Utf8Path, pass: &Utf8Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// How many of a run's snapshots are PVCs (the others are trees: `sqlite-backup`, `dumps:/…`).
+fn pvcs(report: &serde_json::Value) -> usize {
+    report["tier"][0]["snapshots"].as_array().map_or(0, |a| {
+        a.iter()
+            .filter(|s| {
+                s["pvc"]
+                    .as_str()
+                    .is_some_and(|p| p.contains('/') && !p.starts_with("dumps:"))
+            })
+            .count()
+    })
+}
+
 fn tier(env: &Env, when: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
     let mut args = vec!["--json", "--now", when, "--tier"];
     args.extend(extra);
@@ -71,8 +84,8 @@ fn each_pvc_is_a_snapshot_stock_restic_restores_and_nothing_unchanged_is_read_ag
     assert_eq!(env.day("2026-01-05").status.code(), Some(0));
     let (code, report, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
     assert_eq!(code, 0, "{out}");
-    let sent = report["tier"][0]["snapshots"].as_array().unwrap();
-    assert_eq!(sent.len(), 3, "{out}");
+    assert_eq!(pvcs(&report), 3, "{out}");
+    let sent = report["tier"][0]["snapshots"].as_array().unwrap().len();
 
     // stock restic lists them, tagged, and checks every byte
     let listed = restic(&repo, &pass, &["snapshots", "--json"]);
@@ -140,29 +153,13 @@ fn each_pvc_is_a_snapshot_stock_restic_restores_and_nothing_unchanged_is_read_ag
         .as_array()
         .unwrap()
         .len();
-    assert_eq!(n, 3, "a rerun made new snapshots of versions already sent");
+    assert_eq!(
+        n, sent,
+        "a rerun made new snapshots of versions already sent"
+    );
     // backupctl restores it from the tier too, and checks it against the week's record
     let dest = env.root.join("from-tier");
-    let out = env.run(
-        crate::harness::CTL,
-        &[
-            "--now",
-            "2026-01-05T07:00:00Z",
-            "restore",
-            "pvc",
-            "--pvc",
-            "vaultwarden/data",
-            "--from-tier",
-            "--to",
-            dest.as_str(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        text(&out).contains("checked against the record"),
-        "{}",
-        text(&out)
-    );
+    let out = restore_from_tier(&env, "2026-01-05T07:00:00Z", None, &dest);
     assert!(text(&out).contains("week 2026-02"), "{}", text(&out));
     assert_eq!(
         std::fs::read_to_string(dest.join("dir/file-1.txt")).unwrap(),
@@ -187,7 +184,8 @@ fn each_pvc_is_a_snapshot_stock_restic_restores_and_nothing_unchanged_is_read_ag
     assert_eq!(env.day("2026-01-12").status.code(), Some(0));
     let (code, report, out) = tier(&env, "2026-01-12T06:00:00Z", &[]);
     assert_eq!(code, 0, "{out}");
-    for s in report["tier"][0]["snapshots"].as_array().unwrap() {
+    let pvc_snapshots = report["tier"][0]["snapshots"].as_array().unwrap().iter();
+    for s in pvc_snapshots.filter(|s| s["pvc"].as_str().unwrap().contains('/')) {
         assert_eq!(s["files_read"], 0, "{out}");
         assert!(s["files_unmodified"].as_u64().unwrap() > 0, "{out}");
     }
@@ -273,11 +271,7 @@ fn an_sftp_repository_is_reached_with_the_offsite_ssh_key_and_pinned_host_key() 
     assert_eq!(env.day("2026-01-05").status.code(), Some(0));
     let (code, report, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        report["tier"][0]["snapshots"].as_array().unwrap().len(),
-        3,
-        "{out}"
-    );
+    assert_eq!(pvcs(&report), 3, "{out}");
     let ssh = format!(
         "sftp.command=ssh -o BatchMode=yes -o UserKnownHostsFile={d}/known_hosts -i {d}/client_key -p {p} root@127.0.0.1 -s sftp",
         d = sshd.dir,
@@ -292,7 +286,11 @@ fn an_sftp_repository_is_reached_with_the_offsite_ssh_key_and_pinned_host_key() 
         .unwrap();
     assert!(listed.status.success(), "{}", text(&listed));
     let snaps: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert_eq!(snaps.as_array().unwrap().len(), 3, "{snaps}");
+    assert_eq!(
+        snaps.as_array().unwrap().len(),
+        report["tier"][0]["snapshots"].as_array().unwrap().len(),
+        "{snaps}"
+    );
     // a host key that is not the pinned one: refused, nothing sent
     std::fs::write(
         sshd.dir.join("known_hosts"),
@@ -411,11 +409,7 @@ fn a_run_killed_mid_upload_is_completed_by_the_next_and_restic_check_accepts_it(
     // the next run sends every PVC; forgetting (restic's exclusive lock) may meet the dead
     // restic's lock: then the run says so and how to clear it, and clears nothing itself
     let (code, report, out) = tier(&env, "2026-01-05T06:30:00Z", &[]);
-    assert_eq!(
-        report["tier"][0]["snapshots"].as_array().unwrap().len(),
-        3,
-        "{out}"
-    );
+    assert_eq!(pvcs(&report), 3, "{out}");
     if code != 0 {
         assert!(
             out.contains("already locked") && out.contains("restic unlock"),
@@ -433,4 +427,260 @@ fn a_run_killed_mid_upload_is_completed_by_the_next_and_restic_check_accepts_it(
     let check = restic(&repo, &pass, &["check", "--read-data"]);
     assert!(check.status.success(), "{}", text(&check));
     assert_eq!(env.leftover_mounts(), Vec::<String>::new());
+}
+
+/// Beside the PVCs, each tree of `send` is a snapshot of its own: the SQLite copies, the PVE
+/// config, pfSense and every dump folder, from stable mount points; a tree with nothing changed
+/// is not sent again, a changed one is; a configured dump folder that is gone fails the tier.
+#[test]
+fn the_sqlite_copies_pve_config_pfsense_and_dump_folders_are_snapshots_too() {
+    let (env, repo, pass) = env_with_tier();
+    let dumps = env.root.join("dumps/postgres");
+    write(&dumps.join("all-2026-01-05.sql.gz"), "a dump\n");
+    let mut config = std::fs::read_to_string(env.config()).unwrap();
+    config.push_str(&format!("[dumps]\nfolders = [\"{dumps}\"]\n"));
+    std::fs::write(env.config(), config).unwrap();
+    write(
+        &env.root.join("backup/pfsense/2026-02/config.xml"),
+        "<pfsense/>\n",
+    );
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let (code, report, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    let labels = |r: &serde_json::Value| -> Vec<String> {
+        r["tier"][0]["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["pvc"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let dump_label = format!("dumps:{dumps}");
+    for want in ["pfsense", "pve-config", dump_label.as_str()] {
+        assert!(
+            labels(&report).iter().any(|l| l == want),
+            "no {want}: {out}"
+        );
+    }
+    // stock restic restores the dump folder from its snapshot, tagged kind=dumps
+    let target = env.root.join("restored");
+    let restored = restic(
+        &repo,
+        &pass,
+        &[
+            "restore",
+            "latest",
+            "--tag",
+            "kind=dumps",
+            "--target",
+            target.as_str(),
+        ],
+    );
+    assert!(restored.status.success(), "{}", text(&restored));
+    let inside = target.join(
+        env.root
+            .join("tier/_files/dumps")
+            .join(dumps.strip_prefix("/").unwrap())
+            .strip_prefix("/")
+            .unwrap(),
+    );
+    assert_eq!(text_of(&inside.join("all-2026-01-05.sql.gz")), "a dump\n");
+    let ids = |r: &serde_json::Value| -> Vec<(String, String, u64)> {
+        r["tier"][0]["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let id = s["snapshot_id"].as_str().unwrap().to_owned();
+                (
+                    s["pvc"].as_str().unwrap().to_owned(),
+                    id,
+                    s["files_read"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let first = ids(&report);
+    // a new dump: only its folder is sent again (a new snapshot, one file read)
+    write(&dumps.join("all-2026-01-06.sql.gz"), "the next dump\n");
+    let (code, report, out) = tier(&env, "2026-01-06T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    for ((label, id, _), (label2, id2, read)) in first.iter().zip(ids(&report)) {
+        assert_eq!(*label, label2);
+        if *label == dump_label {
+            assert!(*id != id2 && read == 1, "{out}");
+        } else {
+            assert!(*id == id2 && read == 0, "{label} sent again: {out}");
+        }
+    }
+    // list --tier names the trees
+    let listed = env.run(crate::harness::CTL, &["list", "--tier"]);
+    assert!(
+        text(&listed).contains(&format!("tier tier {dump_label} ")),
+        "{}",
+        text(&listed)
+    );
+    // the dump folder is gone (an NFS mount missing): the tier fails and says which
+    std::fs::remove_dir_all(&dumps).unwrap();
+    let (code, _, out) = tier(&env, "2026-01-07T06:00:00Z", &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains(&format!("dump folder {dumps}")), "{out}");
+    assert_eq!(env.leftover_mounts(), Vec::<String>::new());
+}
+
+/// `backupctl restore pvc --pvc vaultwarden/data --from-tier [NAME] --to DEST`, which must
+/// succeed and check the result against the week's record.
+fn restore_from_tier(env: &Env, now: &str, name: Option<&str>, dest: &Utf8Path) -> Output {
+    let mut args = vec!["--now", now, "restore", "pvc", "--pvc", "vaultwarden/data"];
+    args.push("--from-tier");
+    args.extend(name);
+    args.extend(["--to", dest.as_str()]);
+    let out = env.run(crate::harness::CTL, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("checked against the record"),
+        "{}",
+        text(&out)
+    );
+    out
+}
+
+fn text_of(p: &Utf8Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// `rclone serve restic` (restic's REST protocol, from Debian's rclone package), with a user and
+/// password and `--append-only`, the server side README describes.
+struct RestServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for RestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rest_server(dir: &Utf8Path, secret: &str) -> RestServer {
+    let ok = Command::new("rclone")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "rclone is not installed: run scripts/test, which installs it"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir_all(dir).unwrap();
+    let child = Command::new("rclone")
+        .args([
+            "serve",
+            "restic",
+            "--append-only",
+            "--user",
+            "backup",
+            "--pass",
+            secret,
+        ])
+        .arg("--addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg(dir)
+        .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rclone serve restic did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    RestServer {
+        child,
+        url: format!("http://backup:{secret}@127.0.0.1:{port}/homelab/"),
+    }
+}
+
+/// A `rest:` repository on an append-only server with a password in its URL: sent to week after
+/// week with `append-only = true` (no forget, the whole history stays), the password never in
+/// the output, the server refusing deletions, and a PVC restored from it by backupctl.
+#[test]
+fn a_rest_repository_served_append_only_keeps_every_snapshot() {
+    require_restic();
+    assert!(
+        is_root(),
+        "the tier bind-mounts each version: run the tests as root"
+    );
+    let env = Env::new();
+    let secret = "rest-s3cr3t-9d1";
+    let server = rest_server(&env.root.join("rest-server"), secret);
+    let pass = env.root.join("restic.pass");
+    write(&pass, "rest password\n");
+    std::fs::set_permissions(&pass, PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(env.root.join("nas")).unwrap();
+    let repo = format!("rest:{}", server.url);
+    let mut config = std::fs::read_to_string(env.config()).unwrap();
+    config.push_str(&format!(
+        "[offsite]\ndestination = \"{root}/nas\"\ntier-mount-dir = \"{root}/tier\"\n\
+         [[offsite.repository]]\nname = \"far\"\nrepository = \"{repo}\"\npassword-file = \"{pass}\"\n\
+         keep-weekly = 1\nkeep-monthly = 0\nappend-only = true\nsend = [\"pvc\"]\n",
+        root = env.root
+    ));
+    std::fs::write(env.config(), config).unwrap();
+    for (day, when) in [
+        ("2026-01-05", "2026-01-05T06:00:00Z"),
+        ("2026-01-12", "2026-01-12T06:00:00Z"),
+        ("2026-01-19", "2026-01-19T06:00:00Z"),
+    ] {
+        assert_eq!(env.day(day).status.code(), Some(0));
+        let (code, report, out) = tier(&env, when, &[]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(pvcs(&report), 3, "{out}");
+        assert_eq!(report["tier"][0]["forgotten"], 0, "{out}");
+        assert!(!out.contains(secret), "the URL's password is shown: {out}");
+        assert!(out.contains("backup:***@127.0.0.1"), "{out}");
+    }
+    // keep-weekly = 1 would forget two weeks of each PVC; append-only keeps all nine
+    let stock = |args: &[&str]| {
+        Command::new("restic")
+            .args(args)
+            .env("RESTIC_REPOSITORY", &repo)
+            .env("RESTIC_PASSWORD_FILE", &pass)
+            .env("RESTIC_CACHE_DIR", env.root.join("restic-cache"))
+            .output()
+            .unwrap()
+    };
+    let listed = stock(&["snapshots", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let snaps: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 9, "{snaps}");
+    let check = stock(&["check", "--read-data"]);
+    assert!(check.status.success(), "{}", text(&check));
+    // the server refuses deletions (what keeps a compromised host from destroying history)
+    let id = snaps[0]["id"].as_str().unwrap();
+    let delete = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "DELETE",
+        ])
+        .arg(format!("{}snapshots/{id}", server.url))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&delete.stdout), "403");
+    // restored from the REST server by backupctl, checked against the week's record
+    let dest = env.root.join("from-rest");
+    let out = restore_from_tier(&env, "2026-01-19T07:00:00Z", Some("far"), &dest);
+    assert!(!text(&out).contains(secret), "{}", text(&out));
 }

@@ -126,6 +126,8 @@ fn error_messages() {
         ("offsite-destination-is-a-tree", "backup-root = \"/b\"\n[offsite]\ndestination = \"/srv/nfs/\"\n[[offsite.tree]]\nsource = \"/srv/nfs\"\nname = \"nfs\"\n"),
         ("offsite-destination-holds-the-change-log", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nchange-log = \"/nas/log/changes\"\n"),
         ("offsite-tree-inside-backup-root", "backup-root = \"/b\"\n[offsite]\ndestination = \"nas:/vol\"\n[[offsite.tree]]\nsource = \"/b/pvc-data\"\nname = \"x\"\n"),
+        ("tier-unknown-send", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\nsend = [\"pvc\", \"etc\"]\n"),
+        ("tier-empty-send", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\nsend = []\n"),
         ("bad-resolver", "backup-root = \"/b\"\n[kubernetes]\nresolver = \"api\"\n"),
         (
             "duplicate-static-lv",
@@ -167,4 +169,28 @@ fn remote_destinations_are_told_from_local_paths() {
     assert!(remote("nas:backup"));
     assert!(!remote("/mnt/nas/backup"));
     assert!(!remote("/mnt/odd:name/backup"));
+}
+
+#[test]
+fn a_password_in_a_repository_url_is_never_shown() {
+    let shown = |r: &str| {
+        parse(&format!(
+            "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\n\
+             repository = \"{r}\"\npassword-file = \"/p\"\n"
+        ))
+        .unwrap()
+        .offsite
+        .unwrap()
+        .repositories[0]
+            .shown()
+    };
+    assert_eq!(
+        shown("rest:https://user:secret@host:8000/repo"),
+        "rest:https://user:***@host:8000/repo"
+    );
+    assert_eq!(
+        shown("sftp:backup@nas:/srv/restic"),
+        "sftp:backup@nas:/srv/restic"
+    );
+    assert_eq!(shown("/srv/restic"), "/srv/restic");
 }

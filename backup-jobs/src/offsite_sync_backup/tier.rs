@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use backup_core::{
     plan_gfs, Action, Config, GfsPolicy, Invocation, IsoWeek, Output, Series, SnapshotSource,
-    TierRepository, Timed, WeekVersion,
+    TierItem, TierRepository, Timed, WeekVersion,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -52,7 +52,8 @@ pub struct TierResult {
 /// One PVC's snapshot in a repository.
 #[derive(Debug, Clone, Serialize)]
 pub struct TierSnapshot {
-    /// `namespace/pvc`.
+    /// `namespace/pvc`, or the tree's name (`sqlite-backup`, `pfsense`, `pve-config`,
+    /// `dumps:<folder>`).
     pub pvc: String,
     /// The week of the version sent.
     pub week: String,
@@ -96,25 +97,6 @@ fn version_key(v: &WeekVersion) -> String {
 /// reads the whole index and rewrites half-empty packs.
 const PRUNE_EVERY_DAYS: i64 = 7;
 
-/// A repository as output may show it: the password of a `rest:` or `s3:` URL's user part
-/// replaced by `***`.
-pub fn shown(repository: &str) -> String {
-    match (repository.find("://"), repository.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = &repository[scheme + 3..at];
-            match user.split_once(':') {
-                Some((name, _)) => format!(
-                    "{}{name}:***{}",
-                    &repository[..scheme + 3],
-                    &repository[at..]
-                ),
-                None => repository.to_owned(),
-            }
-        }
-        _ => repository.to_owned(),
-    }
-}
-
 /// One line for the report.
 pub fn summary(r: &TierResult) -> String {
     if !r.planned.is_empty() {
@@ -143,6 +125,14 @@ pub fn newest_versions(all: Vec<WeekVersion>) -> Vec<WeekVersion> {
         }
     }
     by.into_values().collect()
+}
+
+/// `[offsite] tier-mount-dir`.
+fn tier_mount_dir(cfg: &Config) -> Utf8PathBuf {
+    cfg.offsite.as_ref().map_or_else(
+        || Utf8PathBuf::from("/run/homelab-backup/tier"),
+        |o| o.tier_mount_dir.clone(),
+    )
 }
 
 /// One repository as restic is given it: with, for an `sftp:` repository, the ssh command of
@@ -269,15 +259,41 @@ fn check_password_file(path: &Utf8Path) -> Result<()> {
     Ok(())
 }
 
-/// The last lines of restic's stderr, with what to do about a lock.
+/// restic's stderr without the Go stack traces it prints under some errors (a function's name,
+/// then its file on a line that starts with a tab).
+fn without_stack_traces(stderr: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut kept = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let frame = line.starts_with('\t')
+            || (!line.contains(' ') && lines.get(i + 1).is_some_and(|n| n.starts_with('\t')));
+        if !frame {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    kept.into_bytes()
+}
+
+/// The last lines of restic's stderr, with what to do about a lock or a server that refuses
+/// deletions.
 fn failure(repo: &TierRepository, what: &str, out: &Output) -> Error {
-    let tail = backup_core::stderr_tail(&out.stderr, 6);
+    let tail = backup_core::stderr_tail(&without_stack_traces(&out.stderr), 6);
     let hint = if tail.contains("already locked") {
         format!(
             "\n  the repository is locked by another restic (above: by whom). If that process is \
              gone (a run killed mid-way), clear the lock by hand: \
              RESTIC_REPOSITORY='{}' RESTIC_PASSWORD_FILE={} restic unlock",
-            repo.repository, repo.password_file
+            repo.shown(),
+            repo.password_file
+        )
+    } else if what == "forget" && (tail.contains("403") || tail.contains("ermission denied")) {
+        format!(
+            "\n  the repository refuses deletions: if it is served append-only (`rest-server \
+             --append-only`), set `append-only = true` in its [[offsite.repository]] ({}) and \
+             leave forget and prune to the server's side",
+            repo.name
         )
     } else {
         String::new()
@@ -323,30 +339,162 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".to_owned())
 }
 
-/// Sends one version from its stable mount point; returns restic's summary.
-fn send_version(
-    ctx: &Context<'_>,
+/// One snapshot to take: a PVC's version, or a tree (the SQLite copies, pfSense, PVE config, a
+/// dump folder), each from its own stable mount point.
+#[derive(Debug, Clone)]
+struct Upload {
+    /// `namespace/pvc`, the tree's name (`pfsense`) or `dumps:<folder>`: the key of
+    /// [`TierState::sent`] and the report's label.
+    label: String,
+    /// What it holds now: a version's `week@completed`, a tree's fingerprint. The same is not
+    /// sent twice.
+    version: String,
+    /// The folder sent.
+    source: Utf8PathBuf,
+    /// Where it is bind-mounted read-only, the same path every run (restic's parent is found by
+    /// host and path).
+    target: Utf8PathBuf,
+    /// restic's tags, comma-separated.
+    tags: String,
+    /// The week it belongs to (a version's week, a tree's: this run's).
+    week: String,
+}
+
+impl Upload {
+    /// A PVC's version, at `<mount_dir>/<namespace>/<pvc>`.
+    fn version(cfg: &Config, mount_dir: &Utf8Path, v: &WeekVersion) -> Self {
+        Self {
+            label: format!("{}/{}", v.namespace, v.pvc),
+            version: version_key(v),
+            source: cfg
+                .backup_root
+                .join("pvc-data")
+                .join(v.week.to_string())
+                .join(&v.namespace)
+                .join(&v.pvc),
+            target: mount_dir.join(&v.namespace).join(&v.pvc),
+            tags: format!("namespace={},pvc={},week={}", v.namespace, v.pvc, v.week),
+            week: v.week.to_string(),
+        }
+    }
+
+    /// A tree sent as it is, at `<mount_dir>/_files/<name>` (`_` starts no namespace).
+    fn tree(
+        item: TierItem,
+        label: String,
+        source: Utf8PathBuf,
+        target: Utf8PathBuf,
+        week: IsoWeek,
+    ) -> Result<Self> {
+        Ok(Self {
+            version: fingerprint(&source)?,
+            label,
+            source,
+            target,
+            tags: format!("kind={},week={week}", item.name()),
+            week: week.to_string(),
+        })
+    }
+}
+
+/// A tree's identity for [`TierState::sent`]: every entry's path, type, mode, size, mtime and
+/// inode, hashed. Cheap (metadata only) for the small trees it is used on.
+fn fingerprint(root: &Utf8Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = md5::Context::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|e| Error::io("read folder", &dir, e))?;
+        let mut names: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        names.sort();
+        for p in names {
+            let m = std::fs::symlink_metadata(&p)
+                .map_err(|e| Error::io("read", Utf8PathBuf::from(p.display().to_string()), e))?;
+            h.consume(p.as_os_str().as_encoded_bytes());
+            h.consume(
+                format!(
+                    "\0{} {} {} {}.{} {}\n",
+                    m.mode(),
+                    m.len(),
+                    m.ino(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.nlink()
+                )
+                .as_bytes(),
+            );
+            if m.is_dir() {
+                if let Ok(p) = Utf8PathBuf::from_path_buf(p) {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// What `repo` sends this run: each PVC's newest complete version (`pvc`), then each tree its
+/// `send` names that exists (a configured dump folder that does not is an error).
+fn uploads(
     cfg: &Config,
-    r: &Restic<'_>,
+    repo: &TierRepository,
     mount_dir: &Utf8Path,
-    v: &WeekVersion,
-) -> Result<TierSnapshot> {
+    versions: &[WeekVersion],
+    now: DateTime<Utc>,
+) -> Result<Vec<Upload>> {
+    let week = IsoWeek::from_date(now.date_naive());
+    let files = mount_dir.join("_files");
+    let mut out = Vec::new();
+    for item in &repo.send {
+        match item {
+            TierItem::Pvc => {
+                out.extend(versions.iter().map(|v| Upload::version(cfg, mount_dir, v)))
+            }
+            TierItem::Dumps => {
+                for folder in &cfg.dumps.folders {
+                    if !folder.is_dir() {
+                        return Err(Error::NotFound(format!(
+                            "dump folder {folder} (`dumps.folders`): not a folder, so it cannot \
+                             go to tier `{}` (mounted? or take it out of `send`)",
+                            repo.name
+                        )));
+                    }
+                    let target = files
+                        .join("dumps")
+                        .join(folder.as_str().trim_start_matches('/'));
+                    let label = format!("dumps:{folder}");
+                    out.push(Upload::tree(*item, label, folder.clone(), target, week)?);
+                }
+            }
+            _ => {
+                let source = cfg.backup_root.join(item.name());
+                if source.is_dir() {
+                    let target = files.join(item.name());
+                    out.push(Upload::tree(
+                        *item,
+                        item.name().to_owned(),
+                        source,
+                        target,
+                        week,
+                    )?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Sends one upload from its stable mount point; returns restic's summary.
+fn send_upload(ctx: &Context<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnapshot> {
     let repo = r.repo;
-    let copy = cfg
-        .backup_root
-        .join("pvc-data")
-        .join(v.week.to_string())
-        .join(&v.namespace)
-        .join(&v.pvc);
-    let target = mount_dir.join(&v.namespace).join(&v.pvc);
-    std::fs::create_dir_all(&target).map_err(|e| Error::io("create folder", &target, e))?;
+    let target = &u.target;
+    std::fs::create_dir_all(target).map_err(|e| Error::io("create folder", target, e))?;
     let mounter = ctx.mounter();
     // a run killed mid-upload left its mount: the path must hold this version, not that one
-    while backup_host::mounts::mount_point_options(&target)?.is_some() {
-        mounter.unmount(&target)?;
+    while backup_host::mounts::mount_point_options(target)?.is_some() {
+        mounter.unmount(target)?;
     }
-    let read = mounter.mount_ro(&SnapshotSource::Dir(copy), &target)?;
-    let tags = format!("namespace={},pvc={},week={}", v.namespace, v.pvc, v.week);
+    let read = mounter.mount_ro(&SnapshotSource::Dir(u.source.clone()), target)?;
     let host = hostname();
     let inv = r.inv(&[
         "backup",
@@ -355,13 +503,13 @@ fn send_version(
         "--host",
         &host,
         "--tag",
-        &tags,
+        &u.tags,
         "--",
         read.as_str(),
     ]);
     let out = ctx.runner().run(&inv);
-    let unmounted = if read == target {
-        mounter.unmount(&target)
+    let unmounted = if read == *target {
+        mounter.unmount(target)
     } else {
         Ok(())
     };
@@ -377,8 +525,8 @@ fn send_version(
         .ok_or_else(|| Error::Refused(format!("restic backup ({}): no summary", repo.name)))?;
     let n = |k: &str| summary[k].as_u64().unwrap_or(0);
     Ok(TierSnapshot {
-        pvc: format!("{}/{}", v.namespace, v.pvc),
-        week: v.week.to_string(),
+        pvc: u.label.clone(),
+        week: u.week.clone(),
         snapshot_id: summary["snapshot_id"]
             .as_str()
             .unwrap_or_default()
@@ -389,14 +537,12 @@ fn send_version(
     })
 }
 
-/// Sends the versions two at a time (restic uses the cores too, but its start, index load and
-/// lock of each PVC are idle time the other fills); in version order in the result.
-fn send_versions(
+/// Sends the uploads two at a time (restic uses the cores too, but its start, index load and
+/// lock of each PVC are idle time the other fills); in upload order in the result.
+fn send_uploads(
     ctx: &Context<'_>,
-    cfg: &Config,
     r: &Restic<'_>,
-    mount_dir: &Utf8Path,
-    versions: &[WeekVersion],
+    versions: &[Upload],
 ) -> Result<Vec<TierSnapshot>> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done: std::sync::Mutex<Vec<(usize, Result<TierSnapshot>)>> = Default::default();
@@ -405,7 +551,7 @@ fn send_versions(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(v) = versions.get(i) else { return };
-                let sent = send_version(ctx, cfg, r, mount_dir, v);
+                let sent = send_upload(ctx, r, v);
                 let failed = sent.is_err();
                 if let Ok(mut d) = done.lock() {
                     d.push((i, sent));
@@ -424,7 +570,7 @@ fn send_versions(
     if sent.len() < versions.len() {
         // stopped: nothing is forgotten after a run that did not send everything
         return Err(Error::Interrupted(format!(
-            "sending to tier `{}` ({} of {} PVCs sent)",
+            "sending to tier `{}` ({} of {} snapshots taken)",
             r.repo.name,
             sent.len(),
             versions.len()
@@ -546,7 +692,7 @@ pub struct TierListing {
 /// One snapshot of a [`TierListing`].
 #[derive(Debug, Clone, Serialize)]
 pub struct TierListed {
-    /// `namespace/pvc` (from its tags).
+    /// `namespace/pvc` (from its tags), or the tree's name (`pfsense`, `dumps:<folder>`).
     pub pvc: String,
     /// The week of the version it holds (its `week=` tag).
     pub week: String,
@@ -569,10 +715,18 @@ pub fn listing(ctx: &Context<'_>, repo: &TierRepository) -> Result<TierListing> 
             .find_map(|t| t.strip_prefix(key).map(str::to_owned))
             .unwrap_or_default()
     };
+    let dumps = format!("{}/_files/dumps", tier_mount_dir(ctx.cfg()?));
     let mut snapshots: Vec<TierListed> = listed
         .iter()
         .map(|s| TierListed {
-            pvc: format!("{}/{}", tag(s, "namespace="), tag(s, "pvc=")),
+            pvc: match tag(s, "kind=").as_str() {
+                "" => format!("{}/{}", tag(s, "namespace="), tag(s, "pvc=")),
+                "dumps" => {
+                    let path = s.paths.first().map_or("", String::as_str);
+                    format!("dumps:{}", path.strip_prefix(&dumps).unwrap_or(path))
+                }
+                kind => kind.to_owned(),
+            },
             week: tag(s, "week="),
             time: s.time,
             id: s.id.clone(),
@@ -668,15 +822,13 @@ pub fn send(
     result: &mut TierResult,
 ) -> Result<TierState> {
     let cfg = ctx.cfg()?;
-    let mount_dir = &cfg.offsite.as_ref().map_or_else(
-        || Utf8PathBuf::from("/run/homelab-backup/tier"),
-        |o| o.tier_mount_dir.clone(),
-    );
+    let mount_dir = &tier_mount_dir(cfg);
     let versions = newest_versions(ctx.store()?.list_versions(Series::Pvc)?);
+    let uploads = uploads(cfg, repo, mount_dir, &versions, ctx.now)?;
     if ctx.dry_run() {
-        result.planned = versions
+        result.planned = uploads
             .iter()
-            .map(|v| format!("{}/{} {}", v.namespace, v.pvc, v.week))
+            .map(|u| format!("{} {}", u.label, u.week))
             .collect();
         return Ok(known.clone());
     }
@@ -695,33 +847,40 @@ pub fn send(
             repo.name
         )));
     }
-    // a version already sent (the same week, completed at the same time) has its snapshot
-    let (unsent, already): (Vec<WeekVersion>, Vec<WeekVersion>) =
-        versions.into_iter().partition(|v| {
-            known
-                .sent
-                .get(&format!("{}/{}", v.namespace, v.pvc))
-                .map(|(k, _)| k.as_str())
-                != Some(version_key(v).as_str())
-        });
+    // what is already sent (a version of the same week completed at the same time, a tree with
+    // the same fingerprint) has its snapshot
+    let (unsent, already): (Vec<Upload>, Vec<Upload>) = uploads.into_iter().partition(|u| {
+        known.sent.get(&u.label).map(|(k, _)| k.as_str()) != Some(u.version.as_str())
+    });
     let mut sent = known.sent.clone();
-    for v in &already {
-        let pvc = format!("{}/{}", v.namespace, v.pvc);
+    for u in &already {
         result.snapshots.push(TierSnapshot {
-            snapshot_id: sent.get(&pvc).map(|(_, id)| id.clone()).unwrap_or_default(),
-            pvc,
-            week: v.week.to_string(),
+            snapshot_id: sent
+                .get(&u.label)
+                .map(|(_, id)| id.clone())
+                .unwrap_or_default(),
+            pvc: u.label.clone(),
+            week: u.week.clone(),
             files_read: 0,
             files_unmodified: 0,
             bytes_added: 0,
         });
     }
-    let new = send_versions(ctx, cfg, &r, mount_dir, &unsent)?;
-    for (v, s) in unsent.iter().zip(&new) {
-        sent.insert(s.pvc.clone(), (version_key(v), s.snapshot_id.clone()));
+    let new = send_uploads(ctx, &r, &unsent)?;
+    for (u, s) in unsent.iter().zip(&new) {
+        sent.insert(u.label.clone(), (u.version.clone(), s.snapshot_id.clone()));
     }
     result.snapshots.extend(new);
     result.snapshots.sort_by(|a, b| a.pvc.cmp(&b.pvc));
+    if repo.append_only {
+        // the server keeps the history; forgetting is its owner's job
+        return Ok(TierState {
+            repository_id: Some(id),
+            last_success: Some(ctx.now),
+            last_prune: known.last_prune,
+            sent,
+        });
+    }
     let due = known
         .last_prune
         .is_none_or(|t| ctx.now - t >= chrono::Duration::days(PRUNE_EVERY_DAYS));
@@ -751,6 +910,8 @@ mod tests {
             keep_weekly: 2,
             keep_monthly: 0,
             keep_yearly: 0,
+            send: TierItem::ALL.to_vec(),
+            append_only: false,
         }
     }
 
@@ -779,18 +940,5 @@ mod tests {
         gone.sort();
         assert_eq!(gone, ["a1"]);
         assert_eq!(newest_versions(Vec::new()), Vec::<WeekVersion>::new());
-    }
-
-    #[test]
-    fn a_password_in_a_repository_url_is_never_shown() {
-        assert_eq!(
-            shown("rest:https://user:secret@host:8000/repo"),
-            "rest:https://user:***@host:8000/repo"
-        );
-        assert_eq!(
-            shown("sftp:backup@nas:/srv/restic"),
-            "sftp:backup@nas:/srv/restic"
-        );
-        assert_eq!(shown("/srv/restic"), "/srv/restic");
     }
 }
