@@ -122,7 +122,8 @@ pub enum Command {
         path: Option<String>,
     },
     /// Restore a sample of files (seeded from --now: replayable) and every SQLite copy of the
-    /// newest versions into a scratch folder, check them, and project each layer's RTO.
+    /// newest versions into a scratch folder, check them, and project each layer's RTO; the
+    /// same sample from each encrypted tier repository too (restic, without a lock).
     Drill {
         /// Percent of each version's files to restore.
         #[arg(long, default_value_t = 1.0, value_name = "PERCENT")]
@@ -130,6 +131,10 @@ pub enum Command {
         /// Restore here and keep it (default: a temp folder, removed afterwards).
         #[arg(long, value_name = "DIR")]
         scratch: Option<Utf8PathBuf>,
+        /// Only the backup disk: do not restore the sample from the encrypted tier's
+        /// repositories too.
+        #[arg(long)]
+        no_tier: bool,
     },
 }
 
@@ -306,7 +311,11 @@ pub fn main(command: &Command, global: &GlobalArgs, sinks: &SinkArgs) -> ExitCod
             };
             run(&spec, global, |ctx| crate::verify(ctx, &args))
         }
-        Command::Drill { sample, scratch } => {
+        Command::Drill {
+            sample,
+            scratch,
+            no_tier,
+        } => {
             let spec = RunSpec {
                 metrics: Some(JobMetrics::drill()),
                 ..spec
@@ -314,6 +323,7 @@ pub fn main(command: &Command, global: &GlobalArgs, sinks: &SinkArgs) -> ExitCod
             let args = crate::DrillArgs {
                 sample: *sample,
                 scratch: scratch.clone(),
+                no_tier: *no_tier,
             };
             run(&spec, global, |ctx| crate::drill(ctx, &args))
         }

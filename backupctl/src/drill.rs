@@ -25,6 +25,8 @@ pub struct DrillArgs {
     pub sample: f64,
     /// Where to restore (default: a temp folder, removed afterwards).
     pub scratch: Option<Utf8PathBuf>,
+    /// `--no-tier`: only the backup disk, not the tier's repositories.
+    pub no_tier: bool,
 }
 
 /// One layer's projected restore time against the seed's target.
@@ -57,10 +59,25 @@ pub struct DrillReport {
     pub seconds: f64,
     /// Bytes per second.
     pub rate: f64,
+    /// Per tier repository: the same sample restored from it by restic.
+    pub tier: Vec<TierDrill>,
     /// Projected RTO per layer.
     pub rto: Vec<LayerRto>,
     #[serde(skip)]
     now_unix: i64,
+}
+
+/// The drill's sample restored from one tier repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct TierDrill {
+    /// The repository's `name`.
+    pub repository: String,
+    /// Files restored and checked.
+    pub files: u64,
+    /// Bytes read back.
+    pub bytes: u64,
+    /// Seconds restoring and checking.
+    pub seconds: f64,
 }
 
 /// How long a whole restore of a version would take, from the drill's own restores: each
@@ -276,15 +293,30 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     // every SQLite copy of those versions
     let versions: Vec<WeekVersion> = plan.items.iter().map(|i| i.version.clone()).collect();
     let sq = drill_sqlite(&root, &scratch, &versions, &mut differences)?;
+    let tiers = if args.no_tier {
+        Vec::new()
+    } else {
+        drill_tiers(ctx, &scratch, &plan, &mut differences)?
+    };
     let seconds = started.elapsed().as_secs_f64();
-    let total = bytes + sq.bytes;
-    let rto = layer_rtos(
+    let total = bytes + sq.bytes + tiers.iter().map(|(t, _)| t.bytes).sum::<u64>();
+    let mut rto = layer_rtos(
         &projection,
         plan.largest,
         file_seconds,
         !runs.is_empty(),
         &sq,
     );
+    rto.extend(tiers.iter().map(|(t, p)| LayerRto {
+        layer: "offsite-tier",
+        target_minutes: 240,
+        projected_seconds: (t.files > 0).then(|| p.seconds(plan.largest.1, plan.largest.0)),
+        basis: format!(
+            "tier `{}`: {}",
+            t.repository,
+            p.basis(plan.largest.1, plan.largest.0, t.seconds)
+        ),
+    }));
     Ok(DrillReport {
         seed: plan.seed,
         versions: drilled,
@@ -293,6 +325,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         bytes: total,
         seconds,
         rate: total as f64 / seconds.max(0.001),
+        tier: tiers.into_iter().map(|(t, _)| t).collect(),
         rto,
         now_unix: ctx.now.timestamp(),
     })
@@ -340,6 +373,19 @@ fn restore_sample(
     std::fs::write(&list, &nul).map_err(|e| Error::io("write", &list, e))?;
     let from = root.pvc_copy(v.week, &v.namespace, &v.pvc);
     rsync_tree(ctx, &from, &to, false, Some(&list), &[])?;
+    let _ = std::fs::remove_file(&list);
+    let read = check_restored(&label, &to, chosen, differences)?;
+    Ok((run_started.elapsed().as_secs_f64(), read))
+}
+
+/// Checks the `chosen` files restored under `to` against their record entries: each present,
+/// its metadata, then its content. Returns the bytes read.
+fn check_restored(
+    label: &str,
+    to: &camino::Utf8Path,
+    chosen: &[&FileEntry],
+    differences: &mut Vec<Difference>,
+) -> Result<u64> {
     let got: BTreeMap<Vec<u8>, FileEntry> = walk_entries(to.as_std_path())?
         .into_iter()
         .map(|e| (e.path.clone(), e))
@@ -369,8 +415,82 @@ fn restore_sample(
         path: format!("{label}: {}", show(&p)),
         what,
     }));
-    let _ = std::fs::remove_file(&list);
-    Ok((run_started.elapsed().as_secs_f64(), read))
+    Ok(read)
+}
+
+/// Restores every version's sample from each tier repository with restic (the week's
+/// snapshot) and checks it against the same record entries. A repository that cannot give it
+/// back is a difference, not the drill's end.
+fn drill_tiers(
+    ctx: &Context<'_>,
+    scratch: &camino::Utf8Path,
+    plan: &DrillPlan,
+    differences: &mut Vec<Difference>,
+) -> Result<Vec<(TierDrill, Projection)>> {
+    let repos = ctx
+        .cfg()?
+        .offsite
+        .as_ref()
+        .map(|o| o.repositories.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for repo in &repos {
+        let started = std::time::Instant::now();
+        let (mut files, mut bytes, mut runs) = (0u64, 0u64, Vec::new());
+        for item in &plan.items {
+            let Some(chosen) = item.chosen.as_ref().filter(|c| !c.is_empty()) else {
+                continue;
+            };
+            let v = &item.version;
+            let label = format!("tier {} {}", repo.name, item.label);
+            backup_host::progress::message(&label);
+            let run_started = std::time::Instant::now();
+            let to = scratch
+                .join(".tier")
+                .join(&repo.name)
+                .join(&v.namespace)
+                .join(&v.pvc);
+            let paths: Vec<&[u8]> = chosen.iter().map(|e| e.path.as_slice()).collect();
+            let got = backup_jobs::offsite_sync_backup::tier::restore_files(
+                ctx,
+                repo,
+                (&v.namespace, &v.pvc),
+                v.week,
+                &paths,
+                &to,
+            );
+            let got = match got {
+                Ok(g) => g,
+                Err(e) => {
+                    differences.push(Difference {
+                        path: label,
+                        what: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let asked: Vec<&FileEntry> = chosen
+                .iter()
+                .filter(|e| got.unnamed == 0 || std::str::from_utf8(&e.path).is_ok())
+                .collect();
+            let read = check_restored(&label, &got.root, &asked, differences)?;
+            runs.push((
+                run_started.elapsed().as_secs_f64(),
+                asked.len() as u64,
+                read,
+            ));
+            files += asked.len() as u64;
+            bytes += read;
+        }
+        let drilled = TierDrill {
+            repository: repo.name.clone(),
+            files,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        out.push((drilled, Projection::from_runs(&runs)));
+    }
+    Ok(out)
 }
 
 /// What the SQLite part of a drill measured.
@@ -493,6 +613,15 @@ impl Outcome for DrillReport {
             self.seconds,
             backup_host::human::plural(self.differences.len() as u64, "difference")
         ));
+        for t in &self.tier {
+            out.push_str(&format!(
+                "  tier {}: the same sample restored by restic, {} checked, {} in {:.1} s\n",
+                t.repository,
+                backup_host::human::plural(t.files, "file"),
+                backup_host::human::bytes(t.bytes),
+                t.seconds
+            ));
+        }
         for r in &self.rto {
             let verdict = match r.projected_seconds {
                 Some(s) if s <= f64::from(r.target_minutes) * 60.0 => {

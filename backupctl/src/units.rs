@@ -280,6 +280,10 @@ impl Paths {
     }
 }
 
+/// restic's cache (`RESTIC_CACHE_DIR`, default `/var/cache/homelab-backup/restic`), for the
+/// units that run restic: the tier, verify and the drill.
+const RESTIC_CACHE: &str = "CacheDirectory=homelab-backup\nCacheDirectoryMode=0700\n";
+
 /// The timers: (service, description, calendar).
 const TIMERS: [(&str, &str, &str); 5] = [
     (
@@ -369,11 +373,7 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &offsite_rw,
             // CAP_SYS_ADMIN: the encrypted tier's read-only bind mounts; the cache: restic's
             CAPS_COPY,
-            &format!(
-                "{}CacheDirectory=homelab-backup\nCacheDirectoryMode=0700\n{}",
-                oneshot("20h"),
-                mkdirs(&offsite_made)
-            ),
+            &format!("{}{RESTIC_CACHE}{}", oneshot("20h"), mkdirs(&offsite_made)),
             Ipc::Private,
         ),
         service(
@@ -383,7 +383,8 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &["daily-backup.service"],
             &rw,
             "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",
-            &format!("{}{resolves}{NO_MOUNTS}", oneshot("12h")),
+            // the cache: restic's, for `verify --tier` and the drill's tier restores
+            &format!("{}{resolves}{NO_MOUNTS}{RESTIC_CACHE}", oneshot("12h")),
             Ipc::Private,
         ),
         service(
@@ -393,7 +394,7 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &["daily-backup.service"],
             &rw,
             "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_SETFCAP",
-            &format!("{}{resolves}{NO_MOUNTS}", oneshot("6h")),
+            &format!("{}{resolves}{NO_MOUNTS}{RESTIC_CACHE}", oneshot("6h")),
             Ipc::Private,
         ),
         {

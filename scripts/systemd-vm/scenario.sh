@@ -124,9 +124,6 @@ grep -qs /run/homelab-backup /proc/mounts && fail "a snapshot was left mounted"
 start_unit backupctl-verify.service 600
 grep -q 'backup_verify_last_run_success{job="backupctl-verify"} 1' /var/lib/prometheus/node-exporter/backupctl-verify.prom \
     || fail "verify metrics"
-start_unit backupctl-drill.service 600
-grep -q 'backup_restore_drill_last_run_success{job="backupctl-drill"} 1' /var/lib/prometheus/node-exporter/backupctl-drill.prom \
-    || fail "drill metrics"
 
 step "nfs-change-tracker and offsite-sync-backup"
 run systemctl start nfs-change-tracker.service
@@ -148,6 +145,12 @@ grep -q 'pvc=vaultwarden-data' /root/tier.json || fail "no tier snapshot of vaul
 grep -q 'offsite_tier_last_success_timestamp' /var/lib/prometheus/node-exporter/offsite-sync-backup.prom \
     || fail "no tier metric: $(journalctl -u offsite-sync-backup.service -o cat --no-pager | tail -15)"
 test -d /var/cache/homelab-backup/restic || fail "restic kept no cache in the unit's CacheDirectory"
+# the drill, after the tier has its snapshots: the sample from the disk and from the tier
+start_unit backupctl-drill.service 600
+grep -q 'backup_restore_drill_last_run_success{job="backupctl-drill"} 1' /var/lib/prometheus/node-exporter/backupctl-drill.prom \
+    || fail "drill metrics"
+journalctl -u backupctl-drill.service -o cat --no-pager | grep -q 'tier tier: the same sample restored by restic' \
+    || fail "the drill did not restore from the tier: $(journalctl -u backupctl-drill.service -o cat --no-pager | tail -8)"
 echo "changed" >/srv/nfs/hello.txt
 echo "new" >/srv/nfs/new.txt
 sleep 2

@@ -684,3 +684,69 @@ fn a_rest_repository_served_append_only_keeps_every_snapshot() {
     let out = restore_from_tier(&env, "2026-01-19T07:00:00Z", Some("far"), &dest);
     assert!(!text(&out).contains(secret), "{}", text(&out));
 }
+
+/// `backupctl drill` restores its sample from the tier too, by restic, and checks it against
+/// the records: file names that are restic patterns (`*`, `?`, `[`, `\`) come back as
+/// themselves; a damaged repository makes the drill fail.
+#[test]
+fn drill_restores_its_sample_from_the_tier_and_checks_it() {
+    let (env, repo, _) = env_with_tier();
+    // names restic would read as patterns: each must match only itself
+    let dir = env.vol("vm-100-pvc-a").join("odd");
+    for name in ["a*b", "q?", "[x]", "back\\slash", "-dash", "plain"] {
+        write(&dir.join(name), &format!("{name}\n"));
+    }
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let (code, _, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    let drill = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "--now",
+            "2026-01-05T08:00:00Z",
+            "drill",
+            "--sample",
+            "100",
+        ];
+        args.extend(extra);
+        let out = env.run(crate::harness::CTL, &args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code(), v, text(&out))
+    };
+    let (code, v, out) = drill(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    let t = &v["tier"][0];
+    assert_eq!(t["repository"], "tier", "{out}");
+    // every file of the two mapped PVCs (5 + 5 + the 6 odd ones) restored by restic and checked
+    let disk: u64 = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(t["files"].as_u64().unwrap(), disk, "{out}");
+    assert!(disk >= 16, "{out}");
+    assert!(
+        v["rto"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["layer"] == "offsite-tier"),
+        "{out}"
+    );
+    // --no-tier: only the disk
+    let (code, v, out) = drill(&["--no-tier"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(v["tier"].as_array().unwrap().len(), 0, "{out}");
+    // every pack damaged: the tier cannot give the sample back intact, the drill fails
+    for (_, pack) in walk_files(&repo.join("data")) {
+        let mut bytes = std::fs::read(&pack).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::set_permissions(&pack, PermissionsExt::from_mode(0o600)).unwrap();
+        std::fs::write(&pack, bytes).unwrap();
+    }
+    let (code, _, out) = drill(&[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("tier tier vaultwarden/data"), "{out}");
+}

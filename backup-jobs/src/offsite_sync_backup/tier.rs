@@ -764,23 +764,7 @@ pub fn restore(
 ) -> Result<Restored> {
     let cfg = ctx.cfg()?;
     let r = Restic::new(cfg, repo)?;
-    let mut tags = format!("namespace={namespace},pvc={pvc}");
-    if let Some(w) = week {
-        tags.push_str(&format!(",week={w}"));
-    }
-    let listed = snapshots(ctx, &r, &["--tag", &tags])?;
-    let snap = listed.iter().max_by_key(|s| s.time).ok_or_else(|| {
-        Error::NotFound(format!(
-            "tier `{}` holds no snapshot tagged {tags}: `restic snapshots` lists what it holds",
-            repo.name
-        ))
-    })?;
-    let inside = snap.paths.first().ok_or_else(|| {
-        Error::Refused(format!(
-            "snapshot {} of tier `{}` names no path",
-            snap.id, repo.name
-        ))
-    })?;
+    let (snap, inside) = find_snapshot(ctx, &r, (namespace, pvc), week)?;
     let name = to.file_name().unwrap_or("restore");
     let staging = to.with_file_name(format!(".{name}.tier-restore"));
     let _ = std::fs::remove_dir_all(&staging);
@@ -807,6 +791,114 @@ pub fn restore(
             .iter()
             .find_map(|t| t.strip_prefix("week="))
             .and_then(|w| w.parse().ok()),
+    })
+}
+
+/// The newest snapshot of `namespace/pvc` in `r` (of `week`, when given) and the path it holds.
+fn find_snapshot(
+    ctx: &Context<'_>,
+    r: &Restic<'_>,
+    (namespace, pvc): (&str, &str),
+    week: Option<IsoWeek>,
+) -> Result<(Listed, String)> {
+    let mut tags = format!("namespace={namespace},pvc={pvc}");
+    if let Some(w) = week {
+        tags.push_str(&format!(",week={w}"));
+    }
+    let listed = snapshots(ctx, r, &["--tag", &tags])?;
+    let snap = listed.into_iter().max_by_key(|s| s.time).ok_or_else(|| {
+        Error::NotFound(format!(
+            "tier `{}` holds no snapshot tagged {tags}: `restic snapshots` lists what it holds",
+            r.repo.name
+        ))
+    })?;
+    let inside = snap.paths.first().cloned().ok_or_else(|| {
+        Error::Refused(format!(
+            "snapshot {} of tier `{}` names no path",
+            snap.id, r.repo.name
+        ))
+    })?;
+    Ok((snap, inside))
+}
+
+/// Above this many bytes of `--include` patterns, a sample restore fetches the whole snapshot
+/// (the command line has a limit; a large sample is most of the volume anyway).
+const MAX_INCLUDE_BYTES: usize = 256 * 1024;
+
+/// A path as a restic pattern that matches only itself: `\`, `*`, `?` and `[` escaped.
+fn literal_pattern(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if matches!(c, '\\' | '*' | '?' | '[') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What [`restore_files`] brought back.
+#[derive(Debug, Clone)]
+pub struct SampleRestored {
+    /// The folder that holds the PVC's root, as restored.
+    pub root: Utf8PathBuf,
+    /// restic's snapshot id.
+    pub snapshot_id: String,
+    /// Files whose name is not UTF-8: restic cannot be asked for them one by one, so they are
+    /// not in the sample (unless the whole snapshot was restored).
+    pub unnamed: u64,
+}
+
+/// Restores `files` (paths inside the PVC, as the record has them) of the snapshot of
+/// `namespace/pvc` and `week` in `repo` into `to`, without taking restic's lock (a drill only
+/// reads). Each path goes to restic as an `--include` pattern that matches only itself; a very
+/// large sample restores the whole snapshot instead.
+///
+/// # Errors
+/// No snapshot of that week ([`Error::NotFound`]), a failed restic.
+pub fn restore_files(
+    ctx: &Context<'_>,
+    repo: &TierRepository,
+    (namespace, pvc): (&str, &str),
+    week: IsoWeek,
+    files: &[&[u8]],
+    to: &Utf8Path,
+) -> Result<SampleRestored> {
+    let r = Restic::new(ctx.cfg()?, repo)?;
+    let (snap, inside) = find_snapshot(ctx, &r, (namespace, pvc), Some(week))?;
+    let mut includes = Vec::new();
+    let mut unnamed = 0;
+    for f in files {
+        match std::str::from_utf8(f) {
+            Ok(p) => includes.push(format!(
+                "--include={}",
+                literal_pattern(&format!("{}/{p}", inside.trim_end_matches('/')))
+            )),
+            Err(_) => unnamed += 1,
+        }
+    }
+    if includes.iter().map(String::len).sum::<usize>() > MAX_INCLUDE_BYTES {
+        includes.clear();
+        unnamed = 0;
+    }
+    let mut args = vec![
+        "--no-lock",
+        "restore",
+        snap.id.as_str(),
+        "--target",
+        to.as_str(),
+    ];
+    args.extend(includes.iter().map(String::as_str));
+    let mut inv = r.inv(&args);
+    inv.read_only = true;
+    let out = ctx.steady_runner().run(&inv)?;
+    if !out.success() {
+        return Err(failure(repo, "restore", &out));
+    }
+    Ok(SampleRestored {
+        root: to.join(inside.trim_start_matches('/')),
+        snapshot_id: snap.id,
+        unnamed,
     })
 }
 
