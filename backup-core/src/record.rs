@@ -187,6 +187,50 @@ impl FileEntry {
     }
 }
 
+/// True when two versions' records (as decoded: sorted by path) describe the same tree as a
+/// restore gives it back: the same paths, each [`FileEntry::unchanged`] (ctime and inode belong
+/// to the snapshot, not to what is restored), the same link counts, and every regular file with
+/// content the same digest of the same kind, known (a file whose digest is unknown is never
+/// assumed the same).
+pub fn same_tree(a: &[FileEntry], b: &[FileEntry]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.path == y.path
+                && x.unchanged(y, false)
+                && x.nlink == y.nlink
+                && (x.kind != EntryKind::File
+                    || x.size == 0
+                    || (x.digest_kind == y.digest_kind
+                        && x.digest == y.digest
+                        && x.digest != [0; 16]))
+        })
+}
+
+/// A regular file's record entry for tests: `path`, `size`, mode 644, root's, one link, times
+/// and inode 1, no extended attributes, an unknown (zero) xxh3 digest, not a database. Change
+/// what a test is about with struct update syntax (`FileEntry { digest, ..file_entry(..) }`).
+#[cfg(any(test, feature = "testing"))]
+pub fn file_entry(path: &str, size: u64) -> FileEntry {
+    FileEntry {
+        path: path.as_bytes().to_vec(),
+        kind: EntryKind::File,
+        size,
+        mtime_ns: 1,
+        ctime_ns: 1,
+        inode: 1,
+        nlink: 1,
+        mode: 0o100_644,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        link_target: Vec::new(),
+        xattr_md5: [0; 16],
+        digest: [0; 16],
+        digest_kind: ContentHash::Xxh3,
+        sqlite: Some(false),
+    }
+}
+
 /// Why a record did not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
@@ -440,6 +484,59 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    proptest! {
+        /// A tree is the same as itself; any one field a restore gives back, changed in one
+        /// entry (the content digest, even with size and mtime kept), makes it another tree.
+        #[test]
+        fn one_changed_field_is_another_tree(
+            entries in prop::collection::vec(entry(), 1..8),
+            which in any::<prop::sample::Index>(),
+            field in 0usize..9,
+        ) {
+            let decoded = decode_record(&encode_record(&entries)).unwrap();
+            prop_assert!(same_tree(&decoded, &decoded.clone()));
+            let mut other = decoded.clone();
+            let e = &mut other[which.index(decoded.len())];
+            match field {
+                0 => e.size ^= 1,
+                1 => e.mtime_ns ^= 1,
+                2 => e.mode ^= 1,
+                3 => e.uid ^= 1,
+                4 => e.xattr_md5[0] ^= 1,
+                5 => e.link_target.push(b'x'),
+                6 => e.nlink += 1,
+                7 => e.gid ^= 1,
+                _ => {
+                    e.kind = EntryKind::File;
+                    e.size = e.size.max(1);
+                    e.digest[3] ^= 1;
+                    let mut base = decoded.clone();
+                    base[which.index(decoded.len())].kind = EntryKind::File;
+                    base[which.index(decoded.len())].size = e.size;
+                    prop_assert!(!same_tree(&base, &other));
+                    return Ok(());
+                }
+            }
+            prop_assert!(!same_tree(&decoded, &other));
+            // what belongs to the snapshot does not count
+            let mut moved = decoded.clone();
+            for m in &mut moved {
+                m.inode ^= 5;
+                m.ctime_ns ^= 5;
+            }
+            prop_assert!(same_tree(&decoded, &moved));
+        }
+    }
+
+    #[test]
+    fn a_file_with_an_unknown_digest_is_never_the_same() {
+        let e = file_entry("f", 3);
+        assert!(!same_tree(
+            std::slice::from_ref(&e),
+            std::slice::from_ref(&e)
+        ));
+    }
+
     fn entry() -> impl Strategy<Value = FileEntry> {
         (
             prop::collection::vec(1u8..=255, 1..30),
@@ -481,22 +578,9 @@ mod tests {
     #[test]
     fn a_first_format_record_decodes_with_the_sqlite_flag_unknown() {
         let e = FileEntry {
-            path: b"db".to_vec(),
-            kind: EntryKind::File,
-            size: 4096,
-            mtime_ns: 1,
-            ctime_ns: 1,
-            inode: 1,
-            nlink: 1,
-            mode: 0o100_644,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            link_target: Vec::new(),
-            xattr_md5: [0; 16],
             digest: [1; 16],
             digest_kind: ContentHash::Md5,
-            sqlite: Some(false),
+            ..file_entry("db", 4096)
         };
         let mut bytes = encode_record(std::slice::from_ref(&e));
         bytes[..8].copy_from_slice(RECORD_MAGIC_V1);
@@ -531,22 +615,9 @@ mod tests {
     #[test]
     fn a_format_4_record_keeps_each_entrys_digest_kind() {
         let md5_entry = FileEntry {
-            path: b"old".to_vec(),
-            kind: EntryKind::File,
-            size: 3,
-            mtime_ns: 1,
-            ctime_ns: 1,
-            inode: 1,
-            nlink: 1,
-            mode: 0o100_644,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            link_target: Vec::new(),
-            xattr_md5: [0; 16],
             digest: ContentHash::Md5.of(b"abc"),
             digest_kind: ContentHash::Md5,
-            sqlite: Some(false),
+            ..file_entry("old", 3)
         };
         let new = FileEntry {
             path: b"new".to_vec(),

@@ -933,3 +933,5 @@ impl crate::store::CopyStages for FakeStore {
         found
     }
 }
+
+pub use crate::record::file_entry;

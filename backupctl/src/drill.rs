@@ -648,24 +648,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, size: u64) -> FileEntry {
-        FileEntry {
-            path: path.as_bytes().to_vec(),
-            kind: EntryKind::File,
-            size,
-            mtime_ns: 0,
-            ctime_ns: 0,
-            inode: 1,
-            nlink: 1,
-            mode: 0o100_644,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            link_target: Vec::new(),
-            xattr_md5: [0; 16],
-            digest: [0; 16],
-            digest_kind: backup_core::ContentHash::Xxh3,
-            sqlite: Some(false),
-        }
+        backup_core::testing::file_entry(path, size)
     }
 
     fn version(pvc: &str, week: &str, complete: bool) -> WeekVersion {

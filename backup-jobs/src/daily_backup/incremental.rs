@@ -303,22 +303,10 @@ mod tests {
 
     fn e(path: &str, kind: EntryKind, size: u64, mode: u32) -> FileEntry {
         FileEntry {
-            path: path.as_bytes().to_vec(),
             kind,
-            size,
-            mtime_ns: 1,
-            ctime_ns: 1,
-            inode: 1,
-            nlink: 1,
             mode,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            link_target: Vec::new(),
-            xattr_md5: [0; 16],
-            digest: [0; 16],
-            digest_kind: backup_core::ContentHash::Xxh3,
             sqlite: None,
+            ..backup_core::testing::file_entry(path, size)
         }
     }
 

@@ -22,8 +22,9 @@
 use std::collections::BTreeMap;
 
 use backup_core::{
-    plan_gfs, Action, Config, GfsPolicy, Invocation, IsoWeek, Output, Series, SnapshotSource,
-    TierItem, TierRepository, Timed, WeekVersion,
+    decode_record, plan_gfs, same_tree, Action, Config, EntryKind, FileEntry, GfsPolicy,
+    Invocation, IsoWeek, Output, Series, SnapshotSource, TierItem, TierRepository, Timed,
+    WeekVersion,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -65,6 +66,10 @@ pub struct TierSnapshot {
     pub files_unmodified: u64,
     /// Bytes added to the repository (after deduplication and compression).
     pub bytes_added: u64,
+    /// The version's tree is the one its last snapshot holds (the records say so): that
+    /// snapshot was tagged with this week instead of a new backup.
+    #[serde(default)]
+    pub retagged: bool,
 }
 
 /// What the tier remembers per repository, in the offsite state file.
@@ -358,6 +363,8 @@ struct Upload {
     tags: String,
     /// The week it belongs to (a version's week, a tree's: this run's).
     week: String,
+    /// The PVC version it sends (`None`: a tree).
+    of: Option<WeekVersion>,
 }
 
 impl Upload {
@@ -375,6 +382,7 @@ impl Upload {
             target: mount_dir.join(&v.namespace).join(&v.pvc),
             tags: format!("namespace={},pvc={},week={}", v.namespace, v.pvc, v.week),
             week: v.week.to_string(),
+            of: Some(v.clone()),
         }
     }
 
@@ -393,6 +401,7 @@ impl Upload {
             target,
             tags: format!("kind={},week={week}", item.name()),
             week: week.to_string(),
+            of: None,
         })
     }
 }
@@ -534,7 +543,103 @@ fn send_upload(ctx: &Context<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnap
         files_read: n("files_new") + n("files_changed"),
         files_unmodified: n("files_unmodified"),
         bytes_added: n("data_added"),
+        retagged: false,
     })
+}
+
+/// A version's decoded record, when it has a usable one.
+fn record_of(
+    ctx: &Context<'_>,
+    week: IsoWeek,
+    namespace: &str,
+    pvc: &str,
+) -> Option<Vec<FileEntry>> {
+    let store = ctx.store().ok()?;
+    let path = backup_host::version_commit::record_path(store.root(), week, namespace, pvc);
+    decode_record(&store.read_file(&path).ok()??).ok()
+}
+
+/// A PVC upload whose version holds the very tree its last snapshot holds: the snapshot's id
+/// and the version's regular files.
+fn unchanged_since_sent(ctx: &Context<'_>, known: &TierState, u: &Upload) -> Option<(String, u64)> {
+    let v = u.of.as_ref()?;
+    let (old_key, old_id) = known.sent.get(&u.label)?;
+    let old_week: IsoWeek = old_key.split('@').next()?.parse().ok()?;
+    let new = record_of(ctx, v.week, &v.namespace, &v.pvc)?;
+    let old = record_of(ctx, old_week, &v.namespace, &v.pvc)?;
+    let files = new.iter().filter(|e| e.kind == EntryKind::File).count() as u64;
+    (!old_id.is_empty() && same_tree(&old, &new)).then(|| (old_id.clone(), files))
+}
+
+/// Uploads answered by a tag, with the snapshot that now carries their week.
+type Tagged = Vec<(Upload, TierSnapshot)>;
+
+/// The PVC versions whose tree is the one their last snapshot holds (a new week with nothing
+/// changed: the records say so, content digests included) get that snapshot tagged with their
+/// week, by one `restic tag --add week=W` for all of them, instead of a `restic backup` each
+/// that would start, load the index, walk the tree against its parent and find nothing new.
+/// Returns the snapshots so tagged and the uploads left to back up (all of them on an
+/// append-only repository, where a tag's rewrite cannot delete the old snapshot, or when the
+/// tag fails: a lock, a snapshot gone).
+fn retag(
+    ctx: &Context<'_>,
+    r: &Restic<'_>,
+    known: &TierState,
+    unsent: Vec<Upload>,
+) -> Result<(Tagged, Vec<Upload>)> {
+    if r.repo.append_only {
+        return Ok((Vec::new(), unsent));
+    }
+    let (mut same, mut rest) = (Vec::new(), Vec::new());
+    for u in unsent {
+        match unchanged_since_sent(ctx, known, &u) {
+            Some((id, files)) => same.push((u, id, files)),
+            None => rest.push(u),
+        }
+    }
+    let mut weeks: Vec<String> = same.iter().map(|(u, _, _)| u.week.clone()).collect();
+    weeks.sort();
+    weeks.dedup();
+    let mut tagged = Vec::new();
+    for week in weeks {
+        let (these, others): (Vec<_>, Vec<_>) =
+            same.into_iter().partition(|(u, _, _)| u.week == week);
+        same = others;
+        if these.is_empty() {
+            continue; // never `restic tag` without ids: that tags every snapshot
+        }
+        let tag = format!("week={week}");
+        let mut args = vec!["tag", "--add", tag.as_str(), "--"];
+        args.extend(these.iter().map(|(_, id, _)| id.as_str()));
+        let out = ctx.runner().run(&r.inv(&args))?;
+        let listed = if out.success() {
+            snapshots(ctx, r, &["--tag", &tag])?
+        } else {
+            Vec::new()
+        };
+        for (u, _, files) in these {
+            let found = listed
+                .iter()
+                .filter(|s| s.paths.first().map(String::as_str) == Some(u.target.as_str()))
+                .max_by_key(|s| s.time);
+            match found {
+                Some(s) => {
+                    let snapshot = TierSnapshot {
+                        pvc: u.label.clone(),
+                        week: u.week.clone(),
+                        snapshot_id: s.id.chars().take(8).collect(),
+                        files_read: 0,
+                        files_unmodified: files,
+                        bytes_added: 0,
+                        retagged: true,
+                    };
+                    tagged.push((u, snapshot));
+                }
+                None => rest.push(u),
+            }
+        }
+    }
+    Ok((tagged, rest))
 }
 
 /// Sends the uploads two at a time (restic uses the cores too, but its start, index load and
@@ -709,10 +814,12 @@ pub struct TierListed {
 pub fn listing(ctx: &Context<'_>, repo: &TierRepository) -> Result<TierListing> {
     let r = Restic::new(ctx.cfg()?, repo)?;
     let listed = snapshots(ctx, &r, &[])?;
+    // the last of a key's tags: a snapshot tagged again for a new week has two `week=`
     let tag = |s: &Listed, key: &str| {
         s.tags
             .iter()
-            .find_map(|t| t.strip_prefix(key).map(str::to_owned))
+            .filter_map(|t| t.strip_prefix(key).map(str::to_owned))
+            .max()
             .unwrap_or_default()
     };
     let dumps = format!("{}/_files/dumps", tier_mount_dir(ctx.cfg()?));
@@ -786,11 +893,13 @@ pub fn restore(
     moved?;
     Ok(Restored {
         snapshot_id: snap.id.clone(),
-        week: snap
-            .tags
-            .iter()
-            .find_map(|t| t.strip_prefix("week="))
-            .and_then(|w| w.parse().ok()),
+        // the week asked for, else the newest the snapshot is tagged with
+        week: week.or_else(|| {
+            snap.tags
+                .iter()
+                .filter_map(|t| t.strip_prefix("week=")?.parse().ok())
+                .max()
+        }),
     })
 }
 
@@ -956,7 +1065,13 @@ pub fn send(
             files_read: 0,
             files_unmodified: 0,
             bytes_added: 0,
+            retagged: false,
         });
+    }
+    let (tagged, unsent) = retag(ctx, &r, known, unsent)?;
+    for (u, s) in tagged {
+        sent.insert(u.label.clone(), (u.version.clone(), s.snapshot_id.clone()));
+        result.snapshots.push(s);
     }
     let new = send_uploads(ctx, &r, &unsent)?;
     for (u, s) in unsent.iter().zip(&new) {
