@@ -174,6 +174,11 @@ pub const OFFSITE_TIER_BYTES_ADDED: MetricName = m(
     "offsite_tier_bytes_added",
     "bytes the last successful tier run added to this repository (after deduplication and compression)",
 );
+/// `offsite_tier_repository_bytes{repository}`.
+pub const OFFSITE_TIER_REPOSITORY_BYTES: MetricName = m(
+    "offsite_tier_repository_bytes",
+    "bytes this encrypted tier repository holds: its files for a local one; for a remote one restic's raw data, measured after each prune and counted up by what each run adds",
+);
 /// `nfs_tracker_watches{tree}`.
 pub const NFS_TRACKER_WATCHES: MetricName = m(
     "nfs_tracker_watches",
@@ -262,6 +267,7 @@ pub const ALL: &[MetricName] = &[
     OFFSITE_TREE_LAST_SUCCESS,
     OFFSITE_TIER_LAST_SUCCESS,
     OFFSITE_TIER_BYTES_ADDED,
+    OFFSITE_TIER_REPOSITORY_BYTES,
     NFS_TRACKER_WATCHES,
     NFS_TRACKER_OVERFLOWS,
     NFS_TRACKER_FULL_PASS_PENDING,

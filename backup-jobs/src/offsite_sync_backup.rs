@@ -177,9 +177,10 @@ impl Outcome for OffsiteReport {
         if !trees.samples.is_empty() {
             m.push(trees);
         }
-        let (mut sent, mut added) = (
+        let (mut sent, mut added, mut size) = (
             names::OFFSITE_TIER_LAST_SUCCESS.labelled(),
             names::OFFSITE_TIER_BYTES_ADDED.labelled(),
+            names::OFFSITE_TIER_REPOSITORY_BYTES.labelled(),
         );
         for t in self
             .tier
@@ -189,10 +190,16 @@ impl Outcome for OffsiteReport {
             let bytes: u64 = t.snapshots.iter().map(|s| s.bytes_added).sum();
             sent = sent.with_sample(&[("repository", t.name.as_str())], self.now_unix as f64);
             added = added.with_sample(&[("repository", t.name.as_str())], bytes as f64);
+            if let Some(b) = t.repository_bytes {
+                size = size.with_sample(&[("repository", t.name.as_str())], b as f64);
+            }
         }
         if !sent.samples.is_empty() {
             m.push(sent);
             m.push(added);
+        }
+        if !size.samples.is_empty() {
+            m.push(size);
         }
         vec![MetricGroup::new(&job.job, m)]
     }
@@ -746,6 +753,7 @@ fn run_tier(
             forgotten: 0,
             error: None,
             planned: Vec::new(),
+            repository_bytes: None,
         };
         let known = state.tier.get(&repo.name).cloned().unwrap_or_default();
         let sent = tier::send(ctx, repo, &known, adopt, &mut result);

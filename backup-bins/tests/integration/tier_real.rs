@@ -222,6 +222,18 @@ fn each_pvc_is_a_snapshot_stock_restic_restores_and_nothing_unchanged_is_read_ag
                 && l.contains("repository=\"tier\"")),
         "{prom}"
     );
+    // and how big the repository is: a local one, its files
+    let on_disk: u64 = walk_files(&repo).iter().map(|(n, _)| n).sum();
+    assert_eq!(repository_bytes(&prom, "tier"), Some(on_disk), "{prom}");
+}
+
+/// The `offsite_tier_repository_bytes` sample of `repository` in a metrics file.
+fn repository_bytes(prom: &str, repository: &str) -> Option<u64> {
+    let label = format!("repository=\"{repository}\"");
+    prom.lines()
+        .find(|l| l.starts_with("offsite_tier_repository_bytes{") && l.contains(&label))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 #[test]
@@ -661,6 +673,12 @@ fn a_rest_repository_served_append_only_keeps_every_snapshot() {
         assert!(!out.contains(secret), "the URL's password is shown: {out}");
         assert!(out.contains("backup:***@127.0.0.1"), "{out}");
     }
+    // a remote repository's size: restic's raw data, measured on the first run, counted up since
+    let prom = std::fs::read_to_string(env.root.join("metrics/offsite-sync-backup.prom")).unwrap();
+    assert!(
+        repository_bytes(&prom, "far").is_some_and(|b| b > 0),
+        "{prom}"
+    );
     // keep-weekly = 1 would forget two weeks of each PVC; append-only keeps all nine
     let stock = |args: &[&str]| {
         Command::new("restic")
