@@ -88,12 +88,16 @@ pub struct TierState {
     /// that snapshot's id. The same version is not sent twice: a rerun with nothing new runs
     /// no restic for it.
     #[serde(default)]
-    pub sent: BTreeMap<String, (String, String)>,
+    pub sent: SentVersions,
     /// A remote repository's size at the last measure (after a prune), counted up since by what
     /// each run added.
     #[serde(default)]
     pub repository_bytes: Option<u64>,
 }
+
+/// Per upload label (`namespace/pvc`, a tree's name): what its newest snapshot holds (a
+/// version's `week@completed`, a tree's fingerprint) and that snapshot's id.
+pub type SentVersions = BTreeMap<String, (String, String)>;
 
 /// A version's identity for [`TierState::sent`]: its week and when it was completed.
 fn version_key(v: &WeekVersion) -> String {
@@ -1137,52 +1141,7 @@ pub fn send(
             repo.name
         )));
     }
-    // what is already sent (a version of the same week completed at the same time, a tree with
-    // the same fingerprint) has its snapshot
-    let (unsent, already): (Vec<Upload>, Vec<Upload>) = uploads.into_iter().partition(|u| {
-        known.sent.get(&u.label).map(|(k, _)| k.as_str()) != Some(u.version.as_str())
-    });
-    let mut sent = known.sent.clone();
-    for u in &already {
-        result.snapshots.push(TierSnapshot {
-            snapshot_id: sent
-                .get(&u.label)
-                .map(|(_, id)| id.clone())
-                .unwrap_or_default(),
-            pvc: u.label.clone(),
-            week: u.week.clone(),
-            files_read: 0,
-            files_unmodified: 0,
-            bytes_added: 0,
-            retagged: false,
-        });
-    }
-    let (tagged, mut unsent) = retag(ctx, &r, known, unsent)?;
-    let mut new = send_uploads(ctx, &r, &unsent)?;
-    // one listing after everything is sent: the tagged snapshots' new ids, and what to forget
-    let listing = |ctx: &Context<'_>| -> Result<Vec<Listed>> {
-        if tagged.is_empty() && repo.append_only {
-            Ok(Vec::new())
-        } else {
-            snapshots(ctx, &r, &[])
-        }
-    };
-    let mut listed = listing(ctx)?;
-    let (found, lost) = tagged_snapshots(tagged.clone(), &listed);
-    if !lost.is_empty() {
-        new.extend(send_uploads(ctx, &r, &lost)?);
-        unsent.extend(lost);
-        listed = listing(ctx)?;
-    }
-    for (u, s) in found {
-        sent.insert(u.label.clone(), (u.version.clone(), s.snapshot_id.clone()));
-        result.snapshots.push(s);
-    }
-    for (u, s) in unsent.iter().zip(&new) {
-        sent.insert(u.label.clone(), (u.version.clone(), s.snapshot_id.clone()));
-    }
-    result.snapshots.extend(new);
-    result.snapshots.sort_by(|a, b| a.pvc.cmp(&b.pvc));
+    let (sent, listed) = take_snapshots(ctx, &r, known, uploads, result)?;
     let added: u64 = result.snapshots.iter().map(|s| s.bytes_added).sum();
     // the server keeps an append-only history; forgetting is its owner's job
     let (forgotten, pruned) = if repo.append_only {
@@ -1207,6 +1166,66 @@ pub fn send(
         sent,
         repository_bytes: result.repository_bytes,
     })
+}
+
+/// Takes this run's snapshots: what is already sent is reported with its snapshot, what is
+/// unchanged since is tagged, the rest backed up. Returns what is sent now (for the state) and
+/// the repository's snapshots after it all (empty on an append-only repository with nothing
+/// tagged: nothing to look up, nothing to forget).
+fn take_snapshots(
+    ctx: &Context<'_>,
+    r: &Restic<'_>,
+    known: &TierState,
+    uploads: Vec<Upload>,
+    result: &mut TierResult,
+) -> Result<(SentVersions, Vec<Listed>)> {
+    // what is already sent (a version of the same week completed at the same time, a tree with
+    // the same fingerprint) has its snapshot
+    let (unsent, already): (Vec<Upload>, Vec<Upload>) = uploads.into_iter().partition(|u| {
+        known.sent.get(&u.label).map(|(k, _)| k.as_str()) != Some(u.version.as_str())
+    });
+    let mut sent = known.sent.clone();
+    for u in &already {
+        result.snapshots.push(TierSnapshot {
+            snapshot_id: sent
+                .get(&u.label)
+                .map(|(_, id)| id.clone())
+                .unwrap_or_default(),
+            pvc: u.label.clone(),
+            week: u.week.clone(),
+            files_read: 0,
+            files_unmodified: 0,
+            bytes_added: 0,
+            retagged: false,
+        });
+    }
+    let (tagged, mut unsent) = retag(ctx, r, known, unsent)?;
+    let mut new = send_uploads(ctx, r, &unsent)?;
+    // one listing after everything is sent: the tagged snapshots' new ids, and what to forget
+    let listing = |ctx: &Context<'_>| -> Result<Vec<Listed>> {
+        if tagged.is_empty() && r.repo.append_only {
+            Ok(Vec::new())
+        } else {
+            snapshots(ctx, r, &[])
+        }
+    };
+    let mut listed = listing(ctx)?;
+    let (found, lost) = tagged_snapshots(tagged.clone(), &listed);
+    if !lost.is_empty() {
+        new.extend(send_uploads(ctx, r, &lost)?);
+        unsent.extend(lost);
+        listed = listing(ctx)?;
+    }
+    for (u, s) in found {
+        sent.insert(u.label.clone(), (u.version.clone(), s.snapshot_id.clone()));
+        result.snapshots.push(s);
+    }
+    for (u, s) in unsent.iter().zip(&new) {
+        sent.insert(u.label.clone(), (u.version.clone(), s.snapshot_id.clone()));
+    }
+    result.snapshots.extend(new);
+    result.snapshots.sort_by(|a, b| a.pvc.cmp(&b.pvc));
+    Ok((sent, listed))
 }
 
 #[cfg(test)]
