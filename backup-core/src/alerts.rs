@@ -351,13 +351,20 @@ fn offsite_and_check_rules() -> Vec<AlertRule> {
         8 * 24,
         off,
     );
-    // per repository: a failing tier fails the offsite run (the rule above); this one names it
+    // per repository: a failing tier fails the offsite run (the rules above); these name it
+    let tier = "encrypted offsite tier (offsite-sync-backup, [[offsite.repository]])";
     r.push(stale(
         "OffsiteTierStale",
         &OFFSITE_TIER_LAST_SUCCESS,
         JOB_OFFSITE_SYNC,
         8 * 24,
-        "encrypted offsite tier (offsite-sync-backup, [[offsite.repository]])",
+        tier,
+    ));
+    r.push(failing(
+        "OffsiteTierFailing",
+        &OFFSITE_TIER_LAST_RUN_SUCCESS,
+        JOB_OFFSITE_SYNC,
+        tier,
     ));
     let verify = "backup verify (backupctl verify)";
     triple(

@@ -169,6 +169,11 @@ pub const OFFSITE_TIER_LAST_SUCCESS: MetricName = m(
     "offsite_tier_last_success_timestamp",
     "unix time of the last run that sent every PVC to this encrypted tier repository",
 );
+/// `offsite_tier_last_run_success{repository}`.
+pub const OFFSITE_TIER_LAST_RUN_SUCCESS: MetricName = m(
+    "offsite_tier_last_run_success",
+    "1 when the last run sent everything to this encrypted tier repository, 0 when it failed",
+);
 /// `offsite_tier_bytes_added{repository}`.
 pub const OFFSITE_TIER_BYTES_ADDED: MetricName = m(
     "offsite_tier_bytes_added",
@@ -266,6 +271,7 @@ pub const ALL: &[MetricName] = &[
     OFFSITE_FULL_SYNC_LAST_SUCCESS,
     OFFSITE_TREE_LAST_SUCCESS,
     OFFSITE_TIER_LAST_SUCCESS,
+    OFFSITE_TIER_LAST_RUN_SUCCESS,
     OFFSITE_TIER_BYTES_ADDED,
     OFFSITE_TIER_REPOSITORY_BYTES,
     NFS_TRACKER_WATCHES,

@@ -177,11 +177,19 @@ impl Outcome for OffsiteReport {
         if !trees.samples.is_empty() {
             m.push(trees);
         }
-        let (mut sent, mut added, mut size) = (
+        let (mut sent, mut added, mut size, mut ran) = (
             names::OFFSITE_TIER_LAST_SUCCESS.labelled(),
             names::OFFSITE_TIER_BYTES_ADDED.labelled(),
             names::OFFSITE_TIER_REPOSITORY_BYTES.labelled(),
+            names::OFFSITE_TIER_LAST_RUN_SUCCESS.labelled(),
         );
+        for t in self.tier.iter().filter(|t| t.planned.is_empty()) {
+            let ok = if t.error.is_none() { 1.0 } else { 0.0 };
+            ran = ran.with_sample(&[("repository", t.name.as_str())], ok);
+        }
+        if !ran.samples.is_empty() {
+            m.push(ran);
+        }
         for t in self
             .tier
             .iter()

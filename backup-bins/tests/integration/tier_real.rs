@@ -525,6 +525,14 @@ fn the_sqlite_copies_pve_config_pfsense_and_dump_folders_are_snapshots_too() {
     let (code, _, out) = tier(&env, "2026-01-07T06:00:00Z", &[]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains(&format!("dump folder {dumps}")), "{out}");
+    // and the repository's failure is a metric of its own (OffsiteTierFailing)
+    let prom = std::fs::read_to_string(env.root.join("metrics/offsite-sync-backup.prom")).unwrap();
+    assert!(
+        prom.contains(
+            "offsite_tier_last_run_success{job=\"offsite-sync-backup\",repository=\"tier\"} 0"
+        ),
+        "{prom}"
+    );
     assert_eq!(env.leftover_mounts(), Vec::<String>::new());
 }
 
