@@ -1275,20 +1275,12 @@ impl Check<'_> {
         if policy.keep_days == 0 && policy.min_keep == 0 {
             return Err(c.err("dumps.min-keep", "expected keep-days or min-keep above 0"));
         }
+        // plain: the tier mounts each at `<tier-mount-dir>/_files/dumps/<path>`, which a `..`
+        // would move anywhere
         let folders = d
             .folders
             .iter()
-            .map(|f| {
-                let p = Utf8PathBuf::from(f);
-                if p.is_absolute() {
-                    Ok(p)
-                } else {
-                    Err(c.err(
-                        "dumps.folders",
-                        format!("expected absolute paths, got `{f}`"),
-                    ))
-                }
-            })
+            .map(|f| c.abs_plain("dumps.folders", f))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(DumpsConfig {
             policy,

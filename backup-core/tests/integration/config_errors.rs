@@ -126,6 +126,7 @@ fn error_messages() {
         ("offsite-destination-is-a-tree", "backup-root = \"/b\"\n[offsite]\ndestination = \"/srv/nfs/\"\n[[offsite.tree]]\nsource = \"/srv/nfs\"\nname = \"nfs\"\n"),
         ("offsite-destination-holds-the-change-log", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nchange-log = \"/nas/log/changes\"\n"),
         ("offsite-tree-inside-backup-root", "backup-root = \"/b\"\n[offsite]\ndestination = \"nas:/vol\"\n[[offsite.tree]]\nsource = \"/b/pvc-data\"\nname = \"x\"\n"),
+        ("dump-folder-with-dotdot", "backup-root = \"/b\"\n[dumps]\nfolders = [\"/srv/../../etc\"]\n"),
         ("tier-unknown-send", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\nsend = [\"pvc\", \"etc\"]\n"),
         ("tier-empty-send", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\nsend = []\n"),
         ("bad-resolver", "backup-root = \"/b\"\n[kubernetes]\nresolver = \"api\"\n"),
