@@ -95,8 +95,8 @@ pub use record::{
     ContentHasher, EntryKind, FileEntry, RecordEntry, RecordError, RECORD_MAGIC,
 };
 pub use retention::{
-    kept, plan_dumps, plan_gfs, plan_snapshots, plan_versions, removals, Action, Decision,
-    DumpInfo, DumpPolicy, GfsPolicy, SnapshotInfo, SnapshotPolicy, Timed, VersionPolicy,
+    kept, newest_complete, plan_dumps, plan_gfs, plan_snapshots, plan_versions, removals, Action,
+    Decision, DumpInfo, DumpPolicy, GfsPolicy, SnapshotInfo, SnapshotPolicy, Timed, VersionPolicy,
     WeekVersion,
 };
 pub use runner::{is_plain_word, quote, Invocation, Output, Runner};

@@ -77,6 +77,23 @@ impl WeekVersion {
     }
 }
 
+/// Of `items`, the one holding the newest complete version of each PVC (by `version`), in
+/// `(namespace, pvc)` order: what the tier sends and the drill restores.
+pub fn newest_complete<T>(items: Vec<T>, version: impl Fn(&T) -> &WeekVersion) -> Vec<T> {
+    let mut by: std::collections::BTreeMap<(String, String), T> = Default::default();
+    for item in items {
+        let v = version(&item);
+        if !v.is_complete() {
+            continue;
+        }
+        let k = (v.namespace.clone(), v.pvc.clone());
+        if by.get(&k).is_none_or(|o| version(o).week < v.week) {
+            by.insert(k, item);
+        }
+    }
+    by.into_values().collect()
+}
+
 /// How many weekly versions of each PVC to keep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -191,14 +191,7 @@ pub fn plan_drill(all: Vec<Listed>, seed: u64, percent: f64) -> DrillPlan {
         items: Vec::new(),
         largest: (0, 0),
     };
-    let mut newest: BTreeMap<(String, String), Listed> = BTreeMap::new();
-    for (v, rec) in all.into_iter().filter(|(v, _)| v.is_complete()) {
-        let k = (v.namespace.clone(), v.pvc.clone());
-        if newest.get(&k).is_none_or(|(o, _)| o.week < v.week) {
-            newest.insert(k, (v, rec));
-        }
-    }
-    for (v, rec) in newest.into_values() {
+    for (v, rec) in backup_core::newest_complete(all, |(v, _)| v) {
         let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
         let Some(rec) = rec else {
             plan.items.push(DrillItem {

@@ -132,14 +132,7 @@ pub fn summary(r: &TierResult) -> String {
 
 /// The newest complete version of every PVC, in `(namespace, pvc)` order.
 pub fn newest_versions(all: Vec<WeekVersion>) -> Vec<WeekVersion> {
-    let mut by: BTreeMap<(String, String), WeekVersion> = BTreeMap::new();
-    for v in all.into_iter().filter(WeekVersion::is_complete) {
-        let k = (v.namespace.clone(), v.pvc.clone());
-        if by.get(&k).is_none_or(|o| o.week < v.week) {
-            by.insert(k, v);
-        }
-    }
-    by.into_values().collect()
+    backup_core::newest_complete(all, |v| v)
 }
 
 /// `[offsite] tier-mount-dir`.
