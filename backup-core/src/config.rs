@@ -1282,6 +1282,19 @@ impl Check<'_> {
             .iter()
             .map(|f| c.abs_plain("dumps.folders", f))
             .collect::<Result<Vec<_>, _>>()?;
+        // one inside another: its dumps twice, and its mount point inside the other's read-only
+        // one
+        for (i, a) in folders.iter().enumerate() {
+            if let Some(b) = folders[i + 1..]
+                .iter()
+                .find(|b| a.starts_with(b.as_path()) || b.starts_with(a.as_path()))
+            {
+                return Err(c.err(
+                    "dumps.folders",
+                    format!("expected folders apart from each other, `{a}` and `{b}` overlap"),
+                ));
+            }
+        }
         Ok(DumpsConfig {
             policy,
             min_bytes: d.min_bytes.unwrap_or(defaults.min_bytes),

@@ -127,6 +127,7 @@ fn error_messages() {
         ("offsite-destination-holds-the-change-log", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nchange-log = \"/nas/log/changes\"\n"),
         ("offsite-tree-inside-backup-root", "backup-root = \"/b\"\n[offsite]\ndestination = \"nas:/vol\"\n[[offsite.tree]]\nsource = \"/b/pvc-data\"\nname = \"x\"\n"),
         ("dump-folder-with-dotdot", "backup-root = \"/b\"\n[dumps]\nfolders = [\"/srv/../../etc\"]\n"),
+        ("dump-folders-nested", "backup-root = \"/b\"\n[dumps]\nfolders = [\"/srv/dumps\", \"/srv/dumps/pg\"]\n"),
         ("tier-unknown-send", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\nsend = [\"pvc\", \"etc\"]\n"),
         ("tier-empty-send", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\nsend = []\n"),
         ("bad-resolver", "backup-root = \"/b\"\n[kubernetes]\nresolver = \"api\"\n"),
