@@ -169,6 +169,7 @@ struct RawRepository {
     keep_yearly: Option<u32>,
     send: Option<Vec<String>>,
     append_only: Option<bool>,
+    environment_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -456,6 +457,10 @@ pub struct TierRepository {
     /// `append-only` (default false): the server refuses deletions (`rest-server
     /// --append-only`), so the tier never runs `forget` or `prune`; retention is the server's.
     pub append_only: bool,
+    /// `environment-file`: `NAME=value` lines given to restic in its environment (an `s3:`
+    /// repository's `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, B2's, Azure's); a secret,
+    /// checked like the password file, never shown.
+    pub environment_file: Option<Utf8PathBuf>,
 }
 
 impl TierRepository {
@@ -1086,6 +1091,10 @@ impl Check<'_> {
                 keep_yearly: r.keep_yearly.unwrap_or(0),
                 send: self.tier_items(&key("send"), r.send.as_deref())?,
                 append_only: r.append_only.unwrap_or(false),
+                environment_file: match &r.environment_file {
+                    Some(f) => Some(self.abs(&key("environment-file"), f)?),
+                    None => None,
+                },
             };
             if t.keep_weekly + t.keep_monthly + t.keep_yearly == 0 {
                 return Err(self.err(

@@ -230,6 +230,7 @@ fn offsite(o: &crate::config::OffsiteConfig) -> Table {
                         Some(Value::Array(r.send.iter().map(|i| s(i.name())).collect())),
                     ),
                     ("append-only", Some(Value::Boolean(r.append_only))),
+                    ("environment-file", r.environment_file.as_ref().map(s)),
                 ]))
             })
             .collect();

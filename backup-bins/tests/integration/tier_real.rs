@@ -23,14 +23,19 @@ fn require_restic() {
     );
 }
 
-/// An [offsite] with a local destination and one local restic repository.
-fn env_with_tier() -> (Env, Utf8PathBuf, Utf8PathBuf) {
+/// A homelab for the tier's tests: restic installed, run as root (each version is bind-mounted).
+fn tier_env() -> Env {
     require_restic();
     assert!(
         is_root(),
         "the tier bind-mounts each version: run the tests as root"
     );
-    let env = Env::new();
+    Env::new()
+}
+
+/// An [offsite] with a local destination and one local restic repository.
+fn env_with_tier() -> (Env, Utf8PathBuf, Utf8PathBuf) {
+    let env = tier_env();
     let (repo, pass) = (env.root.join("restic"), env.root.join("restic.pass"));
     write(&pass, "correct horse battery staple\n");
     std::fs::set_permissions(&pass, PermissionsExt::from_mode(0o600)).unwrap();
@@ -583,21 +588,59 @@ fn text_of(p: &Utf8Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
-/// `rclone serve restic` (restic's REST protocol, from Debian's rclone package), with a user and
-/// password and `--append-only`, the server side README describes.
-struct RestServer {
+/// A server the test started (`rclone serve restic`, moto's S3), stopped with the test.
+struct Server {
     child: std::process::Child,
     url: String,
 }
 
-impl Drop for RestServer {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn rest_server(dir: &Utf8Path, secret: &str) -> RestServer {
+/// `[offsite]` with a local destination and one repository `name` at `repo` (`extra`: more of
+/// its keys), sending the PVCs only; returns its password file (mode 600).
+fn remote_tier(env: &Env, (name, repo): (&str, &str), extra: &str) -> Utf8PathBuf {
+    let pass = env.root.join("restic.pass");
+    write(&pass, &format!("{name} password\n"));
+    std::fs::set_permissions(&pass, PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(env.root.join("nas")).unwrap();
+    let mut config = std::fs::read_to_string(env.config()).unwrap();
+    config.push_str(&format!(
+        "[offsite]\ndestination = \"{root}/nas\"\ntier-mount-dir = \"{root}/tier\"\n\
+         [[offsite.repository]]\nname = \"{name}\"\nrepository = \"{repo}\"\n\
+         password-file = \"{pass}\"\nsend = [\"pvc\"]\n{extra}",
+        root = env.root
+    ));
+    std::fs::write(env.config(), config).unwrap();
+    pass
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn await_port(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `rclone serve restic` (restic's REST protocol, from Debian's rclone package), with a user and
+/// password and `--append-only`, the server side README describes.
+fn rest_server(dir: &Utf8Path, secret: &str) -> Server {
     let ok = Command::new("rclone")
         .arg("version")
         .output()
@@ -606,11 +649,7 @@ fn rest_server(dir: &Utf8Path, secret: &str) -> RestServer {
         ok,
         "rclone is not installed: run scripts/test, which installs it"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     std::fs::create_dir_all(dir).unwrap();
     let child = Command::new("rclone")
         .args([
@@ -628,15 +667,8 @@ fn rest_server(dir: &Utf8Path, secret: &str) -> RestServer {
         .stderr(std::fs::File::create(dir.with_extension("log")).unwrap())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rclone serve restic did not listen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    RestServer {
+    await_port(port, "rclone serve restic");
+    Server {
         child,
         url: format!("http://backup:{secret}@127.0.0.1:{port}/homelab/"),
     }
@@ -647,27 +679,15 @@ fn rest_server(dir: &Utf8Path, secret: &str) -> RestServer {
 /// the output, the server refusing deletions, and a PVC restored from it by backupctl.
 #[test]
 fn a_rest_repository_served_append_only_keeps_every_snapshot() {
-    require_restic();
-    assert!(
-        is_root(),
-        "the tier bind-mounts each version: run the tests as root"
-    );
-    let env = Env::new();
+    let env = tier_env();
     let secret = "rest-s3cr3t-9d1";
     let server = rest_server(&env.root.join("rest-server"), secret);
-    let pass = env.root.join("restic.pass");
-    write(&pass, "rest password\n");
-    std::fs::set_permissions(&pass, PermissionsExt::from_mode(0o600)).unwrap();
-    std::fs::create_dir_all(env.root.join("nas")).unwrap();
     let repo = format!("rest:{}", server.url);
-    let mut config = std::fs::read_to_string(env.config()).unwrap();
-    config.push_str(&format!(
-        "[offsite]\ndestination = \"{root}/nas\"\ntier-mount-dir = \"{root}/tier\"\n\
-         [[offsite.repository]]\nname = \"far\"\nrepository = \"{repo}\"\npassword-file = \"{pass}\"\n\
-         keep-weekly = 1\nkeep-monthly = 0\nappend-only = true\nsend = [\"pvc\"]\n",
-        root = env.root
-    ));
-    std::fs::write(env.config(), config).unwrap();
+    let pass = remote_tier(
+        &env,
+        ("far", &repo),
+        "keep-weekly = 1\nkeep-monthly = 0\nappend-only = true\n",
+    );
     for (day, when) in [
         ("2026-01-05", "2026-01-05T06:00:00Z"),
         ("2026-01-12", "2026-01-12T06:00:00Z"),
@@ -892,4 +912,91 @@ fn a_new_week_with_nothing_changed_is_a_tag_and_a_rewritten_file_is_the_only_one
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&diff.stdout), "", "{}", text(&diff));
+}
+
+/// moto's S3 server, from the venv `scripts/test` makes (no S3 server is in Debian 12).
+fn s3_server(log: &Utf8Path) -> Server {
+    let moto =
+        Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/moto-venv/bin/moto_server");
+    assert!(
+        moto.exists(),
+        "{moto} is missing: run scripts/test, which installs moto (an S3 server) there"
+    );
+    let port = free_port();
+    let child = Command::new(&moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+        .spawn()
+        .unwrap();
+    await_port(port, "moto_server");
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// An `s3:` repository (moto's S3 server) with its credentials in an `environment-file`: sent,
+/// listed and checked by stock restic, restored by backupctl; the secret key in no output; an
+/// environment file others can read, or with a bad line, refused before restic runs.
+#[test]
+fn an_s3_repository_gets_its_credentials_from_an_environment_file() {
+    let env = tier_env();
+    let server = s3_server(&env.root.join("moto.log"));
+    let secret = "s3-secret-4711-key";
+    let creds = env.root.join("s3.env");
+    write(
+        &creds,
+        &format!(
+            "# the bucket's keys\nAWS_ACCESS_KEY_ID=homelab\nAWS_SECRET_ACCESS_KEY={secret}\n"
+        ),
+    );
+    std::fs::set_permissions(&creds, PermissionsExt::from_mode(0o600)).unwrap();
+    let repo = format!("s3:{}/homelab-tier", server.url);
+    let pass = remote_tier(
+        &env,
+        ("s3", &repo),
+        &format!("environment-file = \"{creds}\"\n"),
+    );
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let (code, report, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(pvcs(&report), 3, "{out}");
+    assert!(!out.contains(secret), "{out}");
+    let stock = |args: &[&str]| {
+        Command::new("restic")
+            .args(args)
+            .env("RESTIC_REPOSITORY", &repo)
+            .env("RESTIC_PASSWORD_FILE", &pass)
+            .env("RESTIC_CACHE_DIR", env.root.join("restic-cache"))
+            .env("AWS_ACCESS_KEY_ID", "homelab")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .output()
+            .unwrap()
+    };
+    let listed = stock(&["snapshots", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let snaps: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 3, "{snaps}");
+    let check = stock(&["check", "--read-data"]);
+    assert!(check.status.success(), "{}", text(&check));
+    let out = restore_from_tier(
+        &env,
+        "2026-01-05T07:00:00Z",
+        Some("s3"),
+        &env.root.join("from-s3"),
+    );
+    assert!(!text(&out).contains(secret), "{}", text(&out));
+    // the credentials readable by others: refused, the file named
+    std::fs::set_permissions(&creds, PermissionsExt::from_mode(0o644)).unwrap();
+    let (code, _, out) = tier(&env, "2026-01-05T06:10:00Z", &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("chmod 600") && out.contains("s3.env"), "{out}");
+    // a line that is not NAME=value: named by its number, its value never shown
+    write(&creds, &format!("AWS_ACCESS_KEY_ID=homelab\n{secret}\n"));
+    std::fs::set_permissions(&creds, PermissionsExt::from_mode(0o600)).unwrap();
+    let (code, _, out) = tier(&env, "2026-01-05T06:20:00Z", &[]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("line 2"), "{out}");
+    assert!(!out.contains(secret), "{out}");
 }

@@ -148,23 +148,30 @@ fn tier_mount_dir(cfg: &Config) -> Utf8PathBuf {
 struct Restic<'a> {
     repo: &'a TierRepository,
     sftp_command: Option<String>,
+    /// `environment-file`'s variables.
+    env: Vec<(String, String)>,
 }
 
 impl<'a> Restic<'a> {
     /// `repo` after its password file is checked, reached the way `cfg` says.
     fn new(cfg: &Config, repo: &'a TierRepository) -> Result<Self> {
-        check_password_file(&repo.password_file)?;
+        check_password_file(&repo.password_file, "the repository's password")?;
         Ok(Self {
             repo,
             sftp_command: match &cfg.offsite {
                 Some(o) => sftp_command(repo, o)?,
                 None => None,
             },
+            env: match &repo.environment_file {
+                Some(f) => environment_file(f)?,
+                None => Vec::new(),
+            },
         })
     }
 
     fn inv(&self, args: &[&str]) -> Invocation {
         let mut inv = restic(self.repo, args);
+        inv.env.extend(self.env.iter().cloned());
         if let Some(c) = &self.sftp_command {
             inv.args
                 .splice(0..0, ["-o".to_owned(), format!("sftp.command={c}")]);
@@ -240,8 +247,44 @@ fn restic(repo: &TierRepository, args: &[&str]) -> Invocation {
     inv
 }
 
+/// `environment-file`: checked like the password file, then its `NAME=value` lines (blank lines
+/// and `#` comments skipped). A bad line is named by its number, never by its value.
+fn environment_file(path: &Utf8Path) -> Result<Vec<(String, String)>> {
+    check_password_file(path, "restic's environment (its secrets)")?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| Error::Secret {
+            path: path.to_owned(),
+            reason: format!("line {}: {why}", i + 1),
+        };
+        let (name, value) = line
+            .split_once('=')
+            .ok_or_else(|| bad("expected NAME=value"))?;
+        let plain = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            return Err(bad("expected a NAME of capitals, digits and `_`"));
+        }
+        if name.starts_with("RESTIC_") {
+            return Err(bad(
+                "RESTIC_* is set from the config (repository, password-file), not here",
+            ));
+        }
+        out.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(out)
+}
+
 /// The password file: owned by root (or us) up the path, readable by nobody else, not empty.
-fn check_password_file(path: &Utf8Path) -> Result<()> {
+fn check_password_file(path: &Utf8Path, what: &str) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     backup_host::safe_read::check_trusted(path).map_err(|reason| Error::Secret {
         path: path.to_owned(),
@@ -252,8 +295,7 @@ fn check_password_file(path: &Utf8Path) -> Result<()> {
         return Err(Error::Secret {
             path: path.to_owned(),
             reason: format!(
-                "mode {:o}: the repository password must be readable by its owner only \
-                 (chmod 600)",
+                "mode {:o}: {what} must be readable by its owner only (chmod 600)",
                 m.mode() & 0o7777
             ),
         });
@@ -261,7 +303,7 @@ fn check_password_file(path: &Utf8Path) -> Result<()> {
     if m.len() == 0 {
         return Err(Error::Secret {
             path: path.to_owned(),
-            reason: "empty: expected the repository's password".to_owned(),
+            reason: format!("empty: expected {what}"),
         });
     }
     Ok(())
@@ -1235,6 +1277,7 @@ mod tests {
             keep_yearly: 0,
             send: TierItem::ALL.to_vec(),
             append_only: false,
+            environment_file: None,
         }
     }
 
