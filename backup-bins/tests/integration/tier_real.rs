@@ -1000,3 +1000,55 @@ fn an_s3_repository_gets_its_credentials_from_an_environment_file() {
     assert!(out.contains("line 2"), "{out}");
     assert!(!out.contains(secret), "{out}");
 }
+
+/// A week's folder is made again every day of that week, and its record with it: a change on
+/// the second day of a week is backed up, not answered by tagging the first day's snapshot; and
+/// when the tier missed the last days of a week, the next week (the same tree as those days)
+/// is backed up too, since the snapshot holds the first day's tree.
+#[test]
+fn a_change_later_in_the_week_is_backed_up_not_tagged() {
+    let (env, repo, pass) = env_with_tier();
+    let file = env.vol("vm-101-pvc-b").join("dir/file-2.txt");
+    let rewrite = |text: &str, at: u64| {
+        std::fs::write(&file, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at))
+            .unwrap();
+    };
+    let files_row = |r: &serde_json::Value| -> serde_json::Value {
+        r["tier"][0]["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["pvc"] == "nextcloud/files")
+            .cloned()
+            .unwrap()
+    };
+    let newest = |tag: &str, into: &str| -> String {
+        let mounted = env.root.join("tier/nextcloud/files");
+        let inside = restore_latest(&env, (&repo, &pass), tag, into, &mounted);
+        text_of(&inside.join("dir/file-2.txt"))
+    };
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let (code, _, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    // Tuesday: a change in the same week
+    rewrite("tuesday's text\n", 1_767_700_000);
+    assert_eq!(env.day("2026-01-06").status.code(), Some(0));
+    let (code, report, out) = tier(&env, "2026-01-06T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(files_row(&report)["retagged"], false, "{out}");
+    assert_eq!(files_row(&report)["files_read"], 1, "{out}");
+    assert_eq!(newest("pvc=files", "r1"), "tuesday's text\n");
+    // Wednesday's change, and no tier run until the next week, which changes nothing more
+    rewrite("wednesday's text\n", 1_767_800_000);
+    assert_eq!(env.day("2026-01-07").status.code(), Some(0));
+    assert_eq!(env.day("2026-01-12").status.code(), Some(0));
+    let (code, report, out) = tier(&env, "2026-01-12T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(files_row(&report)["retagged"], false, "{out}");
+    assert_eq!(newest("pvc=files,week=2026-03", "r2"), "wednesday's text\n");
+}

@@ -609,11 +609,26 @@ fn record_of(
 }
 
 /// A PVC upload whose version holds the very tree its last snapshot holds: the snapshot's id
-/// and the version's regular files.
-fn unchanged_since_sent(ctx: &Context<'_>, known: &TierState, u: &Upload) -> Option<(String, u64)> {
+/// and the version's regular files. The sent version must be of an earlier week and still be
+/// the version sent (`all`: every version on the disk; its week not completed again since),
+/// so that its record is the record of what the snapshot holds: a week's folder is made again
+/// every day of that week, and its record with it.
+fn unchanged_since_sent(
+    ctx: &Context<'_>,
+    known: &TierState,
+    all: &[WeekVersion],
+    u: &Upload,
+) -> Option<(String, u64)> {
     let v = u.of.as_ref()?;
     let (old_key, old_id) = known.sent.get(&u.label)?;
     let old_week: IsoWeek = old_key.split('@').next()?.parse().ok()?;
+    let as_sent = all.iter().any(|o| {
+        (&o.namespace, &o.pvc, o.week) == (&v.namespace, &v.pvc, old_week)
+            && version_key(o) == *old_key
+    });
+    if old_week >= v.week || !as_sent {
+        return None;
+    }
     let new = record_of(ctx, v.week, &v.namespace, &v.pvc)?;
     let old = record_of(ctx, old_week, &v.namespace, &v.pvc)?;
     let files = new.iter().filter(|e| e.kind == EntryKind::File).count() as u64;
@@ -640,9 +655,10 @@ fn retag(
     if r.repo.append_only {
         return Ok((Vec::new(), unsent));
     }
+    let all = ctx.store()?.list_versions(Series::Pvc)?;
     let (mut same, mut rest) = (Vec::new(), Vec::new());
     for u in unsent {
-        match unchanged_since_sent(ctx, known, &u) {
+        match unchanged_since_sent(ctx, known, &all, &u) {
             Some((id, files)) => same.push((u, id, files)),
             None => rest.push(u),
         }
