@@ -727,24 +727,6 @@ fn tagged_snapshots(
     (found, lost)
 }
 
-/// The bytes of an upload's regular files, from its version's record (a tree: 0, they are
-/// small).
-fn version_bytes(ctx: &Context<'_>, u: &Upload) -> u64 {
-    let Some(v) = &u.of else { return 0 };
-    let Ok(store) = ctx.store() else { return 0 };
-    let path = backup_host::version_commit::record_path(store.root(), v.week, &v.namespace, &v.pvc);
-    let Some(bytes) = store.read_file(&path).ok().flatten() else {
-        return 0;
-    };
-    let mut total = 0;
-    let _ = backup_core::visit_record(&bytes, |e| {
-        if e.fields.kind == EntryKind::File {
-            total += e.fields.size;
-        }
-    });
-    total
-}
-
 /// How many `restic backup` run at once.
 const SENDERS: usize = 2;
 
@@ -765,19 +747,13 @@ fn send_uploads(
     r: &Restic<'_>,
     versions: &[Upload],
 ) -> Result<Vec<TierSnapshot>> {
-    // the largest first: the last restic to finish is then a small one, not one the other
-    // sender waits for alone
-    let mut order: Vec<usize> = (0..versions.len()).collect();
-    let bytes: Vec<u64> = versions.iter().map(|u| version_bytes(ctx, u)).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(bytes[i]));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done: std::sync::Mutex<Vec<(usize, Result<TierSnapshot>)>> = Default::default();
     std::thread::scope(|s| {
         for _ in 0..SENDERS {
             s.spawn(|| loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&i) = order.get(n) else { return };
-                let v = &versions[i];
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(v) = versions.get(i) else { return };
                 let sent = send_upload(ctx, r, v);
                 let failed = sent.is_err();
                 if let Ok(mut d) = done.lock() {
