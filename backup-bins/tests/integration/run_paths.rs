@@ -307,10 +307,11 @@ fn the_snapshot_lock_is_shared_by_daily_backup_and_lvm_pvc_snapshot() {
     env.make_rsync_slow();
     let snap = env.run(SNAPSHOT, &["--now", "2026-01-05T03:00:00Z", "create"]);
     assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let log = env.root.join("daily.log");
     let mut daily = env
         .command(DAILY, &["--now", "2026-01-05T05:00:00Z"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
         .spawn()
         .unwrap();
     Env::wait_for_entries(
@@ -336,5 +337,10 @@ fn the_snapshot_lock_is_shared_by_daily_backup_and_lvm_pvc_snapshot() {
         &["--wait", "120", "--now", "2026-01-05T05:02:00Z", "create"],
     );
     assert_eq!(waited.status.code(), Some(0), "{}", text(&waited));
-    assert!(daily.wait().unwrap().success());
+    assert!(
+        daily.wait().unwrap().success(),
+        "daily-backup failed:\n{}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
+    );
 }
