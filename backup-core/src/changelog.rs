@@ -112,6 +112,88 @@ pub fn files_from(records: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// An incremental pass of one tree, as two rsync runs (no `--delete-missing-args`: its mode-0
+/// entries for a gone path are rejected below the top folder by Debian 12's rsync
+/// 3.2.7-1+deb12u5 and later, "invalid file mode 00", exit 2).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncrementalPlan {
+    /// The recorded paths that exist in the tree now, sent with `-r` (a folder with what it
+    /// holds).
+    pub send: Vec<Vec<u8>>,
+    /// Then, with `--dirs --delete` (no `-r`): for each gone path the nearest folder above it
+    /// that exists, with a trailing slash (`./` for the top), so rsync sends that one level and
+    /// deletes what the offsite copy holds beyond it there (a folder with its contents); and the
+    /// folder holding each recorded path, without a slash, so its mode and mtime are set after
+    /// its entries changed. rsync reads a bare `.` as `./`.
+    pub folders: Vec<Vec<u8>>,
+    /// Whether any path is gone: the folders pass may delete (bounded by `max-delete`).
+    pub deletes: bool,
+}
+
+/// The folder holding `path` (`.` for a top-level name; `None` for `.` itself).
+fn parent_of(path: &[u8]) -> Option<&[u8]> {
+    if path == b"." || path.is_empty() {
+        return None;
+    }
+    Some(
+        path.iter()
+            .rposition(|b| *b == b'/')
+            .map_or(b".".as_slice(), |i| &path[..i]),
+    )
+}
+
+/// Plans an incremental pass from a tree's records; `exists` says whether a path (relative to
+/// the tree) is in the tree now, without following symlinks.
+pub fn plan_incremental(records: &[Vec<u8>], exists: impl Fn(&[u8]) -> bool) -> IncrementalPlan {
+    let mut send = std::collections::BTreeSet::new();
+    let mut levels = std::collections::BTreeSet::new();
+    let mut entries = std::collections::BTreeSet::new();
+    let mut deletes = false;
+    for r in records.iter().filter(|r| r.as_slice() != b".") {
+        if exists(r) {
+            send.insert(r.clone());
+            if let Some(p) = parent_of(r) {
+                entries.insert(p.to_vec());
+            }
+            continue;
+        }
+        deletes = true;
+        let mut up = parent_of(r);
+        while let Some(p) = up {
+            if p == b"." || exists(p) {
+                levels.insert(p.to_vec());
+                break;
+            }
+            up = parent_of(p);
+        }
+    }
+    let mut folders = Vec::new();
+    for l in &levels {
+        let mut s = if l.as_slice() == b"." {
+            b".".to_vec()
+        } else {
+            l.clone()
+        };
+        s.push(b'/');
+        folders.push(s);
+    }
+    for e in entries.iter().filter(|e| !levels.contains(*e)) {
+        // a bare `.` is a level: listed only as `./`
+        if e.as_slice() == b"." {
+            folders.push(b"./".to_vec());
+        } else {
+            folders.push(e.clone());
+        }
+    }
+    folders.sort();
+    folders.dedup();
+    IncrementalPlan {
+        send: send.into_iter().collect(),
+        folders,
+        deletes,
+    }
+}
+
 /// How one tree is sent in this run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "pass")]
@@ -263,5 +345,35 @@ mod tests {
             plan_tree_pass(None, Some(t(2, 1)), Some(t(2, 1)), true, true, t(2, 9), 3),
             TreePass::Full { .. }
         ));
+    }
+
+    #[test]
+    fn an_incremental_pass_never_names_a_gone_path_only_the_level_above_it() {
+        let here: Vec<&[u8]> = vec![b"a", b"a/keep", b"b", b"b/new", b"top", b"x"];
+        let exists = |p: &[u8]| here.contains(&p);
+        let records: Vec<Vec<u8>> = [
+            "a/gone/deep/f", // a folder moved out: the level a/ is listed
+            "a/gone",
+            "b/new",     // created: sent, and b's mtime set
+            "old/sub/f", // a top-level folder gone: the top level
+            "top",
+            "x",
+            ".",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        let plan = plan_incremental(&records, exists);
+        let show = |v: &[Vec<u8>]| {
+            v.iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(show(&plan.send), ["b/new", "top", "x"]);
+        assert_eq!(show(&plan.folders), ["./", "a/", "b"]);
+        assert!(plan.deletes);
+        let writes = plan_incremental(&[b"b/new".to_vec()], exists);
+        assert_eq!(show(&writes.folders), ["b"]);
+        assert!(!writes.deletes);
     }
 }

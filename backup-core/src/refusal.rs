@@ -150,11 +150,14 @@ pub enum Refusal {
         source_dir: Utf8PathBuf,
     },
 
-    /// A full pass would delete more offsite than `offsite.max-delete` allows.
-    #[error("tree {tree}: a full pass would delete {count} paths offsite, more than max-delete = {max}: nothing was deleted; check the source, then run once with --force")]
+    /// A pass (full, or the deletions of an incremental one) would delete more offsite than
+    /// `offsite.max-delete` allows.
+    #[error("tree {tree}: {pass} would delete {count} paths offsite, more than max-delete = {max}: nothing was deleted; check the source, then run once with --force")]
     TooManyDeletions {
         /// The tree's name.
         tree: String,
+        /// "a full pass", "the incremental pass".
+        pass: &'static str,
         /// Deletions the pass would make.
         count: u64,
         /// `offsite.max-delete`.

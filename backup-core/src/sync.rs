@@ -49,6 +49,17 @@ pub struct SyncStats {
     pub deleted_files: u64,
 }
 
+impl SyncStats {
+    /// Adds the numbers of another transfer of the same run.
+    pub fn add(&mut self, other: &SyncStats) {
+        self.files += other.files;
+        self.transferred_files += other.transferred_files;
+        self.total_bytes += other.total_bytes;
+        self.transferred_bytes += other.transferred_bytes;
+        self.deleted_files += other.deleted_files;
+    }
+}
+
 /// How a transfer ended when it did not fail outright.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SyncOutcome {

@@ -548,25 +548,11 @@ fn tree_step(
     );
     let dest = dest_folder(&o.destination, &tree.name);
     let ssh = ssh(o);
-    let program = ctx.rsync_program().to_owned();
     let result = (|| -> Result<Option<SyncStats>> {
         let stats = match &pass {
             TreePass::Incremental { records: 0 } => Some(SyncStats::default()),
             TreePass::Incremental { .. } => {
-                let list = tempfile::NamedTempFile::new()
-                    .map_err(|e| Error::io("create a temp file in", "/tmp", e))?;
-                std::fs::write(list.path(), files_from(&taken.records))
-                    .map_err(|e| Error::io("write", list.path().display().to_string(), e))?;
-                let list_path =
-                    Utf8PathBuf::from_path_buf(list.path().to_owned()).map_err(|p| {
-                        Error::Refused(format!(
-                            "the temp path {} is not UTF-8 (TMPDIR)",
-                            p.display()
-                        ))
-                    })?;
-                let inv = tree_incremental(&program, &tree.source, &dest, &list_path, ssh.as_ref())
-                    .map_err(|e| Error::Core(e.into()))?;
-                transfer(ctx, &inv, SourceKind::Live)?
+                incremental_pass(ctx, o, tree, &dest, &taken.records, ssh.as_ref(), opts)?
             }
             TreePass::Full { .. } => full_pass(ctx, o, tree, &dest, ssh.as_ref(), opts)?,
         };
@@ -576,6 +562,92 @@ fn tree_step(
         Ok(stats)
     })();
     (Some(pass), result)
+}
+
+/// A NUL-separated list of `paths` in a temp file, for `--from0 --files-from`.
+fn temp_list(paths: &[Vec<u8>]) -> Result<(tempfile::NamedTempFile, Utf8PathBuf)> {
+    let list = tempfile::NamedTempFile::new()
+        .map_err(|e| Error::io("create a temp file in", "/tmp", e))?;
+    std::fs::write(list.path(), files_from(paths))
+        .map_err(|e| Error::io("write", list.path().display().to_string(), e))?;
+    let path = Utf8PathBuf::from_path_buf(list.path().to_owned()).map_err(|p| {
+        Error::Refused(format!(
+            "the temp path {} is not UTF-8 (TMPDIR)",
+            p.display()
+        ))
+    })?;
+    Ok((list, path))
+}
+
+/// Whether `rel` (relative to `root`) exists, without following a symlink.
+fn exists_in(root: &Utf8Path, rel: &[u8]) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::symlink_metadata(root.as_std_path().join(std::ffi::OsStr::from_bytes(rel))).is_ok()
+}
+
+/// The incremental pass of a tree ([`backup_core::plan_incremental`]): the recorded paths that
+/// exist sent with `-r`, then the folders above the gone ones one level deep with `--delete`
+/// (counted first: more than `offsite.max-delete` refuses, unless `--force`), and the folders
+/// that hold a changed path given their times.
+fn incremental_pass(
+    ctx: &Context<'_>,
+    o: &OffsiteConfig,
+    tree: &backup_core::Tree,
+    dest: &str,
+    records: &[Vec<u8>],
+    ssh: Option<&SshOptions>,
+    opts: OffsiteOptions,
+) -> Result<Option<SyncStats>> {
+    let plan = backup_core::plan_incremental(records, |p| exists_in(&tree.source, p));
+    let program = ctx.rsync_program().to_owned();
+    let mut stats: Option<SyncStats> = None;
+    let mut add = |s: Option<SyncStats>| {
+        if let Some(s) = s {
+            let t = stats.get_or_insert_with(SyncStats::default);
+            t.add(&s);
+        }
+    };
+    if !plan.send.is_empty() {
+        let (_list, list_path) = temp_list(&plan.send)?;
+        let inv = tree_incremental(&program, &tree.source, dest, &list_path, ssh)
+            .map_err(|e| Error::Core(e.into()))?;
+        add(transfer(ctx, &inv, SourceKind::Live)?);
+    }
+    if !plan.folders.is_empty() {
+        let (_list, list_path) = temp_list(&plan.folders)?;
+        let max = (!opts.force && plan.deletes).then_some(o.max_delete);
+        if let Some(max) = max {
+            // counted before any deletion is made: tripping the bound loses nothing offsite
+            let preview = backup_rsync::tree_folders(
+                &program,
+                &tree.source,
+                dest,
+                &list_path,
+                None,
+                true,
+                ssh,
+            )
+            .map_err(|e| Error::Core(e.into()))?;
+            let counted = backup_rsync::execute(ctx.runner().as_ref(), &preview, SourceKind::Live)
+                .map_err(|e| Error::Core(e.into()))?;
+            if counted.stats.deleted_files > max {
+                return Err(Error::Core(
+                    backup_core::Refusal::TooManyDeletions {
+                        tree: tree.name.clone(),
+                        pass: "the incremental pass",
+                        count: counted.stats.deleted_files,
+                        max,
+                    }
+                    .into(),
+                ));
+            }
+        }
+        let inv =
+            backup_rsync::tree_folders(&program, &tree.source, dest, &list_path, max, false, ssh)
+                .map_err(|e| Error::Core(e.into()))?;
+        add(transfer(ctx, &inv, SourceKind::Live)?);
+    }
+    Ok(stats.or(Some(SyncStats::default())))
 }
 
 fn full_pass(
@@ -609,6 +681,7 @@ fn full_pass(
             return Err(Error::Core(
                 backup_core::Refusal::TooManyDeletions {
                     tree: tree.name.clone(),
+                    pass: "a full pass",
                     count: counted.stats.deleted_files,
                     max,
                 }

@@ -118,9 +118,11 @@ pub fn restore_copy(
 /// version `dest` holds or links): `files_from` lists them NUL-separated, relative to `source`.
 ///
 /// The flags of [`weekly_copy`], minus `--delete` (nothing unlisted is looked at), plus
-/// `--from0 --files-from`, and `--delete-missing-args --force`: a listed path that is gone from
-/// the snapshot is deleted from the copy, a folder with its contents. No `-r`: a listed folder
-/// brings its own attributes, its entries are listed one by one.
+/// `--from0 --files-from`. No `-r`: a listed folder brings its own attributes, its entries are
+/// listed one by one. Nothing is deleted: every listed path must exist in `source` (a path gone
+/// from the snapshot is removed from the staging tree by the caller, never listed: rsync's
+/// `--delete-missing-args` sends mode-0 entries that Debian 12's rsync 3.2.7-1+deb12u5 and
+/// later reject below the top folder).
 ///
 /// # Errors
 /// [`Error::RelativePath`] for any path that is not absolute.
@@ -141,8 +143,6 @@ pub fn changed_copy(
             "--modify-window=-1",
             "--sparse",
             "--from0",
-            "--delete-missing-args",
-            "--force",
             "--stats",
         ],
     )

@@ -224,14 +224,17 @@ pub fn tree_full_pass(
         .arg(dest.to_owned()))
 }
 
-/// An incremental pass of one tree: only the paths in `files_from` (NUL-separated, relative).
+/// The sending half of an incremental pass of one tree: the listed paths (NUL-separated,
+/// relative), each of which existed when the list was made.
 ///
 /// - `-r` explicitly: `--files-from` turns off the recursion `-a` implies, and a listed folder
 ///   (created, or moved in) must bring its contents;
 /// - `--from0`: names are NUL-terminated, so a newline is part of a name;
-/// - `--delete-missing-args`: a listed path that is gone (deleted, moved out) is deleted
-///   offsite, instead of rsync failing with exit 23; `--force` lets that delete a folder that
-///   still has contents offsite.
+/// - `--force`: a file that replaces a folder offsite deletes the folder with its contents.
+///
+/// Nothing gone is listed (never `--delete-missing-args`: the mode-0 entries it sends are
+/// rejected below the top folder by Debian 12's rsync 3.2.7-1+deb12u5 and later); deletions
+/// are [`tree_folders`]'s.
 ///
 /// # Errors
 /// [`Error::RelativePath`] for a relative source or list.
@@ -251,10 +254,54 @@ pub fn tree_incremental(
             "--numeric-ids",
             "--modify-window=-1",
             "--from0",
-            "--delete-missing-args",
             "--force",
             "--stats",
         ])
+        .arg(format!("--files-from={list}"))
+        .arg("--")
+        .arg(format!("{}/", source.trim_end_matches('/')))
+        .arg(dest.to_owned()))
+}
+
+/// The folders half of an incremental pass (see `backup_core::IncrementalPlan::folders`):
+/// `--dirs --delete` and no `-r`, so a folder listed with a trailing slash is sent one level
+/// deep and what the offsite copy holds beyond that level there is deleted (a folder with its
+/// contents), and a folder listed bare gets its attributes (mtime included) only. `--existing`:
+/// nothing new is created there (what is new was recorded and came with [`tree_incremental`];
+/// what appeared since the records were taken waits for the next sync). Bounded by
+/// `--max-delete` when given; `preview` (`--dry-run`) counts the deletions first.
+///
+/// # Errors
+/// [`Error::RelativePath`] for a relative source or list.
+pub fn tree_folders(
+    program: &str,
+    source: &Utf8Path,
+    dest: &str,
+    files_from: &Utf8Path,
+    max_delete: Option<u64>,
+    preview: bool,
+    ssh: Option<&SshOptions>,
+) -> Result<Invocation, Error> {
+    let source = absolute("source", source)?;
+    let list = absolute("files-from list", files_from)?;
+    let mut inv = base(program, ssh).args([
+        "-aHAX",
+        "--dirs",
+        "--existing",
+        "--delete",
+        "--force",
+        "--numeric-ids",
+        "--modify-window=-1",
+        "--from0",
+        "--stats",
+    ]);
+    if let Some(n) = max_delete {
+        inv = inv.arg(format!("--max-delete={n}"));
+    }
+    if preview {
+        inv = inv.arg("--dry-run").read_only();
+    }
+    Ok(inv
         .arg(format!("--files-from={list}"))
         .arg("--")
         .arg(format!("{}/", source.trim_end_matches('/')))
@@ -326,7 +373,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             inc.display(),
-            "rsync -aHAX -r --numeric-ids --modify-window=-1 --from0 --delete-missing-args --force --stats --files-from=/tmp/list -- /srv/nfs/ /nas/nfs/"
+            "rsync -aHAX -r --numeric-ids --modify-window=-1 --from0 --force --stats --files-from=/tmp/list -- /srv/nfs/ /nas/nfs/"
         );
         let full = tree_full_pass(
             "rsync",

@@ -451,9 +451,11 @@ fn choose(rec: &[backup_core::FileEntry], paths: &[String], what: &str) -> Resul
         entries: Vec::new(),
         roots,
     };
+    // never `.`: rsync copies the contents of a listed `.` (every top-level entry); the top
+    // folder is the target's own
     let entries = rec
         .iter()
-        .filter(|e| e.path == b"." || chosen.covers(&e.path))
+        .filter(|e| e.path != b"." && chosen.covers(&e.path))
         .cloned()
         .collect();
     Ok(Chosen { entries, ..chosen })

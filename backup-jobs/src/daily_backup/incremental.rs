@@ -4,8 +4,11 @@
 //! - A later run of the same week with nothing changed runs no rsync at all.
 //! - Otherwise the update is built beside the complete version (see `version_commit`) as a
 //!   hardlink tree of the version it builds on (every folder and every unchanged file), then
-//!   `rsync --files-from` of the changed and gone paths (and the folders holding them) fills in
-//!   the rest. Nothing is ever written into an inode a complete version holds: a file whose
+//!   `rsync --files-from` of the changed paths (and the folders holding them) fills in the
+//!   rest. A gone path is never listed: the staging tree is ours and local, so a gone path that
+//!   is in it is removed here, in process. (rsync's `--delete-missing-args` sends a mode-0 entry
+//!   for a gone path, which the receiver of Debian 12's rsync 3.2.7-1+deb12u5 and later rejects
+//!   below the top folder: "invalid file mode 00", exit 2.) Nothing is ever written into an inode a complete version holds: a file whose
 //!   metadata alone changed is sent, not linked.
 //! - Files with more than one link are always sent (rsync `-H` links only what it transfers),
 //!   symlinks and special files too (they cost nothing).
@@ -228,6 +231,7 @@ pub fn build_link_tree(
             }
         }
     }
+    remove_gone(dest, &diff.gone)?;
     // Folders rsync does not get (nothing in them changed, and they did not) get their mode,
     // owner, extended attributes (ACLs) and times here, children first: every entry is in
     // place by now, so nothing moves a folder's mtime after it is set. The others go in the
@@ -240,6 +244,23 @@ pub fn build_link_tree(
             let rel = OsStr::from_bytes(&e.path);
             dir_attributes(&source_root.join(rel), &dest.as_std_path().join(rel), e)?;
         }
+    }
+    Ok(())
+}
+
+/// Removes from the staging tree `dest` each gone path that is in it (a folder with what it
+/// holds). The tree holds only folders made here and hardlinks of regular files, so nothing
+/// followed is a symlink.
+fn remove_gone(dest: &Utf8Path, gone: &BTreeSet<Vec<u8>>) -> Result<()> {
+    for path in gone {
+        let p = dest.as_std_path().join(OsStr::from_bytes(path));
+        let removed = match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+            Ok(_) => std::fs::remove_file(&p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        removed.map_err(|err| io("remove", &p, err))?;
     }
     Ok(())
 }
@@ -287,10 +308,11 @@ fn dir_attributes(src: &Path, dest: &Path, e: &FileEntry) -> Result<()> {
         .map_err(|err| io("set the times of", dest, err))
 }
 
-/// The NUL-separated list rsync reads: sent paths, then gone ones.
+/// The NUL-separated list rsync reads: the sent paths only (gone ones were removed from the
+/// staging tree by [`build_link_tree`]; listing them would need `--delete-missing-args`).
 pub fn files_from(diff: &Diff) -> Vec<u8> {
     let mut out = Vec::new();
-    for p in diff.send.iter().chain(&diff.gone) {
+    for p in &diff.send {
         backup_core::encode_record(p, &mut out);
     }
     out
