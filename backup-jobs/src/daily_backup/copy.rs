@@ -265,6 +265,8 @@ fn choose_base(
                 .flatten()
                 .map(|b| backup_host::version_commit::parse_damaged(&b))
                 .unwrap_or_default();
+            let mut damaged: BTreeSet<Vec<u8>> = damaged.into_iter().collect();
+            damaged.extend(damaged_elsewhere(deps, week, &copy, &v.namespace, &v.pvc));
             if !damaged.is_empty() {
                 warnings.push(format!(
                     "week {week} has {} damaged by verify: {} sent again",
@@ -279,7 +281,7 @@ fn choose_base(
             let base = Base {
                 entries: entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
                 copy,
-                damaged: damaged.into_iter().collect(),
+                damaged,
             };
             (Some(base), full)
         }
@@ -291,6 +293,49 @@ fn choose_base(
             (None, true)
         }
     }
+}
+
+/// Paths of the base copy (`copy`, week `base_week`) whose file is the very inode another
+/// week's damage list names for the same path: weeks share unchanged files as hardlinks, so
+/// damage marked by a verify of one week is damage in every week linked to it, and must not be
+/// linked into a new one.
+fn damaged_elsewhere(
+    deps: &DailyDeps<'_>,
+    base_week: backup_core::IsoWeek,
+    copy: &Utf8Path,
+    ns: &str,
+    pvc: &str,
+) -> BTreeSet<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let root = deps.store.root();
+    let id = |p: &std::path::Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| (m.dev(), m.ino()))
+    };
+    let weeks = std::fs::read_dir(root.root().join("pvc-data"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<backup_core::IsoWeek>().ok())
+        .filter(|w| *w != base_week);
+    let mut out = BTreeSet::new();
+    for w in weeks {
+        let Ok(Some(list)) = deps.store.read_file(&root.pvc_damaged(w, ns, pvc)) else {
+            continue;
+        };
+        let there = root.pvc_copy(w, ns, pvc);
+        for path in backup_host::version_commit::parse_damaged(&list) {
+            let rel = std::ffi::OsStr::from_bytes(&path);
+            let theirs = id(&there.as_std_path().join(rel));
+            if theirs.is_some() && theirs == id(&copy.as_std_path().join(rel)) {
+                out.insert(path);
+            }
+        }
+    }
+    out
 }
 
 /// What an update of one version produced, before it is swapped in.
