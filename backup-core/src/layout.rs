@@ -5,6 +5,8 @@
 //! <root>/pvc-data/<YYYY-WW>/.complete/<namespace>/<pvc>             completion marker
 //! <root>/pvc-data/<YYYY-WW>/.records/<namespace>/<pvc>              per-file record
 //! <root>/pvc-data/<YYYY-WW>/.damaged/<namespace>/<pvc>              paths verify found damaged
+//! <root>/pvc-data/<YYYY-WW>/.repaired/<namespace>/<pvc>             damaged paths sent again, until
+//!                                                                    offsite step 1 re-sent them
 //! <root>/pvc-data/<YYYY-WW>/.staging/{tree,record,commit}/<namespace>/<pvc>   a run's update
 //! <root>/sqlite-backup/<YYYY-WW>/<namespace>/<pvc>/<path of the db inside the PVC>
 //! <root>/pfsense/<YYYY-WW>/config.xml, pfsense-full.tar.gz
@@ -99,6 +101,17 @@ impl BackupRoot {
     pub fn pvc_damaged(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Utf8PathBuf {
         self.pvc_week(week)
             .join(".damaged")
+            .join(namespace)
+            .join(pvc)
+    }
+
+    /// `pvc-data/<week>/.repaired/<namespace>/<pvc>`: paths of that copy that were damaged and
+    /// sent again from the snapshot (NUL-separated), kept until offsite step 1 has sent them
+    /// again too: the repair keeps size and mtime, so rsync's quick check alone would never
+    /// replace a damaged copy that already went offsite.
+    pub fn pvc_repaired(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Utf8PathBuf {
+        self.pvc_week(week)
+            .join(".repaired")
             .join(namespace)
             .join(pvc)
     }

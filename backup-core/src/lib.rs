@@ -92,8 +92,8 @@ pub use plan::{
 #[cfg(any(test, feature = "testing"))]
 pub use record::encode_record_format3;
 pub use record::{
-    decode_record, encode_record as encode_file_record, same_tree, visit_record, ContentHash,
-    ContentHasher, EntryKind, FileEntry, RecordEntry, RecordError, RECORD_MAGIC,
+    decode_record, encode_record as encode_file_record, resend_paths, same_tree, visit_record,
+    ContentHash, ContentHasher, EntryKind, FileEntry, RecordEntry, RecordError, RECORD_MAGIC,
 };
 pub use retention::{
     kept, newest_complete, plan_dumps, plan_gfs, plan_snapshots, plan_versions, removals, Action,

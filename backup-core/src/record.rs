@@ -187,6 +187,29 @@ impl FileEntry {
     }
 }
 
+/// The regular files of a version (`now`, its record here) that a copy made to match `sent`
+/// (the record the offsite copy holds) must receive again whatever their size and mtime say:
+/// every file `sent` does not vouch for with the same size, mtime, mode, owner, extended
+/// attributes (ACLs) and a known digest of the same kind. rsync's quick check compares size
+/// and mtime only, and sets a changed mode or ACL in place: through an offsite inode that
+/// older weeks share.
+pub fn resend_paths(sent: &[FileEntry], now: &[FileEntry]) -> Vec<Vec<u8>> {
+    let by_path: std::collections::BTreeMap<&[u8], &FileEntry> =
+        sent.iter().map(|e| (e.path.as_slice(), e)).collect();
+    now.iter()
+        .filter(|e| e.kind == EntryKind::File)
+        .filter(|e| {
+            !by_path.get(e.path.as_slice()).is_some_and(|s| {
+                s.unchanged(e, false)
+                    && s.digest_kind == e.digest_kind
+                    && s.digest == e.digest
+                    && (s.digest != [0; 16] || e.size == 0)
+            })
+        })
+        .map(|e| e.path.clone())
+        .collect()
+}
+
 /// True when two versions' records (as decoded: sorted by path) describe the same tree as a
 /// restore gives it back: the same paths, each [`FileEntry::unchanged`] (ctime and inode belong
 /// to the snapshot, not to what is restored), the same link counts, and every regular file with
@@ -656,5 +679,40 @@ mod tests {
             damaged[i] ^= 0x40;
             prop_assert!(decode_record(&damaged).is_err());
         }
+    }
+
+    #[test]
+    fn what_offsite_must_receive_again_is_every_file_its_record_does_not_vouch_for() {
+        use crate::testing::file_entry;
+        let f = |p: &str, d: u8| FileEntry {
+            digest: [d; 16],
+            ..file_entry(p, 3)
+        };
+        let sent = vec![
+            f("same", 1),
+            f("rewritten", 1),
+            f("chmod", 1),
+            f("acl", 1),
+            f("unknown", 0),
+        ];
+        let now = vec![
+            f("acl", 1),
+            f("chmod", 1),
+            f("new", 1),
+            f("rewritten", 2),
+            f("same", 1),
+            f("unknown", 0),
+        ];
+        let mut now = now;
+        now[0].xattr_md5 = [9; 16];
+        now[1].mode ^= 0o077;
+        let got: Vec<String> = resend_paths(&sent, &now)
+            .into_iter()
+            .map(|p| String::from_utf8(p).unwrap())
+            .collect();
+        assert_eq!(got, ["acl", "chmod", "new", "rewritten", "unknown"]);
+        assert!(resend_paths(&now, &now)
+            .iter()
+            .all(|p| p.as_slice() == b"unknown"));
     }
 }

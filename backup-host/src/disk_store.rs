@@ -262,11 +262,12 @@ fn remove_version(root: &BackupRoot, v: &WeekVersion) -> Result<()> {
     mark_incomplete(root, v.week, &v.namespace, &v.pvc)?;
     remove_file_if_present(&root.pvc_record(v.week, &v.namespace, &v.pvc))?;
     remove_file_if_present(&root.pvc_damaged(v.week, &v.namespace, &v.pvc))?;
+    remove_file_if_present(&root.pvc_repaired(v.week, &v.namespace, &v.pvc))?;
     let copy = root.pvc_copy(v.week, &v.namespace, &v.pvc);
     remove_tree(&copy)?;
     let week = root.pvc_week(v.week);
     let mut dirs = Vec::new();
-    for kind in [COMPLETE_DIR, ".records", ".damaged"] {
+    for kind in [COMPLETE_DIR, ".records", ".damaged", ".repaired"] {
         dirs.extend([week.join(kind).join(&v.namespace), week.join(kind)]);
     }
     for part in ["tree", "record", "commit"] {

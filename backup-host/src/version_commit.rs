@@ -34,6 +34,7 @@ struct Paths {
     record: Utf8PathBuf,
     marker: Utf8PathBuf,
     damaged: Utf8PathBuf,
+    repaired: Utf8PathBuf,
     tree: Utf8PathBuf,
     next_record: Utf8PathBuf,
     journal: Utf8PathBuf,
@@ -46,6 +47,7 @@ impl Paths {
             record: root.pvc_record(week, ns, pvc),
             marker: root.pvc_complete_marker(week, ns, pvc),
             damaged: root.pvc_damaged(week, ns, pvc),
+            repaired: root.pvc_repaired(week, ns, pvc),
             tree: root.pvc_staging(StagingPart::Tree, week, ns, pvc),
             next_record: root.pvc_staging(StagingPart::Record, week, ns, pvc),
             journal: root.pvc_staging(StagingPart::Commit, week, ns, pvc),
@@ -150,7 +152,7 @@ pub fn commit(
         write_atomic(&p.record, record)?;
         write_atomic(&p.marker, new_marker.as_bytes())?;
         remove_file_if_present(&p.next_record)?;
-        return remove_file_if_present(&p.damaged);
+        return damaged_to_repaired(&p);
     };
     let journal = Journal {
         new_tree_inode,
@@ -172,8 +174,87 @@ fn finish(p: &Paths, journal: &Journal) -> Result<()> {
     }
     write_atomic(&p.marker, journal.new_marker.as_bytes())?;
     remove_file_if_present(&p.journal)?;
-    remove_file_if_present(&p.damaged)?;
+    damaged_to_repaired(p)?;
     remove_tree(&p.tree)
+}
+
+/// The damage list of a version just updated (its damaged files were sent again) moves into
+/// its repaired list, which offsite step 1 reads and clears ([`take_repaired`]).
+fn damaged_to_repaired(p: &Paths) -> Result<()> {
+    let damaged = match crate::safe_read::read_regular(&p.damaged) {
+        Ok(b) => parse_damaged(&b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read", &p.damaged, e)),
+    };
+    let mut all: std::collections::BTreeSet<Vec<u8>> = crate::safe_read::read_regular(&p.repaired)
+        .map(|b| parse_damaged(&b))
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    all.extend(damaged);
+    if let Some(parent) = p.repaired.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
+    }
+    write_atomic(
+        &p.repaired,
+        &encode_damaged(&all.into_iter().collect::<Vec<_>>()),
+    )?;
+    remove_file_if_present(&p.damaged)
+}
+
+/// The paths of `ns/pvc` in `week` repaired since offsite step 1 last sent them (empty: none).
+pub fn repaired(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> Vec<Vec<u8>> {
+    crate::safe_read::read_regular(root.pvc_repaired(week, ns, pvc))
+        .map(|b| parse_damaged(&b))
+        .unwrap_or_default()
+}
+
+/// Clears the repaired list of a version once offsite step 1 has sent those paths again.
+///
+/// # Errors
+/// When it cannot be removed.
+pub fn clear_repaired(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> Result<()> {
+    remove_file_if_present(&root.pvc_repaired(week, ns, pvc))
+}
+
+/// Finishes or drops every update a killed run left, in every week ([`recover`] per version
+/// with anything staged): the last run of a week killed mid-swap is finished even when no run
+/// of that week comes again. Returns what was done.
+///
+/// # Errors
+/// As [`recover`].
+pub fn recover_all(root: &BackupRoot) -> Result<Vec<String>> {
+    let names = |dir: &Utf8Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut said = Vec::new();
+    for w in names(&root.root().join("pvc-data")) {
+        let Ok(week) = w.parse::<IsoWeek>() else {
+            continue;
+        };
+        let staging = root.pvc_week(week).join(".staging");
+        let mut versions = std::collections::BTreeSet::new();
+        for part in ["tree", "record", "commit"] {
+            for ns in names(&staging.join(part)) {
+                for pvc in names(&staging.join(part).join(&ns)) {
+                    versions.insert((ns.clone(), pvc));
+                }
+            }
+        }
+        for (ns, pvc) in versions {
+            if let Some(s) = recover(root, week, &ns, &pvc)? {
+                said.push(format!("{ns}/{pvc}: {s}"));
+            }
+        }
+    }
+    Ok(said)
 }
 
 /// Swaps `tree` in at `copy`: an exchange when `copy` exists (the old copy then sits at

@@ -257,6 +257,12 @@ pub fn job(
     if !ctx.dry_run() {
         // the disk's identity, written on its first use: offsite step 1 compares it
         backup_host::root_id::ensure(&cfg.backup_root)?;
+        // a killed run's half-made update is finished or dropped in every week, not only in
+        // the ones this run copies
+        let root = backup_core::BackupRoot::new(&cfg.backup_root);
+        for said in backup_host::version_commit::recover_all(&root)? {
+            eprintln!("daily-backup: {said}");
+        }
     }
     let json = ctx.global.json;
     let prune_plan = if ctx.dry_run() {

@@ -258,6 +258,8 @@ fn excludes(cfg: &Config, o: &OffsiteConfig) -> Vec<String> {
         ".sqlite-copy-*".to_owned(),
         ".*.partial*".to_owned(),
         "/pvc-data/*/.staging/".to_owned(),
+        "/pvc-data/*/.repaired/".to_owned(),
+        format!("/{SENT_RECORDS_DIR}/"),
     ];
     if let Ok(rel) = o.change_log.strip_prefix(&cfg.backup_root) {
         out.push(format!("/{rel}*"));
@@ -311,7 +313,38 @@ fn step_one(
             })?,
         )
     };
+    let mut notes = Vec::new();
+    if !ctx.dry_run() {
+        // a version is never sent half swapped: what a killed daily run left is finished or
+        // dropped first, in every week (the daily lock is held)
+        let said = backup_host::version_commit::recover_all(&backup_core::BackupRoot::new(root))?;
+        notes.extend(said);
+    }
     let guard = step_one_guard(ctx, cfg, o, opts)?;
+    notes.extend(guard.note.clone());
+    let dest = dest_folder(&o.destination, "pve-backup");
+    let (resend, repaired) = if ctx.dry_run() {
+        (Vec::new(), Vec::new())
+    } else {
+        resend_list(ctx, cfg, ssh(o).as_ref(), &dest)?
+    };
+    let mut stats = None;
+    if !resend.is_empty() {
+        let (_list, list_path) = temp_list(&resend)?;
+        let inv = backup_rsync::resend_files(
+            ctx.rsync_program(),
+            root,
+            &dest,
+            &list_path,
+            ssh(o).as_ref(),
+        )
+        .map_err(|e| Error::Core(e.into()))?;
+        stats = transfer(ctx, &inv, SourceKind::Live)?;
+        notes.push(format!(
+            "sent again {} whose offsite copy its record there does not vouch for",
+            backup_host::human::plural(resend.len() as u64, "file")
+        ));
+    }
     let inv = backup_root_copy(
         ctx.rsync_program(),
         root,
@@ -321,7 +354,92 @@ fn step_one(
         ssh(o).as_ref(),
     )
     .map_err(|e| Error::Core(e.into()))?;
-    Ok((transfer(ctx, &inv, SourceKind::Live)?, guard.note))
+    let main = transfer(ctx, &inv, SourceKind::Live)?;
+    let store_root = backup_core::BackupRoot::new(root);
+    for v in &repaired {
+        backup_host::version_commit::clear_repaired(&store_root, v.week, &v.namespace, &v.pvc)?;
+    }
+    if let (Some(total), Some(m)) = (stats.as_mut(), main.as_ref()) {
+        total.add(m);
+    }
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
+    Ok((stats.or(main), note))
+}
+
+/// Where step 1 keeps a mirror of the records the offsite copy holds (fetched at its start).
+const SENT_RECORDS_DIR: &str = ".offsite-records";
+
+/// The files of the backup root that step 1 must send again whatever their size and mtime
+/// (paths relative to the root), and the versions whose repaired lists they include: for each
+/// complete version, every file the record offsite does not vouch for
+/// ([`backup_core::resend_paths`]: a rerun that rewrote a file keeping its size and mtime, a
+/// mode or ACL changed in a new inode) and every file repaired since step 1 last ran. A version
+/// offsite has no record of yet is sent whole by rsync anyway.
+fn resend_list(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    ssh: Option<&SshOptions>,
+    pve_backup: &str,
+) -> Result<(Vec<Vec<u8>>, Vec<backup_core::WeekVersion>)> {
+    let root = backup_core::BackupRoot::new(&cfg.backup_root);
+    let cache = cfg.backup_root.join(SENT_RECORDS_DIR);
+    std::fs::create_dir_all(&cache).map_err(|e| Error::io("create folder", &cache, e))?;
+    let inv = backup_rsync::fetch_offsite_records(
+        ctx.rsync_program(),
+        &format!("{pve_backup}pvc-data"),
+        &cache,
+        ssh,
+    )
+    .map_err(|e| Error::Core(e.into()))?;
+    let out = ctx.runner().run(&inv)?;
+    if out.status != Some(0) && !missing(&out.stderr) {
+        return Err(Error::Refused(format!(
+            "cannot read the records in {pve_backup}pvc-data: {}",
+            rsync_failure(&out)
+        )));
+    }
+    let store = ctx.store()?;
+    let decode = |p: &Utf8Path| -> Option<Vec<backup_core::FileEntry>> {
+        backup_host::safe_read::read_regular(p)
+            .ok()
+            .and_then(|b| backup_core::decode_record(&b).ok())
+    };
+    let mut list = Vec::new();
+    let mut repaired = Vec::new();
+    for v in store.list_versions(backup_core::Series::Pvc)? {
+        if !v.is_complete() {
+            continue;
+        }
+        let (w, ns, pvc) = (v.week, &v.namespace, &v.pvc);
+        let Some(here) = decode(&backup_host::version_commit::record_path(&root, w, ns, pvc))
+        else {
+            continue; // no record here: nothing to judge by
+        };
+        let mut paths = std::collections::BTreeSet::new();
+        let theirs = cache
+            .join(w.to_string())
+            .join(".records")
+            .join(ns)
+            .join(pvc);
+        if std::fs::symlink_metadata(&theirs).is_ok() {
+            // a record offsite that does not decode vouches for nothing
+            let sent = decode(&theirs).unwrap_or_default();
+            paths.extend(backup_core::resend_paths(&sent, &here));
+        }
+        let fixed = backup_host::version_commit::repaired(&root, w, ns, pvc);
+        if !fixed.is_empty() {
+            let files: std::collections::BTreeSet<&[u8]> = here
+                .iter()
+                .filter(|e| e.kind == backup_core::EntryKind::File)
+                .map(|e| e.path.as_slice())
+                .collect();
+            paths.extend(fixed.into_iter().filter(|p| files.contains(p.as_slice())));
+            repaired.push(v.clone());
+        }
+        let prefix = format!("pvc-data/{w}/{ns}/{pvc}/");
+        list.extend(paths.into_iter().map(|p| [prefix.as_bytes(), &p].concat()));
+    }
+    Ok((list, repaired))
 }
 
 /// What step 1 must not do, worked out before rsync runs.

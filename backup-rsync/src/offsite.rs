@@ -170,6 +170,66 @@ pub fn fetch_offsite_file(
         .read_only())
 }
 
+/// Mirrors the records of every version offsite (`<pvc_data>/<week>/.records/...`) into the
+/// local folder `local` (`--delete`: a record gone offsite goes here too); read only for the
+/// destination. A record that did not change since the last fetch is not sent again.
+///
+/// # Errors
+/// [`Error::RelativePath`] for a relative `local`.
+pub fn fetch_offsite_records(
+    program: &str,
+    pvc_data: &str,
+    local: &Utf8Path,
+    ssh: Option<&SshOptions>,
+) -> Result<Invocation, Error> {
+    let local = absolute("destination", local)?;
+    Ok(base(program, ssh)
+        .args([
+            "-rt",
+            "--delete",
+            "--no-motd",
+            "--include=/*/",
+            "--include=/*/.records/***",
+            "--exclude=*",
+            "--",
+        ])
+        .arg(format!("{}/", pvc_data.trim_end_matches('/')))
+        .arg(format!("{}/", local.trim_end_matches('/')))
+        .read_only())
+}
+
+/// Sends the listed files of the backup root (NUL-separated, relative to `root`) to
+/// `<destination>/pve-backup/` again whatever their size and mtime (`--ignore-times`): files
+/// whose content or attributes differ from the record the offsite copy holds. rsync writes
+/// each into a new file and renames it over the old one, so an offsite inode another week
+/// shares is never written through; `-H` links the listed ones that are linked here.
+///
+/// # Errors
+/// [`Error::RelativePath`] for a relative root or list.
+pub fn resend_files(
+    program: &str,
+    root: &Utf8Path,
+    dest: &str,
+    files_from: &Utf8Path,
+    ssh: Option<&SshOptions>,
+) -> Result<Invocation, Error> {
+    let root = absolute("source", root)?;
+    let list = absolute("files-from list", files_from)?;
+    Ok(base(program, ssh)
+        .args([
+            "-aHAX",
+            "--numeric-ids",
+            "--ignore-times",
+            "--modify-window=-1",
+            "--from0",
+            "--stats",
+        ])
+        .arg(format!("--files-from={list}"))
+        .arg("--")
+        .arg(format!("{}/", root.trim_end_matches('/')))
+        .arg(dest.to_owned()))
+}
+
 /// One line of `rsync --list-only` for a completion marker: (week, namespace, pvc, mtime).
 pub fn parse_marker_listing(line: &str) -> Option<(String, String, String, String)> {
     let mut f = line.split_whitespace();

@@ -197,3 +197,189 @@ fn an_incomplete_week_is_never_sent_over_its_complete_copy_offsite() {
         .join("pvc-data/2026-05/.complete/vaultwarden/data")
         .is_file());
 }
+
+/// `backupctl verify` of the offsite copy itself (a config whose backup root is
+/// `<nas>/pve-backup`): its output and exit code.
+fn verify_offsite(env: &Env) -> Output {
+    let cfg = std::fs::read_to_string(env.config()).unwrap();
+    let cfg = cfg[..cfg.find("\n[offsite]").unwrap()].replacen(
+        &format!("backup-root = \"{}/backup\"", env.root),
+        &format!("backup-root = \"{}\"", offsite(env)),
+        1,
+    );
+    let path = env.root.join("offsite-view.toml");
+    std::fs::write(&path, cfg).unwrap();
+    std::process::Command::new(CTL)
+        .arg("--config")
+        .arg(&path)
+        .arg("verify")
+        .output()
+        .unwrap()
+}
+
+/// Rewrites `p` with `content` (the same length), keeping its mtime.
+fn rewrite_keeping_mtime(p: &camino::Utf8Path, content: &str) {
+    let m = std::fs::metadata(p).unwrap();
+    assert_eq!(m.len(), content.len() as u64);
+    std::fs::write(p, content).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(m.modified().unwrap()))
+        .unwrap();
+}
+
+/// After every step 1 the offsite copy equals the record sent with it: a rerun that rewrote a
+/// file keeping its size and mtime, a mode changed in a new inode (offsite that inode is
+/// shared with the week before: a chmod in place would change the older week too), and a file
+/// repaired after verify found it damaged all arrive, though rsync's quick check sees no change.
+#[test]
+fn the_offsite_copy_equals_its_record_after_rewrites_chmods_and_repairs() {
+    let env = site("");
+    let vol = env.vol("vm-100-pvc-a");
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    assert_eq!(
+        sync(&env, &["--now", "2026-01-05T06:00:00Z"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(env.day("2026-01-12").status.code(), Some(0));
+    assert_eq!(
+        sync(&env, &["--now", "2026-01-12T06:00:00Z"]).status.code(),
+        Some(0)
+    );
+    // the same week again: content rewritten in place (size and mtime kept), a mode changed
+    rewrite_keeping_mtime(&vol.join("dir/file-1.txt"), "vm-100-pvc-a FILE 1\n");
+    std::fs::set_permissions(
+        vol.join("dir/file-2.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-13T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let out = env.run(DAILY, &["--now", "2026-01-13T05:00:00Z", "--full"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = sync(&env, &["--now", "2026-01-13T06:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("sent again"), "{}", text(&out));
+    let out = verify_offsite(&env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // bit rot in a new file before step 1 first sends it: offsite gets the damaged bytes;
+    // verify marks the version, the next run repairs it (size and mtime unchanged), and step 1
+    // must send it again
+    write(&vol.join("new.txt"), "fresh content\n");
+    assert_eq!(env.day("2026-01-14").status.code(), Some(0));
+    let copy = env.copy("2026-03", "vaultwarden", "data").join("new.txt");
+    rewrite_keeping_mtime(&copy, "fresh cONTENT\n");
+    assert_eq!(
+        sync(&env, &["--now", "2026-01-14T06:00:00Z"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(verify_offsite(&env).status.code(), Some(1));
+    assert_eq!(
+        env.run(CTL, &["verify", "--week", "2026-03"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(env.day("2026-01-15").status.code(), Some(0));
+    let out = sync(&env, &["--now", "2026-01-15T06:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = verify_offsite(&env);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// Runs daily-backup at `now` under strace and SIGKILLs it right after its first renameat2
+/// (the RENAME_EXCHANGE of the one changed version, vaultwarden/data in week 2026-02, whose
+/// new tree holds `new_file`) returns; returns the journal it leaves.
+fn kill_mid_swap(env: &Env, now: &str, new_file: &str) -> Utf8PathBuf {
+    // SIGKILL right after the first renameat2 (the RENAME_EXCHANGE of the one changed version)
+    // returns: strace holds the run there, the test kills it
+    let mut traced = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=renameat2",
+            "-e",
+        ])
+        .arg("inject=renameat2:delay_exit=8000000:when=1")
+        .arg(DAILY)
+        .args(["--config", env.config().as_str(), "--now", now])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace is not installed: run scripts/test, which installs it");
+    let journal = env
+        .root
+        .join("backup/pvc-data/2026-02/.staging/commit/vaultwarden/data");
+    let f4 = env.copy("2026-02", "vaultwarden", "data").join(new_file);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(journal.is_file() && f4.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the swap never happened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", traced.id())).unwrap();
+    for pid in children.split_whitespace() {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
+    let _ = traced.wait();
+    assert!(journal.is_file(), "the run finished its swap");
+    journal
+}
+
+/// A daily run killed right after it swapped a new tree in and before it renamed the new
+/// record: the next step 1 finishes that update before it sends anything, so the offsite copy
+/// never holds a tree with another tree's record. The same on the last run of a week: a run
+/// of the next week finishes it too.
+#[test]
+fn a_run_killed_mid_swap_is_finished_before_step_one_sends_the_version() {
+    let env = site("");
+    let vol = env.vol("vm-100-pvc-a");
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    assert_eq!(
+        sync(&env, &["--now", "2026-01-05T06:00:00Z"]).status.code(),
+        Some(0)
+    );
+    write(&vol.join("f4"), "new\n");
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-06T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let journal = kill_mid_swap(&env, "2026-01-06T05:00:00Z", "f4");
+    let swapped = env
+        .copy("2026-02", "vaultwarden", "data")
+        .join("f4")
+        .exists();
+    let out = sync(&env, &["--now", "2026-01-06T06:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!journal.exists(), "step 1 left the half-made update");
+    let out = verify_offsite(&env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "swapped={swapped}: {}",
+        text(&out)
+    );
+    // the last run of a week killed the same way: the first run of the next week finishes it
+    write(&vol.join("f5"), "newer\n");
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-07T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let journal = kill_mid_swap(&env, "2026-01-07T05:00:00Z", "f5");
+    let out = env.day("2026-01-12");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("finished the update of week 2026-02"),
+        "{}",
+        text(&out)
+    );
+    assert!(!journal.exists());
+    assert!(!env.staging("2026-02", "vaultwarden", "data").exists());
+    let out = env.run(CTL, &["verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
