@@ -45,12 +45,33 @@ impl Drop for Phase {
     }
 }
 
+/// The longest `HOMELAB_BACKUP_PROGRESS_SECONDS` taken: a day.
+const MAX_INTERVAL_SECONDS: f64 = 86_400.0;
+
+/// `HOMELAB_BACKUP_PROGRESS_SECONDS` as a pause between journal lines (60 s when unset).
+///
+/// # Errors
+/// A value that is not a number of seconds above 0 and at most a day (`inf`, `1e300`, `-1`,
+/// `abc`): said with the value, for the binaries to refuse before they start (exit 2).
+pub fn check_env() -> Result<Duration, String> {
+    match std::env::var("HOMELAB_BACKUP_PROGRESS_SECONDS") {
+        Err(_) => Ok(Duration::from_secs(60)),
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_INTERVAL_SECONDS)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| {
+                format!(
+                    "HOMELAB_BACKUP_PROGRESS_SECONDS={v:?}: expected the seconds between two                      progress lines, a number above 0 and at most {MAX_INTERVAL_SECONDS} (a                      day); unset it for the default of 60"
+                )
+            }),
+    }
+}
+
 fn interval() -> Duration {
-    std::env::var("HOMELAB_BACKUP_PROGRESS_SECONDS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| *s > 0.0)
-        .map_or(Duration::from_secs(60), Duration::from_secs_f64)
+    check_env().unwrap_or(Duration::from_secs(60))
 }
 
 /// One line for the journal: `verify: 1,200 of 60,000 files, 1.2 GiB of 8.5 GiB, 45.0 MiB/s,

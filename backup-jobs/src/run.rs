@@ -304,6 +304,9 @@ where
     J: FnOnce(&Context<'_>) -> Result<O>,
 {
     let bin = spec.binary;
+    if let Err(why) = backup_host::progress::check_env() {
+        return fail(bin, global, &Error::Usage(why));
+    }
     // the config first: without it there is nowhere to publish, and exit 2 says "fix the config"
     let cfg = match load(spec, global) {
         Ok(c) => c,

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::harness::{text, Env, CTL, DAILY};
+use crate::harness::{text, Env, CTL, DAILY, SNAPSHOT};
 
 fn control_free(what: &str, bytes: &[u8]) {
     let s = String::from_utf8_lossy(bytes);
@@ -90,4 +90,32 @@ fn a_long_run_without_a_terminal_says_how_far_it_is() {
         "{}",
         text(&out)
     );
+}
+
+/// An interval out of range (`inf`, `1e300`, a number past u64, a negative one, a word) is a
+/// clear error with exit 2 before anything runs; it once panicked in the progress thread and
+/// left daily-backup hanging.
+#[test]
+fn an_out_of_range_progress_interval_is_refused_with_exit_2() {
+    let env = Env::new();
+    assert_eq!(
+        env.run(SNAPSHOT, &["--now", "2026-01-05T03:00:00Z", "create"])
+            .status
+            .code(),
+        Some(0)
+    );
+    for bad in ["inf", "1e300", "18446744073709551616", "-1", "0", "soon"] {
+        let out = env
+            .command(DAILY, &["--now", "2026-01-05T05:00:00Z"])
+            .env("HOMELAB_BACKUP_PROGRESS_SECONDS", bad)
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {t}");
+        assert!(
+            t.contains("HOMELAB_BACKUP_PROGRESS_SECONDS") && !t.contains("panicked"),
+            "{bad}: {t}"
+        );
+    }
+    assert!(env.weeks().is_empty(), "a refused run copied something");
 }
