@@ -210,7 +210,7 @@ impl Paths {
         let config_flag = if config_path == DEFAULT_CONFIG_PATH {
             String::new()
         } else {
-            format!(" --config {config_path}")
+            format!(" --config {}", unit_word(&config_path, true))
         };
         let backup_root = cfg.map_or("/mnt/backup".to_owned(), |c| c.backup_root.to_string());
         let mount_dir = cfg.map_or("/run/homelab-backup".to_owned(), |c| {
@@ -337,6 +337,8 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
         offsite_made,
         resolves,
     } = Paths::of(cfg);
+    // the binary's path as one word of an Exec line (a space, `%` or `$` in --bindir)
+    let bin = |name: &str| unit_word(&format!("{bindir}/{name}"), true);
     // a oneshot that hangs must end: systemd's SIGTERM after the timeout, then the run's own
     // watchdog publishes the failure and exits within seconds
     let oneshot = |timeout: &str| format!("Type=oneshot\nTimeoutStartSec={timeout}\n");
@@ -348,7 +350,7 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
         service(
             "lvm-pvc-snapshot",
             "homelab-backup: LVM thin snapshots of every PVC volume",
-            &format!("{bindir}/lvm-pvc-snapshot{config_flag} create"),
+            &format!("{}{config_flag} create", bin("lvm-pvc-snapshot")),
             &[],
             &lvm,
             CAPS_COPY,
@@ -358,7 +360,7 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
         service(
             "daily-backup",
             "homelab-backup: the daily file-level copy of every PVC snapshot",
-            &format!("{bindir}/daily-backup{config_flag} --wait 3600"),
+            &format!("{}{config_flag} --wait 3600", bin("daily-backup")),
             &["lvm-pvc-snapshot.service"],
             &lvm,
             CAPS_COPY,
@@ -368,7 +370,7 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
         service(
             "offsite-sync-backup",
             "homelab-backup: the backup disk and the NFS trees offsite",
-            &format!("{bindir}/offsite-sync-backup{config_flag}"),
+            &format!("{}{config_flag}", bin("offsite-sync-backup")),
             &["daily-backup.service"],
             &offsite_rw,
             // CAP_SYS_ADMIN: the encrypted tier's read-only bind mounts; the cache: restic's
@@ -379,7 +381,7 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
         service(
             "backupctl-verify",
             "homelab-backup: verify every backup against its record",
-            &format!("{bindir}/backupctl{config_flag} verify"),
+            &format!("{}{config_flag} verify", bin("backupctl")),
             &["daily-backup.service"],
             &rw,
             "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",
@@ -390,7 +392,7 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
         service(
             "backupctl-drill",
             "homelab-backup: weekly restore drill",
-            &format!("{bindir}/backupctl{config_flag} drill"),
+            &format!("{}{config_flag} drill", bin("backupctl")),
             &["daily-backup.service"],
             &rw,
             "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_SETFCAP",
@@ -401,7 +403,7 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             let mut u = service(
                 "nfs-change-tracker",
                 "homelab-backup: inotify change log of the NFS trees",
-                &format!("{bindir}/nfs-change-tracker{config_flag}"),
+                &format!("{}{config_flag}", bin("nfs-change-tracker")),
                 &[],
                 &offsite_rw,
                 "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",

@@ -364,3 +364,54 @@ fn config_check_prints_toml_with_the_files_keys_and_reads_stdin() {
     };
     assert_eq!(body(&String::from_utf8_lossy(&out2.stdout)), body(&shown));
 }
+
+/// `units --write` for a config and binaries in folders with a space, `%` and `$` in their
+/// names: every ExecStart names them as one word, quoted and escaped, and systemd reads the
+/// command back as that path (a plain path once split at the space and expanded `%h`).
+#[test]
+fn units_quote_an_odd_config_path_and_bindir() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    let home = root.join("homelab backup");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("config %h $HOME.toml");
+    std::fs::write(&config, "backup-root = \"/srv/backup\"\n").unwrap();
+    let bindir = root.join("bin dir %n");
+    std::fs::create_dir_all(&bindir).unwrap();
+    for b in crate::harness::BINS {
+        let name = Utf8PathBuf::from(b).file_name().unwrap().to_owned();
+        std::os::unix::fs::symlink(b, bindir.join(name)).unwrap();
+    }
+    let units = root.join("units");
+    let w = ctl(&[
+        "--config",
+        config.as_str(),
+        "units",
+        "--bindir",
+        bindir.as_str(),
+        "--write",
+        units.as_str(),
+    ]);
+    assert_eq!(w.status.code(), Some(0), "{}", text(&w));
+    let daily = std::fs::read_to_string(units.join("daily-backup.service")).unwrap();
+    let want = format!(
+        "ExecStart=\"{root}/bin dir %%n/daily-backup\" --config \"{root}/homelab backup/config \
+         %%h $$HOME.toml\" --wait 3600\n"
+    );
+    assert!(daily.contains(&want), "{want:?} not in:\n{daily}");
+    let v = Command::new("systemd-analyze")
+        .env("SYSTEMD_UNIT_PATH", format!("{units}:"))
+        .args(["verify", "--man=no"])
+        .arg(units.join("daily-backup.service"))
+        .arg(units.join("backupctl-verify.service"))
+        .output()
+        .expect("systemd-analyze is not installed: it comes with systemd");
+    let said = text(&v);
+    assert!(
+        !said.contains("not executable")
+            && !said.contains("No such file")
+            && !said.contains("quot")
+            && !said.contains("escape"),
+        "{said}"
+    );
+}
