@@ -490,7 +490,44 @@ fn step_one_guard(
         &offsite,
         ctx.now,
     )?;
-    let (filters, mut notes) = guard_filters(&plan);
+    let (mut filters, mut notes) = guard_filters(&plan);
+    // the weekly trees beside the PVCs follow the same rule: a week of pve-config/ or pfsense/
+    // leaves the offsite copy only when this disk's retention removed it
+    for (series, tree) in [
+        (backup_core::Series::PveConfig, "pve-config"),
+        (backup_core::Series::Pfsense, "pfsense"),
+    ] {
+        let local = ctx.store()?.list_versions(series)?;
+        let offsite = offsite_weeks(ctx, &program, ssh.as_ref(), &format!("{pve_backup}{tree}"))?
+            .into_iter()
+            .map(|week| backup_core::WeekVersion {
+                week,
+                namespace: tree.to_owned(),
+                pvc: tree.to_owned(),
+                completed_at: Some(ctx.now),
+            })
+            .collect::<Vec<_>>();
+        let p = backup_core::plan_step_one(
+            &cfg.pvc_backup.policy,
+            o.weekly_versions,
+            &local,
+            &offsite,
+            ctx.now,
+        )?;
+        for v in p.protect.iter().chain(&p.withhold) {
+            filters.push(format!("P /{tree}/{}/", v.week));
+        }
+        for v in &p.withhold {
+            filters.push(format!("- /{tree}/{}/", v.week));
+        }
+        if !p.protect.is_empty() {
+            let weeks: Vec<String> = p.protect.iter().map(|v| v.week.to_string()).collect();
+            notes.push(format!(
+                "kept offsite, not on this disk: {tree} {}",
+                weeks.join(", ")
+            ));
+        }
+    }
     if offsite_id.is_some() && offsite_id != local_id && opts.adopt {
         notes.push(format!(
             "adopted: {pve_backup} now follows this disk ({})",
@@ -531,6 +568,29 @@ fn read_offsite_id(
             rsync_failure(&out)
         ))),
     }
+}
+
+/// The week folders under `<tree>/` offsite (`pve-config/`, `pfsense/`).
+fn offsite_weeks(
+    ctx: &Context<'_>,
+    program: &str,
+    ssh: Option<&SshOptions>,
+    tree: &str,
+) -> Result<Vec<backup_core::IsoWeek>> {
+    let inv = backup_rsync::list_offsite_folders(program, tree, ssh)
+        .map_err(|e| Error::Core(e.into()))?;
+    let out = ctx.runner().run(&inv)?;
+    if out.status != Some(0) && !missing(&out.stderr) {
+        return Err(Error::Refused(format!(
+            "cannot list the weeks in {tree}: {}",
+            rsync_failure(&out)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(backup_rsync::parse_folder_listing)
+        .filter_map(|w| w.parse().ok())
+        .collect())
 }
 
 /// The complete versions under `<pve_backup>pvc-data/`, from their markers.

@@ -151,6 +151,33 @@ pub fn list_offsite_markers(
         .read_only())
 }
 
+/// Lists the folders right under `<dest>/pve-backup/<tree>/` (the weeks of `pve-config/`,
+/// `pfsense/`), read only; [`parse_folder_listing`] reads the lines.
+///
+/// # Errors
+/// Never for now; the same shape as the others.
+pub fn list_offsite_folders(
+    program: &str,
+    tree: &str,
+    ssh: Option<&SshOptions>,
+) -> Result<Invocation, Error> {
+    Ok(base(program, ssh)
+        .args(["--list-only", "-r", "--include=/*/", "--exclude=*", "--"])
+        .arg(format!("{}/", tree.trim_end_matches('/')))
+        .read_only())
+}
+
+/// One line of `rsync --list-only` for a folder right under the listed one: its name.
+pub fn parse_folder_listing(line: &str) -> Option<String> {
+    let mut f = line.split_whitespace();
+    if !f.next()?.starts_with('d') {
+        return None;
+    }
+    let (_size, _date, _time) = (f.next()?, f.next()?, f.next()?);
+    let name = f.collect::<Vec<_>>().join(" ");
+    (name != "." && !name.contains('/')).then_some(name)
+}
+
 /// Copies one file from the destination (`<dest>/pve-backup/.backup-root-id`) to `local`, read
 /// only for the destination.
 ///
@@ -391,6 +418,22 @@ mod tests {
         );
         assert_eq!(
             parse_marker_listing("-rw-r--r--  9 2026/01/05 05:00:00 2026-02/ns/data/file"),
+            None
+        );
+    }
+
+    #[test]
+    fn folder_listings_parse() {
+        assert_eq!(
+            parse_folder_listing("drwxr-xr-x          4,096 2026/01/05 05:00:00 2026-02"),
+            Some("2026-02".to_owned())
+        );
+        assert_eq!(
+            parse_folder_listing("drwxr-xr-x          4,096 2026/01/05 05:00:00 ."),
+            None
+        );
+        assert_eq!(
+            parse_folder_listing("-rw-r--r--  9 2026/01/05 05:00:00 2026-02"),
             None
         );
     }

@@ -139,6 +139,18 @@ fn a_swapped_or_wiped_disk_is_refused_and_adopting_it_keeps_the_offsite_history(
         offsite_weeks(&env),
         ["2026-02", "2026-03", "2026-04", "2026-05", "2026-06"]
     );
+    // the PVE config's weeks too (they were all deleted once, the message notwithstanding)
+    let mut pve: Vec<String> = std::fs::read_dir(offsite(&env).join("pve-config"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    pve.sort();
+    assert_eq!(
+        pve,
+        ["2026-02", "2026-03", "2026-04", "2026-05", "2026-06"],
+        "{t}"
+    );
     assert_eq!(
         std::fs::read_to_string(offsite(&env).join(".backup-root-id")).unwrap(),
         new_id
