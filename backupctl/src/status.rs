@@ -409,10 +409,18 @@ fn rows_without_volume(
                 .filter(|w| &w.namespace == ns && &w.pvc == pvc && w.is_complete())
                 .max_by_key(|w| w.week)
                 .and_then(|w| w.completed_at);
+            // a PVC of an excluded namespace is never a gap, with its volume or without
+            let excluded = cfg.snapshots.exclude_namespaces.contains(ns);
             StatusRow {
                 what: format!("{ns}/{pvc}"),
                 lv: Some(String::new()),
                 version: since,
+                excluded,
+                gaps: if excluded {
+                    Vec::new()
+                } else {
+                    vec![Gap::NoVolume { since }]
+                },
                 ..StatusRow::gap("", Gap::NoVolume { since })
             }
         })

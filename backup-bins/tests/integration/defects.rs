@@ -613,3 +613,33 @@ fn a_version_is_marked_complete_only_after_the_backup_disk_is_flushed() {
         "expected a marker per volume and the PVE config: {markers}"
     );
 }
+
+/// A static-map PVC in an excluded namespace is never a gap, whether its volume is there
+/// (shown excluded) or gone (it was "no volume found for it and never backed up").
+#[test]
+fn an_excluded_pvc_without_its_volume_is_no_gap() {
+    let env = Env::new();
+    let cfg = std::fs::read_to_string(env.config()).unwrap().replacen(
+        "keep-days = 7\n",
+        "keep-days = 7\nexclude-namespaces = [\"nextcloud\"]\n",
+        1,
+    );
+    std::fs::write(env.config(), cfg).unwrap();
+    let status = |env: &Env| {
+        let out = env.run(CTL, &["--now", "2026-01-05T07:00:00Z", "status"]);
+        let t = text(&out);
+        t.lines()
+            .find(|l| l.contains("nextcloud/files"))
+            .unwrap_or_else(|| panic!("no row for nextcloud/files: {t}"))
+            .to_owned()
+    };
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let with = status(&env);
+    assert!(with.contains("(excluded)"), "{with}");
+    std::fs::remove_dir_all(env.vol("vm-101-pvc-b")).unwrap();
+    let without = status(&env);
+    assert!(
+        without.contains("(excluded)") && !without.contains("no volume found"),
+        "{without}"
+    );
+}
