@@ -82,6 +82,21 @@ pub fn encode_record(path: &[u8], out: &mut Vec<u8>) {
     out.push(0);
 }
 
+/// One path of an `rsync --from0 --files-from` list: `./` before a path that starts with `#`
+/// or `;` (rsync drops such lines as comments, `--from0` or not: a file named `#notes` was
+/// silently never copied), then the path and its NUL terminator. A path holding a NUL cannot
+/// be a file name and is never written.
+pub fn encode_files_from(path: &[u8], out: &mut Vec<u8>) {
+    if path.is_empty() || path.contains(&0) {
+        return;
+    }
+    if matches!(path.first(), Some(b'#' | b';')) {
+        out.extend_from_slice(b"./");
+    }
+    out.extend_from_slice(path);
+    out.push(0);
+}
+
 /// The distinct records of one or more segments, sorted. A last record without its NUL (a
 /// write cut short) is dropped: the tracker re-records what it did not finish writing only by a
 /// full pass, which a crash forces anyway.
@@ -107,7 +122,7 @@ pub fn parse_records(bytes: &[u8]) -> Vec<Vec<u8>> {
 pub fn files_from(records: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::new();
     for r in records {
-        encode_record(r, &mut out);
+        encode_files_from(r, &mut out);
     }
     out
 }

@@ -360,8 +360,7 @@ fn restore_sample(
     let list = scratch.join(format!(".{}.{}.files", v.namespace, v.pvc));
     let mut nul = Vec::new();
     for e in chosen {
-        nul.extend_from_slice(&e.path);
-        nul.push(0);
+        backup_core::encode_files_from(&e.path, &mut nul);
     }
     std::fs::write(&list, &nul).map_err(|e| Error::io("write", &list, e))?;
     let from = root.pvc_copy(v.week, &v.namespace, &v.pvc);

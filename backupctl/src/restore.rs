@@ -391,8 +391,7 @@ fn copy_and_check(
                 .map_err(|e| Error::io("create a temp file", "(temp folder)", e))?;
             let mut names = Vec::new();
             for e in &c.entries {
-                names.extend_from_slice(&e.path);
-                names.push(0);
+                backup_core::encode_files_from(&e.path, &mut names);
             }
             std::fs::write(list.path(), &names)
                 .map_err(|e| Error::io("write", list.path().to_string_lossy().as_ref(), e))?;

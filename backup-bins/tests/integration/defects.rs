@@ -643,3 +643,48 @@ fn an_excluded_pvc_without_its_volume_is_no_gap() {
         "{without}"
     );
 }
+
+/// rsync reads a `--files-from` line that starts with `#` or `;` as a comment, `--from0` or
+/// not: such files, new in a same-week rerun, were never copied (the record named them, the copy
+/// lacked them), and `drill` called them not restored. Every list writes them as `./#name`.
+#[test]
+fn files_named_like_rsync_comments_are_copied_restored_and_drilled() {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let vol = env.vol("vm-100-pvc-a");
+    write(&vol.join("#notes"), "hash\n");
+    write(&vol.join(";semi"), "semi\n");
+    write(&vol.join("#recycle/old.doc"), "old\n");
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-06T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let out = env.run(DAILY, &["--now", "2026-01-06T05:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let copy = env.copy("2026-02", "vaultwarden", "data");
+    for name in ["#notes", ";semi", "#recycle/old.doc"] {
+        assert!(copy.join(name).is_file(), "{name} not copied");
+    }
+    let out = env.run(CTL, &["verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = env.run(
+        CTL,
+        &["--now", "2026-01-06T07:00:00Z", "drill", "--sample", "100"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let to = env.root.join("restored");
+    let out = env.run(
+        CTL,
+        &[
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--path",
+            "#recycle",
+            "--to",
+            to.as_str(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(to.join("#recycle/old.doc").is_file());
+    assert!(!to.join("#notes").exists(), "a sibling came along");
+}

@@ -313,7 +313,7 @@ fn dir_attributes(src: &Path, dest: &Path, e: &FileEntry) -> Result<()> {
 pub fn files_from(diff: &Diff) -> Vec<u8> {
     let mut out = Vec::new();
     for p in &diff.send {
-        backup_core::encode_record(p, &mut out);
+        backup_core::encode_files_from(p, &mut out);
     }
     out
 }
