@@ -158,8 +158,14 @@ fn parent_of(path: &[u8]) -> Option<&[u8]> {
 }
 
 /// Plans an incremental pass from a tree's records; `exists` says whether a path (relative to
-/// the tree) is in the tree now, without following symlinks.
-pub fn plan_incremental(records: &[Vec<u8>], exists: impl Fn(&[u8]) -> bool) -> IncrementalPlan {
+/// the tree) is in the tree now, without following symlinks, and `touched` whether a folder's
+/// mtime may have changed since the last sync (a folder whose entries were only written to
+/// keeps its mtime, and needs no second rsync).
+pub fn plan_incremental(
+    records: &[Vec<u8>],
+    exists: impl Fn(&[u8]) -> bool,
+    touched: impl Fn(&[u8]) -> bool,
+) -> IncrementalPlan {
     let mut send = std::collections::BTreeSet::new();
     let mut levels = std::collections::BTreeSet::new();
     let mut entries = std::collections::BTreeSet::new();
@@ -167,7 +173,7 @@ pub fn plan_incremental(records: &[Vec<u8>], exists: impl Fn(&[u8]) -> bool) -> 
     for r in records.iter().filter(|r| r.as_slice() != b".") {
         if exists(r) {
             send.insert(r.clone());
-            if let Some(p) = parent_of(r) {
+            if let Some(p) = parent_of(r).filter(|p| touched(p)) {
                 entries.insert(p.to_vec());
             }
             continue;
@@ -378,7 +384,7 @@ mod tests {
         .iter()
         .map(|s| s.as_bytes().to_vec())
         .collect();
-        let plan = plan_incremental(&records, exists);
+        let plan = plan_incremental(&records, exists, |_| true);
         let show = |v: &[Vec<u8>]| {
             v.iter()
                 .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -387,8 +393,15 @@ mod tests {
         assert_eq!(show(&plan.send), ["b/new", "top", "x"]);
         assert_eq!(show(&plan.folders), ["./", "a/", "b"]);
         assert!(plan.deletes);
-        let writes = plan_incremental(&[b"b/new".to_vec()], exists);
+        let writes = plan_incremental(&[b"b/new".to_vec()], exists, |_| true);
         assert_eq!(show(&writes.folders), ["b"]);
         assert!(!writes.deletes);
+        // a write into a folder whose mtime did not move needs no folders pass
+        let quiet = plan_incremental(&[b"b/new".to_vec()], exists, |_| false);
+        assert!(quiet.folders.is_empty());
+        assert_eq!(show(&quiet.send), ["b/new"]);
+        // a gone path always lists its level
+        let gone = plan_incremental(&[b"a/gone".to_vec()], exists, |_| false);
+        assert_eq!(show(&gone.folders), ["a/"]);
     }
 }

@@ -46,6 +46,10 @@ pub struct TreeState {
     pub last_success: Option<DateTime<Utc>>,
     /// The last successful full pass.
     pub last_full_success: Option<DateTime<Utc>>,
+    /// The real clock at the start of the last successful sync (not `--now`): a folder whose
+    /// mtime is older has its mtime offsite already.
+    #[serde(default)]
+    pub last_success_wall: Option<DateTime<Utc>>,
 }
 
 /// The state file's name in the backup root.
@@ -729,9 +733,15 @@ fn tree_step(
     let result = (|| -> Result<Option<SyncStats>> {
         let stats = match &pass {
             TreePass::Incremental { records: 0 } => Some(SyncStats::default()),
-            TreePass::Incremental { .. } => {
-                incremental_pass(ctx, o, tree, &dest, &taken.records, ssh.as_ref(), opts)?
-            }
+            TreePass::Incremental { .. } => incremental_pass(
+                ctx,
+                tree,
+                &dest,
+                &taken.records,
+                state.last_success_wall,
+                ssh.as_ref(),
+                (!opts.force).then_some(o.max_delete),
+            )?,
             TreePass::Full { .. } => full_pass(ctx, o, tree, &dest, ssh.as_ref(), opts)?,
         };
         if !ctx.dry_run() {
@@ -765,18 +775,35 @@ fn exists_in(root: &Utf8Path, rel: &[u8]) -> bool {
 
 /// The incremental pass of a tree ([`backup_core::plan_incremental`]): the recorded paths that
 /// exist sent with `-r`, then the folders above the gone ones one level deep with `--delete`
-/// (counted first: more than `offsite.max-delete` refuses, unless `--force`), and the folders
+/// (counted first: more than `max_delete` refuses; `None`: `--force`), and the folders
 /// that hold a changed path given their times.
 fn incremental_pass(
     ctx: &Context<'_>,
-    o: &OffsiteConfig,
     tree: &backup_core::Tree,
     dest: &str,
     records: &[Vec<u8>],
+    last_wall: Option<DateTime<Utc>>,
     ssh: Option<&SshOptions>,
-    opts: OffsiteOptions,
+    max_delete: Option<u64>,
 ) -> Result<Option<SyncStats>> {
-    let plan = backup_core::plan_incremental(records, |p| exists_in(&tree.source, p));
+    // a folder is touched when its mtime is not older than the last sync's start (2 s of
+    // margin for coarse time stamps); without a known start, every folder is
+    let since = last_wall.map(|t| t - chrono::Duration::seconds(2));
+    let touched = |p: &[u8]| {
+        use std::os::unix::ffi::OsStrExt;
+        let path = tree
+            .source
+            .as_std_path()
+            .join(std::ffi::OsStr::from_bytes(p));
+        match (
+            since,
+            std::fs::symlink_metadata(path).and_then(|m| m.modified()),
+        ) {
+            (Some(since), Ok(m)) => DateTime::<Utc>::from(m) >= since,
+            _ => true,
+        }
+    };
+    let plan = backup_core::plan_incremental(records, |p| exists_in(&tree.source, p), touched);
     let program = ctx.rsync_program().to_owned();
     let mut stats: Option<SyncStats> = None;
     let mut add = |s: Option<SyncStats>| {
@@ -793,7 +820,7 @@ fn incremental_pass(
     }
     if !plan.folders.is_empty() {
         let (_list, list_path) = temp_list(&plan.folders)?;
-        let max = (!opts.force && plan.deletes).then_some(o.max_delete);
+        let max = max_delete.filter(|_| plan.deletes);
         if let Some(max) = max {
             // counted before any deletion is made: tripping the bound loses nothing offsite
             let preview = backup_rsync::tree_folders(
@@ -913,6 +940,8 @@ fn rsync_steps(
     opts: OffsiteOptions,
 ) -> Result<(Vec<StepResult>, bool)> {
     let cfg = ctx.cfg()?;
+    // the real clock, not `--now`: it is compared with folders' mtimes by the next sync
+    let wall = Utc::now();
     // the records present when the sync starts: what is logged from here on waits for the next
     let log = ChangeLog::new(&o.change_log);
     let stamp = ctx.now.format("%Y%m%dT%H%M%S%.9fZ").to_string();
@@ -979,6 +1008,7 @@ fn rsync_steps(
         full_sync &= is_full && result.is_ok();
         if result.is_ok() {
             ts.last_success = Some(ctx.now);
+            ts.last_success_wall = Some(wall);
             if is_full {
                 ts.last_full_success = Some(ctx.now);
             }

@@ -314,16 +314,20 @@ fn restore_from_tier(
         to,
     )?;
     let week = got.week.map_or("?".to_owned(), |w| w.to_string());
-    let check = got.week.and_then(|w| {
+    // checked against the record the snapshot was sent with (a later run of the same week
+    // rewrote the week's record on the disk)
+    let on_disk = got.week.and_then(|w| {
         let store = ctx.store().ok()?;
-        let v = store
-            .list_versions(Series::Pvc)
-            .ok()?
-            .into_iter()
-            .find(|v| v.week == w && v.namespace == namespace && v.pvc == pvc)?;
-        let rec = record(store.as_ref(), &v)?;
-        check_tree(to.as_std_path(), &rec, Content::All).ok()
+        let path = backup_host::version_commit::record_path(store.root(), w, &namespace, &pvc);
+        store.read_file(&path).ok()?
     });
+    let check = backup_jobs::offsite_sync_backup::tier::sent_record(
+        ctx,
+        repo,
+        got.record.as_deref(),
+        on_disk,
+    )
+    .and_then(|rec| check_tree(to.as_std_path(), &rec, Content::All).ok());
     let bytes = backup_host::tree::walk_entries(to.as_std_path())
         .map(|e| e.iter().map(|e| e.size).sum())
         .unwrap_or(0);

@@ -18,6 +18,7 @@ mod layout;
 mod lvm_transcript;
 mod manifests;
 mod naming;
+mod offsite_days;
 mod offsite_real;
 mod offsite_step_one;
 mod output;

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::harness::{is_root, text, write, Env};
+use crate::harness::{is_root, text, write, Env, DAILY, SNAPSHOT};
 use crate::pfsense_real::sshd;
 
 const OFFSITE: &str = env!("CARGO_BIN_EXE_offsite-sync-backup");
@@ -112,7 +112,18 @@ fn each_pvc_is_a_snapshot_stock_restic_restores_and_nothing_unchanged_is_read_ag
         .iter()
         .map(|t| t.as_str().unwrap())
         .collect();
-    assert_eq!(tags, ["namespace=vaultwarden", "pvc=data", "week=2026-02"]);
+    assert_eq!(
+        tags[..3],
+        ["namespace=vaultwarden", "pvc=data", "week=2026-02"]
+    );
+    // the digest of the record sent with it, kept on the disk under that digest
+    let digest = tags[3].strip_prefix("record=").unwrap();
+    assert_eq!(digest.len(), 32, "{tags:?}");
+    assert!(env
+        .root
+        .join("backup/.tier-records/tier")
+        .join(digest)
+        .is_file());
     let check = restic(&repo, &pass, &["check", "--read-data"]);
     assert!(check.status.success(), "{}", text(&check));
 
@@ -1051,4 +1062,51 @@ fn a_change_later_in_the_week_is_backed_up_not_tagged() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(files_row(&report)["retagged"], false, "{out}");
     assert_eq!(newest("pvc=files,week=2026-03", "r2"), "wednesday's text\n");
+}
+
+/// A restore from the tier is checked against the record that was sent with its snapshot (kept
+/// by the digest its `record=` tag names), not against a later record of the same week: a run
+/// later in the week rewrote the disk's record, and the check called a good restore failed.
+#[test]
+fn a_tier_restore_is_checked_against_the_record_sent_with_its_snapshot() {
+    let (env, _repo, _pass) = env_with_tier();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let (code, _, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    // later that week: a changed and a new file, a new record of week 2026-02 on the disk;
+    // the tier is not run again, so its snapshot of the week is Monday's
+    write(
+        &env.vol("vm-100-pvc-a").join("dir/file-1.txt"),
+        "changed on tuesday\n",
+    );
+    write(&env.vol("vm-100-pvc-a").join("f4"), "new on tuesday\n");
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-06T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let out = env.run(DAILY, &["--now", "2026-01-06T05:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let dest = env.root.join("from-tier");
+    let out = env.run(
+        crate::harness::CTL,
+        &[
+            "--now",
+            "2026-01-06T07:00:00Z",
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--from-tier",
+            "--week",
+            "2026-02",
+            "--to",
+            dest.as_str(),
+        ],
+    );
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("checked against the record"), "{t}");
+    assert_eq!(
+        text_of(&dest.join("dir/file-1.txt")),
+        "vm-100-pvc-a file 1\n"
+    );
+    assert!(!dest.join("f4").exists());
 }

@@ -548,6 +548,15 @@ fn send_upload(ctx: &Context<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnap
     while backup_host::mounts::mount_point_options(target)?.is_some() {
         mounter.unmount(target)?;
     }
+    // the record of what is sent travels as a tag (its digest) and is kept here by it: a
+    // restore from the tier is checked against it, not against a later record of the week
+    let tags = match &u.of {
+        Some(v) => match keep_record(ctx, r.repo, v)? {
+            Some(hex) => format!("{},{RECORD_TAG}{hex}", u.tags),
+            None => u.tags.clone(),
+        },
+        None => u.tags.clone(),
+    };
     let read = mounter.mount_ro(&SnapshotSource::Dir(u.source.clone()), target)?;
     let host = hostname();
     let mut inv = r.inv(&[
@@ -557,7 +566,7 @@ fn send_upload(ctx: &Context<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnap
         "--host",
         &host,
         "--tag",
-        &u.tags,
+        &tags,
         "--",
         read.as_str(),
     ]);
@@ -594,6 +603,85 @@ fn send_upload(ctx: &Context<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnap
         bytes_added: n("data_added"),
         retagged: false,
     })
+}
+
+/// The tag that names the digest of the record a PVC snapshot was sent with.
+const RECORD_TAG: &str = "record=";
+
+/// Where the records sent to `repo` are kept: `<backup-root>/.tier-records/<repo>/<digest>`.
+fn kept_records_dir(cfg: &Config, repo: &TierRepository) -> Utf8PathBuf {
+    cfg.backup_root.join(".tier-records").join(&repo.name)
+}
+
+fn hex(digest: &[u8; 16]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Keeps the record of `v` as it is now under its digest (once), and returns the digest;
+/// `None` when the version has no record.
+fn keep_record(
+    ctx: &Context<'_>,
+    repo: &TierRepository,
+    v: &WeekVersion,
+) -> Result<Option<String>> {
+    let cfg = ctx.cfg()?;
+    let store = ctx.store()?;
+    let path = backup_host::version_commit::record_path(store.root(), v.week, &v.namespace, &v.pvc);
+    let Some(bytes) = store.read_file(&path)? else {
+        return Ok(None);
+    };
+    let digest = hex(&backup_core::ContentHash::Xxh3.of(&bytes));
+    let dir = kept_records_dir(cfg, repo);
+    let kept = dir.join(&digest);
+    if std::fs::symlink_metadata(&kept).is_err() {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
+        store.write_file(&kept, &bytes)?;
+    }
+    Ok(Some(digest))
+}
+
+/// Removes the kept records no snapshot of `listed` names any more.
+fn prune_kept_records(cfg: &Config, repo: &TierRepository, listed: &[Listed]) {
+    let named: std::collections::BTreeSet<&str> = listed
+        .iter()
+        .flat_map(|s| &s.tags)
+        .filter_map(|t| t.strip_prefix(RECORD_TAG))
+        .collect();
+    let dir = kept_records_dir(cfg, repo);
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| !named.contains(n) && n.len() == 32)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The record a restored snapshot was sent with: kept under the digest its tag names, or the
+/// version's record on the disk when it is still that one. `None` when neither is known (the
+/// check is then against nothing, and says so); a snapshot sent before records were tagged is
+/// checked against the disk's record, as before.
+pub fn sent_record(
+    ctx: &Context<'_>,
+    repo: &TierRepository,
+    digest: Option<&str>,
+    on_disk: Option<Vec<u8>>,
+) -> Option<Vec<FileEntry>> {
+    let cfg = ctx.cfg().ok()?;
+    match digest {
+        Some(digest) => {
+            let kept = kept_records_dir(cfg, repo).join(digest);
+            let bytes = backup_host::safe_read::read_regular(&kept)
+                .ok()
+                .or_else(|| {
+                    on_disk.filter(|b| hex(&backup_core::ContentHash::Xxh3.of(b)) == digest)
+                })?;
+            decode_record(&bytes).ok()
+        }
+        None => decode_record(&on_disk?).ok(),
+    }
 }
 
 /// A version's decoded record, when it has a usable one.
@@ -995,6 +1083,8 @@ pub fn listing(ctx: &Context<'_>, repo: &TierRepository) -> Result<TierListing> 
 pub struct Restored {
     /// restic's snapshot id.
     pub snapshot_id: String,
+    /// The digest of the record the snapshot was sent with (its `record=` tag).
+    pub record: Option<String>,
     /// The week of the version that snapshot holds (its `week=` tag).
     pub week: Option<IsoWeek>,
 }
@@ -1037,6 +1127,11 @@ pub fn restore(
     moved?;
     Ok(Restored {
         snapshot_id: snap.id.clone(),
+        record: snap
+            .tags
+            .iter()
+            .find_map(|t| t.strip_prefix(RECORD_TAG))
+            .map(str::to_owned),
         // the week asked for, else the newest the snapshot is tagged with
         week: week.or_else(|| {
             snap.tags
@@ -1097,6 +1192,8 @@ pub struct SampleRestored {
     pub root: Utf8PathBuf,
     /// restic's snapshot id.
     pub snapshot_id: String,
+    /// The digest of the record the snapshot was sent with (its `record=` tag).
+    pub record: Option<String>,
     /// Files whose name is not UTF-8: restic cannot be asked for them one by one, so they are
     /// not in the sample (unless the whole snapshot was restored).
     pub unnamed: u64,
@@ -1150,6 +1247,11 @@ pub fn restore_files(
     }
     Ok(SampleRestored {
         root: to.join(inside.trim_start_matches('/')),
+        record: snap
+            .tags
+            .iter()
+            .find_map(|t| t.strip_prefix(RECORD_TAG))
+            .map(str::to_owned),
         snapshot_id: snap.id,
         unnamed,
     })
@@ -1201,7 +1303,10 @@ pub fn send(
         let due = known
             .last_prune
             .is_none_or(|t| ctx.now - t >= chrono::Duration::days(PRUNE_EVERY_DAYS));
-        forget_and_prune(ctx, &r, &listed, due)?
+        let done = forget_and_prune(ctx, &r, &listed, due)?;
+        // what a forgotten snapshot was sent with goes at the next run's listing
+        prune_kept_records(cfg, repo, &listed);
+        done
     };
     result.forgotten = forgotten;
     let measure = pruned || known.repository_bytes.is_none();
