@@ -330,7 +330,7 @@ fn step_one(
     let (resend, repaired) = if ctx.dry_run() {
         (Vec::new(), Vec::new())
     } else {
-        resend_list(ctx, cfg, ssh(o).as_ref(), &dest)?
+        resend_list(ctx, cfg)?
     };
     let mut stats = None;
     if !resend.is_empty() {
@@ -370,22 +370,14 @@ fn step_one(
     Ok((stats.or(main), note))
 }
 
-/// Where step 1 keeps a mirror of the records the offsite copy holds (fetched at its start).
-const SENT_RECORDS_DIR: &str = ".offsite-records";
-
-/// The files of the backup root that step 1 must send again whatever their size and mtime
-/// (paths relative to the root), and the versions whose repaired lists they include: for each
-/// complete version, every file the record offsite does not vouch for
-/// ([`backup_core::resend_paths`]: a rerun that rewrote a file keeping its size and mtime, a
-/// mode or ACL changed in a new inode) and every file repaired since step 1 last ran. A version
-/// offsite has no record of yet is sent whole by rsync anyway.
-fn resend_list(
+/// Mirrors the records offsite into `<backup-root>/.offsite-records/` (a record that did not
+/// change since the last run is not sent again).
+fn fetch_records(
     ctx: &Context<'_>,
     cfg: &Config,
     ssh: Option<&SshOptions>,
     pve_backup: &str,
-) -> Result<(Vec<Vec<u8>>, Vec<backup_core::WeekVersion>)> {
-    let root = backup_core::BackupRoot::new(&cfg.backup_root);
+) -> Result<()> {
     let cache = cfg.backup_root.join(SENT_RECORDS_DIR);
     std::fs::create_dir_all(&cache).map_err(|e| Error::io("create folder", &cache, e))?;
     let inv = backup_rsync::fetch_offsite_records(
@@ -402,6 +394,24 @@ fn resend_list(
             rsync_failure(&out)
         )));
     }
+    Ok(())
+}
+
+/// Where step 1 keeps a mirror of the records the offsite copy holds (fetched at its start).
+const SENT_RECORDS_DIR: &str = ".offsite-records";
+
+/// The files of the backup root that step 1 must send again whatever their size and mtime
+/// (paths relative to the root), and the versions whose repaired lists they include: for each
+/// complete version, every file the record offsite does not vouch for
+/// ([`backup_core::resend_paths`]: a rerun that rewrote a file keeping its size and mtime, a
+/// mode or ACL changed in a new inode) and every file repaired since step 1 last ran. A version
+/// offsite has no record of yet is sent whole by rsync anyway.
+fn resend_list(
+    ctx: &Context<'_>,
+    cfg: &Config,
+) -> Result<(Vec<Vec<u8>>, Vec<backup_core::WeekVersion>)> {
+    let root = backup_core::BackupRoot::new(&cfg.backup_root);
+    let cache = cfg.backup_root.join(SENT_RECORDS_DIR);
     let store = ctx.store()?;
     let decode = |p: &Utf8Path| -> Option<Vec<backup_core::FileEntry>> {
         backup_host::safe_read::read_regular(p)
@@ -473,7 +483,22 @@ fn step_one_guard(
     } else {
         Some(backup_host::root_id::ensure(root)?)
     };
-    let offsite_id = read_offsite_id(ctx, &program, ssh.as_ref(), &pve_backup)?;
+    // three reads of the destination, side by side: each is an rsync (an ssh connection for a
+    // NAS), and their start-up is most of what step 1 costs when little changed
+    let (offsite_id, listing, fetched) = std::thread::scope(|s| {
+        let id = s.spawn(|| read_offsite_id(ctx, &program, ssh.as_ref(), &pve_backup));
+        let fetched = s.spawn(|| {
+            if ctx.dry_run() {
+                Ok(())
+            } else {
+                fetch_records(ctx, cfg, ssh.as_ref(), &pve_backup)
+            }
+        });
+        let listing = offsite_listing(ctx, &program, ssh.as_ref(), &pve_backup);
+        (joined(id), listing, joined(fetched))
+    });
+    let (offsite_id, listing) = (offsite_id?, listing?);
+    fetched?;
     if let (Some(theirs), Some(ours)) = (&offsite_id, &local_id) {
         if theirs != ours && !opts.adopt {
             return Err(Error::Refused(format!(
@@ -485,7 +510,7 @@ fn step_one_guard(
             )));
         }
     }
-    let offsite = offsite_versions(ctx, &program, ssh.as_ref(), &pve_backup)?;
+    let offsite = listing.versions;
     let local = ctx.store()?.list_versions(backup_core::Series::Pvc)?;
     let plan = backup_core::plan_step_one(
         &cfg.pvc_backup.policy,
@@ -502,10 +527,12 @@ fn step_one_guard(
         (backup_core::Series::Pfsense, "pfsense"),
     ] {
         let local = ctx.store()?.list_versions(series)?;
-        let offsite = offsite_weeks(ctx, &program, ssh.as_ref(), &format!("{pve_backup}{tree}"))?
-            .into_iter()
-            .map(|week| backup_core::WeekVersion {
-                week,
+        let offsite = listing
+            .weeks
+            .iter()
+            .filter(|(t, _)| t == tree)
+            .map(|(_, week)| backup_core::WeekVersion {
+                week: *week,
                 namespace: tree.to_owned(),
                 pvc: tree.to_owned(),
                 completed_at: Some(ctx.now),
@@ -574,60 +601,71 @@ fn read_offsite_id(
     }
 }
 
-/// The week folders under `<tree>/` offsite (`pve-config/`, `pfsense/`).
-fn offsite_weeks(
-    ctx: &Context<'_>,
-    program: &str,
-    ssh: Option<&SshOptions>,
-    tree: &str,
-) -> Result<Vec<backup_core::IsoWeek>> {
-    let inv = backup_rsync::list_offsite_folders(program, tree, ssh)
-        .map_err(|e| Error::Core(e.into()))?;
-    let out = ctx.runner().run(&inv)?;
-    if out.status != Some(0) && !missing(&out.stderr) {
-        return Err(Error::Refused(format!(
-            "cannot list the weeks in {tree}: {}",
-            rsync_failure(&out)
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(backup_rsync::parse_folder_listing)
-        .filter_map(|w| w.parse().ok())
-        .collect())
+/// The result of a scoped thread; a panic in it is an internal error.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    h.join()
+        .unwrap_or_else(|_| Err(Error::Internal("an offsite read panicked".to_owned())))
 }
 
-/// The complete versions under `<pve_backup>pvc-data/`, from their markers.
-fn offsite_versions(
+/// What [`backup_rsync::list_offsite_versions`] found offsite.
+struct OffsiteListing {
+    /// The complete PVC versions, from their markers.
+    versions: Vec<backup_core::WeekVersion>,
+    /// The week folders of `pve-config/` and `pfsense/`: (tree, week).
+    weeks: Vec<(String, backup_core::IsoWeek)>,
+}
+
+/// The complete versions under `<pve_backup>pvc-data/` and the weeks of the weekly trees, in
+/// one listing.
+fn offsite_listing(
     ctx: &Context<'_>,
     program: &str,
     ssh: Option<&SshOptions>,
     pve_backup: &str,
-) -> Result<Vec<backup_core::WeekVersion>> {
-    let inv = backup_rsync::list_offsite_markers(program, &format!("{pve_backup}pvc-data"), ssh)
+) -> Result<OffsiteListing> {
+    let inv = backup_rsync::list_offsite_versions(program, pve_backup, ssh)
         .map_err(|e| Error::Core(e.into()))?;
     let out = ctx.runner().run(&inv)?;
     if out.status != Some(0) && !missing(&out.stderr) {
         return Err(Error::Refused(format!(
-            "cannot list the versions in {pve_backup}pvc-data: {}",
+            "cannot list the versions in {pve_backup}: {}",
             rsync_failure(&out)
         )));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    let mut listing = OffsiteListing {
+        versions: Vec::new(),
+        weeks: Vec::new(),
+    };
+    for entry in String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(backup_rsync::parse_marker_listing)
-        .filter_map(|(week, namespace, pvc, at)| {
-            Some(backup_core::WeekVersion {
-                week: week.parse().ok()?,
+        .filter_map(backup_rsync::parse_offsite_listing)
+    {
+        match entry {
+            backup_rsync::OffsiteEntry::Marker {
+                week,
                 namespace,
                 pvc,
-                completed_at: Some(
-                    chrono::NaiveDateTime::parse_from_str(&at, "%Y/%m/%d %H:%M:%S")
-                        .map_or(ctx.now, |t| t.and_utc()),
-                ),
-            })
-        })
-        .collect())
+                at,
+            } => {
+                let Ok(week) = week.parse() else { continue };
+                listing.versions.push(backup_core::WeekVersion {
+                    week,
+                    namespace,
+                    pvc,
+                    completed_at: Some(
+                        chrono::NaiveDateTime::parse_from_str(&at, "%Y/%m/%d %H:%M:%S")
+                            .map_or(ctx.now, |t| t.and_utc()),
+                    ),
+                });
+            }
+            backup_rsync::OffsiteEntry::Week { tree, week } => {
+                if let Ok(week) = week.parse() {
+                    listing.weeks.push((tree, week));
+                }
+            }
+        }
+    }
+    Ok(listing)
 }
 
 /// rsync `--filter` rules for a plan (protect what stays offsite, withhold what is incomplete

@@ -125,57 +125,36 @@ pub fn backup_root_copy(
         .arg(dest.to_owned()))
 }
 
-/// Lists the completion markers under `<dest>/pve-backup/pvc-data/` (`--list-only`, read only):
-/// `<week>/.complete/<namespace>/<pvc>` with their times. A destination without that folder
-/// makes rsync exit 23 ("No such file or directory"): nothing is there yet.
+/// Lists, in one read-only `--list-only`, what step 1 needs to know of `<dest>/pve-backup/`:
+/// the completion markers `pvc-data/<week>/.complete/<namespace>/<pvc>` with their times, and
+/// the week folders of `pve-config/` and `pfsense/`. A destination without `pve-backup/` makes
+/// rsync exit 23 ("No such file or directory"): nothing is there yet.
 ///
 /// # Errors
 /// Never for now; the same shape as the others.
-pub fn list_offsite_markers(
+pub fn list_offsite_versions(
     program: &str,
-    pvc_data: &str,
+    pve_backup: &str,
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
     Ok(base(program, ssh)
         .args([
             "--list-only",
             "-r",
-            "--include=/*/",
-            "--include=/*/.complete/",
-            "--include=/*/.complete/*/",
-            "--include=/*/.complete/*/*",
+            "--include=/pvc-data/",
+            "--include=/pvc-data/*/",
+            "--include=/pvc-data/*/.complete/",
+            "--include=/pvc-data/*/.complete/*/",
+            "--include=/pvc-data/*/.complete/*/*",
+            "--include=/pve-config/",
+            "--include=/pve-config/*/",
+            "--include=/pfsense/",
+            "--include=/pfsense/*/",
             "--exclude=*",
             "--",
         ])
-        .arg(format!("{}/", pvc_data.trim_end_matches('/')))
+        .arg(format!("{}/", pve_backup.trim_end_matches('/')))
         .read_only())
-}
-
-/// Lists the folders right under `<dest>/pve-backup/<tree>/` (the weeks of `pve-config/`,
-/// `pfsense/`), read only; [`parse_folder_listing`] reads the lines.
-///
-/// # Errors
-/// Never for now; the same shape as the others.
-pub fn list_offsite_folders(
-    program: &str,
-    tree: &str,
-    ssh: Option<&SshOptions>,
-) -> Result<Invocation, Error> {
-    Ok(base(program, ssh)
-        .args(["--list-only", "-r", "--include=/*/", "--exclude=*", "--"])
-        .arg(format!("{}/", tree.trim_end_matches('/')))
-        .read_only())
-}
-
-/// One line of `rsync --list-only` for a folder right under the listed one: its name.
-pub fn parse_folder_listing(line: &str) -> Option<String> {
-    let mut f = line.split_whitespace();
-    if !f.next()?.starts_with('d') {
-        return None;
-    }
-    let (_size, _date, _time) = (f.next()?, f.next()?, f.next()?);
-    let name = f.collect::<Vec<_>>().join(" ");
-    (name != "." && !name.contains('/')).then_some(name)
 }
 
 /// Copies one file from the destination (`<dest>/pve-backup/.backup-root-id`) to `local`, read
@@ -257,23 +236,47 @@ pub fn resend_files(
         .arg(dest.to_owned()))
 }
 
-/// One line of `rsync --list-only` for a completion marker: (week, namespace, pvc, mtime).
-pub fn parse_marker_listing(line: &str) -> Option<(String, String, String, String)> {
+/// One line of [`list_offsite_versions`]' listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsiteEntry {
+    /// A completion marker.
+    Marker {
+        /// `<week>`.
+        week: String,
+        /// `<namespace>`.
+        namespace: String,
+        /// `<pvc>`.
+        pvc: String,
+        /// Its mtime as rsync shows it, `YYYY/MM/DD HH:MM:SS`.
+        at: String,
+    },
+    /// A week folder of a weekly tree (`pve-config`, `pfsense`).
+    Week {
+        /// The tree.
+        tree: String,
+        /// `<week>`.
+        week: String,
+    },
+}
+
+/// One line of [`list_offsite_versions`]' listing, when it is a marker or a week folder.
+pub fn parse_offsite_listing(line: &str) -> Option<OffsiteEntry> {
     let mut f = line.split_whitespace();
     let perms = f.next()?;
-    if !perms.starts_with('-') {
-        return None;
-    }
     let (_size, date, time) = (f.next()?, f.next()?, f.next()?);
     let path = f.collect::<Vec<_>>().join(" ");
     let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
-        [week, ".complete", ns, pvc] => Some((
-            (*week).to_owned(),
-            (*ns).to_owned(),
-            (*pvc).to_owned(),
-            format!("{date} {time}"),
-        )),
+    match (perms.chars().next()?, parts.as_slice()) {
+        ('-', ["pvc-data", week, ".complete", ns, pvc]) => Some(OffsiteEntry::Marker {
+            week: (*week).to_owned(),
+            namespace: (*ns).to_owned(),
+            pvc: (*pvc).to_owned(),
+            at: format!("{date} {time}"),
+        }),
+        ('d', [tree @ ("pve-config" | "pfsense"), week]) => Some(OffsiteEntry::Week {
+            tree: (*tree).to_owned(),
+            week: (*week).to_owned(),
+        }),
         _ => None,
     }
 }
@@ -400,42 +403,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn marker_listings_parse() {
+    fn offsite_listings_parse() {
+        let line = |l: &str| parse_offsite_listing(l);
         assert_eq!(
-            parse_marker_listing(
-                "-rw-r--r--             21 2026/01/05 05:00:00 2026-02/.complete/ns/data"
-            ),
-            Some((
-                "2026-02".to_owned(),
-                "ns".to_owned(),
-                "data".to_owned(),
-                "2026/01/05 05:00:00".to_owned()
-            ))
+            line("-rw-r--r--      21 2026/01/05 05:00:00 pvc-data/2026-02/.complete/ns/data"),
+            Some(OffsiteEntry::Marker {
+                week: "2026-02".to_owned(),
+                namespace: "ns".to_owned(),
+                pvc: "data".to_owned(),
+                at: "2026/01/05 05:00:00".to_owned()
+            })
         );
         assert_eq!(
-            parse_marker_listing("drwxr-xr-x          4,096 2026/01/05 05:00:00 2026-02/.complete"),
+            line("drwxr-xr-x   4,096 2026/01/05 05:00:00 pvc-data/2026-02/.complete"),
             None
         );
         assert_eq!(
-            parse_marker_listing("-rw-r--r--  9 2026/01/05 05:00:00 2026-02/ns/data/file"),
-            None
-        );
-    }
-
-    #[test]
-    fn folder_listings_parse() {
-        assert_eq!(
-            parse_folder_listing("drwxr-xr-x          4,096 2026/01/05 05:00:00 2026-02"),
-            Some("2026-02".to_owned())
-        );
-        assert_eq!(
-            parse_folder_listing("drwxr-xr-x          4,096 2026/01/05 05:00:00 ."),
+            line("-rw-r--r--       9 2026/01/05 05:00:00 pvc-data/2026-02/ns/data/f"),
             None
         );
         assert_eq!(
-            parse_folder_listing("-rw-r--r--  9 2026/01/05 05:00:00 2026-02"),
-            None
+            line("drwxr-xr-x   4,096 2026/01/05 05:00:00 pve-config/2026-02"),
+            Some(OffsiteEntry::Week {
+                tree: "pve-config".to_owned(),
+                week: "2026-02".to_owned()
+            })
         );
+        assert_eq!(line("drwxr-xr-x   4,096 2026/01/05 05:00:00 pfsense"), None);
     }
 
     #[test]

@@ -215,3 +215,91 @@ fn restore_path_brings_back_only_what_was_asked_and_checks_it() {
         assert_eq!(c, code, "--path {path}: {t}");
     }
 }
+
+/// `restore pvc --path P --force` into a live folder writes P and the folders above it, and
+/// nothing else: siblings at every level, newer in the live folder, keep their content. Into
+/// an empty folder only P and its folders come back. (The list started with `.`, and rsync
+/// copies the contents of a listed `.`: every top-level file came back over the live ones.)
+#[test]
+fn restore_path_never_writes_a_sibling_at_any_level() {
+    let env = Env::new();
+    let vol = env.vol("vm-100-pvc-a");
+    for (p, t) in [
+        ("config.json", "{\"old\":1}\n"),
+        ("db.sqlite", "old db\n"),
+        ("notes.txt", "old notes\n"),
+        ("a/x.txt", "old x\n"),
+        ("a/b/y.txt", "old y\n"),
+        ("a/b/c/want.txt", "wanted\n"),
+        ("a/b/c/sibling.txt", "old sibling\n"),
+    ] {
+        write(&vol.join(p), t);
+    }
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let live = env.root.join("live");
+    for p in [
+        "config.json",
+        "db.sqlite",
+        "notes.txt",
+        "a/x.txt",
+        "a/b/y.txt",
+        "a/b/c/sibling.txt",
+    ] {
+        write(&live.join(p), "newer, live\n");
+    }
+    let (c, t) = ctl(
+        &env,
+        &[
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--path",
+            "a/b/c/want.txt",
+            "--to",
+            live.as_str(),
+            "--force",
+        ],
+    );
+    assert_eq!(c, 0, "{t}");
+    assert_eq!(
+        std::fs::read_to_string(live.join("a/b/c/want.txt")).unwrap(),
+        "wanted\n"
+    );
+    for p in [
+        "config.json",
+        "db.sqlite",
+        "notes.txt",
+        "a/x.txt",
+        "a/b/y.txt",
+        "a/b/c/sibling.txt",
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(live.join(p)).unwrap(),
+            "newer, live\n",
+            "{p} was overwritten: {t}"
+        );
+    }
+    let empty = env.root.join("empty");
+    let (c, t) = ctl(
+        &env,
+        &[
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--path",
+            "config.json",
+            "--to",
+            empty.as_str(),
+        ],
+    );
+    assert_eq!(c, 0, "{t}");
+    let mut got: Vec<String> = std::fs::read_dir(&empty)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["config.json"], "{t}");
+}
