@@ -263,7 +263,7 @@ fn excludes(cfg: &Config, o: &OffsiteConfig) -> Vec<String> {
         ".*.partial*".to_owned(),
         "/pvc-data/*/.staging/".to_owned(),
         "/pvc-data/*/.repaired/".to_owned(),
-        format!("/{SENT_RECORDS_DIR}/"),
+        format!("/{MIRROR_DIR}/"),
     ];
     if let Ok(rel) = o.change_log.strip_prefix(&cfg.backup_root) {
         out.push(format!("/{rel}*"));
@@ -330,7 +330,7 @@ fn step_one(
     let (resend, repaired) = if ctx.dry_run() {
         (Vec::new(), Vec::new())
     } else {
-        resend_list(ctx, cfg)?
+        resend_list(ctx, cfg, &guard.mirror)?
     };
     let mut stats = None;
     if !resend.is_empty() {
@@ -370,35 +370,9 @@ fn step_one(
     Ok((stats.or(main), note))
 }
 
-/// Mirrors the records offsite into `<backup-root>/.offsite-records/` (a record that did not
-/// change since the last run is not sent again).
-fn fetch_records(
-    ctx: &Context<'_>,
-    cfg: &Config,
-    ssh: Option<&SshOptions>,
-    pve_backup: &str,
-) -> Result<()> {
-    let cache = cfg.backup_root.join(SENT_RECORDS_DIR);
-    std::fs::create_dir_all(&cache).map_err(|e| Error::io("create folder", &cache, e))?;
-    let inv = backup_rsync::fetch_offsite_records(
-        ctx.rsync_program(),
-        &format!("{pve_backup}pvc-data"),
-        &cache,
-        ssh,
-    )
-    .map_err(|e| Error::Core(e.into()))?;
-    let out = ctx.runner().run(&inv)?;
-    if out.status != Some(0) && !missing(&out.stderr) {
-        return Err(Error::Refused(format!(
-            "cannot read the records in {pve_backup}pvc-data: {}",
-            rsync_failure(&out)
-        )));
-    }
-    Ok(())
-}
-
-/// Where step 1 keeps a mirror of the records the offsite copy holds (fetched at its start).
-const SENT_RECORDS_DIR: &str = ".offsite-records";
+/// Where step 1 keeps its mirror of what it reads of the offsite copy (the disk's id, the
+/// markers, the weekly trees' weeks, the records): `<backup-root>/.offsite-mirror/`.
+const MIRROR_DIR: &str = ".offsite-mirror";
 
 /// The files of the backup root that step 1 must send again whatever their size and mtime
 /// (paths relative to the root), and the versions whose repaired lists they include: for each
@@ -409,9 +383,9 @@ const SENT_RECORDS_DIR: &str = ".offsite-records";
 fn resend_list(
     ctx: &Context<'_>,
     cfg: &Config,
+    mirror: &Utf8Path,
 ) -> Result<(Vec<Vec<u8>>, Vec<backup_core::WeekVersion>)> {
     let root = backup_core::BackupRoot::new(&cfg.backup_root);
-    let cache = cfg.backup_root.join(SENT_RECORDS_DIR);
     let store = ctx.store()?;
     let decode = |p: &Utf8Path| -> Option<Vec<backup_core::FileEntry>> {
         backup_host::safe_read::read_regular(p)
@@ -430,7 +404,8 @@ fn resend_list(
             continue; // no record here: nothing to judge by
         };
         let mut paths = std::collections::BTreeSet::new();
-        let theirs = cache
+        let theirs = mirror
+            .join("pvc-data")
             .join(w.to_string())
             .join(".records")
             .join(ns)
@@ -462,6 +437,10 @@ struct StepOneGuard {
     filters: Vec<String>,
     /// What was kept back, for the report.
     note: Option<String>,
+    /// Where the offsite copy's id, markers and records were mirrored.
+    mirror: Utf8PathBuf,
+    /// Holds a dry run's mirror (a temp folder) while step 1 runs.
+    _scratch: Option<tempfile::TempDir>,
 }
 
 /// The identity check and the deletion rule of step 1: the backup root must be the one the
@@ -483,22 +462,8 @@ fn step_one_guard(
     } else {
         Some(backup_host::root_id::ensure(root)?)
     };
-    // three reads of the destination, side by side: each is an rsync (an ssh connection for a
-    // NAS), and their start-up is most of what step 1 costs when little changed
-    let (offsite_id, listing, fetched) = std::thread::scope(|s| {
-        let id = s.spawn(|| read_offsite_id(ctx, &program, ssh.as_ref(), &pve_backup));
-        let fetched = s.spawn(|| {
-            if ctx.dry_run() {
-                Ok(())
-            } else {
-                fetch_records(ctx, cfg, ssh.as_ref(), &pve_backup)
-            }
-        });
-        let listing = offsite_listing(ctx, &program, ssh.as_ref(), &pve_backup);
-        (joined(id), listing, joined(fetched))
-    });
-    let (offsite_id, listing) = (offsite_id?, listing?);
-    fetched?;
+    let view = read_offsite(ctx, cfg, &program, ssh.as_ref(), &pve_backup)?;
+    let offsite_id = view.id.clone();
     if let (Some(theirs), Some(ours)) = (&offsite_id, &local_id) {
         if theirs != ours && !opts.adopt {
             return Err(Error::Refused(format!(
@@ -510,7 +475,7 @@ fn step_one_guard(
             )));
         }
     }
-    let offsite = listing.versions;
+    let offsite = view.versions.clone();
     let local = ctx.store()?.list_versions(backup_core::Series::Pvc)?;
     let plan = backup_core::plan_step_one(
         &cfg.pvc_backup.policy,
@@ -527,7 +492,7 @@ fn step_one_guard(
         (backup_core::Series::Pfsense, "pfsense"),
     ] {
         let local = ctx.store()?.list_versions(series)?;
-        let offsite = listing
+        let offsite = view
             .weeks
             .iter()
             .filter(|(t, _)| t == tree)
@@ -568,104 +533,114 @@ fn step_one_guard(
     Ok(StepOneGuard {
         filters,
         note: (!notes.is_empty()).then(|| notes.join("; ")),
+        mirror: view.dir,
+        _scratch: view.scratch,
     })
 }
 
-/// The id of the disk `<pve_backup>` was last synced from (`None`: none yet), read with rsync
-/// over the same transport as the sync.
-fn read_offsite_id(
-    ctx: &Context<'_>,
-    program: &str,
-    ssh: Option<&SshOptions>,
-    pve_backup: &str,
-) -> Result<Option<String>> {
-    let scratch =
-        tempfile::tempdir().map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
-    let fetched = Utf8Path::from_path(scratch.path())
-        .ok_or_else(|| Error::Refused("the temp folder (TMPDIR) is not a UTF-8 path".to_owned()))?
-        .join("id");
-    let remote_id = format!("{pve_backup}{}", backup_host::root_id::ROOT_ID_FILE);
-    let inv = backup_rsync::fetch_offsite_file(program, &remote_id, &fetched, ssh)
-        .map_err(|e| Error::Core(e.into()))?;
-    let out = ctx.runner().run(&inv)?;
-    match out.status {
-        Some(0) => Ok(backup_host::root_id::parse(
-            &std::fs::read(&fetched).unwrap_or_default(),
-        )),
-        _ if missing(&out.stderr) => Ok(None),
-        _ => Err(Error::Refused(format!(
-            "cannot read {remote_id}, the identity of the disk the offsite copy was synced \
-             from: {}",
-            rsync_failure(&out)
-        ))),
-    }
-}
-
-/// The result of a scoped thread; a panic in it is an internal error.
-fn joined<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
-    h.join()
-        .unwrap_or_else(|_| Err(Error::Internal("an offsite read panicked".to_owned())))
-}
-
-/// What [`backup_rsync::list_offsite_versions`] found offsite.
-struct OffsiteListing {
-    /// The complete PVC versions, from their markers.
+/// What step 1 read of the offsite copy, in one rsync ([`backup_rsync::mirror_offsite`]).
+struct OffsiteView {
+    /// The mirror: `<backup-root>/.offsite-mirror/`, or a temp folder under `--dry-run`
+    /// (without the records: a dry run sends nothing again).
+    dir: Utf8PathBuf,
+    /// The temp folder of a dry run.
+    scratch: Option<tempfile::TempDir>,
+    /// The id of the disk the offsite copy was last synced from (`None`: none yet).
+    id: Option<String>,
+    /// The complete PVC versions, from their markers (completed at the marker's mtime).
     versions: Vec<backup_core::WeekVersion>,
     /// The week folders of `pve-config/` and `pfsense/`: (tree, week).
     weeks: Vec<(String, backup_core::IsoWeek)>,
 }
 
-/// The complete versions under `<pve_backup>pvc-data/` and the weeks of the weekly trees, in
-/// one listing.
-fn offsite_listing(
+/// The entries of `dir` that parse as `T`, with their metadata (none when `dir` is missing).
+fn parsed_entries<T: std::str::FromStr>(dir: &Utf8Path) -> Vec<(String, T, std::fs::Metadata)> {
+    let mut out: Vec<(String, T, std::fs::Metadata)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let parsed = name.parse().ok()?;
+            Some((name, parsed, e.metadata().ok()?))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Mirrors what step 1 needs of `<pve_backup>` and reads it.
+fn read_offsite(
     ctx: &Context<'_>,
+    cfg: &Config,
     program: &str,
     ssh: Option<&SshOptions>,
     pve_backup: &str,
-) -> Result<OffsiteListing> {
-    let inv = backup_rsync::list_offsite_versions(program, pve_backup, ssh)
+) -> Result<OffsiteView> {
+    let (dir, scratch) = if ctx.dry_run() {
+        let t = tempfile::tempdir().map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
+        let dir = Utf8PathBuf::from_path_buf(t.path().to_owned()).map_err(|_| {
+            Error::Refused("the temp folder (TMPDIR) is not a UTF-8 path".to_owned())
+        })?;
+        (dir, Some(t))
+    } else {
+        let dir = cfg.backup_root.join(MIRROR_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
+        (dir, None)
+    };
+    let inv = backup_rsync::mirror_offsite(program, pve_backup, &dir, !ctx.dry_run(), ssh)
         .map_err(|e| Error::Core(e.into()))?;
     let out = ctx.runner().run(&inv)?;
-    if out.status != Some(0) && !missing(&out.stderr) {
-        return Err(Error::Refused(format!(
-            "cannot list the versions in {pve_backup}: {}",
-            rsync_failure(&out)
-        )));
+    if out.status != Some(0) {
+        if !missing(&out.stderr) {
+            return Err(Error::Refused(format!(
+                "cannot read {pve_backup} (the disk's id, the versions and their records): {}",
+                rsync_failure(&out)
+            )));
+        }
+        // nothing offsite yet: the mirror must not keep what an older copy held
+        backup_host::fsutil::remove_tree(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
     }
-    let mut listing = OffsiteListing {
-        versions: Vec::new(),
-        weeks: Vec::new(),
-    };
-    for entry in String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(backup_rsync::parse_offsite_listing)
-    {
-        match entry {
-            backup_rsync::OffsiteEntry::Marker {
-                week,
-                namespace,
-                pvc,
-                at,
-            } => {
-                let Ok(week) = week.parse() else { continue };
-                listing.versions.push(backup_core::WeekVersion {
-                    week,
-                    namespace,
-                    pvc,
-                    completed_at: Some(
-                        chrono::NaiveDateTime::parse_from_str(&at, "%Y/%m/%d %H:%M:%S")
-                            .map_or(ctx.now, |t| t.and_utc()),
-                    ),
-                });
-            }
-            backup_rsync::OffsiteEntry::Week { tree, week } => {
-                if let Ok(week) = week.parse() {
-                    listing.weeks.push((tree, week));
+    let id = backup_host::safe_read::read_regular(dir.join(backup_host::root_id::ROOT_ID_FILE))
+        .ok()
+        .and_then(|b| backup_host::root_id::parse(&b));
+    let mut versions = Vec::new();
+    for (_, week, _) in parsed_entries::<backup_core::IsoWeek>(&dir.join("pvc-data")) {
+        let complete = dir
+            .join("pvc-data")
+            .join(week.to_string())
+            .join(".complete");
+        for (namespace, _, _) in parsed_entries::<String>(&complete) {
+            for (pvc, _, m) in parsed_entries::<String>(&complete.join(&namespace)) {
+                if !m.is_file() {
+                    continue;
                 }
+                let at = m.modified().map_or(ctx.now, DateTime::<Utc>::from);
+                versions.push(backup_core::WeekVersion {
+                    week,
+                    namespace: namespace.clone(),
+                    pvc,
+                    completed_at: Some(at),
+                });
             }
         }
     }
-    Ok(listing)
+    let mut weeks = Vec::new();
+    for tree in ["pve-config", "pfsense"] {
+        for (_, week, m) in parsed_entries::<backup_core::IsoWeek>(&dir.join(tree)) {
+            if m.is_dir() {
+                weeks.push((tree.to_owned(), week));
+            }
+        }
+    }
+    Ok(OffsiteView {
+        dir,
+        scratch,
+        id,
+        versions,
+        weeks,
+    })
 }
 
 /// rsync `--filter` rules for a plan (protect what stays offsite, withhold what is incomplete
@@ -860,7 +835,6 @@ fn incremental_pass(
         let (_list, list_path) = temp_list(&plan.folders)?;
         let max = max_delete.filter(|_| plan.deletes);
         if let Some(max) = max {
-            // counted before any deletion is made: tripping the bound loses nothing offsite
             let preview = backup_rsync::tree_folders(
                 &program,
                 &tree.source,
@@ -871,19 +845,7 @@ fn incremental_pass(
                 ssh,
             )
             .map_err(|e| Error::Core(e.into()))?;
-            let counted = backup_rsync::execute(ctx.runner().as_ref(), &preview, SourceKind::Live)
-                .map_err(|e| Error::Core(e.into()))?;
-            if counted.stats.deleted_files > max {
-                return Err(Error::Core(
-                    backup_core::Refusal::TooManyDeletions {
-                        tree: tree.name.clone(),
-                        pass: "the incremental pass",
-                        count: counted.stats.deleted_files,
-                        max,
-                    }
-                    .into(),
-                ));
-            }
+            check_deletions(ctx, &preview, tree, "the incremental pass", max)?;
         }
         let inv =
             backup_rsync::tree_folders(&program, &tree.source, dest, &list_path, max, false, ssh)
@@ -891,6 +853,31 @@ fn incremental_pass(
         add(transfer(ctx, &inv, SourceKind::Live)?);
     }
     Ok(stats.or(Some(SyncStats::default())))
+}
+
+/// Runs `preview` (a `--dry-run` of a pass) and refuses when it would delete more than `max`
+/// paths offsite: counted before any deletion is made, so tripping the bound loses nothing.
+fn check_deletions(
+    ctx: &Context<'_>,
+    preview: &Invocation,
+    tree: &backup_core::Tree,
+    pass: &'static str,
+    max: u64,
+) -> Result<()> {
+    let counted = backup_rsync::execute(ctx.runner().as_ref(), preview, SourceKind::Live)
+        .map_err(|e| Error::Core(e.into()))?;
+    if counted.stats.deleted_files > max {
+        return Err(Error::Core(
+            backup_core::Refusal::TooManyDeletions {
+                tree: tree.name.clone(),
+                pass,
+                count: counted.stats.deleted_files,
+                max,
+            }
+            .into(),
+        ));
+    }
+    Ok(())
 }
 
 fn full_pass(
@@ -915,22 +902,9 @@ fn full_pass(
     let program = ctx.rsync_program().to_owned();
     let max = (!opts.force).then_some(o.max_delete);
     if let Some(max) = max {
-        // counted before any deletion is made: tripping the bound loses nothing offsite
         let preview = tree_full_pass(&program, source, dest, None, true, ssh)
             .map_err(|e| Error::Core(e.into()))?;
-        let counted = backup_rsync::execute(ctx.runner().as_ref(), &preview, SourceKind::Live)
-            .map_err(|e| Error::Core(e.into()))?;
-        if counted.stats.deleted_files > max {
-            return Err(Error::Core(
-                backup_core::Refusal::TooManyDeletions {
-                    tree: tree.name.clone(),
-                    pass: "a full pass",
-                    count: counted.stats.deleted_files,
-                    max,
-                }
-                .into(),
-            ));
-        }
+        check_deletions(ctx, &preview, tree, "a full pass", max)?;
     }
     let inv = tree_full_pass(&program, source, dest, max, false, ssh)
         .map_err(|e| Error::Core(e.into()))?;

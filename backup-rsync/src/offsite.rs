@@ -125,83 +125,65 @@ pub fn backup_root_copy(
         .arg(dest.to_owned()))
 }
 
-/// Lists, in one read-only `--list-only`, what step 1 needs to know of `<dest>/pve-backup/`:
-/// the completion markers `pvc-data/<week>/.complete/<namespace>/<pvc>` with their times, and
-/// the week folders of `pve-config/` and `pfsense/`. A destination without `pve-backup/` makes
+/// Mirrors into the local folder `local`, in one read-only rsync, what step 1 needs to know
+/// of `<dest>/pve-backup/`: the disk's id (`.backup-root-id`), the completion markers
+/// `pvc-data/<week>/.complete/<namespace>/<pvc>` (times kept), the week folders of
+/// `pve-config/` and `pfsense/` (empty here), and with `records` the per-file records
+/// `pvc-data/<week>/.records/...`. `--delete`: what is gone offsite goes here too; what did not
+/// change since the last mirror is not sent again. A destination without `pve-backup/` makes
 /// rsync exit 23 ("No such file or directory"): nothing is there yet.
 ///
 /// # Errors
-/// Never for now; the same shape as the others.
-pub fn list_offsite_versions(
+/// [`Error::RelativePath`] for a relative `local`.
+pub fn mirror_offsite(
     program: &str,
     pve_backup: &str,
+    local: &Utf8Path,
+    records: bool,
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
-    Ok(base(program, ssh)
-        .args([
-            "--list-only",
-            "-r",
-            "--include=/pvc-data/",
-            "--include=/pvc-data/*/",
-            "--include=/pvc-data/*/.complete/",
-            "--include=/pvc-data/*/.complete/*/",
-            "--include=/pvc-data/*/.complete/*/*",
-            "--include=/pve-config/",
-            "--include=/pve-config/*/",
-            "--include=/pfsense/",
-            "--include=/pfsense/*/",
-            "--exclude=*",
-            "--",
-        ])
+    let local = absolute("destination", local)?;
+    let mut inv = base(program, ssh).args([
+        "-rt",
+        "--delete",
+        "--no-motd",
+        "--include=/.backup-root-id",
+        "--include=/pvc-data/",
+        "--include=/pvc-data/*/",
+        "--include=/pvc-data/*/.complete/***",
+        "--include=/pve-config/",
+        "--include=/pve-config/*/",
+        "--include=/pfsense/",
+        "--include=/pfsense/*/",
+    ]);
+    if records {
+        inv = inv.arg("--include=/pvc-data/*/.records/***");
+    }
+    Ok(inv
+        .args(["--exclude=*", "--"])
         .arg(format!("{}/", pve_backup.trim_end_matches('/')))
-        .read_only())
-}
-
-/// Copies one file from the destination (`<dest>/pve-backup/.backup-root-id`) to `local`, read
-/// only for the destination.
-///
-/// # Errors
-/// [`Error::RelativePath`] for a relative `local`.
-pub fn fetch_offsite_file(
-    program: &str,
-    remote: &str,
-    local: &Utf8Path,
-    ssh: Option<&SshOptions>,
-) -> Result<Invocation, Error> {
-    let local = absolute("destination", local)?;
-    Ok(base(program, ssh)
-        .args(["--no-motd", "--"])
-        .arg(remote.to_owned())
-        .arg(local.to_owned())
-        .read_only())
-}
-
-/// Mirrors the records of every version offsite (`<pvc_data>/<week>/.records/...`) into the
-/// local folder `local` (`--delete`: a record gone offsite goes here too); read only for the
-/// destination. A record that did not change since the last fetch is not sent again.
-///
-/// # Errors
-/// [`Error::RelativePath`] for a relative `local`.
-pub fn fetch_offsite_records(
-    program: &str,
-    pvc_data: &str,
-    local: &Utf8Path,
-    ssh: Option<&SshOptions>,
-) -> Result<Invocation, Error> {
-    let local = absolute("destination", local)?;
-    Ok(base(program, ssh)
-        .args([
-            "-rt",
-            "--delete",
-            "--no-motd",
-            "--include=/*/",
-            "--include=/*/.records/***",
-            "--exclude=*",
-            "--",
-        ])
-        .arg(format!("{}/", pvc_data.trim_end_matches('/')))
         .arg(format!("{}/", local.trim_end_matches('/')))
         .read_only())
+}
+
+/// `rsync <flags> --files-from=<list> -- <source>/ <dest>`: the shape of every list-driven
+/// offsite copy.
+fn listed_copy(
+    program: &str,
+    ssh: Option<&SshOptions>,
+    flags: &[&str],
+    source: &Utf8Path,
+    dest: &str,
+    files_from: &Utf8Path,
+) -> Result<Invocation, Error> {
+    let source = absolute("source", source)?;
+    let list = absolute("files-from list", files_from)?;
+    Ok(base(program, ssh)
+        .args(flags.iter().copied())
+        .arg(format!("--files-from={list}"))
+        .arg("--")
+        .arg(format!("{}/", source.trim_end_matches('/')))
+        .arg(dest.to_owned()))
 }
 
 /// Sends the listed files of the backup root (NUL-separated, relative to `root`) to
@@ -219,66 +201,15 @@ pub fn resend_files(
     files_from: &Utf8Path,
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
-    let root = absolute("source", root)?;
-    let list = absolute("files-from list", files_from)?;
-    Ok(base(program, ssh)
-        .args([
-            "-aHAX",
-            "--numeric-ids",
-            "--ignore-times",
-            "--modify-window=-1",
-            "--from0",
-            "--stats",
-        ])
-        .arg(format!("--files-from={list}"))
-        .arg("--")
-        .arg(format!("{}/", root.trim_end_matches('/')))
-        .arg(dest.to_owned()))
-}
-
-/// One line of [`list_offsite_versions`]' listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OffsiteEntry {
-    /// A completion marker.
-    Marker {
-        /// `<week>`.
-        week: String,
-        /// `<namespace>`.
-        namespace: String,
-        /// `<pvc>`.
-        pvc: String,
-        /// Its mtime as rsync shows it, `YYYY/MM/DD HH:MM:SS`.
-        at: String,
-    },
-    /// A week folder of a weekly tree (`pve-config`, `pfsense`).
-    Week {
-        /// The tree.
-        tree: String,
-        /// `<week>`.
-        week: String,
-    },
-}
-
-/// One line of [`list_offsite_versions`]' listing, when it is a marker or a week folder.
-pub fn parse_offsite_listing(line: &str) -> Option<OffsiteEntry> {
-    let mut f = line.split_whitespace();
-    let perms = f.next()?;
-    let (_size, date, time) = (f.next()?, f.next()?, f.next()?);
-    let path = f.collect::<Vec<_>>().join(" ");
-    let parts: Vec<&str> = path.split('/').collect();
-    match (perms.chars().next()?, parts.as_slice()) {
-        ('-', ["pvc-data", week, ".complete", ns, pvc]) => Some(OffsiteEntry::Marker {
-            week: (*week).to_owned(),
-            namespace: (*ns).to_owned(),
-            pvc: (*pvc).to_owned(),
-            at: format!("{date} {time}"),
-        }),
-        ('d', [tree @ ("pve-config" | "pfsense"), week]) => Some(OffsiteEntry::Week {
-            tree: (*tree).to_owned(),
-            week: (*week).to_owned(),
-        }),
-        _ => None,
-    }
+    let flags = [
+        "-aHAX",
+        "--numeric-ids",
+        "--ignore-times",
+        "--modify-window=-1",
+        "--from0",
+        "--stats",
+    ];
+    listed_copy(program, ssh, &flags, root, dest, files_from)
 }
 
 /// A full pass of one tree: `-aHAX --numeric-ids --delete --max-delete=<n>`. With `preview`,
@@ -335,22 +266,16 @@ pub fn tree_incremental(
     files_from: &Utf8Path,
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
-    let source = absolute("source", source)?;
-    let list = absolute("files-from list", files_from)?;
-    Ok(base(program, ssh)
-        .args([
-            "-aHAX",
-            "-r",
-            "--numeric-ids",
-            "--modify-window=-1",
-            "--from0",
-            "--force",
-            "--stats",
-        ])
-        .arg(format!("--files-from={list}"))
-        .arg("--")
-        .arg(format!("{}/", source.trim_end_matches('/')))
-        .arg(dest.to_owned()))
+    let flags = [
+        "-aHAX",
+        "-r",
+        "--numeric-ids",
+        "--modify-window=-1",
+        "--from0",
+        "--force",
+        "--stats",
+    ];
+    listed_copy(program, ssh, &flags, source, dest, files_from)
 }
 
 /// The folders half of an incremental pass (see `backup_core::IncrementalPlan::folders`):
@@ -372,9 +297,8 @@ pub fn tree_folders(
     preview: bool,
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
-    let source = absolute("source", source)?;
-    let list = absolute("files-from list", files_from)?;
-    let mut inv = base(program, ssh).args([
+    let max = max_delete.map(|n| format!("--max-delete={n}"));
+    let mut flags = vec![
         "-aHAX",
         "--dirs",
         "--existing",
@@ -384,53 +308,18 @@ pub fn tree_folders(
         "--modify-window=-1",
         "--from0",
         "--stats",
-    ]);
-    if let Some(n) = max_delete {
-        inv = inv.arg(format!("--max-delete={n}"));
-    }
+    ];
+    flags.extend(max.as_deref());
     if preview {
-        inv = inv.arg("--dry-run").read_only();
+        flags.push("--dry-run");
     }
-    Ok(inv
-        .arg(format!("--files-from={list}"))
-        .arg("--")
-        .arg(format!("{}/", source.trim_end_matches('/')))
-        .arg(dest.to_owned()))
+    let inv = listed_copy(program, ssh, &flags, source, dest, files_from)?;
+    Ok(if preview { inv.read_only() } else { inv })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn offsite_listings_parse() {
-        let line = |l: &str| parse_offsite_listing(l);
-        assert_eq!(
-            line("-rw-r--r--      21 2026/01/05 05:00:00 pvc-data/2026-02/.complete/ns/data"),
-            Some(OffsiteEntry::Marker {
-                week: "2026-02".to_owned(),
-                namespace: "ns".to_owned(),
-                pvc: "data".to_owned(),
-                at: "2026/01/05 05:00:00".to_owned()
-            })
-        );
-        assert_eq!(
-            line("drwxr-xr-x   4,096 2026/01/05 05:00:00 pvc-data/2026-02/.complete"),
-            None
-        );
-        assert_eq!(
-            line("-rw-r--r--       9 2026/01/05 05:00:00 pvc-data/2026-02/ns/data/f"),
-            None
-        );
-        assert_eq!(
-            line("drwxr-xr-x   4,096 2026/01/05 05:00:00 pve-config/2026-02"),
-            Some(OffsiteEntry::Week {
-                tree: "pve-config".to_owned(),
-                week: "2026-02".to_owned()
-            })
-        );
-        assert_eq!(line("drwxr-xr-x   4,096 2026/01/05 05:00:00 pfsense"), None);
-    }
 
     #[test]
     fn rsync_words_double_their_quotes() {
