@@ -141,7 +141,8 @@ pub struct IncrementalPlan {
     /// folder holding each recorded path, without a slash, so its mode and mtime are set after
     /// its entries changed. rsync reads a bare `.` as `./`.
     pub folders: Vec<Vec<u8>>,
-    /// Whether any path is gone: the folders pass may delete (bounded by `max-delete`).
+    /// Whether the folders pass lists a level (a gone path, or the top folder): it may delete,
+    /// bounded by `max-delete`.
     pub deletes: bool,
 }
 
@@ -157,31 +158,42 @@ fn parent_of(path: &[u8]) -> Option<&[u8]> {
     )
 }
 
-/// Plans an incremental pass from a tree's records; `exists` says whether a path (relative to
-/// the tree) is in the tree now, without following symlinks, and `touched` whether a folder's
-/// mtime may have changed since the last sync (a folder whose entries were only written to
-/// keeps its mtime, and needs no second rsync).
+/// What a recorded path is in the tree now, for [`plan_incremental`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// Not there, or below something that is not a real folder (a symlink to a folder is not
+    /// one: what is under it is not the tree's).
+    Missing,
+    /// A real folder (not a symlink).
+    Folder,
+    /// A file, a symlink, a device.
+    Other,
+}
+
+/// Plans an incremental pass from a tree's records; `kind` says what a path (relative to the
+/// tree) is now, without following symlinks, and `touched` whether a folder's mtime may have
+/// changed since the last sync (a folder whose entries were only written to keeps its mtime,
+/// and needs no second rsync).
 pub fn plan_incremental(
     records: &[Vec<u8>],
-    exists: impl Fn(&[u8]) -> bool,
+    kind: impl Fn(&[u8]) -> PathKind,
     touched: impl Fn(&[u8]) -> bool,
 ) -> IncrementalPlan {
     let mut send = std::collections::BTreeSet::new();
     let mut levels = std::collections::BTreeSet::new();
     let mut entries = std::collections::BTreeSet::new();
-    let mut deletes = false;
     for r in records.iter().filter(|r| r.as_slice() != b".") {
-        if exists(r) {
+        if kind(r) != PathKind::Missing {
             send.insert(r.clone());
             if let Some(p) = parent_of(r).filter(|p| touched(p)) {
                 entries.insert(p.to_vec());
             }
             continue;
         }
-        deletes = true;
+        // the nearest real folder above it: a symlink listed as `link/` would be followed
         let mut up = parent_of(r);
         while let Some(p) = up {
-            if p == b"." || exists(p) {
+            if p == b"." || kind(p) == PathKind::Folder {
                 levels.insert(p.to_vec());
                 break;
             }
@@ -190,11 +202,7 @@ pub fn plan_incremental(
     }
     let mut folders = Vec::new();
     for l in &levels {
-        let mut s = if l.as_slice() == b"." {
-            b".".to_vec()
-        } else {
-            l.clone()
-        };
+        let mut s = l.clone();
         s.push(b'/');
         folders.push(s);
     }
@@ -208,6 +216,9 @@ pub fn plan_incremental(
     }
     folders.sort();
     folders.dedup();
+    // any level (`./` for the top folder's mtime included) may delete what the copy holds
+    // beyond it: counted against max-delete
+    let deletes = folders.iter().any(|f| f.ends_with(b"/"));
     IncrementalPlan {
         send: send.into_iter().collect(),
         folders,
@@ -370,8 +381,17 @@ mod tests {
 
     #[test]
     fn an_incremental_pass_never_names_a_gone_path_only_the_level_above_it() {
-        let here: Vec<&[u8]> = vec![b"a", b"a/keep", b"b", b"b/new", b"top", b"x"];
-        let exists = |p: &[u8]| here.contains(&p);
+        let dirs: Vec<&[u8]> = vec![b"a", b"b", b"link"];
+        let files: Vec<&[u8]> = vec![b"a/keep", b"b/new", b"top", b"x"];
+        let exists = |p: &[u8]| {
+            if dirs.contains(&p) {
+                PathKind::Folder
+            } else if files.contains(&p) {
+                PathKind::Other
+            } else {
+                PathKind::Missing
+            }
+        };
         let records: Vec<Vec<u8>> = [
             "a/gone/deep/f", // a folder moved out: the level a/ is listed
             "a/gone",
@@ -403,5 +423,17 @@ mod tests {
         // a gone path always lists its level
         let gone = plan_incremental(&[b"a/gone".to_vec()], exists, |_| false);
         assert_eq!(show(&gone.folders), ["a/"]);
+        assert!(gone.deletes);
+        // a level is never a symlink (rsync would follow `link/`): the real folder above it
+        let dirs_only = |p: &[u8]| match p {
+            b"link" => PathKind::Other,
+            other => exists(other),
+        };
+        let under_link = plan_incremental(&[b"link/x".to_vec()], dirs_only, |_| false);
+        assert_eq!(show(&under_link.folders), ["./"]);
+        // the top folder's mtime lists the top level: that may delete, so it is counted
+        let top = plan_incremental(&[b"top".to_vec()], exists, |_| true);
+        assert_eq!(show(&top.folders), ["./"]);
+        assert!(top.deletes);
     }
 }

@@ -62,7 +62,7 @@ pub mod testing;
 pub use alerts::{alert_rules, default_app_jobs, render_alert_rules, AlertKind, AlertRule, AppJob};
 pub use changelog::{
     encode_files_from, encode_record, files_from, parse_records, plan_incremental, plan_tree_pass,
-    ChangeLogFiles, IncrementalPlan, TreePass,
+    ChangeLogFiles, IncrementalPlan, PathKind, TreePass,
 };
 pub use cluster::{Cluster, PvClaim, Workload};
 pub use config::{

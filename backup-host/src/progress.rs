@@ -51,7 +51,7 @@ const MAX_INTERVAL_SECONDS: f64 = 86_400.0;
 /// `HOMELAB_BACKUP_PROGRESS_SECONDS` as a pause between journal lines (60 s when unset).
 ///
 /// # Errors
-/// A value that is not a number of seconds above 0 and at most a day (`inf`, `1e300`, `-1`,
+/// A value that is not a number of seconds from 1 to a day (`inf`, `1e300`, `1e-10`, `-1`,
 /// `abc`): said with the value, for the binaries to refuse before they start (exit 2).
 pub fn check_env() -> Result<Duration, String> {
     match std::env::var("HOMELAB_BACKUP_PROGRESS_SECONDS") {
@@ -60,7 +60,7 @@ pub fn check_env() -> Result<Duration, String> {
             .trim()
             .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_INTERVAL_SECONDS)
+            .filter(|s| s.is_finite() && *s >= 1.0 && *s <= MAX_INTERVAL_SECONDS)
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .ok_or_else(|| {
                 format!(

@@ -179,27 +179,47 @@ fn finish(p: &Paths, journal: &Journal) -> Result<()> {
 }
 
 /// The damage list of a version just updated (its damaged files were sent again) moves into
-/// its repaired list, which offsite step 1 reads and clears ([`take_repaired`]).
+/// its repaired list, which offsite step 1 reads and clears ([`clear_repaired`]).
 fn damaged_to_repaired(p: &Paths) -> Result<()> {
     let damaged = match crate::safe_read::read_regular(&p.damaged) {
         Ok(b) => parse_damaged(&b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io("read", &p.damaged, e)),
     };
+    merge_repaired(p, damaged)?;
+    remove_file_if_present(&p.damaged)
+}
+
+/// Adds `paths` to the repaired list of `ns/pvc` in `week`: files sent again from the
+/// snapshot whose size and mtime did not change (another week's damage list named their
+/// inode), which offsite step 1 must send again too.
+///
+/// # Errors
+/// When the list cannot be written.
+pub fn add_repaired(
+    root: &BackupRoot,
+    week: IsoWeek,
+    ns: &str,
+    pvc: &str,
+    paths: &[Vec<u8>],
+) -> Result<()> {
+    merge_repaired(&Paths::new(root, week, ns, pvc), paths.to_vec())
+}
+
+fn merge_repaired(p: &Paths, paths: Vec<Vec<u8>>) -> Result<()> {
     let mut all: std::collections::BTreeSet<Vec<u8>> = crate::safe_read::read_regular(&p.repaired)
         .map(|b| parse_damaged(&b))
         .unwrap_or_default()
         .into_iter()
         .collect();
-    all.extend(damaged);
+    all.extend(paths);
     if let Some(parent) = p.repaired.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
     }
     write_atomic(
         &p.repaired,
         &encode_damaged(&all.into_iter().collect::<Vec<_>>()),
-    )?;
-    remove_file_if_present(&p.damaged)
+    )
 }
 
 /// The paths of `ns/pvc` in `week` repaired since offsite step 1 last sent them (empty: none).
@@ -217,13 +237,21 @@ pub fn clear_repaired(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> 
     remove_file_if_present(&root.pvc_repaired(week, ns, pvc))
 }
 
+/// What [`recover_all`] did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// What was finished, dropped or removed, one line a version (`ns/pvc: …`).
+    pub said: Vec<String>,
+    /// Versions that could not be recovered (a damaged journal, an I/O error): (week,
+    /// namespace, pvc, why). Their copy may be half swapped: never send them.
+    pub failed: Vec<(IsoWeek, String, String, String)>,
+}
+
 /// Finishes or drops every update a killed run left, in every week ([`recover`] per version
 /// with anything staged): the last run of a week killed mid-swap is finished even when no run
-/// of that week comes again. Returns what was done.
-///
-/// # Errors
-/// As [`recover`].
-pub fn recover_all(root: &BackupRoot) -> Result<Vec<String>> {
+/// of that week comes again. A version that cannot be recovered is reported, never the end of
+/// the others.
+pub fn recover_all(root: &BackupRoot) -> Recovered {
     let names = |dir: &Utf8Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .into_iter()
@@ -234,7 +262,7 @@ pub fn recover_all(root: &BackupRoot) -> Result<Vec<String>> {
         v.sort();
         v
     };
-    let mut said = Vec::new();
+    let mut out = Recovered::default();
     for w in names(&root.root().join("pvc-data")) {
         let Ok(week) = w.parse::<IsoWeek>() else {
             continue;
@@ -249,12 +277,14 @@ pub fn recover_all(root: &BackupRoot) -> Result<Vec<String>> {
             }
         }
         for (ns, pvc) in versions {
-            if let Some(s) = recover(root, week, &ns, &pvc)? {
-                said.push(format!("{ns}/{pvc}: {s}"));
+            match recover(root, week, &ns, &pvc) {
+                Ok(Some(s)) => out.said.push(format!("{ns}/{pvc}: {s}")),
+                Ok(None) => {}
+                Err(e) => out.failed.push((week, ns, pvc, e.to_string())),
             }
         }
     }
-    Ok(said)
+    out
 }
 
 /// Swaps `tree` in at `copy`: an exchange when `copy` exists (the old copy then sits at

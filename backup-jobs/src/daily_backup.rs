@@ -260,8 +260,12 @@ pub fn job(
         // a killed run's half-made update is finished or dropped in every week, not only in
         // the ones this run copies
         let root = backup_core::BackupRoot::new(&cfg.backup_root);
-        for said in backup_host::version_commit::recover_all(&root)? {
+        let recovered = backup_host::version_commit::recover_all(&root);
+        for said in &recovered.said {
             eprintln!("daily-backup: {said}");
+        }
+        for (week, ns, pvc, why) in &recovered.failed {
+            eprintln!("daily-backup: warning: {ns}/{pvc} week {week}: {why}");
         }
     }
     let json = ctx.global.json;

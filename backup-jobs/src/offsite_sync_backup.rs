@@ -271,12 +271,14 @@ fn excludes(cfg: &Config, o: &OffsiteConfig) -> Vec<String> {
     out
 }
 
-fn step_one(
+/// Refuses a backup root that is not the backup disk, and waits for a running daily-backup
+/// (its lock, held until step 1 ends: a week is never sent half written). `None` under
+/// `--dry-run`.
+fn step_one_may_run(
     ctx: &Context<'_>,
     cfg: &Config,
     o: &OffsiteConfig,
-    opts: OffsiteOptions,
-) -> Result<(Option<SyncStats>, Option<String>)> {
+) -> Result<Option<backup_host::lock::RunLock>> {
     let root = &cfg.backup_root;
     // a backup root that is not the backup disk (unmounted: an empty folder on `/`) would
     // make --delete wipe pve-backup/ offsite
@@ -299,7 +301,7 @@ fn step_one(
         ));
     }
     // a week is never sent half written: wait for a running daily-backup
-    let _daily = if ctx.dry_run() {
+    Ok(if ctx.dry_run() {
         None
     } else {
         Some(
@@ -316,21 +318,63 @@ fn step_one(
                 other => other,
             })?,
         )
-    };
-    let mut notes = Vec::new();
-    if !ctx.dry_run() {
-        // a version is never sent half swapped: what a killed daily run left is finished or
-        // dropped first, in every week (the daily lock is held)
-        let said = backup_host::version_commit::recover_all(&backup_core::BackupRoot::new(root))?;
-        notes.extend(said);
+    })
+}
+
+/// A version is never sent half swapped: what a killed daily run left is finished or dropped
+/// first, in every week (the daily lock is held). Returns what was done, and the versions that
+/// cannot be recovered: those are not sent.
+fn recover_before_sending(
+    ctx: &Context<'_>,
+    root: &Utf8Path,
+) -> (Vec<String>, Vec<backup_core::WeekVersion>) {
+    let (mut notes, mut held) = (Vec::new(), Vec::new());
+    if ctx.dry_run() {
+        return (notes, held);
     }
-    let guard = step_one_guard(ctx, cfg, o, opts)?;
+    let recovered = backup_host::version_commit::recover_all(&backup_core::BackupRoot::new(root));
+    notes.extend(recovered.said);
+    for (week, ns, pvc, why) in recovered.failed {
+        notes.push(format!(
+            "not sent, its update cannot be finished: {ns}/{pvc} {week} ({why})"
+        ));
+        held.push(backup_core::WeekVersion {
+            week,
+            namespace: ns,
+            pvc,
+            completed_at: None,
+        });
+    }
+    (notes, held)
+}
+
+fn step_one(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    o: &OffsiteConfig,
+    opts: OffsiteOptions,
+) -> Result<(Option<SyncStats>, Option<String>)> {
+    let root = &cfg.backup_root;
+    let _daily = step_one_may_run(ctx, cfg, o)?;
+    let (mut notes, unsafe_versions) = recover_before_sending(ctx, root);
+    let unsafe_keys: std::collections::BTreeSet<(backup_core::IsoWeek, String, String)> =
+        unsafe_versions
+            .iter()
+            .map(|v| (v.week, v.namespace.clone(), v.pvc.clone()))
+            .collect();
+    let mut guard = step_one_guard(ctx, cfg, o, opts)?;
     notes.extend(guard.note.clone());
+    let (held, _) = guard_filters(&backup_core::StepOnePlan {
+        protect: Vec::new(),
+        withhold: unsafe_versions,
+    });
+    // first: rsync takes the first rule that matches
+    guard.filters.splice(0..0, held);
     let dest = dest_folder(&o.destination, "pve-backup");
     let (resend, repaired) = if ctx.dry_run() {
         (Vec::new(), Vec::new())
     } else {
-        resend_list(ctx, cfg, &guard.mirror)?
+        resend_list(ctx, cfg, &guard.mirror, &unsafe_keys)?
     };
     let mut stats = None;
     if !resend.is_empty() {
@@ -384,6 +428,7 @@ fn resend_list(
     ctx: &Context<'_>,
     cfg: &Config,
     mirror: &Utf8Path,
+    skip: &std::collections::BTreeSet<(backup_core::IsoWeek, String, String)>,
 ) -> Result<(Vec<Vec<u8>>, Vec<backup_core::WeekVersion>)> {
     let root = backup_core::BackupRoot::new(&cfg.backup_root);
     let store = ctx.store()?;
@@ -395,7 +440,7 @@ fn resend_list(
     let mut list = Vec::new();
     let mut repaired = Vec::new();
     for v in store.list_versions(backup_core::Series::Pvc)? {
-        if !v.is_complete() {
+        if !v.is_complete() || skip.contains(&(v.week, v.namespace.clone(), v.pvc.clone())) {
             continue;
         }
         let (w, ns, pvc) = (v.week, &v.namespace, &v.pvc);
@@ -495,12 +540,12 @@ fn step_one_guard(
         let offsite = view
             .weeks
             .iter()
-            .filter(|(t, _)| t == tree)
-            .map(|(_, week)| backup_core::WeekVersion {
+            .filter(|(t, _, _)| t == tree)
+            .map(|(_, week, at)| backup_core::WeekVersion {
                 week: *week,
                 namespace: tree.to_owned(),
                 pvc: tree.to_owned(),
-                completed_at: Some(ctx.now),
+                completed_at: Some(*at),
             })
             .collect::<Vec<_>>();
         let p = backup_core::plan_step_one(
@@ -547,10 +592,11 @@ struct OffsiteView {
     scratch: Option<tempfile::TempDir>,
     /// The id of the disk the offsite copy was last synced from (`None`: none yet).
     id: Option<String>,
-    /// The complete PVC versions, from their markers (completed at the marker's mtime).
+    /// The complete PVC versions, from their markers (completed at the time a marker holds).
     versions: Vec<backup_core::WeekVersion>,
-    /// The week folders of `pve-config/` and `pfsense/`: (tree, week).
-    weeks: Vec<(String, backup_core::IsoWeek)>,
+    /// The week folders of `pve-config/` and `pfsense/`: (tree, week, when it was completed: its
+    /// marker's time, else its folder's mtime; what the policy's time buckets need).
+    weeks: Vec<(String, backup_core::IsoWeek, DateTime<Utc>)>,
 }
 
 /// The entries of `dir` that parse as `T`, with their metadata (none when `dir` is missing).
@@ -567,6 +613,16 @@ fn parsed_entries<T: std::str::FromStr>(dir: &Utf8Path) -> Vec<(String, T, std::
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// When a version offsite was completed: the time its marker holds (what the disk's own
+/// policy reads too), else the mtime of the marker or folder (`m`), else `now`.
+fn completed(marker: &Utf8Path, m: &std::fs::Metadata, now: DateTime<Utc>) -> DateTime<Utc> {
+    backup_host::safe_read::read_regular_string(marker)
+        .ok()
+        .and_then(|t| backup_core::parse_marker(&t))
+        .or_else(|| m.modified().ok().map(DateTime::<Utc>::from))
+        .unwrap_or(now)
 }
 
 /// Mirrors what step 1 needs of `<pve_backup>` and reads it.
@@ -616,7 +672,7 @@ fn read_offsite(
                 if !m.is_file() {
                     continue;
                 }
-                let at = m.modified().map_or(ctx.now, DateTime::<Utc>::from);
+                let at = completed(&complete.join(&namespace).join(&pvc), &m, ctx.now);
                 versions.push(backup_core::WeekVersion {
                     week,
                     namespace: namespace.clone(),
@@ -630,7 +686,9 @@ fn read_offsite(
     for tree in ["pve-config", "pfsense"] {
         for (_, week, m) in parsed_entries::<backup_core::IsoWeek>(&dir.join(tree)) {
             if m.is_dir() {
-                weeks.push((tree.to_owned(), week));
+                let marker = dir.join(tree).join(week.to_string()).join(".complete");
+                let at = completed(&marker, &m, ctx.now);
+                weeks.push((tree.to_owned(), week, at));
             }
         }
     }
@@ -780,10 +838,25 @@ fn temp_list(paths: &[Vec<u8>]) -> Result<(tempfile::NamedTempFile, Utf8PathBuf)
     Ok((list, path))
 }
 
-/// Whether `rel` (relative to `root`) exists, without following a symlink.
-fn exists_in(root: &Utf8Path, rel: &[u8]) -> bool {
+/// What `rel` (relative to `root`) is, never through a symlink: missing when it, or anything
+/// above it, is not there or not a real folder.
+fn kind_in(root: &Utf8Path, rel: &[u8]) -> backup_core::PathKind {
+    use backup_core::PathKind;
     use std::os::unix::ffi::OsStrExt;
-    std::fs::symlink_metadata(root.as_std_path().join(std::ffi::OsStr::from_bytes(rel))).is_ok()
+    let mut path = root.as_std_path().to_path_buf();
+    let parts: Vec<&[u8]> = rel
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(std::ffi::OsStr::from_bytes(part));
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) if i + 1 == parts.len() => return PathKind::Other,
+            _ => return PathKind::Missing,
+        }
+    }
+    PathKind::Folder
 }
 
 /// The incremental pass of a tree ([`backup_core::plan_incremental`]): the recorded paths that
@@ -816,7 +889,7 @@ fn incremental_pass(
             _ => true,
         }
     };
-    let plan = backup_core::plan_incremental(records, |p| exists_in(&tree.source, p), touched);
+    let plan = backup_core::plan_incremental(records, |p| kind_in(&tree.source, p), touched);
     let program = ctx.rsync_program().to_owned();
     let mut stats: Option<SyncStats> = None;
     let mut add = |s: Option<SyncStats>| {
@@ -825,53 +898,66 @@ fn incremental_pass(
             t.add(&s);
         }
     };
+    let (_send_list, send_list) = temp_list(&plan.send)?;
+    let (_folders_list, folders_list) = temp_list(&plan.folders)?;
+    let send = |preview: bool| {
+        tree_incremental(&program, &tree.source, dest, &send_list, preview, ssh)
+            .map_err(|e| Error::Core(e.into()))
+    };
+    let max = max_delete.filter(|_| plan.deletes);
+    let folders = |preview: bool| {
+        backup_rsync::tree_folders(
+            &program,
+            &tree.source,
+            dest,
+            &folders_list,
+            max.filter(|_| !preview),
+            preview,
+            ssh,
+        )
+        .map_err(|e| Error::Core(e.into()))
+    };
+    if let Some(max) = max {
+        // what both passes would delete (the folders beyond a level, and a folder a file now
+        // replaces), counted before any deletion is made
+        let mut previews = vec![folders(true)?];
+        if !plan.send.is_empty() {
+            previews.push(send(true)?);
+        }
+        check_deletions(ctx, &previews, tree, "the incremental pass", max)?;
+    }
     if !plan.send.is_empty() {
-        let (_list, list_path) = temp_list(&plan.send)?;
-        let inv = tree_incremental(&program, &tree.source, dest, &list_path, ssh)
-            .map_err(|e| Error::Core(e.into()))?;
-        add(transfer(ctx, &inv, SourceKind::Live)?);
+        add(transfer(ctx, &send(false)?, SourceKind::Live)?);
     }
     if !plan.folders.is_empty() {
-        let (_list, list_path) = temp_list(&plan.folders)?;
-        let max = max_delete.filter(|_| plan.deletes);
-        if let Some(max) = max {
-            let preview = backup_rsync::tree_folders(
-                &program,
-                &tree.source,
-                dest,
-                &list_path,
-                None,
-                true,
-                ssh,
-            )
-            .map_err(|e| Error::Core(e.into()))?;
-            check_deletions(ctx, &preview, tree, "the incremental pass", max)?;
-        }
-        let inv =
-            backup_rsync::tree_folders(&program, &tree.source, dest, &list_path, max, false, ssh)
-                .map_err(|e| Error::Core(e.into()))?;
-        add(transfer(ctx, &inv, SourceKind::Live)?);
+        add(transfer(ctx, &folders(false)?, SourceKind::Live)?);
     }
     Ok(stats.or(Some(SyncStats::default())))
 }
 
-/// Runs `preview` (a `--dry-run` of a pass) and refuses when it would delete more than `max`
-/// paths offsite: counted before any deletion is made, so tripping the bound loses nothing.
+/// Runs the `previews` (`--dry-run`s of a pass) and refuses when together they would delete
+/// more than `max` paths offsite: counted before any deletion is made, so tripping the bound
+/// loses nothing.
 fn check_deletions(
     ctx: &Context<'_>,
-    preview: &Invocation,
+    previews: &[Invocation],
     tree: &backup_core::Tree,
     pass: &'static str,
     max: u64,
 ) -> Result<()> {
-    let counted = backup_rsync::execute(ctx.runner().as_ref(), preview, SourceKind::Live)
-        .map_err(|e| Error::Core(e.into()))?;
-    if counted.stats.deleted_files > max {
+    let mut count = 0;
+    for preview in previews {
+        count += backup_rsync::execute(ctx.runner().as_ref(), preview, SourceKind::Live)
+            .map_err(|e| Error::Core(e.into()))?
+            .stats
+            .deleted_files;
+    }
+    if count > max {
         return Err(Error::Core(
             backup_core::Refusal::TooManyDeletions {
                 tree: tree.name.clone(),
                 pass,
-                count: counted.stats.deleted_files,
+                count,
                 max,
             }
             .into(),
@@ -904,7 +990,7 @@ fn full_pass(
     if let Some(max) = max {
         let preview = tree_full_pass(&program, source, dest, None, true, ssh)
             .map_err(|e| Error::Core(e.into()))?;
-        check_deletions(ctx, &preview, tree, "a full pass", max)?;
+        check_deletions(ctx, &[preview], tree, "a full pass", max)?;
     }
     let inv = tree_full_pass(&program, source, dest, max, false, ssh)
         .map_err(|e| Error::Core(e.into()))?;

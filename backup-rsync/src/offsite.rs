@@ -128,7 +128,8 @@ pub fn backup_root_copy(
 /// Mirrors into the local folder `local`, in one read-only rsync, what step 1 needs to know
 /// of `<dest>/pve-backup/`: the disk's id (`.backup-root-id`), the completion markers
 /// `pvc-data/<week>/.complete/<namespace>/<pvc>` (times kept), the week folders of
-/// `pve-config/` and `pfsense/` (empty here), and with `records` the per-file records
+/// `pve-config/` (with their markers) and `pfsense/` (empty here), and with `records` the
+/// per-file records
 /// `pvc-data/<week>/.records/...`. `--delete`: what is gone offsite goes here too; what did not
 /// change since the last mirror is not sent again. A destination without `pve-backup/` makes
 /// rsync exit 23 ("No such file or directory"): nothing is there yet.
@@ -153,6 +154,7 @@ pub fn mirror_offsite(
         "--include=/pvc-data/*/.complete/***",
         "--include=/pve-config/",
         "--include=/pve-config/*/",
+        "--include=/pve-config/*/.complete",
         "--include=/pfsense/",
         "--include=/pfsense/*/",
     ]);
@@ -251,7 +253,10 @@ pub fn tree_full_pass(
 /// - `-r` explicitly: `--files-from` turns off the recursion `-a` implies, and a listed folder
 ///   (created, or moved in) must bring its contents;
 /// - `--from0`: names are NUL-terminated, so a newline is part of a name;
-/// - `--force`: a file that replaces a folder offsite deletes the folder with its contents.
+/// - `--force`: a file that replaces a folder offsite deletes the folder with its contents;
+/// - `--ignore-missing-args`: a path gone since the list was made is skipped (its deletion is
+///   in the change log for the next sync), not an error; `preview` (`--dry-run`) counts what
+///   `--force` would delete.
 ///
 /// Nothing gone is listed (never `--delete-missing-args`: the mode-0 entries it sends are
 /// rejected below the top folder by Debian 12's rsync 3.2.7-1+deb12u5 and later); deletions
@@ -264,18 +269,24 @@ pub fn tree_incremental(
     source: &Utf8Path,
     dest: &str,
     files_from: &Utf8Path,
+    preview: bool,
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
-    let flags = [
+    let mut flags = vec![
         "-aHAX",
         "-r",
         "--numeric-ids",
         "--modify-window=-1",
         "--from0",
         "--force",
+        "--ignore-missing-args",
         "--stats",
     ];
-    listed_copy(program, ssh, &flags, source, dest, files_from)
+    if preview {
+        flags.push("--dry-run");
+    }
+    let inv = listed_copy(program, ssh, &flags, source, dest, files_from)?;
+    Ok(if preview { inv.read_only() } else { inv })
 }
 
 /// The folders half of an incremental pass (see `backup_core::IncrementalPlan::folders`):
@@ -307,6 +318,7 @@ pub fn tree_folders(
         "--numeric-ids",
         "--modify-window=-1",
         "--from0",
+        "--ignore-missing-args",
         "--stats",
     ];
     flags.extend(max.as_deref());
@@ -354,12 +366,13 @@ mod tests {
             Utf8Path::new("/srv/nfs"),
             "/nas/nfs/",
             Utf8Path::new("/tmp/list"),
+            false,
             None,
         )
         .unwrap();
         assert_eq!(
             inc.display(),
-            "rsync -aHAX -r --numeric-ids --modify-window=-1 --from0 --force --stats --files-from=/tmp/list -- /srv/nfs/ /nas/nfs/"
+            "rsync -aHAX -r --numeric-ids --modify-window=-1 --from0 --force --ignore-missing-args --stats --files-from=/tmp/list -- /srv/nfs/ /nas/nfs/"
         );
         let full = tree_full_pass(
             "rsync",

@@ -600,6 +600,21 @@ fn nested_deletions_folder_renames_and_swaps_arrive_by_the_incremental_pass() {
     let out = site.sync_ok();
     assert!(line(&out, "a").contains("changed paths"), "{out}");
     assert_eq!(still_differs(&a, &site.root.join("nas/a")), "", "{out}");
+    // a folder replaced by a symlink to a folder elsewhere: offsite it is the symlink, and
+    // what the target holds is never sent (a level listed as `sl/` would follow it)
+    write(&a.join("sl/inner/f"), "real\n");
+    site.sync_ok();
+    std::fs::remove_dir_all(a.join("sl")).unwrap();
+    std::os::unix::fs::symlink(site.root.join("b"), a.join("sl")).unwrap();
+    let out = site.sync_ok();
+    assert!(
+        std::fs::symlink_metadata(site.root.join("nas/a/sl"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "{out}"
+    );
+    assert_eq!(still_differs(&a, &site.root.join("nas/a")), "", "{out}");
     // a day later, more than max-delete paths gone under a folder: counted first, refused
     for i in 0..12 {
         write(&a.join(format!("many/f{i}")), "m\n");

@@ -395,3 +395,76 @@ fn a_run_killed_mid_swap_is_finished_before_step_one_sends_the_version() {
     let out = env.run(CTL, &["verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// Under a GFS policy the offsite weeks the disk lacks are judged by when they were completed
+/// (their markers' times), not by the time of the run: adopting a new disk in April keeps the
+/// January, February and March weeks offsite, of the PVCs and of the PVE config alike.
+#[test]
+fn a_gfs_policy_judges_the_offsite_weeks_by_their_own_times() {
+    let env = site("");
+    let cfg = std::fs::read_to_string(env.config()).unwrap();
+    std::fs::write(
+        env.config(),
+        format!("{cfg}\n[pvc-backup.retention]\nmonthly = 6\n"),
+    )
+    .unwrap();
+    for day in ["2026-01-05", "2026-02-02", "2026-03-02"] {
+        let out = env.day(day);
+        assert_eq!(out.status.code(), Some(0), "{day}: {}", text(&out));
+        let out = sync(&env, &["--now", &format!("{day}T06:00:00Z")]);
+        assert_eq!(out.status.code(), Some(0), "{day}: {}", text(&out));
+    }
+    std::fs::rename(env.root.join("backup"), env.root.join("backup.old")).unwrap();
+    std::fs::create_dir(env.root.join("backup")).unwrap();
+    assert_eq!(env.day("2026-04-06").status.code(), Some(0));
+    let out = sync(&env, &["--now", "2026-04-06T06:00:00Z", "--adopt"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let weeks = |tree: &str| {
+        let mut w: Vec<String> = std::fs::read_dir(offsite(&env).join(tree))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        w.sort();
+        w
+    };
+    let want = ["2026-02", "2026-06", "2026-10", "2026-15"];
+    assert_eq!(weeks("pvc-data"), want, "{}", text(&out));
+    assert_eq!(weeks("pve-config"), want, "{}", text(&out));
+}
+
+/// A damaged commit journal in an old week stops neither daily-backup (a warning) nor step 1:
+/// that version alone is not sent, and the others are.
+#[test]
+fn a_damaged_journal_holds_back_its_version_only() {
+    let env = site("");
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    assert_eq!(env.day("2026-01-12").status.code(), Some(0));
+    let journal = env
+        .root
+        .join("backup/pvc-data/2026-02/.staging/commit/vaultwarden/data");
+    write(&journal, "not a journal\n");
+    let out = env.day("2026-01-13");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("damaged commit journal"),
+        "{}",
+        text(&out)
+    );
+    let out = sync(&env, &["--now", "2026-01-13T06:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("not sent, its update cannot be finished"),
+        "{}",
+        text(&out)
+    );
+    assert!(!offsite(&env)
+        .join("pvc-data/2026-02/vaultwarden/data")
+        .exists());
+    assert!(offsite(&env)
+        .join("pvc-data/2026-03/vaultwarden/data")
+        .is_dir());
+    assert!(offsite(&env)
+        .join("pvc-data/2026-02/nextcloud/files")
+        .is_dir());
+}

@@ -104,7 +104,15 @@ fn an_out_of_range_progress_interval_is_refused_with_exit_2() {
             .code(),
         Some(0)
     );
-    for bad in ["inf", "1e300", "18446744073709551616", "-1", "0", "soon"] {
+    for bad in [
+        "inf",
+        "1e300",
+        "18446744073709551616",
+        "-1",
+        "0",
+        "1e-10",
+        "soon",
+    ] {
         let out = env
             .command(DAILY, &["--now", "2026-01-05T05:00:00Z"])
             .env("HOMELAB_BACKUP_PROGRESS_SECONDS", bad)

@@ -186,6 +186,15 @@ fn copy_volume(
         deactivated?;
         deps.store
             .commit_version(plan.week, &v.namespace, &v.pvc, &p.record, plan.now)?;
+        if !p.repaired.is_empty() {
+            backup_host::version_commit::add_repaired(
+                deps.store.root(),
+                plan.week,
+                &v.namespace,
+                &v.pvc,
+                &p.repaired,
+            )?;
+        }
         Ok(p)
     });
     let mut prepared = match committed {
@@ -211,8 +220,11 @@ struct Base {
     entries: BTreeMap<Vec<u8>, FileEntry>,
     /// The copy they describe.
     copy: Utf8PathBuf,
-    /// Paths of that copy `backupctl verify` found damaged.
+    /// Paths of that copy `backupctl verify` found damaged (in its week or, by the inode, in
+    /// another).
     damaged: BTreeSet<Vec<u8>>,
+    /// Those found damaged in another week's list.
+    elsewhere: BTreeSet<Vec<u8>>,
 }
 
 /// The base an update builds on (this week's complete version, else the linked week's), and
@@ -266,7 +278,8 @@ fn choose_base(
                 .map(|b| backup_host::version_commit::parse_damaged(&b))
                 .unwrap_or_default();
             let mut damaged: BTreeSet<Vec<u8>> = damaged.into_iter().collect();
-            damaged.extend(damaged_elsewhere(deps, week, &copy, &v.namespace, &v.pvc));
+            let elsewhere = damaged_elsewhere(deps, week, &copy, &v.namespace, &v.pvc);
+            damaged.extend(elsewhere.iter().cloned());
             if !damaged.is_empty() {
                 warnings.push(format!(
                     "week {week} has {} damaged by verify: {} sent again",
@@ -282,6 +295,7 @@ fn choose_base(
                 entries: entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
                 copy,
                 damaged,
+                elsewhere,
             };
             (Some(base), full)
         }
@@ -343,6 +357,10 @@ struct Prepared {
     copied: Copied,
     /// The record of the new version.
     record: Vec<u8>,
+    /// Files of this week's version sent again because another week's damage list names their
+    /// inode: offsite step 1 sends them again too (their own week's list is moved to the
+    /// repaired list by the commit).
+    repaired: Vec<Vec<u8>>,
 }
 
 /// Builds the update of this week's version of one mounted snapshot: walks it, compares it with
@@ -374,6 +392,11 @@ fn prepare_update(
     let link_dest = vp.link_week.map(|w| root.pvc_copy(w, &v.namespace, &v.pvc));
     check_empty_source(deps, vp, read_root, link_dest.as_deref(), &mut warnings)?;
     let (base, full) = choose_base(deps, plan, vp, &mut warnings);
+    let repaired = base
+        .as_ref()
+        .filter(|b| b.copy == vp.dest)
+        .map(|b| b.elsewhere.iter().cloned().collect())
+        .unwrap_or_default();
     let trust_ctime = deps.trust_ctime;
     let empty_map = BTreeMap::new();
     let base_map = base.as_ref().map_or(&empty_map, |b| &b.entries);
@@ -423,6 +446,7 @@ fn prepare_update(
             sqlite,
         },
         record: backup_core::encode_file_record(&entries),
+        repaired,
     })
 }
 

@@ -549,15 +549,32 @@ fn send_upload(ctx: &Context<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnap
         mounter.unmount(target)?;
     }
     // the record of what is sent travels as a tag (its digest) and is kept here by it: a
-    // restore from the tier is checked against it, not against a later record of the week
-    let tags = match &u.of {
-        Some(v) => match keep_record(ctx, r.repo, v)? {
-            Some(hex) => format!("{},{RECORD_TAG}{hex}", u.tags),
-            None => u.tags.clone(),
-        },
-        None => u.tags.clone(),
+    // restore from the tier is checked against it, not against a later record of the week.
+    // Read before and after the mount: a daily run that swapped the version in between is
+    // mounted again
+    let mut tries = 0;
+    let (tags, read) = loop {
+        let record = match &u.of {
+            Some(v) => keep_record(ctx, r.repo, v)?,
+            None => None,
+        };
+        let read = mounter.mount_ro(&SnapshotSource::Dir(u.source.clone()), target)?;
+        let again = match &u.of {
+            Some(v) => keep_record(ctx, r.repo, v)?,
+            None => None,
+        };
+        tries += 1;
+        if again == record || tries == 3 {
+            let tags = match again {
+                Some(hex) => format!("{},{RECORD_TAG}{hex}", u.tags),
+                None => u.tags.clone(),
+            };
+            break (tags, read);
+        }
+        if read == *target {
+            mounter.unmount(target)?;
+        }
     };
-    let read = mounter.mount_ro(&SnapshotSource::Dir(u.source.clone()), target)?;
     let host = hostname();
     let mut inv = r.inv(&[
         "backup",
@@ -671,6 +688,10 @@ pub fn sent_record(
 ) -> Option<Vec<FileEntry>> {
     let cfg = ctx.cfg().ok()?;
     match digest {
+        // a tag is the repository's word: only 32 hex digits name a kept record
+        Some(digest) if digest.len() != 32 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            None
+        }
         Some(digest) => {
             let kept = kept_records_dir(cfg, repo).join(digest);
             let bytes = backup_host::safe_read::read_regular(&kept)
