@@ -126,6 +126,9 @@ pub struct RunSpec {
     pub textfile_dir: Option<Utf8PathBuf>,
     /// Pushgateway given by a flag, beside the config's.
     pub pushgateway: Option<String>,
+    /// Read the offsite copy (`<offsite.destination>/pve-backup/`, a local or mounted
+    /// destination) as the backup root, writing nothing into it and publishing no metrics.
+    pub from_offsite: bool,
 }
 
 impl RunSpec {
@@ -139,6 +142,7 @@ impl RunSpec {
             needs_backup_root: false,
             textfile_dir: None,
             pushgateway: None,
+            from_offsite: false,
         }
     }
 }
@@ -172,9 +176,17 @@ pub struct Context<'a> {
     rsync: String,
     /// `HOMELAB_BACKUP_RSYNC` names the program: every copy goes through it.
     rsync_chosen: bool,
+    /// The backup root is the offsite copy, read only ([`RunSpec::from_offsite`]).
+    from_offsite: bool,
 }
 
 impl<'a> Context<'a> {
+    /// True when the backup root is the offsite copy: nothing may be written into it (no
+    /// damage list, no state).
+    pub fn from_offsite(&self) -> bool {
+        self.from_offsite
+    }
+
     /// The configuration.
     ///
     /// # Errors
@@ -308,13 +320,18 @@ where
         return fail(bin, global, &Error::Usage(why));
     }
     // the config first: without it there is nowhere to publish, and exit 2 says "fix the config"
-    let cfg = match load(spec, global) {
+    let cfg = match load(spec, global).and_then(|c| offsite_root(spec, c)) {
         Ok(c) => c,
         Err(e) => return fail(bin, global, &e),
     };
     let now = global.now();
     let would = global.dry_run.then(Would::new);
-    let real_sinks = sinks(spec, cfg.as_ref());
+    // what is read from the offsite copy says nothing about the backup disk's metrics
+    let real_sinks = if spec.from_offsite {
+        Sinks(Vec::new())
+    } else {
+        sinks(spec, cfg.as_ref())
+    };
     let dry_sink = would.as_ref().map(DryRunSink::new);
     let sink: &dyn MetricsSink = match &dry_sink {
         Some(d) => d,
@@ -442,6 +459,7 @@ where
         sink,
         rsync: chosen_rsync.clone().unwrap_or_else(|| "rsync".to_owned()),
         rsync_chosen: chosen_rsync.is_some(),
+        from_offsite: spec.from_offsite,
     };
     let _locks = match (ctx.dry_run(), cfg) {
         (false, Some(cfg)) => match take_locks(spec, cfg, global) {
@@ -505,6 +523,38 @@ fn load(spec: &RunSpec, global: &GlobalArgs) -> Result<Option<Config>> {
         return Ok(None);
     }
     backup_host::setup::load_config(&global.config).map(Some)
+}
+
+/// With [`RunSpec::from_offsite`], the config with its backup root moved to the offsite copy:
+/// `<offsite.destination>/pve-backup`, which must be a local or mounted folder.
+fn offsite_root(spec: &RunSpec, cfg: Option<Config>) -> Result<Option<Config>> {
+    let mut cfg = match cfg {
+        Some(c) if spec.from_offsite => c,
+        other => return Ok(other),
+    };
+    let Some(o) = cfg.offsite.as_ref() else {
+        return Err(Error::Usage(format!(
+            "--from-offsite: {} has no [offsite]: there is no offsite copy to read",
+            cfg.file
+        )));
+    };
+    if o.is_remote() {
+        return Err(Error::Usage(format!(
+            "--from-offsite reads a local or mounted destination; offsite.destination = {} is \
+             remote: mount the share (for example with sshfs or NFS) and point \
+             offsite.destination at the mount in a copy of {}",
+            o.destination, cfg.file
+        )));
+    }
+    let root = Utf8PathBuf::from(o.destination.trim_end_matches('/')).join("pve-backup");
+    if !root.join("pvc-data").is_dir() {
+        return Err(Error::Usage(format!(
+            "--from-offsite: {root} holds no pvc-data/: not an offsite copy (is the share \
+             mounted?)"
+        )));
+    }
+    cfg.backup_root = root;
+    Ok(Some(cfg))
 }
 
 fn sinks(spec: &RunSpec, cfg: Option<&Config>) -> Sinks {

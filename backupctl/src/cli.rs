@@ -254,9 +254,15 @@ fn generator(spec: RunSpec) -> RunSpec {
 }
 
 /// Runs one `backupctl` command through the run wrapper.
-pub fn main(command: &Command, global: &GlobalArgs, sinks: &SinkArgs) -> ExitCode {
+pub fn main(
+    command: &Command,
+    global: &GlobalArgs,
+    sinks: &SinkArgs,
+    from_offsite: bool,
+) -> ExitCode {
     let spec = RunSpec {
         needs_backup_root: true,
+        from_offsite,
         ..RunSpec::new("backupctl")
     }
     .with_sinks(sinks);

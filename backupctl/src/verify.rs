@@ -116,12 +116,12 @@ pub(super) fn check_sqlite_copies(dir: &Utf8Path, label: &str, out: &mut Vec<Che
     }
 }
 
-/// Checks one version of a PVC against its record.
+/// Checks one version of a PVC against its record; with `mark`, keeps its damage list.
 pub(super) fn check_version(
     root: &backup_core::BackupRoot,
     store: &dyn backup_core::BackupStore,
     v: &WeekVersion,
-    content: Content,
+    (content, mark): (Content, bool),
     digests: &Digests,
 ) -> Checked {
     let what = format!("pvc {}/{} {}", v.namespace, v.pvc, v.week);
@@ -169,7 +169,7 @@ pub(super) fn check_version(
             ..checked
         };
     }
-    if let Some(paths) = paths {
+    if let Some(paths) = paths.filter(|_| mark) {
         mark_damaged(store, v, paths, content);
     }
     checked
@@ -274,7 +274,15 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
     let digests = Digests::default();
     for v in &chosen {
         backup_host::progress::message(&format!("{}/{} {}", v.namespace, v.pvc, v.week));
-        checked.push(check_version(&root, store.as_ref(), v, content, &digests));
+        // the offsite copy is read, never written: its damage is reported, not marked
+        let mark = !ctx.from_offsite();
+        checked.push(check_version(
+            &root,
+            store.as_ref(),
+            v,
+            (content, mark),
+            &digests,
+        ));
         let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
         check_sqlite_copies(
             &root.sqlite_copy(v.week, &v.namespace, &v.pvc),

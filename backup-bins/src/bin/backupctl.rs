@@ -26,6 +26,12 @@ struct Cli {
     global: GlobalArgs,
     #[command(flatten)]
     sinks: SinkArgs,
+    /// Read the offsite copy instead of the backup disk: <offsite.destination>/pve-backup of
+    /// the same config (a local or mounted destination), for a lost or dead backup disk. Nothing
+    /// is written into it and no metrics are published; list, status, verify, find, diff, ls,
+    /// restore and drill all take it.
+    #[arg(long, global = true)]
+    from_offsite: bool,
 }
 
 fn main() -> ExitCode {
@@ -33,5 +39,5 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
-    backupctl::cli::main(&cli.command, &cli.global, &cli.sinks)
+    backupctl::cli::main(&cli.command, &cli.global, &cli.sinks, cli.from_offsite)
 }

@@ -468,3 +468,59 @@ fn a_damaged_journal_holds_back_its_version_only() {
         .join("pvc-data/2026-02/nextcloud/files")
         .is_dir());
 }
+
+/// The backup disk is gone: `backupctl --from-offsite` reads the NAS copy of the same config
+/// (no edit at 5 a.m.), verifies it against the records that travelled with it, names a
+/// flipped byte there without writing into it, and restores a PVC from it, checked.
+#[test]
+fn from_offsite_reads_verifies_and_restores_the_nas_copy_without_the_disk() {
+    let env = site("");
+    four_weeks(&env);
+    std::fs::rename(env.root.join("backup"), env.root.join("backup.lost")).unwrap();
+    let ctl = |args: &[&str]| {
+        let mut all = vec!["--from-offsite", "--now", "2026-01-26T09:00:00Z"];
+        all.extend_from_slice(args);
+        env.run(CTL, &all)
+    };
+    let out = ctl(&["verify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = ctl(&["list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("2026-05"), "{}", text(&out));
+    // a flipped byte on the NAS: named, and nothing written there
+    // (week.txt, written every week, is the one file week 2026-05 shares with no other week)
+    let rotten = offsite(&env).join("pvc-data/2026-05/vaultwarden/data/week.txt");
+    rewrite_keeping_mtime(&rotten, "2026-01-2X");
+    let out = ctl(&["verify"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("week.txt") && t.contains("2026-05"), "{t}");
+    assert!(
+        !offsite(&env).join("pvc-data/2026-05/.damaged").exists(),
+        "{t}"
+    );
+    // the week before is whole: restored from the NAS copy and checked
+    let to = env.root.join("restored");
+    let out = ctl(&[
+        "restore",
+        "pvc",
+        "--pvc",
+        "vaultwarden/data",
+        "--week",
+        "2026-04",
+        "--to",
+        to.as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("all as recorded"), "{}", text(&out));
+    assert!(to.join("dir/file-1.txt").is_file());
+    // a remote destination is named, not guessed at
+    let cfg = std::fs::read_to_string(env.config()).unwrap().replace(
+        &format!("destination = \"{}/nas\"", env.root),
+        "destination = \"backup@nas:/vol/Backup\"",
+    );
+    std::fs::write(env.config(), cfg).unwrap();
+    let out = ctl(&["list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("mount the share"), "{}", text(&out));
+}
