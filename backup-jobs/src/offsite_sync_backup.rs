@@ -918,13 +918,10 @@ fn incremental_pass(
         .map_err(|e| Error::Core(e.into()))
     };
     if let Some(max) = max {
-        // what both passes would delete (the folders beyond a level, and a folder a file now
-        // replaces), counted before any deletion is made
-        let mut previews = vec![folders(true)?];
-        if !plan.send.is_empty() {
-            previews.push(send(true)?);
-        }
-        check_deletions(ctx, &previews, tree, "the incremental pass", max)?;
+        // what the folders pass would delete, counted before any deletion is made; a folder a
+        // file now replaces is counted there too (what it held is recorded gone, so its level
+        // is listed): counting the sending pass as well would count it twice
+        check_deletions(ctx, &[folders(true)?], tree, "the incremental pass", max)?;
     }
     if !plan.send.is_empty() {
         add(transfer(ctx, &send(false)?, SourceKind::Live)?);
@@ -997,6 +994,50 @@ fn full_pass(
     transfer(ctx, &inv, SourceKind::Live)
 }
 
+/// `p` with symlinks and `..` resolved as far as it exists (the rest appended as written).
+fn resolved(p: &Utf8Path) -> Utf8PathBuf {
+    let mut existing = p.to_owned();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name().map(str::to_owned), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_owned();
+            }
+            _ => break,
+        }
+    }
+    let mut real = existing.canonicalize_utf8().unwrap_or(existing);
+    for n in rest.iter().rev() {
+        real.push(n);
+    }
+    real
+}
+
+/// Refuses a local destination that is, once symlinks and `..` are resolved, inside or around
+/// the backup root or a tree's source: the config check compares the paths as written, and a
+/// symlink there nested a deeper copy of the backup root into itself every run.
+fn destination_apart(cfg: &Config, o: &OffsiteConfig) -> Result<()> {
+    if o.is_remote() {
+        return Ok(());
+    }
+    let dest = resolved(Utf8Path::new(&o.destination));
+    let sources = std::iter::once(("backup-root", &cfg.backup_root))
+        .chain(o.trees.iter().map(|t| ("a tree's source", &t.source)));
+    for (what, p) in sources {
+        let real = resolved(p);
+        if dest.starts_with(&real) || real.starts_with(&dest) {
+            return Err(Error::Usage(format!(
+                "offsite.destination {} is {dest} once symlinks are followed, inside or around \
+                 {what} {p} ({real}): the copy would be sent into itself; give a destination \
+                 apart from both",
+                o.destination
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The whole `offsite-sync-backup` job.
 ///
 /// # Errors
@@ -1008,6 +1049,7 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
         .offsite
         .as_ref()
         .ok_or_else(|| Error::Usage(format!("no [offsite] in {}: nowhere to send to", cfg.file)))?;
+    destination_apart(cfg, o)?;
     let store = ctx.store()?;
     let state_path = cfg.backup_root.join(STATE_FILE);
     let mut state: OffsiteState = backup_host::safe_read::read_regular(&state_path)

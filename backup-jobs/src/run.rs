@@ -178,6 +178,9 @@ pub struct Context<'a> {
     rsync_chosen: bool,
     /// The backup root is the offsite copy, read only ([`RunSpec::from_offsite`]).
     from_offsite: bool,
+    /// The backup disk's root as the config names it (the backup root, unless the offsite
+    /// copy stands in for it).
+    disk_root: Option<Utf8PathBuf>,
 }
 
 impl<'a> Context<'a> {
@@ -185,6 +188,22 @@ impl<'a> Context<'a> {
     /// damage list, no state).
     pub fn from_offsite(&self) -> bool {
         self.from_offsite
+    }
+
+    /// What a restore must never write into or around: the backup root, the backup disk's root
+    /// (when the offsite copy stands in for it) and a local offsite destination (the copy of
+    /// the backup root and of every tree).
+    pub fn protected_roots(&self) -> Vec<Utf8PathBuf> {
+        let mut out: Vec<Utf8PathBuf> = self.disk_root.iter().cloned().collect();
+        if let Some(cfg) = self.cfg {
+            out.push(cfg.backup_root.clone());
+            if let Some(o) = cfg.offsite.as_ref().filter(|o| !o.is_remote()) {
+                out.push(Utf8PathBuf::from(o.destination.as_str()));
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The configuration.
@@ -320,7 +339,13 @@ where
         return fail(bin, global, &Error::Usage(why));
     }
     // the config first: without it there is nowhere to publish, and exit 2 says "fix the config"
-    let cfg = match load(spec, global).and_then(|c| offsite_root(spec, c)) {
+    let loaded = match load(spec, global) {
+        Ok(c) => c,
+        Err(e) => return fail(bin, global, &e),
+    };
+    // the backup disk's root, also when the offsite copy stands in for it: never a target
+    let disk_root = loaded.as_ref().map(|c| c.backup_root.clone());
+    let cfg = match offsite_root(spec, loaded) {
         Ok(c) => c,
         Err(e) => return fail(bin, global, &e),
     };
@@ -369,7 +394,7 @@ where
             spec,
             global,
             job,
-            cfg.as_ref(),
+            (cfg.as_ref(), disk_root.as_deref()),
             now,
             stop,
             would,
@@ -434,7 +459,7 @@ fn run_job<O, J>(
     spec: &RunSpec,
     global: &GlobalArgs,
     job: J,
-    cfg: Option<&Config>,
+    (cfg, disk_root): (Option<&Config>, Option<&Utf8Path>),
     now: DateTime<Utc>,
     stop: Arc<AtomicBool>,
     would: Option<Would>,
@@ -460,6 +485,7 @@ where
         rsync: chosen_rsync.clone().unwrap_or_else(|| "rsync".to_owned()),
         rsync_chosen: chosen_rsync.is_some(),
         from_offsite: spec.from_offsite,
+        disk_root: disk_root.map(Utf8Path::to_owned),
     };
     let _locks = match (ctx.dry_run(), cfg) {
         (false, Some(cfg)) => match take_locks(spec, cfg, global) {

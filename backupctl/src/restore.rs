@@ -158,24 +158,26 @@ fn resolve(path: &Utf8Path) -> Result<Utf8PathBuf> {
     Ok(real)
 }
 
-/// Refuses a target where a restore could destroy what it should not: `/`, the backup root, a
-/// folder inside it or around it; with `--force` (which deletes what the version does not
+/// Refuses a target where a restore could destroy what it should not: `/`, the backup root,
+/// the backup disk's root, a local offsite destination, a folder inside one or around it
+/// ([`Context::protected_roots`]); with `--force` (which deletes what the version does not
 /// hold), also any top-level folder (`/etc`, `/var`, ...).
-fn check_target(to: &Utf8Path, backup_root: &Utf8Path, force: bool) -> Result<()> {
+fn check_target(to: &Utf8Path, protected: &[Utf8PathBuf], force: bool) -> Result<()> {
     let real = resolve(to)?;
-    let root = backup_root
-        .canonicalize_utf8()
-        .unwrap_or_else(|_| backup_root.to_owned());
     if real == Utf8Path::new("/") {
         return Err(Error::Usage(format!(
             "{to} is /: restore into a folder of its own"
         )));
     }
-    if real.starts_with(&root) || root.starts_with(&real) {
-        return Err(Error::Usage(format!(
-            "{to} ({real}) is on or around the backup root {root}: a restore there could \
-             overwrite or delete backups; restore into a folder outside it"
-        )));
+    for p in protected {
+        let root = p.canonicalize_utf8().unwrap_or_else(|_| p.clone());
+        if real.starts_with(&root) || root.starts_with(&real) {
+            return Err(Error::Usage(format!(
+                "{to} ({real}) is on or around {root} (the backup root or an offsite copy): a \
+                 restore there could overwrite or delete backups; restore into a folder outside \
+                 it"
+            )));
+        }
     }
     if force && real.components().count() <= 2 {
         return Err(Error::Usage(format!(
@@ -259,7 +261,7 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
         [] => what,
         p => format!("{what}, {}", p.join(", ")),
     };
-    check_target(&to, root.root(), args.force)?;
+    check_target(&to, &ctx.protected_roots(), args.force)?;
     prepare_target(&to, args.force, ctx.dry_run())?;
     let bytes = rec.iter().map(|e| e.size).sum();
     if ctx.dry_run() {
@@ -298,7 +300,7 @@ fn restore_from_tier(
             ))
         })?;
     let (namespace, pvc) = args.pvc.resolve(ctx)?;
-    check_target(to, &cfg.backup_root, false)?;
+    check_target(to, &ctx.protected_roots(), false)?;
     prepare_target(to, false, ctx.dry_run())?;
     let from = Utf8PathBuf::from(repo.shown());
     let what = format!("pvc {namespace}/{pvc} from tier {}", repo.name);
@@ -513,7 +515,7 @@ pub fn restore_sqlite(
             path.map_or(String::new(), |p| format!("at {p} "))
         )));
     }
-    check_target(to, store.root().root(), force)?;
+    check_target(to, &ctx.protected_roots(), force)?;
     prepare_target(to, force, ctx.dry_run())?;
     let bytes = files.iter().map(|(_, b)| b).sum();
     if ctx.dry_run() {
@@ -654,7 +656,7 @@ fn restore_folder(
     exclude: &[&str],
     check: impl FnOnce(&Utf8Path) -> CheckReport,
 ) -> Result<RestoreReport> {
-    check_target(to, ctx.store()?.root().root(), force)?;
+    check_target(to, &ctx.protected_roots(), force)?;
     prepare_target(to, force, ctx.dry_run())?;
     let bytes = files_under(from).iter().map(|(_, b)| b).sum();
     if ctx.dry_run() {

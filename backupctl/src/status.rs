@@ -220,7 +220,8 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
             r.volume.lv, r.reason
         ));
     }
-    if let Some(off) = &cfg.offsite {
+    // reading the offsite copy itself: its own offsite state is the backup disk's, not here
+    if let Some(off) = cfg.offsite.as_ref().filter(|_| !ctx.from_offsite()) {
         rows.extend(offsite_rows(
             store.as_ref(),
             off,

@@ -636,3 +636,34 @@ fn nested_deletions_folder_renames_and_swaps_arrive_by_the_incremental_pass() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(still_differs(&a, &site.root.join("nas/a")), "");
 }
+
+/// A write to a top-level file lists the top level (for the top folder's mtime), which deletes
+/// what the copy holds beyond it there: those deletions are counted against max-delete first,
+/// like any other.
+#[test]
+fn the_top_level_listed_for_its_mtime_is_counted_against_max_delete() {
+    require_root();
+    let mut site = Site::new("max-delete = 2");
+    site.start_tracker();
+    site.sync_ok();
+    for i in 0..3 {
+        write(
+            &site.root.join(format!("nas/a/stray-{i}")),
+            "only offsite\n",
+        );
+    }
+    std::thread::sleep(Duration::from_millis(2100)); // past the last sync's start
+    write(&site.root.join("a/new-top.txt"), "new\n");
+    let out = site.sync(&[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("would delete 3 paths"),
+        "{}",
+        text(&out)
+    );
+    assert!(site.root.join("nas/a/stray-0").exists());
+    let out = site.sync(&["--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!site.root.join("nas/a/stray-0").exists());
+    assert!(site.root.join("nas/a/new-top.txt").exists());
+}

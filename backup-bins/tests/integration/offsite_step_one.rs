@@ -514,6 +514,35 @@ fn from_offsite_reads_verifies_and_restores_the_nas_copy_without_the_disk() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("all as recorded"), "{}", text(&out));
     assert!(to.join("dir/file-1.txt").is_file());
+    // never a target: the backup disk's root (where a replacing disk is mounted), the NAS copy
+    std::fs::create_dir(env.root.join("backup")).unwrap();
+    for target in [
+        env.root.join("backup"),
+        env.root.join("nas"),
+        env.root.join("nas/a-tree"),
+    ] {
+        let out = ctl(&[
+            "restore",
+            "pvc",
+            "--pvc",
+            "vaultwarden/data",
+            "--week",
+            "2026-04",
+            "--force",
+            "--to",
+            target.as_str(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{target}: {}", text(&out));
+        assert!(text(&out).contains("on or around"), "{}", text(&out));
+    }
+    assert!(offsite(&env).join("pvc-data/2026-04").is_dir());
+    // status of the NAS copy: its versions, not its own offsite state (kept on the disk)
+    let out = ctl(&["status"]);
+    assert!(
+        !text(&out).contains("never synced offsite"),
+        "{}",
+        text(&out)
+    );
     // a remote destination is named, not guessed at
     let cfg = std::fs::read_to_string(env.config()).unwrap().replace(
         &format!("destination = \"{}/nas\"", env.root),
@@ -523,4 +552,41 @@ fn from_offsite_reads_verifies_and_restores_the_nas_copy_without_the_disk() {
     let out = ctl(&["list"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("mount the share"), "{}", text(&out));
+}
+
+/// A destination that is the backup root (or a tree) once a symlink or `..` is followed is
+/// refused before anything is sent: it nested a deeper copy of the backup root into itself
+/// every run.
+#[test]
+fn a_destination_inside_the_backup_root_through_a_symlink_is_refused() {
+    let env = site("");
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    std::fs::create_dir(env.root.join("backup/offsite")).unwrap();
+    std::os::unix::fs::symlink(env.root.join("backup/offsite"), env.root.join("nas-link")).unwrap();
+    for dest in [
+        env.root.join("nas-link").to_string(),
+        format!("{}/nas/../backup/offsite", env.root),
+    ] {
+        let cfg = std::fs::read_to_string(env.config()).unwrap();
+        let cfg = cfg[..cfg.find("\n[offsite]").unwrap()].to_owned();
+        std::fs::write(
+            env.config(),
+            format!("{cfg}\n[offsite]\ndestination = \"{dest}\"\ndaily-wait-seconds = 5\n"),
+        )
+        .unwrap();
+        let out = sync(&env, &["--now", "2026-01-05T06:00:00Z"]);
+        assert_eq!(out.status.code(), Some(2), "{dest}: {}", text(&out));
+        assert!(
+            text(&out).contains("once symlinks are followed"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            std::fs::read_dir(env.root.join("backup/offsite"))
+                .unwrap()
+                .count(),
+            0,
+            "{dest}: something was sent"
+        );
+    }
 }
