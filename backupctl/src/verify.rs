@@ -272,10 +272,10 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
     let mut checked = Vec::new();
     // an inode hardlinked into several weeks is read once
     let digests = Digests::default();
+    // the offsite copy is read, never written: its damage is reported, not marked
+    let mark = !ctx.from_offsite();
     for v in &chosen {
         backup_host::progress::message(&format!("{}/{} {}", v.namespace, v.pvc, v.week));
-        // the offsite copy is read, never written: its damage is reported, not marked
-        let mark = !ctx.from_offsite();
         checked.push(check_version(
             &root,
             store.as_ref(),
