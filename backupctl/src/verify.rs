@@ -250,25 +250,7 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
             "no complete version matches --week/--pvc: `backupctl list` shows them".to_owned(),
         ));
     }
-    // what is to be read, for the bar and the time left (a sample reads an unknown part of it)
-    let totals = match content {
-        Content::All => {
-            // scanned in place (no entry copied out): each record is decoded once more by
-            // its check, which holds one version in memory at a time
-            let (mut files, mut bytes) = (0, 0);
-            for v in &chosen {
-                let (f, b) = crate::inventory::record_totals(store.as_ref(), v);
-                files += f;
-                bytes += b;
-            }
-            backup_host::progress::Totals {
-                files: Some(files),
-                bytes: Some(bytes),
-            }
-        }
-        Content::Sample { .. } | Content::None => backup_host::progress::Totals::default(),
-    };
-    let _phase = backup_host::progress::start("verify", totals);
+    let _phase = backup_host::progress::start("verify", totals(store.as_ref(), &chosen, content));
     let mut checked = Vec::new();
     // an inode hardlinked into several weeks is read once
     let digests = Digests::default();
@@ -317,6 +299,31 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
         seconds: started.elapsed().as_secs_f64(),
         now_unix: now.timestamp(),
     })
+}
+
+/// What is to be read, for the bar and the time left (a sample reads an unknown part of it).
+fn totals(
+    store: &dyn backup_core::BackupStore,
+    chosen: &[WeekVersion],
+    content: Content,
+) -> backup_host::progress::Totals {
+    match content {
+        Content::All => {
+            // scanned in place (no entry copied out): each record is decoded once more by
+            // its check, which holds one version in memory at a time
+            let (mut files, mut bytes) = (0, 0);
+            for v in chosen {
+                let (f, b) = crate::inventory::record_totals(store, v);
+                files += f;
+                bytes += b;
+            }
+            backup_host::progress::Totals {
+                files: Some(files),
+                bytes: Some(bytes),
+            }
+        }
+        Content::Sample { .. } | Content::None => backup_host::progress::Totals::default(),
+    }
 }
 
 /// Each `[[offsite.repository]]`, checked by restic with a share of its packs read back.
