@@ -107,6 +107,9 @@ pub enum Locks {
     Snapshots,
     /// The snapshot lock and `<backup-root>/.daily-backup.lock`.
     Daily,
+    /// `<offsite.change-log>.lock.offsite` (beside the tracker's `.lock.tracker`): one
+    /// offsite-sync-backup at a time (two would replay the same change log into the same trees).
+    Offsite,
 }
 
 /// How a binary runs one job.
@@ -611,6 +614,9 @@ fn take_locks(spec: &RunSpec, cfg: &Config, global: &GlobalArgs) -> Result<Vec<R
     if spec.locks == Locks::Daily {
         require_backup_root(cfg)?;
         paths.push(backup_core::BackupRoot::new(&cfg.backup_root).lock_file());
+    }
+    if let (Locks::Offsite, Some(o)) = (spec.locks, cfg.offsite.as_ref()) {
+        paths.push(Utf8PathBuf::from(format!("{}.lock.offsite", o.change_log)));
     }
     paths
         .iter()

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use backup_core::metric_names::JobMetrics;
 use backup_jobs::offsite_sync_backup::OffsiteOptions;
-use backup_jobs::run::{run, GlobalArgs, RunSpec};
+use backup_jobs::run::{run, GlobalArgs, Locks, RunSpec};
 use clap::Parser;
 
 /// Send the backup disk and the NFS trees offsite.
@@ -64,6 +64,7 @@ fn main() -> ExitCode {
     let spec = RunSpec {
         metrics: Some(JobMetrics::offsite_sync()),
         needs_backup_root: true,
+        locks: Locks::Offsite,
         ..RunSpec::new("offsite-sync-backup")
     };
     let opts = OffsiteOptions {

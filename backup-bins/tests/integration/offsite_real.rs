@@ -667,3 +667,37 @@ fn the_top_level_listed_for_its_mtime_is_counted_against_max_delete() {
     assert!(!site.root.join("nas/a/stray-0").exists());
     assert!(site.root.join("nas/a/new-top.txt").exists());
 }
+
+/// One offsite-sync-backup at a time: a second run while one is sending exits 75 at once (two
+/// replayed the same change log into the same trees, and the second blamed daily-backup).
+#[test]
+fn a_second_offsite_run_while_one_runs_exits_75() {
+    require_root();
+    let mut site = Site::new("");
+    site.start_tracker();
+    site.sync_ok();
+    let slow = site.root.join("slow-rsync");
+    std::fs::write(&slow, "#!/bin/sh\nsleep 3\nexec rsync \"$@\"\n").unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write(&site.root.join("a/more.txt"), "more\n");
+    site.settle();
+    let first = Command::new(OFFSITE)
+        .arg("--config")
+        .arg(site.config())
+        .env("HOMELAB_BACKUP_RSYNC", &slow)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let started = Instant::now();
+    let second = site.sync(&[]);
+    assert_eq!(second.status.code(), Some(75), "{}", text(&second));
+    assert!(started.elapsed() < Duration::from_secs(2), "it waited");
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(site.root.join("nas/a/more.txt")).unwrap(),
+        "more\n"
+    );
+}
