@@ -103,6 +103,22 @@ pub fn record_path(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> Utf
     }
 }
 
+/// The bytes of the record that describes the copy of `ns/pvc` in `week` now ([`record_path`]);
+/// `None` when there is none or it cannot be read.
+pub fn record_bytes(root: &BackupRoot, week: IsoWeek, ns: &str, pvc: &str) -> Option<Vec<u8>> {
+    crate::safe_read::read_regular(record_path(root, week, ns, pvc)).ok()
+}
+
+/// That record decoded; `None` when there is none or it does not decode.
+pub fn read_record(
+    root: &BackupRoot,
+    week: IsoWeek,
+    ns: &str,
+    pvc: &str,
+) -> Option<Vec<backup_core::FileEntry>> {
+    backup_core::decode_record(&record_bytes(root, week, ns, pvc)?).ok()
+}
+
 fn inode(path: &Utf8Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(path).ok().map(|m| m.ino())

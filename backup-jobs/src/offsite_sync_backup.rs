@@ -357,24 +357,22 @@ fn step_one(
     let root = &cfg.backup_root;
     let _daily = step_one_may_run(ctx, cfg, o)?;
     let (mut notes, unsafe_versions) = recover_before_sending(ctx, root);
-    let unsafe_keys: std::collections::BTreeSet<(backup_core::IsoWeek, String, String)> =
-        unsafe_versions
-            .iter()
-            .map(|v| (v.week, v.namespace.clone(), v.pvc.clone()))
-            .collect();
     let mut guard = step_one_guard(ctx, cfg, o, opts)?;
     notes.extend(guard.note.clone());
-    let (held, _) = guard_filters(&backup_core::StepOnePlan {
-        protect: Vec::new(),
-        withhold: unsafe_versions,
-    });
+    let (held, _) = guard_filters(
+        &backup_core::StepOnePlan {
+            protect: Vec::new(),
+            withhold: unsafe_versions.clone(),
+        },
+        backup_core::Series::Pvc,
+    );
     // first: rsync takes the first rule that matches
     guard.filters.splice(0..0, held);
     let dest = dest_folder(&o.destination, "pve-backup");
     let (resend, repaired) = if ctx.dry_run() {
         (Vec::new(), Vec::new())
     } else {
-        resend_list(ctx, cfg, &guard.mirror, &unsafe_keys)?
+        resend_list(ctx, cfg, &guard.mirror, &unsafe_versions)?
     };
     let mut stats = None;
     if !resend.is_empty() {
@@ -428,39 +426,51 @@ fn resend_list(
     ctx: &Context<'_>,
     cfg: &Config,
     mirror: &Utf8Path,
-    skip: &std::collections::BTreeSet<(backup_core::IsoWeek, String, String)>,
+    skip: &[backup_core::WeekVersion],
 ) -> Result<(Vec<Vec<u8>>, Vec<backup_core::WeekVersion>)> {
     let root = backup_core::BackupRoot::new(&cfg.backup_root);
     let store = ctx.store()?;
-    let decode = |p: &Utf8Path| -> Option<Vec<backup_core::FileEntry>> {
-        backup_host::safe_read::read_regular(p)
-            .ok()
-            .and_then(|b| backup_core::decode_record(&b).ok())
-    };
     let mut list = Vec::new();
     let mut repaired = Vec::new();
     for v in store.list_versions(backup_core::Series::Pvc)? {
-        if !v.is_complete() || skip.contains(&(v.week, v.namespace.clone(), v.pvc.clone())) {
+        let held = skip
+            .iter()
+            .any(|h| (h.week, &h.namespace, &h.pvc) == (v.week, &v.namespace, &v.pvc));
+        if !v.is_complete() || held {
             continue;
         }
         let (w, ns, pvc) = (v.week, &v.namespace, &v.pvc);
-        let Some(here) = decode(&backup_host::version_commit::record_path(&root, w, ns, pvc))
-        else {
-            continue; // no record here: nothing to judge by
-        };
-        let mut paths = std::collections::BTreeSet::new();
         let theirs = mirror
             .join("pvc-data")
             .join(w.to_string())
             .join(".records")
             .join(ns)
             .join(pvc);
-        if std::fs::symlink_metadata(&theirs).is_ok() {
+        // the record offsite is the one here (step 1 sent it with its size and mtime): no
+        // record is read, the common case of every run for every older week
+        let same_record =
+            |mine: &Utf8Path| match (std::fs::metadata(mine), std::fs::metadata(&theirs)) {
+                (Ok(a), Ok(b)) => a.len() == b.len() && a.modified().ok() == b.modified().ok(),
+                _ => false,
+            };
+        let mine = backup_host::version_commit::record_path(&root, w, ns, pvc);
+        let compare = std::fs::symlink_metadata(&theirs).is_ok() && !same_record(&mine);
+        let fixed = backup_host::version_commit::repaired(&root, w, ns, pvc);
+        if !compare && fixed.is_empty() {
+            continue;
+        }
+        let Some(here) = backup_host::version_commit::read_record(&root, w, ns, pvc) else {
+            continue; // no record here: nothing to judge by
+        };
+        let mut paths = std::collections::BTreeSet::new();
+        if compare {
             // a record offsite that does not decode vouches for nothing
-            let sent = decode(&theirs).unwrap_or_default();
+            let sent = backup_host::safe_read::read_regular(&theirs)
+                .ok()
+                .and_then(|b| backup_core::decode_record(&b).ok())
+                .unwrap_or_default();
             paths.extend(backup_core::resend_paths(&sent, &here));
         }
-        let fixed = backup_host::version_commit::repaired(&root, w, ns, pvc);
         if !fixed.is_empty() {
             let files: std::collections::BTreeSet<&[u8]> = here
                 .iter()
@@ -520,54 +530,33 @@ fn step_one_guard(
             )));
         }
     }
-    let offsite = view.versions.clone();
-    let local = ctx.store()?.list_versions(backup_core::Series::Pvc)?;
-    let plan = backup_core::plan_step_one(
-        &cfg.pvc_backup.policy,
-        o.weekly_versions,
-        &local,
-        &offsite,
-        ctx.now,
-    )?;
-    let (mut filters, mut notes) = guard_filters(&plan);
-    // the weekly trees beside the PVCs follow the same rule: a week of pve-config/ or pfsense/
-    // leaves the offsite copy only when this disk's retention removed it
-    for (series, tree) in [
-        (backup_core::Series::PveConfig, "pve-config"),
-        (backup_core::Series::Pfsense, "pfsense"),
+    // a version leaves the offsite copy only when this disk's retention removed it: the PVCs'
+    // versions, and the weeks of pve-config/ and pfsense/ beside them
+    let (mut filters, mut notes) = (Vec::new(), Vec::new());
+    for series in [
+        backup_core::Series::Pvc,
+        backup_core::Series::PveConfig,
+        backup_core::Series::Pfsense,
     ] {
-        let local = ctx.store()?.list_versions(series)?;
-        let offsite = view
-            .weeks
-            .iter()
-            .filter(|(t, _, _)| t == tree)
-            .map(|(_, week, at)| backup_core::WeekVersion {
-                week: *week,
-                namespace: tree.to_owned(),
-                pvc: tree.to_owned(),
-                completed_at: Some(*at),
-            })
-            .collect::<Vec<_>>();
-        let p = backup_core::plan_step_one(
+        let offsite: Vec<backup_core::WeekVersion> = match series {
+            backup_core::Series::Pvc => view.versions.clone(),
+            tree => view
+                .trees
+                .iter()
+                .filter(|v| v.namespace == tree_name(tree))
+                .cloned()
+                .collect(),
+        };
+        let plan = backup_core::plan_step_one(
             &cfg.pvc_backup.policy,
             o.weekly_versions,
-            &local,
+            &ctx.store()?.list_versions(series)?,
             &offsite,
             ctx.now,
         )?;
-        for v in p.protect.iter().chain(&p.withhold) {
-            filters.push(format!("P /{tree}/{}/", v.week));
-        }
-        for v in &p.withhold {
-            filters.push(format!("- /{tree}/{}/", v.week));
-        }
-        if !p.protect.is_empty() {
-            let weeks: Vec<String> = p.protect.iter().map(|v| v.week.to_string()).collect();
-            notes.push(format!(
-                "kept offsite, not on this disk: {tree} {}",
-                weeks.join(", ")
-            ));
-        }
+        let (f, n) = guard_filters(&plan, series);
+        filters.extend(f);
+        notes.extend(n);
     }
     if offsite_id.is_some() && offsite_id != local_id && opts.adopt {
         notes.push(format!(
@@ -594,9 +583,9 @@ struct OffsiteView {
     id: Option<String>,
     /// The complete PVC versions, from their markers (completed at the time a marker holds).
     versions: Vec<backup_core::WeekVersion>,
-    /// The week folders of `pve-config/` and `pfsense/`: (tree, week, when it was completed: its
-    /// marker's time, else its folder's mtime; what the policy's time buckets need).
-    weeks: Vec<(String, backup_core::IsoWeek, DateTime<Utc>)>,
+    /// The weeks of `pve-config/` and `pfsense/` (namespace and pvc: the tree's name; completed
+    /// at its marker's time, else its folder's mtime: what the policy's time buckets need).
+    trees: Vec<backup_core::WeekVersion>,
 }
 
 /// The entries of `dir` that parse as `T`, with their metadata (none when `dir` is missing).
@@ -682,13 +671,21 @@ fn read_offsite(
             }
         }
     }
-    let mut weeks = Vec::new();
-    for tree in ["pve-config", "pfsense"] {
+    let mut trees = Vec::new();
+    for tree in [
+        tree_name(backup_core::Series::PveConfig),
+        tree_name(backup_core::Series::Pfsense),
+    ] {
         for (_, week, m) in parsed_entries::<backup_core::IsoWeek>(&dir.join(tree)) {
             if m.is_dir() {
                 let marker = dir.join(tree).join(week.to_string()).join(".complete");
                 let at = completed(&marker, &m, ctx.now);
-                weeks.push((tree.to_owned(), week, at));
+                trees.push(backup_core::WeekVersion {
+                    week,
+                    namespace: tree.to_owned(),
+                    pvc: tree.to_owned(),
+                    completed_at: Some(at),
+                });
             }
         }
     }
@@ -697,22 +694,28 @@ fn read_offsite(
         scratch,
         id,
         versions,
-        weeks,
+        trees,
     })
 }
 
 /// rsync `--filter` rules for a plan (protect what stays offsite, withhold what is incomplete
 /// here), and what they keep back, for the report.
-fn guard_filters(plan: &backup_core::StepOnePlan) -> (Vec<String>, Vec<String>) {
+fn guard_filters(
+    plan: &backup_core::StepOnePlan,
+    series: backup_core::Series,
+) -> (Vec<String>, Vec<String>) {
     let paths = |v: &backup_core::WeekVersion| {
         let (w, ns, pvc) = (v.week, &v.namespace, &v.pvc);
-        [
-            format!("/pvc-data/{w}/{ns}/{pvc}/"),
-            format!("/pvc-data/{w}/.complete/{ns}/{pvc}"),
-            format!("/pvc-data/{w}/.records/{ns}/{pvc}"),
-            format!("/pvc-data/{w}/.damaged/{ns}/{pvc}"),
-            format!("/sqlite-backup/{w}/{ns}/{pvc}/"),
-        ]
+        match series {
+            backup_core::Series::Pvc => vec![
+                format!("/pvc-data/{w}/{ns}/{pvc}/"),
+                format!("/pvc-data/{w}/.complete/{ns}/{pvc}"),
+                format!("/pvc-data/{w}/.records/{ns}/{pvc}"),
+                format!("/pvc-data/{w}/.damaged/{ns}/{pvc}"),
+                format!("/sqlite-backup/{w}/{ns}/{pvc}/"),
+            ],
+            tree => vec![format!("/{}/{w}/", tree_name(tree))],
+        }
     };
     let mut filters = Vec::new();
     for v in plan.protect.iter().chain(&plan.withhold) {
@@ -721,7 +724,10 @@ fn guard_filters(plan: &backup_core::StepOnePlan) -> (Vec<String>, Vec<String>) 
     for v in &plan.withhold {
         filters.extend(paths(v).into_iter().map(|p| format!("- {p}")));
     }
-    let name = |v: &backup_core::WeekVersion| format!("{}/{} {}", v.namespace, v.pvc, v.week);
+    let name = |v: &backup_core::WeekVersion| match series {
+        backup_core::Series::Pvc => format!("{}/{} {}", v.namespace, v.pvc, v.week),
+        tree => format!("{} {}", tree_name(tree), v.week),
+    };
     let list = |vs: &[backup_core::WeekVersion]| vs.iter().map(name).collect::<Vec<_>>().join(", ");
     let mut notes = Vec::new();
     if !plan.protect.is_empty() {
@@ -737,6 +743,16 @@ fn guard_filters(plan: &backup_core::StepOnePlan) -> (Vec<String>, Vec<String>) 
         ));
     }
     (filters, notes)
+}
+
+/// The folder of a weekly tree under the backup root (`pve-config`, `pfsense`; `pvc-data` for
+/// the PVCs).
+fn tree_name(series: backup_core::Series) -> &'static str {
+    match series {
+        backup_core::Series::Pvc => "pvc-data",
+        backup_core::Series::PveConfig => "pve-config",
+        backup_core::Series::Pfsense => "pfsense",
+    }
 }
 
 /// How a read-only rsync failed: its exit code and what the code means (255: the remote shell
@@ -900,10 +916,6 @@ fn incremental_pass(
     };
     let (_send_list, send_list) = temp_list(&plan.send)?;
     let (_folders_list, folders_list) = temp_list(&plan.folders)?;
-    let send = |preview: bool| {
-        tree_incremental(&program, &tree.source, dest, &send_list, preview, ssh)
-            .map_err(|e| Error::Core(e.into()))
-    };
     let max = max_delete.filter(|_| plan.deletes);
     let folders = |preview: bool| {
         backup_rsync::tree_folders(
@@ -924,7 +936,9 @@ fn incremental_pass(
         check_deletions(ctx, &[folders(true)?], tree, "the incremental pass", max)?;
     }
     if !plan.send.is_empty() {
-        add(transfer(ctx, &send(false)?, SourceKind::Live)?);
+        let inv = tree_incremental(&program, &tree.source, dest, &send_list, ssh)
+            .map_err(|e| Error::Core(e.into()))?;
+        add(transfer(ctx, &inv, SourceKind::Live)?);
     }
     if !plan.folders.is_empty() {
         add(transfer(ctx, &folders(false)?, SourceKind::Live)?);

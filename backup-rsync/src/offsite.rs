@@ -255,8 +255,7 @@ pub fn tree_full_pass(
 /// - `--from0`: names are NUL-terminated, so a newline is part of a name;
 /// - `--force`: a file that replaces a folder offsite deletes the folder with its contents;
 /// - `--ignore-missing-args`: a path gone since the list was made is skipped (its deletion is
-///   in the change log for the next sync), not an error; `preview` (`--dry-run`) counts what
-///   `--force` would delete.
+///   in the change log for the next sync), not an error.
 ///
 /// Nothing gone is listed (never `--delete-missing-args`: the mode-0 entries it sends are
 /// rejected below the top folder by Debian 12's rsync 3.2.7-1+deb12u5 and later); deletions
@@ -269,10 +268,9 @@ pub fn tree_incremental(
     source: &Utf8Path,
     dest: &str,
     files_from: &Utf8Path,
-    preview: bool,
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
-    let mut flags = vec![
+    let flags = [
         "-aHAX",
         "-r",
         "--numeric-ids",
@@ -282,11 +280,7 @@ pub fn tree_incremental(
         "--ignore-missing-args",
         "--stats",
     ];
-    if preview {
-        flags.push("--dry-run");
-    }
-    let inv = listed_copy(program, ssh, &flags, source, dest, files_from)?;
-    Ok(if preview { inv.read_only() } else { inv })
+    listed_copy(program, ssh, &flags, source, dest, files_from)
 }
 
 /// The folders half of an incremental pass (see `backup_core::IncrementalPlan::folders`):
@@ -366,7 +360,6 @@ mod tests {
             Utf8Path::new("/srv/nfs"),
             "/nas/nfs/",
             Utf8Path::new("/tmp/list"),
-            false,
             None,
         )
         .unwrap();

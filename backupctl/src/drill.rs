@@ -463,21 +463,12 @@ fn drill_tiers(
             };
             // judged by the record the snapshot was sent with: a run later in the week may
             // have changed (or added) a sampled file the snapshot holds as it was
-            let on_disk = ctx.store().ok().and_then(|store| {
-                let path = backup_host::version_commit::record_path(
-                    store.root(),
-                    v.week,
-                    &v.namespace,
-                    &v.pvc,
-                );
-                store.read_file(&path).ok()?
-            });
             let sent: Option<BTreeMap<Vec<u8>, FileEntry>> =
                 backup_jobs::offsite_sync_backup::tier::sent_record(
                     ctx,
                     repo,
                     got.record.as_deref(),
-                    on_disk,
+                    (v.week, &v.namespace, &v.pvc),
                 )
                 .map(|r| r.into_iter().map(|e| (e.path.clone(), e)).collect());
             let asked: Vec<&FileEntry> = chosen

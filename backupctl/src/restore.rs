@@ -318,18 +318,18 @@ fn restore_from_tier(
     let week = got.week.map_or("?".to_owned(), |w| w.to_string());
     // checked against the record the snapshot was sent with (a later run of the same week
     // rewrote the week's record on the disk)
-    let on_disk = got.week.and_then(|w| {
-        let store = ctx.store().ok()?;
-        let path = backup_host::version_commit::record_path(store.root(), w, &namespace, &pvc);
-        store.read_file(&path).ok()?
-    });
-    let check = backup_jobs::offsite_sync_backup::tier::sent_record(
-        ctx,
-        repo,
-        got.record.as_deref(),
-        on_disk,
-    )
-    .and_then(|rec| check_tree(to.as_std_path(), &rec, Content::All).ok());
+    let check = got
+        .week
+        .and_then(|w| {
+            let version = (w, namespace.as_str(), pvc.as_str());
+            backup_jobs::offsite_sync_backup::tier::sent_record(
+                ctx,
+                repo,
+                got.record.as_deref(),
+                version,
+            )
+        })
+        .and_then(|rec| check_tree(to.as_std_path(), &rec, Content::All).ok());
     let bytes = backup_host::tree::walk_entries(to.as_std_path())
         .map(|e| e.iter().map(|e| e.size).sum())
         .unwrap_or(0);

@@ -643,8 +643,9 @@ fn keep_record(
 ) -> Result<Option<String>> {
     let cfg = ctx.cfg()?;
     let store = ctx.store()?;
-    let path = backup_host::version_commit::record_path(store.root(), v.week, &v.namespace, &v.pvc);
-    let Some(bytes) = store.read_file(&path)? else {
+    let Some(bytes) =
+        backup_host::version_commit::record_bytes(store.root(), v.week, &v.namespace, &v.pvc)
+    else {
         return Ok(None);
     };
     let digest = hex(&backup_core::ContentHash::Xxh3.of(&bytes));
@@ -676,17 +677,19 @@ fn prune_kept_records(cfg: &Config, repo: &TierRepository, listed: &[Listed]) {
     }
 }
 
-/// The record a restored snapshot was sent with: kept under the digest its tag names, or the
-/// version's record on the disk when it is still that one. `None` when neither is known (the
-/// check is then against nothing, and says so); a snapshot sent before records were tagged is
-/// checked against the disk's record, as before.
+/// The record a snapshot of `namespace/pvc` in `week` was sent with (`digest`: its `record=`
+/// tag): kept under that digest, or the version's record on the disk when it is still that
+/// one. `None` when neither is known (the check is then against nothing, and says so); a
+/// snapshot sent before records were tagged is checked against the disk's record, as before.
 pub fn sent_record(
     ctx: &Context<'_>,
     repo: &TierRepository,
     digest: Option<&str>,
-    on_disk: Option<Vec<u8>>,
+    (week, namespace, pvc): (IsoWeek, &str, &str),
 ) -> Option<Vec<FileEntry>> {
     let cfg = ctx.cfg().ok()?;
+    let store = ctx.store().ok()?;
+    let on_disk = || backup_host::version_commit::record_bytes(store.root(), week, namespace, pvc);
     match digest {
         // a tag is the repository's word: only 32 hex digits name a kept record
         Some(digest) if digest.len() != 32 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) => {
@@ -697,11 +700,11 @@ pub fn sent_record(
             let bytes = backup_host::safe_read::read_regular(&kept)
                 .ok()
                 .or_else(|| {
-                    on_disk.filter(|b| hex(&backup_core::ContentHash::Xxh3.of(b)) == digest)
+                    on_disk().filter(|b| hex(&backup_core::ContentHash::Xxh3.of(b)) == digest)
                 })?;
             decode_record(&bytes).ok()
         }
-        None => decode_record(&on_disk?).ok(),
+        None => decode_record(&on_disk()?).ok(),
     }
 }
 
@@ -713,8 +716,7 @@ fn record_of(
     pvc: &str,
 ) -> Option<Vec<FileEntry>> {
     let store = ctx.store().ok()?;
-    let path = backup_host::version_commit::record_path(store.root(), week, namespace, pvc);
-    decode_record(&store.read_file(&path).ok()??).ok()
+    backup_host::version_commit::read_record(store.root(), week, namespace, pvc)
 }
 
 /// A PVC upload whose version holds the very tree its last snapshot holds: the snapshot's id
