@@ -201,6 +201,8 @@ struct RawDumps {
     min_bytes: Option<u64>,
     #[serde(default)]
     folders: Vec<String>,
+    #[serde(default)]
+    kinds: std::collections::BTreeMap<String, String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,6 +249,9 @@ pub struct StatusConfig {
     pub offsite_stale_days: u32,
 }
 
+/// The kinds `[dumps] kinds` may name.
+pub const DUMP_KINDS: [&str; 6] = ["postgresql", "mysql", "mariadb", "redis", "etcd", "vault"];
+
 /// `[dumps]`: defaults for `backup-dump` (its flags win) and where dumps are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DumpsConfig {
@@ -256,6 +261,10 @@ pub struct DumpsConfig {
     pub min_bytes: u64,
     /// `folders`: the dump folders `backupctl` looks in (default none).
     pub folders: Vec<Utf8PathBuf>,
+    /// `kinds`: dump name → kind (`postgresql`, `mysql`, `redis`, `etcd`, `vault`), for a name
+    /// that does not say its kind (`backupctl restore dump` and the drill otherwise go by the
+    /// name, the extension and the content).
+    pub kinds: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for DumpsConfig {
@@ -267,6 +276,7 @@ impl Default for DumpsConfig {
             },
             min_bytes: 1,
             folders: Vec::new(),
+            kinds: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -1304,10 +1314,22 @@ impl Check<'_> {
                 ));
             }
         }
+        for (name, kind) in &d.kinds {
+            if !DUMP_KINDS.contains(&kind.as_str()) {
+                return Err(c.err(
+                    &format!("dumps.kinds.{name}"),
+                    format!(
+                        "unknown dump kind `{kind}`: expected one of {}",
+                        DUMP_KINDS.join(", ")
+                    ),
+                ));
+            }
+        }
         Ok(DumpsConfig {
             policy,
             min_bytes: d.min_bytes.unwrap_or(defaults.min_bytes),
             folders,
+            kinds: d.kinds,
         })
     }
 }

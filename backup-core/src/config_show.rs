@@ -69,6 +69,16 @@ pub fn effective_table(c: &Config) -> Table {
             ("min-keep", Some(n(c.dumps.policy.min_keep))),
             ("min-bytes", Some(big(c.dumps.min_bytes))),
             ("folders", Some(strings(&c.dumps.folders))),
+            (
+                "kinds",
+                Some(Value::Table(
+                    c.dumps
+                        .kinds
+                        .iter()
+                        .map(|(k, v)| (k.clone(), s(v)))
+                        .collect(),
+                )),
+            ),
         ])),
     );
     top.insert(

@@ -212,6 +212,30 @@ pub trait Runner: Send + Sync {
         out.stdout.clear();
         Ok(out)
     }
+
+    /// Runs `invocation` with `input` copied to its standard input as it is read (a 20 GB SQL
+    /// dump decompressed on the way into `psql`, never held whole) and its standard output
+    /// written to `sink`, like [`Runner::stream`]. This default reads `input` whole first: enough
+    /// for fakes.
+    ///
+    /// # Errors
+    /// When the command could not be started, `input` could not be read (a gzip stream cut
+    /// short: the command is then stopped), or `sink` failed.
+    fn feed(
+        &self,
+        invocation: &Invocation,
+        input: &mut (dyn std::io::Read + Send),
+        sink: &mut dyn std::io::Write,
+    ) -> Result<Output> {
+        let mut bytes = Vec::new();
+        input.read_to_end(&mut bytes).map_err(|e| {
+            Error::Command(crate::error::CommandError::Output {
+                argv: invocation.display(),
+                reason: format!("reading its input failed: {e}"),
+            })
+        })?;
+        self.stream(&invocation.clone().stdin(bytes), sink)
+    }
 }
 
 #[cfg(test)]

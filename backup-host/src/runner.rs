@@ -40,6 +40,15 @@ impl Runner for DuctRunner {
         self.stream_to(inv, sink)
     }
 
+    fn feed(
+        &self,
+        inv: &Invocation,
+        input: &mut (dyn std::io::Read + Send),
+        sink: &mut dyn std::io::Write,
+    ) -> backup_core::Result<Output> {
+        self.pipe_through(inv, Some(input), sink)
+    }
+
     fn run(&self, inv: &Invocation) -> backup_core::Result<Output> {
         if self.verbose {
             eprintln!("+ {}", inv.display());
@@ -154,6 +163,17 @@ impl DuctRunner {
         inv: &Invocation,
         sink: &mut dyn std::io::Write,
     ) -> backup_core::Result<Output> {
+        self.pipe_through(inv, None, sink)
+    }
+
+    /// [`DuctRunner::stream_to`], with standard input copied from `input` (else from
+    /// `inv.stdin`, else none). A failed read of `input` stops the command and is the error.
+    fn pipe_through(
+        &self,
+        inv: &Invocation,
+        input: Option<&mut (dyn std::io::Read + Send)>,
+        sink: &mut dyn std::io::Write,
+    ) -> backup_core::Result<Output> {
         use std::io::Write;
         use std::process::Stdio;
         if self.verbose {
@@ -166,7 +186,7 @@ impl DuctRunner {
             .env("LVM_SUPPRESS_FD_WARNINGS", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .stdin(if inv.stdin.is_some() {
+            .stdin(if inv.stdin.is_some() || input.is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -189,21 +209,33 @@ impl DuctRunner {
         };
         let stdin = child.stdin.take();
         let done = AtomicBool::new(false);
-        let (killed, stderr, sink_failed, read_failed) = std::thread::scope(|s| {
+        let (killed, stderr, sink_failed, read_failed, input_failed) = std::thread::scope(|s| {
             let watcher = s.spawn(|| self.watch(&done, || kill(pid)));
             let errs = s.spawn(move || read_tail(stderr, 64 * 1024));
-            if let (Some(mut w), Some(bytes)) = (stdin, inv.stdin.as_ref()) {
-                s.spawn(move || {
-                    let _ = w.write_all(bytes);
-                });
-            }
+            let feeder = match (stdin, input, inv.stdin.as_ref()) {
+                (Some(mut w), Some(input), _) => Some(s.spawn(move || {
+                    let failed = copy_input(input, &mut w);
+                    if failed.is_some() {
+                        kill(pid);
+                    }
+                    failed
+                })),
+                (Some(mut w), None, Some(bytes)) => {
+                    s.spawn(move || {
+                        let _ = w.write_all(bytes);
+                    });
+                    None
+                }
+                _ => None,
+            };
             let (sink_failed, read_failed) = pump(&mut stdout, sink, pid);
             drop(stdout);
+            let input_failed = feeder.and_then(|f| f.join().ok().flatten());
             let stderr = errs.join().unwrap_or_default();
             done.store(true, Ordering::SeqCst);
             watcher.thread().unpark();
             let killed = watcher.join().unwrap_or(false);
-            (killed, stderr, sink_failed, read_failed)
+            (killed, stderr, sink_failed, read_failed, input_failed)
         });
         let status = child.wait().map_err(|e| {
             Error::Command(CommandError::Start {
@@ -214,6 +246,12 @@ impl DuctRunner {
         if killed {
             return Err(Error::Command(CommandError::Interrupted {
                 argv: inv.display(),
+            }));
+        }
+        if let Some(e) = input_failed {
+            return Err(Error::Command(CommandError::Output {
+                argv: inv.display(),
+                reason: format!("reading its input failed (the command was stopped): {e}"),
             }));
         }
         if let Some(e) = sink_failed {
@@ -233,6 +271,28 @@ impl DuctRunner {
             stdout: Vec::new(),
             stderr,
         })
+    }
+}
+
+/// Copies `input` into a child's stdin, then closes it. Returns the error of reading `input`;
+/// a write that fails (the child exited or closed its stdin) ends the copy quietly: the child's
+/// exit status says why.
+fn copy_input(
+    input: &mut (dyn std::io::Read + Send),
+    w: &mut impl std::io::Write,
+) -> Option<std::io::Error> {
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => {
+                if w.write_all(&buf[..n]).is_err() {
+                    return None;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Some(e),
+        }
     }
 }
 

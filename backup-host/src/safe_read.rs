@@ -17,6 +17,22 @@ use rustix::fs::{FileType, Mode, OFlags};
 /// # Errors
 /// `NotFound`; a symlink, FIFO, socket, device or folder ("not a regular file"); I/O errors.
 pub fn read_regular(path: impl AsRef<std::path::Path>) -> std::io::Result<Vec<u8>> {
+    let mut f = open_regular(path)?;
+    let mut out = Vec::with_capacity(
+        f.metadata()
+            .map(|m| usize::try_from(m.len()).unwrap_or(0))
+            .unwrap_or(0),
+    );
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Opens `path` for reading when it is a regular file (not through a symlink, never blocking
+/// on a FIFO or device), for a file too large to read whole (a dump).
+///
+/// # Errors
+/// As [`read_regular`].
+pub fn open_regular(path: impl AsRef<std::path::Path>) -> std::io::Result<std::fs::File> {
     let path = path.as_ref();
     let fd = rustix::fs::open(
         path,
@@ -39,10 +55,7 @@ pub fn read_regular(path: impl AsRef<std::path::Path>) -> std::io::Result<Vec<u8
         FileType::CharacterDevice | FileType::BlockDevice => return Err(not_regular("a device")),
         _ => return Err(not_regular("not a file")),
     }
-    let mut f = std::fs::File::from(fd);
-    let mut out = Vec::with_capacity(usize::try_from(st.st_size).unwrap_or(0));
-    f.read_to_end(&mut out)?;
-    Ok(out)
+    Ok(std::fs::File::from(fd))
 }
 
 /// [`read_regular`] as UTF-8 text.

@@ -14,6 +14,10 @@ fn parse_week(s: &str) -> Result<IsoWeek, String> {
     s.parse::<IsoWeek>().map_err(|e| e.to_string())
 }
 
+fn parse_kind(s: &str) -> Result<backup_dumps::DumpKind, String> {
+    s.parse()
+}
+
 /// The subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -135,6 +139,17 @@ pub enum Command {
         /// repositories too.
         #[arg(long)]
         no_tier: bool,
+        /// Do not load the dumps into throwaway servers.
+        #[arg(long, conflicts_with = "dumps_only")]
+        no_dumps: bool,
+        /// Only the dumps: the newest of every name loaded into a throwaway server of its kind
+        /// (PostgreSQL, MariaDB, Redis, etcd on loopback or a socket in a temp folder), checked
+        /// and removed; no backup disk is read (the weekly CronJob beside the dumps runs this).
+        #[arg(long)]
+        dumps_only: bool,
+        /// The dump folders to drill instead of `[dumps] folders` (repeatable).
+        #[arg(long = "dump-folder", value_name = "DIR")]
+        dump_folders: Vec<Utf8PathBuf>,
     },
 }
 
@@ -229,6 +244,56 @@ pub enum RestoreCommand {
         #[arg(long)]
         force: bool,
     },
+    /// A database dump of the CronJobs (`backup-dump`), the newest of NAME unless --at:
+    /// checked whole first (a dump cut short or too small is refused, the next older one
+    /// named), loaded by the tool of its kind (PostgreSQL: psql; MySQL/MariaDB: mariadb;
+    /// Redis: the RDB placed in --data-dir for a stopped server; etcd: snapshot restore into a
+    /// new --data-dir; Vault: vault operator raft snapshot restore), then what it holds is
+    /// counted and printed (databases, tables, rows; keys). --scratch loads it into a
+    /// throwaway server instead, to look.
+    Dump {
+        /// The dump's name, as `backupctl list` shows it (`postgresql`).
+        name: String,
+        /// That dump instead of the newest: its stamp (`20260220-000000`) or a prefix of it
+        /// (`20260220`: the newest of that day).
+        #[arg(long, value_name = "STAMP")]
+        at: Option<String>,
+        /// Its kind, when neither its name, `[dumps] kinds` nor its content says it.
+        #[arg(long, value_parser = parse_kind, value_name = "KIND")]
+        kind: Option<backup_dumps::DumpKind>,
+        /// Look in this folder instead of `[dumps] folders` (repeatable).
+        #[arg(long = "dump-folder", value_name = "DIR")]
+        dump_folders: Vec<Utf8PathBuf>,
+        /// Load it into a throwaway server in a temp folder, print what it holds, remove it.
+        #[arg(long, conflicts_with_all = ["host", "port", "user", "defaults_extra_file", "data_dir", "database"])]
+        scratch: bool,
+        /// The server: a host name, or a socket folder (PostgreSQL) or socket path (MySQL);
+        /// Vault's address (https://vault:8200).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// The server's port.
+        #[arg(long, value_name = "PORT")]
+        port: Option<u16>,
+        /// The user to connect as (PostgreSQL: default postgres).
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// KEY=VALUE lines for the tool (PGPASSWORD, MYSQL_PWD, VAULT_ADDR, VAULT_TOKEN),
+        /// never on argv or in output (repeatable; must be owned by root, not writable by
+        /// others).
+        #[arg(long = "env-file", value_name = "PATH")]
+        env_files: Vec<Utf8PathBuf>,
+        /// The MySQL client's option file (user, password, host).
+        #[arg(long, value_name = "PATH")]
+        defaults_extra_file: Option<Utf8PathBuf>,
+        /// Redis: the stopped server's folder (dump.rdb goes there, never over one); etcd: the
+        /// new data dir.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<Utf8PathBuf>,
+        /// Only this database of a whole-cluster dump (PostgreSQL, MySQL); refused when the
+        /// server has one of that name already.
+        #[arg(long, value_name = "DB")]
+        database: Option<String>,
+    },
     /// A week's copy of the PVE host config.
     PveConfig {
         /// ISO week (default: the newest complete).
@@ -321,15 +386,28 @@ pub fn main(
             sample,
             scratch,
             no_tier,
+            no_dumps,
+            dumps_only,
+            dump_folders,
         } => {
             let spec = RunSpec {
                 metrics: Some(JobMetrics::drill()),
+                // the dump drill's CronJob has no backup disk, and needs no config with
+                // --dump-folder
+                needs_backup_root: !*dumps_only,
+                config_required: !*dumps_only || dump_folders.is_empty(),
                 ..spec
             };
             let args = crate::DrillArgs {
                 sample: *sample,
                 scratch: scratch.clone(),
                 no_tier: *no_tier,
+                dumps: match (*no_dumps, *dumps_only) {
+                    (true, _) => crate::DumpsInDrill::No,
+                    (_, true) => crate::DumpsInDrill::Only,
+                    _ => crate::DumpsInDrill::Too,
+                },
+                dump_folders: dump_folders.clone(),
             };
             run(&spec, global, |ctx| crate::drill(ctx, &args))
         }
@@ -396,6 +474,45 @@ fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
         RestoreCommand::Pfsense { week, to, force } => run(&spec, global, |ctx| {
             crate::restore_pfsense(ctx, *week, to, *force)
         }),
+        RestoreCommand::Dump {
+            name,
+            at,
+            kind,
+            dump_folders,
+            scratch,
+            host,
+            port,
+            user,
+            env_files,
+            defaults_extra_file,
+            data_dir,
+            database,
+        } => {
+            let args = crate::DumpRestoreArgs {
+                name: name.clone(),
+                at: at.clone(),
+                kind: *kind,
+                folders: dump_folders.clone(),
+                env_files: env_files.clone(),
+                scratch: *scratch,
+                target: backup_dumps::Target {
+                    host: host.clone(),
+                    port: *port,
+                    user: user.clone(),
+                    env: Vec::new(),
+                    defaults_file: defaults_extra_file.clone(),
+                    data_dir: data_dir.clone(),
+                    database: database.clone(),
+                },
+            };
+            // a dump folder is on NFS, not on the backup disk
+            let spec = RunSpec {
+                needs_backup_root: false,
+                config_required: dump_folders.is_empty(),
+                ..spec
+            };
+            run(&spec, global, |ctx| crate::restore_dump(ctx, &args))
+        }
         RestoreCommand::PveConfig { week, to, force } => run(&spec, global, |ctx| {
             crate::restore_pve_config(ctx, *week, to, *force)
         }),

@@ -27,6 +27,21 @@ pub struct DrillArgs {
     pub scratch: Option<Utf8PathBuf>,
     /// `--no-tier`: only the backup disk, not the tier's repositories.
     pub no_tier: bool,
+    /// Whether the dumps are loaded into throwaway servers too, not, or alone.
+    pub dumps: DumpsInDrill,
+    /// `--dump-folder`: instead of `[dumps] folders`.
+    pub dump_folders: Vec<Utf8PathBuf>,
+}
+
+/// The dump part of a drill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpsInDrill {
+    /// With the rest (the default; skipped when no dump folder is configured).
+    Too,
+    /// `--no-dumps`.
+    No,
+    /// `--dumps-only`: no backup disk is read.
+    Only,
 }
 
 /// One layer's projected restore time against the seed's target.
@@ -61,6 +76,8 @@ pub struct DrillReport {
     pub rate: f64,
     /// Per tier repository: the same sample restored from it by restic.
     pub tier: Vec<TierDrill>,
+    /// The newest dump of every name, loaded into a throwaway server.
+    pub dumps: Vec<crate::DumpDrilled>,
     /// Projected RTO per layer.
     pub rto: Vec<LayerRto>,
     #[serde(skip)]
@@ -236,6 +253,9 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
             args.sample
         )));
     }
+    if args.dumps == DumpsInDrill::Only {
+        return drill_only_dumps(ctx, args);
+    }
     let store = ctx.store()?;
     let root = store.root().clone();
     let listed: Vec<Listed> = store
@@ -291,6 +311,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     } else {
         drill_tiers(ctx, &scratch, &plan, &mut differences)?
     };
+    let dumps = drill_dump_part(ctx, args, &mut differences)?;
     let seconds = started.elapsed().as_secs_f64();
     let total = bytes + sq.bytes + tiers.iter().map(|(t, _)| t.bytes).sum::<u64>();
     let mut rto = layer_rtos(
@@ -310,6 +331,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
             p.basis(plan.largest.1, plan.largest.0, t.seconds)
         ),
     }));
+    rto.extend(dump_rtos(&dumps));
     Ok(DrillReport {
         seed: plan.seed,
         versions: drilled,
@@ -319,9 +341,100 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         seconds,
         rate: total as f64 / seconds.max(0.001),
         tier: tiers.into_iter().map(|(t, _)| t).collect(),
+        dumps,
         rto,
         now_unix: ctx.now.timestamp(),
     })
+}
+
+/// `--dumps-only`: the dumps loaded into throwaway servers, nothing read from the backup disk.
+fn drill_only_dumps(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
+    let started = std::time::Instant::now();
+    let mut differences = Vec::new();
+    let dumps = drill_dump_part(ctx, args, &mut differences)?;
+    if dumps.is_empty() {
+        return Err(Error::NotFound(
+            "no dump to drill in the dump folders (`backupctl list` shows them)".to_owned(),
+        ));
+    }
+    let bytes = dumps.iter().map(|d| d.dump.bytes).sum();
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(DrillReport {
+        seed: ctx.now.timestamp() as u64,
+        versions: Vec::new(),
+        sqlite_copies: 0,
+        differences,
+        bytes,
+        seconds,
+        rate: bytes as f64 / seconds.max(0.001),
+        tier: Vec::new(),
+        rto: dump_rtos(&dumps),
+        dumps,
+        now_unix: ctx.now.timestamp(),
+    })
+}
+
+/// The dumps of the drill (none with `--no-dumps`, or when no dump folder is configured and
+/// none named); each that fails is a difference naming the dump.
+fn drill_dump_part(
+    ctx: &Context<'_>,
+    args: &DrillArgs,
+    differences: &mut Vec<Difference>,
+) -> Result<Vec<crate::DumpDrilled>> {
+    let folders = match (
+        args.dumps,
+        crate::dumps::dump_folders(ctx, &args.dump_folders),
+    ) {
+        (DumpsInDrill::No, _) | (DumpsInDrill::Too, Err(Error::Usage(_))) => return Ok(Vec::new()),
+        (_, r) => r?,
+    };
+    let dumps = crate::drill_dumps(ctx, &folders)?;
+    for d in &dumps {
+        if let Some(why) = &d.failed {
+            differences.push(Difference {
+                path: d.dump.path.to_string(),
+                what: format!("the dump does not restore: {why}"),
+            });
+        }
+    }
+    Ok(dumps)
+}
+
+/// One RTO row per dump kind: the slowest newest dump of that kind, measured whole.
+fn dump_rtos(dumps: &[crate::DumpDrilled]) -> Vec<LayerRto> {
+    let mut out = Vec::new();
+    for kind in backup_dumps::DumpKind::ALL {
+        let Some(d) = dumps
+            .iter()
+            .filter(|d| d.kind == Some(kind))
+            .max_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        else {
+            continue;
+        };
+        let loaded = d.loaded.as_ref();
+        let measured = loaded.is_some_and(|l| !l.items.is_empty());
+        out.push(LayerRto {
+            layer: kind.as_str(),
+            target_minutes: kind.rto_minutes(),
+            projected_seconds: measured.then_some(d.seconds),
+            basis: match (loaded, &d.failed) {
+                (_, Some(_)) => format!("{}: did not restore (above)", d.dump.path),
+                (Some(l), None) if measured => format!(
+                    "{} ({}) loaded whole into a throwaway server and checked: {}",
+                    d.dump.path.file_name().unwrap_or(""),
+                    backup_host::human::bytes(d.dump.bytes),
+                    l.summary(kind)
+                ),
+                (Some(l), None) => format!(
+                    "{}: {}",
+                    d.dump.path.file_name().unwrap_or(""),
+                    l.summary(kind)
+                ),
+                (None, None) => String::new(),
+            },
+        });
+    }
+    out
 }
 
 /// Where the drill restores: `--scratch`, kept, or a temp folder removed with the guard.
@@ -609,16 +722,42 @@ impl Outcome for DrillReport {
             out.push_str(&format!("FAILED {}: {}\n", d.path, d.what));
         }
         let files: u64 = self.versions.iter().map(|(_, n)| n).sum();
+        let what = if self.versions.is_empty() && self.sqlite_copies == 0 {
+            format!(
+                "{} of the newest dumps",
+                backup_host::human::plural(self.dumps.len() as u64, "dump")
+            )
+        } else {
+            let dumps = match self.dumps.len() as u64 {
+                0 => String::new(),
+                n => format!(", {}", backup_host::human::plural(n, "dump")),
+            };
+            format!(
+                "{} from {}{dumps} and {}",
+                backup_host::human::plural(files, "file"),
+                backup_host::human::plural(self.versions.len() as u64, "version"),
+                backup_host::human::plural(self.sqlite_copies, "SQLite copy"),
+            )
+        };
         out.push_str(&format!(
-            "drill (seed {}): {} from {} and {} restored and checked, {} in {:.1} s; {}\n",
+            "drill (seed {}): {what} restored and checked, {} in {:.1} s; {}\n",
             self.seed,
-            backup_host::human::plural(files, "file"),
-            backup_host::human::plural(self.versions.len() as u64, "version"),
-            backup_host::human::plural(self.sqlite_copies, "SQLite copy"),
             backup_host::human::bytes(self.bytes),
             self.seconds,
             backup_host::human::plural(self.differences.len() as u64, "difference")
         ));
+        for d in self.dumps.iter().filter(|d| d.failed.is_none()) {
+            out.push_str(&format!(
+                "  dump {} ({}) restored into a throwaway server in {:.1} s: {}\n",
+                d.dump.name,
+                d.kind.map_or("?", backup_dumps::DumpKind::as_str),
+                d.seconds,
+                d.loaded
+                    .as_ref()
+                    .zip(d.kind)
+                    .map_or_else(String::new, |(l, k)| l.summary(k))
+            ));
+        }
         for t in &self.tier {
             out.push_str(&format!(
                 "  tier {}: the same sample restored by restic, {} checked, {} in {:.1} s\n",

@@ -7,7 +7,7 @@ use backup_core::{
     Series, SnapshotInfo, WeekVersion,
 };
 use camino::{Utf8Path, Utf8PathBuf};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use backup_host::error::Result;
@@ -203,31 +203,7 @@ fn inodes(dir: &Utf8Path) -> BTreeMap<u64, u64> {
         .collect()
 }
 
-/// `<name>-<YYYYMMDD-HHMMSS>` followed by `.` (a dump file) or nothing (a dated folder).
-pub(super) fn parse_dump_name(file: &str) -> Option<(String, DateTime<Utc>)> {
-    let b = file.as_bytes();
-    // the stamp is 15 bytes after a `-`; look for the last place it fits
-    for i in (1..b.len()).rev() {
-        if b[i - 1] != b'-' || i + 15 > b.len() {
-            continue;
-        }
-        let stamp = &file[i..i + 15];
-        let mut after = &file[i + 15..];
-        // a second dump in the same second: `_02` … `_99`
-        if let Some(n) = after.strip_prefix('_').and_then(|r| r.get(..2)) {
-            if n.bytes().all(|b| b.is_ascii_digit()) {
-                after = &after[3..];
-            }
-        }
-        if !(after.is_empty() || after.starts_with('.')) {
-            continue;
-        }
-        if let Ok(t) = NaiveDateTime::parse_from_str(stamp, "%Y%m%d-%H%M%S") {
-            return Some((file[..i - 1].to_owned(), t.and_utc()));
-        }
-    }
-    None
-}
+pub(super) use backup_dumps::parse_dump_name;
 
 /// The dumps of the configured folders, by folder and name.
 pub(super) fn dumps(cfg: &Config, warnings: &mut Vec<String>) -> Vec<DumpListing> {
@@ -530,37 +506,5 @@ pub(super) fn pick_version(
             "no complete version of {namespace}/{pvc}{}: `backupctl list` shows what there is",
             week.map_or(String::new(), |w| format!(" in week {w}"))
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dump_names_are_found_by_their_stamp() {
-        let t = |s: &str| {
-            NaiveDateTime::parse_from_str(s, "%Y%m%d-%H%M%S")
-                .unwrap()
-                .and_utc()
-        };
-        assert_eq!(
-            parse_dump_name("postgresql-20260301-000000.sql.gz"),
-            Some(("postgresql".to_owned(), t("20260301-000000")))
-        );
-        assert_eq!(
-            parse_dump_name("postgresql-20260301-000000_02.sql.gz"),
-            Some(("postgresql".to_owned(), t("20260301-000000")))
-        );
-        assert_eq!(
-            parse_dump_name("pg-old-2-20260301-010203.dump.gz"),
-            Some(("pg-old-2".to_owned(), t("20260301-010203")))
-        );
-        assert_eq!(
-            parse_dump_name("vaultwarden-20260301-060000"),
-            Some(("vaultwarden".to_owned(), t("20260301-060000")))
-        );
-        assert_eq!(parse_dump_name("notes.txt"), None);
-        assert_eq!(parse_dump_name("x-20261301-000000.gz"), None);
     }
 }

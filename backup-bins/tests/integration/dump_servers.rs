@@ -13,7 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::dump_real::dump_command;
 use crate::harness::{is_root, text};
 
-fn gunzip(p: &Utf8Path) -> Vec<u8> {
+pub fn gunzip(p: &Utf8Path) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(std::fs::File::open(p).unwrap())
         .read_to_end(&mut out)
@@ -21,7 +21,7 @@ fn gunzip(p: &Utf8Path) -> Vec<u8> {
     out
 }
 
-fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
+pub fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -43,7 +43,7 @@ fn only_dump(dir: &Utf8Path, name: &str) -> Utf8PathBuf {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL
 
-fn pg_bin(tool: &str) -> Utf8PathBuf {
+pub fn pg_bin(tool: &str) -> Utf8PathBuf {
     let mut found: Vec<Utf8PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|d| {
             d.flatten()
@@ -59,13 +59,13 @@ fn pg_bin(tool: &str) -> Utf8PathBuf {
 }
 
 /// A PostgreSQL cluster owned by `postgres`, listening only on a socket in its folder.
-struct Pg {
+pub struct Pg {
     _dir: tempfile::TempDir,
-    root: Utf8PathBuf,
+    pub root: Utf8PathBuf,
 }
 
 impl Pg {
-    fn start(password: Option<&str>) -> Self {
+    pub fn start(password: Option<&str>) -> Self {
         assert!(
             is_root(),
             "the PostgreSQL round trip runs as root (initdb runs as postgres)"
@@ -119,7 +119,7 @@ impl Pg {
         Pg { _dir: dir, root }
     }
 
-    fn psql(&self, password: Option<&str>, sql: &str) -> String {
+    pub fn psql(&self, password: Option<&str>, sql: &str) -> String {
         let mut c = Command::new(pg_bin("psql"));
         c.args([
             "-h",
@@ -256,7 +256,7 @@ fn postgresql_dump_restores_into_a_fresh_cluster_with_equal_data() {
 // ---------------------------------------------------------------------------------------------
 // Redis
 
-fn redis_server(dir: &Utf8Path, password: Option<&str>, dbfilename: &str) -> Child {
+pub fn redis_server(dir: &Utf8Path, password: Option<&str>, dbfilename: &str) -> Child {
     let ok = Command::new("redis-server").arg("--version").output();
     assert!(
         ok.is_ok_and(|o| o.status.success()),
@@ -291,7 +291,7 @@ fn redis_server(dir: &Utf8Path, password: Option<&str>, dbfilename: &str) -> Chi
     child
 }
 
-fn redis_cli(dir: &Utf8Path, password: Option<&str>, args: &[&str]) -> String {
+pub fn redis_cli(dir: &Utf8Path, password: Option<&str>, args: &[&str]) -> String {
     let mut c = Command::new("redis-cli");
     c.arg("-s").arg(dir.join("redis.sock")).args(args);
     if let Some(pw) = password {
@@ -302,7 +302,7 @@ fn redis_cli(dir: &Utf8Path, password: Option<&str>, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-struct Killed(Child);
+pub struct Killed(pub Child);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -8,6 +8,7 @@ mod daily_real;
 mod defects;
 mod differential;
 mod dump_real;
+mod dump_restore;
 mod dump_servers;
 mod harness;
 mod help;

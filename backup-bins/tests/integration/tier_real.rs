@@ -630,7 +630,7 @@ fn remote_tier(env: &Env, (name, repo): (&str, &str), extra: &str) -> Utf8PathBu
     pass
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

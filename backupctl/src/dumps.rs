@@ -1,0 +1,365 @@
+//! `backupctl restore dump` and the dump part of `drill`: which dump (the newest of a name, or
+//! `--at`), which kind, whether it is whole. Loading, checking and throwaway servers are the
+//! adapters' of `backup-dumps`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Instant;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+
+use backup_dumps::{adapter, check_whole, list_dumps, DumpFile, DumpKind, Loaded, Target};
+use backup_host::error::{Error, Result};
+use backup_host::exit::Exit;
+use backup_jobs::run::{Context, Outcome};
+
+/// The dump folders: `--dump-folder` when given, else `[dumps] folders`.
+///
+/// # Errors
+/// None at all.
+pub fn dump_folders(ctx: &Context<'_>, given: &[Utf8PathBuf]) -> Result<Vec<Utf8PathBuf>> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    let folders = ctx
+        .cfg_opt()
+        .map(|c| c.dumps.folders.clone())
+        .unwrap_or_default();
+    if folders.is_empty() {
+        return Err(Error::Usage(
+            "no dump folder: list them in the config's `[dumps] folders`, or name one with \
+             --dump-folder DIR"
+                .to_owned(),
+        ));
+    }
+    Ok(folders)
+}
+
+/// The kind of `dump`: `--kind`, else `[dumps] kinds`, else its name and extension, else its
+/// first bytes.
+///
+/// # Errors
+/// None of them tells.
+pub fn kind_of(
+    dump: &DumpFile,
+    flag: Option<DumpKind>,
+    kinds: &BTreeMap<String, String>,
+) -> Result<DumpKind> {
+    if let Some(k) = flag {
+        return Ok(k);
+    }
+    if let Some(k) = kinds.get(&dump.name).and_then(|k| k.parse().ok()) {
+        return Ok(k);
+    }
+    if let Some(k) = DumpKind::from_name(&dump.name, &dump.ext) {
+        return Ok(k);
+    }
+    let mut head = vec![0u8; 4096];
+    let mut r = backup_dumps::file::open(&dump.path)?;
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    DumpKind::sniff(&head[..n]).ok_or_else(|| {
+        Error::Usage(format!(
+            "{}: cannot tell what kind of dump this is from its name or content: say it with \
+             --kind, or in the config (`[dumps] kinds = {{ \"{}\" = \"postgresql\" }}`)",
+            dump.path, dump.name
+        ))
+    })
+}
+
+/// Every dump of `name` in `folders`, oldest first.
+fn dumps_named(folders: &[Utf8PathBuf], name: &str) -> Result<Vec<DumpFile>> {
+    let mut all = Vec::new();
+    for f in folders {
+        all.extend(list_dumps(f)?.into_iter().filter(|d| d.name == name));
+    }
+    all.sort_by(|a, b| (a.stamp, a.path.as_str()).cmp(&(b.stamp, b.path.as_str())));
+    Ok(all)
+}
+
+/// The newest dump of every name in `folders`.
+///
+/// # Errors
+/// A folder cannot be read.
+pub fn newest_dumps(folders: &[Utf8PathBuf]) -> Result<Vec<DumpFile>> {
+    let mut newest: BTreeMap<String, DumpFile> = BTreeMap::new();
+    for f in folders {
+        for d in list_dumps(f)? {
+            let newer = newest
+                .get(&d.name)
+                .is_none_or(|n| (d.stamp, d.path.as_str()) > (n.stamp, n.path.as_str()));
+            if newer {
+                newest.insert(d.name.clone(), d);
+            }
+        }
+    }
+    Ok(newest.into_values().collect())
+}
+
+/// `restore dump` flags.
+#[derive(Debug, Clone, Default)]
+pub struct DumpRestoreArgs {
+    /// The dump's name (`postgresql`).
+    pub name: String,
+    /// `--at STAMP`: that dump (`20260220-000000`, or a prefix: `20260220`), else the newest.
+    pub at: Option<String>,
+    /// `--kind`.
+    pub kind: Option<DumpKind>,
+    /// `--dump-folder`: where to look instead of `[dumps] folders`.
+    pub folders: Vec<Utf8PathBuf>,
+    /// `--env-file` (repeatable): variables for the tool (passwords, `VAULT_TOKEN`).
+    pub env_files: Vec<Utf8PathBuf>,
+    /// `--scratch`: load into a throwaway server, show what it holds, remove it.
+    pub scratch: bool,
+    /// Where to load it (`--host`, `--port`, `--user`, `--defaults-extra-file`, `--data-dir`,
+    /// `--database`); the env files are read into it.
+    pub target: Target,
+}
+
+/// `backupctl restore dump`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpRestoreReport {
+    /// The dump.
+    pub dump: DumpFile,
+    /// Its kind.
+    pub kind: DumpKind,
+    /// Where it went, as a person would say it.
+    pub into: String,
+    /// Its content's size.
+    pub content_bytes: u64,
+    /// What it holds there.
+    pub loaded: Loaded,
+    /// Seconds loading and checking.
+    pub seconds: f64,
+    /// Under `--dry-run`: what would run.
+    pub would_run: Vec<String>,
+}
+
+fn describe(t: &Target, scratch: bool) -> String {
+    if scratch {
+        return "a throwaway server (removed again)".to_owned();
+    }
+    if let Some(d) = &t.data_dir {
+        return format!("the folder {d}");
+    }
+    let mut s = match (&t.host, t.port) {
+        (Some(h), Some(p)) => format!("the server at {h} port {p}"),
+        (Some(h), None) => format!("the server at {h}"),
+        (None, Some(p)) => format!("the local server on port {p}"),
+        (None, None) => "the server of the tool's defaults (its env file or socket)".to_owned(),
+    };
+    if let Some(db) = &t.database {
+        s.push_str(&format!(", database {db} only"));
+    }
+    s
+}
+
+/// Picks the dump (`--at` or the newest), checks it is whole (the next older one is named when
+/// not), and loads it: into the target, or a throwaway server with `--scratch`.
+///
+/// # Errors
+/// No dump of that name; a dump that is not whole or too small; a bad target; a failed load.
+pub fn restore_dump(ctx: &Context<'_>, args: &DumpRestoreArgs) -> Result<DumpRestoreReport> {
+    let folders = dump_folders(ctx, &args.folders)?;
+    let all = dumps_named(&folders, &args.name)?;
+    if all.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no dump named `{}` in {} (`backupctl list` shows the dumps there are)",
+            args.name,
+            folders
+                .iter()
+                .map(|f| f.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let at = match &args.at {
+        Some(at) => all
+            .iter()
+            .rposition(|d| d.stamp_text().starts_with(at.as_str()))
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no dump `{}` taken at {at}: there are {}",
+                    args.name,
+                    all.iter()
+                        .map(DumpFile::stamp_text)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?,
+        None => all.len() - 1,
+    };
+    let dump = &all[at];
+    let kinds = ctx
+        .cfg_opt()
+        .map(|c| c.dumps.kinds.clone())
+        .unwrap_or_default();
+    let kind = kind_of(dump, args.kind, &kinds)?;
+    let a = adapter(kind);
+    let min_bytes = ctx.cfg_opt().map_or(1, |c| c.dumps.min_bytes);
+    let content_bytes = check_whole(dump, a.as_ref(), min_bytes).map_err(|e| {
+        let older = at
+            .checked_sub(1)
+            .map(|i| {
+                format!(
+                    "; the next older one is {} (`backupctl restore dump {} --at {}`)",
+                    all[i].path,
+                    args.name,
+                    all[i].stamp_text()
+                )
+            })
+            .unwrap_or_else(|| "; there is no older one".to_owned());
+        Error::Refused(format!("refused: {e}{older}"))
+    })?;
+    let mut target = args.target.clone();
+    for f in &args.env_files {
+        target
+            .env
+            .extend(backup_jobs::backup_dump::read_env_file(f)?);
+    }
+    let into = describe(&target, args.scratch);
+    let mut report = DumpRestoreReport {
+        dump: dump.clone(),
+        kind,
+        into,
+        content_bytes,
+        loaded: Loaded::default(),
+        seconds: 0.0,
+        would_run: Vec::new(),
+    };
+    if ctx.dry_run() {
+        report.would_run = if args.scratch {
+            vec![format!("start a throwaway {kind} server in a temp folder, load the dump, count what it holds, remove it")]
+        } else {
+            a.restore_plan(dump, &target)?
+        };
+        return Ok(report);
+    }
+    let started = Instant::now();
+    let runner = ctx.runner();
+    report.loaded = if args.scratch {
+        let (_temp, dir) = scratch_temp()?;
+        a.drill(dump, &dir, runner.as_ref())?
+    } else {
+        a.restore(dump, &target, runner.as_ref())?
+    };
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// A temp folder for throwaway servers, removed with the guard.
+fn scratch_temp() -> Result<(tempfile::TempDir, Utf8PathBuf)> {
+    let temp = tempfile::Builder::new()
+        .prefix("backupctl-dump-")
+        .tempdir()
+        .map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
+    let path = Utf8Path::from_path(temp.path())
+        .ok_or_else(|| Error::Refused("the temp folder is not UTF-8 (TMPDIR)".to_owned()))?
+        .to_owned();
+    // traversable (not listable) by the servers' user
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+        .map_err(|e| Error::io("set the mode of", &path, e))?;
+    Ok((temp, path))
+}
+
+impl Outcome for DumpRestoreReport {
+    fn exit(&self) -> Exit {
+        Exit::Success
+    }
+
+    fn text(&self, dry_run: bool) -> String {
+        let what = format!(
+            "{} ({}, {} of content, taken {})",
+            self.dump.path,
+            self.kind,
+            backup_host::human::bytes(self.content_bytes),
+            self.dump.stamp.format("%Y-%m-%d %H:%M UTC")
+        );
+        if dry_run {
+            let mut out = format!(
+                "restore dump {what} into {} (dry run: nothing was changed). A real run would:",
+                self.into
+            );
+            for (i, l) in self.would_run.iter().enumerate() {
+                out.push_str(&format!("\n  {}. {l}", i + 1));
+            }
+            return out;
+        }
+        let mut out = format!(
+            "restored {what}\n  into {} in {:.1} s\n  it holds: {}",
+            self.into,
+            self.seconds,
+            self.loaded.summary(self.kind)
+        );
+        for n in &self.loaded.notes {
+            out.push_str(&format!("\n  {n}"));
+        }
+        out
+    }
+
+    fn metrics(&self) -> Vec<backup_core::MetricGroup> {
+        Vec::new()
+    }
+}
+
+/// One dump loaded by a drill.
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpDrilled {
+    /// The dump.
+    pub dump: DumpFile,
+    /// Its kind (`None`: it could not be told).
+    pub kind: Option<DumpKind>,
+    /// Seconds: check, start, load, look, stop.
+    pub seconds: f64,
+    /// What the throwaway server held.
+    pub loaded: Option<Loaded>,
+    /// Why it failed.
+    pub failed: Option<String>,
+}
+
+/// The newest dump of every name in `folders`, each loaded into a throwaway server of its kind
+/// in a temp folder of its own (the servers may run as `nobody`, who must reach it), checked
+/// and removed.
+///
+/// # Errors
+/// A dump folder cannot be read, or no temp folder can be made.
+pub fn drill_dumps(ctx: &Context<'_>, folders: &[Utf8PathBuf]) -> Result<Vec<DumpDrilled>> {
+    let kinds = ctx
+        .cfg_opt()
+        .map(|c| c.dumps.kinds.clone())
+        .unwrap_or_default();
+    let min_bytes = ctx.cfg_opt().map_or(1, |c| c.dumps.min_bytes);
+    let runner = ctx.runner();
+    let (_temp, base) = scratch_temp()?;
+    let mut out = Vec::new();
+    for (i, dump) in newest_dumps(folders)?.into_iter().enumerate() {
+        backup_host::progress::message(&format!("dump {}", dump.name));
+        let started = Instant::now();
+        let kind = kind_of(&dump, None, &kinds);
+        let result = kind.as_ref().map_err(|e| e.to_string()).and_then(|k| {
+            let a = adapter(*k);
+            let dir = base.join(format!("{i:03}"));
+            std::fs::create_dir(&dir).map_err(|e| format!("create folder {dir}: {e}"))?;
+            check_whole(&dump, a.as_ref(), min_bytes).map_err(|e| e.to_string())?;
+            let loaded = a
+                .drill(&dump, &dir, runner.as_ref())
+                .map_err(|e| e.to_string());
+            let _ = std::fs::remove_dir_all(&dir);
+            loaded
+        });
+        out.push(DumpDrilled {
+            kind: kind.ok(),
+            seconds: started.elapsed().as_secs_f64(),
+            loaded: result.as_ref().ok().cloned(),
+            failed: result.err(),
+            dump,
+        });
+    }
+    Ok(out)
+}
