@@ -384,6 +384,15 @@ fn offsite_and_check_rules() -> Vec<AlertRule> {
         8 * 24,
         drill,
     );
+    let dump_drill = "dump restore drill (backupctl drill --dumps-only, the dump-drill CronJob)";
+    triple(
+        &mut r,
+        "DumpRestoreDrill",
+        [&DRILL_LAST_SUCCESS, &DRILL_LAST_RUN_SUCCESS],
+        JOB_DUMP_DRILL,
+        8 * 24,
+        dump_drill,
+    );
     r.push(rule(
         "NfsTrackerFullPassPending".to_owned(),
         AlertKind::Above {

@@ -48,6 +48,8 @@ pub const JOB_NFS_TRACKER: &str = "nfs-change-tracker";
 pub const JOB_VERIFY: &str = "backupctl-verify";
 /// Job of `backupctl drill`.
 pub const JOB_DRILL: &str = "backupctl-drill";
+/// Job of `backupctl drill --dumps-only` (the weekly CronJob beside the dumps).
+pub const JOB_DUMP_DRILL: &str = "backupctl-dump-drill";
 
 /// The job of a `sqlite-backup backup` or a `backup-dump` named `name`.
 pub fn backup_job(name: &str) -> String {
@@ -352,6 +354,15 @@ impl JobMetrics {
             job: JOB_DRILL.to_owned(),
             run_success: DRILL_LAST_RUN_SUCCESS,
             last_success: Some(DRILL_LAST_SUCCESS),
+        }
+    }
+
+    /// `backupctl-dump-drill`: the drill metrics of `drill --dumps-only`, under a job of their
+    /// own (the CronJob pushes them; the host's drill writes its own).
+    pub fn dump_drill() -> Self {
+        Self {
+            job: JOB_DUMP_DRILL.to_owned(),
+            ..Self::drill()
         }
     }
 

@@ -391,7 +391,11 @@ pub fn main(
             dump_folders,
         } => {
             let spec = RunSpec {
-                metrics: Some(JobMetrics::drill()),
+                metrics: Some(if *dumps_only {
+                    JobMetrics::dump_drill()
+                } else {
+                    JobMetrics::drill()
+                }),
                 // the dump drill's CronJob has no backup disk, and needs no config with
                 // --dump-folder
                 needs_backup_root: !*dumps_only,

@@ -82,6 +82,9 @@ pub struct DrillReport {
     pub rto: Vec<LayerRto>,
     #[serde(skip)]
     now_unix: i64,
+    /// `--dumps-only`: its metrics go under the dump drill's job.
+    #[serde(skip)]
+    dumps_only: bool,
 }
 
 /// The drill's sample restored from one tier repository.
@@ -344,6 +347,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         dumps,
         rto,
         now_unix: ctx.now.timestamp(),
+        dumps_only: false,
     })
 }
 
@@ -371,6 +375,7 @@ fn drill_only_dumps(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> 
         rto: dump_rtos(&dumps),
         dumps,
         now_unix: ctx.now.timestamp(),
+        dumps_only: true,
     })
 }
 
@@ -781,7 +786,11 @@ impl Outcome for DrillReport {
     }
 
     fn metrics(&self) -> Vec<MetricGroup> {
-        let job = JobMetrics::drill();
+        let job = if self.dumps_only {
+            JobMetrics::dump_drill()
+        } else {
+            JobMetrics::drill()
+        };
         let mut m = job.outcome(self.differences.is_empty(), self.now_unix);
         m.push(DRILL_RATE.gauge(self.rate));
         vec![MetricGroup::new(&job.job, m)]

@@ -347,6 +347,15 @@ pub fn drill_dumps(ctx: &Context<'_>, folders: &[Utf8PathBuf]) -> Result<Vec<Dum
             let dir = base.join(format!("{i:03}"));
             std::fs::create_dir(&dir).map_err(|e| format!("create folder {dir}: {e}"))?;
             check_whole(&dump, a.as_ref(), min_bytes).map_err(|e| e.to_string())?;
+            if ctx.dry_run() {
+                // a throwaway server is still a process and files: none under --dry-run
+                return Ok(Loaded {
+                    items: Vec::new(),
+                    notes: vec![format!(
+                        "dry run: whole; a real run loads it into a throwaway {k} server"
+                    )],
+                });
+            }
             let loaded = a
                 .drill(&dump, &dir, runner.as_ref())
                 .map_err(|e| e.to_string());

@@ -315,3 +315,110 @@ fn the_containerfile_ships_every_binary_and_tool_the_manifests_run() {
         }
     }
 }
+
+/// The weekly dump drill: the seed's rules for a CronJob, every dump folder of the jobs above
+/// mounted read-only from its NFS folder and named by `--dump-folder`, the image's `backupctl`
+/// and servers; its command line runs through the real `backupctl` with `--dry-run` (a whole
+/// PostgreSQL dump in one folder: checked, no server started).
+#[test]
+fn the_dump_drill_reads_every_dump_folder_read_only() {
+    let m = load("dump-drill");
+    let listed =
+        std::fs::read_to_string(repo().join("deploy/kubernetes/kustomization.yaml")).unwrap();
+    assert!(listed.contains("dump-drill.yaml"));
+    assert_eq!(s(&m, &["spec", "schedule"]).as_str(), Some("0 6 * * 0"));
+    assert_eq!(
+        s(&m, &["spec", "concurrencyPolicy"]).as_str(),
+        Some("Forbid")
+    );
+    let pod = s(&m, &["spec", "jobTemplate", "spec", "template", "spec"]);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let c = &pod["containers"][0];
+    assert_eq!(strs(&c["command"]), ["backupctl"]);
+    let args = strs(&c["args"]);
+    assert_eq!(&args[..2], ["drill", "--dumps-only"]);
+    let folders: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--dump-folder")
+        .map(|w| w[1].as_str())
+        .collect();
+    let vols = pod["volumes"].as_sequence().unwrap();
+    for (file, _, binary, name, _) in JOBS {
+        if binary != "backup-dump" {
+            continue;
+        }
+        let folder = format!("/dumps/{name}");
+        assert!(folders.contains(&folder.as_str()), "{file}: not drilled");
+        let mount = c["volumeMounts"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["mountPath"] == folder.as_str())
+            .unwrap_or_else(|| panic!("{folder} not mounted"));
+        assert_eq!(mount["readOnly"].as_bool(), Some(true), "{folder}");
+        let vol = vols.iter().find(|v| v["name"] == mount["name"]).unwrap();
+        // the same NFS folder the dump job writes
+        let job = load(file);
+        let jvols = s(
+            &job,
+            &["spec", "jobTemplate", "spec", "template", "spec", "volumes"],
+        );
+        let written = jvols
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "backup")
+            .unwrap();
+        assert_eq!(vol["nfs"]["path"], written["nfs"]["path"], "{file}");
+    }
+    let cf = std::fs::read_to_string(repo().join("Containerfile")).unwrap();
+    assert!(cf.contains("--bin backupctl") && cf.contains("/usr/local/bin/backupctl"));
+    for server in [
+        "postgresql ",
+        "mariadb-server",
+        "redis-server",
+        "etcd-server",
+    ] {
+        assert!(cf.contains(server), "the image lacks {server}");
+    }
+    // the command line, its folders mapped into a temp folder, under --dry-run
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+    let mut mapped = vec!["--dry-run".to_owned()];
+    for a in &args {
+        if a.starts_with("/dumps/") {
+            let p = root.join(a.trim_start_matches('/'));
+            std::fs::create_dir_all(&p).unwrap();
+            mapped.push(p.to_string());
+        } else if a.starts_with("http://") {
+            mapped.push("http://127.0.0.1:1".to_owned());
+        } else {
+            mapped.push(a.clone());
+        }
+    }
+    let pg = root.join("dumps/postgresql/postgresql-20260101-000000.sql.gz");
+    {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&pg).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(
+            b"--\n-- PostgreSQL database cluster dump\n--\n\n\
+              --\n-- PostgreSQL database cluster dump complete\n--\n\n",
+        )
+        .unwrap();
+        gz.finish().unwrap();
+    }
+    let out = Command::new(crate::harness::CTL)
+        .env_remove("HOMELAB_BACKUP_CONFIG")
+        .args(&mapped)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{mapped:?}\n{}", text(&out));
+    assert!(
+        text(&out).contains("a real run loads it into a throwaway postgresql server"),
+        "{}",
+        text(&out)
+    );
+}
