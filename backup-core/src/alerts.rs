@@ -375,6 +375,15 @@ fn offsite_and_check_rules() -> Vec<AlertRule> {
         8 * 24,
         verify,
     );
+    let verify_offsite = "offsite copy read back (backupctl verify --offsite, monthly)";
+    triple(
+        &mut r,
+        "OffsiteVerify",
+        [&VERIFY_LAST_SUCCESS, &VERIFY_LAST_RUN_SUCCESS],
+        JOB_VERIFY_OFFSITE,
+        35 * 24,
+        verify_offsite,
+    );
     let drill = "restore drill (backupctl drill)";
     triple(
         &mut r,

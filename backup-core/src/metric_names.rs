@@ -48,6 +48,8 @@ pub const JOB_NFS_TRACKER: &str = "nfs-change-tracker";
 pub const JOB_VERIFY: &str = "backupctl-verify";
 /// Job of `backupctl drill`.
 pub const JOB_DRILL: &str = "backupctl-drill";
+/// Job of `backupctl verify --offsite` (the monthly read-back of the NAS copy).
+pub const JOB_VERIFY_OFFSITE: &str = "backupctl-verify-offsite";
 /// Job of `backupctl drill --dumps-only` (the weekly CronJob beside the dumps).
 pub const JOB_DUMP_DRILL: &str = "backupctl-dump-drill";
 
@@ -354,6 +356,15 @@ impl JobMetrics {
             job: JOB_DRILL.to_owned(),
             run_success: DRILL_LAST_RUN_SUCCESS,
             last_success: Some(DRILL_LAST_SUCCESS),
+        }
+    }
+
+    /// `backupctl-verify-offsite`: the verify metrics of `verify --offsite`, under a job of
+    /// their own.
+    pub fn verify_offsite() -> Self {
+        Self {
+            job: JOB_VERIFY_OFFSITE.to_owned(),
+            ..Self::verify()
         }
     }
 

@@ -231,7 +231,8 @@ pub struct OffsiteOptions {
     pub tier_only: bool,
 }
 
-fn ssh(o: &OffsiteConfig) -> Option<SshOptions> {
+/// ssh for a remote destination: the key, the pinned host keys, the port of the config.
+pub fn ssh(o: &OffsiteConfig) -> Option<SshOptions> {
     o.is_remote().then(|| SshOptions {
         key_file: o.ssh_key_file.as_ref().map(ToString::to_string),
         known_hosts: o.ssh_known_hosts.as_ref().map(ToString::to_string),

@@ -132,6 +132,10 @@ pub struct RunSpec {
     /// Read the offsite copy (`<offsite.destination>/pve-backup/`, a local or mounted
     /// destination) as the backup root, writing nothing into it and publishing no metrics.
     pub from_offsite: bool,
+    /// With `from_offsite`: a check of the offsite copy itself (`verify --offsite`), whose
+    /// metrics are published; a remote destination is then not refused but left to the job
+    /// (the backup root stays the disk's, [`Context::from_offsite`] is false).
+    pub offsite_check: bool,
 }
 
 impl RunSpec {
@@ -146,6 +150,7 @@ impl RunSpec {
             textfile_dir: None,
             pushgateway: None,
             from_offsite: false,
+            offsite_check: false,
         }
     }
 }
@@ -355,7 +360,7 @@ where
     let now = global.now();
     let would = global.dry_run.then(Would::new);
     // what is read from the offsite copy says nothing about the backup disk's metrics
-    let real_sinks = if spec.from_offsite {
+    let real_sinks = if spec.from_offsite && !spec.offsite_check {
         Sinks(Vec::new())
     } else {
         sinks(spec, cfg.as_ref())
@@ -487,7 +492,8 @@ where
         sink,
         rsync: chosen_rsync.clone().unwrap_or_else(|| "rsync".to_owned()),
         rsync_chosen: chosen_rsync.is_some(),
-        from_offsite: spec.from_offsite,
+        // a remote destination under `offsite_check` left the disk as the backup root
+        from_offsite: spec.from_offsite && cfg.map(|c| c.backup_root.as_path()) != disk_root,
         disk_root: disk_root.map(Utf8Path::to_owned),
     };
     let _locks = match (ctx.dry_run(), cfg) {
@@ -567,6 +573,9 @@ fn offsite_root(spec: &RunSpec, cfg: Option<Config>) -> Result<Option<Config>> {
             cfg.file
         )));
     };
+    if o.is_remote() && spec.offsite_check {
+        return Ok(Some(cfg));
+    }
     if o.is_remote() {
         return Err(Error::Usage(format!(
             "--from-offsite reads a local or mounted destination; offsite.destination = {} is \

@@ -32,8 +32,8 @@ pub use command::{changed_copy, restore_copy, weekly_copy};
 pub use error::Error;
 pub use exit::{classify, meaning, ExitVerdict};
 pub use offsite::{
-    backup_root_copy, dest_folder, mirror_offsite, resend_files, rsync_word, tree_folders,
-    tree_full_pass, tree_incremental, SshOptions,
+    backup_root_copy, compare_copy, compared, dest_folder, mirror_offsite, resend_files,
+    rsync_word, tree_folders, tree_full_pass, tree_incremental, SshOptions,
 };
 pub use stats::parse_stats;
 pub use transfer::{execute, RsyncFileSync};

@@ -188,6 +188,70 @@ fn listed_copy(
         .arg(dest.to_owned()))
 }
 
+/// `verify --offsite` over ssh: what of `local` (a version on the backup disk) the offsite copy
+/// `dest` lacks or holds differently, by content (`-c`: the NAS reads its own bytes, nothing is
+/// copied back), without changing anything (`-n`), one itemized line a difference (`%i %n`).
+/// Without `files_from`, `--delete` lists what only the offsite copy holds too; with it (a
+/// sample, NUL-separated, relative to `local`), only the listed files are compared.
+///
+/// # Errors
+/// [`Error::RelativePath`] for a relative folder or list.
+pub fn compare_copy(
+    program: &str,
+    ssh: Option<&SshOptions>,
+    local: &Utf8Path,
+    dest: &str,
+    files_from: Option<&Utf8Path>,
+) -> Result<Invocation, Error> {
+    let flags = [
+        "-n",
+        "-rlc",
+        "--from0",
+        "--itemize-changes",
+        "--out-format=%i %n",
+    ];
+    let inv = match files_from {
+        Some(list) => listed_copy(program, ssh, &flags, local, dest, list)?,
+        None => {
+            let local = absolute("source", local)?;
+            base(program, ssh)
+                .args(flags)
+                .arg("--delete")
+                .arg("--")
+                .arg(format!("{}/", local.trim_end_matches('/')))
+                .arg(dest.to_owned())
+        }
+    };
+    Ok(inv.read_only())
+}
+
+/// The differences [`compare_copy`] printed: (path, what).
+pub fn compared(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            if let Some(p) = l.strip_prefix("*deleting ") {
+                return Some((
+                    p.trim().to_owned(),
+                    "only in the offsite copy, not in the version on the backup disk".to_owned(),
+                ));
+            }
+            let (flags, path) = l.split_once(' ')?;
+            if flags.len() != 11 || path.is_empty() {
+                return None;
+            }
+            let what = if flags.ends_with("+++++++++") {
+                "missing from the offsite copy".to_owned()
+            } else if flags.as_bytes()[2] == b'c' {
+                "content differs in the offsite copy (checksum)".to_owned()
+            } else {
+                format!("differs in the offsite copy (rsync: {flags})")
+            };
+            Some((path.to_owned(), what))
+        })
+        .collect()
+}
+
 /// Sends the listed files of the backup root (NUL-separated, relative to `root`) to
 /// `<destination>/pve-backup/` again whatever their size and mtime (`--ignore-times`): files
 /// whose content or attributes differ from the record the offsite copy holds. rsync writes
@@ -326,6 +390,18 @@ pub fn tree_folders(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compared_lines_name_each_difference() {
+        let out = ">fc........ db/a.bin\n>f+++++++++ new.txt\n*deleting   stray\ncL......... ln\n\
+                   cd+++++++++ dir/\n";
+        let d = compared(out);
+        assert_eq!(d.len(), 5, "{d:?}");
+        assert!(d[0].1.contains("content differs"));
+        assert!(d[1].1.contains("missing"));
+        assert_eq!(d[2].0, "stray");
+        assert!(d[3].1.contains("cL"));
+    }
 
     #[test]
     fn rsync_words_double_their_quotes() {

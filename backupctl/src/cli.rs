@@ -60,6 +60,13 @@ pub enum Command {
         /// its structure, and --sample percent of its packs read back (10 without --sample).
         #[arg(long)]
         tier: bool,
+        /// Read the offsite copy back instead (the monthly timer): a local or mounted
+        /// destination against the records that travelled with it; over ssh, `rsync -n -c`
+        /// has the NAS checksum its own bytes against each version on the backup disk (nothing
+        /// is copied back). Every difference is named; metrics under job
+        /// backupctl-verify-offsite.
+        #[arg(long, conflicts_with = "tier")]
+        offsite: bool,
     },
     /// Print the Prometheus alerting rules for every job (the app jobs from `[[alerts.job]]`,
     /// else the seed's six); `deploy/prometheus/backup-alerts.yaml` is this output with no
@@ -368,9 +375,16 @@ pub fn main(
             sample,
             since_days,
             tier,
+            offsite,
         } => {
             let spec = RunSpec {
-                metrics: Some(JobMetrics::verify()),
+                metrics: Some(if *offsite {
+                    JobMetrics::verify_offsite()
+                } else {
+                    JobMetrics::verify()
+                }),
+                from_offsite: spec.from_offsite || *offsite,
+                offsite_check: *offsite,
                 ..spec
             };
             let args = crate::VerifyArgs {
@@ -380,7 +394,11 @@ pub fn main(
                 since_days: *since_days,
                 tier: *tier,
             };
-            run(&spec, global, |ctx| crate::verify(ctx, &args))
+            if *offsite {
+                run(&spec, global, |ctx| crate::verify_offsite(ctx, &args))
+            } else {
+                run(&spec, global, |ctx| crate::verify(ctx, &args))
+            }
         }
         Command::Drill {
             sample,

@@ -18,6 +18,7 @@ mod restore;
 mod status;
 mod units;
 mod verify;
+mod verify_offsite;
 
 pub use alerts::{alerts, AlertsReport};
 pub use check::{check_tree, CheckReport, Content, Difference};
@@ -35,3 +36,4 @@ pub use restore::{
 pub use status::{status, Gap, StatusReport, StatusRow};
 pub use units::{units, write_dropins, write_units, Unit, UnitsReport};
 pub use verify::{verify, VerifyArgs, VerifyReport};
+pub use verify_offsite::verify_offsite;

@@ -285,7 +285,7 @@ impl Paths {
 const RESTIC_CACHE: &str = "CacheDirectory=homelab-backup\nCacheDirectoryMode=0700\n";
 
 /// The timers: (service, description, calendar).
-const TIMERS: [(&str, &str, &str); 5] = [
+const TIMERS: [(&str, &str, &str); 6] = [
     (
         "lvm-pvc-snapshot",
         "homelab-backup: snapshots at 03:00",
@@ -310,6 +310,11 @@ const TIMERS: [(&str, &str, &str); 5] = [
         "backupctl-drill",
         "homelab-backup: weekly drill, Sunday 08:00",
         "Sun *-*-* 08:00:00",
+    ),
+    (
+        "backupctl-verify-offsite",
+        "homelab-backup: the offsite copy read back, monthly on the 1st at 09:00",
+        "*-*-01 09:00:00",
     ),
 ];
 
@@ -387,6 +392,16 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",
             // the cache: restic's, for `verify --tier` and the drill's tier restores
             &format!("{}{resolves}{NO_MOUNTS}{RESTIC_CACHE}", oneshot("12h")),
+            Ipc::Private,
+        ),
+        service(
+            "backupctl-verify-offsite",
+            "homelab-backup: read the offsite copy back against its records",
+            &format!("{}{config_flag} verify --offsite", bin("backupctl")),
+            &["offsite-sync-backup.service"],
+            &rw,
+            "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",
+            &format!("{}{resolves}{NO_MOUNTS}", oneshot("24h")),
             Ipc::Private,
         ),
         service(
@@ -512,7 +527,8 @@ impl Outcome for UnitsReport {
             return format!(
                 "wrote {} units into {dir}: systemctl daemon-reload, then systemctl enable --now \
                  lvm-pvc-snapshot.timer daily-backup.timer offsite-sync-backup.timer \
-                 backupctl-verify.timer backupctl-drill.timer nfs-change-tracker.service",
+                 backupctl-verify.timer backupctl-drill.timer backupctl-verify-offsite.timer \
+                 nfs-change-tracker.service",
                 self.units.len()
             );
         }

@@ -56,7 +56,10 @@ pub struct VerifyReport {
     /// Complete PVC versions with a damage list after this verify (checked now or before).
     pub damaged_versions: u64,
     #[serde(skip)]
-    now_unix: i64,
+    pub(crate) now_unix: i64,
+    /// `verify --offsite`: its metrics go under the offsite verify's job.
+    #[serde(skip)]
+    pub(crate) offsite: bool,
 }
 
 impl VerifyReport {
@@ -231,25 +234,8 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
         },
         None => Content::All,
     };
-    let since = args.since_days.map(|d| now - Duration::days(i64::from(d)));
     let versions = store.list_versions(Series::Pvc)?;
-    let pvc = args.pvc.as_ref().map(|p| p.resolve(ctx)).transpose()?;
-    let chosen: Vec<WeekVersion> = versions
-        .iter()
-        .filter(|v| v.is_complete())
-        .filter(|v| args.week.is_none_or(|w| v.week == w))
-        .filter(|v| {
-            pvc.as_ref()
-                .is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p)
-        })
-        .filter(|v| since.is_none_or(|s| v.completed_at.is_some_and(|c| c >= s)))
-        .cloned()
-        .collect();
-    if chosen.is_empty() && (args.week.is_some() || args.pvc.is_some()) {
-        return Err(Error::NotFound(
-            "no complete version matches --week/--pvc: `backupctl list` shows them".to_owned(),
-        ));
-    }
+    let chosen = chosen_versions(ctx, &versions, args)?;
     let _phase = backup_host::progress::start("verify", totals(store.as_ref(), &chosen, content));
     let mut checked = Vec::new();
     // an inode hardlinked into several weeks is read once
@@ -281,7 +267,8 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
             let dir = root.pfsense_week(w.week);
             checked.push(check_pfsense(&dir, &w.week.to_string()));
         }
-        for folder in &cfg.dumps.folders {
+        // the dump folders live on NFS, not in the backup root (nor its offsite copy)
+        for folder in cfg.dumps.folders.iter().filter(|_| !ctx.from_offsite()) {
             check_dump_folder(folder, &mut checked);
         }
     }
@@ -298,7 +285,40 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
         damaged_versions,
         seconds: started.elapsed().as_secs_f64(),
         now_unix: now.timestamp(),
+        offsite: ctx.from_offsite(),
     })
+}
+
+/// The complete versions `--week`, `--pvc` and `--since-days` choose.
+///
+/// # Errors
+/// `--week`/`--pvc` match nothing; a `--pvc` that does not resolve.
+pub(crate) fn chosen_versions(
+    ctx: &Context<'_>,
+    versions: &[WeekVersion],
+    args: &VerifyArgs,
+) -> Result<Vec<WeekVersion>> {
+    let since = args
+        .since_days
+        .map(|d| ctx.now - Duration::days(i64::from(d)));
+    let pvc = args.pvc.as_ref().map(|p| p.resolve(ctx)).transpose()?;
+    let chosen: Vec<WeekVersion> = versions
+        .iter()
+        .filter(|v| v.is_complete())
+        .filter(|v| args.week.is_none_or(|w| v.week == w))
+        .filter(|v| {
+            pvc.as_ref()
+                .is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p)
+        })
+        .filter(|v| since.is_none_or(|s| v.completed_at.is_some_and(|c| c >= s)))
+        .cloned()
+        .collect();
+    if chosen.is_empty() && (args.week.is_some() || args.pvc.is_some()) {
+        return Err(Error::NotFound(
+            "no complete version matches --week/--pvc: `backupctl list` shows them".to_owned(),
+        ));
+    }
+    Ok(chosen)
 }
 
 /// What is to be read, for the bar and the time left (a sample reads an unknown part of it).
@@ -496,7 +516,11 @@ impl Outcome for VerifyReport {
     }
 
     fn metrics(&self) -> Vec<MetricGroup> {
-        let job = JobMetrics::verify();
+        let job = if self.offsite {
+            JobMetrics::verify_offsite()
+        } else {
+            JobMetrics::verify()
+        };
         let mut m = job.outcome(self.passed(), self.now_unix);
         m.push(VERIFY_DIFFERENCES.gauge(self.differences() as f64));
         m.push(VERIFY_DAMAGED_VERSIONS.gauge(self.damaged_versions as f64));

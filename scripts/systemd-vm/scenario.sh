@@ -35,7 +35,7 @@ for d in /run/homelab-backup /run/lock/homelab-backup; do
 done
 
 step "systemd-analyze security, online"
-for u in lvm-pvc-snapshot daily-backup offsite-sync-backup backupctl-verify backupctl-drill nfs-change-tracker; do
+for u in lvm-pvc-snapshot daily-backup offsite-sync-backup backupctl-verify backupctl-drill backupctl-verify-offsite nfs-change-tracker; do
     score=$(systemd-analyze security --no-pager $u.service 2>/dev/null | awk '/Overall exposure level/ {print $(NF-2), $(NF-1)}')
     [[ -n $score ]] || fail "no security score for $u.service"
     echo "@@SCORE $u $score"
@@ -159,6 +159,10 @@ grep -q changed /srv/offsite/nfs/hello.txt || fail "the change did not reach off
 test -f /srv/offsite/nfs/new.txt || fail "the new file did not reach offsite"
 grep -q 'offsite_backup_sync_last_run_success{job="offsite-sync-backup"} 1' /var/lib/prometheus/node-exporter/offsite-sync-backup.prom \
     || fail "offsite metrics"
+# the offsite copy read back by its own unit (monthly timer): against the records that travelled
+start_unit backupctl-verify-offsite.service 600
+grep -q 'backup_verify_last_run_success{job="backupctl-verify-offsite"} 1' /var/lib/prometheus/node-exporter/backupctl-verify-offsite.prom \
+    || fail "verify --offsite metrics: $(journalctl -u backupctl-verify-offsite.service -o cat --no-pager | tail -8)"
 run systemctl stop nfs-change-tracker.service
 
 step "paths outside every default: backup root (with a space), mount, lock, textfile and cache folders"
@@ -184,8 +188,8 @@ start_unit backupctl-verify.service 600
 
 step "timers: next elapse, and a Persistent=true catch-up"
 run systemctl enable --now lvm-pvc-snapshot.timer daily-backup.timer offsite-sync-backup.timer \
-    backupctl-verify.timer backupctl-drill.timer
-for t in lvm-pvc-snapshot:03:00 daily-backup:05:00 offsite-sync-backup:06:00 backupctl-verify:08:00 backupctl-drill:08:00; do
+    backupctl-verify.timer backupctl-drill.timer backupctl-verify-offsite.timer
+for t in lvm-pvc-snapshot:03:00 daily-backup:05:00 offsite-sync-backup:06:00 backupctl-verify:08:00 backupctl-drill:08:00 backupctl-verify-offsite:09:00; do
     name=${t%%:*} at=${t#*:}
     next=$(systemctl show -p NextElapseUSecRealtime --value $name.timer)
     [[ $next == *" $at:00"* ]] || fail "$name.timer next elapse is '$next', not at $at"

@@ -590,3 +590,113 @@ fn a_destination_inside_the_backup_root_through_a_symlink_is_refused() {
         );
     }
 }
+
+/// One byte flipped in a file of the offsite copy, its size and mtime kept (what bit rot on
+/// the NAS looks like to rsync's quick check).
+fn flip_a_byte(p: &camino::Utf8Path) {
+    let meta = std::fs::metadata(p).unwrap();
+    let mut bytes = std::fs::read(p).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(p, bytes).unwrap();
+    let f = std::fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(meta.modified().unwrap()).unwrap();
+}
+
+fn read_back(env: &Env, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec!["verify", "--offsite", "--now", "2026-01-06T09:00:00Z"];
+    args.extend(extra);
+    let out = env.run(CTL, &args);
+    let prom = std::fs::read_to_string(env.root.join("metrics/backupctl-verify-offsite.prom"))
+        .unwrap_or_default();
+    (out.status.code(), text(&out), prom)
+}
+
+/// `verify --offsite` reads the NAS copy back, locally (against the records that travelled
+/// with it) and over ssh (`rsync -n -c`: the NAS checksums its own bytes): a byte flipped on
+/// the NAS with size and mtime kept fails it, naming the file, with its own metrics; the backup
+/// disk's verify still passes and nothing is written into the offsite copy.
+#[test]
+fn verify_offsite_reads_the_nas_copy_back_locally_and_over_ssh() {
+    let env = site("");
+    write(
+        &env.vol("vm-100-pvc-a").join("blob.bin"),
+        &"0123456789abcdef".repeat(4096),
+    );
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let out = sync(&env, &["--now", "2026-01-05T06:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (code, out, prom) = read_back(&env, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        gauge(&prom, "backup_verify_last_run_success"),
+        Some(1.0),
+        "{prom}"
+    );
+    let nas_blob = offsite(&env).join("pvc-data/2026-02/vaultwarden/data/blob.bin");
+    flip_a_byte(&nas_blob);
+    let listing = |p: &camino::Utf8Path| {
+        let mut v: Vec<String> = walk(p);
+        v.sort();
+        v
+    };
+    let before = listing(&offsite(&env));
+    let (code, out, prom) = read_back(&env, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("blob.bin"), "{out}");
+    assert_eq!(gauge(&prom, "backup_verify_last_run_success"), Some(0.0));
+    assert_eq!(
+        listing(&offsite(&env)),
+        before,
+        "verify --offsite wrote offsite"
+    );
+    // the disk itself is intact
+    let out = env.run(CTL, &["verify", "--now", "2026-01-06T09:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // the same NAS over ssh
+    let server = crate::pfsense_real::sshd(env.root.join("ssh"));
+    let cfg = std::fs::read_to_string(env.config()).unwrap().replace(
+        &format!("destination = \"{}/nas\"", env.root),
+        &format!(
+            "destination = \"root@127.0.0.1:{}/nas\"\nssh-key-file = \"{d}/client_key\"\n\
+             ssh-known-hosts = \"{d}/known_hosts\"\nssh-port = {p}",
+            env.root,
+            d = server.dir,
+            p = server.port
+        ),
+    );
+    std::fs::write(env.config(), cfg).unwrap();
+    let (code, out, prom) = read_back(&env, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("blob.bin") && out.contains("content differs in the offsite copy"),
+        "{out}"
+    );
+    assert_eq!(gauge(&prom, "backup_verify_last_run_success"), Some(0.0));
+    let (code, out, _) = read_back(&env, &["--sample", "100"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("blob.bin"), "{out}");
+    assert_eq!(
+        listing(&offsite(&env)),
+        before,
+        "verify --offsite wrote offsite"
+    );
+    // put right: passes over ssh
+    flip_a_byte(&nas_blob);
+    let (code, out, prom) = read_back(&env, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(gauge(&prom, "backup_verify_last_run_success"), Some(1.0));
+}
+
+fn walk(p: &camino::Utf8Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).unwrap().flatten() {
+        let path = camino::Utf8PathBuf::from_path_buf(e.path()).unwrap();
+        out.push(path.to_string());
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&path));
+        }
+    }
+    out
+}

@@ -82,6 +82,7 @@ fn the_committed_units_are_generated_verified_scheduled_and_hardened() {
         ("offsite-sync-backup", "*-*-* 06:00:00"),
         ("backupctl-drill", "Sun *-*-* 08:00:00"),
         ("backupctl-verify", "Sat *-*-* 08:00:00"),
+        ("backupctl-verify-offsite", "*-*-01 09:00:00"),
     ] {
         let t = read(&format!("{timer}.timer"));
         assert!(t.contains(&format!("OnCalendar={when}\n")), "{timer}: {t}");
@@ -116,6 +117,7 @@ fn the_committed_units_are_generated_verified_scheduled_and_hardened() {
         "offsite-sync-backup",
         "backupctl-verify",
         "backupctl-drill",
+        "backupctl-verify-offsite",
     ] {
         assert!(
             read(&format!("{oneshot}.service")).contains("\nTimeoutStartSec="),
@@ -131,6 +133,7 @@ fn the_committed_units_are_generated_verified_scheduled_and_hardened() {
         ("offsite-sync-backup", 5.3),
         ("backupctl-verify", 3.0),
         ("backupctl-drill", 3.1),
+        ("backupctl-verify-offsite", 3.0),
         ("nfs-change-tracker", 3.0),
     ] {
         let path = local.join(format!("{unit}.service"));
