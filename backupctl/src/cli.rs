@@ -157,6 +157,14 @@ pub enum Command {
         /// The dump folders to drill instead of `[dumps] folders` (repeatable).
         #[arg(long = "dump-folder", value_name = "DIR")]
         dump_folders: Vec<Utf8PathBuf>,
+        /// The site disaster rehearsed: everything from the offsite copy (implies
+        /// --from-offsite; the backup disk is never opened): every PVC's newest version (the
+        /// --sample of its files), every SQLite copy, the newest dump of every name from the
+        /// trees' offsite copy into a throwaway server, pfSense, the PVE config; each layer
+        /// projected to the whole data set, the total against the seed's 4 hours, what is
+        /// missing named. Exit 1 when anything is missing or the projection is over.
+        #[arg(long, conflicts_with_all = ["dumps_only", "no_dumps", "dump_folders"])]
+        site: bool,
     },
 }
 
@@ -407,6 +415,7 @@ pub fn main(
             no_dumps,
             dumps_only,
             dump_folders,
+            site,
         } => {
             let spec = RunSpec {
                 metrics: Some(if *dumps_only {
@@ -418,6 +427,7 @@ pub fn main(
                 // --dump-folder
                 needs_backup_root: !*dumps_only,
                 config_required: !*dumps_only || dump_folders.is_empty(),
+                from_offsite: spec.from_offsite || *site,
                 ..spec
             };
             let args = crate::DrillArgs {
@@ -430,6 +440,7 @@ pub fn main(
                     _ => crate::DumpsInDrill::Too,
                 },
                 dump_folders: dump_folders.clone(),
+                site: *site,
             };
             run(&spec, global, |ctx| crate::drill(ctx, &args))
         }

@@ -31,6 +31,8 @@ pub struct DrillArgs {
     pub dumps: DumpsInDrill,
     /// `--dump-folder`: instead of `[dumps] folders`.
     pub dump_folders: Vec<Utf8PathBuf>,
+    /// `--site`: the site disaster rehearsed from the offsite copy ([`crate::site`]).
+    pub site: bool,
 }
 
 /// The dump part of a drill.
@@ -85,6 +87,11 @@ pub struct DrillReport {
     /// `--dumps-only`: its metrics go under the dump drill's job.
     #[serde(skip)]
     dumps_only: bool,
+    /// Each drilled version's restore: (seconds, files, bytes).
+    #[serde(skip)]
+    pub(crate) runs: Vec<(f64, u64, u64)>,
+    /// `--site`: what the site rehearsal found.
+    pub site: Option<crate::site::SiteReport>,
 }
 
 /// The drill's sample restored from one tier repository.
@@ -104,7 +111,7 @@ pub struct TierDrill {
 /// version's rsync run costs a fixed part (the fastest run: process start, file list) and then
 /// time per file and per byte. A sample of a few small files measures mostly the fixed part; a
 /// projection by bytes alone from it once promised 34 s for a volume that restored in 0.8 s.
-struct Projection {
+pub(crate) struct Projection {
     /// Seconds of the fastest run: the fixed cost of one rsync run.
     fixed: f64,
     /// Seconds per file beyond it.
@@ -117,7 +124,7 @@ struct Projection {
 }
 
 impl Projection {
-    fn from_runs(runs: &[(f64, u64, u64)]) -> Self {
+    pub(crate) fn from_runs(runs: &[(f64, u64, u64)]) -> Self {
         let fixed = runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
         let fixed = if fixed.is_finite() { fixed } else { 0.0 };
         let work: f64 = runs
@@ -141,7 +148,7 @@ impl Projection {
 
     /// The fixed part, then the larger of the two ways to spend the rest (bytes only when the
     /// drill read enough of them to tell).
-    fn seconds(&self, files: u64, bytes: u64) -> f64 {
+    pub(crate) fn seconds(&self, files: u64, bytes: u64) -> f64 {
         let by_files = files as f64 * self.per_file;
         let by_bytes = if self.bytes >= Self::BYTES_TO_MEASURE {
             bytes as f64 / self.rate.max(1.0)
@@ -259,6 +266,9 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     if args.dumps == DumpsInDrill::Only {
         return drill_only_dumps(ctx, args);
     }
+    if args.site {
+        return crate::site::drill_site(ctx, args);
+    }
     let store = ctx.store()?;
     let root = store.root().clone();
     let listed: Vec<Listed> = store
@@ -348,6 +358,8 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         rto,
         now_unix: ctx.now.timestamp(),
         dumps_only: false,
+        runs,
+        site: None,
     })
 }
 
@@ -376,6 +388,8 @@ fn drill_only_dumps(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> 
         dumps,
         now_unix: ctx.now.timestamp(),
         dumps_only: true,
+        runs: Vec::new(),
+        site: None,
     })
 }
 
@@ -714,7 +728,7 @@ fn layer_rtos(
 
 impl Outcome for DrillReport {
     fn exit(&self) -> Exit {
-        if self.differences.is_empty() {
+        if self.differences.is_empty() && self.site.as_ref().is_none_or(|s| s.passed()) {
             Exit::Success
         } else {
             Exit::Failed
@@ -782,6 +796,9 @@ impl Outcome for DrillReport {
             };
             out.push_str(&format!("  RTO {:<13} {verdict}: {}\n", r.layer, r.basis));
         }
+        if let Some(s) = &self.site {
+            out.push_str(&crate::site::text(s));
+        }
         out.trim_end().to_owned()
     }
 
@@ -791,7 +808,7 @@ impl Outcome for DrillReport {
         } else {
             JobMetrics::drill()
         };
-        let mut m = job.outcome(self.differences.is_empty(), self.now_unix);
+        let mut m = job.outcome(self.exit() == Exit::Success, self.now_unix);
         m.push(DRILL_RATE.gauge(self.rate));
         vec![MetricGroup::new(&job.job, m)]
     }

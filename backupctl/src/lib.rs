@@ -15,6 +15,7 @@ mod history;
 mod inventory;
 mod pvc_ref;
 mod restore;
+mod site;
 mod status;
 mod units;
 mod verify;

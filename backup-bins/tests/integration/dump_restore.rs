@@ -121,14 +121,14 @@ impl Maria {
 }
 
 /// An etcd member on loopback ports.
-struct Etcd {
+pub struct Etcd {
     _dir: tempfile::TempDir,
-    url: String,
+    pub url: String,
     _server: Killed,
 }
 
 impl Etcd {
-    fn start() -> Self {
+    pub fn start() -> Self {
         need("etcd", "etcd-server");
         need("etcdctl", "etcd-client");
         let (dir, root) = tempdir();
@@ -167,7 +167,7 @@ impl Etcd {
         e
     }
 
-    fn ctl(&self, args: &[&str]) -> std::process::Output {
+    pub fn ctl(&self, args: &[&str]) -> std::process::Output {
         Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .args(["--endpoints", &self.url])

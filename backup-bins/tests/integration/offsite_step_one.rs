@@ -700,3 +700,91 @@ fn walk(p: &camino::Utf8Path) -> Vec<String> {
     }
     out
 }
+
+/// `drill --site` with the backup disk renamed away: every PVC, the PVE config and the newest
+/// dump of every name (from the NFS tree's offsite copy, into throwaway servers) come back from
+/// the offsite copy alone; a PVC the cluster has and the offsite copy lacks, or no etcd
+/// snapshot, is named and fails it (exit 1); once both are there it passes within 4 hours.
+#[test]
+fn drill_site_rebuilds_from_the_offsite_copy_alone_and_names_what_is_missing() {
+    use crate::dump_real::dump_command;
+    let env = site("");
+    let nfs = env.root.join("nfs");
+    for d in ["redis-backup", "etcd-backup"] {
+        std::fs::create_dir_all(nfs.join(d)).unwrap();
+    }
+    let cfg = std::fs::read_to_string(env.config()).unwrap();
+    std::fs::write(
+        env.config(),
+        format!(
+            "{cfg}\n[[offsite.tree]]\nsource = \"{nfs}\"\nname = \"nfs\"\n\
+             [dumps]\nfolders = [\"{nfs}/redis-backup\", \"{nfs}/etcd-backup\"]\n\
+             [[kubernetes.volume]]\nlv = \"vm-109-pvc-z\"\nnamespace = \"shop\"\npvc = \"orders\"\n"
+        ),
+    )
+    .unwrap();
+    // a real Redis dump in the tree
+    let (_r, rdir) = crate::dump_servers::tempdir();
+    let _redis =
+        crate::dump_servers::Killed(crate::dump_servers::redis_server(&rdir, None, "dump.rdb"));
+    crate::dump_servers::redis_cli(&rdir, None, &["MSET", "a", "1", "b", "2"]);
+    let sock = rdir.join("redis.sock");
+    let out = dump_command("redis", &nfs.join("redis-backup"))
+        .args([
+            "--ext",
+            "rdb",
+            "--",
+            "redis-cli",
+            "-s",
+            sock.as_str(),
+            "--rdb",
+            "{out}",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let backup = env.root.join("backup");
+    let gone = env.root.join("backup-gone");
+    let rehearse = |env: &Env| {
+        let out = sync(env, &["--now", "2026-01-05T06:00:00Z", "--full"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        std::fs::rename(&backup, &gone).unwrap();
+        let out = env.run(CTL, &["drill", "--site", "--now", "2026-01-06T09:00:00Z"]);
+        std::fs::rename(&gone, &backup).unwrap();
+        (out.status.code(), text(&out))
+    };
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let (code, out) = rehearse(&env);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("nothing read from the backup disk"), "{out}");
+    assert!(
+        out.contains("MISSING shop/orders: no complete version in the offsite copy"),
+        "{out}"
+    );
+    assert!(out.contains("MISSING no etcd snapshot"), "{out}");
+    assert!(
+        out.contains("dump redis (redis) restored into a throwaway server"),
+        "{out}"
+    );
+    // the PVC goes from the cluster, an etcd snapshot arrives: the rehearsal passes
+    let cfg = std::fs::read_to_string(env.config()).unwrap().replace(
+        "[[kubernetes.volume]]\nlv = \"vm-109-pvc-z\"\nnamespace = \"shop\"\npvc = \"orders\"\n",
+        "",
+    );
+    std::fs::write(env.config(), cfg).unwrap();
+    let etcd = crate::dump_restore::Etcd::start();
+    etcd.ctl(&["put", "/registry/x", "1"]);
+    let url = etcd.url.clone();
+    let out = dump_command("etcd", &nfs.join("etcd-backup"))
+        .args(["--ext", "db", "--", "etcdctl", "--endpoints", &url])
+        .args(["snapshot", "save", "{out}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, out) = rehearse(&env);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("RTO site"), "{out}");
+    assert!(out.contains("within the seed's 4 h"), "{out}");
+    assert!(out.contains("dump etcd (etcd) restored"), "{out}");
+    assert!(!out.contains("MISSING"), "{out}");
+}

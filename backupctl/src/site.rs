@@ -1,0 +1,265 @@
+//! `backupctl drill --site`: the site disaster rehearsed. The backup disk is assumed gone:
+//! everything comes from the offsite copy (the run reads `<offsite.destination>/pve-backup` as
+//! its backup root, as `--from-offsite` does, and never opens the disk): every PVC's newest
+//! version (a sample of its files, or all of them), every SQLite copy, the newest dump of every
+//! name from the NFS trees' offsite copy into a throwaway server, pfSense and the PVE config.
+//! Each layer is measured and projected to the whole data set; the total is held against the
+//! seed's 4 hours, and what is missing to rebuild is named. Exit 1 when anything is missing,
+//! differs, or the projection misses the 4 hours.
+
+use std::collections::BTreeSet;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
+
+use backup_core::{Series, WeekVersion};
+use backup_host::error::{Error, Result};
+use backup_jobs::run::Context;
+
+use crate::drill::{DrillArgs, DrillReport, DumpsInDrill, Projection};
+
+/// The seed's budget for the whole cluster from offsite, minutes.
+pub const SITE_TARGET_MINUTES: u32 = 240;
+
+/// What `--site` adds to a drill.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteReport {
+    /// The offsite copy the drill read.
+    pub offsite_root: Utf8PathBuf,
+    /// What is missing to rebuild (a PVC with no offsite version, a dump folder no tree
+    /// carries offsite, no etcd snapshot in the last 30 days, no pfSense copy, ...).
+    pub missing: Vec<String>,
+    /// Per layer: (layer, projected seconds for the whole data set, how).
+    pub layers: Vec<(String, f64, String)>,
+    /// Their sum.
+    pub total_seconds: f64,
+}
+
+impl SiteReport {
+    /// Whether the rehearsal passed: nothing missing, within the 4 hours.
+    pub fn passed(&self) -> bool {
+        self.missing.is_empty() && self.total_seconds <= f64::from(SITE_TARGET_MINUTES) * 60.0
+    }
+}
+
+/// Each `[dumps] folders` entry where the offsite copy holds it: `<destination>/<tree>/<rel>`
+/// for the tree whose source holds it; the folders no tree holds are returned apart.
+fn offsite_dump_folders(cfg: &backup_core::Config) -> (Vec<Utf8PathBuf>, Vec<Utf8PathBuf>) {
+    let (mut found, mut none) = (Vec::new(), Vec::new());
+    let Some(o) = cfg.offsite.as_ref() else {
+        return (found, cfg.dumps.folders.clone());
+    };
+    let dest = Utf8PathBuf::from(o.destination.trim_end_matches('/'));
+    for f in &cfg.dumps.folders {
+        match o.trees.iter().find(|t| f.starts_with(&t.source)) {
+            Some(t) => {
+                let rel = f.strip_prefix(&t.source).unwrap_or(Utf8Path::new(""));
+                found.push(dest.join(&t.name).join(rel));
+            }
+            None => none.push(f.clone()),
+        }
+    }
+    (found, none)
+}
+
+/// Runs the site drill.
+///
+/// # Errors
+/// As `drill`; no `[offsite]`.
+pub fn drill_site(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
+    if !ctx.from_offsite() {
+        return Err(Error::Usage(
+            "--site reads the offsite copy: a local or mounted offsite.destination".to_owned(),
+        ));
+    }
+    let cfg = ctx.cfg()?;
+    let (folders, not_offsite) = offsite_dump_folders(cfg);
+    let inner = DrillArgs {
+        dumps: if folders.is_empty() {
+            DumpsInDrill::No
+        } else {
+            DumpsInDrill::Too
+        },
+        dump_folders: folders,
+        site: false,
+        ..args.clone()
+    };
+    let mut report = crate::drill(ctx, &inner)?;
+    let mut missing: Vec<String> = not_offsite
+        .iter()
+        .map(|f| {
+            format!("dump folder {f}: inside no [[offsite.tree]], so no offsite copy of its dumps")
+        })
+        .collect();
+    let store = ctx.store()?;
+    let versions = store.list_versions(Series::Pvc)?;
+    missing.extend(missing_pvcs(ctx, cfg, &versions));
+    missing.extend(stale_dumps(ctx, &report));
+    let mut layers = Vec::new();
+    layers.push(pvc_layer(store.as_ref(), &versions, &report));
+    let scratch = tempfile::Builder::new()
+        .prefix("backupctl-site-")
+        .tempdir()
+        .map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
+    let scratch = Utf8Path::from_path(scratch.path())
+        .ok_or_else(|| Error::Refused("the temp folder is not UTF-8 (TMPDIR)".to_owned()))?
+        .to_owned();
+    // only what the config backs up: a host without pfSense misses nothing there
+    let mut configs = Vec::new();
+    if cfg.pfsense.is_some() {
+        configs.push((
+            "pfsense",
+            crate::restore_pfsense(ctx, None, &scratch.join("pfsense"), false),
+        ));
+    }
+    if !cfg.pve_config.paths.is_empty() {
+        configs.push((
+            "pve-config",
+            crate::restore_pve_config(ctx, None, &scratch.join("pve-config"), false),
+        ));
+    }
+    for (layer, result) in configs {
+        match result {
+            Ok(r) => {
+                if let Some(c) = &r.check {
+                    report.differences.extend(c.differences.iter().cloned());
+                }
+                layers.push((layer.to_owned(), r.seconds, r.what.clone()));
+            }
+            Err(e) => missing.push(format!("{layer}: {e}")),
+        }
+    }
+    let dumps: f64 = report.dumps.iter().map(|d| d.seconds).sum();
+    if !report.dumps.is_empty() {
+        layers.push((
+            "dumps".to_owned(),
+            dumps,
+            format!(
+                "the newest of {} loaded whole, one after the other",
+                backup_host::human::plural(report.dumps.len() as u64, "dump name")
+            ),
+        ));
+    }
+    let total_seconds = layers.iter().map(|l| l.1).sum();
+    report.site = Some(SiteReport {
+        offsite_root: store.root().root().to_owned(),
+        missing,
+        layers,
+        total_seconds,
+    });
+    Ok(report)
+}
+
+/// Every PVC version's whole restore, projected from the drill's runs: its fixed cost per
+/// run, then per file or per byte, summed over the newest complete version of every PVC (they
+/// are restored one after the other).
+fn pvc_layer(
+    store: &dyn backup_core::BackupStore,
+    versions: &[WeekVersion],
+    report: &DrillReport,
+) -> (String, f64, String) {
+    let p = Projection::from_runs(&report.runs);
+    let (mut seconds, mut files, mut bytes) = (0.0, 0u64, 0u64);
+    let newest = backup_core::newest_complete(versions.to_vec(), |v| v);
+    for v in &newest {
+        let (f, b) = crate::inventory::record_totals(store, v);
+        seconds += p.seconds(f, b);
+        files += f;
+        bytes += b;
+    }
+    (
+        "pvc-data".to_owned(),
+        seconds,
+        format!(
+            "{} ({}, {}), projected from the drill's restores",
+            backup_host::human::plural(newest.len() as u64, "PVC version"),
+            backup_host::human::plural(files, "file"),
+            backup_host::human::bytes(bytes)
+        ),
+    )
+}
+
+/// PVCs the cluster has (kubectl, its cache, the static map; excluded namespaces left out) or
+/// the offsite copy names, that have no complete version in the offsite copy.
+fn missing_pvcs(
+    ctx: &Context<'_>,
+    cfg: &backup_core::Config,
+    versions: &[WeekVersion],
+) -> Vec<String> {
+    let complete: BTreeSet<(String, String)> = versions
+        .iter()
+        .filter(|v| v.is_complete())
+        .map(|v| (v.namespace.clone(), v.pvc.clone()))
+        .collect();
+    let (claims, _) = backup_host::setup::claims(cfg, ctx.runner().as_ref());
+    let known: BTreeSet<(String, String)> = claims
+        .into_iter()
+        .filter(|c| !cfg.snapshots.exclude_namespaces.contains(&c.namespace))
+        .map(|c| (c.namespace, c.pvc))
+        .chain(
+            versions
+                .iter()
+                .map(|v| (v.namespace.clone(), v.pvc.clone())),
+        )
+        .collect();
+    known
+        .difference(&complete)
+        .map(|(ns, pvc)| format!("{ns}/{pvc}: no complete version in the offsite copy"))
+        .collect()
+}
+
+/// A dump name whose newest is over 30 days old, and no etcd snapshot at all when there are
+/// dumps (the cluster cannot be rebuilt without one).
+fn stale_dumps(ctx: &Context<'_>, report: &DrillReport) -> Vec<String> {
+    let mut out = Vec::new();
+    let month = chrono::Duration::days(30);
+    for d in &report.dumps {
+        if ctx.now - d.dump.stamp > month {
+            out.push(format!(
+                "dump {}: the newest offsite is from {}, over 30 days old",
+                d.dump.name,
+                d.dump.stamp.format("%Y-%m-%d")
+            ));
+        }
+    }
+    let etcd = report
+        .dumps
+        .iter()
+        .any(|d| d.kind == Some(backup_dumps::DumpKind::Etcd));
+    if !report.dumps.is_empty() && !etcd {
+        out.push("no etcd snapshot in the offsite copy of the dump folders".to_owned());
+    }
+    out
+}
+
+/// The site part of a drill's text.
+pub fn text(s: &SiteReport) -> String {
+    let mut out = format!(
+        "site drill: from the offsite copy {}, nothing read from the backup disk\n",
+        s.offsite_root
+    );
+    for m in &s.missing {
+        out.push_str(&format!("  MISSING {m}\n"));
+    }
+    for (layer, seconds, how) in &s.layers {
+        out.push_str(&format!("  {layer:<11} {seconds:>8.1} s  {how}\n"));
+    }
+    let target = f64::from(SITE_TARGET_MINUTES) * 60.0;
+    let verdict = if s.total_seconds <= target {
+        "within"
+    } else {
+        "OVER"
+    };
+    out.push_str(&format!(
+        "  RTO site        {:.1} s projected for the whole data set, {verdict} the seed's {} h\n",
+        s.total_seconds,
+        SITE_TARGET_MINUTES / 60
+    ));
+    if !s.missing.is_empty() {
+        out.push_str(&format!(
+            "  the site cannot be rebuilt whole: {} missing\n",
+            backup_host::human::plural(s.missing.len() as u64, "thing")
+        ));
+    }
+    out
+}
