@@ -161,7 +161,7 @@ pub enum Command {
         /// --from-offsite; the backup disk is never opened): every PVC's newest version (the
         /// --sample of its files), every SQLite copy, the newest dump of every name from the
         /// trees' offsite copy into a throwaway server, pfSense, the PVE config; each layer
-        /// projected to the whole data set, the total against the seed's 4 hours, what is
+        /// projected to the whole data set, the total against the 4-hour target, what is
         /// missing named. Exit 1 when anything is missing or the projection is over.
         #[arg(long, conflicts_with_all = ["dumps_only", "no_dumps", "dump_folders"])]
         site: bool,

@@ -251,7 +251,7 @@ pub fn text(s: &SiteReport) -> String {
         "OVER"
     };
     out.push_str(&format!(
-        "  RTO site        {:.1} s projected for the whole data set, {verdict} the seed's {} h\n",
+        "  RTO site        {:.1} s projected for the whole data set, {verdict} the {} h target\n",
         s.total_seconds,
         SITE_TARGET_MINUTES / 60
     ));

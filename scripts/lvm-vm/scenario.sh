@@ -138,4 +138,19 @@ grep -q "vm-100-pvc-a file 2" /live/vm-100-pvc-a/file-2.txt || fail "file-2 was 
 test -e /live/vm-100-pvc-a/extra.txt && fail "a file the version does not hold survived the restore"
 check "the nested file is back" test -f /live/vm-100-pvc-a/sub/nested.txt
 
+step "the runbooks' LVM blocks as written (docs/runbooks, extracted by scripts/runbook-blocks)"
+# restore-lvm-snapshot on b, whose newest snapshot survived the prune; the kubelet would unmount it
+run umount /live/vm-101-pvc-b
+LV=vm-101-pvc-b SNAPSHOT=vm-101-pvc-b-snap-20260114030000 sh -e /mnt/host/runbook-lvm-snapshot.sh \
+    || fail "runbook restore-lvm-snapshot"
+lvs pve | grep -q "vm-101-pvc-b-pre-restore-" || fail "runbook restore-lvm-snapshot: no volume set aside"
+# restore-pvc-from-backup's --into-volume on b: its weekly version back into the live volume
+run mount -t ext4 /dev/pve/vm-101-pvc-b /live/vm-101-pvc-b
+echo "not in the version" > /live/vm-101-pvc-b/extra.txt
+run umount /live/vm-101-pvc-b
+PVC=nextcloud/nextcloud-data sh -e /mnt/host/runbook-into-volume.sh || fail "runbook restore-pvc-from-backup (--into-volume)"
+run mount -t ext4 /dev/pve/vm-101-pvc-b /live/vm-101-pvc-b
+test -e /live/vm-101-pvc-b/extra.txt && fail "runbook --into-volume: a file the version does not hold survived"
+check "runbook --into-volume: b's files are back" test -f /live/vm-101-pvc-b/file-3.txt
+
 echo "@@ALL_OK"

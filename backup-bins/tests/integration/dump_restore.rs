@@ -40,14 +40,14 @@ fn run(c: &mut Command) -> String {
 }
 
 /// A MariaDB server run as `nobody` on a socket in its folder.
-struct Maria {
+pub struct Maria {
     _dir: tempfile::TempDir,
-    sock: Utf8PathBuf,
+    pub sock: Utf8PathBuf,
     _server: Killed,
 }
 
 impl Maria {
-    fn start() -> Self {
+    pub fn start() -> Self {
         need("mariadbd", "mariadb-server");
         let (dir, root) = tempdir();
         let data = root.join("data");
@@ -114,7 +114,7 @@ impl Maria {
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn sql(&self, sql: &str) -> String {
+    pub fn sql(&self, sql: &str) -> String {
         self.try_sql(sql)
             .unwrap_or_else(|| panic!("mariadb failed: {sql}"))
     }
@@ -177,10 +177,10 @@ impl Etcd {
     }
 }
 
-/// What the sources held, to compare with what was loaded.
-struct Sources {
+/// The sources the dumps came from (kept running while the test looks) and their folder.
+pub struct Sources {
     _dir: tempfile::TempDir,
-    dumps: Utf8PathBuf,
+    pub dumps: Utf8PathBuf,
     _pg: Pg,
     _maria: Maria,
 }
@@ -189,10 +189,15 @@ struct Sources {
 /// 2 tables, 5 003 rows), MariaDB (`shop`: 2 tables, 1 203 rows), Redis (db0: 500 keys, db2:
 /// 3), etcd (42 keys, 40 under /registry/), and a Vault raft snapshot archive.
 fn sources() -> Sources {
-    assert!(is_root(), "the dump drill tests run as root");
     let (dir, root) = tempdir();
     let dumps = root.join("dumps");
     std::fs::create_dir(&dumps).unwrap();
+    sources_into(dir, dumps)
+}
+
+/// [`sources`], dumped into `dumps` (an existing folder); `dir` is kept with them.
+pub fn sources_into(dir: tempfile::TempDir, dumps: Utf8PathBuf) -> Sources {
+    assert!(is_root(), "the dump drill tests run as root");
     let dump = |name: &str, ext: &str, cmd: &[&str]| {
         let out = dump_command(name, &dumps)
             .args(["--ext", ext, "--"])

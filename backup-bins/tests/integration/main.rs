@@ -28,6 +28,7 @@ mod pfsense_real;
 mod progress;
 mod pushgateway_real;
 mod run_paths;
+mod runbooks;
 mod snapshot_real;
 mod sqlite_job_real;
 mod tier_real;

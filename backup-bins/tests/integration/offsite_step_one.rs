@@ -784,7 +784,7 @@ fn drill_site_rebuilds_from_the_offsite_copy_alone_and_names_what_is_missing() {
     let (code, out) = rehearse(&env);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("RTO site"), "{out}");
-    assert!(out.contains("within the seed's 4 h"), "{out}");
+    assert!(out.contains("within the 4 h target"), "{out}");
     assert!(out.contains("dump etcd (etcd) restored"), "{out}");
     assert!(!out.contains("MISSING"), "{out}");
 }
