@@ -22,7 +22,9 @@ fn client() -> Result<String> {
 }
 
 /// The client aimed at `to`: `--defaults-extra-file` first (the client takes it only there),
-/// then `-h`, `-P`, `-u`, the env file's variables (`MYSQL_PWD`).
+/// then `--sandbox` (a dump is a file a pod can write: its `system`, `\!`, `tee`, `source`
+/// must not run; MariaDB 10.11.8 and later), `-h`, `-P`, `-u`, the env file's variables
+/// (`MYSQL_PWD`).
 fn mysql(to: &Target) -> Result<Invocation> {
     let mut inv = Invocation::new(&client()?, Vec::<String>::new());
     match &to.defaults_file {
@@ -32,6 +34,7 @@ fn mysql(to: &Target) -> Result<Invocation> {
         }
         None => {}
     }
+    inv = inv.arg("--sandbox");
     if let Some(h) = &to.host {
         // a path is the server's socket
         let flag = if h.starts_with('/') { "-S" } else { "-h" };
@@ -131,7 +134,14 @@ fn inspect(runner: &dyn Runner, to: &Target) -> Result<Loaded> {
 
 fn load(runner: &dyn Runner, dump: &DumpFile, to: &Target) -> Result<()> {
     let inv = mysql(to)?;
-    let out = feed_sql(runner, &inv, dump, to.database.as_deref(), mysql_header)?;
+    let out = feed_sql(
+        runner,
+        &inv,
+        dump,
+        to.database.as_deref(),
+        mysql_header,
+        false,
+    )?;
     if !out.success() {
         return Err(Error::Refused(format!(
             "{} did not load {} (exit {}): {}",

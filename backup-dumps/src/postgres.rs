@@ -124,11 +124,20 @@ fn inspect(runner: &dyn Runner, to: &Target) -> Result<Loaded> {
 /// exists` is expected (`pg_dumpall` creates every role, the bootstrap one included).
 fn load(runner: &dyn Runner, dump: &DumpFile, to: &Target) -> Result<()> {
     let inv = psql(to)?.env("PGDATABASE", "postgres").args(["-f", "-"]);
-    let out = feed_sql(runner, &inv, dump, to.database.as_deref(), postgres_header)?;
+    let out = feed_sql(
+        runner,
+        &inv,
+        dump,
+        to.database.as_deref(),
+        postgres_header,
+        true,
+    )?;
     let text = String::from_utf8_lossy(&out.stderr);
     let errors: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("ERROR:") || l.contains("FATAL:"))
+        // the server's errors, and psql's own (`psql:<stdin>:12: error: backslash commands are
+        // restricted`: a meta-command of the dump was refused)
+        .filter(|l| l.contains("ERROR:") || l.contains("FATAL:") || l.contains(": error: "))
         .filter(|l| !(l.contains("ERROR:  role \"") && l.ends_with("already exists")))
         .collect();
     if !out.success() || !errors.is_empty() {

@@ -3,6 +3,8 @@
 //! line as the dump streams through.
 
 use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use backup_core::{Invocation, Output, Runner};
 use backup_host::error::{Error, Result};
@@ -10,7 +12,8 @@ use backup_host::error::{Error, Result};
 use crate::{file, DumpFile};
 
 /// Feeds `dump`, decompressed as it is read, into `inv`'s standard input: whole, or only the
-/// preamble and the section of `database` (`header` tells a section's database).
+/// preamble and the section of `database` (`header` tells a section's database); with
+/// `restrict`, through [`Restricted`] (psql: no meta-command of the dump runs).
 ///
 /// # Errors
 /// The dump cannot be read, the command cannot start, or the dump has no such database.
@@ -20,24 +23,106 @@ pub fn feed_sql(
     dump: &DumpFile,
     database: Option<&str>,
     header: fn(&[u8]) -> Option<Vec<u8>>,
+    restrict: bool,
 ) -> Result<Output> {
     let reader = BufReader::new(file::open(&dump.path)?);
-    let Some(db) = database else {
-        return runner
-            .feed(inv, &mut { reader }, &mut std::io::sink())
-            .map_err(Error::Core);
+    let found = Arc::new(AtomicBool::new(false));
+    let filtered: Box<dyn Read + Send> = match database {
+        Some(db) => Box::new(OneDatabase::new(reader, header, db, Arc::clone(&found))),
+        None => Box::new(reader),
     };
-    let mut one = OneDatabase::new(reader, header, db);
+    let mut input: Box<dyn Read + Send> = if restrict {
+        Box::new(Restricted::new(BufReader::new(filtered)))
+    } else {
+        filtered
+    };
     let out = runner
-        .feed(inv, &mut one, &mut std::io::sink())
+        .feed(inv, &mut input, &mut std::io::sink())
         .map_err(Error::Core)?;
-    if !one.found {
+    if let Some(db) = database.filter(|_| !found.load(Ordering::SeqCst)) {
         return Err(Error::NotFound(format!(
             "{}: no database `{db}` in this dump",
             dump.path
         )));
     }
     Ok(out)
+}
+
+/// A random key for psql's `\restrict`: 32 hex digits from the kernel.
+fn restrict_key() -> String {
+    let mut bytes = [0u8; 16];
+    let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if read.is_err() {
+        // no urandom: the clock and the pid still make a key no dump can know in advance
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes.copy_from_slice(&(t ^ u128::from(std::process::id())).to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A SQL dump for psql with every meta-command of its own kept from running: a dump is a file
+/// on an NFS share a pod can write, and psql runs `\! <shell command>` (as whoever runs psql,
+/// root on the host). The stream starts with `\restrict KEY` (psql 15.14 and later: only
+/// `\unrestrict KEY` is then accepted; KEY is random, so the dump cannot know it); the dump's
+/// own `\restrict`/`\unrestrict` lines are dropped; a `\connect` line of pg_dumpall (alone on
+/// its line, no other backslash) is let through between `\unrestrict KEY` and `\restrict KEY`.
+/// Anything else with a backslash command stays restricted: psql refuses it, and the load fails.
+pub struct Restricted<R> {
+    inner: R,
+    key: String,
+    line: Vec<u8>,
+    pos: usize,
+    started: bool,
+}
+
+impl<R: BufRead> Restricted<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            key: restrict_key(),
+            line: Vec::new(),
+            pos: 0,
+            started: false,
+        }
+    }
+
+    /// The next lines to pass on, for the dump line in `self.line`.
+    fn rewrite(&mut self) {
+        let line = trim_newline(&self.line);
+        if line.starts_with(b"\\restrict ") || line.starts_with(b"\\unrestrict ") {
+            self.line.clear();
+        } else if line.starts_with(b"\\connect ") && !line[1..].contains(&b'\\') {
+            let mut out = format!("\\unrestrict {}\n", self.key).into_bytes();
+            out.extend_from_slice(line);
+            out.extend_from_slice(format!("\n\\restrict {}\n", self.key).as_bytes());
+            self.line = out;
+        }
+    }
+}
+
+impl<R: BufRead> Read for Restricted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.line.len() {
+            self.line.clear();
+            self.pos = 0;
+            if !self.started {
+                self.started = true;
+                self.line = format!("\\restrict {}\n", self.key).into_bytes();
+                break;
+            }
+            if self.inner.read_until(b'\n', &mut self.line)? == 0 {
+                return Ok(0);
+            }
+            self.rewrite();
+        }
+        let n = buf.len().min(self.line.len() - self.pos);
+        buf[..n].copy_from_slice(&self.line[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// What a SQL restore runs, for `--dry-run`: the dump decompressed (filtered to one database)
@@ -61,21 +146,26 @@ pub struct OneDatabase<R> {
     header: fn(&[u8]) -> Option<Vec<u8>>,
     wanted: Vec<u8>,
     keep: bool,
-    /// Whether the named section was seen at all.
-    pub found: bool,
+    /// Set once the named section is seen.
+    found: Arc<AtomicBool>,
     line: Vec<u8>,
     pos: usize,
 }
 
 impl<R: BufRead> OneDatabase<R> {
     /// `header` returns the database a section header line names (`None`: not a header).
-    pub fn new(inner: R, header: fn(&[u8]) -> Option<Vec<u8>>, wanted: &str) -> Self {
+    pub fn new(
+        inner: R,
+        header: fn(&[u8]) -> Option<Vec<u8>>,
+        wanted: &str,
+        found: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             inner,
             header,
             wanted: wanted.as_bytes().to_vec(),
             keep: true,
-            found: false,
+            found,
             line: Vec::new(),
             pos: 0,
         }
@@ -92,7 +182,9 @@ impl<R: BufRead> Read for OneDatabase<R> {
             }
             if let Some(name) = (self.header)(trim_newline(&self.line)) {
                 self.keep = name == self.wanted;
-                self.found |= self.keep;
+                if self.keep {
+                    self.found.store(true, Ordering::SeqCst);
+                }
             }
             if !self.keep {
                 self.line.clear();
@@ -130,10 +222,11 @@ mod tests {
     use super::*;
 
     fn filtered(dump: &str, header: fn(&[u8]) -> Option<Vec<u8>>, db: &str) -> (String, bool) {
-        let mut r = OneDatabase::new(dump.as_bytes(), header, db);
+        let found = Arc::new(AtomicBool::new(false));
+        let mut r = OneDatabase::new(dump.as_bytes(), header, db, Arc::clone(&found));
         let mut out = String::new();
         r.read_to_string(&mut out).unwrap();
-        (out, r.found)
+        (out, found.load(Ordering::SeqCst))
     }
 
     #[test]

@@ -232,12 +232,8 @@ pub struct OffsiteOptions {
 }
 
 /// ssh for a remote destination: the key, the pinned host keys, the port of the config.
-pub fn ssh(o: &OffsiteConfig) -> Option<SshOptions> {
-    o.is_remote().then(|| SshOptions {
-        key_file: o.ssh_key_file.as_ref().map(ToString::to_string),
-        known_hosts: o.ssh_known_hosts.as_ref().map(ToString::to_string),
-        port: (o.ssh_port != 22).then_some(o.ssh_port),
-    })
+fn ssh(o: &OffsiteConfig) -> Option<SshOptions> {
+    SshOptions::for_offsite(o)
 }
 
 /// Runs rsync; under `--dry-run` a transfer is recorded, not made (`None`).

@@ -189,6 +189,22 @@ pub struct Context<'a> {
     /// The backup disk's root as the config names it (the backup root, unless the offsite
     /// copy stands in for it).
     disk_root: Option<Utf8PathBuf>,
+    /// `--from-offsite` of a remote destination: the local view standing in as backup root.
+    view: Option<&'a OffsiteView>,
+}
+
+/// `--from-offsite` of a destination reached over ssh: a local folder holding what the read
+/// commands read of the offsite copy (markers, records, SQLite copies, pfSense, PVE config:
+/// [`backup_rsync::offsite_view`]) stands in as the backup root; a version's files are read
+/// from the offsite copy itself ([`Context::offsite_source`]). Removed when the run ends.
+pub struct OffsiteView {
+    _dir: tempfile::TempDir,
+    /// The view: the run's backup root.
+    pub root: Utf8PathBuf,
+    /// `host:/path/pve-backup`.
+    pub remote: String,
+    /// ssh with the config's key and pinned host keys.
+    pub ssh: Option<backup_rsync::SshOptions>,
 }
 
 impl<'a> Context<'a> {
@@ -289,7 +305,28 @@ impl<'a> Context<'a> {
     /// Whether copies may be made in process (the local copy); not when `HOMELAB_BACKUP_RSYNC`
     /// names an rsync program, which is then meant to see every copy.
     pub fn local_copies(&self) -> bool {
-        !self.rsync_chosen
+        !self.rsync_chosen && self.view.is_none()
+    }
+
+    /// `--from-offsite` over ssh: the view standing in as backup root.
+    pub fn offsite_view(&self) -> Option<&OffsiteView> {
+        self.view
+    }
+
+    /// Where rsync reads `local` (a path under the backup root) from: `host:/…/pve-backup/<rel>`
+    /// when the backup root is the view of a remote offsite copy ([`OffsiteView`]), with its ssh;
+    /// else `local` itself.
+    pub fn offsite_source(&self, local: &Utf8Path) -> (String, Option<&backup_rsync::SshOptions>) {
+        match self.view {
+            Some(v) => match local.strip_prefix(&v.root) {
+                Ok(rel) => (
+                    format!("{}/{rel}", v.remote.trim_end_matches('/')),
+                    v.ssh.as_ref(),
+                ),
+                Err(_) => (local.to_string(), None),
+            },
+            None => (local.to_string(), None),
+        }
     }
 
     /// The rsync program, read once per run (`HOMELAB_BACKUP_RSYNC`, else `rsync`).
@@ -353,7 +390,7 @@ where
     };
     // the backup disk's root, also when the offsite copy stands in for it: never a target
     let disk_root = loaded.as_ref().map(|c| c.backup_root.clone());
-    let cfg = match offsite_root(spec, loaded) {
+    let (cfg, view) = match offsite_root(spec, loaded) {
         Ok(c) => c,
         Err(e) => return fail(bin, global, &e),
     };
@@ -402,7 +439,7 @@ where
             spec,
             global,
             job,
-            (cfg.as_ref(), disk_root.as_deref()),
+            (cfg.as_ref(), disk_root.as_deref(), view.as_ref()),
             now,
             stop,
             would,
@@ -467,7 +504,7 @@ fn run_job<O, J>(
     spec: &RunSpec,
     global: &GlobalArgs,
     job: J,
-    (cfg, disk_root): (Option<&Config>, Option<&Utf8Path>),
+    (cfg, disk_root, view): (Option<&Config>, Option<&Utf8Path>, Option<&OffsiteView>),
     now: DateTime<Utc>,
     stop: Arc<AtomicBool>,
     would: Option<Would>,
@@ -495,6 +532,7 @@ where
         // a remote destination under `offsite_check` left the disk as the backup root
         from_offsite: spec.from_offsite && cfg.map(|c| c.backup_root.as_path()) != disk_root,
         disk_root: disk_root.map(Utf8Path::to_owned),
+        view,
     };
     let _locks = match (ctx.dry_run(), cfg) {
         (false, Some(cfg)) => match take_locks(spec, cfg, global) {
@@ -562,10 +600,13 @@ fn load(spec: &RunSpec, global: &GlobalArgs) -> Result<Option<Config>> {
 
 /// With [`RunSpec::from_offsite`], the config with its backup root moved to the offsite copy:
 /// `<offsite.destination>/pve-backup`, which must be a local or mounted folder.
-fn offsite_root(spec: &RunSpec, cfg: Option<Config>) -> Result<Option<Config>> {
+fn offsite_root(
+    spec: &RunSpec,
+    cfg: Option<Config>,
+) -> Result<(Option<Config>, Option<OffsiteView>)> {
     let mut cfg = match cfg {
         Some(c) if spec.from_offsite => c,
-        other => return Ok(other),
+        other => return Ok((other, None)),
     };
     let Some(o) = cfg.offsite.as_ref() else {
         return Err(Error::Usage(format!(
@@ -574,15 +615,12 @@ fn offsite_root(spec: &RunSpec, cfg: Option<Config>) -> Result<Option<Config>> {
         )));
     };
     if o.is_remote() && spec.offsite_check {
-        return Ok(Some(cfg));
+        return Ok((Some(cfg), None));
     }
     if o.is_remote() {
-        return Err(Error::Usage(format!(
-            "--from-offsite reads a local or mounted destination; offsite.destination = {} is \
-             remote: mount the share (for example with sshfs or NFS) and point \
-             offsite.destination at the mount in a copy of {}",
-            o.destination, cfg.file
-        )));
+        let view = remote_view(o)?;
+        cfg.backup_root = view.root.clone();
+        return Ok((Some(cfg), Some(view)));
     }
     let root = Utf8PathBuf::from(o.destination.trim_end_matches('/')).join("pve-backup");
     if !root.join("pvc-data").is_dir() {
@@ -592,7 +630,42 @@ fn offsite_root(spec: &RunSpec, cfg: Option<Config>) -> Result<Option<Config>> {
         )));
     }
     cfg.backup_root = root;
-    Ok(Some(cfg))
+    Ok((Some(cfg), None))
+}
+
+/// Pulls the view of the remote offsite copy of `o` ([`OffsiteView`]).
+fn remote_view(o: &backup_core::OffsiteConfig) -> Result<OffsiteView> {
+    let dir = tempfile::Builder::new()
+        .prefix("homelab-backup-offsite-view-")
+        .tempdir()
+        .map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
+    let root = Utf8PathBuf::from_path_buf(dir.path().to_owned())
+        .map_err(|_| Error::Refused("the temp folder is not UTF-8 (TMPDIR)".to_owned()))?;
+    let remote = backup_rsync::dest_folder(&o.destination, "pve-backup");
+    let ssh = backup_rsync::SshOptions::for_offsite(o);
+    let rsync = backup_host::setup::rsync_program().unwrap_or_else(|| "rsync".to_owned());
+    let inv = backup_rsync::offsite_view(&rsync, ssh.as_ref(), &remote, &root)
+        .map_err(|e| Error::Core(e.into()))?;
+    let out = DuctRunner::default().run(&inv)?;
+    if !out.success() {
+        return Err(Error::Refused(format!(
+            "--from-offsite: the offsite copy {remote} could not be read over ssh (rsync exit \
+             {}): {}",
+            out.status.map_or(-1, |c| c),
+            backup_core::stderr_tail(&out.stderr, 3)
+        )));
+    }
+    if !root.join("pvc-data").is_dir() {
+        return Err(Error::Usage(format!(
+            "--from-offsite: {remote} holds no pvc-data/: not an offsite copy"
+        )));
+    }
+    Ok(OffsiteView {
+        _dir: dir,
+        root,
+        remote: remote.trim_end_matches('/').to_owned(),
+        ssh,
+    })
 }
 
 fn sinks(spec: &RunSpec, cfg: Option<&Config>) -> Sinks {

@@ -92,11 +92,29 @@ pub fn restore_copy(
     exclude: &[&str],
 ) -> Result<Invocation, Error> {
     let source = absolute("source", source)?;
+    restore_copy_from(program, None, source, dest, delete, files_from, exclude)
+}
+
+/// [`restore_copy`] from a source rsync names as it is: a local folder, or `host:/path` of an
+/// offsite copy read over ssh (`ssh`: the config's key and pinned host keys).
+///
+/// # Errors
+/// [`Error::RelativePath`] for a relative destination or list.
+pub fn restore_copy_from(
+    program: &str,
+    ssh: Option<&crate::ssh::SshOptions>,
+    source: &str,
+    dest: &Utf8Path,
+    delete: bool,
+    files_from: Option<&Utf8Path>,
+    exclude: &[&str],
+) -> Result<Invocation, Error> {
     let dest = absolute("destination", dest)?;
-    let mut inv = Invocation::new(
-        program,
-        ["-aHAX", "--numeric-ids", "--sparse", "--modify-window=-1"],
-    );
+    let mut inv = Invocation::new(program, Vec::<String>::new());
+    if let Some(s) = ssh {
+        inv = inv.arg("-e").arg(s.remote_shell());
+    }
+    inv = inv.args(["-aHAX", "--numeric-ids", "--sparse", "--modify-window=-1"]);
     if delete {
         inv = inv.arg("--delete");
     }

@@ -25,15 +25,17 @@ mod command;
 mod error;
 mod exit;
 mod offsite;
+mod ssh;
 mod stats;
 mod transfer;
 
-pub use command::{changed_copy, restore_copy, weekly_copy};
+pub use command::{changed_copy, restore_copy, restore_copy_from, weekly_copy};
 pub use error::Error;
 pub use exit::{classify, meaning, ExitVerdict};
 pub use offsite::{
-    backup_root_copy, compare_copy, compared, dest_folder, mirror_offsite, resend_files,
-    rsync_word, tree_folders, tree_full_pass, tree_incremental, SshOptions,
+    backup_root_copy, compare_copy, compared, dest_folder, mirror_offsite, offsite_view,
+    resend_files, tree_folders, tree_full_pass, tree_incremental,
 };
+pub use ssh::{rsync_word, SshOptions};
 pub use stats::parse_stats;
 pub use transfer::{execute, RsyncFileSync};

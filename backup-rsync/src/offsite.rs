@@ -7,68 +7,7 @@ use camino::Utf8Path;
 
 use crate::command::absolute;
 use crate::error::Error;
-
-/// ssh for a remote destination: key and pinned host key.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SshOptions {
-    /// `ssh -i`, with `IdentitiesOnly=yes` (no agent, no default keys).
-    pub key_file: Option<String>,
-    /// `UserKnownHostsFile`: the pinned host key.
-    pub known_hosts: Option<String>,
-    /// `-p`, when not 22.
-    pub port: Option<u16>,
-}
-
-impl SshOptions {
-    /// The `-e` value rsync runs as its remote shell. rsync splits it on spaces itself, not with
-    /// a shell: a word is kept whole inside single or double quotes, and a quote is doubled to
-    /// stand for itself (`'it''s'`); backslashes mean nothing. So every word that is not plain
-    /// is put in single quotes with its single quotes doubled ([`rsync_word`]): a value with a
-    /// quote stays one word and can never become an option (`-oProxyCommand=…` hidden in a key
-    /// path ran a command as root when values were quoted for a shell).
-    ///
-    /// The fixed options come first, because ssh keeps the first value it is given for an
-    /// option:
-    /// - `BatchMode=yes`: never a password prompt on a timer;
-    /// - `StrictHostKeyChecking=yes`: an unknown or changed host key fails the run (a NAS that
-    ///   suddenly has another key is not where the backup goes);
-    /// - `IdentitiesOnly=yes`: only the configured key is offered.
-    pub fn remote_shell(&self) -> String {
-        let mut words = vec!["ssh".to_owned()];
-        for o in [
-            "BatchMode=yes",
-            "StrictHostKeyChecking=yes",
-            "IdentitiesOnly=yes",
-            "ConnectTimeout=30",
-        ] {
-            words.push("-o".to_owned());
-            words.push(o.to_owned());
-        }
-        if let Some(kh) = &self.known_hosts {
-            words.push("-o".to_owned());
-            words.push(rsync_word(&format!("UserKnownHostsFile={kh}")));
-        }
-        if let Some(p) = self.port {
-            words.push("-p".to_owned());
-            words.push(p.to_string());
-        }
-        if let Some(k) = &self.key_file {
-            words.push("-i".to_owned());
-            words.push(rsync_word(k));
-        }
-        words.join(" ")
-    }
-}
-
-/// One word of rsync's `-e` command, as rsync splits it: plain, or in single quotes with each
-/// single quote doubled.
-pub fn rsync_word(word: &str) -> String {
-    if backup_core::is_plain_word(word) {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', "''"))
-    }
-}
+use crate::ssh::SshOptions;
 
 /// `<destination>/<sub>/`: a folder under the destination, local or remote.
 pub fn dest_folder(destination: &str, sub: &str) -> String {
@@ -186,6 +125,41 @@ fn listed_copy(
         .arg("--")
         .arg(format!("{}/", source.trim_end_matches('/')))
         .arg(dest.to_owned()))
+}
+
+/// `--from-offsite` over ssh: what a read command needs of the offsite copy `remote`
+/// (`host:/path/pve-backup`), into the local folder `view`, without the PVC versions' files:
+/// every week's markers, records, damage and repair lists (`pvc-data/<week>/.<name>/`), the
+/// versions' folders (empty), and
+/// everything outside `pvc-data/` (SQLite copies, pfSense, PVE config, the tier's records, the
+/// identity). A restore then reads a version's files from `remote` itself.
+///
+/// # Errors
+/// [`Error::RelativePath`] for a relative view.
+pub fn offsite_view(
+    program: &str,
+    ssh: Option<&SshOptions>,
+    remote: &str,
+    view: &Utf8Path,
+) -> Result<Invocation, Error> {
+    let view = absolute("destination", view)?;
+    Ok(base(program, ssh)
+        .args([
+            "-aAX",
+            "--numeric-ids",
+            "--include=/pvc-data/",
+            "--include=/pvc-data/*/",
+            "--include=/pvc-data/*/.*/***",
+            // the versions' folders, empty: what lists them
+            "--include=/pvc-data/*/*/",
+            "--include=/pvc-data/*/*/*/",
+            "--exclude=/pvc-data/*/*/*/*",
+            "--exclude=/pvc-data/*/*",
+            "--",
+        ])
+        .arg(format!("{}/", remote.trim_end_matches('/')))
+        .arg(format!("{}/", view.trim_end_matches('/')))
+        .read_only())
 }
 
 /// `verify --offsite` over ssh: what of `local` (a version on the backup disk) the offsite copy
@@ -390,6 +364,7 @@ pub fn tree_folders(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ssh::rsync_word;
 
     #[test]
     fn compared_lines_name_each_difference() {

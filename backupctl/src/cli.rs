@@ -42,32 +42,7 @@ pub enum Command {
     /// Re-read backups against their records (md5, size, mode, owner, times, xattrs, hardlinks),
     /// integrity_check every SQLite copy, check pfSense copies and every dump's gzip stream.
     /// Every difference is named by path; exit 1 on any.
-    Verify {
-        /// Only this ISO week (YYYY-WW).
-        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
-        week: Option<IsoWeek>,
-        /// Only this PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
-        #[arg(long, value_name = "NAMESPACE/PVC")]
-        pvc: Option<PvcRef>,
-        /// Read the content of only this percent of the files (chosen from --now; metadata is
-        /// checked for all).
-        #[arg(long, value_name = "PERCENT")]
-        sample: Option<f64>,
-        /// Only versions completed in the last N days.
-        #[arg(long, value_name = "N")]
-        since_days: Option<u32>,
-        /// Also check each encrypted tier repository ([[offsite.repository]]) with restic:
-        /// its structure, and --sample percent of its packs read back (10 without --sample).
-        #[arg(long)]
-        tier: bool,
-        /// Read the offsite copy back instead (the monthly timer): a local or mounted
-        /// destination against the records that travelled with it; over ssh, `rsync -n -c`
-        /// has the NAS checksum its own bytes against each version on the backup disk (nothing
-        /// is copied back). Every difference is named; metrics under job
-        /// backupctl-verify-offsite.
-        #[arg(long, conflicts_with = "tier")]
-        offsite: bool,
-    },
+    Verify(VerifyFlags),
     /// Print the Prometheus alerting rules for every job (the app jobs from `[[alerts.job]]`,
     /// else the seed's six); `deploy/prometheus/backup-alerts.yaml` is this output with no
     /// config.
@@ -135,37 +110,70 @@ pub enum Command {
     /// Restore a sample of files (seeded from --now: replayable) and every SQLite copy of the
     /// newest versions into a scratch folder, check them, and project each layer's RTO; the
     /// same sample from each encrypted tier repository too (restic, without a lock).
-    Drill {
-        /// Percent of each version's files to restore.
-        #[arg(long, default_value_t = 1.0, value_name = "PERCENT")]
-        sample: f64,
-        /// Restore here and keep it (default: a temp folder, removed afterwards).
-        #[arg(long, value_name = "DIR")]
-        scratch: Option<Utf8PathBuf>,
-        /// Only the backup disk: do not restore the sample from the encrypted tier's
-        /// repositories too.
-        #[arg(long)]
-        no_tier: bool,
-        /// Do not load the dumps into throwaway servers.
-        #[arg(long, conflicts_with = "dumps_only")]
-        no_dumps: bool,
-        /// Only the dumps: the newest of every name loaded into a throwaway server of its kind
-        /// (PostgreSQL, MariaDB, Redis, etcd on loopback or a socket in a temp folder), checked
-        /// and removed; no backup disk is read (the weekly CronJob beside the dumps runs this).
-        #[arg(long)]
-        dumps_only: bool,
-        /// The dump folders to drill instead of `[dumps] folders` (repeatable).
-        #[arg(long = "dump-folder", value_name = "DIR")]
-        dump_folders: Vec<Utf8PathBuf>,
-        /// The site disaster rehearsed: everything from the offsite copy (implies
-        /// --from-offsite; the backup disk is never opened): every PVC's newest version (the
-        /// --sample of its files), every SQLite copy, the newest dump of every name from the
-        /// trees' offsite copy into a throwaway server, pfSense, the PVE config; each layer
-        /// projected to the whole data set, the total against the 4-hour target, what is
-        /// missing named. Exit 1 when anything is missing or the projection is over.
-        #[arg(long, conflicts_with_all = ["dumps_only", "no_dumps", "dump_folders"])]
-        site: bool,
-    },
+    Drill(DrillFlags),
+}
+
+/// `backupctl verify` flags.
+#[derive(Debug, clap::Args)]
+pub struct VerifyFlags {
+    /// Only this ISO week (YYYY-WW).
+    #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+    pub week: Option<IsoWeek>,
+    /// Only this PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
+    #[arg(long, value_name = "NAMESPACE/PVC")]
+    pub pvc: Option<PvcRef>,
+    /// Read the content of only this percent of the files (chosen from --now; metadata is
+    /// checked for all).
+    #[arg(long, value_name = "PERCENT")]
+    pub sample: Option<f64>,
+    /// Only versions completed in the last N days.
+    #[arg(long, value_name = "N")]
+    pub since_days: Option<u32>,
+    /// Also check each encrypted tier repository ([[offsite.repository]]) with restic:
+    /// its structure, and --sample percent of its packs read back (10 without --sample).
+    #[arg(long)]
+    pub tier: bool,
+    /// Read the offsite copy back instead (the monthly timer): a local or mounted
+    /// destination against the records that travelled with it; over ssh, `rsync -n -c`
+    /// has the NAS checksum its own bytes against each version on the backup disk (nothing
+    /// is copied back). Every difference is named; metrics under job
+    /// backupctl-verify-offsite.
+    #[arg(long, conflicts_with = "tier")]
+    pub offsite: bool,
+}
+
+/// `backupctl drill` flags.
+#[derive(Debug, clap::Args)]
+pub struct DrillFlags {
+    /// Percent of each version's files to restore.
+    #[arg(long, default_value_t = 1.0, value_name = "PERCENT")]
+    pub sample: f64,
+    /// Restore here and keep it (default: a temp folder, removed afterwards).
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<Utf8PathBuf>,
+    /// Only the backup disk: do not restore the sample from the encrypted tier's
+    /// repositories too.
+    #[arg(long)]
+    pub no_tier: bool,
+    /// Do not load the dumps into throwaway servers.
+    #[arg(long, conflicts_with = "dumps_only")]
+    pub no_dumps: bool,
+    /// Only the dumps: the newest of every name loaded into a throwaway server of its kind
+    /// (PostgreSQL, MariaDB, Redis, etcd on loopback or a socket in a temp folder), checked
+    /// and removed; no backup disk is read (the weekly CronJob beside the dumps runs this).
+    #[arg(long)]
+    pub dumps_only: bool,
+    /// The dump folders to drill instead of `[dumps] folders` (repeatable).
+    #[arg(long = "dump-folder", value_name = "DIR")]
+    pub dump_folders: Vec<Utf8PathBuf>,
+    /// The site disaster rehearsed: everything from the offsite copy (implies
+    /// --from-offsite; the backup disk is never opened): every PVC's newest version (the
+    /// --sample of its files), every SQLite copy, the newest dump of every name from the
+    /// trees' offsite copy into a throwaway server, pfSense, the PVE config; each layer
+    /// projected to the whole data set, the total against the 4-hour target, what is
+    /// missing named. Exit 1 when anything is missing or the projection is over.
+    #[arg(long, conflicts_with_all = ["dumps_only", "no_dumps", "dump_folders"])]
+    pub site: bool,
 }
 
 /// `backupctl config`.
@@ -377,73 +385,8 @@ pub fn main(
         Command::Status { stale_hours } => {
             run(&spec, global, |ctx| crate::status(ctx, *stale_hours))
         }
-        Command::Verify {
-            week,
-            pvc,
-            sample,
-            since_days,
-            tier,
-            offsite,
-        } => {
-            let spec = RunSpec {
-                metrics: Some(if *offsite {
-                    JobMetrics::verify_offsite()
-                } else {
-                    JobMetrics::verify()
-                }),
-                from_offsite: spec.from_offsite || *offsite,
-                offsite_check: *offsite,
-                ..spec
-            };
-            let args = crate::VerifyArgs {
-                week: *week,
-                pvc: pvc.clone(),
-                sample: *sample,
-                since_days: *since_days,
-                tier: *tier,
-            };
-            if *offsite {
-                run(&spec, global, |ctx| crate::verify_offsite(ctx, &args))
-            } else {
-                run(&spec, global, |ctx| crate::verify(ctx, &args))
-            }
-        }
-        Command::Drill {
-            sample,
-            scratch,
-            no_tier,
-            no_dumps,
-            dumps_only,
-            dump_folders,
-            site,
-        } => {
-            let spec = RunSpec {
-                metrics: Some(if *dumps_only {
-                    JobMetrics::dump_drill()
-                } else {
-                    JobMetrics::drill()
-                }),
-                // the dump drill's CronJob has no backup disk, and needs no config with
-                // --dump-folder
-                needs_backup_root: !*dumps_only,
-                config_required: !*dumps_only || dump_folders.is_empty(),
-                from_offsite: spec.from_offsite || *site,
-                ..spec
-            };
-            let args = crate::DrillArgs {
-                sample: *sample,
-                scratch: scratch.clone(),
-                no_tier: *no_tier,
-                dumps: match (*no_dumps, *dumps_only) {
-                    (true, _) => crate::DumpsInDrill::No,
-                    (_, true) => crate::DumpsInDrill::Only,
-                    _ => crate::DumpsInDrill::Too,
-                },
-                dump_folders: dump_folders.clone(),
-                site: *site,
-            };
-            run(&spec, global, |ctx| crate::drill(ctx, &args))
-        }
+        Command::Verify(v) => verify(v, spec, global),
+        Command::Drill(d) => drill(d, spec, global),
         Command::Restore(r) => restore(r, spec, global),
         Command::Find { pattern, pvc, week } => run(&spec, global, |ctx| {
             crate::find(ctx, pattern, pvc.as_ref(), *week)
@@ -454,6 +397,63 @@ pub fn main(
         Command::Ls { week, pvc, path } => run(&spec, global, |ctx| {
             crate::ls(ctx, *week, pvc, path.as_deref())
         }),
+    }
+}
+
+fn verify(v: &VerifyFlags, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
+    let spec = RunSpec {
+        metrics: Some(if v.offsite {
+            JobMetrics::verify_offsite()
+        } else {
+            JobMetrics::verify()
+        }),
+        from_offsite: spec.from_offsite || v.offsite,
+        offsite_check: v.offsite,
+        ..spec
+    };
+    let args = crate::VerifyArgs {
+        week: v.week,
+        pvc: v.pvc.clone(),
+        sample: v.sample,
+        since_days: v.since_days,
+        tier: v.tier,
+    };
+    if v.offsite {
+        run(&spec, global, |ctx| crate::verify_offsite(ctx, &args))
+    } else {
+        run(&spec, global, |ctx| crate::verify(ctx, &args))
+    }
+}
+
+fn drill(d: &DrillFlags, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
+    let spec = RunSpec {
+        metrics: Some(if d.dumps_only {
+            JobMetrics::dump_drill()
+        } else {
+            JobMetrics::drill()
+        }),
+        // the dump drill's CronJob has no backup disk, and needs no config with --dump-folder
+        needs_backup_root: !d.dumps_only,
+        config_required: !d.dumps_only || d.dump_folders.is_empty(),
+        from_offsite: spec.from_offsite || d.site,
+        ..spec
+    };
+    let args = crate::DrillArgs {
+        sample: d.sample,
+        scratch: d.scratch.clone(),
+        no_tier: d.no_tier,
+        dumps: match (d.no_dumps, d.dumps_only) {
+            (true, _) => crate::DumpsInDrill::No,
+            (_, true) => crate::DumpsInDrill::Only,
+            _ => crate::DumpsInDrill::Too,
+        },
+        dump_folders: d.dump_folders.clone(),
+        site: d.site,
+    };
+    if d.site {
+        run(&spec, global, |ctx| crate::drill_site(ctx, &args))
+    } else {
+        run(&spec, global, |ctx| crate::drill(ctx, &args))
     }
 }
 

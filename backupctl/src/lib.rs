@@ -34,6 +34,7 @@ pub use restore::{
     restore_sqlite, run_into_volume, IntoVolumeDeps, IntoVolumeReport, IntoVolumeStep,
     PvcRestoreArgs, RestoreReport,
 };
+pub use site::drill_site;
 pub use status::{status, Gap, StatusReport, StatusRow};
 pub use units::{units, write_dropins, write_units, Unit, UnitsReport};
 pub use verify::{verify, VerifyArgs, VerifyReport};

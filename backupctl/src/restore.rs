@@ -223,9 +223,19 @@ pub(super) fn rsync_tree(
     files_from: Option<&Utf8Path>,
     exclude: &[&str],
 ) -> Result<()> {
-    backup_rsync::restore_copy(ctx.rsync_program(), from, to, delete, files_from, exclude)
-        .map_err(|e| Error::Core(e.into()))?
-        .run_checked(ctx.steady_runner().as_ref())?;
+    // `--from-offsite` over ssh: the version's files come from the offsite copy itself
+    let (source, ssh) = ctx.offsite_source(from);
+    backup_rsync::restore_copy_from(
+        ctx.rsync_program(),
+        ssh,
+        &source,
+        to,
+        delete,
+        files_from,
+        exclude,
+    )
+    .map_err(|e| Error::Core(e.into()))?
+    .run_checked(ctx.steady_runner().as_ref())?;
     Ok(())
 }
 

@@ -10,56 +10,72 @@
 use std::collections::BTreeSet;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Serialize;
 
 use backup_core::{Series, WeekVersion};
 use backup_host::error::{Error, Result};
 use backup_jobs::run::Context;
 
-use crate::drill::{DrillArgs, DrillReport, DumpsInDrill, Projection};
-
-/// The seed's budget for the whole cluster from offsite, minutes.
-pub const SITE_TARGET_MINUTES: u32 = 240;
-
-/// What `--site` adds to a drill.
-#[derive(Debug, Clone, Serialize)]
-pub struct SiteReport {
-    /// The offsite copy the drill read.
-    pub offsite_root: Utf8PathBuf,
-    /// What is missing to rebuild (a PVC with no offsite version, a dump folder no tree
-    /// carries offsite, no etcd snapshot in the last 30 days, no pfSense copy, ...).
-    pub missing: Vec<String>,
-    /// Per layer: (layer, projected seconds for the whole data set, how).
-    pub layers: Vec<(String, f64, String)>,
-    /// Their sum.
-    pub total_seconds: f64,
-}
-
-impl SiteReport {
-    /// Whether the rehearsal passed: nothing missing, within the 4 hours.
-    pub fn passed(&self) -> bool {
-        self.missing.is_empty() && self.total_seconds <= f64::from(SITE_TARGET_MINUTES) * 60.0
-    }
-}
+use crate::drill::{DrillArgs, DrillReport, DumpsInDrill, Projection, SiteReport};
 
 /// Each `[dumps] folders` entry where the offsite copy holds it: `<destination>/<tree>/<rel>`
-/// for the tree whose source holds it; the folders no tree holds are returned apart.
-fn offsite_dump_folders(cfg: &backup_core::Config) -> (Vec<Utf8PathBuf>, Vec<Utf8PathBuf>) {
+/// for the tree whose source holds it (`host:/path/...` for a remote destination); the folders
+/// no tree holds are returned apart.
+fn offsite_dump_folders(cfg: &backup_core::Config) -> (Vec<String>, Vec<Utf8PathBuf>) {
     let (mut found, mut none) = (Vec::new(), Vec::new());
     let Some(o) = cfg.offsite.as_ref() else {
         return (found, cfg.dumps.folders.clone());
     };
-    let dest = Utf8PathBuf::from(o.destination.trim_end_matches('/'));
     for f in &cfg.dumps.folders {
         match o.trees.iter().find(|t| f.starts_with(&t.source)) {
             Some(t) => {
                 let rel = f.strip_prefix(&t.source).unwrap_or(Utf8Path::new(""));
-                found.push(dest.join(&t.name).join(rel));
+                let sub = Utf8Path::new(&t.name).join(rel);
+                found.push(
+                    backup_rsync::dest_folder(&o.destination, sub.as_str())
+                        .trim_end_matches('/')
+                        .to_owned(),
+                );
             }
             None => none.push(f.clone()),
         }
     }
     (found, none)
+}
+
+/// The offsite dump folders as local folders: as they are on a local or mounted destination;
+/// over ssh, each pulled into the view (a dump folder is small: its retention keeps weeks).
+/// A folder that cannot be pulled is missing (returned apart, with why).
+fn local_dump_folders(
+    ctx: &Context<'_>,
+    folders: Vec<String>,
+) -> Result<(Vec<Utf8PathBuf>, Vec<String>)> {
+    let Some(view) = ctx.offsite_view() else {
+        return Ok((
+            folders.into_iter().map(Utf8PathBuf::from).collect(),
+            Vec::new(),
+        ));
+    };
+    let (mut out, mut missing) = (Vec::new(), Vec::new());
+    for (i, remote) in folders.iter().enumerate() {
+        let local = view.root.join(format!(".site-dumps/{i}"));
+        std::fs::create_dir_all(&local).map_err(|e| Error::io("create folder", &local, e))?;
+        let inv = backup_rsync::restore_copy_from(
+            ctx.rsync_program(),
+            view.ssh.as_ref(),
+            remote,
+            &local,
+            false,
+            None,
+            &[],
+        )
+        .map_err(|e| Error::Core(e.into()))?
+        .read_only();
+        match inv.run_checked(ctx.runner().as_ref()) {
+            Ok(_) => out.push(local),
+            Err(e) => missing.push(format!("dump folder {remote}: cannot be read offsite: {e}")),
+        }
+    }
+    Ok((out, missing))
 }
 
 /// Runs the site drill.
@@ -74,6 +90,7 @@ pub fn drill_site(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     }
     let cfg = ctx.cfg()?;
     let (folders, not_offsite) = offsite_dump_folders(cfg);
+    let (folders, unreadable) = local_dump_folders(ctx, folders)?;
     let inner = DrillArgs {
         dumps: if folders.is_empty() {
             DumpsInDrill::No
@@ -90,6 +107,7 @@ pub fn drill_site(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         .map(|f| {
             format!("dump folder {f}: inside no [[offsite.tree]], so no offsite copy of its dumps")
         })
+        .chain(unreadable)
         .collect();
     let store = ctx.store()?;
     let versions = store.list_versions(Series::Pvc)?;
@@ -142,7 +160,10 @@ pub fn drill_site(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     }
     let total_seconds = layers.iter().map(|l| l.1).sum();
     report.site = Some(SiteReport {
-        offsite_root: store.root().root().to_owned(),
+        offsite_root: ctx.offsite_view().map_or_else(
+            || store.root().root().to_owned(),
+            |v| Utf8PathBuf::from(&v.remote),
+        ),
         missing,
         layers,
         total_seconds,
@@ -228,38 +249,6 @@ fn stale_dumps(ctx: &Context<'_>, report: &DrillReport) -> Vec<String> {
         .any(|d| d.kind == Some(backup_dumps::DumpKind::Etcd));
     if !report.dumps.is_empty() && !etcd {
         out.push("no etcd snapshot in the offsite copy of the dump folders".to_owned());
-    }
-    out
-}
-
-/// The site part of a drill's text.
-pub fn text(s: &SiteReport) -> String {
-    let mut out = format!(
-        "site drill: from the offsite copy {}, nothing read from the backup disk\n",
-        s.offsite_root
-    );
-    for m in &s.missing {
-        out.push_str(&format!("  MISSING {m}\n"));
-    }
-    for (layer, seconds, how) in &s.layers {
-        out.push_str(&format!("  {layer:<11} {seconds:>8.1} s  {how}\n"));
-    }
-    let target = f64::from(SITE_TARGET_MINUTES) * 60.0;
-    let verdict = if s.total_seconds <= target {
-        "within"
-    } else {
-        "OVER"
-    };
-    out.push_str(&format!(
-        "  RTO site        {:.1} s projected for the whole data set, {verdict} the {} h target\n",
-        s.total_seconds,
-        SITE_TARGET_MINUTES / 60
-    ));
-    if !s.missing.is_empty() {
-        out.push_str(&format!(
-            "  the site cannot be rebuilt whole: {} missing\n",
-            backup_host::human::plural(s.missing.len() as u64, "thing")
-        ));
     }
     out
 }

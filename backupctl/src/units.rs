@@ -331,6 +331,45 @@ pub fn units(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
     out
 }
 
+/// backupctl's timed services: verify, verify --offsite, drill (`exec`: the binary and its
+/// `--config`). They mount nothing and write only the backup root's damage lists and metrics.
+fn backupctl_services(exec: &str, rw: &[String], resolves: &str) -> [Unit; 3] {
+    let oneshot = |timeout: &str| format!("Type=oneshot\nTimeoutStartSec={timeout}\n");
+    [
+        service(
+            "backupctl-verify",
+            "homelab-backup: verify every backup against its record",
+            &format!("{exec} verify"),
+            &["daily-backup.service"],
+            rw,
+            "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",
+            // the cache: restic's, for `verify --tier` and the drill's tier restores
+            &format!("{}{resolves}{NO_MOUNTS}{RESTIC_CACHE}", oneshot("12h")),
+            Ipc::Private,
+        ),
+        service(
+            "backupctl-verify-offsite",
+            "homelab-backup: read the offsite copy back against its records",
+            &format!("{exec} verify --offsite"),
+            &["offsite-sync-backup.service"],
+            rw,
+            "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",
+            &format!("{}{resolves}{NO_MOUNTS}", oneshot("24h")),
+            Ipc::Private,
+        ),
+        service(
+            "backupctl-drill",
+            "homelab-backup: weekly restore drill",
+            &format!("{exec} drill"),
+            &["daily-backup.service"],
+            rw,
+            "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_SETFCAP",
+            &format!("{}{resolves}{NO_MOUNTS}{RESTIC_CACHE}", oneshot("6h")),
+            Ipc::Private,
+        ),
+    ]
+}
+
 /// Every service, hardened for what its job does.
 fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
     let Paths {
@@ -351,6 +390,11 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
     // the package's modules-load.d file loads it at boot, and this (outside the sandbox, `+`;
     // `-`: a host on the dir backend has no need of it) before each run
     let modprobe = "ExecStartPre=-+/sbin/modprobe -a dm_snapshot dm_thin_pool\n";
+    let [verify, verify_offsite, drill] = backupctl_services(
+        &format!("{}{config_flag}", bin("backupctl")),
+        &rw,
+        &resolves,
+    );
     vec![
         service(
             "lvm-pvc-snapshot",
@@ -383,37 +427,9 @@ fn services(cfg: Option<&Config>, bindir: &str) -> Vec<Unit> {
             &format!("{}{RESTIC_CACHE}{}", oneshot("20h"), mkdirs(&offsite_made)),
             Ipc::Private,
         ),
-        service(
-            "backupctl-verify",
-            "homelab-backup: verify every backup against its record",
-            &format!("{}{config_flag} verify", bin("backupctl")),
-            &["daily-backup.service"],
-            &rw,
-            "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",
-            // the cache: restic's, for `verify --tier` and the drill's tier restores
-            &format!("{}{resolves}{NO_MOUNTS}{RESTIC_CACHE}", oneshot("12h")),
-            Ipc::Private,
-        ),
-        service(
-            "backupctl-verify-offsite",
-            "homelab-backup: read the offsite copy back against its records",
-            &format!("{}{config_flag} verify --offsite", bin("backupctl")),
-            &["offsite-sync-backup.service"],
-            &rw,
-            "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE",
-            &format!("{}{resolves}{NO_MOUNTS}", oneshot("24h")),
-            Ipc::Private,
-        ),
-        service(
-            "backupctl-drill",
-            "homelab-backup: weekly restore drill",
-            &format!("{}{config_flag} drill", bin("backupctl")),
-            &["daily-backup.service"],
-            &rw,
-            "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_SETFCAP",
-            &format!("{}{resolves}{NO_MOUNTS}{RESTIC_CACHE}", oneshot("6h")),
-            Ipc::Private,
-        ),
+        verify,
+        verify_offsite,
+        drill,
         {
             let mut u = service(
                 "nfs-change-tracker",

@@ -217,6 +217,14 @@ fn mark_damaged(
 /// # Errors
 /// When the backup root cannot be listed, or a filter names nothing.
 pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
+    if ctx.offsite_view().is_some() {
+        return Err(Error::Usage(
+            "--from-offsite verify reads every file, and the offsite copy is reached over ssh: \
+             `backupctl verify --offsite` has the NAS checksum its own bytes against the backup \
+             disk instead (or mount the share and point offsite.destination at the mount)"
+                .to_owned(),
+        ));
+    }
     let started = std::time::Instant::now();
     let cfg = ctx.cfg()?;
     let store = ctx.store()?;

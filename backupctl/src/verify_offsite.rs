@@ -35,7 +35,7 @@ pub fn verify_offsite(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyRepo
     let root = store.root().clone();
     let versions = store.list_versions(Series::Pvc)?;
     let chosen = chosen_versions(ctx, &versions, args)?;
-    let ssh = backup_jobs::offsite_sync_backup::ssh(o);
+    let ssh = backup_rsync::SshOptions::for_offsite(o);
     let runner = ctx.runner();
     let temp = tempfile::Builder::new()
         .prefix("backupctl-verify-offsite-")

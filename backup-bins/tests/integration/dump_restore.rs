@@ -610,3 +610,72 @@ fn restore_dump_loads_into_the_named_target_and_counts_it() {
         "the stand-in could not read the snapshot: {said}"
     );
 }
+
+/// A dump is a file on an NFS share that a pod can write, and the SQL clients run shell
+/// commands from their input (`\! cmd` in psql, `system cmd` in the MySQL client). A dump that
+/// carries one, framed to look whole, fails the drill and `restore dump`, and the command never
+/// runs: psql reads it restricted (`\restrict` with a key the dump cannot know), the MariaDB
+/// client in `--sandbox`.
+#[test]
+fn a_dump_cannot_run_shell_commands() {
+    assert!(is_root(), "the dump drill tests run as root");
+    need("mariadbd", "mariadb-server");
+    let (_d, dir) = tempdir();
+    let dumps = dir.join("dumps");
+    std::fs::create_dir(&dumps).unwrap();
+    let pwned = dir.join("pwned");
+    let gz = |name: &str, body: &str| {
+        use std::io::Write;
+        let p = dumps.join(name);
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&p).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(body.as_bytes()).unwrap();
+        gz.finish().unwrap();
+    };
+    for (how, line) in [
+        ("alone", format!("\\! touch {pwned}-pg1")),
+        (
+            "after a statement",
+            format!("SELECT 1; \\! touch {pwned}-pg2"),
+        ),
+        (
+            "on a connect line",
+            format!("\\connect postgres \\! touch {pwned}-pg3"),
+        ),
+        (
+            "after its own unrestrict",
+            format!("\\unrestrict k\n\\! touch {pwned}-pg4"),
+        ),
+    ] {
+        gz(
+            "postgresql-20260101-000000.sql.gz",
+            &format!(
+                "--\n-- PostgreSQL database cluster dump\n--\n\n\\restrict k\nSELECT 1;\n{line}\n\
+                 \\unrestrict k\n--\n-- PostgreSQL database cluster dump complete\n--\n\n"
+            ),
+        );
+        let (code, v, out) = drill_json(&dumps);
+        assert_eq!(code, Some(1), "{how}: {out}");
+        let what = v["differences"][0]["what"].as_str().unwrap_or_default();
+        assert!(what.contains("restricted"), "{how}: {out}");
+    }
+    gz(
+        "mysql-20260101-000000.sql.gz",
+        &format!(
+            "-- MariaDB dump 10.19\nSELECT 1;\nsystem touch {pwned}-my1\n\\! touch {pwned}-my2\n\
+             -- Dump completed on 2026-01-01  0:00:00\n"
+        ),
+    );
+    std::fs::remove_file(dumps.join("postgresql-20260101-000000.sql.gz")).unwrap();
+    let (code, _, out) = drill_json(&dumps);
+    assert_eq!(code, Some(1), "{out}");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("pwned"))
+        .collect();
+    assert!(left.is_empty(), "a dump ran a shell command: {left:?}");
+}

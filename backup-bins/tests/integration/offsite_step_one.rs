@@ -543,15 +543,20 @@ fn from_offsite_reads_verifies_and_restores_the_nas_copy_without_the_disk() {
         "{}",
         text(&out)
     );
-    // a remote destination is named, not guessed at
+    // a remote destination that does not answer is named, not guessed at
     let cfg = std::fs::read_to_string(env.config()).unwrap().replace(
         &format!("destination = \"{}/nas\"", env.root),
-        "destination = \"backup@nas:/vol/Backup\"",
+        "destination = \"backup@nas.invalid:/vol/Backup\"",
     );
     std::fs::write(env.config(), cfg).unwrap();
     let out = ctl(&["list"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("mount the share"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("backup@nas.invalid:/vol/Backup/pve-backup/ could not be read over ssh"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// A destination that is the backup root (or a tree) once a symlink or `..` is followed is
@@ -589,6 +594,24 @@ fn a_destination_inside_the_backup_root_through_a_symlink_is_refused() {
             "{dest}: something was sent"
         );
     }
+}
+
+/// The same NAS reached over ssh: a real sshd on loopback, the config's destination
+/// `root@127.0.0.1:<nas>` with its key and pinned host key.
+fn over_ssh(env: &Env) -> crate::pfsense_real::Sshd {
+    let server = crate::pfsense_real::sshd(env.root.join("ssh"));
+    let cfg = std::fs::read_to_string(env.config()).unwrap().replace(
+        &format!("destination = \"{}/nas\"", env.root),
+        &format!(
+            "destination = \"root@127.0.0.1:{}/nas\"\nssh-key-file = \"{d}/client_key\"\n\
+             ssh-known-hosts = \"{d}/known_hosts\"\nssh-port = {p}",
+            env.root,
+            d = server.dir,
+            p = server.port
+        ),
+    );
+    std::fs::write(env.config(), cfg).unwrap();
+    server
 }
 
 /// One byte flipped in a file of the offsite copy, its size and mtime kept (what bit rot on
@@ -655,18 +678,7 @@ fn verify_offsite_reads_the_nas_copy_back_locally_and_over_ssh() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     // the same NAS over ssh
-    let server = crate::pfsense_real::sshd(env.root.join("ssh"));
-    let cfg = std::fs::read_to_string(env.config()).unwrap().replace(
-        &format!("destination = \"{}/nas\"", env.root),
-        &format!(
-            "destination = \"root@127.0.0.1:{}/nas\"\nssh-key-file = \"{d}/client_key\"\n\
-             ssh-known-hosts = \"{d}/known_hosts\"\nssh-port = {p}",
-            env.root,
-            d = server.dir,
-            p = server.port
-        ),
-    );
-    std::fs::write(env.config(), cfg).unwrap();
+    let _server = over_ssh(&env);
     let (code, out, prom) = read_back(&env, &[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
@@ -698,6 +710,7 @@ fn walk(p: &camino::Utf8Path) -> Vec<String> {
             out.extend(walk(&path));
         }
     }
+    out.sort();
     out
 }
 
@@ -787,4 +800,80 @@ fn drill_site_rebuilds_from_the_offsite_copy_alone_and_names_what_is_missing() {
     assert!(out.contains("within the 4 h target"), "{out}");
     assert!(out.contains("dump etcd (etcd) restored"), "{out}");
     assert!(!out.contains("MISSING"), "{out}");
+}
+
+/// `--from-offsite` of a destination reached over ssh, the backup disk renamed away: list,
+/// restore (whole and `--path`, checked against the records that travelled) and the site drill
+/// read the NAS through ssh alone, with the config as it is; a `--from-offsite verify`, which
+/// would read every file, is sent to `verify --offsite`; nothing is written on the NAS.
+#[test]
+fn from_offsite_reads_a_copy_reached_over_ssh() {
+    let env = site("");
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let out = sync(&env, &["--now", "2026-01-05T06:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let _server = over_ssh(&env);
+    let before = walk(&offsite(&env));
+    let backup = env.root.join("backup");
+    let gone = env.root.join("backup-gone");
+    std::fs::rename(&backup, &gone).unwrap();
+    let ctl = |args: &[&str]| env.run(CTL, args);
+    let out = ctl(&["--from-offsite", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("vaultwarden/data"), "{}", text(&out));
+    let to = env.root.join("restored");
+    let out = ctl(&[
+        "--from-offsite",
+        "restore",
+        "pvc",
+        "--pvc",
+        "vaultwarden/data",
+        "--to",
+        to.as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("all as recorded"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(to.join("dir/file-3.txt")).unwrap(),
+        "vm-100-pvc-a file 3\n"
+    );
+    let one = env.root.join("one");
+    let out = ctl(&[
+        "--from-offsite",
+        "restore",
+        "pvc",
+        "--pvc",
+        "vaultwarden/data",
+        "--path",
+        "dir/file-0.txt",
+        "--to",
+        one.as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(one.join("dir/file-0.txt").is_file());
+    let out = ctl(&[
+        "drill",
+        "--site",
+        "--no-tier",
+        "--now",
+        "2026-01-06T09:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "from the offsite copy root@127.0.0.1:{}/nas/pve-backup",
+            env.root
+        )),
+        "{}",
+        text(&out)
+    );
+    let out = ctl(&["--from-offsite", "verify"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("verify --offsite"), "{}", text(&out));
+    std::fs::rename(&gone, &backup).unwrap();
+    assert_eq!(
+        walk(&offsite(&env)),
+        before,
+        "a read command wrote on the NAS"
+    );
 }
