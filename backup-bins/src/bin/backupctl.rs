@@ -11,9 +11,11 @@ use clap::Parser;
 ///
 /// list: every backup by layer. status: the protection matrix, gaps first (exit 1 on a gap).
 /// verify: re-read backups against their per-file records, check every SQLite copy, pfSense
-/// copy and dump. restore pvc|sqlite|pfsense|pve-config: bring a version back into a folder (or
-/// a PVC into its live volume), then check it against its record. drill: restore a sample and
-/// every SQLite copy, check them, and project each layer's RTO.
+/// copy and dump (--offsite: the NAS copy). restore pvc|sqlite|pfsense|pve-config: bring a
+/// version back into a folder (or a PVC into its live volume), then check it against its
+/// record; restore dump: a database dump into a server, counted. drill: restore a sample, every
+/// SQLite copy and every dump (into throwaway servers), check them, and project each layer's
+/// RTO (--site: the site disaster, from the offsite copy alone).
 ///
 /// A restore never writes into a non-empty folder without --force. Every subcommand takes
 /// --json; verify and drill publish backup_verify_* and backup_restore_drill_* metrics.
@@ -27,9 +29,10 @@ struct Cli {
     #[command(flatten)]
     sinks: SinkArgs,
     /// Read the offsite copy instead of the backup disk: <offsite.destination>/pve-backup of
-    /// the same config (a local or mounted destination), for a lost or dead backup disk. Nothing
-    /// is written into it and no metrics are published; list, status, verify, find, diff, ls,
-    /// restore and drill all take it.
+    /// the same config (a local or mounted destination, or over ssh with the config's key), for
+    /// a lost or dead backup disk. Nothing is written into it and no metrics are published;
+    /// list, status, verify (not over ssh: verify --offsite), find, diff, ls, restore and drill
+    /// all take it.
     #[arg(long, global = true)]
     from_offsite: bool,
 }
