@@ -99,7 +99,7 @@ impl DumpAdapter for Etcd {
         let temp_path = Utf8Path::from_path(temp.path())
             .ok_or_else(|| Error::Refused(format!("{parent}: not UTF-8")))?;
         let snap = temp_path.join("snapshot.db");
-        file::decompress_to(&dump.path, &snap)?;
+        file::decompress_to(&dump.path, &snap, None)?;
         run_step(
             runner,
             "etcd snapshot restore",
@@ -120,7 +120,7 @@ impl DumpAdapter for Etcd {
         let dir = scratch.join("etcd");
         std::fs::create_dir(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
         let snap = dir.join("snapshot.db");
-        file::decompress_to(&dump.path, &snap)?;
+        file::decompress_to(&dump.path, &snap, None)?;
         let (client, peer) = (free_port()?, free_port()?);
         let peer_url = format!("http://127.0.0.1:{peer}");
         let client_url = format!("http://127.0.0.1:{client}");

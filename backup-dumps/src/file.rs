@@ -49,8 +49,10 @@ fn parse(file: &str) -> Option<(String, DateTime<Utc>, &str)> {
         if b[i - 1] != b'-' || i + 15 > b.len() {
             continue;
         }
-        let stamp = &file[i..i + 15];
-        let mut after = &file[i + 15..];
+        // byte positions: a name with multi-byte characters is cut only where it may be
+        let (Some(stamp), Some(mut after)) = (file.get(i..i + 15), file.get(i + 15..)) else {
+            continue;
+        };
         // a second dump in the same second: `_02` … `_99`
         if let Some(n) = after.strip_prefix('_').and_then(|r| r.get(..2)) {
             if n.bytes().all(|b| b.is_ascii_digit()) {
@@ -162,12 +164,12 @@ pub fn read_ends(path: &Utf8Path) -> Result<(Vec<u8>, Vec<u8>, u64)> {
     Ok((head, tail, size))
 }
 
-/// Decompresses `dump` into a new file `dest` (mode 0600: a dump holds secrets), for the tools
-/// that read a file, not a stream (etcd, Vault, Redis).
+/// Decompresses `dump` into a new file `dest` (mode 0600: a dump holds secrets; owned by
+/// `owner` when given), for the tools that read a file, not a stream (etcd, Vault, Redis).
 ///
 /// # Errors
 /// The dump cannot be read whole, or `dest` exists or cannot be written.
-pub fn decompress_to(dump: &Utf8Path, dest: &Utf8Path) -> Result<u64> {
+pub fn decompress_to(dump: &Utf8Path, dest: &Utf8Path, owner: Option<(u32, u32)>) -> Result<u64> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut r = open(dump)?;
     let mut out = std::fs::OpenOptions::new()
@@ -176,6 +178,11 @@ pub fn decompress_to(dump: &Utf8Path, dest: &Utf8Path) -> Result<u64> {
         .mode(0o600)
         .open(dest)
         .map_err(|e| Error::io("create", dest, e))?;
+    // through the descriptor: the folder may be another user's, who could swap the name
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&out, Some(uid), Some(gid))
+            .map_err(|e| Error::io("change the owner of", dest, e))?;
+    }
     let n = std::io::copy(&mut r, &mut out).map_err(|e| {
         Error::Refused(format!(
             "{dump}: the gzip stream does not read back whole: {e}"
@@ -211,5 +218,11 @@ mod tests {
         assert_eq!(p("vaultwarden-20260301-060000").map(|x| x.2), Some(""));
         assert_eq!(p("notes.txt"), None);
         assert_eq!(p("x-20261301-000000.gz"), None);
+        // cut inside a multi-byte character: no panic
+        assert_eq!(p("x-éééééééé.txt"), None);
+        assert_eq!(
+            p("é-20260301-000000.sql.gz").map(|x| x.0),
+            Some("é".to_owned())
+        );
     }
 }

@@ -71,16 +71,21 @@ impl DumpKind {
     /// with a name holding `mysql`, `mariadb` or `maria` MySQL, holding `postgres`, `pg` or
     /// `psql` PostgreSQL. `None`: look at the content ([`DumpKind::sniff`]).
     pub fn from_name(name: &str, ext: &str) -> Option<DumpKind> {
+        // whole words of the name (`pg-main`, `etcd_weekly`), never parts of one
+        // (`vaultwarden` is no Vault dump, `upgrade-db` no PostgreSQL one)
         let name = name.to_ascii_lowercase();
-        let has = |w: &[&str]| w.iter().any(|w| name.contains(w));
+        let words: Vec<&str> = name.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+        let has = |w: &[&str]| words.iter().any(|x| w.contains(x));
         match ext.to_ascii_lowercase().as_str() {
             "rdb" => Some(DumpKind::Redis),
             "snap" => Some(DumpKind::Vault),
             _ if has(&["etcd"]) => Some(DumpKind::Etcd),
             _ if has(&["vault"]) => Some(DumpKind::Vault),
             _ if has(&["redis"]) => Some(DumpKind::Redis),
-            "sql" | "dump" if has(&["mysql", "maria"]) => Some(DumpKind::Mysql),
-            "sql" | "dump" if has(&["postgres", "pg", "psql"]) => Some(DumpKind::Postgresql),
+            "sql" | "dump" if has(&["mysql", "mariadb", "maria"]) => Some(DumpKind::Mysql),
+            "sql" | "dump" if has(&["postgres", "postgresql", "pg", "psql", "pgsql"]) => {
+                Some(DumpKind::Postgresql)
+            }
             _ => None,
         }
     }
@@ -90,7 +95,8 @@ impl DumpKind {
         let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
         if text.contains("-- PostgreSQL database") {
             Some(DumpKind::Postgresql)
-        } else if text.starts_with("-- MySQL dump") || text.starts_with("-- MariaDB dump") {
+        } else if text.contains("-- MySQL dump") || text.contains("-- MariaDB dump") {
+            // (MariaDB 10.11.8 and later put a sandbox line first)
             Some(DumpKind::Mysql)
         } else if head.starts_with(b"REDIS") {
             Some(DumpKind::Redis)
@@ -139,6 +145,16 @@ mod tests {
         assert_eq!(DumpKind::from_name("vault", "snap"), Some(DumpKind::Vault));
         assert_eq!(DumpKind::from_name("redis", "rdb"), Some(DumpKind::Redis));
         assert_eq!(DumpKind::from_name("nightly", "sql"), None);
+        assert_eq!(DumpKind::from_name("vaultwarden", "sql"), None);
+        assert_eq!(DumpKind::from_name("upgrade-db", "sql"), None);
+        assert_eq!(
+            DumpKind::from_name("pg-main", "sql"),
+            Some(DumpKind::Postgresql)
+        );
+        assert_eq!(
+            DumpKind::sniff(b"/*M!999999\\- enable the sandbox mode */\n-- MariaDB dump 10.19"),
+            Some(DumpKind::Mysql)
+        );
         assert_eq!(
             DumpKind::sniff(b"--\n-- PostgreSQL database cluster dump\n"),
             Some(DumpKind::Postgresql)

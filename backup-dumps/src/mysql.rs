@@ -10,7 +10,7 @@ use backup_core::{Invocation, Runner};
 use backup_host::error::{Error, Result};
 
 use crate::scratch::{program, run_step, Identity, Server};
-use crate::sections::{feed_sql, mysql_header, sql_plan};
+use crate::sections::{feed_sql, holds_database, mysql_header, server_target, sql_plan};
 use crate::{DumpAdapter, DumpFile, DumpKind, Loaded, LoadedItem, Target};
 
 pub(crate) struct Mysql;
@@ -108,21 +108,21 @@ fn inspect(runner: &dyn Runner, to: &Target) -> Result<Loaded> {
         .into_iter()
         .filter_map(|r| r.into_iter().next())
         .collect();
-        let rows = if tables.is_empty() {
-            0
-        } else {
-            // exact counts (information_schema's table_rows is InnoDB's estimate)
-            let sum = tables
+        // exact counts (information_schema's table_rows is InnoDB's estimate), a hundred
+        // tables a query (a thousand in one overran the server's thread stack)
+        let mut rows = 0u64;
+        for chunk in tables.chunks(100) {
+            let sum = chunk
                 .iter()
                 .map(|t| format!("(SELECT COUNT(*) FROM {}.{})", ident(&db), ident(t)))
                 .collect::<Vec<_>>()
                 .join(" + ");
-            query(runner, to, &format!("SELECT {sum}"))?
+            rows += query(runner, to, &format!("SELECT {sum}"))?
                 .first()
                 .and_then(|r| r.first())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
         loaded.items.push(LoadedItem {
             name: db,
             tables: tables.len() as u64,
@@ -178,11 +178,19 @@ impl DumpAdapter for Mysql {
     }
 
     fn restore_plan(&self, dump: &DumpFile, to: &Target) -> Result<Vec<String>> {
+        server_target(to, "MySQL")?;
         Ok(sql_plan(dump, to.database.as_deref(), &mysql(to)?))
     }
 
     fn restore(&self, dump: &DumpFile, to: &Target, runner: &dyn Runner) -> Result<Loaded> {
+        server_target(to, "MySQL")?;
         if let Some(db) = &to.database {
+            if !holds_database(dump, mysql_header, db)? {
+                return Err(Error::NotFound(format!(
+                    "{}: no database `{db}` in this dump: nothing was changed",
+                    dump.path
+                )));
+            }
             let there = query(
                 runner,
                 to,

@@ -7,7 +7,7 @@ use backup_core::{Invocation, Runner};
 use backup_host::error::{Error, Result};
 
 use crate::scratch::{program, run_step, Identity};
-use crate::sections::{feed_sql, postgres_header, sql_plan};
+use crate::sections::{feed_sql, holds_database, postgres_header, server_target, sql_plan};
 use crate::{DumpAdapter, DumpFile, DumpKind, Loaded, LoadedItem, Target};
 
 pub(crate) struct Postgres;
@@ -67,13 +67,14 @@ fn psql(to: &Target) -> Result<Invocation> {
 fn query(runner: &dyn Runner, to: &Target, db: &str, sql: &str) -> Result<Vec<Vec<String>>> {
     let inv = psql(to)?
         .env("PGDATABASE", db)
-        .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        // fields apart by the unit separator: a database name may hold `|`
+        .args(["-At", "-F", "\u{1f}", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .read_only();
     let out = run_step(runner, &format!("query database {db}"), &inv)?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.is_empty())
-        .map(|l| l.split('|').map(str::to_owned).collect())
+        .map(|l| l.split('\u{1f}').map(str::to_owned).collect())
         .collect())
 }
 
@@ -185,6 +186,7 @@ impl DumpAdapter for Postgres {
     }
 
     fn restore_plan(&self, dump: &DumpFile, to: &Target) -> Result<Vec<String>> {
+        server_target(to, "PostgreSQL")?;
         Ok(sql_plan(
             dump,
             to.database.as_deref(),
@@ -193,7 +195,14 @@ impl DumpAdapter for Postgres {
     }
 
     fn restore(&self, dump: &DumpFile, to: &Target, runner: &dyn Runner) -> Result<Loaded> {
+        server_target(to, "PostgreSQL")?;
         if let Some(db) = &to.database {
+            if !holds_database(dump, postgres_header, db)? {
+                return Err(Error::NotFound(format!(
+                    "{}: no database `{db}` in this dump: nothing was changed",
+                    dump.path
+                )));
+            }
             let there = query(
                 runner,
                 to,
@@ -211,7 +220,16 @@ impl DumpAdapter for Postgres {
             }
         }
         load(runner, dump, to)?;
-        inspect(runner, to)
+        let mut loaded = inspect(runner, to)?;
+        if to.database.is_some() {
+            loaded.notes.push(
+                "roles the dump names were created when missing, without their attributes or \
+                 passwords (set them: ALTER ROLE … LOGIN PASSWORD …); the server's existing \
+                 roles were not changed"
+                    .to_owned(),
+            );
+        }
+        Ok(loaded)
     }
 
     fn drill(&self, dump: &DumpFile, scratch: &Utf8Path, runner: &dyn Runner) -> Result<Loaded> {
@@ -235,15 +253,20 @@ impl DumpAdapter for Postgres {
                 ],
             )),
         )?;
-        // the socket in its own folder, no TCP, no fsync: written here, not through pg_ctl -o
+        // the socket in its own folder, no TCP, no fsync: appended by the server's own user
+        // (root never opens a path inside a folder another user owns), not through pg_ctl -o
         // (which a shell splits)
         let conf = data.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf).map_err(|e| Error::io("read", &conf, e))?;
-        text.push_str(&format!(
+        let settings = format!(
             "\nlisten_addresses = ''\nunix_socket_directories = '{}'\nfsync = off\n",
             dir.as_str().replace('\'', "''")
-        ));
-        std::fs::write(&conf, text).map_err(|e| Error::io("write", &conf, e))?;
+        );
+        run_step(
+            runner,
+            "configure the throwaway PostgreSQL",
+            &id.wrap(Invocation::new("tee", ["-a", conf.as_str()]))
+                .stdin(settings.into_bytes()),
+        )?;
         let log = dir.join("server.log");
         let pg_ctl = tool("pg_ctl")?;
         let stop = Invocation::new(&pg_ctl, ["-D", data.as_str(), "-m", "immediate", "stop"]);
@@ -264,7 +287,7 @@ impl DumpAdapter for Postgres {
                 ],
             )),
         )?;
-        let _stop = Stopper(runner, id.wrap(stop));
+        let _stop = Stopper(id.wrap(stop));
         let to = Target {
             host: Some(dir.to_string()),
             user: Some("postgres".to_owned()),
@@ -275,12 +298,18 @@ impl DumpAdapter for Postgres {
     }
 }
 
-/// Runs its command (`pg_ctl stop`) when dropped.
-struct Stopper<'a>(&'a dyn Runner, Invocation);
+/// Runs its command (`pg_ctl stop`) when dropped, not through the run's runner: that one is
+/// killed by SIGTERM/SIGINT, and the server must stop then above all.
+struct Stopper(Invocation);
 
-impl Drop for Stopper<'_> {
+impl Drop for Stopper {
     fn drop(&mut self) {
-        let _ = self.0.run(&self.1);
+        let _ = std::process::Command::new(&self.0.program)
+            .args(&self.0.args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 

@@ -107,9 +107,17 @@ impl DumpAdapter for Redis {
                  appendonly files) away, then restore"
             )));
         }
+        // owned like the folder: the server that reads it runs as that folder's owner
+        let meta = std::fs::metadata(dir).map_err(|e| {
+            Error::Refused(format!(
+                "{dir}: {e}: --data-dir is the stopped server's existing `dir`"
+            ))
+        })?;
+        let owner = std::os::unix::fs::MetadataExt::uid(&meta);
+        let group = std::os::unix::fs::MetadataExt::gid(&meta);
         let partial = dir.join(".dump.rdb.partial");
         let _ = std::fs::remove_file(&partial);
-        file::decompress_to(&dump.path, &partial)?;
+        file::decompress_to(&dump.path, &partial, Some((owner, group)))?;
         let checked = program(&["redis-check-rdb"], &[], "redis-tools").and_then(|p| {
             run_step(
                 runner,
@@ -146,8 +154,7 @@ impl DumpAdapter for Redis {
         let id = Identity::for_servers();
         let dir = id.server_dir(scratch, "redis")?;
         let rdb = dir.join("dump.rdb");
-        file::decompress_to(&dump.path, &rdb)?;
-        id.give(&rdb)?;
+        file::decompress_to(&dump.path, &rdb, id.switch_to)?;
         let server = program(&["redis-server"], &[], "redis-server")?;
         let cli = program(&["redis-cli"], &[], "redis-tools")?;
         let sock = dir.join("redis.sock");
@@ -178,7 +185,11 @@ impl DumpAdapter for Redis {
         guard.wait_ready(Duration::from_secs(120), || {
             sock.exists()
                 && runner.run(&info).is_ok_and(|o| {
-                    o.success() && String::from_utf8_lossy(&o.stdout).contains("loading:0")
+                    // `loading:0` exactly (Redis 7 also says `async_loading:0` while loading)
+                    o.success()
+                        && String::from_utf8_lossy(&o.stdout)
+                            .lines()
+                            .any(|l| l.trim() == "loading:0")
                 })
         })?;
         let out = run_step(

@@ -80,18 +80,6 @@ impl Identity {
         }
         Ok(dir)
     }
-
-    /// Hands `path` (a file made for the server) to the server's user.
-    ///
-    /// # Errors
-    /// The owner cannot be changed.
-    pub fn give(&self, path: &Utf8Path) -> Result<()> {
-        if let Some((uid, gid)) = self.switch_to {
-            std::os::unix::fs::chown(path, Some(uid), Some(gid))
-                .map_err(|e| Error::io("change the owner of", path, e))?;
-        }
-        Ok(())
-    }
 }
 
 /// The first of `names` found on `PATH` (or in `extra` folders, searched first), else an error

@@ -28,7 +28,14 @@ pub fn feed_sql(
     let reader = BufReader::new(file::open(&dump.path)?);
     let found = Arc::new(AtomicBool::new(false));
     let filtered: Box<dyn Read + Send> = match database {
-        Some(db) => Box::new(OneDatabase::new(reader, header, db, Arc::clone(&found))),
+        Some(db) => {
+            let mut one = OneDatabase::new(reader, header, db, Arc::clone(&found));
+            if restrict {
+                // into a live server: its roles keep their passwords and attributes
+                one.drop_in_preamble = Some(b"ALTER ROLE ");
+            }
+            Box::new(one)
+        }
         None => Box::new(reader),
     };
     let mut input: Box<dyn Read + Send> = if restrict {
@@ -94,13 +101,47 @@ impl<R: BufRead> Restricted<R> {
         let line = trim_newline(&self.line);
         if line.starts_with(b"\\restrict ") || line.starts_with(b"\\unrestrict ") {
             self.line.clear();
-        } else if line.starts_with(b"\\connect ") && !line[1..].contains(&b'\\') {
-            let mut out = format!("\\unrestrict {}\n", self.key).into_bytes();
-            out.extend_from_slice(line);
-            out.extend_from_slice(format!("\n\\restrict {}\n", self.key).as_bytes());
-            self.line = out;
+        } else if let Some(cmd) = allowed_meta(line) {
+            // never the dump's own line: one written here from what it names
+            self.line =
+                format!("\\unrestrict {k}\n{cmd}\n\\restrict {k}\n", k = self.key).into_bytes();
         }
     }
+}
+
+/// The meta-commands pg_dumpall writes between databases, rewritten from what they name:
+/// `\\connect NAME` or `\\connect -reuse-previous=on "dbname='NAME'"` (a name without `'`,
+/// `\\`, a backquote, `:` or a control character: psql runs backquoted text in a meta-command
+/// through the shell, and a dump's own connection string could name another host and be handed
+/// the password) becomes `\\connect -reuse-previous=on "dbname='NAME'"`; `\\encoding WORD`
+/// stays. Anything else: `None` (it stays restricted, psql refuses it, the load fails).
+fn allowed_meta(line: &[u8]) -> Option<String> {
+    let line = std::str::from_utf8(line).ok()?;
+    if let Some(enc) = line.strip_prefix("\\encoding ") {
+        let plain = !enc.is_empty() && enc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        return plain.then(|| format!("\\encoding {enc}"));
+    }
+    let rest = line.strip_prefix("\\connect ")?;
+    let name = match rest
+        .strip_prefix("-reuse-previous=on \"dbname='")
+        .and_then(|r| r.strip_suffix("'\""))
+    {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None if !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            rest.to_owned()
+        }
+        None => return None,
+    };
+    let unsafe_char = |c: char| matches!(c, '\'' | '\\' | '`' | ':') || c.is_control();
+    if name.is_empty() || name.contains(unsafe_char) {
+        return None;
+    }
+    Some(format!(
+        "\\connect -reuse-previous=on \"dbname='{}'\"",
+        name.replace('"', "\"\"")
+    ))
 }
 
 impl<R: BufRead> Read for Restricted<R> {
@@ -125,6 +166,46 @@ impl<R: BufRead> Read for Restricted<R> {
     }
 }
 
+/// Whether `dump` has a section for `database`: read through once before anything is loaded
+/// (a name it does not hold must change nothing on the server).
+///
+/// # Errors
+/// The dump cannot be read.
+pub fn holds_database(
+    dump: &DumpFile,
+    header: fn(&[u8]) -> Option<Vec<u8>>,
+    database: &str,
+) -> Result<bool> {
+    let mut r = BufReader::new(file::open(&dump.path)?);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = r
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::Refused(format!("{}: {e}", dump.path)))?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if header(trim_newline(&line)).is_some_and(|n| n == database.as_bytes()) {
+            return Ok(true);
+        }
+    }
+}
+
+/// A SQL dump goes into a server (`--host`, or the tool's defaults), never a folder.
+///
+/// # Errors
+/// `--data-dir` given.
+pub fn server_target(to: &crate::Target, kind: &str) -> Result<()> {
+    match &to.data_dir {
+        Some(d) => Err(Error::Usage(format!(
+            "--data-dir {d}: a {kind} dump is loaded into a server (--host, --port, --user), \
+             not a folder; --data-dir is for Redis and etcd"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What a SQL restore runs, for `--dry-run`: the dump decompressed (filtered to one database)
 /// into `command`, then the count.
 pub fn sql_plan(dump: &DumpFile, database: Option<&str>, command: &Invocation) -> Vec<String> {
@@ -146,6 +227,10 @@ pub struct OneDatabase<R> {
     header: fn(&[u8]) -> Option<Vec<u8>>,
     wanted: Vec<u8>,
     keep: bool,
+    /// Before the first section.
+    preamble: bool,
+    /// Lines of the preamble starting so are left out.
+    pub drop_in_preamble: Option<&'static [u8]>,
     /// Set once the named section is seen.
     found: Arc<AtomicBool>,
     line: Vec<u8>,
@@ -165,6 +250,8 @@ impl<R: BufRead> OneDatabase<R> {
             header,
             wanted: wanted.as_bytes().to_vec(),
             keep: true,
+            preamble: true,
+            drop_in_preamble: None,
             found,
             line: Vec::new(),
             pos: 0,
@@ -181,12 +268,17 @@ impl<R: BufRead> Read for OneDatabase<R> {
                 return Ok(0);
             }
             if let Some(name) = (self.header)(trim_newline(&self.line)) {
+                self.preamble = false;
                 self.keep = name == self.wanted;
                 if self.keep {
                     self.found.store(true, Ordering::SeqCst);
                 }
             }
-            if !self.keep {
+            let dropped = self.preamble
+                && self
+                    .drop_in_preamble
+                    .is_some_and(|p| self.line.starts_with(p));
+            if !self.keep || dropped {
                 self.line.clear();
             }
         }
@@ -253,5 +345,33 @@ mod tests {
             filtered(my, mysql_header, "c").0,
             "SET x;\n-- Current Database: `c`\nC"
         );
+    }
+
+    /// psql runs `\\! cmd` and backquoted text in meta-commands: a dump's own meta-commands stay
+    /// restricted; the `\\connect` and `\\encoding` lines of pg_dumpall are written anew from
+    /// what they name, under a key the dump cannot know.
+    #[test]
+    fn a_dump_runs_no_meta_command_of_its_own() {
+        let dump = "\\restrict theirs\nSELECT 1;\n\\unrestrict theirs\n\\connect app\n\\! id\n\
+                    SELECT 2; \\! id\n\\connect app \\! id\n\\connect `id`\n\
+                    \\connect -reuse-previous=off \"host=evil dbname=x\"\n\\encoding SQL_ASCII\n\
+                    \\connect -reuse-previous=on \"dbname='odd\"\"name'\"\n";
+        let mut r = Restricted::new(dump.as_bytes());
+        let key = r.key.clone();
+        let mut out = String::new();
+        r.read_to_string(&mut out).unwrap();
+        let open = |cmd: &str| format!("\\unrestrict {key}\n{cmd}\n\\restrict {key}\n");
+        assert_eq!(
+            out,
+            format!(
+                "\\restrict {key}\nSELECT 1;\n{}\\! id\nSELECT 2; \\! id\n\\connect app \\! id\n\
+                 \\connect `id`\n\\connect -reuse-previous=off \"host=evil dbname=x\"\n{}{}",
+                open("\\connect -reuse-previous=on \"dbname='app'\""),
+                open("\\encoding SQL_ASCII"),
+                open("\\connect -reuse-previous=on \"dbname='odd\"\"name'\""),
+            )
+        );
+        assert_eq!(key.len(), 32);
+        assert_ne!(Restricted::new(&b""[..]).key, key);
     }
 }

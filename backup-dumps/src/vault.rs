@@ -151,7 +151,7 @@ impl DumpAdapter for Vault {
             let p = Utf8Path::from_path(temp.path())
                 .ok_or_else(|| Error::Refused("the temp folder is not UTF-8".to_owned()))?
                 .join("vault.snap");
-            file::decompress_to(&dump.path, &p)?;
+            file::decompress_to(&dump.path, &p, None)?;
             p
         } else {
             dump.path.clone()

@@ -435,7 +435,10 @@ where
                 std::process::exit(i32::from(Exit::Failed.code()));
             }
         });
-        let code = run_job(
+        // the watchdog ends with the job, also when the job panics (the scope would wait for
+        // it forever: a panicking run hung until SIGTERM)
+        let _done = Done(done, watchdog.thread());
+        run_job(
             spec,
             global,
             job,
@@ -445,11 +448,19 @@ where
             would,
             sink,
             &publish_failure,
-        );
-        done.store(true, Ordering::SeqCst);
-        watchdog.thread().unpark();
-        code
+        )
     })
+}
+
+/// Sets the job's `done` flag and wakes the watchdog when dropped: at the end of the job, or
+/// while a panic unwinds it.
+struct Done<'a>(&'a AtomicBool, &'a std::thread::Thread);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+        self.1.unpark();
+    }
 }
 
 /// How long a run may go on after SIGTERM/SIGINT before the watchdog ends it: 10 s, or

@@ -363,7 +363,9 @@ fn backupctl_services(exec: &str, rw: &[String], resolves: &str) -> [Unit; 3] {
             &format!("{exec} drill"),
             &["daily-backup.service"],
             rw,
-            "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_SETFCAP",
+            // CAP_SETUID, CAP_SETGID: the dump drill's throwaway servers run as nobody
+            "CAP_DAC_READ_SEARCH CAP_DAC_OVERRIDE CAP_CHOWN CAP_FOWNER CAP_FSETID CAP_SETFCAP \
+             CAP_SETUID CAP_SETGID",
             &format!("{}{resolves}{NO_MOUNTS}{RESTIC_CACHE}", oneshot("6h")),
             Ipc::Private,
         ),

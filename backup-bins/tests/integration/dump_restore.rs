@@ -209,6 +209,8 @@ pub fn sources_into(dir: tempfile::TempDir, dumps: Utf8PathBuf) -> Sources {
     // PostgreSQL
     let pg = Pg::start(None);
     pg.psql(None, "CREATE DATABASE app");
+    // a name pg_dumpall quotes: `\encoding` and a quoted `\connect` around its section
+    pg.psql(None, "CREATE DATABASE \"my-app\"");
     let psql = crate::dump_servers::pg_bin("psql");
     run(Command::new(&psql)
         .args([
@@ -245,6 +247,11 @@ pub fn sources_into(dir: tempfile::TempDir, dumps: Utf8PathBuf) -> Sources {
          CREATE TABLE shop.`odd``name` (x int); INSERT INTO shop.`odd``name` VALUES (1),(2),(3); \
          INSERT INTO shop.orders SELECT seq, CONCAT('item ', seq) FROM shop.seq_1_to_1200;",
     );
+    // more tables than one counting query takes
+    let many: String = (0..150)
+        .map(|i| format!("CREATE TABLE many.t{i} (x int); INSERT INTO many.t{i} VALUES ({i});"))
+        .collect();
+    maria.sql(&format!("CREATE DATABASE many; {many}"));
     dump(
         "mysql",
         "sql",
@@ -377,10 +384,13 @@ fn the_drill_restores_every_dump_into_a_throwaway_server() {
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(
         loaded(&v, "postgresql"),
-        [("app".to_owned(), 2, 5003)],
+        [("app".to_owned(), 2, 5003), ("my-app".to_owned(), 0, 0)],
         "{out}"
     );
-    assert_eq!(loaded(&v, "mysql"), [("shop".to_owned(), 2, 1203)]);
+    assert_eq!(
+        loaded(&v, "mysql"),
+        [("many".to_owned(), 150, 150), ("shop".to_owned(), 2, 1203)]
+    );
     assert_eq!(
         loaded(&v, "redis"),
         [("db0".to_owned(), 0, 500), ("db2".to_owned(), 0, 3)]
@@ -510,8 +520,25 @@ fn restore_dump_loads_into_the_named_target_and_counts_it() {
         ),
         "0\n"
     );
+    // a live server's roles keep their passwords: a name the dump lacks changes nothing, and
+    // one it holds creates missing roles but never alters existing ones
+    fresh.psql(None, "ALTER ROLE postgres PASSWORD 'kept-on-the-server'");
+    let secret = || {
+        fresh.psql(
+            None,
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'",
+        )
+    };
+    let before = secret();
+    let out = restore(&["postgresql", "--host", host, "--database", "nosuch"]);
+    assert_eq!(out.status.code(), Some(66), "{}", text(&out));
+    assert!(text(&out).contains("nothing was changed"), "{}", text(&out));
+    assert_eq!(secret(), before);
     let out = restore(&["postgresql", "--host", host, "--database", "app"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(secret(), before, "the restore changed a role of the server");
+    let folder = restore(&["postgresql", "--host", host, "--data-dir", "/tmp"]);
+    assert_eq!(folder.status.code(), Some(2), "{}", text(&folder));
     assert!(
         text(&out).contains("it holds: app: 2 tables, 5,003 rows"),
         "{}",
@@ -520,8 +547,6 @@ fn restore_dump_loads_into_the_named_target_and_counts_it() {
     let again = restore(&["postgresql", "--host", host, "--database", "app"]);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     assert!(text(&again).contains("database app exists on that server"));
-    let out = restore(&["postgresql", "--host", host, "--database", "nope"]);
-    assert_eq!(out.status.code(), Some(66), "{}", text(&out));
 
     // MariaDB: `shop` into a fresh server
     let maria = Maria::start();
@@ -648,6 +673,14 @@ fn a_dump_cannot_run_shell_commands() {
             "after its own unrestrict",
             format!("\\unrestrict k\n\\! touch {pwned}-pg4"),
         ),
+        (
+            "backquoted in a connect line",
+            format!("\\connect `touch {pwned}-pg5; echo postgres`"),
+        ),
+        (
+            "a connection string to another host",
+            "\\connect -reuse-previous=off \"host=127.0.0.1 port=1 dbname=x\"".to_owned(),
+        ),
     ] {
         gz(
             "postgresql-20260101-000000.sql.gz",
@@ -678,4 +711,74 @@ fn a_dump_cannot_run_shell_commands() {
         .filter(|n| n.starts_with("pwned"))
         .collect();
     assert!(left.is_empty(), "a dump ran a shell command: {left:?}");
+}
+
+/// One byte of a Redis RDB flipped (its end marker and checksum kept): redis-server refuses it
+/// while loading, so the drill must not count keys before loading is over (`async_loading:0`
+/// read as `loading:0` once counted a server that was about to abort).
+#[test]
+fn a_corrupt_rdb_fails_the_drill() {
+    let (_d, dir) = tempdir();
+    let _redis = Killed(redis_server(&dir, None, "dump.rdb"));
+    let mut mset = vec!["MSET".to_owned()];
+    for i in 0..20_000 {
+        mset.extend([format!("key:{i}"), format!("value {i} {}", "x".repeat(40))]);
+    }
+    redis_cli(
+        &dir,
+        None,
+        &mset.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let dumps = dir.join("dumps");
+    std::fs::create_dir(&dumps).unwrap();
+    let sock = dir.join("redis.sock");
+    let out = dump_command("redis", &dumps)
+        .args([
+            "--ext",
+            "rdb",
+            "--",
+            "redis-cli",
+            "-s",
+            sock.as_str(),
+            "--rdb",
+            "{out}",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let (code, v, out) = drill_json(&dumps);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(loaded(&v, "redis"), [("db0".to_owned(), 0, 20_000)]);
+    let good = backup_dumps::list_dumps(&dumps).unwrap().remove(0);
+    let mut rdb = crate::dump_servers::gunzip(&good.path);
+    let mid = rdb.len() / 2;
+    rdb[mid] ^= 0x55;
+    std::fs::remove_file(&good.path).unwrap();
+    {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&good.path).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(&rdb).unwrap();
+        gz.finish().unwrap();
+    }
+    let (code, _, out) = drill_json(&dumps);
+    assert_eq!(code, Some(1), "{out}");
+}
+
+/// A file whose name a stamp search would cut inside a multi-byte character: it is not a
+/// dump, and no command panics over it (a panic once left the run waiting for good).
+#[test]
+fn a_name_with_multibyte_characters_is_not_a_dump_and_nothing_panics() {
+    let (_d, dir) = tempdir();
+    std::fs::write(dir.join("x-éééééééé.txt"), "x").unwrap();
+    let started = Instant::now();
+    let (code, v, out) = drill_json(&dir);
+    assert_eq!(code, Some(66), "{out}");
+    assert!(
+        v["error"].as_str().unwrap().contains("no dump to drill"),
+        "{out}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60), "{out}");
 }

@@ -132,7 +132,7 @@ fn the_committed_units_are_generated_verified_scheduled_and_hardened() {
         ("daily-backup", 5.3),
         ("offsite-sync-backup", 5.3),
         ("backupctl-verify", 3.0),
-        ("backupctl-drill", 3.1),
+        ("backupctl-drill", 3.4),
         ("backupctl-verify-offsite", 3.0),
         ("nfs-change-tracker", 3.0),
     ] {
