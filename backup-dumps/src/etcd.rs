@@ -39,13 +39,20 @@ fn target_dir(to: &Target) -> Result<&Utf8Path> {
                 .to_owned(),
         ));
     }
-    to.data_dir.as_deref().ok_or_else(|| {
+    let dir = to.data_dir.as_deref().ok_or_else(|| {
         Error::Usage(
             "an etcd restore needs --data-dir DIR (a new folder: the restored member's data \
              dir), or --scratch to look at it in a throwaway etcd"
                 .to_owned(),
         )
-    })
+    })?;
+    if dir.symlink_metadata().is_ok() {
+        return Err(Error::Refused(format!(
+            "{dir} exists: nothing was changed. The data dir of a restore must be new \
+             (etcd would refuse to restore into it)"
+        )));
+    }
+    Ok(dir)
 }
 
 /// `"count":N` of `etcdctl get -w json`.
@@ -71,7 +78,10 @@ impl DumpAdapter for Etcd {
 
     fn restore_plan(&self, dump: &DumpFile, to: &Target) -> Result<Vec<String>> {
         let dir = target_dir(to)?;
-        let snap = dir.with_file_name(".etcd-snapshot.db");
+        let snap = dir
+            .parent()
+            .unwrap_or(Utf8Path::new("/"))
+            .join(".etcd-restore-XXXXXX/snapshot.db");
         Ok(vec![
             format!(
                 "gunzip -c {} > {}",
@@ -85,12 +95,6 @@ impl DumpAdapter for Etcd {
 
     fn restore(&self, dump: &DumpFile, to: &Target, runner: &dyn Runner) -> Result<Loaded> {
         let dir = target_dir(to)?;
-        if dir.symlink_metadata().is_ok() {
-            return Err(Error::Refused(format!(
-                "{dir} exists: nothing was changed. The data dir of a restore must be new \
-                 (etcd would refuse to restore into it)"
-            )));
-        }
         let parent = dir.parent().unwrap_or(Utf8Path::new("/"));
         let temp = tempfile::Builder::new()
             .prefix(".etcd-restore-")

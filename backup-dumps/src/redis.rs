@@ -53,13 +53,26 @@ fn target_dir(to: &Target) -> Result<&Utf8Path> {
                 .to_owned(),
         ));
     }
-    to.data_dir.as_deref().ok_or_else(|| {
+    let dir = to.data_dir.as_deref().ok_or_else(|| {
         Error::Usage(
             "a Redis restore needs --data-dir DIR (the stopped server's `dir`, where dump.rdb \
              goes), or --scratch to look at it in a throwaway server"
                 .to_owned(),
         )
-    })
+    })?;
+    if !dir.is_dir() {
+        return Err(Error::Refused(format!(
+            "{dir} is not a folder: --data-dir is the stopped server's existing `dir`"
+        )));
+    }
+    let dest = dir.join("dump.rdb");
+    if dest.symlink_metadata().is_ok() {
+        return Err(Error::Refused(format!(
+            "{dest} exists: nothing was changed. Stop the server, move its dump.rdb (and \
+             appendonly files) away, then restore"
+        )));
+    }
+    Ok(dir)
 }
 
 impl DumpAdapter for Redis {
@@ -101,12 +114,6 @@ impl DumpAdapter for Redis {
     fn restore(&self, dump: &DumpFile, to: &Target, runner: &dyn Runner) -> Result<Loaded> {
         let dir = target_dir(to)?;
         let dest = dir.join("dump.rdb");
-        if dest.symlink_metadata().is_ok() {
-            return Err(Error::Refused(format!(
-                "{dest} exists: nothing was changed. Stop the server, move its dump.rdb (and \
-                 appendonly files) away, then restore"
-            )));
-        }
         // owned like the folder: the server that reads it runs as that folder's owner
         let meta = std::fs::metadata(dir).map_err(|e| {
             Error::Refused(format!(

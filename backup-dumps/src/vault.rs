@@ -18,8 +18,18 @@ pub(crate) struct Vault;
 
 const ENTRIES: [&str; 3] = ["meta.json", "state.bin", "SHA256SUMS"];
 
-/// The entries of a tar stream (name, size), read to its end.
-fn tar_entries(r: &mut dyn Read) -> std::io::Result<Vec<(String, u64)>> {
+/// One entry of a tar stream: its name, size and SHA-256 (and its bytes when it is the small
+/// `SHA256SUMS`).
+struct Entry {
+    name: String,
+    size: u64,
+    sha256: String,
+    text: Option<Vec<u8>>,
+}
+
+/// The entries of a tar stream, read to its end.
+fn tar_entries(r: &mut dyn Read) -> std::io::Result<Vec<Entry>> {
+    use sha2::Digest;
     let mut out = Vec::new();
     let mut header = [0u8; 512];
     loop {
@@ -32,18 +42,64 @@ fn tar_entries(r: &mut dyn Read) -> std::io::Result<Vec<(String, u64)>> {
         let size_text = String::from_utf8_lossy(&header[124..136]);
         let size = u64::from_str_radix(size_text.trim_matches(|c: char| c == '\0' || c == ' '), 8)
             .map_err(|_| std::io::Error::other(format!("entry {name}: a bad size field")))?;
-        let padded = size.div_ceil(512) * 512;
-        std::io::copy(&mut r.take(padded), &mut std::io::sink()).and_then(|n| {
-            if n == padded {
-                Ok(())
-            } else {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("entry {name} cut short"),
-                ))
+        let mut hasher = sha2::Sha256::new();
+        let mut text = (name == "SHA256SUMS" && size <= 64 * 1024).then(Vec::new);
+        let mut left = size;
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+            r.read_exact(&mut buf[..want])
+                .map_err(|e| std::io::Error::new(e.kind(), format!("entry {name} cut short")))?;
+            hasher.update(&buf[..want]);
+            if let Some(t) = text.as_mut() {
+                t.extend_from_slice(&buf[..want]);
             }
+            left -= want as u64;
+        }
+        // the padding to the next 512-byte block
+        let pad = usize::try_from(size.div_ceil(512) * 512 - size).unwrap_or(0);
+        r.read_exact(&mut buf[..pad])?;
+        out.push(Entry {
+            name,
+            size,
+            sha256: hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            text,
+        });
+    }
+}
+
+/// Every entry `SHA256SUMS` names holds the digest it gives (`state.bin` must be named).
+fn check_sums(entries: &[Entry]) -> std::result::Result<(), String> {
+    let sums = entries
+        .iter()
+        .find_map(|e| e.text.as_ref())
+        .ok_or("no readable SHA256SUMS")?;
+    let mut named = Vec::new();
+    for line in String::from_utf8_lossy(sums)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        let (digest, name) = line.split_once(char::is_whitespace).ok_or_else(|| {
+            format!("SHA256SUMS: a line that is not `<digest>  <name>`: {line:?}")
         })?;
-        out.push((name, size));
+        let name = name.trim().trim_start_matches('*');
+        let entry = entries
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| format!("SHA256SUMS names {name}, which the archive lacks"))?;
+        if !entry.sha256.eq_ignore_ascii_case(digest) {
+            return Err(format!("{name} does not match its SHA-256 in SHA256SUMS"));
+        }
+        named.push(name.to_owned());
+    }
+    if named.iter().any(|n| n == "state.bin") {
+        Ok(())
+    } else {
+        Err("SHA256SUMS does not name state.bin".to_owned())
     }
 }
 
@@ -64,6 +120,17 @@ fn snapshot_tar(dump: &Utf8Path) -> Result<Box<dyn Read>> {
 }
 
 fn check_archive(dump: &DumpFile) -> Result<Vec<(String, u64)>> {
+    let entries = read_archive(dump)?;
+    check_sums(&entries).map_err(|why| {
+        Error::Refused(format!(
+            "{}: the Vault snapshot is damaged: {why}",
+            dump.path
+        ))
+    })?;
+    Ok(entries.into_iter().map(|e| (e.name, e.size)).collect())
+}
+
+fn read_archive(dump: &DumpFile) -> Result<Vec<Entry>> {
     let entries = tar_entries(&mut snapshot_tar(&dump.path)?).map_err(|e| {
         Error::Refused(format!(
             "{}: the Vault snapshot archive does not read whole: {e}",
@@ -72,7 +139,7 @@ fn check_archive(dump: &DumpFile) -> Result<Vec<(String, u64)>> {
     })?;
     let missing: Vec<&str> = ENTRIES
         .iter()
-        .filter(|want| !entries.iter().any(|(n, _)| n == *want))
+        .filter(|want| !entries.iter().any(|e| e.name == **want))
         .copied()
         .collect();
     if !missing.is_empty() {
@@ -225,9 +292,26 @@ mod tests {
         ]);
         let e = tar_entries(&mut t.as_slice()).unwrap();
         assert_eq!(e.len(), 3);
-        assert_eq!(e[1], ("state.bin".to_owned(), 3));
+        assert_eq!((e[1].name.as_str(), e[1].size), ("state.bin", 3));
         assert!(tar_entries(&mut &t[..700]).is_err());
         assert_eq!(Vault.complete(&t, &t), Ok(()));
         assert!(Vault.complete(&t, &t[..t.len() - 1024]).is_err());
+        assert!(check_sums(&e).is_err(), "SHA256SUMS `..` names nothing");
+    }
+
+    /// SHA256SUMS is checked: a state.bin whose digest differs is a damaged snapshot.
+    #[test]
+    fn the_sums_are_checked() {
+        // sha256("xyz")
+        let xyz = "3608bca1e44ea6c4d268eb6db02260269892c0b42b86bbf1e77a6fa16c3c9282";
+        let sums = format!("{xyz}  state.bin\n");
+        let good = tar(&[("state.bin", b"xyz"), ("SHA256SUMS", sums.as_bytes())]);
+        assert_eq!(
+            check_sums(&tar_entries(&mut good.as_slice()).unwrap()),
+            Ok(())
+        );
+        let bad = tar(&[("state.bin", b"xyZ"), ("SHA256SUMS", sums.as_bytes())]);
+        let why = check_sums(&tar_entries(&mut bad.as_slice()).unwrap()).unwrap_err();
+        assert!(why.contains("state.bin does not match"), "{why}");
     }
 }

@@ -797,17 +797,15 @@ impl Outcome for DrillReport {
         }
     }
 
-    fn text(&self, _dry_run: bool) -> String {
+    fn text(&self, dry_run: bool) -> String {
         let mut out = String::new();
         for d in &self.differences {
             out.push_str(&format!("FAILED {}: {}\n", d.path, d.what));
         }
         let files: u64 = self.versions.iter().map(|(_, n)| n).sum();
         let what = if self.versions.is_empty() && self.sqlite_copies == 0 {
-            format!(
-                "{} of the newest dumps",
-                backup_host::human::plural(self.dumps.len() as u64, "dump")
-            )
+            let whole = self.dumps.iter().filter(|d| d.failed.is_none()).count() as u64;
+            format!("{whole} of the {} newest dumps", self.dumps.len())
         } else {
             let dumps = match self.dumps.len() as u64 {
                 0 => String::new(),
@@ -827,9 +825,14 @@ impl Outcome for DrillReport {
             self.seconds,
             backup_host::human::plural(self.differences.len() as u64, "difference")
         ));
+        let done = if dry_run {
+            "would be restored into a throwaway server"
+        } else {
+            "restored into a throwaway server"
+        };
         for d in self.dumps.iter().filter(|d| d.failed.is_none()) {
             out.push_str(&format!(
-                "  dump {} ({}) restored into a throwaway server in {:.1} s: {}\n",
+                "  dump {} ({}) {done} in {:.1} s: {}\n",
                 d.dump.name,
                 d.kind.map_or("?", backup_dumps::DumpKind::as_str),
                 d.seconds,

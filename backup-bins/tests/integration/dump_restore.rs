@@ -307,13 +307,13 @@ pub fn sources_into(dir: tempfile::TempDir, dumps: Utf8PathBuf) -> Sources {
     );
     // Vault: a raft snapshot archive as Vault writes it (a gzipped tar)
     let (_v, vdir) = tempdir();
-    for (f, body) in [
-        ("meta.json", "{}"),
-        ("state.bin", "raft state"),
-        ("SHA256SUMS", "x"),
-    ] {
+    for (f, body) in [("meta.json", "{}"), ("state.bin", "raft state")] {
         std::fs::write(vdir.join(f), body).unwrap();
     }
+    let sums = run(Command::new("sha256sum")
+        .args(["meta.json", "state.bin"])
+        .current_dir(&vdir));
+    std::fs::write(vdir.join("SHA256SUMS"), sums).unwrap();
     let snap = vdir.join("vault.snap");
     run(Command::new("tar")
         .args(["-czf", snap.as_str(), "-C", vdir.as_str()])
