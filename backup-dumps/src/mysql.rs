@@ -228,6 +228,8 @@ impl DumpAdapter for Mysql {
                 [
                     "--no-defaults".to_owned(),
                     format!("--datadir={data}"),
+                    // its own temp folder: two installs sharing /tmp collide on temp tables
+                    format!("--tmpdir={dir}"),
                     "--auth-root-authentication-method=normal".to_owned(),
                     "--skip-test-db".to_owned(),
                 ],
@@ -245,6 +247,7 @@ impl DumpAdapter for Mysql {
                     "--no-defaults".to_owned(),
                     format!("--datadir={data}"),
                     format!("--socket={sock}"),
+                    format!("--tmpdir={dir}"),
                     format!("--pid-file={}", dir.join("mysqld.pid")),
                     "--skip-networking".to_owned(),
                     "--skip-grant-tables".to_owned(),

@@ -51,8 +51,10 @@ impl Maria {
         need("mariadbd", "mariadb-server");
         let (dir, root) = tempdir();
         let data = root.join("data");
+        let tmp = root.join("tmp");
         std::fs::create_dir(&data).unwrap();
-        run(Command::new("chown").args(["nobody:nogroup", data.as_str()]));
+        std::fs::create_dir(&tmp).unwrap();
+        run(Command::new("chown").args(["nobody:nogroup", data.as_str(), tmp.as_str()]));
         let as_nobody = |c: &str| {
             let mut cmd = Command::new("setpriv");
             cmd.args([
@@ -64,9 +66,11 @@ impl Maria {
             ]);
             cmd
         };
+        // its own temp folder: installs sharing /tmp collide on their temp tables
         run(as_nobody("mariadb-install-db").args([
             "--no-defaults",
             &format!("--datadir={data}"),
+            &format!("--tmpdir={tmp}"),
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
         ]));
@@ -76,6 +80,7 @@ impl Maria {
                 "--no-defaults",
                 &format!("--datadir={data}"),
                 &format!("--socket={sock}"),
+                &format!("--tmpdir={tmp}"),
                 "--skip-networking",
             ])
             .stdout(Stdio::null())
