@@ -68,6 +68,12 @@ impl DumpAdapter for Etcd {
         DumpKind::Etcd
     }
 
+    fn servers_installed(&self) -> Result<()> {
+        program(&["etcd"], &[], "etcd-server")?;
+        program(&["etcdctl"], &[], "etcd-client")?;
+        Ok(())
+    }
+
     fn complete(&self, head: &[u8], _tail: &[u8]) -> std::result::Result<(), String> {
         if head.get(16..20) == Some(&[0xed, 0xda, 0x0c, 0xed]) {
             Ok(())
@@ -102,6 +108,11 @@ impl DumpAdapter for Etcd {
             .map_err(|e| Error::io("create a temp folder in", parent, e))?;
         let temp_path = Utf8Path::from_path(temp.path())
             .ok_or_else(|| Error::Refused(format!("{parent}: not UTF-8")))?;
+        // what it holds, from a throwaway member of its own, first: a snapshot that does not
+        // start leaves no data dir behind
+        let look = temp_path.join("look");
+        std::fs::create_dir(&look).map_err(|e| Error::io("create folder", &look, e))?;
+        let mut loaded = self.drill(dump, &look, runner)?;
         let snap = temp_path.join("snapshot.db");
         file::decompress_to(&dump.path, &snap, None)?;
         run_step(
@@ -109,13 +120,11 @@ impl DumpAdapter for Etcd {
             "etcd snapshot restore",
             &restore_command(&snap, dir, &[])?,
         )?;
-        // what it holds, from a throwaway member of its own
-        let look = temp_path.join("look");
-        std::fs::create_dir(&look).map_err(|e| Error::io("create folder", &look, e))?;
-        let mut loaded = self.drill(dump, &look, runner)?;
         loaded.notes.push(format!(
-            "start the member with --data-dir {dir} (kubeadm: the etcd manifest's hostPath); \
-             one member, then add the others back"
+            "start the member with --data-dir {dir} (kubeadm: the etcd manifest's hostPath): \
+             it is restored as a single member named `default`; a cluster of several is \
+             restored member by member with etcdutl's --name, --initial-cluster and \
+             --initial-advertise-peer-urls"
         ));
         Ok(loaded)
     }

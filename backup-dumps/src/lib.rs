@@ -139,6 +139,16 @@ pub trait DumpAdapter: Send + Sync {
     /// folder that exists already.
     fn restore(&self, dump: &DumpFile, to: &Target, runner: &dyn Runner) -> Result<Loaded>;
 
+    /// Whether this host has what [`DumpAdapter::drill`] starts (`Err`: what is missing, with
+    /// its Debian package): the PVE host has no database server; the dump drill's CronJob image
+    /// has them all.
+    ///
+    /// # Errors
+    /// The first missing program.
+    fn servers_installed(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Starts a throwaway server of this kind in `scratch` (a new, empty folder; loopback or a
     /// socket only), loads `dump` into it, looks at what it holds, and stops it.
     ///

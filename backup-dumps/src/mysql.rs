@@ -17,14 +17,16 @@ pub(crate) struct Mysql;
 
 const END: &str = "-- Dump completed";
 
+/// MariaDB's client (`mysql` is its name on some hosts; Oracle's client has no `--sandbox`
+/// and is refused by it).
 fn client() -> Result<String> {
     program(&["mariadb", "mysql"], &[], "mariadb-client")
 }
 
 /// The client aimed at `to`: `--defaults-extra-file` first (the client takes it only there),
-/// then `--sandbox` (a dump is a file a pod can write: its `system`, `\!`, `tee`, `source`
-/// must not run; MariaDB 10.11.8 and later), `-h`, `-P`, `-u`, the env file's variables
-/// (`MYSQL_PWD`).
+/// then `--sandbox --binary-mode --local-infile=0` (a dump is a file a pod can write: its
+/// `system`, `\!`, `tee`, `source`, `connect` must not run; MariaDB's client 10.11.8 and later),
+/// `-h`, `-P`, `-u`, the env file's variables (`MYSQL_PWD`).
 fn mysql(to: &Target) -> Result<Invocation> {
     let mut inv = Invocation::new(&client()?, Vec::<String>::new());
     match &to.defaults_file {
@@ -34,7 +36,10 @@ fn mysql(to: &Target) -> Result<Invocation> {
         }
         None => {}
     }
-    inv = inv.arg("--sandbox");
+    // no client command of the dump runs: --binary-mode parses none but DELIMITER (no
+    // `connect`/`\\r` to another host with these credentials), --sandbox refuses the file and
+    // shell ones, --local-infile=0 keeps LOAD DATA LOCAL from reading this host's files
+    inv = inv.args(["--sandbox", "--binary-mode", "--local-infile=0"]);
     if let Some(h) = &to.host {
         // a path is the server's socket
         let flag = if h.starts_with('/') { "-S" } else { "-h" };
@@ -143,8 +148,13 @@ fn load(runner: &dyn Runner, dump: &DumpFile, to: &Target) -> Result<()> {
         false,
     )?;
     if !out.success() {
+        let half = to
+            .database
+            .as_ref()
+            .map(|d| format!(" Database {d} may be half loaded: drop it before trying again."))
+            .unwrap_or_default();
         return Err(Error::Refused(format!(
-            "{} did not load {} (exit {}): {}",
+            "{} did not load {} (exit {}): {}{half}",
             inv.program,
             dump.path,
             out.status
@@ -158,6 +168,21 @@ fn load(runner: &dyn Runner, dump: &DumpFile, to: &Target) -> Result<()> {
 impl DumpAdapter for Mysql {
     fn kind(&self) -> DumpKind {
         DumpKind::Mysql
+    }
+
+    fn servers_installed(&self) -> Result<()> {
+        client()?;
+        program(
+            &["mariadb-install-db", "mysql_install_db"],
+            &[],
+            "mariadb-server",
+        )?;
+        program(
+            &["mariadbd", "mysqld"],
+            &[Utf8PathBuf::from("/usr/sbin")],
+            "mariadb-server",
+        )?;
+        Ok(())
     }
 
     fn complete(&self, _head: &[u8], tail: &[u8]) -> std::result::Result<(), String> {
@@ -248,6 +273,8 @@ impl DumpAdapter for Mysql {
                     format!("--datadir={data}"),
                     format!("--socket={sock}"),
                     format!("--tmpdir={dir}"),
+                    // INTO OUTFILE and LOAD_FILE of a dump stay in the server's own folder
+                    format!("--secure-file-priv={dir}"),
                     format!("--pid-file={}", dir.join("mysqld.pid")),
                     "--skip-networking".to_owned(),
                     "--skip-grant-tables".to_owned(),

@@ -43,6 +43,35 @@ fn tool(name: &str) -> Result<String> {
     program(&[name], &bindirs(), "postgresql")
 }
 
+/// Whether psql `version` (`psql (PostgreSQL) 15.18 (Debian …)`) reads a stream restricted
+/// (`\\restrict`: 13.22, 14.19, 15.14, 16.10, 17.6 and every later release). An older one
+/// takes `\\restrict` for an unknown command and goes on unrestricted.
+fn reads_restricted(version: &str) -> bool {
+    let Some(v) = version
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+    else {
+        return false;
+    };
+    let mut parts = v.split('.').map(|p| {
+        p.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    match major {
+        0..=12 => false,
+        13 => minor >= 22,
+        14 => minor >= 19,
+        15 => minor >= 14,
+        16 => minor >= 10,
+        17 => minor >= 6,
+        _ => true,
+    }
+}
+
 /// `psql` aimed at `to`: `-h`, `-p`, `-U` (default `postgres`), the env file's variables, no
 /// `.psqlrc`.
 fn psql(to: &Target) -> Result<Invocation> {
@@ -124,6 +153,15 @@ fn inspect(runner: &dyn Runner, to: &Target) -> Result<Loaded> {
 /// Feeds the dump into `psql`. Errors are counted from what psql says; `role "…" already
 /// exists` is expected (`pg_dumpall` creates every role, the bootstrap one included).
 fn load(runner: &dyn Runner, dump: &DumpFile, to: &Target) -> Result<()> {
+    let version = Invocation::new(&tool("psql")?, ["--version"]).read_only();
+    let said = runner.run(&version).map_err(Error::Core)?;
+    let said = String::from_utf8_lossy(&said.stdout).trim().to_owned();
+    if !reads_restricted(&said) {
+        return Err(Error::Refused(format!(
+            "{said} cannot read a dump restricted (a dump's `\\!` would run as this user): \
+             install psql 13.22, 14.19, 15.14, 16.10, 17.6 or later"
+        )));
+    }
     let inv = psql(to)?.env("PGDATABASE", "postgres").args(["-f", "-"]);
     let out = feed_sql(
         runner,
@@ -143,8 +181,13 @@ fn load(runner: &dyn Runner, dump: &DumpFile, to: &Target) -> Result<()> {
         .collect();
     if !out.success() || !errors.is_empty() {
         let shown: Vec<&str> = errors.iter().take(3).copied().collect();
+        let half = to
+            .database
+            .as_ref()
+            .map(|d| format!(" Database {d} may be half loaded: drop it before trying again."))
+            .unwrap_or_default();
         return Err(Error::Refused(format!(
-            "psql did not load {} (exit {}, {} error(s)): {}",
+            "psql did not load {} (exit {}, {} error(s)): {}{half}",
             dump.path,
             out.status
                 .map_or_else(|| "by a signal".into(), |c| c.to_string()),
@@ -162,6 +205,13 @@ fn load(runner: &dyn Runner, dump: &DumpFile, to: &Target) -> Result<()> {
 impl DumpAdapter for Postgres {
     fn kind(&self) -> DumpKind {
         DumpKind::Postgresql
+    }
+
+    fn servers_installed(&self) -> Result<()> {
+        for t in ["initdb", "pg_ctl", "psql"] {
+            tool(t)?;
+        }
+        Ok(())
     }
 
     fn complete(&self, head: &[u8], tail: &[u8]) -> std::result::Result<(), String> {
@@ -223,9 +273,9 @@ impl DumpAdapter for Postgres {
         let mut loaded = inspect(runner, to)?;
         if to.database.is_some() {
             loaded.notes.push(
-                "roles the dump names were created when missing, without their attributes or \
-                 passwords (set them: ALTER ROLE … LOGIN PASSWORD …); the server's existing \
-                 roles were not changed"
+                "roles the dump names were created when missing, bare (no attributes, password \
+                 or memberships: ALTER ROLE … LOGIN PASSWORD …, GRANT …); the dump's ALTER \
+                 ROLE, GRANT and COMMENT ON ROLE lines were left out"
                     .to_owned(),
             );
         }
@@ -316,6 +366,23 @@ impl Drop for Stopper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_psql_that_reads_restricted_is_used() {
+        for (v, ok) in [
+            ("psql (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)", true),
+            ("psql (PostgreSQL) 15.13", false),
+            ("psql (PostgreSQL) 16.9", false),
+            ("psql (PostgreSQL) 16.10", true),
+            ("psql (PostgreSQL) 17.6", true),
+            ("psql (PostgreSQL) 18.1", true),
+            ("psql (PostgreSQL) 12.22", false),
+            ("psql (PostgreSQL) 13.22", true),
+            ("nonsense", false),
+        ] {
+            assert_eq!(reads_restricted(v), ok, "{v}");
+        }
+    }
 
     #[test]
     fn a_dump_is_whole_only_with_its_closing_line_last() {

@@ -80,6 +80,12 @@ impl DumpAdapter for Redis {
         DumpKind::Redis
     }
 
+    fn servers_installed(&self) -> Result<()> {
+        program(&["redis-server"], &[], "redis-server")?;
+        program(&["redis-cli"], &[], "redis-tools")?;
+        Ok(())
+    }
+
     fn complete(&self, head: &[u8], tail: &[u8]) -> std::result::Result<(), String> {
         if !head.starts_with(b"REDIS") {
             return Err("not an RDB file (it does not start with `REDIS`)".to_owned());

@@ -31,8 +31,8 @@ pub fn feed_sql(
         Some(db) => {
             let mut one = OneDatabase::new(reader, header, db, Arc::clone(&found));
             if restrict {
-                // into a live server: its roles keep their passwords and attributes
-                one.drop_in_preamble = Some(b"ALTER ROLE ");
+                // into a live server: its roles keep their attributes, passwords, memberships
+                one.drop_in_preamble = &[b"ALTER ROLE ", b"GRANT ", b"COMMENT ON ROLE "];
             }
             Box::new(one)
         }
@@ -46,7 +46,8 @@ pub fn feed_sql(
     let out = runner
         .feed(inv, &mut input, &mut std::io::sink())
         .map_err(Error::Core)?;
-    if let Some(db) = database.filter(|_| !found.load(Ordering::SeqCst)) {
+    // a client that died first is its own failure, not a missing database
+    if let Some(db) = database.filter(|_| out.success() && !found.load(Ordering::SeqCst)) {
         return Err(Error::NotFound(format!(
             "{}: no database `{db}` in this dump",
             dump.path
@@ -230,7 +231,7 @@ pub struct OneDatabase<R> {
     /// Before the first section.
     preamble: bool,
     /// Lines of the preamble starting so are left out.
-    pub drop_in_preamble: Option<&'static [u8]>,
+    pub drop_in_preamble: &'static [&'static [u8]],
     /// Set once the named section is seen.
     found: Arc<AtomicBool>,
     line: Vec<u8>,
@@ -251,7 +252,7 @@ impl<R: BufRead> OneDatabase<R> {
             wanted: wanted.as_bytes().to_vec(),
             keep: true,
             preamble: true,
-            drop_in_preamble: None,
+            drop_in_preamble: &[],
             found,
             line: Vec::new(),
             pos: 0,
@@ -277,7 +278,8 @@ impl<R: BufRead> Read for OneDatabase<R> {
             let dropped = self.preamble
                 && self
                     .drop_in_preamble
-                    .is_some_and(|p| self.line.starts_with(p));
+                    .iter()
+                    .any(|p| self.line.starts_with(p));
             if !self.keep || dropped {
                 self.line.clear();
             }

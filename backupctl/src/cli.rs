@@ -44,7 +44,7 @@ pub enum Command {
     /// Every difference is named by path; exit 1 on any.
     Verify(VerifyFlags),
     /// Print the Prometheus alerting rules for every job (the app jobs from `[[alerts.job]]`,
-    /// else the seed's six); `deploy/prometheus/backup-alerts.yaml` is this output with no
+    /// else the architecture's six); `deploy/prometheus/backup-alerts.yaml` is this output with no
     /// config.
     Alerts,
     /// Print the systemd units (services and timers, hardened), or write them with --write.

@@ -413,7 +413,7 @@ fn drill_dump_part(
         (DumpsInDrill::No, _) | (DumpsInDrill::Too, Err(Error::Usage(_))) => return Ok(Vec::new()),
         (_, r) => r?,
     };
-    let dumps = crate::drill_dumps(ctx, &folders)?;
+    let dumps = crate::drill_dumps(ctx, &folders, args.dumps == DumpsInDrill::Only)?;
     for d in &dumps {
         if let Some(why) = &d.failed {
             differences.push(Difference {
@@ -831,6 +831,9 @@ impl Outcome for DrillReport {
             "restored into a throwaway server"
         };
         for d in self.dumps.iter().filter(|d| d.failed.is_none()) {
+            // checked whole but not loaded (no server of its kind on this host, --dry-run)
+            let loaded = d.loaded.as_ref().is_some_and(|l| !l.items.is_empty());
+            let done = if loaded { done } else { "checked" };
             out.push_str(&format!(
                 "  dump {} ({}) {done} in {:.1} s: {}\n",
                 d.dump.name,

@@ -325,11 +325,16 @@ pub struct DumpDrilled {
 
 /// The newest dump of every name in `folders`, each loaded into a throwaway server of its kind
 /// in a temp folder of its own (the servers may run as `nobody`, who must reach it), checked
-/// and removed.
+/// and removed. A kind whose servers this host lacks is checked whole only and said so, unless
+/// `servers_required` (the dump drill's own run), where that fails it.
 ///
 /// # Errors
 /// A dump folder cannot be read, or no temp folder can be made.
-pub fn drill_dumps(ctx: &Context<'_>, folders: &[Utf8PathBuf]) -> Result<Vec<DumpDrilled>> {
+pub fn drill_dumps(
+    ctx: &Context<'_>,
+    folders: &[Utf8PathBuf],
+    servers_required: bool,
+) -> Result<Vec<DumpDrilled>> {
     let kinds = ctx
         .cfg_opt()
         .map(|c| c.dumps.kinds.clone())
@@ -347,6 +352,18 @@ pub fn drill_dumps(ctx: &Context<'_>, folders: &[Utf8PathBuf]) -> Result<Vec<Dum
             let dir = base.join(format!("{i:03}"));
             std::fs::create_dir(&dir).map_err(|e| format!("create folder {dir}: {e}"))?;
             check_whole(&dump, a.as_ref(), min_bytes).map_err(|e| e.to_string())?;
+            if let Err(e) = a.servers_installed() {
+                if servers_required {
+                    return Err(format!("no throwaway {k} server here: {e}"));
+                }
+                // the PVE host: the dump is whole; the dump-drill CronJob loads it
+                return Ok(Loaded {
+                    items: Vec::new(),
+                    notes: vec![format!(
+                        "whole; not loaded on this host ({e}): the dump-drill CronJob loads it"
+                    )],
+                });
+            }
             if ctx.dry_run() {
                 // a throwaway server is still a process and files: none under --dry-run
                 return Ok(Loaded {

@@ -30,6 +30,11 @@ pub fn verify_offsite(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyRepo
             cfg.file
         )));
     };
+    if let Some(p) = args.sample.filter(|p| !(*p > 0.0 && *p <= 100.0)) {
+        return Err(Error::Usage(format!(
+            "--sample {p}: expected a percent above 0, at most 100"
+        )));
+    }
     let started = std::time::Instant::now();
     let store = ctx.store()?;
     let root = store.root().clone();

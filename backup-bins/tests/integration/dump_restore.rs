@@ -724,33 +724,13 @@ fn a_dump_cannot_run_shell_commands() {
 #[test]
 fn a_corrupt_rdb_fails_the_drill() {
     let (_d, dir) = tempdir();
-    let _redis = Killed(redis_server(&dir, None, "dump.rdb"));
     let mut mset = vec!["MSET".to_owned()];
     for i in 0..20_000 {
         mset.extend([format!("key:{i}"), format!("value {i} {}", "x".repeat(40))]);
     }
-    redis_cli(
-        &dir,
-        None,
-        &mset.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
     let dumps = dir.join("dumps");
     std::fs::create_dir(&dumps).unwrap();
-    let sock = dir.join("redis.sock");
-    let out = dump_command("redis", &dumps)
-        .args([
-            "--ext",
-            "rdb",
-            "--",
-            "redis-cli",
-            "-s",
-            sock.as_str(),
-            "--rdb",
-            "{out}",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    crate::dump_servers::redis_dump(&dumps, &mset.iter().map(String::as_str).collect::<Vec<_>>());
     let (code, v, out) = drill_json(&dumps);
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(loaded(&v, "redis"), [("db0".to_owned(), 0, 20_000)]);
@@ -786,4 +766,55 @@ fn a_name_with_multibyte_characters_is_not_a_dump_and_nothing_panics() {
         "{out}"
     );
     assert!(started.elapsed() < Duration::from_secs(60), "{out}");
+}
+
+/// On a host without a kind's servers (the PVE host has no database server), the weekly drill
+/// checks those dumps whole and says they were not loaded there, and passes; the dump drill's
+/// own run (`--dumps-only`, the CronJob) fails on them, naming the missing package.
+#[test]
+fn a_host_without_the_servers_checks_the_dumps_and_the_dump_drill_fails() {
+    let env = crate::harness::Env::new();
+    let dumps = env.root.join("dumps");
+    std::fs::create_dir(&dumps).unwrap();
+    crate::dump_servers::redis_dump(&dumps, &["SET", "a", "1"]);
+    let cfg = std::fs::read_to_string(env.config()).unwrap();
+    std::fs::write(
+        env.config(),
+        format!("{cfg}\n[dumps]\nfolders = [\"{dumps}\"]\n"),
+    )
+    .unwrap();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    // a PATH with rsync and nothing of Redis
+    let bin = env.root.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/rsync", bin.join("rsync")).unwrap();
+    let out = env
+        .command(
+            CTL,
+            &["drill", "--no-tier", "--now", "2026-01-06T09:00:00Z"],
+        )
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("dump redis (redis) checked")
+            && text(&out).contains("not loaded on this host"),
+        "{}",
+        text(&out)
+    );
+    let out = env
+        .command(
+            CTL,
+            &["drill", "--dumps-only", "--now", "2026-01-06T09:00:00Z"],
+        )
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("redis-server is not installed (Debian package redis-server)"),
+        "{}",
+        text(&out)
+    );
 }

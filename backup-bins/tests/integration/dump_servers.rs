@@ -382,3 +382,18 @@ fn redis_rdb_dump_loads_into_a_fresh_server_with_equal_keys() {
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
     only_dump(&dest.join("dumps"), "redis");
 }
+
+/// A Redis server holding `cmd` (one redis-cli command, e.g. `MSET a 1`), dumped by
+/// `backup-dump --name redis --ext rdb` into `dumps`; the server is stopped again.
+pub fn redis_dump(dumps: &Utf8Path, cmd: &[&str]) {
+    let (_r, rdir) = tempdir();
+    let _server = Killed(redis_server(&rdir, None, "dump.rdb"));
+    redis_cli(&rdir, None, cmd);
+    let sock = rdir.join("redis.sock");
+    let out = dump_command("redis", dumps)
+        .args(["--ext", "rdb", "--", "redis-cli", "-s", sock.as_str()])
+        .args(["--rdb", "{out}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
