@@ -266,3 +266,117 @@ pub fn run_step(
         )))
     }
 }
+
+/// The temp folder of one run's throwaway servers (`<TMPDIR>/backupctl-dump-XXXXXX`, 0711: the
+/// servers' user may pass, not list), locked (`flock` on its `.lock`) while the run lives, and
+/// removed when dropped. A run killed outright (kill -9, the stop watchdog's exit) leaves its
+/// folder and servers behind: [`sweep_stale`] ends them on the next run.
+#[derive(Debug)]
+pub struct ScratchRoot {
+    _lock: std::fs::File,
+    dir: tempfile::TempDir,
+    /// The folder.
+    pub path: Utf8PathBuf,
+}
+
+/// The prefix of [`ScratchRoot`] folders in the temp folder.
+const SCRATCH_PREFIX: &str = "backupctl-dump-";
+
+impl ScratchRoot {
+    /// A new, locked folder.
+    ///
+    /// # Errors
+    /// The temp folder cannot be used.
+    pub fn new() -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix(SCRATCH_PREFIX)
+            .tempdir()
+            .map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
+        let path = Utf8Path::from_path(dir.path())
+            .ok_or_else(|| Error::Refused("the temp folder is not UTF-8 (TMPDIR)".to_owned()))?
+            .to_owned();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| Error::io("set the mode of", &path, e))?;
+        let lock_path = path.join(".lock");
+        let lock =
+            std::fs::File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|e| Error::io("lock", &lock_path, e.into()))?;
+        Ok(Self {
+            _lock: lock,
+            dir,
+            path,
+        })
+    }
+
+    /// The folder (kept until the root is dropped).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+/// Ends what killed runs left: every `backupctl-dump-*` folder in the temp folder whose lock
+/// nobody holds has each process that names it on its command line (a server's `--datadir`,
+/// `-D`, `--dir`) killed, and is removed. Returns what was cleaned, one line each.
+pub fn sweep_stale() -> Vec<String> {
+    let tmp = std::env::temp_dir();
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return Vec::new();
+    };
+    let mut cleaned = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let is_ours = name.to_str().is_some_and(|n| n.starts_with(SCRATCH_PREFIX))
+            && e.file_type().is_ok_and(|t| t.is_dir());
+        let dir = e.path();
+        if !is_ours {
+            continue;
+        }
+        // a folder whose run still lives holds its lock; one without a lock is not ours to take
+        let Ok(lock) = std::fs::File::open(dir.join(".lock")) else {
+            continue;
+        };
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            continue;
+        }
+        let killed = kill_naming(dir.as_os_str().as_encoded_bytes());
+        let _ = std::fs::remove_dir_all(&dir);
+        cleaned.push(format!(
+            "removed {} left by a run that was killed ({killed} of its servers stopped)",
+            dir.display()
+        ));
+    }
+    cleaned
+}
+
+/// SIGKILL to every process (but this one) whose command line holds `needle`; how many.
+fn kill_naming(needle: &[u8]) -> usize {
+    let me = std::process::id();
+    let mut n = 0;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.windows(needle.len()).any(|w| w == needle) {
+            if let Some(pid) = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                if rustix::process::kill_process(pid, rustix::process::Signal::Kill).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
+}

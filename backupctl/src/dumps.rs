@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Instant;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 use serde::Serialize;
 
 use backup_dumps::{adapter, check_whole, list_dumps, DumpFile, DumpKind, Loaded, Target};
@@ -253,19 +253,15 @@ pub fn restore_dump(ctx: &Context<'_>, args: &DumpRestoreArgs) -> Result<DumpRes
     Ok(report)
 }
 
-/// A temp folder for throwaway servers, removed with the guard.
-fn scratch_temp() -> Result<(tempfile::TempDir, Utf8PathBuf)> {
-    let temp = tempfile::Builder::new()
-        .prefix("backupctl-dump-")
-        .tempdir()
-        .map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
-    let path = Utf8Path::from_path(temp.path())
-        .ok_or_else(|| Error::Refused("the temp folder is not UTF-8 (TMPDIR)".to_owned()))?
-        .to_owned();
-    // traversable (not listable) by the servers' user
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o711))
-        .map_err(|e| Error::io("set the mode of", &path, e))?;
-    Ok((temp, path))
+/// A temp folder for throwaway servers, removed with the guard; first, what killed runs left
+/// is ended ([`backup_dumps::scratch::sweep_stale`], said on stderr).
+fn scratch_temp() -> Result<(backup_dumps::scratch::ScratchRoot, Utf8PathBuf)> {
+    for line in backup_dumps::scratch::sweep_stale() {
+        eprintln!("backupctl: {line}");
+    }
+    let root = backup_dumps::scratch::ScratchRoot::new()?;
+    let path = root.path.clone();
+    Ok((root, path))
 }
 
 impl Outcome for DumpRestoreReport {

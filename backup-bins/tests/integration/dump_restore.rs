@@ -818,3 +818,58 @@ fn a_host_without_the_servers_checks_the_dumps_and_the_dump_drill_fails() {
         text(&out)
     );
 }
+
+/// A drill killed outright (kill -9, the stop watchdog's exit) leaves its temp folder and
+/// throwaway servers: the next run ends the servers that name a folder whose lock nobody
+/// holds, removes it, and says so; a folder a live run holds is left alone.
+#[test]
+fn what_a_killed_drill_left_is_ended_by_the_next() {
+    let tmp = std::env::temp_dir();
+    let stale =
+        Utf8PathBuf::from_path_buf(tmp.join(format!("backupctl-dump-stale{}", std::process::id())))
+            .unwrap();
+    let held =
+        Utf8PathBuf::from_path_buf(tmp.join(format!("backupctl-dump-held{}", std::process::id())))
+            .unwrap();
+    for d in [&stale, &held] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join(".lock"), "").unwrap();
+    }
+    // a "server" of the killed run, and the lock of a live one
+    let server = Command::new("python3")
+        .args([
+            "-c",
+            "import time; time.sleep(600)",
+            stale.join("data").as_str(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let live = Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX); \
+             time.sleep(600)",
+            held.join(".lock").as_str(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_server, _live) = (Killed(server), Killed(live));
+    std::thread::sleep(Duration::from_millis(300));
+    let (_d, dir) = tempdir();
+    crate::dump_servers::redis_dump(&dir, &["SET", "a", "1"]);
+    let (code, _, out) = drill_json(&dir);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "removed {stale} left by a run that was killed (1 of its servers stopped)"
+        )),
+        "{out}"
+    );
+    assert!(!stale.exists());
+    assert!(held.exists(), "a folder a live run holds was removed");
+    std::fs::remove_dir_all(&held).unwrap();
+}
