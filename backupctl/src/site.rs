@@ -111,7 +111,6 @@ pub fn drill_site(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         .collect();
     let store = ctx.store()?;
     let versions = store.list_versions(Series::Pvc)?;
-    missing.extend(missing_pvcs(ctx, cfg, &versions));
     missing.extend(stale_dumps(ctx, &report));
     let mut layers = Vec::new();
     layers.push(pvc_layer(store.as_ref(), &versions, &report));
@@ -122,6 +121,10 @@ pub fn drill_site(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     let scratch = Utf8Path::from_path(scratch.path())
         .ok_or_else(|| Error::Refused("the temp folder is not UTF-8 (TMPDIR)".to_owned()))?
         .to_owned();
+    // the PVCs the offsite copy lacks: from the encrypted tier, or missing
+    let (tier, lost) = from_tier(ctx, cfg, missing_pvcs(ctx, cfg, &versions), &scratch);
+    layers.extend(tier);
+    missing.extend(lost);
     // only what the config backs up: a host without pfSense misses nothing there
     let mut configs = Vec::new();
     if cfg.pfsense.is_some() {
@@ -206,7 +209,7 @@ fn missing_pvcs(
     ctx: &Context<'_>,
     cfg: &backup_core::Config,
     versions: &[WeekVersion],
-) -> Vec<String> {
+) -> Vec<(String, String)> {
     let complete: BTreeSet<(String, String)> = versions
         .iter()
         .filter(|v| v.is_complete())
@@ -223,10 +226,73 @@ fn missing_pvcs(
                 .map(|v| (v.namespace.clone(), v.pvc.clone())),
         )
         .collect();
-    known
-        .difference(&complete)
-        .map(|(ns, pvc)| format!("{ns}/{pvc}: no complete version in the offsite copy"))
-        .collect()
+    known.difference(&complete).cloned().collect()
+}
+
+/// Each PVC the offsite copy lacks, brought back whole from the first tier repository
+/// (`restore pvc --from-tier`: restic, checked against the record it was sent with) into
+/// `scratch`; what the tier cannot give back (or no tier) is missing.
+fn from_tier(
+    ctx: &Context<'_>,
+    cfg: &backup_core::Config,
+    lacking: Vec<(String, String)>,
+    scratch: &Utf8Path,
+) -> (Option<(String, f64, String)>, Vec<String>) {
+    let tier = cfg
+        .offsite
+        .as_ref()
+        .and_then(|o| o.repositories.first())
+        .map(|r| r.name.clone());
+    let (mut seconds, mut restored, mut unchecked, mut missing) = (0.0, 0u64, 0u64, Vec::new());
+    for (ns, pvc) in lacking {
+        let lost =
+            |why: String| format!("{ns}/{pvc}: no complete version in the offsite copy{why}");
+        let Some(name) = &tier else {
+            missing.push(lost(String::new()));
+            continue;
+        };
+        let args = crate::PvcRestoreArgs {
+            pvc: match format!("{ns}/{pvc}").parse() {
+                Ok(p) => p,
+                Err(e) => {
+                    missing.push(lost(format!(" ({e})")));
+                    continue;
+                }
+            },
+            week: None,
+            to: Some(scratch.join("tier").join(&ns).join(&pvc)),
+            force: false,
+            into_volume: false,
+            paths: Vec::new(),
+            from_tier: Some(name.clone()),
+        };
+        match crate::restore_pvc(ctx, &args) {
+            Ok(r) if r.check.as_ref().is_none_or(|c| c.differences.is_empty()) => {
+                // no check: the record it was sent with has not reached the offsite copy yet
+                unchecked += u64::from(r.check.is_none());
+                seconds += r.seconds;
+                restored += 1;
+            }
+            Ok(_) => missing.push(lost(format!(
+                ", and tier `{name}` gave back a copy that does not match its record"
+            ))),
+            Err(e) => missing.push(lost(format!(", nor in tier `{name}`: {e}"))),
+        }
+    }
+    let layer = (restored > 0).then(|| {
+        (
+            "tier".to_owned(),
+            seconds,
+            format!(
+                "{} the offsite copy lacks, restored whole from tier `{}` ({} of them \
+                 not checked: no record of it in the offsite copy)",
+                backup_host::human::plural(restored, "PVC"),
+                tier.unwrap_or_default(),
+                unchecked
+            ),
+        )
+    });
+    (layer, missing)
 }
 
 /// A dump name whose newest is over 30 days old, and no etcd snapshot at all when there are

@@ -1110,3 +1110,56 @@ fn a_tier_restore_is_checked_against_the_record_sent_with_its_snapshot() {
     );
     assert!(!dest.join("f4").exists());
 }
+
+/// `drill --site` with the backup disk renamed away and a PVC the NAS copy lost: it comes back
+/// from the encrypted tier (restic, checked against the record it was sent with), and the
+/// rehearsal passes; without a tier the same PVC is named missing and it fails.
+#[test]
+fn drill_site_brings_back_from_the_tier_what_the_nas_lacks() {
+    let (env, _repo, _pass) = env_with_tier();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    // twice: the tier's records reach the NAS with the second step 1
+    for _ in 0..2 {
+        let out = env.run(OFFSITE, &["--now", "2026-01-05T06:00:00Z"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let week = env.root.join("nas/pve-backup/pvc-data/2026-02");
+    std::fs::remove_dir_all(week.join("nextcloud")).unwrap();
+    std::fs::remove_file(week.join(".complete/nextcloud/files")).unwrap();
+    let backup = env.root.join("backup");
+    let gone = env.root.join("backup-gone");
+    let rehearse = || {
+        std::fs::rename(&backup, &gone).unwrap();
+        let out = env.run(
+            crate::harness::CTL,
+            &[
+                "drill",
+                "--site",
+                "--no-tier",
+                "--now",
+                "2026-01-06T09:00:00Z",
+            ],
+        );
+        std::fs::rename(&gone, &backup).unwrap();
+        out
+    };
+    let out = rehearse();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("1 PVC the offsite copy lacks, restored whole from tier")
+            && text(&out).contains("(0 of them not checked"),
+        "{}",
+        text(&out)
+    );
+    // no tier: missing
+    let cfg = std::fs::read_to_string(env.config()).unwrap();
+    let cut = cfg.find("[[offsite.repository]]").unwrap();
+    std::fs::write(env.config(), &cfg[..cut]).unwrap();
+    let out = rehearse();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("MISSING nextcloud/files: no complete version in the offsite copy"),
+        "{}",
+        text(&out)
+    );
+}
