@@ -10,7 +10,7 @@ use backup_core::{Invocation, Runner};
 use backup_host::error::{Error, Result};
 
 use crate::scratch::{program, run_step, Identity, Server};
-use crate::sections::{feed_sql, holds_database, mysql_header, server_target, sql_plan};
+use crate::sections::{feed_sql, mysql_header, require_database, server_target, sql_plan};
 use crate::{DumpAdapter, DumpFile, DumpKind, Loaded, LoadedItem, Target};
 
 pub(crate) struct Mysql;
@@ -210,12 +210,7 @@ impl DumpAdapter for Mysql {
     fn restore(&self, dump: &DumpFile, to: &Target, runner: &dyn Runner) -> Result<Loaded> {
         server_target(to, "MySQL")?;
         if let Some(db) = &to.database {
-            if !holds_database(dump, mysql_header, db)? {
-                return Err(Error::NotFound(format!(
-                    "{}: no database `{db}` in this dump: nothing was changed",
-                    dump.path
-                )));
-            }
+            require_database(dump, mysql_header, db)?;
             let there = query(
                 runner,
                 to,

@@ -7,7 +7,7 @@ use backup_core::{Invocation, Runner};
 use backup_host::error::{Error, Result};
 
 use crate::scratch::{program, run_step, Identity};
-use crate::sections::{feed_sql, holds_database, postgres_header, server_target, sql_plan};
+use crate::sections::{feed_sql, postgres_header, require_database, server_target, sql_plan};
 use crate::{DumpAdapter, DumpFile, DumpKind, Loaded, LoadedItem, Target};
 
 pub(crate) struct Postgres;
@@ -247,12 +247,7 @@ impl DumpAdapter for Postgres {
     fn restore(&self, dump: &DumpFile, to: &Target, runner: &dyn Runner) -> Result<Loaded> {
         server_target(to, "PostgreSQL")?;
         if let Some(db) = &to.database {
-            if !holds_database(dump, postgres_header, db)? {
-                return Err(Error::NotFound(format!(
-                    "{}: no database `{db}` in this dump: nothing was changed",
-                    dump.path
-                )));
-            }
+            require_database(dump, postgres_header, db)?;
             let there = query(
                 runner,
                 to,

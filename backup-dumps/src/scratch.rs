@@ -244,7 +244,7 @@ pub fn said(out: &backup_core::Output) -> String {
     backup_core::stderr_tail(text, 5)
 }
 
-/// Runs `inv` and fails unless it exits 0, naming `step` and what the tool said.
+/// Runs `inv` and fails unless it exits 0 ([`Invocation::run_checked`]), naming `step`.
 ///
 /// # Errors
 /// It could not start, or did not exit 0.
@@ -253,18 +253,12 @@ pub fn run_step(
     step: &str,
     inv: &Invocation,
 ) -> Result<backup_core::Output> {
-    let out = runner.run(inv).map_err(Error::Core)?;
-    if out.success() {
-        Ok(out)
-    } else {
-        Err(Error::Refused(format!(
-            "{step} failed (`{}`, exit {}): {}",
-            inv.display(),
-            out.status
-                .map_or_else(|| "by a signal".to_owned(), |c| c.to_string()),
-            said(&out)
-        )))
-    }
+    inv.run_checked(runner).map_err(|e| match e {
+        backup_core::Error::Command(backup_core::CommandError::Failed { .. }) => {
+            Error::Refused(format!("{step} failed: {e}"))
+        }
+        other => Error::Core(other),
+    })
 }
 
 /// The temp folder of one run's throwaway servers (`<TMPDIR>/backupctl-dump-XXXXXX`, 0711: the

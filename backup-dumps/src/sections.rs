@@ -167,12 +167,28 @@ impl<R: BufRead> Read for Restricted<R> {
     }
 }
 
-/// Whether `dump` has a section for `database`: read through once before anything is loaded
-/// (a name it does not hold must change nothing on the server).
+/// Refuses a `database` the dump has no section for, before anything is loaded (a name it
+/// does not hold must change nothing on the server).
 ///
 /// # Errors
-/// The dump cannot be read.
-pub fn holds_database(
+/// The dump cannot be read, or has no such database ([`Error::NotFound`]).
+pub fn require_database(
+    dump: &DumpFile,
+    header: fn(&[u8]) -> Option<Vec<u8>>,
+    database: &str,
+) -> Result<()> {
+    if holds_database(dump, header, database)? {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!(
+            "{}: no database `{database}` in this dump: nothing was changed",
+            dump.path
+        )))
+    }
+}
+
+/// Whether `dump` has a section for `database`, read through once.
+fn holds_database(
     dump: &DumpFile,
     header: fn(&[u8]) -> Option<Vec<u8>>,
     database: &str,

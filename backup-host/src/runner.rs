@@ -166,6 +166,26 @@ impl DuctRunner {
         self.pipe_through(inv, None, sink)
     }
 
+    /// Starts `inv` leading a process group of its own (a stop reaches its children too: see
+    /// `kill`), stdout and stderr piped, stdin piped when `stdin`.
+    fn spawn_piped(&self, inv: &Invocation, stdin: bool) -> std::io::Result<std::process::Child> {
+        use std::process::Stdio;
+        if self.verbose {
+            eprintln!("+ {}", inv.display());
+        }
+        let mut cmd = std::process::Command::new(&inv.program);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        cmd.args(&inv.args)
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() });
+        for (k, v) in &inv.env {
+            cmd.env(k, v);
+        }
+        cmd.spawn()
+    }
+
     /// [`DuctRunner::stream_to`], with standard input copied from `input` (else from
     /// `inv.stdin`, else none). A failed read of `input` stops the command and is the error.
     fn pipe_through(
@@ -175,32 +195,15 @@ impl DuctRunner {
         sink: &mut dyn std::io::Write,
     ) -> backup_core::Result<Output> {
         use std::io::Write;
-        use std::process::Stdio;
-        if self.verbose {
-            eprintln!("+ {}", inv.display());
-        }
-        let mut cmd = std::process::Command::new(&inv.program);
-        // its own process group, so a stop reaches its children too (see `kill`)
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        cmd.args(&inv.args)
-            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(if inv.stdin.is_some() || input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            });
-        for (k, v) in &inv.env {
-            cmd.env(k, v);
-        }
         let start_err = |e: std::io::Error| {
             Error::Command(CommandError::Start {
                 argv: inv.display(),
                 reason: e.to_string(),
             })
         };
-        let mut child = cmd.spawn().map_err(start_err)?;
+        let mut child = self
+            .spawn_piped(inv, inv.stdin.is_some() || input.is_some())
+            .map_err(start_err)?;
         let pid = child.id();
         let (Some(mut stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             kill(pid);
@@ -248,22 +251,22 @@ impl DuctRunner {
                 argv: inv.display(),
             }));
         }
-        if let Some(e) = input_failed {
+        // what failed on the way in or out, first one first
+        let failures = [
+            (
+                input_failed,
+                "reading its input failed (the command was stopped)",
+            ),
+            (
+                sink_failed,
+                "writing its output failed (the command was stopped)",
+            ),
+            (read_failed, "reading its output failed"),
+        ];
+        if let Some((e, what)) = failures.into_iter().find_map(|(e, w)| e.map(|e| (e, w))) {
             return Err(Error::Command(CommandError::Output {
                 argv: inv.display(),
-                reason: format!("reading its input failed (the command was stopped): {e}"),
-            }));
-        }
-        if let Some(e) = sink_failed {
-            return Err(Error::Command(CommandError::Output {
-                argv: inv.display(),
-                reason: format!("writing its output failed (the command was stopped): {e}"),
-            }));
-        }
-        if let Some(e) = read_failed {
-            return Err(Error::Command(CommandError::Output {
-                argv: inv.display(),
-                reason: format!("reading its output failed: {e}"),
+                reason: format!("{what}: {e}"),
             }));
         }
         Ok(Output {
