@@ -2,20 +2,16 @@
 
 use camino::Utf8PathBuf;
 
-pub use crate::refusal::Refusal;
+use crate::refusal::Refusal;
+use crate::week::WeekParseError;
 
 /// Everything `backup-core` can fail at. Messages are lowercase fragments that read after
 /// "failed to …" and name the input at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A week id that is not `YYYY-WW` or names a week its year does not have.
-    #[error("invalid ISO week `{input}`: {reason}")]
-    InvalidWeek {
-        /// The text that was given.
-        input: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidWeek(#[from] WeekParseError),
 
     /// A retention policy that keeps nothing: applying it would delete every version.
     #[error("empty retention policy ({what}): refusing to plan, it would remove every version")]

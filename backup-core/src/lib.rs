@@ -32,6 +32,7 @@
 
 mod alerts;
 mod changelog;
+mod clock;
 mod cluster;
 mod config;
 mod config_show;
@@ -64,6 +65,7 @@ pub use changelog::{
     encode_files_from, encode_record, files_from, parse_records, plan_incremental, plan_tree_pass,
     ChangeLogFiles, IncrementalPlan, PathKind, TreePass,
 };
+pub use clock::Clock;
 pub use cluster::{Cluster, PvClaim, Workload};
 pub use config::{
     Backend, Config, DumpsConfig, KubernetesConfig, MetricsConfig, OffsiteConfig, PfsenseConfig,
@@ -71,7 +73,7 @@ pub use config::{
     Tree, DEFAULT_CONFIG_PATH, DEFAULT_PV_CACHE,
 };
 pub use config_show::{effective_table, ignored_keys, render as render_toml};
-pub use error::{stderr_tail, CommandError, ConfigError, Error, Refusal, Result};
+pub use error::{stderr_tail, CommandError, ConfigError, Error, Result};
 pub use k8s_name::{check_folder_name, check_namespace, check_pvc_name};
 pub use layout::{
     format_marker, parse_marker, parse_snapshot_name, snapshot_name, BackupRoot, StagingPart,
@@ -95,6 +97,7 @@ pub use record::{
     decode_record, encode_record as encode_file_record, resend_paths, same_tree, visit_record,
     ContentHash, ContentHasher, EntryKind, FileEntry, RecordEntry, RecordError, RECORD_MAGIC,
 };
+pub use refusal::Refusal;
 pub use retention::{
     kept, newest_complete, plan_dumps, plan_gfs, plan_snapshots, plan_versions, removals, Action,
     Decision, DumpInfo, DumpPolicy, GfsPolicy, SnapshotInfo, SnapshotPolicy, Timed, VersionPolicy,
@@ -109,4 +112,4 @@ pub use sqlite_magic::{
 pub use store::{BackupStore, CopyStages, DatabaseCopy, Series};
 pub use sync::{FileSync, SourceKind, SyncOutcome, SyncRequest, SyncStats};
 pub use volume::{PoolUsage, SnapshotSource, Volume, VolumeManager};
-pub use week::IsoWeek;
+pub use week::{IsoWeek, WeekParseError};

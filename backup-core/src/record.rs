@@ -683,7 +683,6 @@ mod tests {
 
     #[test]
     fn what_offsite_must_receive_again_is_every_file_its_record_does_not_vouch_for() {
-        use crate::testing::file_entry;
         let f = |p: &str, d: u8| FileEntry {
             digest: [d; 16],
             ..file_entry(p, 3)

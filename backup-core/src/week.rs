@@ -6,8 +6,6 @@ use std::str::FromStr;
 use chrono::{Datelike, NaiveDate, Weekday};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
-
 /// An ISO 8601 week: the week-based year and the week number (`%G-%V`).
 ///
 /// Shown as `YYYY-WW` (`2026-01`). 2025-12-29 is in `2026-01` and 2027-01-01 is in `2026-53`:
@@ -67,13 +65,23 @@ impl fmt::Display for IsoWeek {
     }
 }
 
+/// A week id that is not `YYYY-WW` or names a week its year does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid ISO week `{input}`: {reason}")]
+pub struct WeekParseError {
+    /// The text that was given.
+    pub input: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
 impl FromStr for IsoWeek {
-    type Err = Error;
+    type Err = WeekParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = |reason: &str| Error::InvalidWeek {
+        let invalid = |reason: &'static str| WeekParseError {
             input: s.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
         let (year, week) = s
             .split_once('-')

@@ -61,11 +61,13 @@ fn restrict_key() -> String {
     let mut bytes = [0u8; 16];
     let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
     if read.is_err() {
-        // no urandom: the clock and the pid still make a key no dump can know in advance
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes.copy_from_slice(&(t ^ u128::from(std::process::id())).to_le_bytes());
+        // no urandom: the standard library's hash keys come from the kernel's getrandom
+        use std::hash::{BuildHasher, Hasher};
+        for half in bytes.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

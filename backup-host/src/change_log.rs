@@ -6,7 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
-use backup_core::{parse_records, ChangeLogFiles};
+use backup_core::{parse_records, ChangeLogFiles, Clock};
 use camino::{Utf8Path, Utf8PathBuf};
 use rustix::fs::{flock, FlockOperation};
 
@@ -17,6 +17,7 @@ use crate::fsutil::{remove_file_if_present, write_atomic};
 #[derive(Debug, Clone)]
 pub struct ChangeLog {
     base: Utf8PathBuf,
+    clock: Clock,
 }
 
 /// What a sync took from one tree's log.
@@ -38,7 +39,15 @@ impl ChangeLog {
     pub fn new(base: &Utf8Path) -> Self {
         Self {
             base: base.to_owned(),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same log, its markings stamped by `clock` (the run's `--now`).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn files(&self, tree: &str) -> ChangeLogFiles {
@@ -108,7 +117,9 @@ impl ChangeLog {
         // the time makes every marking distinct: a sync clears only the one it saw
         let text = format!(
             "{reason} (at {})\n",
-            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+            self.clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
         );
         write_atomic(&self.files(tree).full_pass_marker(), text.as_bytes())
     }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backup_core::metric_names::{self as names, JOB_NFS_TRACKER};
-use backup_core::{encode_record, Config, MetricGroup, Tree};
+use backup_core::{encode_record, Clock, Config, MetricGroup, Tree};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use serde::Serialize;
 
@@ -339,7 +339,8 @@ fn track_tree(tree: &Tree, log: &ChangeLog, stop: &AtomicBool, counters: &Counte
     }
 }
 
-/// Runs the tracker for every tree of `[offsite]` until `stop` is set (SIGTERM, SIGINT);
+/// Runs the tracker for every tree of `[offsite]` until `stop` is set (SIGTERM, SIGINT), its
+/// markings stamped by `clock`;
 /// `publish` is called with the metrics every `every` and once at the end.
 ///
 /// # Errors
@@ -347,6 +348,7 @@ fn track_tree(tree: &Tree, log: &ChangeLog, stop: &AtomicBool, counters: &Counte
 /// tracked at all.
 pub fn track(
     cfg: &Config,
+    clock: Clock,
     stop: &AtomicBool,
     every: Duration,
     publish: &(dyn Fn(&MetricGroup) + Sync),
@@ -361,7 +363,7 @@ pub fn track(
                 cfg.file
             ))
         })?;
-    let log = ChangeLog::new(&offsite.change_log);
+    let log = ChangeLog::new(&offsite.change_log).with_clock(clock);
     let _running = backup_host::lock::RunLock::acquire(&log.tracker_lock())?;
     let counters: Vec<Counters> = offsite.trees.iter().map(|_| Counters::default()).collect();
     let snapshot = || -> Vec<TreeStats> {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use backup_core::metric_names::{self as names, JobMetrics};
 use backup_core::{
-    files_from, plan_tree_pass, Config, Invocation, MetricGroup, OffsiteConfig, SourceKind,
+    files_from, plan_tree_pass, Clock, Config, Invocation, MetricGroup, OffsiteConfig, SourceKind,
     SyncStats, TreePass,
 };
 use backup_rsync::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};
@@ -1091,8 +1091,8 @@ fn rsync_steps(
     opts: OffsiteOptions,
 ) -> Result<(Vec<StepResult>, bool)> {
     let cfg = ctx.cfg()?;
-    // the real clock, not `--now`: it is compared with folders' mtimes by the next sync
-    let wall = Utc::now();
+    // the kernel's clock, not `--now`: it is compared with folders' mtimes by the next sync
+    let wall = Clock::file_time();
     // the records present when the sync starts: what is logged from here on waits for the next
     let log = ChangeLog::new(&o.change_log);
     let stamp = ctx.now.format("%Y%m%dT%H%M%S%.9fZ").to_string();

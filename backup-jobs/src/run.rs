@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use backup_core::metric_names::JobMetrics;
 use backup_core::{
-    BackupStore, Config, CopyStages, FileSync, MetricGroup, MetricsSink, Mounter, Refusal, Runner,
-    VolumeManager, DEFAULT_CONFIG_PATH,
+    BackupStore, Clock, Config, CopyStages, FileSync, MetricGroup, MetricsSink, Mounter, Refusal,
+    Runner, VolumeManager, DEFAULT_CONFIG_PATH,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -61,9 +61,14 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    /// `--now`, or the clock.
+    /// The run's clock: `--now`, or the system's.
+    pub fn clock(&self) -> Clock {
+        self.now.map_or_else(Clock::system, Clock::starting_at)
+    }
+
+    /// The time the run starts at: `--now`, or the clock.
     pub fn now(&self) -> DateTime<Utc> {
-        self.now.unwrap_or_else(Utc::now)
+        self.clock().now()
     }
 }
 

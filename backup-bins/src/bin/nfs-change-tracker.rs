@@ -49,6 +49,12 @@ fn main() -> ExitCode {
         }
         let every = Duration::from_secs(cli.metrics_every.max(1));
         // runs until SIGTERM/SIGINT; a clean stop is success
-        backup_jobs::nfs_change_tracker::track(ctx.cfg()?, &ctx.stop, every, &|g| ctx.publish(g))
+        backup_jobs::nfs_change_tracker::track(
+            ctx.cfg()?,
+            backup_core::Clock::starting_at(ctx.now),
+            &ctx.stop,
+            every,
+            &|g| ctx.publish(g),
+        )
     })
 }
