@@ -32,6 +32,19 @@ pub const UNRESOLVED_NAMESPACE: &str = "_unresolved";
 /// A week's pfSense config, in `pfsense/<week>/`.
 pub const CONFIG_XML: &str = "config.xml";
 
+/// A whole pfSense `config.xml`: the document element opens near the start and closes at the end.
+pub fn is_whole_pfsense_config(xml: &[u8]) -> bool {
+    let end = xml.trim_ascii_end();
+    looks_like_pfsense(xml) && end.ends_with(b"</pfsense>")
+}
+
+/// Whether `xml` opens a pfSense `config.xml` (its document element within the first 4 KiB).
+pub fn looks_like_pfsense(xml: &[u8]) -> bool {
+    let head = &xml[..xml.len().min(4096)];
+    head.windows(9)
+        .any(|w| w == b"<pfsense>" || w == b"<pfsense ")
+}
+
 /// A week's pfSense full file system tar, in `pfsense/<week>/`.
 pub const FULL_TAR: &str = "pfsense-full.tar.gz";
 

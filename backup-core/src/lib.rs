@@ -44,6 +44,7 @@ pub mod metric_names;
 mod metrics;
 mod mount;
 mod offsite_plan;
+mod offsite_state;
 mod pattern;
 mod plan;
 mod record;
@@ -76,13 +77,15 @@ pub use config_show::{effective_table, ignored_keys, render as render_toml};
 pub use error::{stderr_tail, CommandError, ConfigError, Error, Result};
 pub use k8s_name::{check_folder_name, check_namespace, check_pvc_name};
 pub use layout::{
-    format_marker, parse_marker, parse_snapshot_name, snapshot_name, BackupRoot, StagingPart,
-    COMPLETE_DIR, CONFIG_XML, FULL_TAR, UNRESOLVED_NAMESPACE,
+    format_marker, is_whole_pfsense_config, looks_like_pfsense, parse_marker, parse_snapshot_name,
+    snapshot_name, BackupRoot, StagingPart, COMPLETE_DIR, CONFIG_XML, FULL_TAR,
+    UNRESOLVED_NAMESPACE,
 };
 pub use linkdest::plan_link_dest;
 pub use metrics::{exposition, Metric, MetricGroup, MetricsSink, Sample};
 pub use mount::Mounter;
 pub use offsite_plan::{plan_step_one, StepOnePlan};
+pub use offsite_state::{OffsiteState, SentVersions, TierState, TreeState, STATE_FILE};
 pub use pattern::{glob_match, LvPattern};
 pub use plan::{
     dated_file_name, dated_file_name_nth, dated_folder_name, parse_dated_file_name,

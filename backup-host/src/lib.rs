@@ -11,6 +11,7 @@ pub mod change_log;
 pub mod copy_stages;
 pub mod disk_store;
 pub mod dry_run;
+pub mod env_file;
 pub mod error;
 pub mod exit;
 pub mod fsutil;

@@ -4,9 +4,9 @@
 use backup_core::{
     Backend, Config, ConfigError, Mounter, PvClaim, Resolver, Runner, VolumeManager,
 };
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mounts::{InPlaceMounter, SystemMounter};
 use backup_dir::DirVolumeManager;
 
@@ -163,6 +163,26 @@ pub fn claims(cfg: &Config, runner: &dyn Runner) -> (Vec<PvClaim>, Vec<String>) 
     }
     claims.extend(cfg.kubernetes.static_volumes.iter().cloned());
     (claims, warnings)
+}
+
+/// `mount-dir`, created when missing, as its canonical path: mountinfo shows canonical paths,
+/// so a mount-dir through a symlink (`/var/run` on Debian) or with `//` would never be found
+/// mounted, and every run would stack another mount.
+///
+/// # Errors
+/// When it cannot be created or resolved; the error names the key.
+pub fn mount_root(cfg: &Config) -> Result<Utf8PathBuf> {
+    let dir = &cfg.pvc_backup.mount_dir;
+    let key = |action: &'static str, source: std::io::Error| Error::ConfiguredPath {
+        key: "pvc-backup.mount-dir",
+        file: cfg.file.clone(),
+        action,
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| key("create the mount folder", e))?;
+    dir.canonicalize_utf8()
+        .map_err(|e| key("resolve the mount folder", e))
 }
 
 #[cfg(test)]

@@ -23,13 +23,11 @@ use backup_core::{
 };
 use chrono::{DateTime, Utc};
 
-pub use copy::mount_root;
-
 use crate::daily_backup::pfsense::{backup_pfsense, CONFIG_XML, FULL_TAR};
 use crate::outcome::{DailyReport, ItemResult, Status, VolumeResult};
-use crate::run::Outcome;
 use backup_host::error::Result;
 use backup_host::exit::Exit;
+use backup_run::Outcome;
 
 /// The outside world of a run.
 pub struct DailyDeps<'a> {
@@ -227,7 +225,7 @@ impl Outcome for DailyReport {
 /// # Errors
 /// See [`plan`] and [`run_daily`].
 pub fn job(
-    ctx: &crate::run::Context<'_>,
+    ctx: &backup_run::Context<'_>,
     allow_empty: &[String],
     force_full: bool,
 ) -> Result<DailyReport> {

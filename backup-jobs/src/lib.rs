@@ -1,7 +1,7 @@
-//! The homelab-backup jobs, one module per binary, and the run wrapper they share: each binary
-//! in `backup-bins` parses its flags and hands a job to [`run::run`], which loads the config,
-//! takes the locks, runs the job on real (or `--dry-run`) backends, renders the report as text
-//! or JSON, publishes its metrics, and exits with the code from [`backup_host::Exit`].
+//! The homelab-backup jobs, one module per binary: each binary in `backup-bins` parses its flags
+//! and hands a job to `backup_run::run`, which loads the config, takes the locks, runs the job on
+//! real (or `--dry-run`) backends, renders the report as text or JSON, publishes its metrics, and
+//! exits with the code from [`backup_host::Exit`].
 //!
 //! | module | binary | does |
 //! |---|---|---|
@@ -12,7 +12,7 @@
 //! | [`offsite_sync_backup`] | `offsite-sync-backup` | the backup disk and the NFS trees to the NAS |
 //! | [`nfs_change_tracker`] | `nfs-change-tracker` | the inotify change log of the NFS trees |
 //!
-//! `backupctl` is a crate of its own over this one.
+//! `backupctl` is a crate of its own beside this one; the encrypted tier is `backup-restic`.
 
 pub mod backup_dump;
 pub mod daily_backup;
@@ -22,5 +22,4 @@ pub mod nfs_change_tracker;
 pub mod offsite_sync_backup;
 pub mod outcome;
 pub mod report;
-pub mod run;
 pub mod sqlite_backup;

@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::outcome::{CreateReport, Status, TakeResult};
-use crate::run::Outcome;
 use backup_host::error::Result;
 use backup_host::exit::Exit;
+use backup_run::Outcome;
 
 /// Removes what a prune plan says; returns (removed, errors).
 pub fn prune(

@@ -27,9 +27,9 @@ use backup_host::change_log::{ChangeLog, RootIdentity};
 /// How often the tracker looks at each tree root's identity (a replaced or mounted-over root
 /// sends no event to the watches of the old one).
 const ROOT_CHECK: Duration = Duration::from_secs(1);
-use crate::run::Outcome;
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
+use backup_run::Outcome;
 
 fn mask() -> WatchMask {
     WatchMask::CREATE

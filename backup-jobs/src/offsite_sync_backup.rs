@@ -7,53 +7,23 @@
 //! made on the first run of each month. A full pass refuses an empty source and counts its
 //! deletions before making any: more than `max-delete` fails the tree (`--force` overrides).
 
-pub mod tier;
-
-use std::collections::BTreeMap;
+use backup_restic as tier;
 
 use backup_core::metric_names::{self as names, JobMetrics};
 use backup_core::{
-    files_from, plan_tree_pass, Clock, Config, Invocation, MetricGroup, OffsiteConfig, SourceKind,
-    SyncStats, TreePass,
+    files_from, plan_tree_pass, Clock, Config, Invocation, MetricGroup, OffsiteConfig,
+    OffsiteState, SourceKind, SyncStats, TreePass, TreeState, STATE_FILE,
 };
 use backup_rsync::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::outcome::Status;
-use crate::run::{Context, Outcome};
 use backup_host::change_log::{ChangeLog, Sealed};
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
-
-/// What the backup root remembers of earlier syncs (`.offsite-state.json`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct OffsiteState {
-    /// Step 1's last success.
-    pub backup_root: Option<DateTime<Utc>>,
-    /// Per tree: (last success, last full-pass success).
-    pub trees: BTreeMap<String, TreeState>,
-    /// Per tier repository: its id and last success.
-    #[serde(default)]
-    pub tier: BTreeMap<String, tier::TierState>,
-}
-
-/// One tree's remembered successes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TreeState {
-    /// The last successful sync of any kind.
-    pub last_success: Option<DateTime<Utc>>,
-    /// The last successful full pass.
-    pub last_full_success: Option<DateTime<Utc>>,
-    /// The real clock at the start of the last successful sync (not `--now`): a folder whose
-    /// mtime is older has its mtime offsite already.
-    #[serde(default)]
-    pub last_success_wall: Option<DateTime<Utc>>,
-}
-
-/// The state file's name in the backup root.
-pub const STATE_FILE: &str = ".offsite-state.json";
+use backup_run::{Context, Outcome};
 
 /// One step or tree of a run.
 #[derive(Debug, Clone, Serialize)]
@@ -1196,7 +1166,9 @@ fn run_tier(
             repository_bytes: None,
         };
         let known = state.tier.get(&repo.name).cloned().unwrap_or_default();
-        let sent = tier::send(ctx, repo, &known, adopt, &mut result);
+        let sent = ctx
+            .tier_deps()
+            .and_then(|d| tier::send(&d, repo, &known, adopt, &mut result));
         let step = StepResult {
             name: format!("tier:{}", repo.name),
             dest: repo.shown(),

@@ -14,9 +14,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::run::Outcome;
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
+use backup_run::Outcome;
 
 /// One `backup` run's inputs.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use backup_core::{alert_rules, default_app_jobs, render_alert_rules, AlertRule, 
 use serde::Serialize;
 
 use backup_host::exit::Exit;
-use backup_jobs::run::Outcome;
+use backup_run::Outcome;
 
 /// The rules; text is the rule file itself.
 #[derive(Debug, Clone, Serialize)]

@@ -6,7 +6,7 @@ use backup_core::metric_names::JobMetrics;
 use backup_core::IsoWeek;
 use camino::Utf8PathBuf;
 
-use backup_jobs::run::{run, GlobalArgs, Locks, RunSpec, SinkArgs};
+use backup_run::{run, GlobalArgs, Locks, RunSpec, SinkArgs};
 
 use crate::PvcRef;
 

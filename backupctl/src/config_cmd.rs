@@ -55,7 +55,7 @@ impl ConfigText {
     }
 }
 
-impl backup_jobs::run::Outcome for ConfigText {
+impl backup_run::Outcome for ConfigText {
     fn exit(&self) -> backup_host::exit::Exit {
         backup_host::exit::Exit::Success
     }

@@ -16,7 +16,7 @@ use crate::restore::rsync_tree;
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
 use backup_host::tree::walk_entries;
-use backup_jobs::run::{Context, Outcome};
+use backup_run::{Context, Outcome};
 
 /// `drill` flags.
 #[derive(Debug, Clone)]
@@ -581,14 +581,9 @@ fn drill_tiers(
                 .join(&v.namespace)
                 .join(&v.pvc);
             let paths: Vec<&[u8]> = chosen.iter().map(|e| e.path.as_slice()).collect();
-            let got = backup_jobs::offsite_sync_backup::tier::restore_files(
-                ctx,
-                repo,
-                (&v.namespace, &v.pvc),
-                v.week,
-                &paths,
-                &to,
-            );
+            let got = ctx.tier_deps().and_then(|d| {
+                backup_restic::restore_files(&d, repo, (&v.namespace, &v.pvc), v.week, &paths, &to)
+            });
             let got = match got {
                 Ok(g) => g,
                 Err(e) => {
@@ -601,13 +596,17 @@ fn drill_tiers(
             };
             // judged by the record the snapshot was sent with: a run later in the week may
             // have changed (or added) a sampled file the snapshot holds as it was
-            let sent: Option<BTreeMap<Vec<u8>, FileEntry>> =
-                backup_jobs::offsite_sync_backup::tier::sent_record(
-                    ctx,
-                    repo,
-                    got.record.as_deref(),
-                    (v.week, &v.namespace, &v.pvc),
-                )
+            let sent: Option<BTreeMap<Vec<u8>, FileEntry>> = ctx
+                .tier_deps()
+                .ok()
+                .and_then(|d| {
+                    backup_restic::sent_record(
+                        &d,
+                        repo,
+                        got.record.as_deref(),
+                        (v.week, &v.namespace, &v.pvc),
+                    )
+                })
                 .map(|r| r.into_iter().map(|e| (e.path.clone(), e)).collect());
             let asked: Vec<&FileEntry> = chosen
                 .iter()

@@ -12,7 +12,7 @@ use serde::Serialize;
 use backup_dumps::{adapter, check_whole, list_dumps, DumpFile, DumpKind, Loaded, Target};
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
-use backup_jobs::run::{Context, Outcome};
+use backup_run::{Context, Outcome};
 
 /// The dump folders: `--dump-folder` when given, else `[dumps] folders`.
 ///
@@ -219,9 +219,7 @@ pub fn restore_dump(ctx: &Context<'_>, args: &DumpRestoreArgs) -> Result<DumpRes
     })?;
     let mut target = args.target.clone();
     for f in &args.env_files {
-        target
-            .env
-            .extend(backup_jobs::backup_dump::read_env_file(f)?);
+        target.env.extend(backup_host::env_file::read_env_file(f)?);
     }
     let into = describe(&target, args.scratch);
     let mut report = DumpRestoreReport {

@@ -13,7 +13,7 @@ use crate::PvcRef;
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
 use backup_host::human;
-use backup_jobs::run::{Context, Outcome};
+use backup_run::{Context, Outcome};
 
 /// One entry of one version, as the record holds it.
 #[derive(Debug, Clone, Serialize)]

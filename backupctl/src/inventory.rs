@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use backup_host::error::Result;
 use backup_host::exit::Exit;
-use backup_jobs::run::{Context, Outcome};
+use backup_run::{Context, Outcome};
 
 /// One weekly version of a PVC.
 #[derive(Debug, Clone, Serialize)]
@@ -81,7 +81,7 @@ pub struct ListReport {
     pub warnings: Vec<String>,
     /// `--tier`: each tier repository's snapshots.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tier: Vec<backup_jobs::offsite_sync_backup::tier::TierListing>,
+    pub tier: Vec<backup_restic::TierListing>,
 }
 
 /// The backend's view: the selection and every snapshot, or why not.
@@ -250,10 +250,13 @@ fn tier_listings(
     ctx: &Context<'_>,
     cfg: &Config,
     warnings: &mut Vec<String>,
-) -> Vec<backup_jobs::offsite_sync_backup::tier::TierListing> {
+) -> Vec<backup_restic::TierListing> {
     let mut out = Vec::new();
     for repo in cfg.offsite.iter().flat_map(|o| &o.repositories) {
-        match backup_jobs::offsite_sync_backup::tier::listing(ctx, repo) {
+        match ctx
+            .tier_deps()
+            .and_then(|d| backup_restic::listing(&d, repo))
+        {
             Ok(l) => out.push(l),
             Err(e) => warnings.push(format!("tier {}: {e}", repo.name)),
         }

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use backup_core::UNRESOLVED_NAMESPACE;
 
 use backup_host::error::{Error, Result};
-use backup_jobs::run::Context;
+use backup_run::Context;
 
 /// A PVC as the operator named it.
 #[derive(Debug, Clone, PartialEq, Eq)]

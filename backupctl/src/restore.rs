@@ -23,7 +23,7 @@ use crate::check::{check_tree, CheckReport, Content, Difference};
 use crate::inventory::{files_under, pick_version, record};
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
-use backup_jobs::run::{Context, Outcome};
+use backup_run::{Context, Outcome};
 
 /// `restore pvc` flags.
 #[derive(Debug, Clone)]
@@ -318,13 +318,8 @@ fn restore_from_tier(
         return Ok(planned(&what, &from, to, 0));
     }
     let started = std::time::Instant::now();
-    let got = backup_jobs::offsite_sync_backup::tier::restore(
-        ctx,
-        repo,
-        (&namespace, &pvc),
-        args.week,
-        to,
-    )?;
+    let deps = ctx.tier_deps()?;
+    let got = backup_restic::restore(&deps, repo, (&namespace, &pvc), args.week, to)?;
     let week = got.week.map_or("?".to_owned(), |w| w.to_string());
     // checked against the record the snapshot was sent with (a later run of the same week
     // rewrote the week's record on the disk)
@@ -332,12 +327,7 @@ fn restore_from_tier(
         .week
         .and_then(|w| {
             let version = (w, namespace.as_str(), pvc.as_str());
-            backup_jobs::offsite_sync_backup::tier::sent_record(
-                ctx,
-                repo,
-                got.record.as_deref(),
-                version,
-            )
+            backup_restic::sent_record(&deps, repo, got.record.as_deref(), version)
         })
         .and_then(|rec| check_tree(to.as_std_path(), &rec, Content::All).ok());
     let bytes = backup_host::tree::walk_entries(to.as_std_path())
@@ -583,9 +573,8 @@ pub fn restore_pfsense(
         &[],
         |to| {
             let mut check = CheckReport::default();
-            let xml = to.join(backup_jobs::daily_backup::pfsense::CONFIG_XML);
-            let whole = std::fs::read(&xml)
-                .is_ok_and(|b| backup_jobs::daily_backup::pfsense::is_whole_config(&b));
+            let xml = to.join(backup_core::CONFIG_XML);
+            let whole = std::fs::read(&xml).is_ok_and(|b| backup_core::is_whole_pfsense_config(&b));
             if !whole {
                 check.differences.push(Difference {
                     path: xml.to_string(),
@@ -1066,7 +1055,7 @@ pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<I
         runner.as_ref(),
         cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
     );
-    let target = backup_jobs::daily_backup::mount_root(cfg)?.join(format!("restore-{lv}"));
+    let target = backup_host::setup::mount_root(cfg)?.join(format!("restore-{lv}"));
     let planned = plan_into_volume(&cluster, store.root(), &v, &lv, &target, ctx.now);
     if let (true, Err(e)) = (ctx.dry_run(), &planned) {
         // the plan without the workloads, and the one cluster call that failed, once

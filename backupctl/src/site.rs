@@ -13,7 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use backup_core::{Series, WeekVersion};
 use backup_host::error::{Error, Result};
-use backup_jobs::run::Context;
+use backup_run::Context;
 
 use crate::drill::{DrillArgs, DrillReport, DumpsInDrill, Projection, SiteReport};
 

@@ -6,10 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::inventory::{damaged_files, live, Live};
+use backup_core::{OffsiteState, STATE_FILE};
 use backup_host::error::Result;
 use backup_host::exit::Exit;
-use backup_jobs::offsite_sync_backup::{OffsiteState, STATE_FILE};
-use backup_jobs::run::{Context, Outcome};
+use backup_run::{Context, Outcome};
 
 /// Something that is not protected as it should be.
 #[derive(Debug, Clone, PartialEq, Serialize)]

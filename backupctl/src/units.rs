@@ -12,7 +12,7 @@ use backup_core::{Config, DEFAULT_CONFIG_PATH, DEFAULT_PV_CACHE};
 use serde::Serialize;
 
 use backup_host::exit::Exit;
-use backup_jobs::run::Outcome;
+use backup_run::Outcome;
 
 /// One unit file.
 #[derive(Debug, Clone, Serialize)]

@@ -15,7 +15,7 @@ use crate::check::{check_tree_with, CheckReport, Content, Difference, Digests};
 use crate::inventory::{files_under, record};
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
-use backup_jobs::run::{Context, Outcome};
+use backup_run::{Context, Outcome};
 
 /// What to verify.
 #[derive(Debug, Clone, Default)]
@@ -360,7 +360,10 @@ fn check_tier(ctx: &Context<'_>, cfg: &backup_core::Config, percent: f64, out: &
         backup_host::progress::message(&format!("tier {}", repo.name));
         let what = format!("tier {} ({percent}% of its packs)", repo.name);
         out.push(
-            match backup_jobs::offsite_sync_backup::tier::check(ctx, repo, percent) {
+            match ctx
+                .tier_deps()
+                .and_then(|d| backup_restic::check(&d, repo, percent))
+            {
                 Ok(()) => Checked {
                     what,
                     differences: Vec::new(),
@@ -375,9 +378,9 @@ fn check_tier(ctx: &Context<'_>, cfg: &backup_core::Config, percent: f64, out: &
 
 fn check_pfsense(dir: &Utf8Path, week: &str) -> Checked {
     let mut differences = Vec::new();
-    let xml = dir.join(backup_jobs::daily_backup::pfsense::CONFIG_XML);
+    let xml = dir.join(backup_core::CONFIG_XML);
     match std::fs::read(&xml) {
-        Ok(b) if backup_jobs::daily_backup::pfsense::is_whole_config(&b) => {}
+        Ok(b) if backup_core::is_whole_pfsense_config(&b) => {}
         Ok(_) => differences.push(Difference {
             path: xml.to_string(),
             what: "not a whole pfSense config.xml (no <pfsense> … </pfsense>)".to_owned(),

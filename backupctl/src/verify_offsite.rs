@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use backup_core::{EntryKind, Series};
 use backup_host::error::{Error, Result};
-use backup_jobs::run::Context;
+use backup_run::Context;
 
 use crate::check::{Content, Difference};
 use crate::verify::{chosen_versions, Checked, VerifyArgs, VerifyReport};

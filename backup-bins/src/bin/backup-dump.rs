@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use backup_core::metric_names::JobMetrics;
-use backup_jobs::run::{run, GlobalArgs, RunSpec};
+use backup_run::{run, GlobalArgs, RunSpec};
 use camino::Utf8PathBuf;
 use clap::Parser;
 

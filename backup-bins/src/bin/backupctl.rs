@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use backup_jobs::run::{GlobalArgs, SinkArgs};
+use backup_run::{GlobalArgs, SinkArgs};
 use backupctl::cli::Command;
 use clap::Parser;
 

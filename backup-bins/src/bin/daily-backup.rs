@@ -1,10 +1,10 @@
 //! `daily-backup`: the daily file-level backup (systemd timer, 05:00). Wiring only: the job is
-//! `backup_jobs::daily_backup::job`, run through `backup_jobs::run::run`.
+//! `backup_jobs::daily_backup::job`, run through `backup_run::run`.
 
 use std::process::ExitCode;
 
 use backup_core::metric_names::JobMetrics;
-use backup_jobs::run::{run, GlobalArgs, Locks, RunSpec};
+use backup_run::{run, GlobalArgs, Locks, RunSpec};
 use clap::Parser;
 
 /// Copy every PVC volume's newest snapshot into this ISO week's folder.

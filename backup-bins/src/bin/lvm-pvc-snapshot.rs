@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use backup_core::metric_names::JobMetrics;
-use backup_jobs::run::{run, GlobalArgs, Locks, RunSpec};
+use backup_run::{run, GlobalArgs, Locks, RunSpec};
 use clap::{Parser, Subcommand};
 
 /// Take, prune and list the snapshots of every PVC volume.

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use backup_jobs::run::{run, GlobalArgs, RunSpec};
+use backup_run::{run, GlobalArgs, RunSpec};
 use clap::Parser;
 
 /// Watch every folder of each [[offsite.tree]] with inotify and append each changed path to

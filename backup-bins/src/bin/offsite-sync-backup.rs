@@ -1,11 +1,11 @@
 //! `offsite-sync-backup`: the offsite copy (systemd timer, 06:00, after daily-backup). Wiring
-//! only: the job is `backup_jobs::offsite_sync_backup::job`, run through `backup_jobs::run::run`.
+//! only: the job is `backup_jobs::offsite_sync_backup::job`, run through `backup_run::run`.
 
 use std::process::ExitCode;
 
 use backup_core::metric_names::JobMetrics;
 use backup_jobs::offsite_sync_backup::OffsiteOptions;
-use backup_jobs::run::{run, GlobalArgs, Locks, RunSpec};
+use backup_run::{run, GlobalArgs, Locks, RunSpec};
 use clap::Parser;
 
 /// Send the backup disk and the NFS trees offsite.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use backup_core::metric_names::JobMetrics;
-use backup_jobs::run::{run, GlobalArgs, RunSpec, SinkArgs};
+use backup_run::{run, GlobalArgs, RunSpec, SinkArgs};
 use clap::{Parser, Subcommand};
 
 /// Back up or check a live SQLite database.

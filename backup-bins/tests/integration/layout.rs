@@ -425,3 +425,46 @@ fn every_read_of_the_clock_goes_through_the_runs_clock() {
         found.join("\n")
     );
 }
+
+/// The workspace crates `krate` depends on (normal dependencies), from its Cargo.toml.
+fn workspace_deps(krate: &str) -> Vec<String> {
+    let toml = std::fs::read_to_string(workspace().join(krate).join("Cargo.toml")).unwrap();
+    let mut out = Vec::new();
+    let mut in_deps = false;
+    for line in toml.lines() {
+        if line.starts_with('[') {
+            in_deps = line.trim() == "[dependencies]";
+            continue;
+        }
+        let name = line.split(['.', ' ', '=']).next().unwrap_or("");
+        if in_deps && (name.starts_with("backup") || name == "fixtures") {
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn commands_and_adapters_never_depend_on_the_jobs() {
+    // backupctl reads and restores through the adapters; the adapters know nothing of the
+    // jobs, the run frame or the commands that use them
+    let rules: [(&str, &[&str]); 5] = [
+        ("backupctl", &["backup-jobs", "backup-bins"]),
+        ("backup-restic", &["backup-jobs", "backup-run", "backupctl", "backup-bins"]),
+        ("backup-rsync", &["backup-jobs", "backup-run", "backupctl", "backup-bins"]),
+        ("backup-dumps", &["backup-jobs", "backup-run", "backupctl", "backup-bins"]),
+        ("backup-run", &["backup-jobs", "backupctl", "backup-bins"]),
+    ];
+    let mut found = Vec::new();
+    for (krate, forbidden) in rules {
+        let deps = workspace_deps(krate);
+        assert!(
+            deps.iter().any(|d| d == "backup-core"),
+            "{krate}: read no dependencies"
+        );
+        for d in deps.iter().filter(|d| forbidden.contains(&d.as_str())) {
+            found.push(format!("{krate} depends on {d}"));
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}

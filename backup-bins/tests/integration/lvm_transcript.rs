@@ -4,8 +4,8 @@
 use backup_core::testing::{FakeMetricsSink, RecordingRunner, Transcript};
 use backup_core::{Config, MetricsSink, Output, PvClaim};
 use backup_jobs::lvm_pvc_snapshot::create;
-use backup_jobs::run::Outcome;
 use backup_lvm::LvmVolumeManager;
+use backup_run::Outcome;
 use camino::Utf8Path;
 use chrono::DateTime;
 

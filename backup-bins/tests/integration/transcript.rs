@@ -8,7 +8,7 @@ use backup_core::testing::{
 };
 use backup_core::{Config, MetricsSink, PvClaim, Series};
 use backup_jobs::daily_backup::{plan as plan_daily, run_daily, DailyDeps};
-use backup_jobs::run::Outcome;
+use backup_run::Outcome;
 use camino::Utf8PathBuf;
 use chrono::{DateTime, Utc};
 

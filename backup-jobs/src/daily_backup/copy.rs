@@ -69,26 +69,6 @@ pub(super) fn backup_volume(
     r
 }
 
-/// `mount-dir`, created when missing, as its canonical path: mountinfo shows canonical paths,
-/// so a mount-dir through a symlink (`/var/run` on Debian) or with `//` would never be found
-/// mounted, and every run would stack another mount.
-///
-/// # Errors
-/// When it cannot be created or resolved; the error names the key.
-pub fn mount_root(cfg: &Config) -> Result<Utf8PathBuf> {
-    let dir = &cfg.pvc_backup.mount_dir;
-    let key = |action: &'static str, source: std::io::Error| Error::ConfiguredPath {
-        key: "pvc-backup.mount-dir",
-        file: cfg.file.clone(),
-        action,
-        path: dir.clone(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(|e| key("create the mount folder", e))?;
-    dir.canonicalize_utf8()
-        .map_err(|e| key("resolve the mount folder", e))
-}
-
 /// Makes `mount_root/<lv>` a mount point: creates it when missing, and refuses anything that is
 /// not a real folder. A symlink there (`<lv> -> /etc`) would mount the snapshot over its target.
 ///
@@ -161,7 +141,7 @@ fn copy_volume(
     let snap = vp.snapshot.name();
     let source = deps.volumes.activate(snap)?;
     let prepared = (|| -> Result<Prepared> {
-        let mount_root = mount_root(cfg)?;
+        let mount_root = backup_host::setup::mount_root(cfg)?;
         let target = mount_point(&mount_root, &v.lv)?;
         if mount_point_options(&target)?.is_some() {
             // we hold the run lock: a mount here was left by a run that was killed

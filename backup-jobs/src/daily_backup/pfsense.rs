@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use backup_host::error::{Error, Result};
 
+use backup_core::looks_like_pfsense;
 pub use backup_core::{CONFIG_XML, FULL_TAR};
 
 /// What the stage fetched.
@@ -106,18 +107,6 @@ pub fn decode_config(body: &[u8]) -> std::result::Result<Vec<u8>, String> {
         "pfSense API answer has no base64 config.xml in `data`, `data.config` or `config`"
             .to_owned(),
     )
-}
-
-/// A whole pfSense `config.xml`: the document element opens near the start and closes at the end.
-pub fn is_whole_config(xml: &[u8]) -> bool {
-    let end = xml.trim_ascii_end();
-    looks_like_pfsense(xml) && end.ends_with(b"</pfsense>")
-}
-
-fn looks_like_pfsense(xml: &[u8]) -> bool {
-    let head = &xml[..xml.len().min(4096)];
-    head.windows(9)
-        .any(|w| w == b"<pfsense>" || w == b"<pfsense ")
 }
 
 /// Base64 as the pfSense API writes it: standard or URL-safe alphabet, padding optional,

@@ -5,9 +5,9 @@
 use backup_core::{Backend, Config, VolumeManager};
 use serde::Serialize;
 
-use crate::run::{Context, Outcome};
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
+use backup_run::{Context, Outcome};
 
 /// What a restore did, or would do.
 #[derive(Debug, Clone, Serialize)]

@@ -20,18 +20,39 @@
 //! `RESTIC_PASSWORD_FILE`), never on its command line.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
 
 use backup_core::{
-    decode_record, plan_gfs, same_tree, Action, Config, EntryKind, FileEntry, GfsPolicy,
-    Invocation, IsoWeek, Output, Series, SnapshotSource, TierItem, TierRepository, Timed,
-    WeekVersion,
+    decode_record, plan_gfs, same_tree, Action, BackupStore, Config, EntryKind, FileEntry,
+    GfsPolicy, Invocation, IsoWeek, Mounter, Output, Runner, SentVersions, Series, SnapshotSource,
+    TierItem, TierRepository, TierState, Timed, WeekVersion,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::run::Context;
 use backup_host::error::{Error, Result};
+
+/// What the tier works with, and nothing else: built by the run's factory
+/// (`backup_run::Context::tier_deps`), or from fakes in a test.
+pub struct TierDeps<'a> {
+    /// The configuration (`[offsite]`, `[[offsite.repository]]`, the backup root).
+    pub cfg: &'a Config,
+    /// The run's time (`--now`).
+    pub now: DateTime<Utc>,
+    /// Runs restic; a stop (SIGTERM) ends what it runs.
+    pub runner: Box<dyn Runner + 'a>,
+    /// Runs what must finish even after a stop (listings, a restore).
+    pub steady: Box<dyn Runner + 'a>,
+    /// The backup disk's versions and records.
+    pub store: Box<dyn BackupStore + 'a>,
+    /// Bind-mounts a version read-only where restic reads it.
+    pub mounter: Box<dyn Mounter + 'a>,
+    /// Set by SIGTERM/SIGINT: start no new upload.
+    pub stop: &'a AtomicBool,
+    /// `--dry-run`: say what would be sent, send nothing.
+    pub dry_run: bool,
+}
 
 /// What the tier did for one repository.
 #[derive(Debug, Clone, Serialize)]
@@ -74,32 +95,7 @@ pub struct TierSnapshot {
     pub retagged: bool,
 }
 
-/// What the tier remembers per repository, in the offsite state file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TierState {
-    /// The repository's id at the last run.
-    pub repository_id: Option<String>,
-    /// The last run that sent every PVC.
-    pub last_success: Option<DateTime<Utc>>,
-    /// The last prune (at most one a week: it reads the whole index and rewrites packs).
-    #[serde(default)]
-    pub last_prune: Option<DateTime<Utc>>,
-    /// Per PVC (`namespace/pvc`): the version its newest snapshot holds (`week@completed`) and
-    /// that snapshot's id. The same version is not sent twice: a rerun with nothing new runs
-    /// no restic for it.
-    #[serde(default)]
-    pub sent: SentVersions,
-    /// A remote repository's size at the last measure (after a prune), counted up since by what
-    /// each run added.
-    #[serde(default)]
-    pub repository_bytes: Option<u64>,
-}
-
-/// Per upload label (`namespace/pvc`, a tree's name): what its newest snapshot holds (a
-/// version's `week@completed`, a tree's fingerprint) and that snapshot's id.
-pub type SentVersions = BTreeMap<String, (String, String)>;
-
-/// A version's identity for [`TierState::sent`]: its week and when it was completed.
+/// A version's identity for `TierState::sent`: its week and when it was completed.
 fn version_key(v: &WeekVersion) -> String {
     format!(
         "{}@{}",
@@ -356,9 +352,9 @@ fn failure(repo: &TierRepository, what: &str, out: &Output) -> Error {
 }
 
 /// Reads the repository's id; makes the repository when it does not exist and `may_init`.
-fn repository_id(ctx: &Context<'_>, r: &Restic<'_>, may_init: bool) -> Result<String> {
+fn repository_id(d: &TierDeps<'_>, r: &Restic<'_>, may_init: bool) -> Result<String> {
     let repo = r.repo;
-    let runner = ctx.steady_runner();
+    let runner = &d.steady;
     let mut cat = r.inv(&["cat", "config", "--json", "--no-lock"]);
     cat.read_only = true;
     let out = runner.run(&cat)?;
@@ -372,7 +368,7 @@ fn repository_id(ctx: &Context<'_>, r: &Restic<'_>, may_init: bool) -> Result<St
         if !init.success() {
             return Err(failure(repo, "init", &init));
         }
-        return repository_id(ctx, r, false);
+        return repository_id(d, r, false);
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| Error::Refused(format!("restic cat config ({}): {e}", repo.name)))?;
@@ -539,11 +535,11 @@ fn uploads(
 }
 
 /// Sends one upload from its stable mount point; returns restic's summary.
-fn send_upload(ctx: &Context<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnapshot> {
+fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnapshot> {
     let repo = r.repo;
     let target = &u.target;
     std::fs::create_dir_all(target).map_err(|e| Error::io("create folder", target, e))?;
-    let mounter = ctx.mounter();
+    let mounter = &*d.mounter;
     // a run killed mid-upload left its mount: the path must hold this version, not that one
     while backup_host::mounts::mount_point_options(target)?.is_some() {
         mounter.unmount(target)?;
@@ -555,12 +551,12 @@ fn send_upload(ctx: &Context<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnap
     let mut tries = 0;
     let (tags, read) = loop {
         let record = match &u.of {
-            Some(v) => keep_record(ctx, r.repo, v)?,
+            Some(v) => keep_record(d, r.repo, v)?,
             None => None,
         };
         let read = mounter.mount_ro(&SnapshotSource::Dir(u.source.clone()), target)?;
         let again = match &u.of {
-            Some(v) => keep_record(ctx, r.repo, v)?,
+            Some(v) => keep_record(d, r.repo, v)?,
             None => None,
         };
         tries += 1;
@@ -591,7 +587,7 @@ fn send_upload(ctx: &Context<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnap
         inv.env
             .push(("GOMAXPROCS".to_owned(), go_threads().to_string()));
     }
-    let out = ctx.runner().run(&inv);
+    let out = d.runner.run(&inv);
     let unmounted = if read == *target {
         mounter.unmount(target)
     } else {
@@ -636,13 +632,9 @@ fn hex(digest: &[u8; 16]) -> String {
 
 /// Keeps the record of `v` as it is now under its digest (once), and returns the digest;
 /// `None` when the version has no record.
-fn keep_record(
-    ctx: &Context<'_>,
-    repo: &TierRepository,
-    v: &WeekVersion,
-) -> Result<Option<String>> {
-    let cfg = ctx.cfg()?;
-    let store = ctx.store()?;
+fn keep_record(d: &TierDeps<'_>, repo: &TierRepository, v: &WeekVersion) -> Result<Option<String>> {
+    let cfg = d.cfg;
+    let store = &*d.store;
     let Some(bytes) =
         backup_host::version_commit::record_bytes(store.root(), v.week, &v.namespace, &v.pvc)
     else {
@@ -682,13 +674,13 @@ fn prune_kept_records(cfg: &Config, repo: &TierRepository, listed: &[Listed]) {
 /// one. `None` when neither is known (the check is then against nothing, and says so); a
 /// snapshot sent before records were tagged is checked against the disk's record, as before.
 pub fn sent_record(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     repo: &TierRepository,
     digest: Option<&str>,
     (week, namespace, pvc): (IsoWeek, &str, &str),
 ) -> Option<Vec<FileEntry>> {
-    let cfg = ctx.cfg().ok()?;
-    let store = ctx.store().ok()?;
+    let cfg = d.cfg;
+    let store = &*d.store;
     let on_disk = || backup_host::version_commit::record_bytes(store.root(), week, namespace, pvc);
     match digest {
         // a tag is the repository's word: only 32 hex digits name a kept record
@@ -710,12 +702,12 @@ pub fn sent_record(
 
 /// A version's decoded record, when it has a usable one.
 fn record_of(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     week: IsoWeek,
     namespace: &str,
     pvc: &str,
 ) -> Option<Vec<FileEntry>> {
-    let store = ctx.store().ok()?;
+    let store = &*d.store;
     backup_host::version_commit::read_record(store.root(), week, namespace, pvc)
 }
 
@@ -725,7 +717,7 @@ fn record_of(
 /// so that its record is the record of what the snapshot holds: a week's folder is made again
 /// every day of that week, and its record with it.
 fn unchanged_since_sent(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     known: &TierState,
     all: &[WeekVersion],
     u: &Upload,
@@ -740,8 +732,8 @@ fn unchanged_since_sent(
     if old_week >= v.week || !as_sent {
         return None;
     }
-    let new = record_of(ctx, v.week, &v.namespace, &v.pvc)?;
-    let old = record_of(ctx, old_week, &v.namespace, &v.pvc)?;
+    let new = record_of(d, v.week, &v.namespace, &v.pvc)?;
+    let old = record_of(d, old_week, &v.namespace, &v.pvc)?;
     let files = new.iter().filter(|e| e.kind == EntryKind::File).count() as u64;
     (!old_id.is_empty() && same_tree(&old, &new)).then(|| (old_id.clone(), files))
 }
@@ -758,7 +750,7 @@ type Tagged = Vec<(Upload, u64)>;
 /// where a tag's rewrite cannot delete the old snapshot, or when the tag fails: a lock, a
 /// snapshot gone).
 fn retag(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     r: &Restic<'_>,
     known: &TierState,
     unsent: Vec<Upload>,
@@ -766,10 +758,10 @@ fn retag(
     if r.repo.append_only {
         return Ok((Vec::new(), unsent));
     }
-    let all = ctx.store()?.list_versions(Series::Pvc)?;
+    let all = d.store.list_versions(Series::Pvc)?;
     let (mut same, mut rest) = (Vec::new(), Vec::new());
     for u in unsent {
-        match unchanged_since_sent(ctx, known, &all, &u) {
+        match unchanged_since_sent(d, known, &all, &u) {
             Some((id, files)) => same.push((u, id, files)),
             None => rest.push(u),
         }
@@ -788,7 +780,7 @@ fn retag(
         let tag = format!("week={week}");
         let mut args = vec!["tag", "--add", tag.as_str(), "--"];
         args.extend(these.iter().map(|(_, id, _)| id.as_str()));
-        let ok = ctx.runner().run(&r.inv(&args))?.success();
+        let ok = d.runner.run(&r.inv(&args))?.success();
         for (u, _, files) in these {
             if ok {
                 tagged.push((u, files));
@@ -854,7 +846,7 @@ fn go_threads() -> usize {
 /// Sends the uploads two at a time (restic uses the cores too, but its start, index load and
 /// lock of each PVC are idle time the other fills); in upload order in the result.
 fn send_uploads(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     r: &Restic<'_>,
     versions: &[Upload],
 ) -> Result<Vec<TierSnapshot>> {
@@ -865,12 +857,12 @@ fn send_uploads(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(v) = versions.get(i) else { return };
-                let sent = send_upload(ctx, r, v);
+                let sent = send_upload(d, r, v);
                 let failed = sent.is_err();
                 if let Ok(mut d) = done.lock() {
                     d.push((i, sent));
                 }
-                if failed || ctx.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if failed || d.stop.load(std::sync::atomic::Ordering::Relaxed) {
                     // the other worker finishes its PVC; nothing new starts
                     next.store(versions.len(), std::sync::atomic::Ordering::Relaxed);
                     return;
@@ -937,12 +929,12 @@ fn to_forget(
 }
 
 /// `restic snapshots --json` (with `filter`, e.g. `--tag`), without a lock.
-fn snapshots(ctx: &Context<'_>, r: &Restic<'_>, filter: &[&str]) -> Result<Vec<Listed>> {
+fn snapshots(d: &TierDeps<'_>, r: &Restic<'_>, filter: &[&str]) -> Result<Vec<Listed>> {
     let mut args = vec!["snapshots", "--json", "--no-lock"];
     args.extend(filter);
     let mut list = r.inv(&args);
     list.read_only = true;
-    let out = ctx.steady_runner().run(&list)?;
+    let out = d.steady.run(&list)?;
     if !out.success() {
         return Err(failure(r.repo, "snapshots", &out));
     }
@@ -954,24 +946,24 @@ fn snapshots(ctx: &Context<'_>, r: &Restic<'_>, filter: &[&str]) -> Result<Vec<L
 /// is `due`. Returns (snapshots forgotten, pruned). Both take restic's exclusive lock: a run
 /// with nothing to forget takes none (a stale lock of a killed run then stays harmless).
 fn forget_and_prune(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     r: &Restic<'_>,
     listed: &[Listed],
     due: bool,
 ) -> Result<(u64, bool)> {
     let repo = r.repo;
-    let ids = to_forget(repo, listed, &hostname(), ctx.now);
+    let ids = to_forget(repo, listed, &hostname(), d.now);
     if !ids.is_empty() {
         let mut args = vec!["forget", "--"];
         args.extend(ids.iter().map(String::as_str));
-        let out = ctx.runner().run(&r.inv(&args))?;
+        let out = d.runner.run(&r.inv(&args))?;
         if !out.success() {
             return Err(failure(repo, "forget", &out));
         }
     }
     let prune = due && !ids.is_empty();
     if prune {
-        let out = ctx.runner().run(&r.inv(&["prune"]))?;
+        let out = d.runner.run(&r.inv(&["prune"]))?;
         if !out.success() {
             return Err(failure(repo, "prune", &out));
         }
@@ -983,7 +975,7 @@ fn forget_and_prune(
 /// remote one, restic's raw data (`stats --mode raw-data`, which walks every snapshot) measured
 /// when `measure` (after a prune, or never measured), else `known` plus what this run `added`.
 fn repository_bytes(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     r: &Restic<'_>,
     known: Option<u64>,
     added: u64,
@@ -1012,7 +1004,7 @@ fn repository_bytes(
     }
     let mut inv = r.inv(&["stats", "--mode", "raw-data", "--json", "--no-lock"]);
     inv.read_only = true;
-    let out = ctx.steady_runner().run(&inv)?;
+    let out = d.steady.run(&inv)?;
     if !out.success() {
         return Err(failure(r.repo, "stats", &out));
     }
@@ -1026,13 +1018,13 @@ fn repository_bytes(
 ///
 /// # Errors
 /// A bad password file, a failed or failing check.
-pub fn check(ctx: &Context<'_>, repo: &TierRepository, percent: f64) -> Result<()> {
-    let cfg = ctx.cfg()?;
+pub fn check(d: &TierDeps<'_>, repo: &TierRepository, percent: f64) -> Result<()> {
+    let cfg = d.cfg;
     let r = Restic::new(cfg, repo)?;
     let subset = format!("--read-data-subset={percent}%");
     let mut inv = r.inv(&["check", &subset]);
     inv.read_only = true;
-    let out = ctx.steady_runner().run(&inv)?;
+    let out = d.steady.run(&inv)?;
     if out.success() {
         Ok(())
     } else {
@@ -1066,9 +1058,9 @@ pub struct TierListed {
 ///
 /// # Errors
 /// A bad password file, a failed restic.
-pub fn listing(ctx: &Context<'_>, repo: &TierRepository) -> Result<TierListing> {
-    let r = Restic::new(ctx.cfg()?, repo)?;
-    let listed = snapshots(ctx, &r, &[])?;
+pub fn listing(d: &TierDeps<'_>, repo: &TierRepository) -> Result<TierListing> {
+    let r = Restic::new(d.cfg, repo)?;
+    let listed = snapshots(d, &r, &[])?;
     // the last of a key's tags: a snapshot tagged again for a new week has two `week=`
     let tag = |s: &Listed, key: &str| {
         s.tags
@@ -1077,7 +1069,7 @@ pub fn listing(ctx: &Context<'_>, repo: &TierRepository) -> Result<TierListing> 
             .max()
             .unwrap_or_default()
     };
-    let dumps = format!("{}/_files/dumps", tier_mount_dir(ctx.cfg()?));
+    let dumps = format!("{}/_files/dumps", tier_mount_dir(d.cfg));
     let mut snapshots: Vec<TierListed> = listed
         .iter()
         .map(|s| TierListed {
@@ -1120,19 +1112,19 @@ pub struct Restored {
 /// # Errors
 /// No such snapshot ([`Error::NotFound`]), a failed restic, a target that cannot be used.
 pub fn restore(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     repo: &TierRepository,
     (namespace, pvc): (&str, &str),
     week: Option<IsoWeek>,
     to: &Utf8Path,
 ) -> Result<Restored> {
-    let cfg = ctx.cfg()?;
+    let cfg = d.cfg;
     let r = Restic::new(cfg, repo)?;
-    let (snap, inside) = find_snapshot(ctx, &r, (namespace, pvc), week)?;
+    let (snap, inside) = find_snapshot(d, &r, (namespace, pvc), week)?;
     let name = to.file_name().unwrap_or("restore");
     let staging = to.with_file_name(format!(".{name}.tier-restore"));
     let _ = std::fs::remove_dir_all(&staging);
-    let out = ctx.steady_runner().run(&r.inv(&[
+    let out = d.steady.run(&r.inv(&[
         "restore",
         &snap.id,
         "--verify",
@@ -1167,7 +1159,7 @@ pub fn restore(
 
 /// The newest snapshot of `namespace/pvc` in `r` (of `week`, when given) and the path it holds.
 fn find_snapshot(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     r: &Restic<'_>,
     (namespace, pvc): (&str, &str),
     week: Option<IsoWeek>,
@@ -1176,7 +1168,7 @@ fn find_snapshot(
     if let Some(w) = week {
         tags.push_str(&format!(",week={w}"));
     }
-    let listed = snapshots(ctx, r, &["--tag", &tags])?;
+    let listed = snapshots(d, r, &["--tag", &tags])?;
     let snap = listed.into_iter().max_by_key(|s| s.time).ok_or_else(|| {
         Error::NotFound(format!(
             "tier `{}` holds no snapshot tagged {tags}: `restic snapshots` lists what it holds",
@@ -1230,15 +1222,15 @@ pub struct SampleRestored {
 /// # Errors
 /// No snapshot of that week ([`Error::NotFound`]), a failed restic.
 pub fn restore_files(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     repo: &TierRepository,
     (namespace, pvc): (&str, &str),
     week: IsoWeek,
     files: &[&[u8]],
     to: &Utf8Path,
 ) -> Result<SampleRestored> {
-    let r = Restic::new(ctx.cfg()?, repo)?;
-    let (snap, inside) = find_snapshot(ctx, &r, (namespace, pvc), Some(week))?;
+    let r = Restic::new(d.cfg, repo)?;
+    let (snap, inside) = find_snapshot(d, &r, (namespace, pvc), Some(week))?;
     let mut includes = Vec::new();
     let mut unnamed = 0;
     for f in files {
@@ -1264,7 +1256,7 @@ pub fn restore_files(
     args.extend(includes.iter().map(String::as_str));
     let mut inv = r.inv(&args);
     inv.read_only = true;
-    let out = ctx.steady_runner().run(&inv)?;
+    let out = d.steady.run(&inv)?;
     if !out.success() {
         return Err(failure(repo, "restore", &out));
     }
@@ -1285,17 +1277,17 @@ pub fn restore_files(
 /// # Errors
 /// A bad password file, a repository whose id changed (unless `adopt`), a failed restic.
 pub fn send(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     repo: &TierRepository,
     known: &TierState,
     adopt: bool,
     result: &mut TierResult,
 ) -> Result<TierState> {
-    let cfg = ctx.cfg()?;
+    let cfg = d.cfg;
     let mount_dir = &tier_mount_dir(cfg);
-    let versions = newest_versions(ctx.store()?.list_versions(Series::Pvc)?);
-    let uploads = uploads(cfg, repo, mount_dir, &versions, ctx.now)?;
-    if ctx.dry_run() {
+    let versions = newest_versions(d.store.list_versions(Series::Pvc)?);
+    let uploads = uploads(cfg, repo, mount_dir, &versions, d.now)?;
+    if d.dry_run {
         result.planned = uploads
             .iter()
             .map(|u| format!("{} {}", u.label, u.week))
@@ -1303,7 +1295,7 @@ pub fn send(
         return Ok(known.clone());
     }
     let r = Restic::new(cfg, repo)?;
-    let id = repository_id(ctx, &r, known.repository_id.is_none())?;
+    let id = repository_id(d, &r, known.repository_id.is_none())?;
     result.repository_id = Some(id.clone());
     if let Some(old) = known
         .repository_id
@@ -1317,7 +1309,7 @@ pub fn send(
             repo.name
         )));
     }
-    let (sent, listed) = take_snapshots(ctx, &r, known, uploads, result)?;
+    let (sent, listed) = take_snapshots(d, &r, known, uploads, result)?;
     let added: u64 = result.snapshots.iter().map(|s| s.bytes_added).sum();
     // the server keeps an append-only history; forgetting is its owner's job
     let (forgotten, pruned) = if repo.append_only {
@@ -1325,20 +1317,20 @@ pub fn send(
     } else {
         let due = known
             .last_prune
-            .is_none_or(|t| ctx.now - t >= chrono::Duration::days(PRUNE_EVERY_DAYS));
-        let done = forget_and_prune(ctx, &r, &listed, due)?;
+            .is_none_or(|t| d.now - t >= chrono::Duration::days(PRUNE_EVERY_DAYS));
+        let done = forget_and_prune(d, &r, &listed, due)?;
         // what a forgotten snapshot was sent with goes at the next run's listing
         prune_kept_records(cfg, repo, &listed);
         done
     };
     result.forgotten = forgotten;
     let measure = pruned || known.repository_bytes.is_none();
-    result.repository_bytes = repository_bytes(ctx, &r, known.repository_bytes, added, measure)?;
+    result.repository_bytes = repository_bytes(d, &r, known.repository_bytes, added, measure)?;
     Ok(TierState {
         repository_id: Some(id),
-        last_success: Some(ctx.now),
+        last_success: Some(d.now),
         last_prune: if pruned {
-            Some(ctx.now)
+            Some(d.now)
         } else {
             known.last_prune
         },
@@ -1352,7 +1344,7 @@ pub fn send(
 /// the repository's snapshots after it all (empty on an append-only repository with nothing
 /// tagged: nothing to look up, nothing to forget).
 fn take_snapshots(
-    ctx: &Context<'_>,
+    d: &TierDeps<'_>,
     r: &Restic<'_>,
     known: &TierState,
     uploads: Vec<Upload>,
@@ -1378,22 +1370,22 @@ fn take_snapshots(
             retagged: false,
         });
     }
-    let (tagged, mut unsent) = retag(ctx, r, known, unsent)?;
-    let mut new = send_uploads(ctx, r, &unsent)?;
+    let (tagged, mut unsent) = retag(d, r, known, unsent)?;
+    let mut new = send_uploads(d, r, &unsent)?;
     // one listing after everything is sent: the tagged snapshots' new ids, and what to forget
-    let listing = |ctx: &Context<'_>| -> Result<Vec<Listed>> {
+    let listing = |d: &TierDeps<'_>| -> Result<Vec<Listed>> {
         if tagged.is_empty() && r.repo.append_only {
             Ok(Vec::new())
         } else {
-            snapshots(ctx, r, &[])
+            snapshots(d, r, &[])
         }
     };
-    let mut listed = listing(ctx)?;
+    let mut listed = listing(d)?;
     let (found, lost) = tagged_snapshots(tagged.clone(), &listed);
     if !lost.is_empty() {
-        new.extend(send_uploads(ctx, r, &lost)?);
+        new.extend(send_uploads(d, r, &lost)?);
         unsent.extend(lost);
-        listed = listing(ctx)?;
+        listed = listing(d)?;
     }
     for (u, s) in found {
         sent.insert(u.label.clone(), (u.version.clone(), s.snapshot_id.clone()));

@@ -61,14 +61,9 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    /// The run's clock: `--now`, or the system's.
-    pub fn clock(&self) -> Clock {
-        self.now.map_or_else(Clock::system, Clock::starting_at)
-    }
-
-    /// The time the run starts at: `--now`, or the clock.
+    /// The time the run starts at: exactly `--now`, or the clock.
     pub fn now(&self) -> DateTime<Utc> {
-        self.clock().now()
+        self.now.unwrap_or_else(|| Clock::system().now())
     }
 }
 
@@ -355,6 +350,24 @@ impl<'a> Context<'a> {
                 rsync, &self.stop,
             )),
         }
+    }
+
+    /// The encrypted tier's ports: the config, the time, both runners, the store, the mounter,
+    /// the stop flag and whether this is a dry run.
+    ///
+    /// # Errors
+    /// Without a configuration.
+    pub fn tier_deps(&self) -> Result<backup_restic::TierDeps<'_>> {
+        Ok(backup_restic::TierDeps {
+            cfg: self.cfg()?,
+            now: self.now,
+            runner: self.runner(),
+            steady: self.steady_runner(),
+            store: self.store()?,
+            mounter: self.mounter(),
+            stop: &self.stop,
+            dry_run: self.dry_run(),
+        })
     }
 
     /// The backup root.
