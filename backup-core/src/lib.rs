@@ -32,7 +32,6 @@
 
 mod alerts;
 mod changelog;
-mod clock;
 mod cluster;
 mod config;
 mod config_show;
@@ -66,7 +65,6 @@ pub use changelog::{
     encode_files_from, encode_record, files_from, parse_records, plan_incremental, plan_tree_pass,
     ChangeLogFiles, IncrementalPlan, PathKind, TreePass,
 };
-pub use clock::Clock;
 pub use cluster::{Cluster, PvClaim, Workload};
 pub use config::{
     Backend, Config, DumpsConfig, KubernetesConfig, MetricsConfig, OffsiteConfig, PfsenseConfig,

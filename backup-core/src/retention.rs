@@ -143,29 +143,7 @@ pub fn plan_versions(
         });
         let complete: Vec<&WeekVersion> =
             group.iter().copied().filter(|v| v.is_complete()).collect();
-        let mut complete_reasons: Vec<Vec<String>> = match policy {
-            VersionPolicy::Newest(n) => complete
-                .iter()
-                .enumerate()
-                .map(|(i, _)| {
-                    if i < *n as usize {
-                        vec![format!(
-                            "one of the newest {n} complete versions (#{})",
-                            i + 1
-                        )]
-                    } else {
-                        Vec::new()
-                    }
-                })
-                .collect(),
-            VersionPolicy::Gfs(gfs) => {
-                let times: Vec<DateTime<Utc>> = complete
-                    .iter()
-                    .map(|v| v.completed_at.expect("complete"))
-                    .collect();
-                gfs.reasons_newest_first(&times)
-            }
-        };
+        let mut complete_reasons = policy_reasons(policy, &complete);
         if let Some(first) = complete_reasons.first_mut() {
             first.insert(0, "newest complete version: never removed".to_owned());
         }
@@ -190,20 +168,7 @@ pub fn plan_versions(
                     (Action::Keep, reasons)
                 }
             } else {
-                match oldest_kept {
-                    None => (
-                        Action::Keep,
-                        vec!["incomplete; kept while the pvc has no complete version".to_owned()],
-                    ),
-                    Some(oldest) if v.week > oldest => (
-                        Action::Keep,
-                        vec!["incomplete; newer than the oldest kept version".to_owned()],
-                    ),
-                    Some(_) => (
-                        Action::Remove,
-                        vec!["incomplete; older than every kept version".to_owned()],
-                    ),
-                }
+                incomplete_decision(oldest_kept, v.week)
             };
             out.push(Decision {
                 item: v.clone(),
@@ -213,6 +178,50 @@ pub fn plan_versions(
         }
     }
     Ok(out)
+}
+
+/// Why `policy` keeps each of `complete` (newest first); an empty list: it does not.
+fn policy_reasons(policy: &VersionPolicy, complete: &[&WeekVersion]) -> Vec<Vec<String>> {
+    match policy {
+        VersionPolicy::Newest(n) => (0..complete.len())
+            .map(|i| {
+                if i < *n as usize {
+                    vec![format!(
+                        "one of the newest {n} complete versions (#{})",
+                        i + 1
+                    )]
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect(),
+        VersionPolicy::Gfs(gfs) => {
+            let times: Vec<DateTime<Utc>> = complete
+                .iter()
+                .map(|v| v.completed_at.expect("complete"))
+                .collect();
+            gfs.reasons_newest_first(&times)
+        }
+    }
+}
+
+/// An incomplete version of `week`: kept while its PVC has no complete version or when newer
+/// than the oldest kept one (this week's copy in progress, a failed week's partial copy).
+fn incomplete_decision(oldest_kept: Option<IsoWeek>, week: IsoWeek) -> (Action, Vec<String>) {
+    match oldest_kept {
+        None => (
+            Action::Keep,
+            vec!["incomplete; kept while the pvc has no complete version".to_owned()],
+        ),
+        Some(oldest) if week > oldest => (
+            Action::Keep,
+            vec!["incomplete; newer than the oldest kept version".to_owned()],
+        ),
+        Some(_) => (
+            Action::Remove,
+            vec!["incomplete; older than every kept version".to_owned()],
+        ),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

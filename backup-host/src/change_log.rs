@@ -6,10 +6,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
-use backup_core::{parse_records, ChangeLogFiles, Clock};
+use backup_core::{parse_records, ChangeLogFiles};
 use camino::{Utf8Path, Utf8PathBuf};
 use rustix::fs::{flock, FlockOperation};
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::fsutil::{remove_file_if_present, write_atomic};
 

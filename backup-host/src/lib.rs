@@ -8,6 +8,7 @@
 //! are [`error::Error`] and [`exit::Exit`].
 
 pub mod change_log;
+pub mod clock;
 pub mod copy_stages;
 pub mod disk_store;
 pub mod dry_run;

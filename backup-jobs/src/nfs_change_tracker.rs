@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backup_core::metric_names::{self as names, JOB_NFS_TRACKER};
-use backup_core::{encode_record, Clock, Config, MetricGroup, Tree};
+use backup_core::{encode_record, Config, MetricGroup, Tree};
+use backup_host::clock::Clock;
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use serde::Serialize;
 

@@ -11,8 +11,8 @@ use backup_restic as tier;
 
 use backup_core::metric_names::{self as names, JobMetrics};
 use backup_core::{
-    files_from, plan_tree_pass, Clock, Config, Invocation, MetricGroup, OffsiteConfig,
-    OffsiteState, SourceKind, SyncStats, TreePass, TreeState, STATE_FILE,
+    files_from, plan_tree_pass, Config, Invocation, MetricGroup, OffsiteConfig, OffsiteState,
+    SourceKind, SyncStats, TreePass, TreeState, STATE_FILE,
 };
 use backup_rsync::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::outcome::Status;
 use backup_host::change_log::{ChangeLog, Sealed};
+use backup_host::clock::Clock;
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
 use backup_run::{Context, Outcome};

@@ -13,13 +13,14 @@ use std::sync::Arc;
 
 use backup_core::metric_names::JobMetrics;
 use backup_core::{
-    BackupStore, Clock, Config, CopyStages, FileSync, MetricGroup, MetricsSink, Mounter, Refusal,
-    Runner, VolumeManager, DEFAULT_CONFIG_PATH,
+    BackupStore, Config, CopyStages, FileSync, MetricGroup, MetricsSink, Mounter, Refusal, Runner,
+    VolumeManager, DEFAULT_CONFIG_PATH,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use backup_host::clock::Clock;
 use backup_host::disk_store::DiskStore;
 use backup_host::dry_run::{
     DryRunMounter, DryRunRunner, DryRunSink, DryRunStages, DryRunStore, DryRunSync, DryRunVolumes,

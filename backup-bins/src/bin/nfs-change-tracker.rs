@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         // runs until SIGTERM/SIGINT; a clean stop is success
         backup_jobs::nfs_change_tracker::track(
             ctx.cfg()?,
-            backup_core::Clock::starting_at(ctx.now),
+            backup_host::clock::Clock::starting_at(ctx.now),
             &ctx.stop,
             every,
             &|g| ctx.publish(g),
