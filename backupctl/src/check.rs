@@ -196,6 +196,35 @@ pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result
     check_tree_with(root, record, content, None)
 }
 
+/// The hardlinks of a record and its copy: record group (source inode) -> copy inodes, copy
+/// inode -> record groups (a file that was not hardlinked is a group of its own: its path).
+#[derive(Default)]
+struct LinkGroups {
+    copy_inodes_of_group: BTreeMap<u64, BTreeSet<u64>>,
+    groups_of_copy_inode: BTreeMap<u64, BTreeSet<(u64, Vec<u8>)>>,
+}
+
+impl LinkGroups {
+    /// Notes a regular file the record (`want`) and the copy (`got`) both hold.
+    fn note(&mut self, want: &FileEntry, got: &FileEntry) {
+        let group = if want.nlink > 1 {
+            (want.inode, Vec::new())
+        } else {
+            (0, want.path.clone())
+        };
+        if want.nlink > 1 {
+            self.copy_inodes_of_group
+                .entry(want.inode)
+                .or_default()
+                .insert(got.inode);
+        }
+        self.groups_of_copy_inode
+            .entry(got.inode)
+            .or_default()
+            .insert(group);
+    }
+}
+
 /// [`check_tree`], reusing the digests of files `digests` has already read in this run (the
 /// same inode in another week) and remembering the ones it reads.
 ///
@@ -226,9 +255,7 @@ pub fn check_tree_with(
         });
     };
     let mut recorded = BTreeSet::new();
-    // hardlinks: record group (source inode) -> copy inodes, copy inode -> record groups
-    let mut copy_inodes_of_group: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
-    let mut groups_of_copy_inode: BTreeMap<u64, BTreeSet<(u64, Vec<u8>)>> = BTreeMap::new();
+    let mut links = LinkGroups::default();
     let mut to_read: Vec<ToRead<'_>> = Vec::new();
     for want in record {
         recorded.insert(want.path.as_slice());
@@ -240,22 +267,7 @@ pub fn check_tree_with(
             diff(&want.path, what);
         }
         if want.kind == EntryKind::File && got.kind == EntryKind::File {
-            // a file that was not hardlinked has a group of its own: its path
-            let group = if want.nlink > 1 {
-                (want.inode, Vec::new())
-            } else {
-                (0, want.path.clone())
-            };
-            if want.nlink > 1 {
-                copy_inodes_of_group
-                    .entry(want.inode)
-                    .or_default()
-                    .insert(got.inode);
-            }
-            groups_of_copy_inode
-                .entry(got.inode)
-                .or_default()
-                .insert(group);
+            links.note(want, got);
             if content.chosen(&want.path) && want.size == got.size {
                 to_read.push(ToRead {
                     want,
@@ -271,7 +283,11 @@ pub fn check_tree_with(
     {
         diff(path, "not in the record".to_owned());
     }
-    for (path, what) in hardlink_differences(record, &copy_inodes_of_group, &groups_of_copy_inode) {
+    for (path, what) in hardlink_differences(
+        record,
+        &links.copy_inodes_of_group,
+        &links.groups_of_copy_inode,
+    ) {
         diff(&path, what);
     }
     let (read, bytes, mismatched) = read_and_compare(root, &to_read, digests);

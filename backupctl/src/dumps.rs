@@ -160,6 +160,46 @@ fn describe(t: &Target, scratch: bool) -> String {
     s
 }
 
+/// Which of `all` (one name's dumps, oldest first) to restore: the one taken at `at` (a prefix of
+/// its stamp, the newest that matches), else the newest.
+///
+/// # Errors
+/// Not found when there is no dump of that name, or none taken at `at` (the message lists them).
+fn pick_dump(
+    all: &[DumpFile],
+    name: &str,
+    at: Option<&str>,
+    folders: &[Utf8PathBuf],
+) -> Result<usize> {
+    if all.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no dump named `{}` in {} (`backupctl list` shows the dumps there are)",
+            name,
+            folders
+                .iter()
+                .map(|f| f.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Ok(match at {
+        Some(at) => all
+            .iter()
+            .rposition(|d| d.stamp_text().starts_with(at))
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no dump `{}` taken at {at}: there are {}",
+                    name,
+                    all.iter()
+                        .map(DumpFile::stamp_text)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?,
+        None => all.len() - 1,
+    })
+}
+
 /// Picks the dump (`--at` or the newest), checks it is whole (the next older one is named when
 /// not), and loads it: into the target, or a throwaway server with `--scratch`.
 ///
@@ -168,33 +208,7 @@ fn describe(t: &Target, scratch: bool) -> String {
 pub fn restore_dump(ctx: &Context<'_>, args: &DumpRestoreArgs) -> Result<DumpRestoreReport> {
     let folders = dump_folders(ctx, &args.folders)?;
     let all = dumps_named(&folders, &args.name)?;
-    if all.is_empty() {
-        return Err(Error::NotFound(format!(
-            "no dump named `{}` in {} (`backupctl list` shows the dumps there are)",
-            args.name,
-            folders
-                .iter()
-                .map(|f| f.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    let at = match &args.at {
-        Some(at) => all
-            .iter()
-            .rposition(|d| d.stamp_text().starts_with(at.as_str()))
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "no dump `{}` taken at {at}: there are {}",
-                    args.name,
-                    all.iter()
-                        .map(DumpFile::stamp_text)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?,
-        None => all.len() - 1,
-    };
+    let at = pick_dump(&all, &args.name, args.at.as_deref(), &folders)?;
     let dump = &all[at];
     let kinds = ctx
         .cfg_opt()

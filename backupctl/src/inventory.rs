@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use backup_core::{
-    decode_record, select_volumes, BackupStore, Config, EntryKind, FileEntry, IsoWeek, Selection,
-    Series, SnapshotInfo, WeekVersion,
+    decode_record, select_volumes, BackupRoot, BackupStore, Config, EntryKind, FileEntry, IsoWeek,
+    Selection, Series, SnapshotInfo, WeekVersion,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -264,6 +264,49 @@ fn tier_listings(
     out
 }
 
+/// One PVC's versions (oldest first) as listed: files, bytes, the bytes only that version holds
+/// (inodes no other version of the PVC shares), SQLite copies, damaged files.
+fn version_listings(
+    store: &dyn BackupStore,
+    root: &BackupRoot,
+    mine: &[&WeekVersion],
+) -> Vec<VersionListing> {
+    let per_version: Vec<BTreeMap<u64, u64>> = mine
+        .iter()
+        .map(|v| inodes(&root.pvc_copy(v.week, &v.namespace, &v.pvc)))
+        .collect();
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    for m in &per_version {
+        for ino in m.keys() {
+            *seen.entry(*ino).or_default() += 1;
+        }
+    }
+    mine.iter()
+        .zip(&per_version)
+        .map(|(v, m)| {
+            let rec = record(store, v);
+            let files = rec
+                .as_ref()
+                .map(|r| r.iter().filter(|e| e.kind == EntryKind::File).count() as u64);
+            let bytes = rec.as_ref().map(|r| r.iter().map(|e| e.size).sum());
+            VersionListing {
+                week: v.week.to_string(),
+                completed_at: v.completed_at,
+                files,
+                bytes,
+                unique_bytes: m
+                    .iter()
+                    .filter(|(ino, _)| seen.get(ino) == Some(&1))
+                    .map(|(_, size)| size)
+                    .sum(),
+                sqlite_copies: files_under(&root.sqlite_copy(v.week, &v.namespace, &v.pvc)).len()
+                    as u64,
+                damaged_files: damaged_files(store, v),
+            }
+        })
+        .collect()
+}
+
 /// Lists every backup.
 ///
 /// # Errors
@@ -299,40 +342,7 @@ pub fn list(ctx: &Context<'_>, with_tier: bool) -> Result<ListReport> {
             .filter(|v| v.namespace == ns && v.pvc == pvc)
             .collect();
         mine.sort_by_key(|v| v.week);
-        let per_version: Vec<BTreeMap<u64, u64>> = mine
-            .iter()
-            .map(|v| inodes(&root.pvc_copy(v.week, &ns, &pvc)))
-            .collect();
-        let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
-        for m in &per_version {
-            for ino in m.keys() {
-                *seen.entry(*ino).or_default() += 1;
-            }
-        }
-        let listed = mine
-            .iter()
-            .zip(&per_version)
-            .map(|(v, m)| {
-                let rec = record(store.as_ref(), v);
-                let files = rec
-                    .as_ref()
-                    .map(|r| r.iter().filter(|e| e.kind == EntryKind::File).count() as u64);
-                let bytes = rec.as_ref().map(|r| r.iter().map(|e| e.size).sum());
-                VersionListing {
-                    week: v.week.to_string(),
-                    completed_at: v.completed_at,
-                    files,
-                    bytes,
-                    unique_bytes: m
-                        .iter()
-                        .filter(|(ino, _)| seen.get(ino) == Some(&1))
-                        .map(|(_, size)| size)
-                        .sum(),
-                    sqlite_copies: files_under(&root.sqlite_copy(v.week, &ns, &pvc)).len() as u64,
-                    damaged_files: damaged_files(store.as_ref(), v),
-                }
-            })
-            .collect();
+        let listed = version_listings(store.as_ref(), &root, &mine);
         let snaps = lv.map_or_else(Vec::new, |(lv, _)| {
             let mut s: Vec<SnapshotInfo> = snapshots
                 .iter()
@@ -381,6 +391,43 @@ fn week_list(v: &[WeekVersion]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+impl ListReport {
+    /// The dump and tier lines of the text report.
+    fn dumps_and_tier_text(&self) -> String {
+        let mut out = String::new();
+        if self.dumps.is_empty() {
+            out.push_str("dumps: none found (`[dumps] folders` lists where to look)\n");
+        }
+        for d in &self.dumps {
+            out.push_str(&format!(
+                "dumps {} in {}: {}, newest {}, {}\n",
+                d.name,
+                d.folder,
+                d.count,
+                d.newest
+                    .map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
+                backup_host::human::bytes(d.bytes)
+            ));
+        }
+        for t in &self.tier {
+            for s in &t.snapshots {
+                out.push_str(&format!(
+                    "tier {} {} {}: snapshot {} {}\n",
+                    t.repository,
+                    s.pvc,
+                    s.week,
+                    &s.id[..s.id.len().min(8)],
+                    s.time.format("%Y-%m-%d %H:%M")
+                ));
+            }
+            if t.snapshots.is_empty() {
+                out.push_str(&format!("tier {}: no snapshot yet\n", t.repository));
+            }
+        }
+        out
+    }
 }
 
 impl Outcome for ListReport {
@@ -441,35 +488,7 @@ impl Outcome for ListReport {
             "PVE config weeks: {}\n",
             week_list(&self.pve_config)
         ));
-        if self.dumps.is_empty() {
-            out.push_str("dumps: none found (`[dumps] folders` lists where to look)\n");
-        }
-        for d in &self.dumps {
-            out.push_str(&format!(
-                "dumps {} in {}: {}, newest {}, {}\n",
-                d.name,
-                d.folder,
-                d.count,
-                d.newest
-                    .map_or("-".to_owned(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
-                backup_host::human::bytes(d.bytes)
-            ));
-        }
-        for t in &self.tier {
-            for s in &t.snapshots {
-                out.push_str(&format!(
-                    "tier {} {} {}: snapshot {} {}\n",
-                    t.repository,
-                    s.pvc,
-                    s.week,
-                    &s.id[..s.id.len().min(8)],
-                    s.time.format("%Y-%m-%d %H:%M")
-                ));
-            }
-            if t.snapshots.is_empty() {
-                out.push_str(&format!("tier {}: no snapshot yet\n", t.repository));
-            }
-        }
+        out.push_str(&self.dumps_and_tier_text());
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
         }

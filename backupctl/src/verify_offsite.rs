@@ -72,24 +72,7 @@ pub fn verify_offsite(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyRepo
         )
         .map_err(|e| Error::Core(e.into()))?;
         let out = runner.run(&inv)?;
-        let mut differences: Vec<Difference> =
-            backup_rsync::compared(&String::from_utf8_lossy(&out.stdout))
-                .into_iter()
-                .map(|(path, what)| Difference {
-                    path: format!("{rel}/{path}"),
-                    what,
-                })
-                .collect();
-        if !out.success() {
-            differences.push(Difference {
-                path: dest.clone(),
-                what: format!(
-                    "the offsite copy could not be compared (rsync exit {}): {}",
-                    out.status.map_or(-1, |c| c),
-                    backup_core::stderr_tail(&out.stderr, 3)
-                ),
-            });
-        }
+        let differences = differences_of(&out, rel.as_str(), &dest);
         checked.push(Checked {
             what: format!("offsite pvc {label}"),
             differences,
@@ -104,6 +87,30 @@ pub fn verify_offsite(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyRepo
         now_unix: ctx.now.timestamp(),
         offsite: true,
     })
+}
+
+/// What rsync's itemized dry run `out` says differs between a version (`rel`, under the backup
+/// root) and its offsite copy `dest`; a comparison that failed is a difference too.
+fn differences_of(out: &backup_core::Output, rel: &str, dest: &str) -> Vec<Difference> {
+    let mut differences: Vec<Difference> =
+        backup_rsync::compared(&String::from_utf8_lossy(&out.stdout))
+            .into_iter()
+            .map(|(path, what)| Difference {
+                path: format!("{rel}/{path}"),
+                what,
+            })
+            .collect();
+    if !out.success() {
+        differences.push(Difference {
+            path: dest.to_owned(),
+            what: format!(
+                "the offsite copy could not be compared (rsync exit {}): {}",
+                out.status.map_or(-1, |c| c),
+                backup_core::stderr_tail(&out.stderr, 3)
+            ),
+        });
+    }
+    differences
 }
 
 /// The sampled files of `v` (from its record, chosen from `--now`) as a NUL-separated list.
