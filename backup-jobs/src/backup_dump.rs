@@ -329,26 +329,7 @@ pub fn run_dump(
     };
     let file = job.dest.join(&file_name);
     if dry_run {
-        let mut existing = file_names(&job.dest)?;
-        existing.push(file_name.clone());
-        let plan = plan_dated_file_rotation(&job.name, &job.ext, &existing, job.policy, now)?;
-        let removed: Vec<String> = removals(&plan).map(|d| d.name.clone()).collect();
-        let out_path = job
-            .uses_out()
-            .then(|| job.dest.join(format!(".{file_name}.out")));
-        return Ok(DumpReport {
-            name: job.name.clone(),
-            file,
-            command: invocation(job, out_path.as_deref())?.display(),
-            bytes: 0,
-            stored_bytes: 0,
-            seconds: 0.0,
-            kept: plan.len() - removed.len(),
-            removed,
-            rotation_errors: Vec::new(),
-            dry_run: true,
-            now_unix: now.timestamp(),
-        });
+        return planned_dump(job, &file_name, now);
     }
     // one run per name and folder at a time; leftovers of a killed run are ours to remove
     let _lock = backup_host::lock::RunLock::acquire(&job.dest.join(format!(".{}.lock", job.name)))?;
@@ -384,6 +365,32 @@ pub fn run_dump(
         kept,
         rotation_errors,
         dry_run: false,
+        now_unix: now.timestamp(),
+    })
+}
+
+/// What a dry run of `job` reports: the file it would write as `file_name`, the command, and
+/// what rotation would remove with that file in place.
+fn planned_dump(job: &DumpJob, file_name: &str, now: DateTime<Utc>) -> Result<DumpReport> {
+    let file = job.dest.join(file_name);
+    let mut existing = file_names(&job.dest)?;
+    existing.push(file_name.to_owned());
+    let plan = plan_dated_file_rotation(&job.name, &job.ext, &existing, job.policy, now)?;
+    let removed: Vec<String> = removals(&plan).map(|d| d.name.clone()).collect();
+    let out_path = job
+        .uses_out()
+        .then(|| job.dest.join(format!(".{file_name}.out")));
+    Ok(DumpReport {
+        name: job.name.clone(),
+        file,
+        command: invocation(job, out_path.as_deref())?.display(),
+        bytes: 0,
+        stored_bytes: 0,
+        seconds: 0.0,
+        kept: plan.len() - removed.len(),
+        removed,
+        rotation_errors: Vec::new(),
+        dry_run: true,
         now_unix: now.timestamp(),
     })
 }

@@ -12,7 +12,7 @@ use backup_restic as tier;
 use backup_core::metric_names::{self as names, JobMetrics};
 use backup_core::{
     files_from, plan_tree_pass, Config, Invocation, MetricGroup, OffsiteConfig, OffsiteState,
-    SourceKind, SyncStats, TreePass, TreeState, STATE_FILE,
+    SourceKind, SyncStats, Tree, TreePass, TreeState, STATE_FILE,
 };
 use backup_rsync::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -1123,16 +1123,37 @@ fn rsync_steps(
     );
     first.note = note;
     let mut steps = vec![first];
+    let full_sync = tree_results(state, o, trees, (ctx.now, wall), &mut steps);
+    Ok((steps, full_sync))
+}
+
+/// One tree's sync as it ended: the tree, its pass, its result and when it started.
+type TreeRun<'t> = (
+    &'t Tree,
+    Option<TreePass>,
+    Result<Option<SyncStats>>,
+    std::time::Instant,
+);
+
+/// The trees' results into `steps` and their successes into `state` (`now` the run's time,
+/// `wall` the kernel's at its start); whether every tree made a full pass that succeeded.
+fn tree_results(
+    state: &mut OffsiteState,
+    o: &OffsiteConfig,
+    trees: Vec<TreeRun<'_>>,
+    (now, wall): (DateTime<Utc>, DateTime<Utc>),
+    steps: &mut Vec<StepResult>,
+) -> bool {
     let mut full_sync = !o.trees.is_empty();
     for (tree, pass, result, started) in trees {
         let ts = state.trees.entry(tree.name.clone()).or_default();
         let is_full = matches!(pass, Some(TreePass::Full { .. }));
         full_sync &= is_full && result.is_ok();
         if result.is_ok() {
-            ts.last_success = Some(ctx.now);
+            ts.last_success = Some(now);
             ts.last_success_wall = Some(wall);
             if is_full {
-                ts.last_full_success = Some(ctx.now);
+                ts.last_full_success = Some(now);
             }
         }
         steps.push(step_result(
@@ -1143,7 +1164,7 @@ fn rsync_steps(
             started,
         ));
     }
-    Ok((steps, full_sync))
+    full_sync
 }
 
 /// The encrypted tier, after step 1 and the trees: each repository in turn, as one more step.
