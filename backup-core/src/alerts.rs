@@ -366,66 +366,72 @@ fn offsite_and_check_rules() -> Vec<AlertRule> {
         JOB_OFFSITE_SYNC,
         tier,
     ));
-    let verify = "backup verify (backupctl verify)";
-    triple(
-        &mut r,
-        "BackupVerify",
-        [&VERIFY_LAST_SUCCESS, &VERIFY_LAST_RUN_SUCCESS],
-        JOB_VERIFY,
-        8 * 24,
-        verify,
-    );
-    let verify_offsite = "offsite copy read back (backupctl verify --offsite, monthly)";
-    triple(
-        &mut r,
-        "OffsiteVerify",
-        [&VERIFY_LAST_SUCCESS, &VERIFY_LAST_RUN_SUCCESS],
-        JOB_VERIFY_OFFSITE,
-        35 * 24,
-        verify_offsite,
-    );
-    let drill = "restore drill (backupctl drill)";
-    triple(
-        &mut r,
-        "RestoreDrill",
-        [&DRILL_LAST_SUCCESS, &DRILL_LAST_RUN_SUCCESS],
-        JOB_DRILL,
-        8 * 24,
-        drill,
-    );
-    let dump_drill = "dump restore drill (backupctl drill --dumps-only, the dump-drill CronJob)";
-    triple(
-        &mut r,
-        "DumpRestoreDrill",
-        [&DRILL_LAST_SUCCESS, &DRILL_LAST_RUN_SUCCESS],
-        JOB_DUMP_DRILL,
-        8 * 24,
-        dump_drill,
-    );
-    r.push(rule(
-        "NfsTrackerFullPassPending".to_owned(),
-        AlertKind::Above {
-            metric: NFS_TRACKER_FULL_PASS_PENDING.name.to_string(),
-            job: JOB_NFS_TRACKER.to_owned(),
-            threshold: 0.0,
-        },
-        26 * 60,
-        "warning",
-        "a tree's change log cannot be trusted for more than a day: the offsite sync has not made its full pass"
-            .to_owned(),
-    ));
-    r.push(rule(
-        "NfsTrackerOverflow".to_owned(),
-        AlertKind::Increased {
-            metric: NFS_TRACKER_OVERFLOWS.name.to_string(),
-            job: JOB_NFS_TRACKER.to_owned(),
-        },
-        0,
-        "warning",
-        "the change tracker lost inotify events (queue overflow or watch limit): the next offsite sync of that tree is a full pass"
-            .to_owned(),
-    ));
+    // the checks that read the copies back: a job's stale/failing/never rules each
+    let checks: [(&str, [&MetricName; 2], &str, u32, &str); 4] = [
+        (
+            "BackupVerify",
+            [&VERIFY_LAST_SUCCESS, &VERIFY_LAST_RUN_SUCCESS],
+            JOB_VERIFY,
+            8 * 24,
+            "backup verify (backupctl verify)",
+        ),
+        (
+            "OffsiteVerify",
+            [&VERIFY_LAST_SUCCESS, &VERIFY_LAST_RUN_SUCCESS],
+            JOB_VERIFY_OFFSITE,
+            35 * 24,
+            "offsite copy read back (backupctl verify --offsite, monthly)",
+        ),
+        (
+            "RestoreDrill",
+            [&DRILL_LAST_SUCCESS, &DRILL_LAST_RUN_SUCCESS],
+            JOB_DRILL,
+            8 * 24,
+            "restore drill (backupctl drill)",
+        ),
+        (
+            "DumpRestoreDrill",
+            [&DRILL_LAST_SUCCESS, &DRILL_LAST_RUN_SUCCESS],
+            JOB_DUMP_DRILL,
+            8 * 24,
+            "dump restore drill (backupctl drill --dumps-only, the dump-drill CronJob)",
+        ),
+    ];
+    for (name, metrics, job, hours, what) in checks {
+        triple(&mut r, name, metrics, job, hours, what);
+    }
+    r.extend(tracker_rules());
     r
+}
+
+/// The change tracker's rules: a full pass pending for a day, events lost.
+fn tracker_rules() -> Vec<AlertRule> {
+    use names::*;
+    vec![
+        rule(
+            "NfsTrackerFullPassPending".to_owned(),
+            AlertKind::Above {
+                metric: NFS_TRACKER_FULL_PASS_PENDING.name.to_string(),
+                job: JOB_NFS_TRACKER.to_owned(),
+                threshold: 0.0,
+            },
+            26 * 60,
+            "warning",
+            "a tree's change log cannot be trusted for more than a day: the offsite sync has not made its full pass"
+                .to_owned(),
+        ),
+        rule(
+            "NfsTrackerOverflow".to_owned(),
+            AlertKind::Increased {
+                metric: NFS_TRACKER_OVERFLOWS.name.to_string(),
+                job: JOB_NFS_TRACKER.to_owned(),
+            },
+            0,
+            "warning",
+            "the change tracker lost inotify events (queue overflow or watch limit): the next offsite sync of that tree is a full pass"
+                .to_owned(),
+        ),
+    ]
 }
 
 fn yaml_quote(s: &str) -> String {

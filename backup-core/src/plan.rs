@@ -199,30 +199,17 @@ pub struct DailyInput<'a> {
     pub allow_empty: &'a [String],
 }
 
-/// Plans a daily run: selection, snapshot choice, destinations, link-dest, the PVE config week.
-///
-/// # Errors
-/// [`Refusal::NoVolumeMatches`] when no volume matches `lv-pattern`; [`Refusal::ClockBehind`]
-/// when the clock is behind what the backup root holds; [`Error::InvalidArgument`] when an
-/// `allow_empty` name is no selected volume.
-pub fn plan_daily(input: &DailyInput<'_>) -> Result<DailyPlan> {
+/// One plan per selected volume and per volume refused for its name: where it goes, what it
+/// links against, which snapshot it reads, and why it is refused (its name, or a second volume
+/// of the same PVC).
+fn volume_plans(
+    input: &DailyInput<'_>,
+    selection: &Selection,
+    root: &BackupRoot,
+    week: IsoWeek,
+) -> Vec<VolumePlan> {
     let cfg = input.config;
     let now = input.now;
-    let root = BackupRoot::new(&cfg.backup_root);
-    let week = IsoWeek::from_date(now.date_naive());
-    let selection = select_volumes(
-        input.volumes,
-        &cfg.snapshots.lv_pattern,
-        input.claims,
-        &cfg.snapshots.exclude_namespaces,
-    );
-    require_matches(cfg, &selection, input.volumes.len())?;
-    require_clock_ahead(
-        now,
-        week,
-        input.versions.iter().chain(input.pve_config_versions),
-    )?;
-    check_allow_empty(input.allow_empty, &selection)?;
     // `NAMESPACE/PVC` as the output names it, or the volume (LV)
     let allowed = |v: &SelectedVolume| input.allow_empty.iter().any(|n| names(v, n));
     let refused = selection.refused.iter().map(|r| {
@@ -267,6 +254,34 @@ pub fn plan_daily(input: &DailyInput<'_>) -> Result<DailyPlan> {
             volume: volume.clone(),
         });
     }
+    volumes
+}
+
+/// Plans a daily run: selection, snapshot choice, destinations, link-dest, the PVE config week.
+///
+/// # Errors
+/// [`Refusal::NoVolumeMatches`] when no volume matches `lv-pattern`; [`Refusal::ClockBehind`]
+/// when the clock is behind what the backup root holds; [`Error::InvalidArgument`] when an
+/// `allow_empty` name is no selected volume.
+pub fn plan_daily(input: &DailyInput<'_>) -> Result<DailyPlan> {
+    let cfg = input.config;
+    let now = input.now;
+    let root = BackupRoot::new(&cfg.backup_root);
+    let week = IsoWeek::from_date(now.date_naive());
+    let selection = select_volumes(
+        input.volumes,
+        &cfg.snapshots.lv_pattern,
+        input.claims,
+        &cfg.snapshots.exclude_namespaces,
+    );
+    require_matches(cfg, &selection, input.volumes.len())?;
+    require_clock_ahead(
+        now,
+        week,
+        input.versions.iter().chain(input.pve_config_versions),
+    )?;
+    check_allow_empty(input.allow_empty, &selection)?;
+    let volumes = volume_plans(input, &selection, &root, week);
     let pve_config = cfg
         .pve_config
         .paths
