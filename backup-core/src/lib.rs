@@ -54,6 +54,7 @@ mod selection;
 mod sqlite_magic;
 mod store;
 mod sync;
+mod undo;
 mod volume;
 mod week;
 
@@ -96,7 +97,8 @@ pub use plan::{
 pub use record::encode_record_format3;
 pub use record::{
     decode_record, encode_record as encode_file_record, resend_paths, same_tree, visit_record,
-    ContentHash, ContentHasher, EntryKind, FileEntry, RecordEntry, RecordError, RECORD_MAGIC,
+    Comparison, ContentHash, ContentHasher, EntryField, EntryKind, FileEntry, RecordEntry,
+    RecordError, RECORD_MAGIC,
 };
 pub use refusal::Refusal;
 pub use retention::{
@@ -112,5 +114,6 @@ pub use sqlite_magic::{
 };
 pub use store::{BackupStore, CopyStages, DatabaseCopy, Series};
 pub use sync::{FileSync, SourceKind, SyncOutcome, SyncRequest, SyncStats};
+pub use undo::{run_with_undo, OnFailure, StepsRun, UndoableSteps};
 pub use volume::{PoolUsage, SnapshotSource, Volume, VolumeManager};
 pub use week::{IsoWeek, WeekParseError};

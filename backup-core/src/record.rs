@@ -169,21 +169,127 @@ pub struct FileEntry {
     pub sqlite: Option<bool>,
 }
 
+/// One attribute of a [`FileEntry`] (content aside) two entries can differ in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryField {
+    /// File, folder, symlink or special.
+    Kind,
+    /// The mode: the permission bits, and where [`Comparison::type_bits`] asks for them the
+    /// file type bits.
+    Mode,
+    /// Owner and group.
+    Owner,
+    /// The size in bytes.
+    Size,
+    /// The modification time.
+    Mtime,
+    /// A symlink's target.
+    LinkTarget,
+    /// A device's number.
+    Rdev,
+    /// The extended attributes (ACLs among them).
+    Xattrs,
+    /// The inode and change time: the identity of the file the entry was read from.
+    Identity,
+}
+
+/// Which attributes one comparison of two entries looks at, and why: every caller that asks
+/// "is this the same entry" goes through [`Comparison::differences`] with one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Comparison {
+    /// The size ([`EntryField::Size`]).
+    pub size: bool,
+    /// A device's number ([`EntryField::Rdev`]).
+    pub rdev: bool,
+    /// Entries of this kind have their mtime ignored.
+    pub mtime_ignored_for: Option<EntryKind>,
+    /// The mode's file type bits too, not only the permissions: they tell a FIFO, a socket and
+    /// a device apart (all three are [`EntryKind::Special`]).
+    pub type_bits: bool,
+    /// The inode and ctime ([`EntryField::Identity`]).
+    pub identity: bool,
+}
+
+impl Comparison {
+    /// daily-backup's "unchanged since the last copy" (and offsite's "vouched for", two
+    /// versions "the same tree"): everything a copy keeps. With `identity`, the inode and the
+    /// ctime too: a rewrite that keeps size and mtime moves the ctime, but only a snapshot of the
+    /// same file system keeps inodes, so a caller trusts them only then.
+    pub const fn copy(identity: bool) -> Self {
+        Self {
+            size: true,
+            rdev: true,
+            mtime_ignored_for: None,
+            type_bits: true,
+            identity,
+        }
+    }
+
+    /// `check`, `verify` and the drill: a copy or a restore against its record. A symlink's
+    /// mtime is not compared: the link's own time is not what an operator restores, and not
+    /// every way back (a `cp`, a tar) keeps it. Inodes and ctimes belong to the snapshot.
+    pub const RESTORED: Self = Self {
+        size: true,
+        rdev: true,
+        mtime_ignored_for: Some(EntryKind::Symlink),
+        type_bits: true,
+        identity: false,
+    };
+
+    /// `diff`: the metadata changes an operator reads between two weeks. The size is the
+    /// content's (reported as a content change); a folder's mtime moves with every entry made
+    /// or removed in it; device numbers and a special file's type are not worth a line.
+    pub const HISTORY: Self = Self {
+        size: false,
+        rdev: false,
+        mtime_ignored_for: Some(EntryKind::Dir),
+        type_bits: false,
+        identity: false,
+    };
+
+    /// The attributes `a` and `b` differ in, in [`EntryField`] order.
+    pub fn differences(&self, a: &FileEntry, b: &FileEntry) -> Vec<EntryField> {
+        let mut d = Vec::new();
+        let mut differs = |field, yes: bool| {
+            if yes {
+                d.push(field);
+            }
+        };
+        differs(EntryField::Kind, a.kind != b.kind);
+        // between kinds only the permissions compare: the kind says the rest
+        let mode = if self.type_bits && a.kind == b.kind {
+            !0
+        } else {
+            0o7777
+        };
+        differs(EntryField::Mode, a.mode & mode != b.mode & mode);
+        differs(EntryField::Owner, (a.uid, a.gid) != (b.uid, b.gid));
+        differs(EntryField::Size, self.size && a.size != b.size);
+        differs(
+            EntryField::Mtime,
+            self.mtime_ignored_for != Some(a.kind) && a.mtime_ns != b.mtime_ns,
+        );
+        differs(EntryField::LinkTarget, a.link_target != b.link_target);
+        differs(EntryField::Rdev, self.rdev && a.rdev != b.rdev);
+        differs(EntryField::Xattrs, a.xattr_md5 != b.xattr_md5);
+        differs(
+            EntryField::Identity,
+            self.identity && (a.ctime_ns != b.ctime_ns || a.inode != b.inode),
+        );
+        d
+    }
+
+    /// True when `a` and `b` differ in nothing this comparison looks at.
+    pub fn same(&self, a: &FileEntry, b: &FileEntry) -> bool {
+        self.differences(a, b).is_empty()
+    }
+}
+
 impl FileEntry {
-    /// True when `other` (the same path in the next snapshot) is this entry unchanged: content
-    /// (size and mtime; with `trust_ctime`, also inode and ctime, which catch a rewrite that
-    /// keeps both), type, mode, owner, link target, device, extended attributes.
+    /// True when `other` (the same path in the next snapshot) is this entry unchanged:
+    /// [`Comparison::copy`] finds no difference.
     pub fn unchanged(&self, other: &FileEntry, trust_ctime: bool) -> bool {
-        self.kind == other.kind
-            && self.size == other.size
-            && self.mtime_ns == other.mtime_ns
-            && self.mode == other.mode
-            && self.uid == other.uid
-            && self.gid == other.gid
-            && self.rdev == other.rdev
-            && self.link_target == other.link_target
-            && self.xattr_md5 == other.xattr_md5
-            && (!trust_ctime || (self.ctime_ns == other.ctime_ns && self.inode == other.inode))
+        Comparison::copy(trust_ctime).same(self, other)
     }
 }
 
@@ -506,6 +612,92 @@ pub fn visit_record(bytes: &[u8], mut f: impl FnMut(RecordEntry<'_>)) -> Result<
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Two entries that differ in any subset of their attributes, each from a small domain so
+    /// that equal values are common: a FIFO and a socket (both special), a rewrite that keeps
+    /// size and mtime (ctime and inode moved), a folder that was a file with the same mode.
+    fn entry_pair() -> impl Strategy<Value = (FileEntry, FileEntry)> {
+        let one = (
+            prop::sample::select(vec![
+                (EntryKind::File, 0o100_644u32),
+                (EntryKind::File, 0o100_755),
+                (EntryKind::Dir, 0o040_755),
+                (EntryKind::Symlink, 0o120_777),
+                (EntryKind::Special, 0o010_644),
+                (EntryKind::Special, 0o140_644),
+            ]),
+            (
+                0u64..2,
+                0i64..2,
+                0i64..2,
+                0u64..2,
+                0u32..2,
+                0u32..2,
+                0u64..2,
+            ),
+            (0u8..2, 0u8..2),
+        )
+            .prop_map(
+                |((kind, mode), (size, mtime, ctime, inode, uid, gid, rdev), (target, x))| {
+                    FileEntry {
+                        kind,
+                        mode,
+                        size,
+                        mtime_ns: mtime,
+                        ctime_ns: ctime,
+                        inode,
+                        uid,
+                        gid,
+                        rdev,
+                        link_target: vec![target],
+                        xattr_md5: [x; 16],
+                        ..file_entry("a", 0)
+                    }
+                },
+            );
+        (one.clone(), one)
+    }
+
+    proptest! {
+        /// The one comparison decides "unchanged" exactly as daily-backup always did: every
+        /// field a copy keeps, the full mode, and with `trust_ctime` the ctime and inode.
+        #[test]
+        fn unchanged_is_the_copy_comparison((a, b) in entry_pair(), trust in any::<bool>()) {
+            let before = a.kind == b.kind
+                && a.size == b.size
+                && a.mtime_ns == b.mtime_ns
+                && a.mode == b.mode
+                && a.uid == b.uid
+                && a.gid == b.gid
+                && a.rdev == b.rdev
+                && a.link_target == b.link_target
+                && a.xattr_md5 == b.xattr_md5
+                && (!trust || (a.ctime_ns == b.ctime_ns && a.inode == b.inode));
+            prop_assert_eq!(a.unchanged(&b, trust), before);
+        }
+
+        /// What each comparison leaves out, it leaves out for the reason its documentation
+        /// gives, and nothing else: a restored symlink's mtime, a folder's mtime and the size
+        /// between weeks; the identity only when asked.
+        #[test]
+        fn each_comparison_ignores_only_what_it_names((a, b) in entry_pair()) {
+            let all = Comparison::copy(true).differences(&a, &b);
+            let restored = Comparison::RESTORED.differences(&a, &b);
+            let history = Comparison::HISTORY.differences(&a, &b);
+            let left_out = |d: &[EntryField]| -> Vec<EntryField> {
+                all.iter().copied().filter(|f| !d.contains(f)).collect()
+            };
+            for f in left_out(&restored) {
+                prop_assert!(f == EntryField::Identity
+                    || (f == EntryField::Mtime && a.kind == EntryKind::Symlink), "{f:?}");
+            }
+            for f in left_out(&history) {
+                prop_assert!(matches!(f, EntryField::Identity | EntryField::Size | EntryField::Rdev)
+                    || (f == EntryField::Mtime && a.kind == EntryKind::Dir)
+                    || (f == EntryField::Mode && a.mode & 0o7777 == b.mode & 0o7777), "{f:?}");
+            }
+        }
+    }
 
     proptest! {
         /// A tree is the same as itself; any one field a restore gives back, changed in one

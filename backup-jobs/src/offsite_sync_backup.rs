@@ -582,6 +582,54 @@ fn completed(marker: &Utf8Path, m: &std::fs::Metadata, now: DateTime<Utc>) -> Da
         .unwrap_or(now)
 }
 
+/// The complete versions the mirror of the offsite copy in `dir` shows: the PVCs' (from their
+/// markers), and the PVE config's and pfSense's weeks; a marker's time is its completion.
+fn mirrored_versions(
+    dir: &Utf8Path,
+    now: DateTime<Utc>,
+) -> (Vec<backup_core::WeekVersion>, Vec<backup_core::WeekVersion>) {
+    let mut versions = Vec::new();
+    for (_, week, _) in parsed_entries::<backup_core::IsoWeek>(&dir.join("pvc-data")) {
+        let complete = dir
+            .join("pvc-data")
+            .join(week.to_string())
+            .join(".complete");
+        for (namespace, _, _) in parsed_entries::<String>(&complete) {
+            for (pvc, _, m) in parsed_entries::<String>(&complete.join(&namespace)) {
+                if !m.is_file() {
+                    continue;
+                }
+                let at = completed(&complete.join(&namespace).join(&pvc), &m, now);
+                versions.push(backup_core::WeekVersion {
+                    week,
+                    namespace: namespace.clone(),
+                    pvc,
+                    completed_at: Some(at),
+                });
+            }
+        }
+    }
+    let mut trees = Vec::new();
+    for tree in [
+        tree_name(backup_core::Series::PveConfig),
+        tree_name(backup_core::Series::Pfsense),
+    ] {
+        for (_, week, m) in parsed_entries::<backup_core::IsoWeek>(&dir.join(tree)) {
+            if m.is_dir() {
+                let marker = dir.join(tree).join(week.to_string()).join(".complete");
+                let at = completed(&marker, &m, now);
+                trees.push(backup_core::WeekVersion {
+                    week,
+                    namespace: tree.to_owned(),
+                    pvc: tree.to_owned(),
+                    completed_at: Some(at),
+                });
+            }
+        }
+    }
+    (versions, trees)
+}
+
 /// Mirrors what step 1 needs of `<pve_backup>` and reads it.
 fn read_offsite(
     ctx: &Context<'_>,
@@ -618,45 +666,7 @@ fn read_offsite(
     let id = backup_host::safe_read::read_regular(dir.join(backup_host::root_id::ROOT_ID_FILE))
         .ok()
         .and_then(|b| backup_host::root_id::parse(&b));
-    let mut versions = Vec::new();
-    for (_, week, _) in parsed_entries::<backup_core::IsoWeek>(&dir.join("pvc-data")) {
-        let complete = dir
-            .join("pvc-data")
-            .join(week.to_string())
-            .join(".complete");
-        for (namespace, _, _) in parsed_entries::<String>(&complete) {
-            for (pvc, _, m) in parsed_entries::<String>(&complete.join(&namespace)) {
-                if !m.is_file() {
-                    continue;
-                }
-                let at = completed(&complete.join(&namespace).join(&pvc), &m, ctx.now);
-                versions.push(backup_core::WeekVersion {
-                    week,
-                    namespace: namespace.clone(),
-                    pvc,
-                    completed_at: Some(at),
-                });
-            }
-        }
-    }
-    let mut trees = Vec::new();
-    for tree in [
-        tree_name(backup_core::Series::PveConfig),
-        tree_name(backup_core::Series::Pfsense),
-    ] {
-        for (_, week, m) in parsed_entries::<backup_core::IsoWeek>(&dir.join(tree)) {
-            if m.is_dir() {
-                let marker = dir.join(tree).join(week.to_string()).join(".complete");
-                let at = completed(&marker, &m, ctx.now);
-                trees.push(backup_core::WeekVersion {
-                    week,
-                    namespace: tree.to_owned(),
-                    pvc: tree.to_owned(),
-                    completed_at: Some(at),
-                });
-            }
-        }
-    }
+    let (versions, trees) = mirrored_versions(&dir, ctx.now);
     Ok(OffsiteView {
         dir,
         scratch,

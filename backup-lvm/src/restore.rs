@@ -6,7 +6,7 @@
 //! workloads back to their old replica counts. On any failure the steps done are undone in
 //! reverse, and the report says what state that left.
 
-use backup_core::{Cluster, PvClaim, Workload};
+use backup_core::{run_with_undo, Cluster, OnFailure, PvClaim, UndoableSteps, Workload};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -143,56 +143,68 @@ pub struct RestoreReport {
     pub state: String,
 }
 
-fn run_step(
-    lvm: &LvmVolumeManager<'_>,
-    cluster: &dyn Cluster,
-    step: &Step,
-) -> backup_core::Result<()> {
-    let vg = lvm.vg();
-    match step {
-        Step::ScaleDown { workload } => cluster.scale(workload, 0),
-        Step::WaitPodsGone { workload } => cluster.wait_pods_gone(workload, POD_WAIT_SECS),
-        Step::Deactivate { lv } => lvm.run(&commands::deactivate(vg, lv)),
-        Step::RenameAside { lv, aside } => lvm.run(&commands::rename(vg, lv, aside)),
-        Step::CreateFromSnapshot { snapshot, lv } => {
-            lvm.run(&commands::restored_volume(vg, snapshot, lv))
-        }
-        Step::Activate { lv } => lvm.run(&commands::activate(vg, lv)),
-        Step::ScaleUp { workload } => cluster.scale(workload, workload.replicas),
-    }
+/// The LVM swap's steps on a volume manager and a cluster.
+struct Swap<'a, 'l> {
+    lvm: &'a LvmVolumeManager<'l>,
+    cluster: &'a dyn Cluster,
 }
 
-/// The undo of a step that was done, if it has one.
-fn undo(
-    lvm: &LvmVolumeManager<'_>,
-    cluster: &dyn Cluster,
-    step: &Step,
-) -> Option<(String, backup_core::Result<()>)> {
-    let vg = lvm.vg();
-    let (what, result) = match step {
-        Step::ScaleDown { workload: w } => (
-            format!("scale {}/{} back to {}", w.namespace, w.name, w.replicas),
-            cluster.scale(w, w.replicas),
-        ),
-        Step::WaitPodsGone { .. } | Step::ScaleUp { .. } => return None,
-        Step::Deactivate { lv } => (
-            format!("activate {vg}/{lv}"),
-            lvm.run(&commands::activate(vg, lv)),
-        ),
-        Step::RenameAside { lv, aside } => (
-            format!("rename {aside} back to {lv}"),
-            lvm.run(&commands::rename(vg, aside, lv)),
-        ),
-        Step::CreateFromSnapshot { lv, .. } => (
-            format!("remove the new {vg}/{lv}"),
-            lvm.run(&commands::remove(vg, lv)),
-        ),
-        Step::Activate { lv } => (
-            format!("deactivate {vg}/{lv}"),
-            lvm.run(&commands::deactivate(vg, lv)),
-        ),
-    };
-    Some((what, result))
+impl UndoableSteps<Step> for Swap<'_, '_> {
+    fn describe(&self, step: &Step) -> String {
+        step.describe(self.lvm.vg())
+    }
+
+    fn run(&mut self, step: &Step) -> Result<(), String> {
+        let (lvm, vg) = (self.lvm, self.lvm.vg());
+        match step {
+            Step::ScaleDown { workload } => self.cluster.scale(workload, 0),
+            Step::WaitPodsGone { workload } => self.cluster.wait_pods_gone(workload, POD_WAIT_SECS),
+            Step::Deactivate { lv } => lvm.run(&commands::deactivate(vg, lv)),
+            Step::RenameAside { lv, aside } => lvm.run(&commands::rename(vg, lv, aside)),
+            Step::CreateFromSnapshot { snapshot, lv } => {
+                lvm.run(&commands::restored_volume(vg, snapshot, lv))
+            }
+            Step::Activate { lv } => lvm.run(&commands::activate(vg, lv)),
+            Step::ScaleUp { workload } => self.cluster.scale(workload, workload.replicas),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn undo(&mut self, step: &Step) -> Option<(String, Result<(), String>)> {
+        let (lvm, vg) = (self.lvm, self.lvm.vg());
+        let (what, result) = match step {
+            Step::ScaleDown { workload: w } => (
+                format!("scale {}/{} back to {}", w.namespace, w.name, w.replicas),
+                self.cluster.scale(w, w.replicas),
+            ),
+            Step::WaitPodsGone { .. } | Step::ScaleUp { .. } => return None,
+            Step::Deactivate { lv } => (
+                format!("activate {vg}/{lv}"),
+                lvm.run(&commands::activate(vg, lv)),
+            ),
+            Step::RenameAside { lv, aside } => (
+                format!("rename {aside} back to {lv}"),
+                lvm.run(&commands::rename(vg, aside, lv)),
+            ),
+            Step::CreateFromSnapshot { lv, .. } => (
+                format!("remove the new {vg}/{lv}"),
+                lvm.run(&commands::remove(vg, lv)),
+            ),
+            Step::Activate { lv } => (
+                format!("deactivate {vg}/{lv}"),
+                lvm.run(&commands::deactivate(vg, lv)),
+            ),
+        };
+        Some((what, result.map_err(|e| e.to_string())))
+    }
+
+    fn on_failure(&self, step: &Step) -> OnFailure {
+        match step {
+            // a failed scale-up leaves the volume restored: nothing to undo but that workload
+            Step::ScaleUp { .. } => OnFailure::Stop,
+            _ => OnFailure::Undo,
+        }
+    }
 }
 
 /// Carries out `steps`; on a failure undoes what was done, in reverse.
@@ -201,40 +213,24 @@ pub fn run_restore(
     cluster: &dyn Cluster,
     steps: &[Step],
 ) -> RestoreReport {
-    let vg = lvm.vg();
-    let mut report = RestoreReport {
-        done: Vec::new(),
-        failed: None,
-        undone: Vec::new(),
-        state: String::new(),
-    };
-    for (i, step) in steps.iter().enumerate() {
-        if let Err(e) = run_step(lvm, cluster, step) {
-            report.failed = Some((step.describe(vg), e.to_string()));
-            // a failed scale-up leaves the volume restored: nothing to undo but that workload
-            if matches!(step, Step::ScaleUp { .. }) {
-                report.state =
-                    "the volume is restored; a workload did not scale back up: scale it by hand"
-                        .to_owned();
-                return report;
-            }
-            for done in steps[..i].iter().rev() {
-                if let Some((what, result)) = undo(lvm, cluster, done) {
-                    report
-                        .undone
-                        .push((what, result.map_err(|e| e.to_string())));
-                }
-            }
-            report.state = if report.undone.iter().all(|(_, r)| r.is_ok()) {
-                "everything was put back as it was before the restore".to_owned()
-            } else {
-                "an undo step failed: the volume and workloads are in between; see the steps above"
-                    .to_owned()
-            };
-            return report;
+    let run = run_with_undo(&mut Swap { lvm, cluster }, steps);
+    let state = match run.ended_at {
+        None => "restored".to_owned(),
+        Some((_, OnFailure::Stop)) => {
+            "the volume is restored; a workload did not scale back up: scale it by hand".to_owned()
         }
-        report.done.push(step.describe(vg));
+        Some(_) if run.undo_ok() => {
+            "everything was put back as it was before the restore".to_owned()
+        }
+        Some(_) => {
+            "an undo step failed: the volume and workloads are in between; see the steps above"
+                .to_owned()
+        }
+    };
+    RestoreReport {
+        done: run.done,
+        failed: run.failed,
+        undone: run.undone,
+        state,
     }
-    report.state = "restored".to_owned();
-    report
 }

@@ -534,71 +534,12 @@ fn uploads(
     Ok(out)
 }
 
-/// Sends one upload from its stable mount point; returns restic's summary.
-fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnapshot> {
-    let repo = r.repo;
-    let target = &u.target;
-    std::fs::create_dir_all(target).map_err(|e| Error::io("create folder", target, e))?;
-    let mounter = &*d.mounter;
-    // a run killed mid-upload left its mount: the path must hold this version, not that one
-    while backup_host::mounts::mount_point_options(target)?.is_some() {
-        mounter.unmount(target)?;
-    }
-    // the record of what is sent travels as a tag (its digest) and is kept here by it: a
-    // restore from the tier is checked against it, not against a later record of the week.
-    // Read before and after the mount: a daily run that swapped the version in between is
-    // mounted again
-    let mut tries = 0;
-    let (tags, read) = loop {
-        let record = match &u.of {
-            Some(v) => keep_record(d, r.repo, v)?,
-            None => None,
-        };
-        let read = mounter.mount_ro(&SnapshotSource::Dir(u.source.clone()), target)?;
-        let again = match &u.of {
-            Some(v) => keep_record(d, r.repo, v)?,
-            None => None,
-        };
-        tries += 1;
-        if again == record || tries == 3 {
-            let tags = match again {
-                Some(hex) => format!("{},{RECORD_TAG}{hex}", u.tags),
-                None => u.tags.clone(),
-            };
-            break (tags, read);
-        }
-        if read == *target {
-            mounter.unmount(target)?;
-        }
-    };
-    let host = hostname();
-    let mut inv = r.inv(&[
-        "backup",
-        "--json",
-        "--ignore-ctime",
-        "--host",
-        &host,
-        "--tag",
-        &tags,
-        "--",
-        read.as_str(),
-    ]);
-    if std::env::var_os("GOMAXPROCS").is_none() {
-        inv.env
-            .push(("GOMAXPROCS".to_owned(), go_threads().to_string()));
-    }
-    let out = d.runner.run(&inv);
-    let unmounted = if read == *target {
-        mounter.unmount(target)
-    } else {
-        Ok(())
-    };
-    let out = out?;
-    unmounted?;
-    if !out.success() {
-        return Err(failure(repo, "backup", &out));
-    }
-    let summary = String::from_utf8_lossy(&out.stdout)
+/// What `restic backup --json` printed (`stdout`) says of the snapshot it took of `u`.
+///
+/// # Errors
+/// Refused when it printed no summary.
+fn snapshot_of(repo: &TierRepository, u: &Upload, stdout: &[u8]) -> Result<TierSnapshot> {
+    let summary = String::from_utf8_lossy(stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|j| j["message_type"] == "summary")
@@ -843,6 +784,73 @@ fn go_threads() -> usize {
     (cores / SENDERS).max(1)
 }
 
+/// Sends one upload from its stable mount point; returns restic's summary.
+fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnapshot> {
+    let repo = r.repo;
+    let target = &u.target;
+    std::fs::create_dir_all(target).map_err(|e| Error::io("create folder", target, e))?;
+    let mounter = &*d.mounter;
+    // a run killed mid-upload left its mount: the path must hold this version, not that one
+    while backup_host::mounts::mount_point_options(target)?.is_some() {
+        mounter.unmount(target)?;
+    }
+    // the record of what is sent travels as a tag (its digest) and is kept here by it: a
+    // restore from the tier is checked against it, not against a later record of the week.
+    // Read before and after the mount: a daily run that swapped the version in between is
+    // mounted again
+    let mut tries = 0;
+    let (tags, read) = loop {
+        let record = match &u.of {
+            Some(v) => keep_record(d, r.repo, v)?,
+            None => None,
+        };
+        let read = mounter.mount_ro(&SnapshotSource::Dir(u.source.clone()), target)?;
+        let again = match &u.of {
+            Some(v) => keep_record(d, r.repo, v)?,
+            None => None,
+        };
+        tries += 1;
+        if again == record || tries == 3 {
+            let tags = match again {
+                Some(hex) => format!("{},{RECORD_TAG}{hex}", u.tags),
+                None => u.tags.clone(),
+            };
+            break (tags, read);
+        }
+        if read == *target {
+            mounter.unmount(target)?;
+        }
+    };
+    let host = hostname();
+    let mut inv = r.inv(&[
+        "backup",
+        "--json",
+        "--ignore-ctime",
+        "--host",
+        &host,
+        "--tag",
+        &tags,
+        "--",
+        read.as_str(),
+    ]);
+    if std::env::var_os("GOMAXPROCS").is_none() {
+        inv.env
+            .push(("GOMAXPROCS".to_owned(), go_threads().to_string()));
+    }
+    let out = d.runner.run(&inv);
+    let unmounted = if read == *target {
+        mounter.unmount(target)
+    } else {
+        Ok(())
+    };
+    let out = out?;
+    unmounted?;
+    if !out.success() {
+        return Err(failure(repo, "backup", &out));
+    }
+    snapshot_of(repo, u, &out.stdout)
+}
+
 /// Sends the uploads two at a time (restic uses the cores too, but its start, index load and
 /// lock of each PVC are idle time the other fills); in upload order in the result.
 fn send_uploads(
@@ -859,8 +867,8 @@ fn send_uploads(
                 let Some(v) = versions.get(i) else { return };
                 let sent = send_upload(d, r, v);
                 let failed = sent.is_err();
-                if let Ok(mut d) = done.lock() {
-                    d.push((i, sent));
+                if let Ok(mut list) = done.lock() {
+                    list.push((i, sent));
                 }
                 if failed || d.stop.load(std::sync::atomic::Ordering::Relaxed) {
                     // the other worker finishes its PVC; nothing new starts

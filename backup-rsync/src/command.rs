@@ -3,39 +3,15 @@
 use backup_core::Invocation;
 use camino::Utf8Path;
 
+use crate::argv::{absolute, contents_of, Rsync, EXACT_TIMES, HOLES, KEEP, NUL_LIST, STATS};
 use crate::error::Error;
-
-/// `p` as a string when it is absolute.
-pub(crate) fn absolute<'a>(role: &'static str, p: &'a Utf8Path) -> Result<&'a str, Error> {
-    if p.is_absolute() {
-        Ok(p.as_str())
-    } else {
-        Err(Error::RelativePath {
-            role,
-            path: p.to_string(),
-        })
-    }
-}
-
-/// `dir` with exactly one trailing slash: rsync copies the folder's contents, not the folder.
-fn contents_of(dir: &str) -> String {
-    format!("{}/", dir.trim_end_matches('/'))
-}
 
 /// The weekly copy of one snapshot: `source/` mirrored into `dest/`, unchanged files hardlinked
 /// against `link_dest`.
 ///
-/// - `-aHAX --numeric-ids`: everything a restore needs (hardlinks, ACLs, xattrs, owners by number:
-///   the host's user database is not the pods').
-/// - `--delete`: the week folder mirrors the snapshot; files deleted in the PVC go.
-/// - never `--inplace`: it would write through the hardlinks into every older week.
-/// - `--stats` for the numbers.
-/// - `--sparse`: runs of zeros are written as holes. A 1 GiB sparse disk image or database
-///   preallocation holding 4 KiB of data otherwise takes 1 GiB in every week that changes it.
-/// - `--modify-window=-1`: compare modification times to the nanosecond. The default compares
-///   whole seconds, so a file rewritten with the same size within the second of the last copy
-///   is taken as unchanged and the backup keeps the old content.
-///
+/// - [`KEEP`], [`EXACT_TIMES`], [`HOLES`], [`STATS`] (each with its reason in `argv`);
+/// - `--delete`: the week folder mirrors the snapshot; files deleted in the PVC go;
+/// - never `--inplace`: it would write through the hardlinks into every older week;
 /// - `--checksum` (when asked): a link-dest file is linked, and a destination file kept, only
 ///   when its content is the same; for a link-dest whose record cannot vouch for it.
 ///
@@ -50,28 +26,15 @@ pub fn weekly_copy(
 ) -> Result<Invocation, Error> {
     let source = absolute("source", source)?;
     let dest = absolute("destination", dest)?;
-    let mut inv = Invocation::new(
-        program,
-        [
-            "-aHAX",
-            "--numeric-ids",
-            "--delete",
-            "--modify-window=-1",
-            "--sparse",
-            "--stats",
-        ],
-    );
-    if checksum {
-        inv = inv.arg("--checksum");
-    }
+    let mut rsync = Rsync::new(program, None)
+        .args(KEEP)
+        .arg("--delete")
+        .args([EXACT_TIMES, HOLES, STATS])
+        .arg_if(checksum, "--checksum");
     if let Some(link) = link_dest {
-        inv = inv.arg(format!("--link-dest={}", absolute("link-dest", link)?));
+        rsync = rsync.arg(format!("--link-dest={}", absolute("link-dest", link)?));
     }
-    // `--` ends options: a folder named `-rf` stays a folder
-    Ok(inv
-        .arg("--")
-        .arg(contents_of(source))
-        .arg(contents_of(dest)))
+    Ok(rsync.paths(source, contents_of(dest)))
 }
 
 /// A restore of a version (or, with `files_from`, of the listed paths of it) from `source/` into
@@ -110,26 +73,17 @@ pub fn restore_copy_from(
     exclude: &[&str],
 ) -> Result<Invocation, Error> {
     let dest = absolute("destination", dest)?;
-    let mut inv = Invocation::new(program, Vec::<String>::new());
-    if let Some(s) = ssh {
-        inv = inv.arg("-e").arg(s.remote_shell());
-    }
-    inv = inv.args(["-aHAX", "--numeric-ids", "--sparse", "--modify-window=-1"]);
-    if delete {
-        inv = inv.arg("--delete");
-    }
+    let mut rsync = Rsync::new(program, ssh)
+        .args(KEEP)
+        .args([HOLES, EXACT_TIMES])
+        .arg_if(delete, "--delete");
     for pattern in exclude {
-        inv = inv.arg(format!("--exclude={pattern}"));
+        rsync = rsync.arg(format!("--exclude={pattern}"));
     }
     if let Some(list) = files_from {
-        inv = inv
-            .arg("--from0")
-            .arg(format!("--files-from={}", absolute("file list", list)?));
+        rsync = rsync.arg(NUL_LIST).files_from("file list", list)?;
     }
-    Ok(inv
-        .arg("--")
-        .arg(contents_of(source))
-        .arg(contents_of(dest)))
+    Ok(rsync.paths(source, contents_of(dest)))
 }
 
 /// A copy of only the listed paths of `source/` into `dest/` (the paths that changed since the
@@ -152,22 +106,11 @@ pub fn changed_copy(
 ) -> Result<Invocation, Error> {
     let source = absolute("source", source)?;
     let dest = absolute("destination", dest)?;
-    let list = absolute("files-from list", files_from)?;
-    Ok(Invocation::new(
-        program,
-        [
-            "-aHAX",
-            "--numeric-ids",
-            "--modify-window=-1",
-            "--sparse",
-            "--from0",
-            "--stats",
-        ],
-    )
-    .arg(format!("--files-from={list}"))
-    .arg("--")
-    .arg(contents_of(source))
-    .arg(contents_of(dest)))
+    Ok(Rsync::new(program, None)
+        .args(KEEP)
+        .args([EXACT_TIMES, HOLES, NUL_LIST, STATS])
+        .files_from("files-from list", files_from)?
+        .paths(source, contents_of(dest)))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //! assert!(inv.args.contains(&"--link-dest=/mnt/backup/pvc-data/2026-01/vaultwarden/data".to_owned()));
 //! ```
 
+mod argv;
 mod command;
 mod error;
 mod exit;

@@ -5,21 +5,13 @@
 use backup_core::Invocation;
 use camino::Utf8Path;
 
-use crate::command::absolute;
+use crate::argv::{absolute, contents_of, Rsync, EXACT_TIMES, KEEP, NUL_LIST, STATS};
 use crate::error::Error;
 use crate::ssh::SshOptions;
 
 /// `<destination>/<sub>/`: a folder under the destination, local or remote.
 pub fn dest_folder(destination: &str, sub: &str) -> String {
     format!("{}/{sub}/", destination.trim_end_matches('/'))
-}
-
-fn base(program: &str, ssh: Option<&SshOptions>) -> Invocation {
-    let inv = Invocation::new(program, Vec::<String>::new());
-    match ssh {
-        Some(s) => inv.arg("-e").arg(s.remote_shell()),
-        None => inv,
-    }
 }
 
 /// Step 1: the backup root to `<destination>/pve-backup/`.
@@ -44,24 +36,19 @@ pub fn backup_root_copy(
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
     let source = absolute("source", source)?;
-    let mut inv = base(program, ssh).args([
-        "-aHAX",
-        "--numeric-ids",
+    let mut rsync = Rsync::new(program, ssh).args(KEEP).args([
         "--delete",
         "--delete-excluded",
-        "--modify-window=-1",
-        "--stats",
+        EXACT_TIMES,
+        STATS,
     ]);
     for f in filters {
-        inv = inv.arg(format!("--filter={f}"));
+        rsync = rsync.arg(format!("--filter={f}"));
     }
     for e in excludes {
-        inv = inv.arg(format!("--exclude={e}"));
+        rsync = rsync.arg(format!("--exclude={e}"));
     }
-    Ok(inv
-        .arg("--")
-        .arg(format!("{}/", source.trim_end_matches('/')))
-        .arg(dest.to_owned()))
+    Ok(rsync.paths(source, dest.to_owned()))
 }
 
 /// Mirrors into the local folder `local`, in one read-only rsync, what step 1 needs to know
@@ -83,7 +70,7 @@ pub fn mirror_offsite(
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
     let local = absolute("destination", local)?;
-    let mut inv = base(program, ssh).args([
+    let rsync = Rsync::new(program, ssh).args([
         "-rt",
         "--delete",
         "--no-motd",
@@ -97,13 +84,10 @@ pub fn mirror_offsite(
         "--include=/pfsense/",
         "--include=/pfsense/*/",
     ]);
-    if records {
-        inv = inv.arg("--include=/pvc-data/*/.records/***");
-    }
-    Ok(inv
-        .args(["--exclude=*", "--"])
-        .arg(format!("{}/", pve_backup.trim_end_matches('/')))
-        .arg(format!("{}/", local.trim_end_matches('/')))
+    Ok(rsync
+        .arg_if(records, "--include=/pvc-data/*/.records/***")
+        .arg("--exclude=*")
+        .paths(pve_backup, contents_of(local))
         .read_only())
 }
 
@@ -118,13 +102,10 @@ fn listed_copy(
     files_from: &Utf8Path,
 ) -> Result<Invocation, Error> {
     let source = absolute("source", source)?;
-    let list = absolute("files-from list", files_from)?;
-    Ok(base(program, ssh)
+    Ok(Rsync::new(program, ssh)
         .args(flags.iter().copied())
-        .arg(format!("--files-from={list}"))
-        .arg("--")
-        .arg(format!("{}/", source.trim_end_matches('/')))
-        .arg(dest.to_owned()))
+        .files_from("files-from list", files_from)?
+        .paths(source, dest.to_owned()))
 }
 
 /// `--from-offsite` over ssh: what a read command needs of the offsite copy `remote`
@@ -143,7 +124,7 @@ pub fn offsite_view(
     view: &Utf8Path,
 ) -> Result<Invocation, Error> {
     let view = absolute("destination", view)?;
-    Ok(base(program, ssh)
+    Ok(Rsync::new(program, ssh)
         .args([
             "-aAX",
             "--numeric-ids",
@@ -155,10 +136,8 @@ pub fn offsite_view(
             "--include=/pvc-data/*/*/*/",
             "--exclude=/pvc-data/*/*/*/*",
             "--exclude=/pvc-data/*/*",
-            "--",
         ])
-        .arg(format!("{}/", remote.trim_end_matches('/')))
-        .arg(format!("{}/", view.trim_end_matches('/')))
+        .paths(remote, contents_of(view))
         .read_only())
 }
 
@@ -180,7 +159,7 @@ pub fn compare_copy(
     let flags = [
         "-n",
         "-rlc",
-        "--from0",
+        NUL_LIST,
         "--itemize-changes",
         "--out-format=%i %n",
     ];
@@ -188,12 +167,10 @@ pub fn compare_copy(
         Some(list) => listed_copy(program, ssh, &flags, local, dest, list)?,
         None => {
             let local = absolute("source", local)?;
-            base(program, ssh)
+            Rsync::new(program, ssh)
                 .args(flags)
                 .arg("--delete")
-                .arg("--")
-                .arg(format!("{}/", local.trim_end_matches('/')))
-                .arg(dest.to_owned())
+                .paths(local, dest.to_owned())
         }
     };
     Ok(inv.read_only())
@@ -242,12 +219,12 @@ pub fn resend_files(
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
     let flags = [
-        "-aHAX",
-        "--numeric-ids",
+        KEEP[0],
+        KEEP[1],
         "--ignore-times",
-        "--modify-window=-1",
-        "--from0",
-        "--stats",
+        EXACT_TIMES,
+        NUL_LIST,
+        STATS,
     ];
     listed_copy(program, ssh, &flags, root, dest, files_from)
 }
@@ -266,23 +243,16 @@ pub fn tree_full_pass(
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
     let source = absolute("source", source)?;
-    let mut inv = base(program, ssh).args([
-        "-aHAX",
-        "--numeric-ids",
-        "--delete",
-        "--modify-window=-1",
-        "--stats",
-    ]);
+    let mut rsync = Rsync::new(program, ssh)
+        .args(KEEP)
+        .args(["--delete", EXACT_TIMES, STATS]);
     if let Some(n) = max_delete {
-        inv = inv.arg(format!("--max-delete={n}"));
+        rsync = rsync.arg(format!("--max-delete={n}"));
     }
-    if preview {
-        inv = inv.arg("--dry-run").read_only();
-    }
-    Ok(inv
-        .arg("--")
-        .arg(format!("{}/", source.trim_end_matches('/')))
-        .arg(dest.to_owned()))
+    let inv = rsync
+        .arg_if(preview, "--dry-run")
+        .paths(source, dest.to_owned());
+    Ok(if preview { inv.read_only() } else { inv })
 }
 
 /// The sending half of an incremental pass of one tree: the listed paths (NUL-separated,
@@ -309,14 +279,14 @@ pub fn tree_incremental(
     ssh: Option<&SshOptions>,
 ) -> Result<Invocation, Error> {
     let flags = [
-        "-aHAX",
+        KEEP[0],
         "-r",
-        "--numeric-ids",
-        "--modify-window=-1",
-        "--from0",
+        KEEP[1],
+        EXACT_TIMES,
+        NUL_LIST,
         "--force",
         "--ignore-missing-args",
-        "--stats",
+        STATS,
     ];
     listed_copy(program, ssh, &flags, source, dest, files_from)
 }
@@ -342,16 +312,16 @@ pub fn tree_folders(
 ) -> Result<Invocation, Error> {
     let max = max_delete.map(|n| format!("--max-delete={n}"));
     let mut flags = vec![
-        "-aHAX",
+        KEEP[0],
         "--dirs",
         "--existing",
         "--delete",
         "--force",
-        "--numeric-ids",
-        "--modify-window=-1",
-        "--from0",
+        KEEP[1],
+        EXACT_TIMES,
+        NUL_LIST,
         "--ignore-missing-args",
-        "--stats",
+        STATS,
     ];
     flags.extend(max.as_deref());
     if preview {

@@ -529,6 +529,43 @@ fn unmount_all_under(mount_dir: Option<&Utf8Path>) -> String {
     }
 }
 
+/// The report on stdout: as JSON with `--json` (a dry run's `would` and the metric warnings in
+/// it), else as text, then what a dry run (`would`: `Some`) would have done.
+fn print_outcome<O: Outcome>(
+    outcome: &O,
+    json: bool,
+    would: Option<Vec<String>>,
+    warnings: &[String],
+) {
+    if json {
+        let mut v = serde_json::to_value(outcome).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(would) = would {
+                obj.insert("dry_run".into(), true.into());
+                obj.insert("would".into(), would.into());
+            }
+            if !warnings.is_empty() {
+                obj.insert("metric_warnings".into(), warnings.to_vec().into());
+            }
+        }
+        backup_host::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        backup_host::out::println_fit(&outcome.text(would.is_some()));
+        match would {
+            Some(would) if would.is_empty() => {
+                backup_host::out::println("dry run: nothing was changed.");
+            }
+            Some(would) => {
+                backup_host::out::println("dry run: nothing was changed. A real run would:");
+                for w in &would {
+                    backup_host::out::println(&format!("  {w}"));
+                }
+            }
+            None => {}
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_job<O, J>(
     spec: &RunSpec,
@@ -587,30 +624,12 @@ where
         }
     }
     warnings.dedup();
-    let would = ctx.would();
-    if global.json {
-        let mut v = serde_json::to_value(&outcome).unwrap_or_default();
-        if let Some(obj) = v.as_object_mut() {
-            if ctx.dry_run() {
-                obj.insert("dry_run".into(), true.into());
-                obj.insert("would".into(), would.into());
-            }
-            if !warnings.is_empty() {
-                obj.insert("metric_warnings".into(), warnings.clone().into());
-            }
-        }
-        backup_host::out::println(&serde_json::to_string_pretty(&v).unwrap_or_default());
-    } else {
-        backup_host::out::println_fit(&outcome.text(ctx.dry_run()));
-        if ctx.dry_run() && would.is_empty() {
-            backup_host::out::println("dry run: nothing was changed.");
-        } else if ctx.dry_run() {
-            backup_host::out::println("dry run: nothing was changed. A real run would:");
-            for w in &would {
-                backup_host::out::println(&format!("  {w}"));
-            }
-        }
-    }
+    print_outcome(
+        &outcome,
+        global.json,
+        ctx.dry_run().then(|| ctx.would()),
+        &warnings,
+    );
     for w in &warnings {
         eprintln!("{bin}: warning: {w}");
     }

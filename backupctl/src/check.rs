@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use backup_core::{EntryKind, FileEntry};
+use backup_core::{Comparison, EntryField, EntryKind, FileEntry};
 use serde::Serialize;
 
 use backup_host::error::Result;
@@ -105,48 +105,40 @@ fn kind_word(k: EntryKind) -> &'static str {
 
 /// The metadata differences of one entry (content aside).
 pub(super) fn compare(want: &FileEntry, got: &FileEntry) -> Vec<String> {
-    let mut d = Vec::new();
-    if want.kind != got.kind {
-        d.push(format!(
-            "is a {}, the record says {}",
-            kind_word(got.kind),
-            kind_word(want.kind)
-        ));
-        return d;
+    let mut fields = Comparison::RESTORED.differences(want, got);
+    if fields.contains(&EntryField::Kind) {
+        // another kind of entry: the rest follows from it
+        fields = vec![EntryField::Kind];
     }
-    if want.mode != got.mode {
-        d.push(format!(
-            "mode {:o}, the record says {:o}",
-            got.mode & 0o7777,
-            want.mode & 0o7777
-        ));
-    }
-    if (want.uid, want.gid) != (got.uid, got.gid) {
-        d.push(format!(
-            "owner {}:{}, the record says {}:{}",
-            got.uid, got.gid, want.uid, want.gid
-        ));
-    }
-    if want.size != got.size {
-        d.push(format!("size {}, the record says {}", got.size, want.size));
-    }
-    if want.mtime_ns != got.mtime_ns && want.kind != EntryKind::Symlink {
-        d.push("modification time differs from the record".to_owned());
-    }
-    if want.link_target != got.link_target {
-        d.push(format!(
-            "points to {}, the record says {}",
-            show(&got.link_target),
-            show(&want.link_target)
-        ));
-    }
-    if want.rdev != got.rdev {
-        d.push("device number differs from the record".to_owned());
-    }
-    if want.xattr_md5 != got.xattr_md5 {
-        d.push("extended attributes (ACLs) differ from the record".to_owned());
-    }
-    d
+    fields
+        .into_iter()
+        .map(|field| match field {
+            EntryField::Kind => format!(
+                "is a {}, the record says {}",
+                kind_word(got.kind),
+                kind_word(want.kind)
+            ),
+            EntryField::Mode => format!(
+                "mode {:o}, the record says {:o}",
+                got.mode & 0o7777,
+                want.mode & 0o7777
+            ),
+            EntryField::Owner => format!(
+                "owner {}:{}, the record says {}:{}",
+                got.uid, got.gid, want.uid, want.gid
+            ),
+            EntryField::Size => format!("size {}, the record says {}", got.size, want.size),
+            EntryField::Mtime => "modification time differs from the record".to_owned(),
+            EntryField::LinkTarget => format!(
+                "points to {}, the record says {}",
+                show(&got.link_target),
+                show(&want.link_target)
+            ),
+            EntryField::Rdev => "device number differs from the record".to_owned(),
+            EntryField::Xattrs => "extended attributes (ACLs) differ from the record".to_owned(),
+            EntryField::Identity => "a different file (inode, change time)".to_owned(),
+        })
+        .collect()
 }
 
 /// The digests one run has read, by file identity: an unchanged file is one inode hardlinked into
@@ -426,6 +418,83 @@ pub(super) fn read_and_compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `check`'s lines as they were written before the one comparison, as the oracle.
+    fn compare_before(want: &FileEntry, got: &FileEntry) -> Vec<String> {
+        let mut d = Vec::new();
+        if want.kind != got.kind {
+            d.push(format!(
+                "is a {}, the record says {}",
+                kind_word(got.kind),
+                kind_word(want.kind)
+            ));
+            return d;
+        }
+        if want.mode != got.mode {
+            d.push(format!(
+                "mode {:o}, the record says {:o}",
+                got.mode & 0o7777,
+                want.mode & 0o7777
+            ));
+        }
+        if (want.uid, want.gid) != (got.uid, got.gid) {
+            d.push(format!(
+                "owner {}:{}, the record says {}:{}",
+                got.uid, got.gid, want.uid, want.gid
+            ));
+        }
+        if want.size != got.size {
+            d.push(format!("size {}, the record says {}", got.size, want.size));
+        }
+        if want.mtime_ns != got.mtime_ns && want.kind != EntryKind::Symlink {
+            d.push("modification time differs from the record".to_owned());
+        }
+        if want.link_target != got.link_target {
+            d.push(format!(
+                "points to {}, the record says {}",
+                show(&got.link_target),
+                show(&want.link_target)
+            ));
+        }
+        if want.rdev != got.rdev {
+            d.push("device number differs from the record".to_owned());
+        }
+        if want.xattr_md5 != got.xattr_md5 {
+            d.push("extended attributes (ACLs) differ from the record".to_owned());
+        }
+        d
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn check_shows_the_differences_it_always_showed(
+            kinds in (0usize..5, 0usize..5),
+            fields in proptest::collection::vec(proptest::bool::ANY, 8),
+        ) {
+            let k = [
+                (EntryKind::File, 0o100_000u32),
+                (EntryKind::Dir, 0o040_000),
+                (EntryKind::Symlink, 0o120_000),
+                (EntryKind::Special, 0o010_000),
+                (EntryKind::Special, 0o140_000),
+            ];
+            let base = backup_core::testing::file_entry("a", 1);
+            let want = FileEntry { kind: k[kinds.0].0, mode: k[kinds.0].1 | 0o644, ..base.clone() };
+            let got = FileEntry {
+                kind: k[kinds.1].0,
+                mode: k[kinds.1].1 | if fields[0] { 0o600 } else { 0o644 },
+                uid: u32::from(fields[1]),
+                link_target: if fields[2] { b"x".to_vec() } else { Vec::new() },
+                xattr_md5: [u8::from(fields[3]); 16],
+                mtime_ns: i64::from(fields[4]) + 1,
+                size: u64::from(fields[5]) + 1,
+                rdev: u64::from(fields[6]),
+                inode: u64::from(fields[7]) + 1,
+                ..base
+            };
+            proptest::prop_assert_eq!(compare(&want, &got), compare_before(&want, &got));
+        }
+    }
 
     #[test]
     fn samples_are_stable_and_about_the_share_asked() {

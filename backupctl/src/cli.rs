@@ -274,49 +274,7 @@ pub enum RestoreCommand {
     /// new --data-dir; Vault: vault operator raft snapshot restore), then what it holds is
     /// counted and printed (databases, tables, rows; keys). --scratch loads it into a
     /// throwaway server instead, to look.
-    Dump {
-        /// The dump's name, as `backupctl list` shows it (`postgresql`).
-        name: String,
-        /// That dump instead of the newest: its stamp (`20260220-000000`) or a prefix of it
-        /// (`20260220`: the newest of that day).
-        #[arg(long, value_name = "STAMP")]
-        at: Option<String>,
-        /// Its kind, when neither its name, `[dumps] kinds` nor its content says it.
-        #[arg(long, value_parser = parse_kind, value_name = "KIND")]
-        kind: Option<backup_dumps::DumpKind>,
-        /// Look in this folder instead of `[dumps] folders` (repeatable).
-        #[arg(long = "dump-folder", value_name = "DIR")]
-        dump_folders: Vec<Utf8PathBuf>,
-        /// Load it into a throwaway server in a temp folder, print what it holds, remove it.
-        #[arg(long, conflicts_with_all = ["host", "port", "user", "defaults_extra_file", "data_dir", "database"])]
-        scratch: bool,
-        /// The server: a host name, or a socket folder (PostgreSQL) or socket path (MySQL);
-        /// Vault's address (https://vault:8200).
-        #[arg(long, value_name = "HOST")]
-        host: Option<String>,
-        /// The server's port.
-        #[arg(long, value_name = "PORT")]
-        port: Option<u16>,
-        /// The user to connect as (PostgreSQL: default postgres).
-        #[arg(long, value_name = "USER")]
-        user: Option<String>,
-        /// KEY=VALUE lines for the tool (PGPASSWORD, MYSQL_PWD, VAULT_ADDR, VAULT_TOKEN),
-        /// never on argv or in output (repeatable; must be owned by root, not writable by
-        /// others).
-        #[arg(long = "env-file", value_name = "PATH")]
-        env_files: Vec<Utf8PathBuf>,
-        /// The MySQL client's option file (user, password, host).
-        #[arg(long, value_name = "PATH")]
-        defaults_extra_file: Option<Utf8PathBuf>,
-        /// Redis: the stopped server's folder (dump.rdb goes there, never over one); etcd: the
-        /// new data dir.
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<Utf8PathBuf>,
-        /// Only this database of a whole-cluster dump (PostgreSQL, MySQL); refused when the
-        /// server has one of that name already.
-        #[arg(long, value_name = "DB")]
-        database: Option<String>,
-    },
+    Dump(DumpFlags),
     /// A week's copy of the PVE host config.
     PveConfig {
         /// ISO week (default: the newest complete).
@@ -329,6 +287,75 @@ pub enum RestoreCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `restore dump`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DumpFlags {
+    /// The dump's name, as `backupctl list` shows it (`postgresql`).
+    pub name: String,
+    /// That dump instead of the newest: its stamp (`20260220-000000`) or a prefix of it
+    /// (`20260220`: the newest of that day).
+    #[arg(long, value_name = "STAMP")]
+    pub at: Option<String>,
+    /// Its kind, when neither its name, `[dumps] kinds` nor its content says it.
+    #[arg(long, value_parser = parse_kind, value_name = "KIND")]
+    pub kind: Option<backup_dumps::DumpKind>,
+    /// Look in this folder instead of `[dumps] folders` (repeatable).
+    #[arg(long = "dump-folder", value_name = "DIR")]
+    pub dump_folders: Vec<Utf8PathBuf>,
+    /// Load it into a throwaway server in a temp folder, print what it holds, remove it.
+    #[arg(long, conflicts_with_all = ["host", "port", "user", "defaults_extra_file", "data_dir", "database"])]
+    pub scratch: bool,
+    /// The server: a host name, or a socket folder (PostgreSQL) or socket path (MySQL);
+    /// Vault's address (https://vault:8200).
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// The server's port.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// The user to connect as (PostgreSQL: default postgres).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// KEY=VALUE lines for the tool (PGPASSWORD, MYSQL_PWD, VAULT_ADDR, VAULT_TOKEN),
+    /// never on argv or in output (repeatable; must be owned by root, not writable by
+    /// others).
+    #[arg(long = "env-file", value_name = "PATH")]
+    pub env_files: Vec<Utf8PathBuf>,
+    /// The MySQL client's option file (user, password, host).
+    #[arg(long, value_name = "PATH")]
+    pub defaults_extra_file: Option<Utf8PathBuf>,
+    /// Redis: the stopped server's folder (dump.rdb goes there, never over one); etcd: the
+    /// new data dir.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<Utf8PathBuf>,
+    /// Only this database of a whole-cluster dump (PostgreSQL, MySQL); refused when the
+    /// server has one of that name already.
+    #[arg(long, value_name = "DB")]
+    pub database: Option<String>,
+}
+
+impl DumpFlags {
+    /// What `restore dump` is asked.
+    fn args(&self) -> crate::DumpRestoreArgs {
+        crate::DumpRestoreArgs {
+            name: self.name.clone(),
+            at: self.at.clone(),
+            kind: self.kind,
+            folders: self.dump_folders.clone(),
+            env_files: self.env_files.clone(),
+            scratch: self.scratch,
+            target: backup_dumps::Target {
+                host: self.host.clone(),
+                port: self.port,
+                user: self.user.clone(),
+                env: Vec::new(),
+                defaults_file: self.defaults_extra_file.clone(),
+                data_dir: self.data_dir.clone(),
+                database: self.database.clone(),
+            },
+        }
+    }
 }
 
 /// The spec of a command that only prints (alerts, units, the example config): a config file
@@ -507,41 +534,12 @@ fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
         RestoreCommand::Pfsense { week, to, force } => run(&spec, global, |ctx| {
             crate::restore_pfsense(ctx, *week, to, *force)
         }),
-        RestoreCommand::Dump {
-            name,
-            at,
-            kind,
-            dump_folders,
-            scratch,
-            host,
-            port,
-            user,
-            env_files,
-            defaults_extra_file,
-            data_dir,
-            database,
-        } => {
-            let args = crate::DumpRestoreArgs {
-                name: name.clone(),
-                at: at.clone(),
-                kind: *kind,
-                folders: dump_folders.clone(),
-                env_files: env_files.clone(),
-                scratch: *scratch,
-                target: backup_dumps::Target {
-                    host: host.clone(),
-                    port: *port,
-                    user: user.clone(),
-                    env: Vec::new(),
-                    defaults_file: defaults_extra_file.clone(),
-                    data_dir: data_dir.clone(),
-                    database: database.clone(),
-                },
-            };
+        RestoreCommand::Dump(flags) => {
+            let args = flags.args();
             // a dump folder is on NFS, not on the backup disk
             let spec = RunSpec {
                 needs_backup_root: false,
-                config_required: dump_folders.is_empty(),
+                config_required: flags.dump_folders.is_empty(),
                 ..spec
             };
             run(&spec, global, |ctx| crate::restore_dump(ctx, &args))

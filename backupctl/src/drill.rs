@@ -251,6 +251,44 @@ pub fn plan_drill(all: Vec<Listed>, seed: u64, percent: f64) -> DrillPlan {
     plan
 }
 
+/// What drilling the sampled files of each planned version gave: (label, files) per version,
+/// the bytes read, and each drilled version's (seconds, files, bytes).
+type VersionsDrilled = (Vec<(String, u64)>, u64, Vec<(f64, u64, u64)>);
+
+/// Restores the sampled files of each planned version into `scratch` and checks them; what
+/// differs goes to `differences`.
+fn drill_versions(
+    ctx: &Context<'_>,
+    scratch: &camino::Utf8Path,
+    plan: &DrillPlan,
+    differences: &mut Vec<Difference>,
+) -> Result<VersionsDrilled> {
+    let mut drilled = Vec::new();
+    let mut bytes = 0u64;
+    // each drilled version's (seconds, files, bytes)
+    let mut runs: Vec<(f64, u64, u64)> = Vec::new();
+    for item in &plan.items {
+        backup_host::progress::message(&item.label);
+        let Some(chosen) = &item.chosen else {
+            differences.push(Difference {
+                path: item.label.clone(),
+                what: "no usable record: this version cannot be drilled".to_owned(),
+            });
+            continue;
+        };
+        if chosen.is_empty() {
+            drilled.push((item.label.clone(), 0));
+            continue;
+        }
+        let chosen: Vec<&FileEntry> = chosen.iter().collect();
+        let (seconds, read) = restore_sample(ctx, scratch, &item.version, &chosen, differences)?;
+        bytes += read;
+        runs.push((seconds, chosen.len() as u64, read));
+        drilled.push((item.label.clone(), chosen.len() as u64));
+    }
+    Ok((drilled, bytes, runs))
+}
+
 /// Runs the drill: plans it ([`plan_drill`]), then restores and checks each version's sample
 /// and every SQLite copy, and projects the RTOs.
 ///
@@ -287,30 +325,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     let started = std::time::Instant::now();
     let _phase = backup_host::progress::start("drill", backup_host::progress::Totals::default());
     let mut differences = Vec::new();
-    let mut drilled = Vec::new();
-    let mut bytes = 0u64;
-    // each drilled version's (seconds, files, bytes)
-    let mut runs: Vec<(f64, u64, u64)> = Vec::new();
-    for item in &plan.items {
-        backup_host::progress::message(&item.label);
-        let Some(chosen) = &item.chosen else {
-            differences.push(Difference {
-                path: item.label.clone(),
-                what: "no usable record: this version cannot be drilled".to_owned(),
-            });
-            continue;
-        };
-        if chosen.is_empty() {
-            drilled.push((item.label.clone(), 0));
-            continue;
-        }
-        let chosen: Vec<&FileEntry> = chosen.iter().collect();
-        let (seconds, read) =
-            restore_sample(ctx, &scratch, &item.version, &chosen, &mut differences)?;
-        bytes += read;
-        runs.push((seconds, chosen.len() as u64, read));
-        drilled.push((item.label.clone(), chosen.len() as u64));
-    }
+    let (drilled, bytes, runs) = drill_versions(ctx, &scratch, &plan, &mut differences)?;
     let file_seconds = started.elapsed().as_secs_f64();
     let projection = Projection::from_runs(&runs);
     // every SQLite copy of those versions
@@ -548,6 +563,70 @@ fn check_restored(
     Ok(read)
 }
 
+/// Restores one version's sampled files (`chosen`) from the tier repository `repo` and checks
+/// them against the record the snapshot was sent with: (seconds, files, bytes read), or `None`
+/// when the restore failed (said in `differences`).
+fn drill_tier_version(
+    ctx: &Context<'_>,
+    repo: &backup_core::TierRepository,
+    item: &DrillItem,
+    chosen: &[FileEntry],
+    scratch: &camino::Utf8Path,
+    differences: &mut Vec<Difference>,
+) -> Result<Option<(f64, u64, u64)>> {
+    let v = &item.version;
+    let label = format!("tier {} {}", repo.name, item.label);
+    backup_host::progress::message(&label);
+    let run_started = std::time::Instant::now();
+    let to = scratch
+        .join(".tier")
+        .join(&repo.name)
+        .join(&v.namespace)
+        .join(&v.pvc);
+    let paths: Vec<&[u8]> = chosen.iter().map(|e| e.path.as_slice()).collect();
+    let got = ctx.tier_deps().and_then(|d| {
+        backup_restic::restore_files(&d, repo, (&v.namespace, &v.pvc), v.week, &paths, &to)
+    });
+    let got = match got {
+        Ok(g) => g,
+        Err(e) => {
+            differences.push(Difference {
+                path: label,
+                what: e.to_string(),
+            });
+            return Ok(None);
+        }
+    };
+    // judged by the record the snapshot was sent with: a run later in the week may
+    // have changed (or added) a sampled file the snapshot holds as it was
+    let sent: Option<BTreeMap<Vec<u8>, FileEntry>> = ctx
+        .tier_deps()
+        .ok()
+        .and_then(|d| {
+            backup_restic::sent_record(
+                &d,
+                repo,
+                got.record.as_deref(),
+                (v.week, &v.namespace, &v.pvc),
+            )
+        })
+        .map(|r| r.into_iter().map(|e| (e.path.clone(), e)).collect());
+    let asked: Vec<&FileEntry> = chosen
+        .iter()
+        .filter_map(|e| match &sent {
+            Some(sent) => sent.get(&e.path),
+            None => Some(e),
+        })
+        .filter(|e| got.unnamed == 0 || std::str::from_utf8(&e.path).is_ok())
+        .collect();
+    let read = check_restored(&label, &got.root, &asked, differences)?;
+    Ok(Some((
+        run_started.elapsed().as_secs_f64(),
+        asked.len() as u64,
+        read,
+    )))
+}
+
 /// Restores every version's sample from each tier repository with restic (the week's
 /// snapshot) and checks it against the same record entries. A repository that cannot give it
 /// back is a difference, not the drill's end.
@@ -571,58 +650,13 @@ fn drill_tiers(
             let Some(chosen) = item.chosen.as_ref().filter(|c| !c.is_empty()) else {
                 continue;
             };
-            let v = &item.version;
-            let label = format!("tier {} {}", repo.name, item.label);
-            backup_host::progress::message(&label);
-            let run_started = std::time::Instant::now();
-            let to = scratch
-                .join(".tier")
-                .join(&repo.name)
-                .join(&v.namespace)
-                .join(&v.pvc);
-            let paths: Vec<&[u8]> = chosen.iter().map(|e| e.path.as_slice()).collect();
-            let got = ctx.tier_deps().and_then(|d| {
-                backup_restic::restore_files(&d, repo, (&v.namespace, &v.pvc), v.week, &paths, &to)
-            });
-            let got = match got {
-                Ok(g) => g,
-                Err(e) => {
-                    differences.push(Difference {
-                        path: label,
-                        what: e.to_string(),
-                    });
-                    continue;
-                }
+            let Some((seconds, n, read)) =
+                drill_tier_version(ctx, repo, item, chosen, scratch, differences)?
+            else {
+                continue;
             };
-            // judged by the record the snapshot was sent with: a run later in the week may
-            // have changed (or added) a sampled file the snapshot holds as it was
-            let sent: Option<BTreeMap<Vec<u8>, FileEntry>> = ctx
-                .tier_deps()
-                .ok()
-                .and_then(|d| {
-                    backup_restic::sent_record(
-                        &d,
-                        repo,
-                        got.record.as_deref(),
-                        (v.week, &v.namespace, &v.pvc),
-                    )
-                })
-                .map(|r| r.into_iter().map(|e| (e.path.clone(), e)).collect());
-            let asked: Vec<&FileEntry> = chosen
-                .iter()
-                .filter_map(|e| match &sent {
-                    Some(sent) => sent.get(&e.path),
-                    None => Some(e),
-                })
-                .filter(|e| got.unnamed == 0 || std::str::from_utf8(&e.path).is_ok())
-                .collect();
-            let read = check_restored(&label, &got.root, &asked, differences)?;
-            runs.push((
-                run_started.elapsed().as_secs_f64(),
-                asked.len() as u64,
-                read,
-            ));
-            files += asked.len() as u64;
+            runs.push((seconds, n, read));
+            files += n;
             bytes += read;
         }
         let drilled = TierDrill {

@@ -3,7 +3,7 @@
 //! folder hold?"), answered from the per-file records of the complete versions, without walking
 //! the copies.
 
-use backup_core::{EntryKind, FileEntry, IsoWeek, Series, WeekVersion};
+use backup_core::{Comparison, EntryField, EntryKind, FileEntry, IsoWeek, Series, WeekVersion};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -298,34 +298,32 @@ fn content_differs(x: &FileEntry, y: &FileEntry) -> bool {
 }
 
 fn metadata_changes(a: &FileEntry, b: &FileEntry) -> Vec<String> {
-    let mut d = Vec::new();
-    if a.kind != b.kind {
-        d.push(format!("{} → {}", kind(a.kind), kind(b.kind)));
-    }
-    if a.mode & 0o7777 != b.mode & 0o7777 {
-        d.push(format!(
-            "mode {:o} → {:o}",
-            a.mode & 0o7777,
-            b.mode & 0o7777
-        ));
-    }
-    if (a.uid, a.gid) != (b.uid, b.gid) {
-        d.push(format!("owner {}:{} → {}:{}", a.uid, a.gid, b.uid, b.gid));
-    }
-    if a.link_target != b.link_target {
-        d.push(format!(
-            "target {} → {}",
-            show(&a.link_target),
-            show(&b.link_target)
-        ));
-    }
-    if a.xattr_md5 != b.xattr_md5 {
-        d.push("xattrs".to_owned());
-    }
-    if a.mtime_ns != b.mtime_ns && a.kind != EntryKind::Dir {
-        d.push("mtime".to_owned());
-    }
-    d
+    let mut fields = Comparison::HISTORY.differences(a, b);
+    // the order `diff` shows them in: what the entry is, who may read it, then its times
+    fields.sort_by_key(|f| match f {
+        EntryField::Kind => 0,
+        EntryField::Mode => 1,
+        EntryField::Owner => 2,
+        EntryField::LinkTarget => 3,
+        EntryField::Xattrs => 4,
+        _ => 5,
+    });
+    fields
+        .into_iter()
+        .map(|field| match field {
+            EntryField::Kind => format!("{} → {}", kind(a.kind), kind(b.kind)),
+            EntryField::Mode => format!("mode {:o} → {:o}", a.mode & 0o7777, b.mode & 0o7777),
+            EntryField::Owner => format!("owner {}:{} → {}:{}", a.uid, a.gid, b.uid, b.gid),
+            EntryField::LinkTarget => {
+                format!("target {} → {}", show(&a.link_target), show(&b.link_target))
+            }
+            EntryField::Xattrs => "xattrs".to_owned(),
+            EntryField::Mtime => "mtime".to_owned(),
+            EntryField::Size => "size".to_owned(),
+            EntryField::Rdev => "device number".to_owned(),
+            EntryField::Identity => "inode".to_owned(),
+        })
+        .collect()
 }
 
 fn by_path(rec: &[FileEntry]) -> std::collections::BTreeMap<&[u8], &FileEntry> {
@@ -565,6 +563,69 @@ impl Outcome for LsReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `diff`'s metadata lines as they were written before the one comparison, as the oracle.
+    fn metadata_changes_before(a: &FileEntry, b: &FileEntry) -> Vec<String> {
+        let mut d = Vec::new();
+        if a.kind != b.kind {
+            d.push(format!("{} → {}", kind(a.kind), kind(b.kind)));
+        }
+        if a.mode & 0o7777 != b.mode & 0o7777 {
+            d.push(format!(
+                "mode {:o} → {:o}",
+                a.mode & 0o7777,
+                b.mode & 0o7777
+            ));
+        }
+        if (a.uid, a.gid) != (b.uid, b.gid) {
+            d.push(format!("owner {}:{} → {}:{}", a.uid, a.gid, b.uid, b.gid));
+        }
+        if a.link_target != b.link_target {
+            d.push(format!(
+                "target {} → {}",
+                show(&a.link_target),
+                show(&b.link_target)
+            ));
+        }
+        if a.xattr_md5 != b.xattr_md5 {
+            d.push("xattrs".to_owned());
+        }
+        if a.mtime_ns != b.mtime_ns && a.kind != EntryKind::Dir {
+            d.push("mtime".to_owned());
+        }
+        d
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn diff_shows_the_metadata_lines_it_always_showed(
+            kinds in (0usize..5, 0usize..5),
+            perms in (0u32..2, 0u32..2),
+            fields in proptest::collection::vec(proptest::bool::ANY, 6),
+        ) {
+            let k = [
+                (EntryKind::File, 0o100_000u32),
+                (EntryKind::Dir, 0o040_000),
+                (EntryKind::Symlink, 0o120_000),
+                (EntryKind::Special, 0o010_000),
+                (EntryKind::Special, 0o140_000),
+            ];
+            let base = backup_core::testing::file_entry("a", 1);
+            let a = FileEntry { kind: k[kinds.0].0, mode: k[kinds.0].1 | 0o644, ..base.clone() };
+            let b = FileEntry {
+                kind: k[kinds.1].0,
+                mode: k[kinds.1].1 | if perms.0 == perms.1 { 0o644 } else { 0o600 },
+                uid: u32::from(fields[0]),
+                link_target: if fields[1] { b"x".to_vec() } else { Vec::new() },
+                xattr_md5: [u8::from(fields[2]); 16],
+                mtime_ns: i64::from(fields[3]) + 1,
+                size: u64::from(fields[4]) + 1,
+                rdev: u64::from(fields[5]),
+                ..base
+            };
+            proptest::prop_assert_eq!(metadata_changes(&a, &b), metadata_changes_before(&a, &b));
+        }
+    }
 
     #[test]
     fn patterns_match_the_name_or_with_a_slash_the_path() {

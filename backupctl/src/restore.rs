@@ -13,7 +13,8 @@
 //! version: what it held beyond it is deleted).
 
 use backup_core::{
-    BackupRoot, Cluster, IsoWeek, Mounter, Series, VolumeManager, WeekVersion, Workload,
+    run_with_undo, BackupRoot, Cluster, Config, IsoWeek, Mounter, OnFailure, Series, StepsRun,
+    UndoableSteps, VolumeManager, WeekVersion, Workload,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -853,171 +854,230 @@ pub struct IntoVolumeDeps<'a> {
     pub check: &'a dyn Fn(&Utf8Path) -> Result<CheckReport>,
 }
 
+/// A restore into the volume's steps on its ports; what the steps found on the way (whether
+/// anything was written, the safety snapshot's name, the check's report).
+struct IntoVolume<'a, 'd> {
+    deps: &'a IntoVolumeDeps<'d>,
+    now: DateTime<Utc>,
+    wrote: bool,
+    safety: Option<String>,
+    check: Option<CheckReport>,
+}
+
+impl UndoableSteps<IntoVolumeStep> for IntoVolume<'_, '_> {
+    fn describe(&self, step: &IntoVolumeStep) -> String {
+        step.describe()
+    }
+
+    fn run(&mut self, step: &IntoVolumeStep) -> std::result::Result<(), String> {
+        let deps = self.deps;
+        match step {
+            IntoVolumeStep::ScaleDown { workload } => {
+                deps.cluster.scale(workload, 0).map_err(Error::from)
+            }
+            IntoVolumeStep::WaitPodsGone { workload } => deps
+                .cluster
+                .wait_pods_gone(workload, 300)
+                .map_err(Error::from),
+            IntoVolumeStep::SafetySnapshot { lv, name } => deps
+                .volumes
+                .create_snapshot(lv, name, self.now)
+                .map(|_| self.safety = Some(name.clone()))
+                .map_err(Error::from),
+            IntoVolumeStep::Mount { lv, target } => deps
+                .volumes
+                .activate_volume(lv)
+                .and_then(|src| deps.mounter.mount_rw(&src, target))
+                .map(|_| ())
+                .map_err(Error::from),
+            IntoVolumeStep::Copy { from, target } => {
+                self.wrote = true;
+                (deps.copy)(from, target)
+            }
+            IntoVolumeStep::Check { target } => match (deps.check)(target) {
+                Ok(c) => {
+                    let n = c.differences.len();
+                    self.check = Some(c);
+                    if n == 0 {
+                        Ok(())
+                    } else {
+                        Err(Error::Refused(format!(
+                            "the volume differs from the version's record in {n} places"
+                        )))
+                    }
+                }
+                Err(e) => Err(e),
+            },
+            IntoVolumeStep::Unmount { target } => deps.mounter.unmount(target).map_err(Error::from),
+            IntoVolumeStep::ScaleUp { workload } => deps
+                .cluster
+                .scale(workload, workload.replicas)
+                .map_err(Error::from),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// Workloads are scaled back and the volume unmounted; the copy is not undone (the safety
+    /// snapshot holds the volume as it was).
+    fn undo(&mut self, step: &IntoVolumeStep) -> Option<(String, std::result::Result<(), String>)> {
+        let (what, r) = match step {
+            IntoVolumeStep::ScaleDown { workload } => (
+                format!(
+                    "scale {}/{} back to {}",
+                    workload.namespace, workload.name, workload.replicas
+                ),
+                self.deps.cluster.scale(workload, workload.replicas),
+            ),
+            IntoVolumeStep::Mount { target, .. } => (
+                format!("unmount {target}"),
+                self.deps.mounter.unmount(target),
+            ),
+            _ => return None,
+        };
+        Some((what, r.map_err(|e| e.to_string())))
+    }
+
+    fn on_failure(&self, step: &IntoVolumeStep) -> OnFailure {
+        match step {
+            // the restore is done: the other workloads still go back up
+            IntoVolumeStep::ScaleUp { .. } => OnFailure::Continue,
+            // restored and checked, but still mounted here: starting the workloads now would
+            // mount one file system twice
+            IntoVolumeStep::Unmount { .. } => OnFailure::Stop,
+            _ => OnFailure::Undo,
+        }
+    }
+}
+
 /// Runs the steps; on a failure undoes what was done, newest first, and says what state is left.
 pub fn run_into_volume(
     deps: &IntoVolumeDeps<'_>,
     steps: &[IntoVolumeStep],
     now: DateTime<Utc>,
 ) -> IntoVolumeReport {
-    let mut report = IntoVolumeReport {
-        steps: steps.iter().map(IntoVolumeStep::describe).collect(),
-        done: Vec::new(),
-        failed: None,
-        undone: Vec::new(),
-        state: String::new(),
+    let mut plan = IntoVolume {
+        deps,
+        now,
+        wrote: false,
+        safety: None,
         check: None,
+    };
+    let run = run_with_undo(&mut plan, steps);
+    let state = into_volume_state(&run, steps, plan.wrote, plan.safety.as_deref());
+    IntoVolumeReport {
+        steps: steps.iter().map(IntoVolumeStep::describe).collect(),
+        done: run.done,
+        failed: run.failed,
+        undone: run.undone,
+        state,
+        check: plan.check,
         dry_run: false,
-    };
-    let mut wrote = false;
-    let mut safety = None;
-    let mut not_up = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let result = run_step(deps, step, now, &mut wrote, &mut safety, &mut report);
-        match result {
-            Ok(()) => report.done.push(step.describe()),
-            Err(e) if matches!(step, IntoVolumeStep::ScaleUp { .. }) => {
-                // the restore is done: the other workloads still go back up
-                not_up.push(step.describe());
-                report
-                    .failed
-                    .get_or_insert((step.describe(), e.to_string()));
-            }
-            Err(e) if matches!(step, IntoVolumeStep::Unmount { .. }) => {
-                // restored and checked, but still mounted here: starting the workloads now
-                // would mount one file system twice
-                report.failed = Some((step.describe(), e.to_string()));
-                report.state = format!(
-                    "the volume is restored and checked but may still be mounted on this host \
-                     at {}: unmount it by hand, then scale the workloads back up (they stay at \
-                     0: a second mount of the same file system corrupts it); the volume as it \
-                     was before is in the snapshot {}",
-                    match step {
-                        IntoVolumeStep::Unmount { target } => target.as_str(),
-                        _ => "",
-                    },
-                    safety.clone().unwrap_or_default()
-                );
-                return report;
-            }
-            Err(e) => {
-                report.failed = Some((step.describe(), e.to_string()));
-                undo_after_failure(deps, &steps[..i], wrote, safety.as_deref(), &mut report);
-                return report;
-            }
-        }
-    }
-    report.state = if not_up.is_empty() {
-        format!(
-            "restored and checked; the volume as it was before is in the snapshot {}",
-            safety.unwrap_or_default()
-        )
-    } else {
-        format!(
-            "the volume is restored and checked; did not happen, do it by hand: {}",
-            not_up.join("; ")
-        )
-    };
-    report
-}
-
-/// One step of a restore into the volume; a check's report is kept in `report`.
-fn run_step(
-    deps: &IntoVolumeDeps<'_>,
-    step: &IntoVolumeStep,
-    now: DateTime<Utc>,
-    wrote: &mut bool,
-    safety: &mut Option<String>,
-    report: &mut IntoVolumeReport,
-) -> Result<()> {
-    match step {
-        IntoVolumeStep::ScaleDown { workload } => {
-            deps.cluster.scale(workload, 0).map_err(Error::from)
-        }
-        IntoVolumeStep::WaitPodsGone { workload } => deps
-            .cluster
-            .wait_pods_gone(workload, 300)
-            .map_err(Error::from),
-        IntoVolumeStep::SafetySnapshot { lv, name } => deps
-            .volumes
-            .create_snapshot(lv, name, now)
-            .map(|_| *safety = Some(name.clone()))
-            .map_err(Error::from),
-        IntoVolumeStep::Mount { lv, target } => deps
-            .volumes
-            .activate_volume(lv)
-            .and_then(|src| deps.mounter.mount_rw(&src, target))
-            .map(|_| ())
-            .map_err(Error::from),
-        IntoVolumeStep::Copy { from, target } => {
-            *wrote = true;
-            (deps.copy)(from, target)
-        }
-        IntoVolumeStep::Check { target } => match (deps.check)(target) {
-            Ok(c) if c.differences.is_empty() => {
-                report.check = Some(c);
-                Ok(())
-            }
-            Ok(c) => {
-                let n = c.differences.len();
-                report.check = Some(c);
-                Err(Error::Refused(format!(
-                    "the volume differs from the version's record in {n} places"
-                )))
-            }
-            Err(e) => Err(e),
-        },
-        IntoVolumeStep::Unmount { target } => deps.mounter.unmount(target).map_err(Error::from),
-        IntoVolumeStep::ScaleUp { workload } => deps
-            .cluster
-            .scale(workload, workload.replicas)
-            .map_err(Error::from),
     }
 }
 
-/// After a failed step: the done steps undone in reverse (workloads scaled back, the volume
-/// unmounted), and the state left said in words.
-fn undo_after_failure(
-    deps: &IntoVolumeDeps<'_>,
-    done_steps: &[IntoVolumeStep],
+/// The state a restore into the volume left, in words.
+fn into_volume_state(
+    run: &StepsRun,
+    steps: &[IntoVolumeStep],
     wrote: bool,
     safety: Option<&str>,
-    report: &mut IntoVolumeReport,
-) {
-    for done in done_steps.iter().rev() {
-        let undo = match done {
-            IntoVolumeStep::ScaleDown { workload } => Some((
-                format!(
-                    "scale {}/{} back to {}",
-                    workload.namespace, workload.name, workload.replicas
+) -> String {
+    let safety_name = safety.unwrap_or_default();
+    match run.ended_at {
+        None if run.passed_over.is_empty() => format!(
+            "restored and checked; the volume as it was before is in the snapshot {safety_name}"
+        ),
+        None => format!(
+            "the volume is restored and checked; did not happen, do it by hand: {}",
+            run.passed_over.join("; ")
+        ),
+        Some((i, OnFailure::Stop)) => format!(
+            "the volume is restored and checked but may still be mounted on this host at {}: \
+             unmount it by hand, then scale the workloads back up (they stay at 0: a second \
+             mount of the same file system corrupts it); the volume as it was before is in the \
+             snapshot {safety_name}",
+            match &steps[i] {
+                IntoVolumeStep::Unmount { target } => target.as_str(),
+                _ => "",
+            },
+        ),
+        Some(_) => {
+            let undo_ok = run.undo_ok();
+            let mut state = match (wrote, safety) {
+                (false, _) if undo_ok => {
+                    "nothing was written: the volume and the workloads are as they were".to_owned()
+                }
+                (true, Some(s)) => format!(
+                    "the volume was partly or wrongly overwritten and the workloads run on it \
+                     again; it is kept as it was before in the snapshot {s} \
+                     (`lvm-pvc-snapshot restore` brings that back)"
                 ),
-                deps.cluster.scale(workload, workload.replicas),
-            )),
-            IntoVolumeStep::Mount { target, .. } => {
-                Some((format!("unmount {target}"), deps.mounter.unmount(target)))
+                (true, None) => "the volume was partly overwritten".to_owned(),
+                (false, _) => "an undo step failed: see above, and fix by hand".to_owned(),
+            };
+            if !undo_ok && wrote {
+                state.push_str("; an undo step failed as well: see above");
             }
-            _ => None,
-        };
-        if let Some((what, r)) = undo {
-            report.undone.push((what, r.map_err(|e| e.to_string())));
+            state
         }
     }
-    let undo_ok = report.undone.iter().all(|(_, r)| r.is_ok());
-    report.state = match (wrote, safety) {
-        (false, _) if undo_ok => {
-            "nothing was written: the volume and the workloads are as they were".to_owned()
-        }
-        (true, Some(s)) => format!(
-            "the volume was partly or wrongly overwritten and the workloads run on it \
-             again; it is kept as it was before in the snapshot {s} \
-             (`lvm-pvc-snapshot restore` brings that back)"
-        ),
-        (true, None) => "the volume was partly overwritten".to_owned(),
-        (false, _) => "an undo step failed: see above, and fix by hand".to_owned(),
-    };
-    if !undo_ok && wrote {
-        report
-            .state
-            .push_str("; an undo step failed as well: see above");
+}
+
+/// The live volume of `v`'s PVC, as the backend and the cluster name it.
+///
+/// # Errors
+/// Not found when no volume of the backend belongs to the PVC.
+fn live_volume_of(ctx: &Context<'_>, cfg: &Config, v: &WeekVersion) -> Result<String> {
+    let live = crate::inventory::live(ctx, cfg);
+    live.selection
+        .selected
+        .iter()
+        .chain(&live.selection.excluded)
+        .find(|s| s.namespace == v.namespace && s.pvc == v.pvc)
+        .map(|s| s.lv.clone())
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "no volume of the backend belongs to {}/{}: restore it --to a folder instead",
+                v.namespace, v.pvc
+            ))
+        })
+}
+
+/// A dry run's plan when the cluster did not say which workloads mount the PVC: the steps
+/// without them, and the one cluster call that failed, once.
+fn plan_without_cluster(
+    root: &BackupRoot,
+    v: &WeekVersion,
+    lv: &str,
+    target: &Utf8Path,
+    now: DateTime<Utc>,
+    e: &backup_core::Error,
+) -> IntoVolumeReport {
+    let unknown = format!(
+        "the workloads that mount {}/{} (not known: the cluster did not answer)",
+        v.namespace, v.pvc
+    );
+    let mut steps = vec![format!("scale {unknown} to 0, wait for their pods to go")];
+    steps.extend(
+        into_volume_steps(&[], root, v, lv, target, now)
+            .iter()
+            .map(IntoVolumeStep::describe),
+    );
+    steps.push(format!("scale {unknown} back"));
+    IntoVolumeReport {
+        steps,
+        done: Vec::new(),
+        failed: Some((
+            format!(
+                "ask the cluster which workloads mount {}/{}",
+                v.namespace, v.pvc
+            ),
+            e.to_string(),
+        )),
+        undone: Vec::new(),
+        state: "a real run would stop at step 1".to_owned(),
+        check: None,
+        dry_run: true,
     }
 }
 
@@ -1036,20 +1096,7 @@ pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<I
             v.week, v.namespace, v.pvc
         ))
     })?;
-    let live = crate::inventory::live(ctx, cfg);
-    let lv = live
-        .selection
-        .selected
-        .iter()
-        .chain(&live.selection.excluded)
-        .find(|s| s.namespace == v.namespace && s.pvc == v.pvc)
-        .map(|s| s.lv.clone())
-        .ok_or_else(|| {
-            Error::NotFound(format!(
-                "no volume of the backend belongs to {}/{}: restore it --to a folder instead",
-                v.namespace, v.pvc
-            ))
-        })?;
+    let lv = live_volume_of(ctx, cfg, &v)?;
     let runner = ctx.steady_runner();
     let cluster = backup_kubectl::KubectlCluster::new(
         runner.as_ref(),
@@ -1058,33 +1105,14 @@ pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<I
     let target = backup_host::setup::mount_root(cfg)?.join(format!("restore-{lv}"));
     let planned = plan_into_volume(&cluster, store.root(), &v, &lv, &target, ctx.now);
     if let (true, Err(e)) = (ctx.dry_run(), &planned) {
-        // the plan without the workloads, and the one cluster call that failed, once
-        let unknown = format!(
-            "the workloads that mount {}/{} (not known: the cluster did not answer)",
-            v.namespace, v.pvc
-        );
-        let mut steps = vec![format!("scale {unknown} to 0, wait for their pods to go")];
-        steps.extend(
-            into_volume_steps(&[], store.root(), &v, &lv, &target, ctx.now)
-                .iter()
-                .map(IntoVolumeStep::describe),
-        );
-        steps.push(format!("scale {unknown} back"));
-        return Ok(IntoVolumeReport {
-            steps,
-            done: Vec::new(),
-            failed: Some((
-                format!(
-                    "ask the cluster which workloads mount {}/{}",
-                    v.namespace, v.pvc
-                ),
-                e.to_string(),
-            )),
-            undone: Vec::new(),
-            state: "a real run would stop at step 1".to_owned(),
-            check: None,
-            dry_run: true,
-        });
+        return Ok(plan_without_cluster(
+            store.root(),
+            &v,
+            &lv,
+            &target,
+            ctx.now,
+            e,
+        ));
     }
     let steps = planned?;
     if ctx.dry_run() {

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use backup_core::{Series, WeekVersion};
+use backup_core::{Config, Series, WeekVersion};
 use backup_host::error::{Error, Result};
 use backup_run::Context;
 
@@ -78,6 +78,42 @@ fn local_dump_folders(
     Ok((out, missing))
 }
 
+/// The pfSense and PVE config layers, each restored into `scratch` and checked; only what the
+/// config backs up (a host without pfSense misses nothing there).
+fn config_layers(
+    ctx: &Context<'_>,
+    cfg: &Config,
+    scratch: &Utf8Path,
+    report: &mut DrillReport,
+    layers: &mut Vec<(String, f64, String)>,
+    missing: &mut Vec<String>,
+) {
+    let mut configs = Vec::new();
+    if cfg.pfsense.is_some() {
+        configs.push((
+            "pfsense",
+            crate::restore_pfsense(ctx, None, &scratch.join("pfsense"), false),
+        ));
+    }
+    if !cfg.pve_config.paths.is_empty() {
+        configs.push((
+            "pve-config",
+            crate::restore_pve_config(ctx, None, &scratch.join("pve-config"), false),
+        ));
+    }
+    for (layer, result) in configs {
+        match result {
+            Ok(r) => {
+                if let Some(c) = &r.check {
+                    report.differences.extend(c.differences.iter().cloned());
+                }
+                layers.push((layer.to_owned(), r.seconds, r.what.clone()));
+            }
+            Err(e) => missing.push(format!("{layer}: {e}")),
+        }
+    }
+}
+
 /// Runs the site drill.
 ///
 /// # Errors
@@ -125,31 +161,7 @@ pub fn drill_site(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     let (tier, lost) = from_tier(ctx, cfg, missing_pvcs(ctx, cfg, &versions), &scratch);
     layers.extend(tier);
     missing.extend(lost);
-    // only what the config backs up: a host without pfSense misses nothing there
-    let mut configs = Vec::new();
-    if cfg.pfsense.is_some() {
-        configs.push((
-            "pfsense",
-            crate::restore_pfsense(ctx, None, &scratch.join("pfsense"), false),
-        ));
-    }
-    if !cfg.pve_config.paths.is_empty() {
-        configs.push((
-            "pve-config",
-            crate::restore_pve_config(ctx, None, &scratch.join("pve-config"), false),
-        ));
-    }
-    for (layer, result) in configs {
-        match result {
-            Ok(r) => {
-                if let Some(c) = &r.check {
-                    report.differences.extend(c.differences.iter().cloned());
-                }
-                layers.push((layer.to_owned(), r.seconds, r.what.clone()));
-            }
-            Err(e) => missing.push(format!("{layer}: {e}")),
-        }
-    }
+    config_layers(ctx, cfg, &scratch, &mut report, &mut layers, &mut missing);
     let dumps: f64 = report.dumps.iter().map(|d| d.seconds).sum();
     if !report.dumps.is_empty() {
         layers.push((

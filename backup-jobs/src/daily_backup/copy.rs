@@ -109,16 +109,21 @@ struct Copied {
     sqlite: Vec<backup_core::DatabaseCopy>,
 }
 
-fn copy_volume(
+/// The fresh snapshot the plan asks for when the newest one is too old or missing, behind the
+/// pool guard of `lvm-pvc-snapshot` (a full thin pool turns every volume read-only); said in
+/// `warnings`.
+///
+/// # Errors
+/// Refused when the pool is too full; the backend's errors.
+fn take_fresh_snapshot(
     cfg: &Config,
     deps: &DailyDeps<'_>,
     plan: &DailyPlan,
     vp: &VolumePlan,
-) -> Result<Copied> {
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     let v = &vp.volume;
-    let mut warnings = Vec::new();
     if let SnapshotChoice::Take { name, reason } = &vp.snapshot {
-        // the same guard as lvm-pvc-snapshot: a full thin pool turns every volume read-only
         if let Some(Refusal::PoolLow {
             free_percent,
             min_percent,
@@ -138,6 +143,18 @@ fn copy_volume(
         deps.volumes.create_snapshot(&v.lv, name, plan.now)?;
         warnings.push(format!("took snapshot {name}: {reason}"));
     }
+    Ok(())
+}
+
+fn copy_volume(
+    cfg: &Config,
+    deps: &DailyDeps<'_>,
+    plan: &DailyPlan,
+    vp: &VolumePlan,
+) -> Result<Copied> {
+    let v = &vp.volume;
+    let mut warnings = Vec::new();
+    take_fresh_snapshot(cfg, deps, plan, vp, &mut warnings)?;
     let snap = vp.snapshot.name();
     let source = deps.volumes.activate(snap)?;
     let prepared = (|| -> Result<Prepared> {
