@@ -24,6 +24,7 @@ pub mod metrics_sink;
 pub mod mounts;
 pub mod out;
 pub mod progress;
+pub mod repository;
 pub mod root_id;
 pub mod runner;
 pub mod safe_read;

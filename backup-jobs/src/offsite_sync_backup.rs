@@ -7,8 +7,6 @@
 //! made on the first run of each month. A full pass refuses an empty source and counts its
 //! deletions before making any: more than `max-delete` fails the tree (`--force` overrides).
 
-use backup_restic as tier;
-
 use backup_core::metric_names::{self as names, JobMetrics};
 use backup_core::{
     files_from, plan_tree_pass, Config, Invocation, MetricGroup, OffsiteConfig, OffsiteState,
@@ -24,6 +22,7 @@ use backup_host::change_log::{ChangeLog, Sealed};
 use backup_host::clock::Clock;
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
+use backup_host::repository::{RepositoryTarget, TierResult};
 use backup_run::{Context, Outcome};
 
 /// One step or tree of a run.
@@ -57,7 +56,7 @@ pub struct OffsiteReport {
     /// Whether every tree got a full pass that succeeded.
     pub full_sync: bool,
     /// Each tier repository.
-    pub tier: Vec<tier::TierResult>,
+    pub tier: Vec<TierResult>,
 }
 
 impl OffsiteReport {
@@ -1053,7 +1052,13 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
     } else {
         rsync_steps(ctx, o, &mut state, opts)?
     };
-    let tier = run_tier(ctx, o, &mut state, opts.adopt, &mut steps);
+    let tier = run_tier(
+        ctx,
+        &ctx.repositories()?,
+        &mut state,
+        opts.adopt,
+        &mut steps,
+    );
     let json = serde_json::to_vec_pretty(&state).unwrap_or_default();
     store.write_file(&state_path, &json)?;
     Ok(OffsiteReport {
@@ -1180,30 +1185,20 @@ fn tree_results(
 /// The encrypted tier, after step 1 and the trees: each repository in turn, as one more step.
 fn run_tier(
     ctx: &Context<'_>,
-    o: &OffsiteConfig,
+    targets: &[Box<dyn RepositoryTarget + '_>],
     state: &mut OffsiteState,
     adopt: bool,
     steps: &mut Vec<StepResult>,
-) -> Vec<tier::TierResult> {
+) -> Vec<TierResult> {
     let mut out = Vec::new();
-    for repo in &o.repositories {
+    for target in targets {
         let started = std::time::Instant::now();
-        let mut result = tier::TierResult {
-            name: repo.name.clone(),
-            repository_id: None,
-            snapshots: Vec::new(),
-            forgotten: 0,
-            error: None,
-            planned: Vec::new(),
-            repository_bytes: None,
-        };
-        let known = state.tier.get(&repo.name).cloned().unwrap_or_default();
-        let sent = ctx
-            .tier_deps()
-            .and_then(|d| tier::send(&d, repo, &known, adopt, &mut result));
+        let mut result = TierResult::new(target.name());
+        let known = state.tier.get(target.name()).cloned().unwrap_or_default();
+        let sent = target.send(&known, adopt, &mut result);
         let step = StepResult {
-            name: format!("tier:{}", repo.name),
-            dest: repo.shown(),
+            name: format!("tier:{}", target.name()),
+            dest: target.shown(),
             pass: None,
             status: match &sent {
                 Ok(_) if ctx.dry_run() => Status::Planned,
@@ -1213,11 +1208,11 @@ fn run_tier(
             error: sent.as_ref().err().map(ToString::to_string),
             stats: None,
             seconds: started.elapsed().as_secs_f64(),
-            note: Some(tier::summary(&result)),
+            note: Some(result.summary()),
         };
         match sent {
             Ok(new) => {
-                state.tier.insert(repo.name.clone(), new);
+                state.tier.insert(target.name().to_owned(), new);
             }
             Err(e) => result.error = Some(e.to_string()),
         }

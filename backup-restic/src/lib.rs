@@ -29,9 +29,12 @@ use backup_core::{
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use backup_host::error::{Error, Result};
+pub use backup_host::repository::{
+    RepositoryTarget, Restored, SampleRestored, TierListed, TierListing, TierResult, TierSnapshot,
+};
 
 /// What the tier works with, and nothing else: built by the run's factory
 /// (`backup_run::Context::tier_deps`), or from fakes in a test.
@@ -54,47 +57,6 @@ pub struct TierDeps<'a> {
     pub dry_run: bool,
 }
 
-/// What the tier did for one repository.
-#[derive(Debug, Clone, Serialize)]
-pub struct TierResult {
-    /// The repository's `name`.
-    pub name: String,
-    /// Its id (`restic cat config`), when it could be read.
-    pub repository_id: Option<String>,
-    /// One snapshot per PVC sent.
-    pub snapshots: Vec<TierSnapshot>,
-    /// Snapshots the policy no longer keeps, forgotten (and pruned).
-    pub forgotten: u64,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
-    /// `--dry-run`: what would be sent.
-    pub planned: Vec<String>,
-    /// What the repository holds, in bytes (see [`repository_bytes`]).
-    pub repository_bytes: Option<u64>,
-}
-
-/// One PVC's snapshot in a repository.
-#[derive(Debug, Clone, Serialize)]
-pub struct TierSnapshot {
-    /// `namespace/pvc`, or the tree's name (`sqlite-backup`, `pfsense`, `pve-config`,
-    /// `dumps:<folder>`).
-    pub pvc: String,
-    /// The week of the version sent.
-    pub week: String,
-    /// restic's snapshot id.
-    pub snapshot_id: String,
-    /// Files restic read (new or changed).
-    pub files_read: u64,
-    /// Files it found unchanged against the parent snapshot.
-    pub files_unmodified: u64,
-    /// Bytes added to the repository (after deduplication and compression).
-    pub bytes_added: u64,
-    /// The version's tree is the one its last snapshot holds (the records say so): that
-    /// snapshot was tagged with this week instead of a new backup.
-    #[serde(default)]
-    pub retagged: bool,
-}
-
 /// A version's identity for `TierState::sent`: its week and when it was completed.
 fn version_key(v: &WeekVersion) -> String {
     format!(
@@ -107,24 +69,6 @@ fn version_key(v: &WeekVersion) -> String {
 /// How often the tier prunes: forgetting is cheap and runs every time, pruning (the space back)
 /// reads the whole index and rewrites half-empty packs.
 const PRUNE_EVERY_DAYS: i64 = 7;
-
-/// One line for the report.
-pub fn summary(r: &TierResult) -> String {
-    if !r.planned.is_empty() {
-        return format!("would send {}", r.planned.join(", "));
-    }
-    let read: u64 = r.snapshots.iter().map(|s| s.files_read).sum();
-    let same: u64 = r.snapshots.iter().map(|s| s.files_unmodified).sum();
-    let added: u64 = r.snapshots.iter().map(|s| s.bytes_added).sum();
-    format!(
-        "{}: {} read, {} unchanged, {} added; {} forgotten",
-        backup_host::human::plural(r.snapshots.len() as u64, "PVC"),
-        backup_host::human::plural(read, "file"),
-        backup_host::human::count(same),
-        backup_host::human::bytes(added),
-        r.forgotten
-    )
-}
 
 /// The newest complete version of every PVC, in `(namespace, pvc)` order.
 pub fn newest_versions(all: Vec<WeekVersion>) -> Vec<WeekVersion> {
@@ -1040,28 +984,6 @@ pub fn check(d: &TierDeps<'_>, repo: &TierRepository, percent: f64) -> Result<()
     }
 }
 
-/// A repository's snapshots, for `backupctl list --tier`.
-#[derive(Debug, Clone, Serialize)]
-pub struct TierListing {
-    /// The repository's `name`.
-    pub repository: String,
-    /// Its snapshots, by PVC then time.
-    pub snapshots: Vec<TierListed>,
-}
-
-/// One snapshot of a [`TierListing`].
-#[derive(Debug, Clone, Serialize)]
-pub struct TierListed {
-    /// `namespace/pvc` (from its tags), or the tree's name (`pfsense`, `dumps:<folder>`).
-    pub pvc: String,
-    /// The week of the version it holds (its `week=` tag).
-    pub week: String,
-    /// When restic took it.
-    pub time: DateTime<Utc>,
-    /// restic's snapshot id.
-    pub id: String,
-}
-
 /// Every snapshot of `repo` (`restic snapshots`), by PVC then time.
 ///
 /// # Errors
@@ -1099,17 +1021,6 @@ pub fn listing(d: &TierDeps<'_>, repo: &TierRepository) -> Result<TierListing> {
         repository: repo.name.clone(),
         snapshots,
     })
-}
-
-/// What [`restore`] brought back.
-#[derive(Debug, Clone)]
-pub struct Restored {
-    /// restic's snapshot id.
-    pub snapshot_id: String,
-    /// The digest of the record the snapshot was sent with (its `record=` tag).
-    pub record: Option<String>,
-    /// The week of the version that snapshot holds (its `week=` tag).
-    pub week: Option<IsoWeek>,
 }
 
 /// Restores a PVC's snapshot from `repo` into `to` (absent or an empty folder): the newest, or
@@ -1206,20 +1117,6 @@ fn literal_pattern(path: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// What [`restore_files`] brought back.
-#[derive(Debug, Clone)]
-pub struct SampleRestored {
-    /// The folder that holds the PVC's root, as restored.
-    pub root: Utf8PathBuf,
-    /// restic's snapshot id.
-    pub snapshot_id: String,
-    /// The digest of the record the snapshot was sent with (its `record=` tag).
-    pub record: Option<String>,
-    /// Files whose name is not UTF-8: restic cannot be asked for them one by one, so they are
-    /// not in the sample (unless the whole snapshot was restored).
-    pub unnamed: u64,
 }
 
 /// Restores `files` (paths inside the PVC, as the record has them) of the snapshot of
@@ -1405,6 +1302,63 @@ fn take_snapshots(
     result.snapshots.extend(new);
     result.snapshots.sort_by(|a, b| a.pvc.cmp(&b.pvc));
     Ok((sent, listed))
+}
+
+/// A restic repository of `[[offsite.repository]]` as a [`RepositoryTarget`].
+pub struct ResticTarget<'a> {
+    deps: TierDeps<'a>,
+    repo: TierRepository,
+}
+
+impl<'a> ResticTarget<'a> {
+    /// The repository `repo`, reached through `deps`.
+    pub fn new(deps: TierDeps<'a>, repo: TierRepository) -> Self {
+        Self { deps, repo }
+    }
+}
+
+impl RepositoryTarget for ResticTarget<'_> {
+    fn name(&self) -> &str {
+        &self.repo.name
+    }
+
+    fn shown(&self) -> String {
+        self.repo.shown()
+    }
+
+    fn send(&self, known: &TierState, adopt: bool, result: &mut TierResult) -> Result<TierState> {
+        send(&self.deps, &self.repo, known, adopt, result)
+    }
+
+    fn listing(&self) -> Result<TierListing> {
+        listing(&self.deps, &self.repo)
+    }
+
+    fn check(&self, percent: f64) -> Result<()> {
+        check(&self.deps, &self.repo, percent)
+    }
+
+    fn restore(&self, pvc: (&str, &str), week: Option<IsoWeek>, to: &Utf8Path) -> Result<Restored> {
+        restore(&self.deps, &self.repo, pvc, week, to)
+    }
+
+    fn restore_files(
+        &self,
+        pvc: (&str, &str),
+        week: IsoWeek,
+        files: &[&[u8]],
+        to: &Utf8Path,
+    ) -> Result<SampleRestored> {
+        restore_files(&self.deps, &self.repo, pvc, week, files, to)
+    }
+
+    fn sent_record(
+        &self,
+        record: Option<&str>,
+        version: (IsoWeek, &str, &str),
+    ) -> Option<Vec<FileEntry>> {
+        sent_record(&self.deps, &self.repo, record, version)
+    }
 }
 
 #[cfg(test)]

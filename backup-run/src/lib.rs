@@ -30,6 +30,7 @@ use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
 use backup_host::lock::RunLock;
 use backup_host::metrics_sink::{PushgatewaySink, Sinks, TextfileSink};
+use backup_host::repository::RepositoryTarget;
 use backup_host::runner::{stop_on_signals, DuctRunner};
 
 /// Flags every binary takes, before or after a subcommand.
@@ -351,6 +352,23 @@ impl<'a> Context<'a> {
                 rsync, &self.stop,
             )),
         }
+    }
+
+    /// The offsite repository targets, one per `[[offsite.repository]]`, in config order.
+    ///
+    /// # Errors
+    /// Without a configuration.
+    pub fn repositories(&self) -> Result<Vec<Box<dyn RepositoryTarget + '_>>> {
+        let repos = self.cfg()?.offsite.iter().flat_map(|o| &o.repositories);
+        let mut out: Vec<Box<dyn RepositoryTarget + '_>> = Vec::new();
+        for repo in repos {
+            // the kind of target is chosen here, the one place that knows the adapters
+            out.push(Box::new(backup_restic::ResticTarget::new(
+                self.tier_deps()?,
+                repo.clone(),
+            )));
+        }
+        Ok(out)
     }
 
     /// The encrypted tier's ports: the config, the time, both runners, the store, the mounter,

@@ -15,6 +15,7 @@ use crate::inventory::{files_under, record};
 use crate::restore::rsync_tree;
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
+use backup_host::repository::RepositoryTarget;
 use backup_host::tree::walk_entries;
 use backup_run::{Context, Outcome};
 
@@ -567,27 +568,23 @@ fn check_restored(
 /// them against the record the snapshot was sent with: (seconds, files, bytes read), or `None`
 /// when the restore failed (said in `differences`).
 fn drill_tier_version(
-    ctx: &Context<'_>,
-    repo: &backup_core::TierRepository,
+    target: &dyn RepositoryTarget,
     item: &DrillItem,
     chosen: &[FileEntry],
     scratch: &camino::Utf8Path,
     differences: &mut Vec<Difference>,
 ) -> Result<Option<(f64, u64, u64)>> {
     let v = &item.version;
-    let label = format!("tier {} {}", repo.name, item.label);
+    let label = format!("tier {} {}", target.name(), item.label);
     backup_host::progress::message(&label);
     let run_started = std::time::Instant::now();
     let to = scratch
         .join(".tier")
-        .join(&repo.name)
+        .join(target.name())
         .join(&v.namespace)
         .join(&v.pvc);
     let paths: Vec<&[u8]> = chosen.iter().map(|e| e.path.as_slice()).collect();
-    let got = ctx.tier_deps().and_then(|d| {
-        backup_restic::restore_files(&d, repo, (&v.namespace, &v.pvc), v.week, &paths, &to)
-    });
-    let got = match got {
+    let got = match target.restore_files((&v.namespace, &v.pvc), v.week, &paths, &to) {
         Ok(g) => g,
         Err(e) => {
             differences.push(Difference {
@@ -599,17 +596,8 @@ fn drill_tier_version(
     };
     // judged by the record the snapshot was sent with: a run later in the week may
     // have changed (or added) a sampled file the snapshot holds as it was
-    let sent: Option<BTreeMap<Vec<u8>, FileEntry>> = ctx
-        .tier_deps()
-        .ok()
-        .and_then(|d| {
-            backup_restic::sent_record(
-                &d,
-                repo,
-                got.record.as_deref(),
-                (v.week, &v.namespace, &v.pvc),
-            )
-        })
+    let sent: Option<BTreeMap<Vec<u8>, FileEntry>> = target
+        .sent_record(got.record.as_deref(), (v.week, &v.namespace, &v.pvc))
         .map(|r| r.into_iter().map(|e| (e.path.clone(), e)).collect());
     let asked: Vec<&FileEntry> = chosen
         .iter()
@@ -636,14 +624,8 @@ fn drill_tiers(
     plan: &DrillPlan,
     differences: &mut Vec<Difference>,
 ) -> Result<Vec<(TierDrill, Projection)>> {
-    let repos = ctx
-        .cfg()?
-        .offsite
-        .as_ref()
-        .map(|o| o.repositories.clone())
-        .unwrap_or_default();
     let mut out = Vec::new();
-    for repo in &repos {
+    for target in ctx.repositories()? {
         let started = std::time::Instant::now();
         let (mut files, mut bytes, mut runs) = (0u64, 0u64, Vec::new());
         for item in &plan.items {
@@ -651,7 +633,7 @@ fn drill_tiers(
                 continue;
             };
             let Some((seconds, n, read)) =
-                drill_tier_version(ctx, repo, item, chosen, scratch, differences)?
+                drill_tier_version(target.as_ref(), item, chosen, scratch, differences)?
             else {
                 continue;
             };
@@ -660,7 +642,7 @@ fn drill_tiers(
             bytes += read;
         }
         let drilled = TierDrill {
-            repository: repo.name.clone(),
+            repository: target.name().to_owned(),
             files,
             bytes,
             seconds: started.elapsed().as_secs_f64(),

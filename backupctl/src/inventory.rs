@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use backup_host::error::Result;
 use backup_host::exit::Exit;
+use backup_host::repository::TierListing;
 use backup_run::{Context, Outcome};
 
 /// One weekly version of a PVC.
@@ -81,7 +82,7 @@ pub struct ListReport {
     pub warnings: Vec<String>,
     /// `--tier`: each tier repository's snapshots.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tier: Vec<backup_restic::TierListing>,
+    pub tier: Vec<TierListing>,
 }
 
 /// The backend's view: the selection and every snapshot, or why not.
@@ -246,19 +247,19 @@ pub(super) fn dumps(cfg: &Config, warnings: &mut Vec<String>) -> Vec<DumpListing
 }
 
 /// Each tier repository's snapshots; one that cannot be listed is a warning.
-fn tier_listings(
-    ctx: &Context<'_>,
-    cfg: &Config,
-    warnings: &mut Vec<String>,
-) -> Vec<backup_restic::TierListing> {
+fn tier_listings(ctx: &Context<'_>, warnings: &mut Vec<String>) -> Vec<TierListing> {
     let mut out = Vec::new();
-    for repo in cfg.offsite.iter().flat_map(|o| &o.repositories) {
-        match ctx
-            .tier_deps()
-            .and_then(|d| backup_restic::listing(&d, repo))
-        {
+    let targets = match ctx.repositories() {
+        Ok(t) => t,
+        Err(e) => {
+            warnings.push(format!("tier: {e}"));
+            return out;
+        }
+    };
+    for target in targets {
+        match target.listing() {
             Ok(l) => out.push(l),
-            Err(e) => warnings.push(format!("tier {}: {e}", repo.name)),
+            Err(e) => warnings.push(format!("tier {}: {e}", target.name())),
         }
     }
     out
@@ -363,7 +364,7 @@ pub fn list(ctx: &Context<'_>, with_tier: bool) -> Result<ListReport> {
     }
     let dumps = dumps(cfg, &mut warnings);
     let tier = if with_tier {
-        tier_listings(ctx, cfg, &mut warnings)
+        tier_listings(ctx, &mut warnings)
     } else {
         Vec::new()
     };

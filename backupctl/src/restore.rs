@@ -300,10 +300,10 @@ fn restore_from_tier(
     to: &Utf8Path,
 ) -> Result<RestoreReport> {
     let cfg = ctx.cfg()?;
-    let repos = cfg.offsite.iter().flat_map(|o| &o.repositories);
-    let repo = repos
-        .clone()
-        .find(|r| name.is_empty() || r.name == name)
+    let target = ctx
+        .repositories()?
+        .into_iter()
+        .find(|t| name.is_empty() || t.name() == name)
         .ok_or_else(|| {
             Error::NotFound(format!(
                 "no [[offsite.repository]] named `{name}` in {}",
@@ -313,14 +313,13 @@ fn restore_from_tier(
     let (namespace, pvc) = args.pvc.resolve(ctx)?;
     check_target(to, &ctx.protected_roots(), false)?;
     prepare_target(to, false, ctx.dry_run())?;
-    let from = Utf8PathBuf::from(repo.shown());
-    let what = format!("pvc {namespace}/{pvc} from tier {}", repo.name);
+    let from = Utf8PathBuf::from(target.shown());
+    let what = format!("pvc {namespace}/{pvc} from tier {}", target.name());
     if ctx.dry_run() {
         return Ok(planned(&what, &from, to, 0));
     }
     let started = std::time::Instant::now();
-    let deps = ctx.tier_deps()?;
-    let got = backup_restic::restore(&deps, repo, (&namespace, &pvc), args.week, to)?;
+    let got = target.restore((&namespace, &pvc), args.week, to)?;
     let week = got.week.map_or("?".to_owned(), |w| w.to_string());
     // checked against the record the snapshot was sent with (a later run of the same week
     // rewrote the week's record on the disk)
@@ -328,7 +327,7 @@ fn restore_from_tier(
         .week
         .and_then(|w| {
             let version = (w, namespace.as_str(), pvc.as_str());
-            backup_restic::sent_record(&deps, repo, got.record.as_deref(), version)
+            target.sent_record(got.record.as_deref(), version)
         })
         .and_then(|rec| check_tree(to.as_std_path(), &rec, Content::All).ok());
     let bytes = backup_host::tree::walk_entries(to.as_std_path())

@@ -281,7 +281,7 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
         }
     }
     if args.tier {
-        check_tier(ctx, cfg, args.sample.unwrap_or(10.0), &mut checked);
+        check_tier(ctx, args.sample.unwrap_or(10.0), &mut checked)?;
     }
     // read after the checks: they may have marked versions
     let damaged_versions = versions
@@ -355,25 +355,21 @@ fn totals(
 }
 
 /// Each `[[offsite.repository]]`, checked by restic with a share of its packs read back.
-fn check_tier(ctx: &Context<'_>, cfg: &backup_core::Config, percent: f64, out: &mut Vec<Checked>) {
-    for repo in cfg.offsite.iter().flat_map(|o| &o.repositories) {
-        backup_host::progress::message(&format!("tier {}", repo.name));
-        let what = format!("tier {} ({percent}% of its packs)", repo.name);
-        out.push(
-            match ctx
-                .tier_deps()
-                .and_then(|d| backup_restic::check(&d, repo, percent))
-            {
-                Ok(()) => Checked {
-                    what,
-                    differences: Vec::new(),
-                    files_read: 0,
-                    bytes_read: 0,
-                },
-                Err(e) => one(what, &repo.shown(), e.to_string()),
+fn check_tier(ctx: &Context<'_>, percent: f64, out: &mut Vec<Checked>) -> Result<()> {
+    for target in ctx.repositories()? {
+        backup_host::progress::message(&format!("tier {}", target.name()));
+        let what = format!("tier {} ({percent}% of its packs)", target.name());
+        out.push(match target.check(percent) {
+            Ok(()) => Checked {
+                what,
+                differences: Vec::new(),
+                files_read: 0,
+                bytes_read: 0,
             },
-        );
+            Err(e) => one(what, &target.shown(), e.to_string()),
+        });
     }
+    Ok(())
 }
 
 fn check_pfsense(dir: &Utf8Path, week: &str) -> Checked {
