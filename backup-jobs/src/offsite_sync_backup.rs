@@ -1052,13 +1052,8 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
     } else {
         rsync_steps(ctx, o, &mut state, opts)?
     };
-    let tier = run_tier(
-        ctx,
-        &ctx.repositories()?,
-        &mut state,
-        opts.adopt,
-        &mut steps,
-    );
+    let targets = ctx.repositories()?;
+    let tier = run_tier(ctx.dry_run(), &targets, &mut state, opts.adopt, &mut steps);
     let json = serde_json::to_vec_pretty(&state).unwrap_or_default();
     store.write_file(&state_path, &json)?;
     Ok(OffsiteReport {
@@ -1184,7 +1179,7 @@ fn tree_results(
 
 /// The encrypted tier, after step 1 and the trees: each repository in turn, as one more step.
 fn run_tier(
-    ctx: &Context<'_>,
+    dry_run: bool,
     targets: &[Box<dyn RepositoryTarget + '_>],
     state: &mut OffsiteState,
     adopt: bool,
@@ -1201,7 +1196,7 @@ fn run_tier(
             dest: target.shown(),
             pass: None,
             status: match &sent {
-                Ok(_) if ctx.dry_run() => Status::Planned,
+                Ok(_) if dry_run => Status::Planned,
                 Ok(_) => Status::Ok,
                 Err(_) => Status::Failed,
             },
@@ -1242,5 +1237,103 @@ fn step_result(
         stats: result.ok().flatten(),
         seconds: started.elapsed().as_secs_f64(),
         note: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::{FileEntry, IsoWeek, TierState};
+    use backup_host::repository::{Restored, SampleRestored, TierListing};
+    use camino::Utf8Path;
+
+    /// A repository that sends or fails as told, and says what it was given.
+    struct FakeTarget {
+        name: &'static str,
+        fails: bool,
+    }
+
+    impl RepositoryTarget for FakeTarget {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn shown(&self) -> String {
+            format!("fake:{}", self.name)
+        }
+        fn send(&self, known: &TierState, _: bool, result: &mut TierResult) -> Result<TierState> {
+            if self.fails {
+                return Err(Error::Refused("the repository was replaced".into()));
+            }
+            result.forgotten = 2;
+            Ok(TierState {
+                repository_id: Some(format!("{}-id", self.name)),
+                ..known.clone()
+            })
+        }
+        fn listing(&self) -> Result<TierListing> {
+            unimplemented!()
+        }
+        fn check(&self, _: f64) -> Result<()> {
+            unimplemented!()
+        }
+        fn restore(&self, _: (&str, &str), _: Option<IsoWeek>, _: &Utf8Path) -> Result<Restored> {
+            unimplemented!()
+        }
+        fn restore_files(
+            &self,
+            _: (&str, &str),
+            _: IsoWeek,
+            _: &[&[u8]],
+            _: &Utf8Path,
+        ) -> Result<SampleRestored> {
+            unimplemented!()
+        }
+        fn sent_record(&self, _: Option<&str>, _: (IsoWeek, &str, &str)) -> Option<Vec<FileEntry>> {
+            None
+        }
+    }
+
+    #[test]
+    fn each_repository_is_a_step_and_only_a_success_moves_its_state() {
+        let targets: Vec<Box<dyn RepositoryTarget>> = vec![
+            Box::new(FakeTarget {
+                name: "b2",
+                fails: false,
+            }),
+            Box::new(FakeTarget {
+                name: "usb",
+                fails: true,
+            }),
+        ];
+        let mut state = OffsiteState::default();
+        let old = TierState {
+            repository_id: Some("usb-old".into()),
+            ..TierState::default()
+        };
+        state.tier.insert("usb".into(), old.clone());
+        let mut steps = Vec::new();
+        let results = run_tier(false, &targets, &mut state, false, &mut steps);
+        assert_eq!(steps.len(), 2);
+        assert_eq!(
+            (steps[0].name.as_str(), steps[0].status),
+            ("tier:b2", Status::Ok)
+        );
+        assert_eq!(steps[0].dest, "fake:b2");
+        assert_eq!(
+            (steps[1].name.as_str(), steps[1].status),
+            ("tier:usb", Status::Failed)
+        );
+        assert!(steps[1].error.as_deref().unwrap().contains("replaced"));
+        assert_eq!(state.tier["b2"].repository_id.as_deref(), Some("b2-id"));
+        assert_eq!(
+            state.tier["usb"], old,
+            "a failed send keeps what the last run saw"
+        );
+        assert_eq!(results[0].forgotten, 2);
+        assert!(results[1].error.is_some());
+        // a dry run plans
+        let mut steps = Vec::new();
+        run_tier(true, &targets[..1], &mut state, false, &mut steps);
+        assert_eq!(steps[0].status, Status::Planned);
     }
 }

@@ -1,7 +1,7 @@
 //! `backupctl status`: the protection matrix from live state, gaps first. Exit 1 when there is
 //! a gap, so a timer or a person can act on it.
 
-use backup_core::{Series, UNRESOLVED_NAMESPACE};
+use backup_core::{BackupStore, Config, Series, UNRESOLVED_NAMESPACE};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
@@ -176,7 +176,45 @@ pub struct StatusReport {
 pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusReport> {
     let cfg = ctx.cfg()?;
     let store = ctx.store()?;
-    let now = ctx.now;
+    status_of(
+        StatusDeps {
+            cfg,
+            now: ctx.now,
+            store: store.as_ref(),
+            live: live(ctx, cfg),
+            from_offsite: ctx.from_offsite(),
+        },
+        stale_hours,
+    )
+}
+
+/// What `status` reads, and nothing else: built from the run by [`status`], from fakes in a
+/// test.
+pub(crate) struct StatusDeps<'a> {
+    /// The configuration.
+    pub cfg: &'a Config,
+    /// The run's time.
+    pub now: DateTime<Utc>,
+    /// The backup root's versions, records and state files.
+    pub store: &'a dyn BackupStore,
+    /// The backend's volumes and snapshots, as the cluster names them.
+    pub live: Live,
+    /// The backup root is the offsite copy (`--from-offsite`).
+    pub from_offsite: bool,
+}
+
+/// The matrix, from `deps`.
+///
+/// # Errors
+/// When the backup root cannot be listed.
+pub(crate) fn status_of(deps: StatusDeps<'_>, stale_hours: Option<u32>) -> Result<StatusReport> {
+    let StatusDeps {
+        cfg,
+        now,
+        store,
+        live,
+        from_offsite,
+    } = deps;
     let limit_h = stale_hours.unwrap_or(cfg.status.stale_hours);
     let limit_d = cfg.status.offsite_stale_days;
     let Live {
@@ -184,19 +222,13 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         snapshots,
         mut warnings,
         unlisted,
-    } = live(ctx, cfg);
+    } = live;
     let versions = store.list_versions(Series::Pvc)?;
     let mut rows = Vec::new();
     for (vols, excluded) in [(&selection.selected, false), (&selection.excluded, true)] {
         for v in vols {
             rows.push(volume_row(
-                v,
-                excluded,
-                &snapshots,
-                &versions,
-                store.as_ref(),
-                now,
-                limit_h,
+                v, excluded, &snapshots, &versions, store, now, limit_h,
             ));
         }
     }
@@ -206,7 +238,7 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
             rows.push(StatusRow::gap("volumes", Gap::NothingProtected));
         }
     }
-    warnings.extend(damaged_older_weeks(store.as_ref(), &versions));
+    warnings.extend(damaged_older_weeks(store, &versions));
     warnings.extend(clock_behind(&versions, &snapshots, now));
     if let Some(reason) = unlisted {
         rows.push(StatusRow::gap(
@@ -221,14 +253,8 @@ pub fn status(ctx: &Context<'_>, stale_hours: Option<u32>) -> Result<StatusRepor
         ));
     }
     // reading the offsite copy itself: its own offsite state is the backup disk's, not here
-    if let Some(off) = cfg.offsite.as_ref().filter(|_| !ctx.from_offsite()) {
-        rows.extend(offsite_rows(
-            store.as_ref(),
-            off,
-            now,
-            limit_d,
-            &mut warnings,
-        ));
+    if let Some(off) = cfg.offsite.as_ref().filter(|_| !from_offsite) {
+        rows.extend(offsite_rows(store, off, now, limit_d, &mut warnings));
     }
     rows.sort_by(|a, b| {
         (a.gaps.is_empty(), a.excluded, &a.what).cmp(&(b.gaps.is_empty(), b.excluded, &b.what))
@@ -573,5 +599,130 @@ impl Outcome for StatusReport {
             out.push_str(&format!("warning: {w}\n"));
         }
         out.trim_end().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::testing::{FakeStore, Transcript};
+    use backup_core::{IsoWeek, SelectedVolume, Selection, SnapshotInfo};
+    use chrono::TimeZone;
+
+    fn at(day: u32, hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, day, hour, 0, 0).unwrap()
+    }
+
+    fn config(extra: &str) -> Config {
+        let text = format!("backup-root = \"/b\"\n[status]\nstale-hours = 26\n{extra}");
+        Config::from_toml("/etc/hb/config.toml".into(), &text).unwrap()
+    }
+
+    /// One selected volume `vm-1` of `vaultwarden/data`, snapshotted at `snapshot`.
+    fn live_with(snapshot: Option<DateTime<Utc>>) -> Live {
+        Live {
+            selection: Selection {
+                selected: vec![SelectedVolume {
+                    lv: "vm-1".into(),
+                    namespace: "vaultwarden".into(),
+                    pvc: "data".into(),
+                    resolved: true,
+                }],
+                ..Selection::default()
+            },
+            snapshots: snapshot
+                .map(|t| SnapshotInfo {
+                    name: "vm-1-snap".into(),
+                    volume: "vm-1".into(),
+                    created: t,
+                })
+                .into_iter()
+                .collect(),
+            warnings: Vec::new(),
+            unlisted: None,
+        }
+    }
+
+    fn run(cfg: &Config, store: &FakeStore, live: Live, now: DateTime<Utc>) -> StatusReport {
+        let deps = StatusDeps {
+            cfg,
+            now,
+            store,
+            live,
+            from_offsite: false,
+        };
+        status_of(deps, None).unwrap()
+    }
+
+    fn gaps_of<'r>(r: &'r StatusReport, what: &str) -> &'r [Gap] {
+        &r.rows.iter().find(|row| row.what == what).unwrap().gaps
+    }
+
+    #[test]
+    fn a_fresh_version_and_snapshot_are_protected_and_old_ones_are_gaps() {
+        let cfg = config("");
+        let store = FakeStore::new("/b".into(), &Transcript::default());
+        let week: IsoWeek = "2026-10".parse().unwrap();
+        store.add_version(Series::Pvc, week, "vaultwarden", "data", Some(at(5, 3)));
+        let fresh = run(&cfg, &store, live_with(Some(at(5, 3))), at(5, 12));
+        assert!(
+            gaps_of(&fresh, "vaultwarden/data").is_empty(),
+            "{:?}",
+            fresh.rows
+        );
+        // two days later, nothing new: both the version and the snapshot are stale
+        let stale = run(&cfg, &store, live_with(Some(at(5, 3))), at(7, 12));
+        let gaps = gaps_of(&stale, "vaultwarden/data");
+        assert!(gaps.contains(&Gap::StaleVersion { hours: 57 }), "{gaps:?}");
+        assert!(
+            gaps.contains(&Gap::StaleSnapshot { hours: Some(57) }),
+            "{gaps:?}"
+        );
+    }
+
+    #[test]
+    fn a_volume_never_copied_and_a_backend_that_cannot_list_are_gaps() {
+        let cfg = config("");
+        let store = FakeStore::new("/b".into(), &Transcript::default());
+        let r = run(&cfg, &store, live_with(None), at(5, 12));
+        assert!(gaps_of(&r, "vaultwarden/data").contains(&Gap::NeverBackedUp));
+        let unlisted = Live {
+            unlisted: Some("lvs failed".into()),
+            ..live_with(None)
+        };
+        let r = run(&cfg, &store, unlisted, at(5, 12));
+        assert!(r
+            .rows
+            .iter()
+            .any(|row| row.gaps.contains(&Gap::VolumesUnlisted {
+                reason: "lvs failed".into()
+            })));
+    }
+
+    #[test]
+    fn an_offsite_sync_older_than_its_limit_is_a_gap_and_a_fresh_one_is_not() {
+        let cfg = config("[offsite]\ndestination = \"/nas\"\n");
+        let store = FakeStore::new("/b".into(), &Transcript::default());
+        let state = |t: DateTime<Utc>| {
+            let s = OffsiteState {
+                backup_root: Some(t),
+                ..OffsiteState::default()
+            };
+            serde_json::to_vec(&s).unwrap()
+        };
+        let path = camino::Utf8PathBuf::from(format!("/b/{STATE_FILE}"));
+        store.write_file(&path, &state(at(1, 3))).unwrap();
+        let late = run(&cfg, &store, live_with(Some(at(20, 3))), at(20, 12));
+        let days = i64::from(cfg.status.offsite_stale_days);
+        assert!(
+            gaps_of(&late, "offsite (backup disk)")
+                .iter()
+                .any(|g| matches!(g, Gap::OffsiteStale { days: Some(d) } if *d > days)),
+            "{:?}",
+            late.rows
+        );
+        store.write_file(&path, &state(at(20, 3))).unwrap();
+        let fresh = run(&cfg, &store, live_with(Some(at(20, 3))), at(20, 12));
+        assert!(gaps_of(&fresh, "offsite (backup disk)").is_empty());
     }
 }

@@ -450,8 +450,14 @@ fn commands_and_adapters_never_depend_on_the_jobs() {
     // that the run's factory builds (only `backup-run` names the adapter); the adapters know
     // nothing of the jobs, the run frame or the commands that use them
     let rules: [(&str, &[&str]); 6] = [
-        ("backupctl", &["backup-jobs", "backup-bins", "backup-restic"]),
-        ("backup-jobs", &["backupctl", "backup-bins", "backup-restic"]),
+        (
+            "backupctl",
+            &["backup-jobs", "backup-bins", "backup-restic"],
+        ),
+        (
+            "backup-jobs",
+            &["backupctl", "backup-bins", "backup-restic"],
+        ),
         (
             "backup-restic",
             &["backup-jobs", "backup-run", "backupctl", "backup-bins"],
