@@ -189,3 +189,74 @@ pub struct SampleRestored {
     /// not in the sample (unless the whole snapshot was restored).
     pub unnamed: u64,
 }
+
+/// A repository in memory for tests: its snapshots as `listing` gives them, and a send that
+/// succeeds (the state given back with its id) or fails as told. Restores are not faked.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug, Clone, Default)]
+pub struct FakeRepository {
+    /// Its name.
+    pub name: String,
+    /// What `listing` gives; `None`: listing fails.
+    pub snapshots: Option<Vec<TierListed>>,
+    /// `send` fails with this refusal.
+    pub send_fails: Option<String>,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl RepositoryTarget for FakeRepository {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn shown(&self) -> String {
+        format!("fake:{}", self.name)
+    }
+
+    fn send(&self, known: &TierState, _adopt: bool, result: &mut TierResult) -> Result<TierState> {
+        if let Some(why) = &self.send_fails {
+            return Err(crate::error::Error::Refused(why.clone()));
+        }
+        result.forgotten = 2;
+        Ok(TierState {
+            repository_id: Some(format!("{}-id", self.name)),
+            ..known.clone()
+        })
+    }
+
+    fn listing(&self) -> Result<TierListing> {
+        let snapshots = self.snapshots.clone().ok_or_else(|| {
+            crate::error::Error::Refused(format!("{}: the repository cannot be read", self.name))
+        })?;
+        Ok(TierListing {
+            repository: self.name.clone(),
+            snapshots,
+        })
+    }
+
+    fn check(&self, _percent: f64) -> Result<()> {
+        self.listing().map(|_| ())
+    }
+
+    fn restore(&self, _: (&str, &str), _: Option<IsoWeek>, _: &Utf8Path) -> Result<Restored> {
+        Err(crate::error::Error::Internal(
+            "FakeRepository does not restore".into(),
+        ))
+    }
+
+    fn restore_files(
+        &self,
+        _: (&str, &str),
+        _: IsoWeek,
+        _: &[&[u8]],
+        _: &Utf8Path,
+    ) -> Result<SampleRestored> {
+        Err(crate::error::Error::Internal(
+            "FakeRepository does not restore".into(),
+        ))
+    }
+
+    fn sent_record(&self, _: Option<&str>, _: (IsoWeek, &str, &str)) -> Option<Vec<FileEntry>> {
+        None
+    }
+}

@@ -1243,66 +1243,20 @@ fn step_result(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backup_core::{FileEntry, IsoWeek, TierState};
-    use backup_host::repository::{Restored, SampleRestored, TierListing};
-    use camino::Utf8Path;
-
-    /// A repository that sends or fails as told, and says what it was given.
-    struct FakeTarget {
-        name: &'static str,
-        fails: bool,
-    }
-
-    impl RepositoryTarget for FakeTarget {
-        fn name(&self) -> &str {
-            self.name
-        }
-        fn shown(&self) -> String {
-            format!("fake:{}", self.name)
-        }
-        fn send(&self, known: &TierState, _: bool, result: &mut TierResult) -> Result<TierState> {
-            if self.fails {
-                return Err(Error::Refused("the repository was replaced".into()));
-            }
-            result.forgotten = 2;
-            Ok(TierState {
-                repository_id: Some(format!("{}-id", self.name)),
-                ..known.clone()
-            })
-        }
-        fn listing(&self) -> Result<TierListing> {
-            unimplemented!()
-        }
-        fn check(&self, _: f64) -> Result<()> {
-            unimplemented!()
-        }
-        fn restore(&self, _: (&str, &str), _: Option<IsoWeek>, _: &Utf8Path) -> Result<Restored> {
-            unimplemented!()
-        }
-        fn restore_files(
-            &self,
-            _: (&str, &str),
-            _: IsoWeek,
-            _: &[&[u8]],
-            _: &Utf8Path,
-        ) -> Result<SampleRestored> {
-            unimplemented!()
-        }
-        fn sent_record(&self, _: Option<&str>, _: (IsoWeek, &str, &str)) -> Option<Vec<FileEntry>> {
-            None
-        }
-    }
+    use backup_core::TierState;
+    use backup_host::repository::FakeRepository;
 
     #[test]
     fn each_repository_is_a_step_and_only_a_success_moves_its_state() {
         let targets: Vec<Box<dyn RepositoryTarget>> = vec![
-            Box::new(FakeTarget {
-                name: "b2",
-                fails: false,
+            Box::new(FakeRepository {
+                name: "b2".into(),
+                ..FakeRepository::default()
             }),
-            Box::new(FakeTarget {
-                name: "usb",
-                fails: true,
+            Box::new(FakeRepository {
+                name: "usb".into(),
+                send_fails: Some("the repository was replaced".into()),
+                ..FakeRepository::default()
             }),
         ];
         let mut state = OffsiteState::default();

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use backup_host::error::Result;
 use backup_host::exit::Exit;
-use backup_host::repository::TierListing;
+use backup_host::repository::{RepositoryTarget, TierListing};
 use backup_run::{Context, Outcome};
 
 /// One weekly version of a PVC.
@@ -247,15 +247,11 @@ pub(super) fn dumps(cfg: &Config, warnings: &mut Vec<String>) -> Vec<DumpListing
 }
 
 /// Each tier repository's snapshots; one that cannot be listed is a warning.
-fn tier_listings(ctx: &Context<'_>, warnings: &mut Vec<String>) -> Vec<TierListing> {
+fn tier_listings(
+    targets: &[Box<dyn RepositoryTarget + '_>],
+    warnings: &mut Vec<String>,
+) -> Vec<TierListing> {
     let mut out = Vec::new();
-    let targets = match ctx.repositories() {
-        Ok(t) => t,
-        Err(e) => {
-            warnings.push(format!("tier: {e}"));
-            return out;
-        }
-    };
     for target in targets {
         match target.listing() {
             Ok(l) => out.push(l),
@@ -315,12 +311,47 @@ fn version_listings(
 pub fn list(ctx: &Context<'_>, with_tier: bool) -> Result<ListReport> {
     let cfg = ctx.cfg()?;
     let store = ctx.store()?;
+    list_of(ListDeps {
+        cfg,
+        store: store.as_ref(),
+        live: live(ctx, cfg),
+        repositories: if with_tier {
+            ctx.repositories()?
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// What `list` reads, and nothing else: built from the run by [`list`], from fakes in a test.
+pub(crate) struct ListDeps<'a> {
+    /// The configuration (`[dumps] folders`).
+    pub cfg: &'a Config,
+    /// The backup root's versions and records.
+    pub store: &'a dyn BackupStore,
+    /// The backend's volumes and snapshots.
+    pub live: Live,
+    /// The tier's repositories to list (`--tier`); none without.
+    pub repositories: Vec<Box<dyn RepositoryTarget + 'a>>,
+}
+
+/// Every backup, from `deps`.
+///
+/// # Errors
+/// When the backup root cannot be listed.
+pub(crate) fn list_of(deps: ListDeps<'_>) -> Result<ListReport> {
+    let ListDeps {
+        cfg,
+        store,
+        live,
+        repositories,
+    } = deps;
     let Live {
         selection,
         snapshots,
         mut warnings,
         ..
-    } = live(ctx, cfg);
+    } = live;
     let versions = store.list_versions(Series::Pvc)?;
     let mut keys: BTreeSet<(String, String)> = versions
         .iter()
@@ -343,7 +374,7 @@ pub fn list(ctx: &Context<'_>, with_tier: bool) -> Result<ListReport> {
             .filter(|v| v.namespace == ns && v.pvc == pvc)
             .collect();
         mine.sort_by_key(|v| v.week);
-        let listed = version_listings(store.as_ref(), &root, &mine);
+        let listed = version_listings(store, &root, &mine);
         let snaps = lv.map_or_else(Vec::new, |(lv, _)| {
             let mut s: Vec<SnapshotInfo> = snapshots
                 .iter()
@@ -363,11 +394,7 @@ pub fn list(ctx: &Context<'_>, with_tier: bool) -> Result<ListReport> {
         });
     }
     let dumps = dumps(cfg, &mut warnings);
-    let tier = if with_tier {
-        tier_listings(ctx, &mut warnings)
-    } else {
-        Vec::new()
-    };
+    let tier = tier_listings(&repositories, &mut warnings);
     Ok(ListReport {
         pvcs,
         pfsense: store.list_versions(Series::Pfsense)?,
@@ -529,5 +556,135 @@ pub(super) fn pick_version(
             "no complete version of {namespace}/{pvc}{}: `backupctl list` shows what there is",
             week.map_or(String::new(), |w| format!(" in week {w}"))
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::testing::{FakeStore, Transcript};
+    use backup_core::{SelectedVolume, SnapshotInfo};
+    use backup_host::repository::{FakeRepository, TierListed};
+    use chrono::TimeZone;
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, day, 3, 0, 0).unwrap()
+    }
+
+    fn volume(lv: &str, namespace: &str, pvc: &str) -> SelectedVolume {
+        SelectedVolume {
+            lv: lv.into(),
+            namespace: namespace.into(),
+            pvc: pvc.into(),
+            resolved: true,
+        }
+    }
+
+    fn snapshot(volume: &str, day: u32) -> SnapshotInfo {
+        SnapshotInfo {
+            name: format!("{volume}-snap-{day}"),
+            volume: volume.into(),
+            created: at(day),
+        }
+    }
+
+    #[test]
+    fn every_pvc_with_a_volume_or_a_version_is_listed_with_its_snapshots_oldest_first() {
+        let cfg =
+            Config::from_toml("/etc/hb/config.toml".into(), "backup-root = \"/b\"\n").unwrap();
+        let store = FakeStore::new("/b".into(), &Transcript::default());
+        let (w9, w10) = ("2026-09".parse().unwrap(), "2026-10".parse().unwrap());
+        store.add_version(Series::Pvc, w10, "vaultwarden", "data", Some(at(5)));
+        store.add_version(Series::Pvc, w9, "vaultwarden", "data", Some(at(1)));
+        // a PVC whose volume is gone: still listed, with its versions
+        store.add_version(Series::Pvc, w9, "old", "gone", Some(at(1)));
+        let live = Live {
+            selection: Selection {
+                selected: vec![volume("vm-1", "vaultwarden", "data")],
+                excluded: vec![volume("vm-2", "kube-system", "etcd")],
+                ..Selection::default()
+            },
+            snapshots: vec![
+                snapshot("vm-1", 6),
+                snapshot("vm-1", 2),
+                snapshot("vm-9", 1),
+            ],
+            warnings: vec!["the cluster did not answer".into()],
+            unlisted: None,
+        };
+        let r = list_of(ListDeps {
+            cfg: &cfg,
+            store: &store,
+            live,
+            repositories: Vec::new(),
+        })
+        .unwrap();
+        let names: Vec<String> = r
+            .pvcs
+            .iter()
+            .map(|p| format!("{}/{} {:?} {}", p.namespace, p.pvc, p.lv, p.excluded))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "kube-system/etcd Some(\"vm-2\") true",
+                "old/gone None false",
+                "vaultwarden/data Some(\"vm-1\") false"
+            ]
+        );
+        let vw = &r.pvcs[2];
+        let weeks: Vec<&str> = vw.versions.iter().map(|v| v.week.as_str()).collect();
+        assert_eq!(weeks, ["2026-09", "2026-10"]);
+        let snaps: Vec<DateTime<Utc>> = vw.snapshots.iter().map(|s| s.created).collect();
+        assert_eq!(
+            snaps,
+            [at(2), at(6)],
+            "its own snapshots only, oldest first"
+        );
+        assert_eq!(r.warnings, ["the cluster did not answer"]);
+        assert!(r.tier.is_empty());
+    }
+
+    #[test]
+    fn a_repository_that_cannot_be_listed_is_a_warning_and_the_others_are_listed() {
+        let cfg =
+            Config::from_toml("/etc/hb/config.toml".into(), "backup-root = \"/b\"\n").unwrap();
+        let store = FakeStore::new("/b".into(), &Transcript::default());
+        let listed = TierListed {
+            pvc: "vaultwarden/data".into(),
+            week: "2026-10".into(),
+            time: at(5),
+            id: "0123abcd".into(),
+        };
+        let r = list_of(ListDeps {
+            cfg: &cfg,
+            store: &store,
+            live: Live {
+                selection: Selection::default(),
+                snapshots: Vec::new(),
+                warnings: Vec::new(),
+                unlisted: None,
+            },
+            repositories: vec![
+                Box::new(FakeRepository {
+                    name: "usb".into(),
+                    ..FakeRepository::default()
+                }),
+                Box::new(FakeRepository {
+                    name: "b2".into(),
+                    snapshots: Some(vec![listed]),
+                    ..FakeRepository::default()
+                }),
+            ],
+        })
+        .unwrap();
+        assert_eq!(r.tier.len(), 1);
+        assert_eq!(r.tier[0].repository, "b2");
+        assert_eq!(r.tier[0].snapshots[0].id, "0123abcd");
+        assert!(
+            r.warnings.iter().any(|w| w.starts_with("tier usb: ")),
+            "{:?}",
+            r.warnings
+        );
     }
 }
