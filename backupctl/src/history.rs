@@ -3,7 +3,9 @@
 //! folder hold?"), answered from the per-file records of the complete versions, without walking
 //! the copies.
 
-use backup_core::{Comparison, EntryField, EntryKind, FileEntry, IsoWeek, Series, WeekVersion};
+use backup_core::{
+    BackupStore, Comparison, EntryField, EntryKind, FileEntry, IsoWeek, Series, WeekVersion,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -94,33 +96,44 @@ fn matches(pattern: &str, path: &[u8]) -> bool {
     }
 }
 
+/// A `--pvc` resolved: the reference as given (for messages) and the PVC it names.
+type Wanted<'p> = (&'p PvcRef, (String, String));
+
+/// The store and `--pvc` resolved to `NAMESPACE/PVC` (a volume name through the PV map).
+///
+/// # Errors
+/// Without a backup root; a `--pvc` that names no known PVC.
+fn store_and_pvc<'c, 'p>(
+    ctx: &'c Context<'_>,
+    pvc: Option<&'p PvcRef>,
+) -> Result<(Box<dyn BackupStore + 'c>, Option<Wanted<'p>>)> {
+    let store = ctx.store()?;
+    let want = pvc.map(|p| p.resolve(ctx).map(|r| (p, r))).transpose()?;
+    Ok((store, want))
+}
+
 /// The complete versions chosen by `--pvc` and `--week`, oldest first, with their records.
 fn versions(
-    ctx: &Context<'_>,
-    pvc: Option<&PvcRef>,
+    store: &dyn BackupStore,
+    want: Option<&(String, String)>,
     week: Option<IsoWeek>,
 ) -> Result<Vec<(WeekVersion, Vec<FileEntry>)>> {
-    versions_with(ctx, pvc, week, |store, v| record(store, v))
+    versions_with(store, want, week, |store, v| record(store, v))
 }
 
 /// [`versions`], each record read by `read` (`None`: no usable record, left out).
 fn versions_with<T: Send>(
-    ctx: &Context<'_>,
-    pvc: Option<&PvcRef>,
+    store: &dyn BackupStore,
+    want: Option<&(String, String)>,
     week: Option<IsoWeek>,
-    read: impl Fn(&dyn backup_core::BackupStore, &WeekVersion) -> Option<T> + Sync,
+    read: impl Fn(&dyn BackupStore, &WeekVersion) -> Option<T> + Sync,
 ) -> Result<Vec<(WeekVersion, T)>> {
-    let store = ctx.store()?;
-    let want = pvc.map(|p| p.resolve(ctx)).transpose()?;
     let mut chosen: Vec<WeekVersion> = store
         .list_versions(Series::Pvc)?
         .into_iter()
         .filter(WeekVersion::is_complete)
         .filter(|v| week.is_none_or(|w| v.week == w))
-        .filter(|v| {
-            want.as_ref()
-                .is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p)
-        })
+        .filter(|v| want.is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p))
         .collect();
     if chosen.is_empty() {
         return Err(Error::NotFound(format!(
@@ -131,7 +144,6 @@ fn versions_with<T: Send>(
     }
     chosen.sort_by(|a, b| (&a.namespace, &a.pvc, a.week).cmp(&(&b.namespace, &b.pvc, b.week)));
     // records decode independently: one thread per core
-    let store = store.as_ref();
     let read = &read;
     let records: Vec<Option<T>> = std::thread::scope(|s| {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -173,8 +185,22 @@ pub fn find(
     pvc: Option<&PvcRef>,
     week: Option<IsoWeek>,
 ) -> Result<FindReport> {
+    let (store, want) = store_and_pvc(ctx, pvc)?;
+    find_in(store.as_ref(), pattern, want.map(|w| w.1).as_ref(), week)
+}
+
+/// [`find`] in `store`, of the PVC `want` (all without).
+///
+/// # Errors
+/// No complete version matches.
+fn find_in(
+    store: &dyn BackupStore,
+    pattern: &str,
+    want: Option<&(String, String)>,
+    week: Option<IsoWeek>,
+) -> Result<FindReport> {
     // only the matches leave the record's bytes
-    let all = versions_with(ctx, pvc, week, |store, v| {
+    let all = versions_with(store, want, week, |store, v| {
         let path =
             backup_host::version_commit::record_path(store.root(), v.week, &v.namespace, &v.pvc);
         let bytes = store.read_file(&path).ok()??;
@@ -340,7 +366,22 @@ pub fn diff(
     to: IsoWeek,
     pvc: Option<&PvcRef>,
 ) -> Result<DiffReport> {
-    let all = versions(ctx, pvc, None)?;
+    let (store, want) = store_and_pvc(ctx, pvc)?;
+    diff_in(store.as_ref(), from, to, want)
+}
+
+/// [`diff`] in `store`, of the PVC `want` (all without).
+///
+/// # Errors
+/// Neither week has a complete version.
+fn diff_in(
+    store: &dyn BackupStore,
+    from: IsoWeek,
+    to: IsoWeek,
+    want: Option<Wanted<'_>>,
+) -> Result<DiffReport> {
+    let pvc = want.as_ref().map(|w| w.0);
+    let all = versions(store, want.as_ref().map(|w| &w.1), None)?;
     let of = |w: IsoWeek| -> std::collections::BTreeMap<String, &Vec<FileEntry>> {
         all.iter()
             .filter(|(v, _)| v.week == w)
@@ -464,7 +505,23 @@ pub struct LsReport {
 /// # Errors
 /// No such version, or no such folder in it.
 pub fn ls(ctx: &Context<'_>, week: IsoWeek, pvc: &PvcRef, path: Option<&str>) -> Result<LsReport> {
-    let all = versions(ctx, Some(pvc), Some(week))?;
+    let (store, want) = store_and_pvc(ctx, Some(pvc))?;
+    let want = want.map(|w| w.1);
+    ls_in(store.as_ref(), week, pvc, want.as_ref(), path)
+}
+
+/// [`ls`] in `store` of the PVC `want` (`pvc` as given, for messages).
+///
+/// # Errors
+/// No complete version of that week; a path that is not a folder of it.
+fn ls_in(
+    store: &dyn BackupStore,
+    week: IsoWeek,
+    pvc: &PvcRef,
+    want: Option<&(String, String)>,
+    path: Option<&str>,
+) -> Result<LsReport> {
+    let all = versions(store, want, Some(week))?;
     let (v, rec) = all
         .first()
         .ok_or_else(|| Error::Refused(format!("week {week} of {pvc} has no usable record")))?;
@@ -563,6 +620,121 @@ impl Outcome for LsReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use backup_core::testing::{file_entry, FakeStore, Transcript};
+    use chrono::TimeZone;
+
+    /// A store with complete versions of `vaultwarden/data` in weeks 9 and 10, each with its
+    /// record; `edit` changes week 10's entries.
+    fn two_weeks(edit: impl Fn(&mut Vec<FileEntry>)) -> FakeStore {
+        let store = FakeStore::new("/b".into(), &Transcript::default());
+        let dir = |p: &str| FileEntry {
+            kind: EntryKind::Dir,
+            mode: 0o040_755,
+            ..file_entry(p, 0)
+        };
+        let file = |p: &str, size, digest| FileEntry {
+            digest: [digest; 16],
+            ..file_entry(p, size)
+        };
+        let week9 = vec![
+            dir("."),
+            dir("attachments"),
+            file("attachments/a.pdf", 10, 1),
+            file("db.sqlite3", 100, 2),
+        ];
+        let mut week10 = week9.clone();
+        edit(&mut week10);
+        for (w, rec, day) in [("2026-09", &week9, 1), ("2026-10", &week10, 8)] {
+            let week: IsoWeek = w.parse().unwrap();
+            let at = Utc.with_ymd_and_hms(2026, 3, day, 3, 0, 0).unwrap();
+            store.add_version(Series::Pvc, week, "vaultwarden", "data", Some(at));
+            let path =
+                backup_host::version_commit::record_path(store.root(), week, "vaultwarden", "data");
+            store
+                .write_file(&path, &backup_core::encode_file_record(rec))
+                .unwrap();
+        }
+        store
+    }
+
+    fn want() -> (String, String) {
+        ("vaultwarden".into(), "data".into())
+    }
+
+    #[test]
+    fn find_lists_every_week_that_holds_a_match_by_path_then_week() {
+        let store = two_weeks(|_| {});
+        let r = find_in(&store, "*.pdf", None, None).unwrap();
+        assert_eq!(r.versions, 2);
+        let hits: Vec<(&str, &str)> = r
+            .found
+            .iter()
+            .map(|f| (f.path.as_str(), f.week.as_str()))
+            .collect();
+        assert_eq!(
+            hits,
+            [
+                ("attachments/a.pdf", "2026-09"),
+                ("attachments/a.pdf", "2026-10")
+            ]
+        );
+        let e = find_in(&store, "*", Some(&("x".into(), "y".into())), None).unwrap_err();
+        assert!(e.to_string().contains("no complete version of x/y"), "{e}");
+    }
+
+    #[test]
+    fn diff_names_what_was_added_removed_rewritten_and_changed_in_place() {
+        let store = two_weeks(|r| {
+            r.retain(|e| e.path != b"attachments/a.pdf");
+            r.push(FileEntry {
+                digest: [3; 16],
+                ..file_entry("attachments/b.pdf", 5)
+            });
+            let db = r.iter_mut().find(|e| e.path == b"db.sqlite3").unwrap();
+            db.digest = [9; 16];
+            db.mode = 0o100_600;
+            r.sort_by(|a, b| a.path.cmp(&b.path));
+        });
+        let (w9, w10) = ("2026-09".parse().unwrap(), "2026-10".parse().unwrap());
+        let pvc: PvcRef = "vaultwarden/data".parse().unwrap();
+        let r = diff_in(&store, w9, w10, Some((&pvc, want()))).unwrap();
+        let changes: Vec<(&str, &str, String)> = r
+            .changes
+            .iter()
+            .map(|c| (c.path.as_str(), c.change, c.what.join("; ")))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                ("attachments/a.pdf", "removed", String::new()),
+                ("attachments/b.pdf", "added", String::new()),
+                (
+                    "db.sqlite3",
+                    "content",
+                    "100 B → 100 B; mode 644 → 600".to_owned()
+                ),
+            ]
+        );
+        let e = diff_in(&store, w9, "2026-11".parse().unwrap(), Some((&pvc, want()))).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no complete version in week 2026-11 of vaultwarden/data"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ls_lists_a_folder_and_refuses_a_file() {
+        let store = two_weeks(|_| {});
+        let pvc: PvcRef = "vaultwarden/data".parse().unwrap();
+        let week = "2026-10".parse().unwrap();
+        let r = ls_in(&store, week, &pvc, Some(&want()), Some("attachments")).unwrap();
+        let names: Vec<&str> = r.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(names, ["attachments/a.pdf"]);
+        let e = ls_in(&store, week, &pvc, Some(&want()), Some("db.sqlite3")).unwrap_err();
+        assert!(e.to_string().contains("is not a folder"), "{e}");
+    }
 
     /// `diff`'s metadata lines as they were written before the one comparison, as the oracle.
     fn metadata_changes_before(a: &FileEntry, b: &FileEntry) -> Vec<String> {
