@@ -112,7 +112,7 @@ pub use sqlite_magic::{
     classify_sqlite_header, is_side_file, is_sqlite_header, Discovery, SqliteHeader,
     SQLITE_HEADER_PROBE, SQLITE_MAGIC, SQLITE_MIN_FILE_SIZE, SQLITE_SIDE_SUFFIXES,
 };
-pub use store::{BackupStore, CopyStages, DatabaseCopy, Series};
+pub use store::{BackupStore, CopyStages, DatabaseCopy, Series, StoreFile};
 pub use sync::{FileSync, SourceKind, SyncOutcome, SyncRequest, SyncStats};
 pub use undo::{run_with_undo, OnFailure, StepsRun, UndoableSteps};
 pub use volume::{PoolUsage, SnapshotSource, Volume, VolumeManager};

@@ -40,6 +40,41 @@ pub struct DatabaseCopy {
     pub reused: bool,
 }
 
+/// A file the store keeps beside the versions, named by what it is: a caller never makes up a
+/// path into the backup root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFile<'a> {
+    /// A PVC version's record (week, namespace, pvc): while a commit is half done, the one that
+    /// goes with the copy as it is now.
+    Record(IsoWeek, &'a str, &'a str),
+    /// A PVC version's completion marker (its text is the completion time).
+    Marker(IsoWeek, &'a str, &'a str),
+    /// A PVC version's damage list: files `backupctl verify` found differing from the record.
+    Damaged(IsoWeek, &'a str, &'a str),
+    /// A file of a pfSense week (`config.xml`, the full backup).
+    Pfsense(IsoWeek, &'a str),
+    /// What offsite-sync-backup remembers of its runs (`.offsite-state.json`).
+    OffsiteState,
+    /// A record the encrypted tier sent, kept by its digest: (repository, digest).
+    TierRecord(&'a str, &'a str),
+}
+
+impl StoreFile<'_> {
+    /// Where the file is under `root` (a record's own place: see [`StoreFile::Record`]).
+    pub fn path(&self, root: &BackupRoot) -> Utf8PathBuf {
+        match *self {
+            StoreFile::Record(w, ns, pvc) => root.pvc_record(w, ns, pvc),
+            StoreFile::Marker(w, ns, pvc) => root.pvc_complete_marker(w, ns, pvc),
+            StoreFile::Damaged(w, ns, pvc) => root.pvc_damaged(w, ns, pvc),
+            StoreFile::Pfsense(w, name) => root.pfsense_week(w).join(name),
+            StoreFile::OffsiteState => root.root().join(crate::offsite_state::STATE_FILE),
+            StoreFile::TierRecord(repo, digest) => {
+                root.root().join(".tier-records").join(repo).join(digest)
+            }
+        }
+    }
+}
+
 /// The backup disk.
 pub trait BackupStore: Send + Sync {
     /// The root and its layout.
@@ -84,12 +119,6 @@ pub trait BackupStore: Send + Sync {
     /// When a removal fails.
     fn remove_version(&self, series: Series, version: &WeekVersion) -> Result<()>;
 
-    /// True when `dir` holds anything but `lost+found` (a mounted snapshot, an earlier copy).
-    ///
-    /// # Errors
-    /// When `dir` cannot be read.
-    fn has_entries(&self, dir: &Utf8Path) -> Result<bool>;
-
     /// A fresh, empty place to build the update of a PVC's version of `week` in (what a killed
     /// run left there is removed first): the returned folder does not exist, its parent does.
     /// The complete version is never written into; [`BackupStore::commit_version`] swaps the
@@ -124,17 +153,17 @@ pub trait BackupStore: Send + Sync {
     /// When a leftover cannot be removed or a marker written.
     fn recover_version(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Result<Option<String>>;
 
-    /// Reads a file of the backup root (a record); `None` when there is none.
+    /// Reads one of the files the store keeps beside the versions; `None` when there is none.
     ///
     /// # Errors
     /// When it exists and cannot be read.
-    fn read_file(&self, path: &Utf8Path) -> Result<Option<Vec<u8>>>;
+    fn read(&self, file: StoreFile<'_>) -> Result<Option<Vec<u8>>>;
 
-    /// Writes a file atomically (temp file, fsync, rename).
+    /// Writes one of them atomically (temp file, fsync, rename).
     ///
     /// # Errors
     /// When any step fails; nothing is left half written.
-    fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> Result<()>;
+    fn write(&self, file: StoreFile<'_>, bytes: &[u8]) -> Result<()>;
 
     /// Percent of the backup disk in use, as `df` shows it.
     fn disk_usage_percent(&self) -> Option<f64>;
@@ -144,6 +173,12 @@ pub trait BackupStore: Send + Sync {
 /// into a week folder, and the SQLite stage after it. daily-backup calls them itself; the store
 /// keeps only storage verbs.
 pub trait CopyStages: Send + Sync {
+    /// True when `dir` holds anything but `lost+found` (a mounted snapshot, an earlier copy).
+    ///
+    /// # Errors
+    /// When `dir` cannot be read.
+    fn has_entries(&self, dir: &Utf8Path) -> Result<bool>;
+
     /// Gets `dest` ready for an rsync of `source`: on a later run of its week, files whose
     /// content is unchanged but whose metadata changed are unlinked from `dest` when they share
     /// an inode with an older week (rsync would change that older week through the hardlink);

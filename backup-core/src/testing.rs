@@ -845,10 +845,6 @@ impl crate::store::BackupStore for FakeStore {
         Ok(())
     }
 
-    fn has_entries(&self, dir: &Utf8Path) -> Result<bool> {
-        Ok(!lock(&self.empty).contains(dir))
-    }
-
     fn staging_tree(
         &self,
         week: crate::week::IsoWeek,
@@ -886,16 +882,17 @@ impl crate::store::BackupStore for FakeStore {
         Ok(None)
     }
 
-    fn read_file(&self, path: &Utf8Path) -> Result<Option<Vec<u8>>> {
-        Ok(lock(&self.files).get(path).cloned())
+    fn read(&self, file: crate::store::StoreFile<'_>) -> Result<Option<Vec<u8>>> {
+        Ok(lock(&self.files).get(&file.path(&self.root)).cloned())
     }
 
-    fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    fn write(&self, file: crate::store::StoreFile<'_>, bytes: &[u8]) -> Result<()> {
+        let path = file.path(&self.root);
         let what = format!("write {path}");
         self.check(&what)?;
         self.transcript
             .push(format!("{what} ({} bytes)", bytes.len()));
-        lock(&self.files).insert(path.to_owned(), bytes.to_vec());
+        lock(&self.files).insert(path, bytes.to_vec());
         Ok(())
     }
 
@@ -906,6 +903,10 @@ impl crate::store::BackupStore for FakeStore {
 
 /// The fake's stages write to the same transcript as its storage verbs.
 impl crate::store::CopyStages for FakeStore {
+    fn has_entries(&self, dir: &Utf8Path) -> Result<bool> {
+        Ok(!lock(&self.empty).contains(dir))
+    }
+
     fn prepare_copy(&self, _source: &Utf8Path, dest: &Utf8Path) -> Result<()> {
         let what = format!("prepare {dest}");
         self.check(&what)?;

@@ -12,6 +12,10 @@ use crate::error::Error;
 pub struct HostCopyStages;
 
 impl CopyStages for HostCopyStages {
+    fn has_entries(&self, dir: &Utf8Path) -> backup_core::Result<bool> {
+        crate::fsutil::has_entries(dir).map_err(|e| e.into_core("backup root"))
+    }
+
     fn prepare_copy(&self, source: &Utf8Path, dest: &Utf8Path) -> backup_core::Result<()> {
         if dest.is_dir() {
             // a later run of this week: rsync would chmod/chown shared inodes of older weeks

@@ -3,7 +3,7 @@
 //! steps around a copy that are not storage are [`crate::copy_stages`].
 
 use backup_core::{
-    format_marker, parse_marker, BackupRoot, BackupStore, IsoWeek, Series, WeekVersion,
+    format_marker, parse_marker, BackupRoot, BackupStore, IsoWeek, Series, StoreFile, WeekVersion,
     COMPLETE_DIR, CONFIG_XML, FULL_TAR, PFSENSE_SERIES, PVE_CONFIG_SERIES,
 };
 use camino::Utf8Path;
@@ -11,8 +11,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{
-    disk_usage_percent, has_entries, remove_file_if_present, remove_tree, subdirs, sync_filesystem,
-    write_atomic,
+    disk_usage_percent, remove_file_if_present, remove_tree, subdirs, sync_filesystem, write_atomic,
 };
 
 /// The backup root on a mounted disk.
@@ -114,10 +113,6 @@ impl BackupStore for DiskStore {
         .map_err(core)
     }
 
-    fn has_entries(&self, dir: &Utf8Path) -> backup_core::Result<bool> {
-        has_entries(dir).map_err(core)
-    }
-
     fn staging_tree(
         &self,
         week: IsoWeek,
@@ -147,16 +142,23 @@ impl BackupStore for DiskStore {
         crate::version_commit::recover(&self.root, week, namespace, pvc).map_err(core)
     }
 
-    fn read_file(&self, path: &Utf8Path) -> backup_core::Result<Option<Vec<u8>>> {
-        match crate::safe_read::read_regular(path) {
+    fn read(&self, file: StoreFile<'_>) -> backup_core::Result<Option<Vec<u8>>> {
+        let path = match file {
+            // while a commit is half done, the record that goes with the copy now
+            StoreFile::Record(week, ns, pvc) => {
+                crate::version_commit::record_path(&self.root, week, ns, pvc)
+            }
+            other => other.path(&self.root),
+        };
+        match crate::safe_read::read_regular(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(core(Error::io("read", path, e))),
         }
     }
 
-    fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> backup_core::Result<()> {
-        write_atomic(path, bytes).map_err(core)
+    fn write(&self, file: StoreFile<'_>, bytes: &[u8]) -> backup_core::Result<()> {
+        write_atomic(&file.path(&self.root), bytes).map_err(core)
     }
 
     fn disk_usage_percent(&self) -> Option<f64> {

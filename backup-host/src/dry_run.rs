@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use backup_core::{
     exposition, BackupRoot, BackupStore, CopyStages, DatabaseCopy, Error, FileSync, Invocation,
     IsoWeek, MetricGroup, MetricsSink, Mounter, Output, PoolUsage, Result, Runner, Series,
-    SnapshotInfo, SnapshotSource, SyncOutcome, SyncRequest, SyncStats, Volume, VolumeManager,
-    WeekVersion,
+    SnapshotInfo, SnapshotSource, StoreFile, SyncOutcome, SyncRequest, SyncStats, Volume,
+    VolumeManager, WeekVersion,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -245,11 +245,8 @@ impl BackupStore for DryRunStore<'_> {
         self.would.push(format!("remove week {} of {what}", v.week));
         Ok(())
     }
-    fn has_entries(&self, dir: &Utf8Path) -> Result<bool> {
-        self.inner.has_entries(dir)
-    }
-    fn read_file(&self, path: &Utf8Path) -> Result<Option<Vec<u8>>> {
-        self.inner.read_file(path)
+    fn read(&self, file: StoreFile<'_>) -> Result<Option<Vec<u8>>> {
+        self.inner.read(file)
     }
     fn staging_tree(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Result<Utf8PathBuf> {
         Err(not_carried_out(format!(
@@ -272,9 +269,10 @@ impl BackupStore for DryRunStore<'_> {
     fn recover_version(&self, _: IsoWeek, _: &str, _: &str) -> Result<Option<String>> {
         Ok(None)
     }
-    fn write_file(&self, path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    fn write(&self, file: StoreFile<'_>, bytes: &[u8]) -> Result<()> {
         self.would.push(format!(
-            "write {path} ({})",
+            "write {} ({})",
+            file.path(self.inner.root()),
             crate::human::bytes(bytes.len() as u64)
         ));
         Ok(())
@@ -299,6 +297,9 @@ impl DryRunStages {
 }
 
 impl CopyStages for DryRunStages {
+    fn has_entries(&self, dir: &Utf8Path) -> Result<bool> {
+        crate::fsutil::has_entries(dir).map_err(|e| e.into_core("backup root"))
+    }
     fn prepare_copy(&self, _source: &Utf8Path, _dest: &Utf8Path) -> Result<()> {
         Ok(())
     }

@@ -10,7 +10,7 @@
 use backup_core::metric_names::{self as names, JobMetrics};
 use backup_core::{
     files_from, plan_tree_pass, Config, Invocation, MetricGroup, OffsiteConfig, OffsiteState,
-    SourceKind, SyncStats, Tree, TreePass, TreeState, STATE_FILE,
+    SourceKind, StoreFile, SyncStats, Tree, TreePass, TreeState, STATE_FILE,
 };
 use backup_rsync::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -1042,9 +1042,10 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
         .ok_or_else(|| Error::Usage(format!("no [offsite] in {}: nowhere to send to", cfg.file)))?;
     destination_apart(cfg, o)?;
     let store = ctx.store()?;
-    let state_path = cfg.backup_root.join(STATE_FILE);
-    let mut state: OffsiteState = backup_host::safe_read::read_regular(&state_path)
+    let mut state: OffsiteState = store
+        .read(StoreFile::OffsiteState)
         .ok()
+        .flatten()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     let (mut steps, full_sync) = if opts.tier_only {
@@ -1055,7 +1056,7 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
     let targets = ctx.repositories()?;
     let tier = run_tier(ctx.dry_run(), &targets, &mut state, opts.adopt, &mut steps);
     let json = serde_json::to_vec_pretty(&state).unwrap_or_default();
-    store.write_file(&state_path, &json)?;
+    store.write(StoreFile::OffsiteState, &json)?;
     Ok(OffsiteReport {
         steps,
         now_unix: ctx.now.timestamp(),

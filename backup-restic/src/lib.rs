@@ -530,7 +530,10 @@ fn keep_record(d: &TierDeps<'_>, repo: &TierRepository, v: &WeekVersion) -> Resu
     let kept = dir.join(&digest);
     if std::fs::symlink_metadata(&kept).is_err() {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
-        store.write_file(&kept, &bytes)?;
+        store.write(
+            backup_core::StoreFile::TierRecord(&repo.name, &digest),
+            &bytes,
+        )?;
     }
     Ok(Some(digest))
 }

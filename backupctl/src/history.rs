@@ -201,9 +201,8 @@ fn find_in(
 ) -> Result<FindReport> {
     // only the matches leave the record's bytes
     let all = versions_with(store, want, week, |store, v| {
-        let path =
-            backup_host::version_commit::record_path(store.root(), v.week, &v.namespace, &v.pvc);
-        let bytes = store.read_file(&path).ok()??;
+        let file = backup_core::StoreFile::Record(v.week, &v.namespace, &v.pvc);
+        let bytes = store.read(file).ok()??;
         let (week, pvc) = (v.week.to_string(), format!("{}/{}", v.namespace, v.pvc));
         let mut hits = Vec::new();
         backup_core::visit_record(&bytes, |e| {
@@ -649,10 +648,9 @@ mod tests {
             let week: IsoWeek = w.parse().unwrap();
             let at = Utc.with_ymd_and_hms(2026, 3, day, 3, 0, 0).unwrap();
             store.add_version(Series::Pvc, week, "vaultwarden", "data", Some(at));
-            let path =
-                backup_host::version_commit::record_path(store.root(), week, "vaultwarden", "data");
+            let file = backup_core::StoreFile::Record(week, "vaultwarden", "data");
             store
-                .write_file(&path, &backup_core::encode_file_record(rec))
+                .write(file, &backup_core::encode_file_record(rec))
                 .unwrap();
         }
         store

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use backup_core::{
     decode_record, select_volumes, BackupRoot, BackupStore, Config, EntryKind, FileEntry, IsoWeek,
-    Selection, Series, SnapshotInfo, WeekVersion,
+    Selection, Series, SnapshotInfo, StoreFile, WeekVersion,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -135,7 +135,7 @@ pub(super) fn damaged_files(
     w: &backup_core::WeekVersion,
 ) -> u64 {
     store
-        .read_file(&store.root().pvc_damaged(w.week, &w.namespace, &w.pvc))
+        .read(StoreFile::Damaged(w.week, &w.namespace, &w.pvc))
         .ok()
         .flatten()
         .map_or(0, |b| {
@@ -146,8 +146,8 @@ pub(super) fn damaged_files(
 /// The regular files of a version's record and their bytes, scanned in place; `(0, 0)` without
 /// a usable record.
 pub(super) fn record_totals(store: &dyn BackupStore, v: &WeekVersion) -> (u64, u64) {
-    let path = backup_host::version_commit::record_path(store.root(), v.week, &v.namespace, &v.pvc);
-    let Some(bytes) = store.read_file(&path).ok().flatten() else {
+    let file = StoreFile::Record(v.week, &v.namespace, &v.pvc);
+    let Some(bytes) = store.read(file).ok().flatten() else {
         return (0, 0);
     };
     let (mut files, mut size) = (0, 0);
@@ -163,8 +163,12 @@ pub(super) fn record_totals(store: &dyn BackupStore, v: &WeekVersion) -> (u64, u
 /// The decoded record of a version, when there is a usable one.
 pub(super) fn record(store: &dyn BackupStore, v: &WeekVersion) -> Option<Vec<FileEntry>> {
     // while a commit is half done, the record that goes with the copy now
-    let path = backup_host::version_commit::record_path(store.root(), v.week, &v.namespace, &v.pvc);
-    decode_record(&store.read_file(&path).ok()??).ok()
+    decode_record(
+        &store
+            .read(StoreFile::Record(v.week, &v.namespace, &v.pvc))
+            .ok()??,
+    )
+    .ok()
 }
 
 /// Every regular file under `dir` (recursively), mapped by `f(path relative to dir, lstat)`.

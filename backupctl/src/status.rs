@@ -344,7 +344,7 @@ fn offsite_rows(
     let mut rows = Vec::new();
     let path = store.root().root().join(STATE_FILE);
     let read = store
-        .read_file(&path)
+        .read(backup_core::StoreFile::OffsiteState)
         .map_err(|e| e.to_string())
         .and_then(|b| {
             b.map_or(Ok(OffsiteState::default()), |b| {
@@ -710,8 +710,8 @@ mod tests {
             };
             serde_json::to_vec(&s).unwrap()
         };
-        let path = camino::Utf8PathBuf::from(format!("/b/{STATE_FILE}"));
-        store.write_file(&path, &state(at(1, 3))).unwrap();
+        let path = backup_core::StoreFile::OffsiteState;
+        store.write(path, &state(at(1, 3))).unwrap();
         let late = run(&cfg, &store, live_with(Some(at(20, 3))), at(20, 12));
         let days = i64::from(cfg.status.offsite_stale_days);
         assert!(
@@ -721,7 +721,7 @@ mod tests {
             "{:?}",
             late.rows
         );
-        store.write_file(&path, &state(at(20, 3))).unwrap();
+        store.write(path, &state(at(20, 3))).unwrap();
         let fresh = run(&cfg, &store, live_with(Some(at(20, 3))), at(20, 12));
         assert!(gaps_of(&fresh, "offsite (backup disk)").is_empty());
     }

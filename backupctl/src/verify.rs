@@ -158,7 +158,7 @@ pub(super) fn check_version(
     // A daily run of this week may have rewritten the version while it was read (it marks it
     // incomplete first, and complete again at the end): what was seen then proves nothing.
     let marker = store
-        .read_file(&root.pvc_complete_marker(v.week, &v.namespace, &v.pvc))
+        .read(backup_core::StoreFile::Marker(v.week, &v.namespace, &v.pvc))
         .ok()
         .flatten()
         .and_then(|b| backup_core::parse_marker(&String::from_utf8_lossy(&b)));
@@ -188,9 +188,10 @@ fn mark_damaged(
     found: std::collections::BTreeSet<Vec<u8>>,
     content: Content,
 ) {
-    let path = store.root().pvc_damaged(v.week, &v.namespace, &v.pvc);
+    let file = backup_core::StoreFile::Damaged(v.week, &v.namespace, &v.pvc);
+    let path = file.path(store.root());
     let known: std::collections::BTreeSet<Vec<u8>> = store
-        .read_file(&path)
+        .read(file)
         .ok()
         .flatten()
         .map(|b| backup_host::version_commit::parse_damaged(&b))
@@ -205,8 +206,7 @@ fn mark_damaged(
     }
     let all: Vec<Vec<u8>> = known.union(&found).cloned().collect();
     if all.len() != known.len() {
-        if let Err(e) = store.write_file(&path, &backup_host::version_commit::encode_damaged(&all))
-        {
+        if let Err(e) = store.write(file, &backup_host::version_commit::encode_damaged(&all)) {
             eprintln!("backupctl verify: warning: the damage list {path} cannot be written: {e}");
         }
     }

@@ -7,8 +7,8 @@ use std::time::Instant;
 use std::collections::{BTreeMap, BTreeSet};
 
 use backup_core::{
-    pool_guard, Config, DailyPlan, FileEntry, Refusal, SnapshotChoice, SourceKind, SyncRequest,
-    SyncStats, VolumePlan,
+    pool_guard, Config, DailyPlan, FileEntry, Refusal, SnapshotChoice, SourceKind, StoreFile,
+    SyncRequest, SyncStats, VolumePlan,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -239,7 +239,7 @@ fn choose_base(
     let root = deps.store.root();
     let marker = |w| {
         deps.store
-            .read_file(&root.pvc_complete_marker(w, &v.namespace, &v.pvc))
+            .read(StoreFile::Marker(w, &v.namespace, &v.pvc))
             .ok()
             .flatten()
             .and_then(|b| backup_core::parse_marker(&String::from_utf8_lossy(&b)))
@@ -259,7 +259,7 @@ fn choose_base(
             && (completed.year(), completed.month()) != (plan.now.year(), plan.now.month()));
     let record = match deps
         .store
-        .read_file(&root.pvc_record(week, &v.namespace, &v.pvc))
+        .read(StoreFile::Record(week, &v.namespace, &v.pvc))
     {
         Ok(Some(b)) => backup_core::decode_record(&b).map_err(|e| e.to_string()),
         Ok(None) => Err("there is none".to_owned()),
@@ -269,7 +269,7 @@ fn choose_base(
         Ok(entries) => {
             let damaged = deps
                 .store
-                .read_file(&root.pvc_damaged(week, &v.namespace, &v.pvc))
+                .read(StoreFile::Damaged(week, &v.namespace, &v.pvc))
                 .ok()
                 .flatten()
                 .map(|b| backup_host::version_commit::parse_damaged(&b))
@@ -334,7 +334,7 @@ fn damaged_elsewhere(
         .filter(|w| *w != base_week);
     let mut out = BTreeSet::new();
     for w in weeks {
-        let Ok(Some(list)) = deps.store.read_file(&root.pvc_damaged(w, ns, pvc)) else {
+        let Ok(Some(list)) = deps.store.read(StoreFile::Damaged(w, ns, pvc)) else {
             continue;
         };
         let there = root.pvc_copy(w, ns, pvc);
@@ -495,7 +495,7 @@ fn check_empty_source(
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     let v = &vp.volume;
-    if deps.store.has_entries(read_root)? {
+    if deps.stages.has_entries(read_root)? {
         return Ok(());
     }
     if vp.allow_empty {
@@ -507,7 +507,7 @@ fn check_empty_source(
         return Ok(());
     }
     for earlier in [Some(vp.dest.as_path()), link_dest].into_iter().flatten() {
-        if earlier.is_dir() && deps.store.has_entries(earlier)? {
+        if earlier.is_dir() && deps.stages.has_entries(earlier)? {
             return Err(Error::Core(
                 Refusal::EmptySource {
                     source_dir: read_root.to_owned(),

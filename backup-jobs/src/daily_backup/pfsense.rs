@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use backup_host::error::{Error, Result};
 
-use backup_core::looks_like_pfsense;
+use backup_core::{looks_like_pfsense, StoreFile};
 pub use backup_core::{CONFIG_XML, FULL_TAR};
 
 /// What the stage fetched.
@@ -159,9 +159,8 @@ pub fn backup_pfsense(
             .into(),
         ));
     }
-    let dir = store.root().pfsense_week(week);
-    store.write_file(&dir.join(CONFIG_XML), &xml)?;
-    store.write_file(&dir.join(FULL_TAR), &tar)?;
+    store.write(StoreFile::Pfsense(week, CONFIG_XML), &xml)?;
+    store.write(StoreFile::Pfsense(week, FULL_TAR), &tar)?;
     Ok(PfsenseResult {
         config_bytes: xml.len(),
         tar_bytes: tar.len(),
