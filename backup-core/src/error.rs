@@ -1,4 +1,12 @@
 //! The one error type of `backup-core`.
+//!
+//! The rules are those of `backup_host::error` (a variant is a kind; the message names the input
+//! at fault; a source is kept, never retold; no secret in a message). Here in particular: an OS
+//! error is [`Error::Io`] with the `std::io::Error` as its source; an external command's failure
+//! is a [`CommandError`] (could not start, failed with its status and stderr tail, interrupted,
+//! printed what could not be read); a guard that held is a [`Refusal`], one message per guard;
+//! [`Error::Backend`] is for an adapter behind a trait that has nothing more precise to say, and
+//! says what was attempted and why in words.
 
 use camino::Utf8PathBuf;
 

@@ -1,4 +1,26 @@
 //! The one error type of the jobs and `backupctl`, and its exit code.
+//!
+//! # Rules
+//!
+//! - **A variant is a kind.** What went wrong is told by the variant (usage, not found, refused,
+//!   locked, interrupted, internal, an I/O call, a secret, a dump step, …); the exit code comes
+//!   from the variant alone ([`Error::exit`], one table: [`Exit`]), never from a message.
+//! - **The message names the input at fault** — the file and key of a config value, the path of
+//!   an I/O call, the argv of a command — and says what was expected; it reads after "failed
+//!   to …" in lower case, and an operator can act on it at 5 a.m. without the source code.
+//! - **A source is kept, not retold.** An OS error stays the `source` of [`Error::Io`] (its kind
+//!   and errno intact); a core error stays [`Error::Core`]; a SQLite error stays
+//!   [`Error::Sqlite`]. Text is made only when the error is shown.
+//! - **No secret in any message**: a bad line of a secret file is named by its number, never
+//!   shown; a command's environment is never part of its argv or its error.
+//! - **Across a trait of `backup-core`** ([`Error::into_core`]): an I/O error keeps its source
+//!   and a core error stays itself; the other kinds are carried as a backend failure of the
+//!   operation, in words. Such an error comes back as [`Error::Core`] and ends the run with exit
+//!   1, whatever its kind was: a trait method that must say "not found" or "refused" says it
+//!   with a core kind (`backup_core::Refusal`, `backup_core::Error::InvalidArgument`).
+//! - **A new failure gets a kind** when an operator would act differently on it (another exit
+//!   code, another runbook); otherwise it is one of the kinds here with a message that says
+//!   what happened.
 
 use camino::Utf8PathBuf;
 

@@ -6,15 +6,16 @@
 use std::io::Read;
 
 use backup_core::metric_names::{JobMetrics, VERIFY_DAMAGED_VERSIONS, VERIFY_DIFFERENCES};
-use backup_core::{IsoWeek, MetricGroup, Series, WeekVersion};
+use backup_core::{BackupStore, Config, IsoWeek, MetricGroup, Series, WeekVersion};
 use camino::{Utf8Path, Utf8PathBuf};
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::check::{check_tree_with, CheckReport, Content, Difference, Digests};
 use crate::inventory::{files_under, record};
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
+use backup_host::repository::RepositoryTarget;
 use backup_run::{Context, Outcome};
 
 /// What to verify.
@@ -228,9 +229,29 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
     let started = std::time::Instant::now();
     let cfg = ctx.cfg()?;
     let store = ctx.store()?;
-    let root = store.root().clone();
-    let now = ctx.now;
-    let content = match args.sample {
+    let content = content_of(args, ctx.now)?;
+    let want = args.pvc.as_ref().map(|p| p.resolve(ctx)).transpose()?;
+    let deps = VerifyDeps {
+        cfg,
+        now: ctx.now,
+        store: store.as_ref(),
+        from_offsite: ctx.from_offsite(),
+        want,
+        repositories: if args.tier {
+            ctx.repositories()?
+        } else {
+            Vec::new()
+        },
+    };
+    verify_of(&deps, args, content, started)
+}
+
+/// What `--sample` asks to read: a share of the files chosen from `now`, or all.
+///
+/// # Errors
+/// A percent outside 0–100.
+fn content_of(args: &VerifyArgs, now: DateTime<Utc>) -> Result<Content> {
+    Ok(match args.sample {
         Some(p) if !(0.0..=100.0).contains(&p) => {
             return Err(Error::Usage(format!(
                 "--sample {p}: expected a percent from 0 to 100"
@@ -241,24 +262,49 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
             percent: p,
         },
         None => Content::All,
-    };
+    })
+}
+
+/// What `verify` reads, and nothing else: built from the run by [`verify`], from fakes (and a
+/// folder of real files for the copies) in a test.
+pub(crate) struct VerifyDeps<'a> {
+    /// The configuration (`[dumps] folders`).
+    pub cfg: &'a Config,
+    /// The run's time: the sample's seed, `--since-days`.
+    pub now: DateTime<Utc>,
+    /// The backup root: versions, records, damage lists (its copies are read from disk).
+    pub store: &'a dyn BackupStore,
+    /// The backup root is the offsite copy: read, never marked.
+    pub from_offsite: bool,
+    /// `--pvc` resolved to `NAMESPACE/PVC`.
+    pub want: Option<(String, String)>,
+    /// The tier's repositories to check (`--tier`); none without.
+    pub repositories: Vec<Box<dyn RepositoryTarget + 'a>>,
+}
+
+/// [`verify`] from `deps`.
+///
+/// # Errors
+/// Nothing matches `--week`/`--pvc`; the backup root cannot be listed.
+pub(crate) fn verify_of(
+    deps: &VerifyDeps<'_>,
+    args: &VerifyArgs,
+    content: Content,
+    started: std::time::Instant,
+) -> Result<VerifyReport> {
+    let (cfg, store, now) = (deps.cfg, deps.store, deps.now);
+    let root = store.root().clone();
     let versions = store.list_versions(Series::Pvc)?;
-    let chosen = chosen_versions(ctx, &versions, args)?;
-    let _phase = backup_host::progress::start("verify", totals(store.as_ref(), &chosen, content));
+    let chosen = chosen_versions(now, deps.want.as_ref(), &versions, args)?;
+    let _phase = backup_host::progress::start("verify", totals(store, &chosen, content));
     let mut checked = Vec::new();
     // an inode hardlinked into several weeks is read once
     let digests = Digests::default();
     // the offsite copy is read, never written: its damage is reported, not marked
-    let mark = !ctx.from_offsite();
+    let mark = !deps.from_offsite;
     for v in &chosen {
         backup_host::progress::message(&format!("{}/{} {}", v.namespace, v.pvc, v.week));
-        checked.push(check_version(
-            &root,
-            store.as_ref(),
-            v,
-            (content, mark),
-            &digests,
-        ));
+        checked.push(check_version(&root, store, v, (content, mark), &digests));
         let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
         check_sqlite_copies(
             &root.sqlite_copy(v.week, &v.namespace, &v.pvc),
@@ -276,24 +322,26 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
             checked.push(check_pfsense(&dir, &w.week.to_string()));
         }
         // the dump folders live on NFS, not in the backup root (nor its offsite copy)
-        for folder in cfg.dumps.folders.iter().filter(|_| !ctx.from_offsite()) {
+        for folder in cfg.dumps.folders.iter().filter(|_| !deps.from_offsite) {
             check_dump_folder(folder, &mut checked);
         }
     }
-    if args.tier {
-        check_tier(ctx, args.sample.unwrap_or(10.0), &mut checked)?;
-    }
+    check_tier(
+        &deps.repositories,
+        args.sample.unwrap_or(10.0),
+        &mut checked,
+    );
     // read after the checks: they may have marked versions
     let damaged_versions = versions
         .iter()
-        .filter(|v| v.is_complete() && crate::inventory::damaged_files(store.as_ref(), v) > 0)
+        .filter(|v| v.is_complete() && crate::inventory::damaged_files(store, v) > 0)
         .count() as u64;
     Ok(VerifyReport {
         checked,
         damaged_versions,
         seconds: started.elapsed().as_secs_f64(),
         now_unix: now.timestamp(),
-        offsite: ctx.from_offsite(),
+        offsite: deps.from_offsite,
     })
 }
 
@@ -302,22 +350,17 @@ pub fn verify(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyReport> {
 /// # Errors
 /// `--week`/`--pvc` match nothing; a `--pvc` that does not resolve.
 pub(crate) fn chosen_versions(
-    ctx: &Context<'_>,
+    now: DateTime<Utc>,
+    pvc: Option<&(String, String)>,
     versions: &[WeekVersion],
     args: &VerifyArgs,
 ) -> Result<Vec<WeekVersion>> {
-    let since = args
-        .since_days
-        .map(|d| ctx.now - Duration::days(i64::from(d)));
-    let pvc = args.pvc.as_ref().map(|p| p.resolve(ctx)).transpose()?;
+    let since = args.since_days.map(|d| now - Duration::days(i64::from(d)));
     let chosen: Vec<WeekVersion> = versions
         .iter()
         .filter(|v| v.is_complete())
         .filter(|v| args.week.is_none_or(|w| v.week == w))
-        .filter(|v| {
-            pvc.as_ref()
-                .is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p)
-        })
+        .filter(|v| pvc.is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p))
         .filter(|v| since.is_none_or(|s| v.completed_at.is_some_and(|c| c >= s)))
         .cloned()
         .collect();
@@ -355,8 +398,8 @@ fn totals(
 }
 
 /// Each `[[offsite.repository]]`, checked by restic with a share of its packs read back.
-fn check_tier(ctx: &Context<'_>, percent: f64, out: &mut Vec<Checked>) -> Result<()> {
-    for target in ctx.repositories()? {
+fn check_tier(targets: &[Box<dyn RepositoryTarget + '_>], percent: f64, out: &mut Vec<Checked>) {
+    for target in targets {
         backup_host::progress::message(&format!("tier {}", target.name()));
         let what = format!("tier {} ({percent}% of its packs)", target.name());
         out.push(match target.check(percent) {
@@ -369,7 +412,6 @@ fn check_tier(ctx: &Context<'_>, percent: f64, out: &mut Vec<Checked>) -> Result
             Err(e) => one(what, &target.shown(), e.to_string()),
         });
     }
-    Ok(())
 }
 
 fn check_pfsense(dir: &Utf8Path, week: &str) -> Checked {
@@ -532,5 +574,135 @@ impl Outcome for VerifyReport {
         m.push(VERIFY_DIFFERENCES.gauge(self.differences() as f64));
         m.push(VERIFY_DAMAGED_VERSIONS.gauge(self.damaged_versions as f64));
         vec![MetricGroup::new(&job.job, m)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::testing::{FakeStore, Transcript};
+    use backup_core::{ContentHash, EntryKind, StoreFile};
+    use chrono::TimeZone;
+
+    /// A backup root in a temp folder: one complete version of `vaultwarden/data` whose copy is
+    /// real files, its record made from them as daily-backup makes it.
+    fn one_version() -> (tempfile::TempDir, FakeStore, IsoWeek, Utf8PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+        let store = FakeStore::new(&root, &Transcript::default());
+        let week: IsoWeek = "2026-10".parse().unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 3, 5, 3, 0, 0).unwrap();
+        store.add_version(Series::Pvc, week, "vaultwarden", "data", Some(at));
+        // the marker says when it was completed: a verify judges only a version that stayed so
+        let marker = StoreFile::Marker(week, "vaultwarden", "data");
+        store.write(marker, backup_core::format_marker(at).as_bytes()).unwrap();
+        let copy = store.root().pvc_copy(week, "vaultwarden", "data");
+        std::fs::create_dir_all(copy.join("attachments")).unwrap();
+        std::fs::write(copy.join("attachments/a.pdf"), b"%PDF-1.7 invoice").unwrap();
+        std::fs::write(copy.join("db.sqlite3"), vec![7u8; 4096]).unwrap();
+        let mut rec = backup_host::tree::walk_entries(copy.as_std_path()).unwrap();
+        for e in rec.iter_mut().filter(|e| e.kind == EntryKind::File) {
+            let path = copy
+                .as_std_path()
+                .join(String::from_utf8(e.path.clone()).unwrap());
+            e.digest = backup_host::tree::digest_of(&path, ContentHash::Xxh3).unwrap();
+            e.digest_kind = ContentHash::Xxh3;
+        }
+        let file = StoreFile::Record(week, "vaultwarden", "data");
+        store
+            .write(file, &backup_core::encode_file_record(&rec))
+            .unwrap();
+        (dir, store, week, copy)
+    }
+
+    fn run(store: &FakeStore, args: &VerifyArgs) -> Result<VerifyReport> {
+        let cfg =
+            Config::from_toml("/etc/hb/config.toml".into(), "backup-root = \"/b\"\n").unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 3, 6, 9, 0, 0).unwrap();
+        let deps = VerifyDeps {
+            cfg: &cfg,
+            now,
+            store,
+            from_offsite: false,
+            want: None,
+            repositories: Vec::new(),
+        };
+        verify_of(
+            &deps,
+            args,
+            content_of(args, now)?,
+            std::time::Instant::now(),
+        )
+    }
+
+    fn all() -> VerifyArgs {
+        VerifyArgs {
+            week: None,
+            pvc: None,
+            sample: None,
+            since_days: None,
+            tier: false,
+        }
+    }
+
+    #[test]
+    fn an_intact_copy_passes_and_a_flipped_byte_that_keeps_size_and_mtime_is_named_and_marked() {
+        let (_dir, store, week, copy) = one_version();
+        let r = run(&store, &all()).unwrap();
+        assert_eq!(r.differences(), 0, "{:?}", r.checked);
+        assert_eq!(r.damaged_versions, 0);
+        // the rewrite a size-and-mtime check cannot see
+        let pdf = copy.join("attachments/a.pdf");
+        let mtime = std::fs::metadata(&pdf).unwrap().modified().unwrap();
+        std::fs::write(&pdf, b"%PDF-1.7 invoicf").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&pdf)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let r = run(&store, &all()).unwrap();
+        let named: Vec<&str> = r
+            .checked
+            .iter()
+            .flat_map(|c| &c.differences)
+            .map(|d| d.path.as_str())
+            .collect();
+        assert_eq!(named, ["attachments/a.pdf"], "{:?}", r.checked);
+        assert_eq!(
+            r.damaged_versions, 1,
+            "the damage list is written through the store"
+        );
+        let listed = store
+            .read(StoreFile::Damaged(week, "vaultwarden", "data"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            backup_host::version_commit::parse_damaged(&listed),
+            [b"attachments/a.pdf".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_sample_outside_0_to_100_and_a_week_with_nothing_are_refused() {
+        let (_dir, store, ..) = one_version();
+        let e = run(
+            &store,
+            &VerifyArgs {
+                sample: Some(101.0),
+                ..all()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.exit().code(), 2, "{e}");
+        let e = run(
+            &store,
+            &VerifyArgs {
+                week: Some("2026-11".parse().unwrap()),
+                ..all()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.exit().code(), 66, "{e}");
     }
 }

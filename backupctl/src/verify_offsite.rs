@@ -39,7 +39,8 @@ pub fn verify_offsite(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyRepo
     let store = ctx.store()?;
     let root = store.root().clone();
     let versions = store.list_versions(Series::Pvc)?;
-    let chosen = chosen_versions(ctx, &versions, args)?;
+    let want = args.pvc.as_ref().map(|p| p.resolve(ctx)).transpose()?;
+    let chosen = chosen_versions(ctx.now, want.as_ref(), &versions, args)?;
     let ssh = backup_rsync::SshOptions::for_offsite(o);
     let runner = ctx.runner();
     let temp = tempfile::Builder::new()

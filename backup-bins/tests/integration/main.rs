@@ -1,5 +1,6 @@
-//! backup-bins end to end: a transcript of a whole run against fakes, then the real binaries
-//! with real rsync, real files and (as root) real read-only bind mounts.
+//! backup-bins end to end: the real binaries with real rsync, real files and (as root) real
+//! read-only bind mounts. The transcripts of whole runs against fakes are the jobs' own tests
+//! (`backup-jobs/tests/`, `backupctl/tests/`).
 
 mod alerts;
 mod config_guards;
@@ -14,9 +15,7 @@ mod harness;
 mod help;
 mod history;
 mod integrity;
-mod into_volume;
 mod layout;
-mod lvm_transcript;
 mod manifests;
 mod naming;
 mod offsite_days;
@@ -32,5 +31,4 @@ mod runbooks;
 mod snapshot_real;
 mod sqlite_job_real;
 mod tier_real;
-mod transcript;
 mod units;
