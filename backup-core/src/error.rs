@@ -5,8 +5,9 @@
 //! error is [`Error::Io`] with the `std::io::Error` as its source; an external command's failure
 //! is a [`CommandError`] (could not start, failed with its status and stderr tail, interrupted,
 //! printed what could not be read); a guard that held is a [`Refusal`], one message per guard;
-//! [`Error::Backend`] is for an adapter behind a trait that has nothing more precise to say, and
-//! says what was attempted and why in words.
+//! [`Error::Adapter`] carries an adapter's own error through a trait, kind and source intact;
+//! [`Error::Backend`] is for an adapter that has nothing more precise to say, and says what was
+//! attempted and why in words.
 
 use camino::Utf8PathBuf;
 
@@ -74,6 +75,17 @@ pub enum Error {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+
+    /// An adapter's own error, carried through one of the traits with its kind intact (the
+    /// caller that knows the adapter's error type can look at it: its exit code, its source).
+    #[error("{operation}: {source}")]
+    Adapter {
+        /// What was being done.
+        operation: String,
+        /// The adapter's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// An outside-world operation behind one of the traits failed.

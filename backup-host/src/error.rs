@@ -13,11 +13,10 @@
 //!   [`Error::Sqlite`]. Text is made only when the error is shown.
 //! - **No secret in any message**: a bad line of a secret file is named by its number, never
 //!   shown; a command's environment is never part of its argv or its error.
-//! - **Across a trait of `backup-core`** ([`Error::into_core`]): an I/O error keeps its source
-//!   and a core error stays itself; the other kinds are carried as a backend failure of the
-//!   operation, in words. Such an error comes back as [`Error::Core`] and ends the run with exit
-//!   1, whatever its kind was: a trait method that must say "not found" or "refused" says it
-//!   with a core kind (`backup_core::Refusal`, `backup_core::Error::InvalidArgument`).
+//! - **Across a trait of `backup-core`** ([`Error::into_core`]): an I/O error keeps its source,
+//!   a core error stays itself, and any other kind travels whole inside
+//!   `backup_core::Error::Adapter`; when it comes back as [`Error::Core`], [`Error::exit`] looks
+//!   inside, so the kind still decides the exit code.
 //! - **A new failure gets a kind** when an operator would act differently on it (another exit
 //!   code, another runbook); otherwise it is one of the kinds here with a message that says
 //!   what happened.
@@ -144,7 +143,10 @@ impl Error {
                 source,
             } => backup_core::Error::io(format!("{action} `{path}`"), source),
             Error::Core(e) => e,
-            other => backup_core::Error::backend(operation, other.to_string()),
+            other => backup_core::Error::Adapter {
+                operation: operation.to_owned(),
+                source: Box::new(other),
+            },
         }
     }
 
@@ -156,6 +158,10 @@ impl Error {
             Error::NotFound(_) => Exit::NotFound,
             Error::Internal(_) => Exit::Internal,
             Error::Core(backup_core::Error::InvalidArgument { .. }) => Exit::Usage,
+            // this crate's error carried through a trait: its own kind
+            Error::Core(backup_core::Error::Adapter { source, .. }) => {
+                source.downcast_ref::<Error>().map_or(Exit::Failed, Error::exit)
+            }
             Error::ConfiguredPath { .. }
             | Error::Refused(_)
             | Error::Secret { .. }
@@ -195,5 +201,21 @@ mod tests {
             "{}",
             Exit::help()
         );
+    }
+
+    #[test]
+    fn a_kind_carried_through_a_trait_keeps_its_exit_code_and_its_words() {
+        let cases = [
+            (Error::NotFound("no such snapshot".into()), 66),
+            (Error::Usage("--sample 101".into()), 2),
+            (Error::Internal("a worker panicked".into()), 70),
+            (Error::Refused("the disk is another".into()), 1),
+        ];
+        for (e, code) in cases {
+            let text = format!("mount x: {e}");
+            let back = Error::Core(e.into_core("mount x"));
+            assert_eq!(back.exit().code(), code, "{back}");
+            assert_eq!(back.to_string(), text);
+        }
     }
 }
