@@ -159,9 +159,9 @@ impl Error {
             Error::Internal(_) => Exit::Internal,
             Error::Core(backup_core::Error::InvalidArgument { .. }) => Exit::Usage,
             // this crate's error carried through a trait: its own kind
-            Error::Core(backup_core::Error::Adapter { source, .. }) => {
-                source.downcast_ref::<Error>().map_or(Exit::Failed, Error::exit)
-            }
+            Error::Core(backup_core::Error::Adapter { source, .. }) => source
+                .downcast_ref::<Error>()
+                .map_or(Exit::Failed, Error::exit),
             Error::ConfiguredPath { .. }
             | Error::Refused(_)
             | Error::Secret { .. }

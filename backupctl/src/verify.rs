@@ -595,7 +595,9 @@ mod tests {
         store.add_version(Series::Pvc, week, "vaultwarden", "data", Some(at));
         // the marker says when it was completed: a verify judges only a version that stayed so
         let marker = StoreFile::Marker(week, "vaultwarden", "data");
-        store.write(marker, backup_core::format_marker(at).as_bytes()).unwrap();
+        store
+            .write(marker, backup_core::format_marker(at).as_bytes())
+            .unwrap();
         let copy = store.root().pvc_copy(week, "vaultwarden", "data");
         std::fs::create_dir_all(copy.join("attachments")).unwrap();
         std::fs::write(copy.join("attachments/a.pdf"), b"%PDF-1.7 invoice").unwrap();
