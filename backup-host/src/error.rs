@@ -133,8 +133,8 @@ impl Error {
     }
 
     /// This error through a `backup-core` trait: a file system failure keeps its OS error as
-    /// the source, a core error stays itself, anything else is a backend failure of
-    /// `operation`.
+    /// the source, a core error stays itself, anything else travels whole as the source of
+    /// `backup_core::Error::Adapter` for `operation` ([`Error::exit`] still sees its kind).
     pub fn into_core(self, operation: &str) -> backup_core::Error {
         match self {
             Error::Io {

@@ -345,10 +345,10 @@ pub(crate) fn verify_of(
     })
 }
 
-/// The complete versions `--week`, `--pvc` and `--since-days` choose.
+/// The complete versions `--week`, `--pvc` (resolved to `pvc`) and `--since-days` choose.
 ///
 /// # Errors
-/// `--week`/`--pvc` match nothing; a `--pvc` that does not resolve.
+/// `--week`/`--pvc` match nothing.
 pub(crate) fn chosen_versions(
     now: DateTime<Utc>,
     pvc: Option<&(String, String)>,
