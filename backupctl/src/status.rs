@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::inventory::{damaged_files, live, Live};
-use backup_core::{OffsiteState, STATE_FILE};
+use backup_core::OffsiteState;
 use backup_host::error::Result;
 use backup_host::exit::Exit;
 use backup_run::{Context, Outcome};
@@ -342,15 +342,13 @@ fn offsite_rows(
     warnings: &mut Vec<String>,
 ) -> Vec<StatusRow> {
     let mut rows = Vec::new();
-    let path = store.root().root().join(STATE_FILE);
-    let read = store
-        .read(backup_core::StoreFile::OffsiteState)
-        .map_err(|e| e.to_string())
-        .and_then(|b| {
-            b.map_or(Ok(OffsiteState::default()), |b| {
-                serde_json::from_slice(&b).map_err(|e| e.to_string())
-            })
-        });
+    let file = backup_core::StoreFile::OffsiteState;
+    let path = file.path(store.root());
+    let read = store.read(file).map_err(|e| e.to_string()).and_then(|b| {
+        b.map_or(Ok(OffsiteState::default()), |b| {
+            serde_json::from_slice(&b).map_err(|e| e.to_string())
+        })
+    });
     let state = read.unwrap_or_else(|e| {
         warnings.push(format!(
             "{path} cannot be read ({e}): the offsite sync is shown as never run"
