@@ -6,8 +6,11 @@
 //! is a [`CommandError`] (could not start, failed with its status and stderr tail, interrupted,
 //! printed what could not be read); a guard that held is a [`Refusal`], one message per guard;
 //! [`Error::Adapter`] carries an adapter's own error through a trait, kind and source intact;
-//! [`Error::Backend`] is for an adapter that has nothing more precise to say, and says what was
-//! attempted and why in words.
+//! an adapter with no error type of its own says which kind of thing went wrong
+//! ([`Error::Missing`], [`Error::Occupied`], [`Error::Unsupported`], [`Error::Unexpected`],
+//! [`Error::Several`]) and names what was attempted. There is no variant for "some text": a
+//! failure that fits no kind gets a new kind here, with its rule. A fake's injected failure is
+//! an [`Error::Io`] (`std::io::Error::other("injected failure")`), as a real one would be.
 
 use camino::Utf8PathBuf;
 
@@ -88,14 +91,62 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
-    /// An outside-world operation behind one of the traits failed.
-    #[error("{operation}: {message}")]
-    Backend {
-        /// What was being done ("snapshot vm-100-pvc-a", "mount /dev/pve/x").
+    /// What an operation needs is not there: a volume, a snapshot, a folder, a version, a thin
+    /// pool, a mount.
+    #[error("{operation}: {what}")]
+    Missing {
+        /// What was being done ("activate vm-100-pvc-a", "remove snapshot x").
         operation: String,
-        /// Why it failed, with whatever the backend knows (argv, status, stderr).
-        message: String,
+        /// What is missing, in words ("no such snapshot").
+        what: String,
     },
+
+    /// The place an operation would take is taken: a name that exists, a mount point in use, an
+    /// active snapshot, pods still running.
+    #[error("{operation}: {what}")]
+    Occupied {
+        /// What was being done.
+        operation: String,
+        /// What is in the way, in words.
+        what: String,
+    },
+
+    /// The backend cannot do this at all (a `dir` backend sets nothing aside; mounting a
+    /// device needs root).
+    #[error("{operation}: {reason}")]
+    Unsupported {
+        /// What was asked.
+        operation: String,
+        /// Why this backend cannot.
+        reason: String,
+    },
+
+    /// The outside world answered, but not as it must: a mount that returned 0 and mounted
+    /// nothing, `blkid` that names no file system, `lvs` without a pool's usage.
+    #[error("{operation}: {what}")]
+    Unexpected {
+        /// What was being done.
+        operation: String,
+        /// What was found instead.
+        what: String,
+    },
+
+    /// Independent operations of one step failed, each kept (one metrics sink of several).
+    #[error("{operation}: {}", join_errors(.errors))]
+    Several {
+        /// The step.
+        operation: String,
+        /// Each failure.
+        errors: Vec<Error>,
+    },
+}
+
+fn join_errors(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Error {
@@ -108,11 +159,38 @@ impl Error {
         }
     }
 
-    /// A backend failure: `operation` says what was attempted, `message` why it failed.
-    pub fn backend(operation: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::Backend {
+    /// An adapter's own error carried through a trait (see [`Error::Adapter`]).
+    pub fn adapter(
+        operation: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Adapter {
             operation: operation.into(),
-            message: message.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// [`Error::Missing`].
+    pub fn missing(operation: impl Into<String>, what: impl Into<String>) -> Self {
+        Self::Missing {
+            operation: operation.into(),
+            what: what.into(),
+        }
+    }
+
+    /// [`Error::Occupied`].
+    pub fn occupied(operation: impl Into<String>, what: impl Into<String>) -> Self {
+        Self::Occupied {
+            operation: operation.into(),
+            what: what.into(),
+        }
+    }
+
+    /// [`Error::Unexpected`].
+    pub fn unexpected(operation: impl Into<String>, what: impl Into<String>) -> Self {
+        Self::Unexpected {
+            operation: operation.into(),
+            what: what.into(),
         }
     }
 }
@@ -228,6 +306,32 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::stderr_tail;
+
+    /// Several failures of one step are each kept, in order, and read as one line; an adapter's
+    /// error keeps its type behind the trait.
+    #[test]
+    fn several_failures_are_each_kept_and_an_adapters_error_keeps_its_type() {
+        use std::error::Error as _;
+        let e = super::Error::Several {
+            operation: "publish metrics".into(),
+            errors: vec![
+                super::Error::unexpected("push", "503"),
+                super::Error::io("write /m", std::io::Error::other("disk full")),
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "publish metrics: push: 503; write /m: disk full"
+        );
+        let inner = super::Error::missing("activate x", "no such snapshot");
+        let e = super::Error::adapter("restore", inner);
+        assert_eq!(e.to_string(), "restore: activate x: no such snapshot");
+        let kept = e.source().and_then(|s| s.downcast_ref::<super::Error>());
+        assert!(
+            matches!(kept, Some(super::Error::Missing { .. })),
+            "{kept:?}"
+        );
+    }
 
     /// A failed file system call keeps its OS error as the source (issue 22, item 3): a caller
     /// can ask for its kind; the text reads as before.

@@ -95,7 +95,7 @@ impl Invocation {
     /// Runs it on `runner` and fails unless it exits 0.
     ///
     /// # Errors
-    /// [`Error::Backend`] with the command line, the exit status and stderr.
+    /// [`Error::Command`] with the command line, the exit status and stderr.
     pub fn run_checked(&self, runner: &dyn Runner) -> Result<Output> {
         let out = runner.run(self)?;
         if out.success() {

@@ -113,7 +113,10 @@ impl FakeVolumeManager {
 
     fn check_failing(state: &VolumeState, name: &str, op: &str) -> Result<()> {
         if state.failing.contains(name) {
-            return Err(Error::backend(format!("{op} {name}"), "injected failure"));
+            return Err(Error::io(
+                format!("{op} {name}"),
+                std::io::Error::other("injected failure"),
+            ));
         }
         Ok(())
     }
@@ -137,13 +140,13 @@ impl VolumeManager for FakeVolumeManager {
         self.transcript.push(format!("snapshot {volume} -> {name}"));
         Self::check_failing(&st, volume, "snapshot")?;
         if !st.volumes.contains(volume) {
-            return Err(Error::backend(
+            return Err(Error::missing(
                 format!("snapshot {volume}"),
                 "no such volume",
             ));
         }
         if st.snapshots.contains_key(name) || st.volumes.contains(name) {
-            return Err(Error::backend(
+            return Err(Error::occupied(
                 format!("snapshot {volume}"),
                 format!("`{name}` already exists"),
             ));
@@ -162,7 +165,7 @@ impl VolumeManager for FakeVolumeManager {
         self.transcript.push(format!("remove snapshot {name}"));
         Self::check_failing(&st, name, "remove")?;
         if st.active.contains(name) {
-            return Err(Error::backend(
+            return Err(Error::occupied(
                 format!("remove {name}"),
                 "snapshot is active",
             ));
@@ -170,7 +173,7 @@ impl VolumeManager for FakeVolumeManager {
         st.snapshots
             .remove(name)
             .map(|_| ())
-            .ok_or_else(|| Error::backend(format!("remove {name}"), "no such snapshot"))
+            .ok_or_else(|| Error::missing(format!("remove {name}"), "no such snapshot"))
     }
 
     fn activate_volume(&self, lv: &str) -> Result<SnapshotSource> {
@@ -178,7 +181,7 @@ impl VolumeManager for FakeVolumeManager {
         self.transcript.push(format!("activate {lv} read-write"));
         Self::check_failing(&st, lv, "activate")?;
         if !st.volumes.contains(lv) {
-            return Err(Error::backend(format!("activate {lv}"), "no such volume"));
+            return Err(Error::missing(format!("activate {lv}"), "no such volume"));
         }
         Ok(SnapshotSource::Device(Utf8PathBuf::from(format!(
             "/dev/fake/{lv}"
@@ -190,7 +193,7 @@ impl VolumeManager for FakeVolumeManager {
         self.transcript.push(format!("activate {name}"));
         Self::check_failing(&st, name, "activate")?;
         if !st.snapshots.contains_key(name) {
-            return Err(Error::backend(
+            return Err(Error::missing(
                 format!("activate {name}"),
                 "no such snapshot",
             ));
@@ -205,7 +208,7 @@ impl VolumeManager for FakeVolumeManager {
         let mut st = lock(&self.state);
         self.transcript.push(format!("deactivate {name}"));
         if !st.active.remove(name) {
-            return Err(Error::backend(format!("deactivate {name}"), "not active"));
+            return Err(Error::missing(format!("deactivate {name}"), "not active"));
         }
         Ok(())
     }
@@ -255,11 +258,14 @@ impl Mounter for FakeMounter {
             .iter()
             .any(|n| path.as_str().contains(n.as_str()))
         {
-            return Err(Error::backend(format!("mount {path}"), "injected failure"));
+            return Err(Error::io(
+                format!("mount {path}"),
+                std::io::Error::other("injected failure"),
+            ));
         }
         let mut m = lock(&self.mounted);
         if m.contains_key(target) {
-            return Err(Error::backend(
+            return Err(Error::occupied(
                 format!("mount {path} on {target}"),
                 "already a mount point",
             ));
@@ -277,7 +283,10 @@ impl Mounter for FakeMounter {
             .iter()
             .any(|n| path.as_str().contains(n.as_str()) || target.as_str().contains(n.as_str()))
         {
-            return Err(Error::backend(format!("mount {path}"), "injected failure"));
+            return Err(Error::io(
+                format!("mount {path}"),
+                std::io::Error::other("injected failure"),
+            ));
         }
         lock(&self.mounted).insert(target.to_owned(), source.clone());
         Ok(target.to_owned())
@@ -288,7 +297,7 @@ impl Mounter for FakeMounter {
         lock(&self.mounted)
             .remove(target)
             .map(|_| ())
-            .ok_or_else(|| Error::backend(format!("unmount {target}"), "not mounted"))
+            .ok_or_else(|| Error::missing(format!("unmount {target}"), "not mounted"))
     }
 }
 
@@ -343,9 +352,9 @@ impl FileSync for FakeFileSync {
             .iter()
             .any(|n| request.dest.as_str().contains(n.as_str()))
         {
-            return Err(Error::backend(
+            return Err(Error::io(
                 format!("sync into {}", request.dest),
-                "injected failure",
+                std::io::Error::other("injected failure"),
             ));
         }
         Ok(SyncOutcome {
@@ -510,10 +519,13 @@ impl FakeCluster {
 
     fn reachable(st: &ClusterState, op: &str) -> Result<()> {
         if st.unreachable {
-            return Err(Error::backend(
-                op.to_owned(),
-                "the API server did not answer",
-            ));
+            // what the real adapter reports: kubectl ran and failed
+            return Err(crate::CommandError::Failed {
+                argv: format!("kubectl ({op})"),
+                status: Some(1),
+                stderr_tail: "the API server did not answer".to_owned(),
+            }
+            .into());
         }
         Ok(())
     }
@@ -554,9 +566,9 @@ impl Cluster for FakeCluster {
             &st.failing_up
         };
         if refused.contains(&workload.name) {
-            return Err(Error::backend(
+            return Err(Error::io(
                 format!("scale {}", workload.name),
-                "injected failure",
+                std::io::Error::other("injected failure"),
             ));
         }
         if !(replicas == 0 && st.stuck.contains(&workload.name)) {
@@ -580,7 +592,7 @@ impl Cluster for FakeCluster {
             .copied()
             .unwrap_or(0);
         if left > 0 {
-            return Err(Error::backend(
+            return Err(Error::occupied(
                 format!("wait for pods of {}", workload.name),
                 format!("{left} pods still running after {timeout_secs} s"),
             ));
@@ -769,7 +781,10 @@ impl FakeStore {
             .iter()
             .any(|n| what.contains(n.as_str()))
         {
-            return Err(Error::backend(what.to_owned(), "injected failure"));
+            return Err(Error::io(
+                what.to_owned(),
+                std::io::Error::other("injected failure"),
+            ));
         }
         Ok(())
     }
@@ -839,7 +854,7 @@ impl crate::store::BackupStore for FakeStore {
             v.pvc.clone(),
         );
         if lock(&self.versions).remove(&key).is_none() {
-            return Err(Error::backend(what, "no such version"));
+            return Err(Error::missing(what, "no such version"));
         }
         self.transcript.push(what);
         Ok(())

@@ -100,10 +100,10 @@ pub trait VolumeManager: Send + Sync {
     /// # Errors
     /// When the backend fails.
     fn remove_set_aside(&self, name: &str) -> Result<()> {
-        Err(crate::Error::backend(
-            format!("remove {name}"),
-            "this backend sets nothing aside",
-        ))
+        Err(crate::Error::Unsupported {
+            operation: format!("remove {name}"),
+            reason: "this backend sets nothing aside".to_owned(),
+        })
     }
 
     /// The pool's usage, when the backend has a pool.

@@ -71,7 +71,7 @@ impl<'r> DirVolumeManager<'r> {
 impl VolumeManager for DirVolumeManager<'_> {
     fn list_volumes(&self) -> Result<Vec<Volume>> {
         if !self.volumes_dir.is_dir() {
-            return Err(Error::backend(
+            return Err(Error::missing(
                 format!("list volumes in {}", self.volumes_dir),
                 "no such folder (`snapshots.volumes-dir`)",
             ));
@@ -98,14 +98,14 @@ impl VolumeManager for DirVolumeManager<'_> {
     fn create_snapshot(&self, volume: &str, name: &str, at: DateTime<Utc>) -> Result<SnapshotInfo> {
         let source = self.volumes_dir.join(volume);
         if !source.is_dir() {
-            return Err(Error::backend(
+            return Err(Error::missing(
                 format!("snapshot {volume}"),
                 format!("no such volume folder {source}"),
             ));
         }
         let dest = self.snapshots_dir.join(name);
         if dest.exists() {
-            return Err(Error::backend(
+            return Err(Error::occupied(
                 format!("snapshot {volume}"),
                 format!("{dest} already exists"),
             ));
@@ -124,7 +124,9 @@ impl VolumeManager for DirVolumeManager<'_> {
             .tempdir_in(&self.snapshots_dir)
             .map_err(|e| Error::io(format!("create a temp folder in {}", self.snapshots_dir), e))?;
         let tmp = Utf8Path::from_path(scratch.path())
-            .ok_or_else(|| Error::backend(format!("snapshot {volume}"), "temp path is not UTF-8"))?
+            .ok_or_else(|| {
+                Error::unexpected(format!("snapshot {volume}"), "temp path is not UTF-8")
+            })?
             .join("copy");
         Invocation::new(
             "cp",
@@ -139,14 +141,15 @@ impl VolumeManager for DirVolumeManager<'_> {
             rustix::fs::RenameFlags::NOREPLACE,
         )
         .map_err(|e| {
-            Error::backend(
-                format!("rename {tmp} to {dest}"),
-                if e == rustix::io::Errno::EXIST {
-                    "another run made this snapshot at the same moment; its copy is kept".to_owned()
-                } else {
-                    e.to_string()
-                },
-            )
+            let operation = format!("rename {tmp} to {dest}");
+            if e == rustix::io::Errno::EXIST {
+                Error::occupied(
+                    operation,
+                    "another run made this snapshot at the same moment; its copy is kept",
+                )
+            } else {
+                Error::io(operation, e.into())
+            }
         })?;
         // the scratch folder (now empty) goes when `scratch` drops
         Ok(SnapshotInfo {
@@ -159,7 +162,7 @@ impl VolumeManager for DirVolumeManager<'_> {
     fn remove_snapshot(&self, name: &str) -> Result<()> {
         let dir = self.snapshots_dir.join(name);
         if parse_snapshot_name(name).is_none() || !dir.is_dir() {
-            return Err(Error::backend(
+            return Err(Error::missing(
                 format!("remove snapshot {name}"),
                 "no such snapshot",
             ));
@@ -170,7 +173,7 @@ impl VolumeManager for DirVolumeManager<'_> {
     fn activate(&self, name: &str) -> Result<SnapshotSource> {
         let dir = self.snapshots_dir.join(name);
         if !dir.is_dir() {
-            return Err(Error::backend(
+            return Err(Error::missing(
                 format!("activate {name}"),
                 "no such snapshot",
             ));
@@ -181,7 +184,7 @@ impl VolumeManager for DirVolumeManager<'_> {
     fn activate_volume(&self, lv: &str) -> Result<SnapshotSource> {
         let dir = self.volumes_dir.join(lv);
         if !dir.is_dir() {
-            return Err(Error::backend(format!("activate {lv}"), "no such volume"));
+            return Err(Error::missing(format!("activate {lv}"), "no such volume"));
         }
         Ok(SnapshotSource::Dir(dir))
     }

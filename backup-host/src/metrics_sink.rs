@@ -92,9 +92,9 @@ impl MetricsSink for TextfileSink {
             }
         }
         write_atomic(&file, text.as_bytes()).map_err(|e| {
-            Error::backend(
+            Error::adapter(
                 format!("write metrics to {file} (`metrics.textfile-dir`)"),
-                e.to_string(),
+                e,
             )
         })
     }
@@ -157,10 +157,7 @@ impl MetricsSink for PushgatewaySink {
             .send_string(&body)
             .map(|_| ())
             .map_err(|e| {
-                Error::backend(
-                    format!("push metrics to {url} (`metrics.pushgateway`)"),
-                    e.to_string(),
-                )
+                Error::adapter(format!("push metrics to {url} (`metrics.pushgateway`)"), e)
             })
     }
 }
@@ -170,15 +167,18 @@ pub struct Sinks(pub Vec<Box<dyn MetricsSink>>);
 
 impl MetricsSink for Sinks {
     fn publish(&self, group: &MetricGroup) -> Result<()> {
-        let errors: Vec<String> = self
+        let errors: Vec<Error> = self
             .0
             .iter()
-            .filter_map(|s| s.publish(group).err().map(|e| e.to_string()))
+            .filter_map(|s| s.publish(group).err())
             .collect();
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(Error::backend("publish metrics", errors.join("; ")))
+            Err(Error::Several {
+                operation: "publish metrics".to_owned(),
+                errors,
+            })
         }
     }
 }

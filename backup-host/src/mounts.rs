@@ -23,7 +23,7 @@ impl<'r> SystemMounter<'r> {
             .run_checked(self.runner)?;
         let t = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if t.is_empty() {
-            return Err(Error::backend(
+            return Err(Error::unexpected(
                 format!("read the file system type of {device}"),
                 "blkid found none",
             ));
@@ -51,7 +51,7 @@ impl SystemMounter<'_> {
         writable: bool,
     ) -> Result<Invocation> {
         if mount_point_options(target)?.is_some() {
-            return Err(Error::backend(
+            return Err(Error::occupied(
                 format!("mount on {target}"),
                 "already a mount point",
             ));
@@ -103,12 +103,12 @@ impl Mounter for SystemMounter<'_> {
             Some(opts) if opts.split(',').any(|o| o == "ro") => Ok(target.to_owned()),
             Some(opts) => {
                 let _ = self.unmount(target);
-                Err(Error::backend(
+                Err(Error::unexpected(
                     format!("mount {target} read-only"),
                     format!("it is mounted `{opts}`"),
                 ))
             }
-            None => Err(Error::backend(
+            None => Err(Error::unexpected(
                 format!("mount on {target}"),
                 "mount returned 0 but nothing is mounted there",
             )),
@@ -120,7 +120,7 @@ impl Mounter for SystemMounter<'_> {
         inv.run_checked(self.runner)?;
         match mount_point_options(target)? {
             Some(_) => Ok(target.to_owned()),
-            None => Err(Error::backend(
+            None => Err(Error::unexpected(
                 format!("mount on {target}"),
                 "mount returned 0 but nothing is mounted there",
             )),
@@ -157,10 +157,10 @@ impl Mounter for InPlaceMounter {
     fn mount_ro(&self, source: &SnapshotSource, _target: &Utf8Path) -> Result<Utf8PathBuf> {
         match source {
             SnapshotSource::Dir(dir) => Ok(dir.clone()),
-            SnapshotSource::Device(dev) => Err(Error::backend(
-                format!("mount {dev}"),
-                "mounting a device needs root",
-            )),
+            SnapshotSource::Device(dev) => Err(Error::Unsupported {
+                operation: format!("mount {dev}"),
+                reason: "mounting a device needs root".to_owned(),
+            }),
         }
     }
 

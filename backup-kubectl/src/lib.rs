@@ -221,7 +221,8 @@ impl Cluster for KubectlCluster<'_> {
         if out.success() || stderr.contains("no matching resources found") {
             Ok(())
         } else {
-            Err(backup_core::Error::backend(
+            // the pods are still there when the wait ends
+            Err(backup_core::Error::occupied(
                 format!("wait for the pods of {}/{} to be gone", w.namespace, w.name),
                 stderr.trim().to_owned(),
             ))

@@ -149,10 +149,10 @@ impl VolumeManager for LvmVolumeManager<'_> {
 
     fn remove_set_aside(&self, name: &str) -> Result<()> {
         if parse_pre_restore_name(name).is_none() {
-            return Err(CoreError::backend(
-                format!("remove {name}"),
-                "not a volume set aside by a restore",
-            ));
+            return Err(CoreError::Unsupported {
+                operation: format!("remove {name}"),
+                reason: "not a volume set aside by a restore".to_owned(),
+            });
         }
         self.run(&commands::remove(&self.vg, name))
     }
@@ -160,7 +160,7 @@ impl VolumeManager for LvmVolumeManager<'_> {
     fn pool_usage(&self) -> Result<Option<PoolUsage>> {
         let lvs = self.lvs()?;
         let pool = lvs.iter().find(|l| l.name == self.pool).ok_or_else(|| {
-            CoreError::backend(
+            CoreError::missing(
                 format!("find thin pool {}/{}", self.vg, self.pool),
                 "no such LV",
             )
@@ -170,7 +170,7 @@ impl VolumeManager for LvmVolumeManager<'_> {
                 data_percent: data,
                 metadata_percent: meta.unwrap_or(0.0),
             })),
-            (None, _) => Err(CoreError::backend(
+            (None, _) => Err(CoreError::unexpected(
                 format!("read the usage of thin pool {}/{}", self.vg, self.pool),
                 "lvs reports no data_percent (is it a thin pool?)",
             )),

@@ -63,7 +63,7 @@ impl From<Error> for backup_core::Error {
                 reason,
             }
             .into(),
-            other => backup_core::Error::backend("rsync", other.to_string()),
+            other => backup_core::Error::adapter("rsync", other),
         }
     }
 }

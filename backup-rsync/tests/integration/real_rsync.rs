@@ -13,9 +13,7 @@ impl Runner for StdRunner {
         let out = std::process::Command::new(&inv.program)
             .args(&inv.args)
             .output()
-            .map_err(|e| {
-                backup_core::Error::backend(format!("start {}", inv.program), e.to_string())
-            })?;
+            .map_err(|e| backup_core::Error::io(format!("start {}", inv.program), e))?;
         Ok(Output {
             status: out.status.code(),
             stdout: out.stdout,
