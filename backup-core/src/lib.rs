@@ -113,7 +113,7 @@ pub use sqlite_magic::{
     SQLITE_HEADER_PROBE, SQLITE_MAGIC, SQLITE_MIN_FILE_SIZE, SQLITE_SIDE_SUFFIXES,
 };
 pub use store::{BackupStore, CopyStages, DatabaseCopy, Series, StoreFile};
-pub use sync::{FileSync, SourceKind, SyncOutcome, SyncRequest, SyncStats};
+pub use sync::{FileSync, SourceKind, SyncOutcome, SyncRequest, SyncStats, TreeCopier, TreeCopy};
 pub use undo::{run_with_undo, OnFailure, StepsRun, UndoableSteps};
 pub use volume::{PoolUsage, SnapshotSource, Volume, VolumeManager};
 pub use week::{IsoWeek, WeekParseError};

@@ -77,3 +77,31 @@ pub trait FileSync: Send + Sync {
     /// When the transfer fails or would be unsafe (a missing `link_dest` folder).
     fn sync(&self, request: &SyncRequest) -> Result<SyncOutcome>;
 }
+
+/// How [`TreeCopier::copy_tree`] copies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeCopy<'a> {
+    /// Delete what the target holds beyond the source (a `--force`d restore, a restore into the
+    /// live volume).
+    pub delete: bool,
+    /// Only these paths: a NUL-separated list file, relative to the source.
+    pub files_from: Option<&'a camino::Utf8Path>,
+    /// rsync `--exclude` patterns (`/.complete`).
+    pub exclude: &'a [&'a str],
+}
+
+/// Where a restore's files come from: a folder under the backup root copied out of it with
+/// everything it carries (owners by number, modes, ACLs, xattrs, hard links, times to the
+/// nanosecond, holes). The backup disk, or the offsite copy standing in for it over ssh.
+pub trait TreeCopier {
+    /// Makes `to` hold what `from` (a folder under the backup root) holds, as `how` says.
+    ///
+    /// # Errors
+    /// The copy failed or was refused (a relative path, a list that cannot be read).
+    fn copy_tree(
+        &self,
+        from: &camino::Utf8Path,
+        to: &camino::Utf8Path,
+        how: &TreeCopy<'_>,
+    ) -> Result<()>;
+}

@@ -479,3 +479,65 @@ mod tests {
         assert!(!again.join("sparse").exists());
     }
 }
+
+/// A [`backup_core::TreeCopier`] for tests: a whole tree copied in process into an empty
+/// folder (owners, modes, times kept; a file list is not honoured, only logged), each call
+/// logged with the names its list holds; or a failure, when told.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Debug, Clone, Default)]
+pub struct FakeTreeCopier {
+    /// One line per call: `copy FROM -> TO [delete] [list: a, b] [exclude: x]` (shared by the
+    /// clones: keep one to read what the copier given away was asked).
+    pub calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every copy fails with this.
+    pub fails: Option<String>,
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl FakeTreeCopier {
+    /// The calls so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl backup_core::TreeCopier for FakeTreeCopier {
+    fn copy_tree(
+        &self,
+        from: &camino::Utf8Path,
+        to: &camino::Utf8Path,
+        how: &backup_core::TreeCopy<'_>,
+    ) -> backup_core::Result<()> {
+        let mut line = format!("copy {from} -> {to}");
+        if how.delete {
+            line.push_str(" delete");
+        }
+        if let Some(list) = how.files_from {
+            let bytes = std::fs::read(list).unwrap_or_default();
+            let names: Vec<String> = bytes
+                .split(|b| *b == 0)
+                .filter(|n| !n.is_empty())
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect();
+            line.push_str(&format!(" list: {}", names.join(", ")));
+        }
+        if !how.exclude.is_empty() {
+            line.push_str(&format!(" exclude: {}", how.exclude.join(", ")));
+        }
+        if let Ok(mut c) = self.calls.lock() {
+            c.push(line);
+        }
+        if let Some(why) = &self.fails {
+            return Err(backup_core::Error::io(
+                format!("copy {from}"),
+                std::io::Error::other(why.clone()),
+            ));
+        }
+        std::fs::create_dir_all(to)
+            .map_err(|e| backup_core::Error::io(format!("create {to}"), e))?;
+        copy_tree(from.as_std_path(), to.as_std_path(), None)
+            .map_err(|e| backup_core::Error::adapter(format!("copy {from}"), e))?;
+        Ok(())
+    }
+}

@@ -106,3 +106,115 @@ fn a_dry_run_refuses_where_the_real_run_refuses() {
         would.lines()
     );
 }
+
+/// `lvm-pvc-snapshot restore` against the captured `lvs` report and a fake cluster: the run's
+/// ports, no binary.
+mod restore {
+    use super::*;
+    use backup_core::testing::FakeCluster;
+    use backup_core::Workload;
+    use backup_jobs::lvm_pvc_snapshot::restore::{restore_of, RestoreDeps};
+
+    fn world() -> (Transcript, RecordingRunner, FakeCluster) {
+        let t = Transcript::new();
+        let runner = RecordingRunner::new(&t);
+        let lvs =
+            std::fs::read_to_string(fixtures::data_dir().join("lvm/lvs-scenario.json")).unwrap();
+        runner.answer(&["lvs"], Output::ok(lvs));
+        let cluster = FakeCluster::new(claims(), &t);
+        cluster.add_workload(
+            "vaultwarden-data",
+            Workload {
+                kind: "Deployment".into(),
+                namespace: "vaultwarden".into(),
+                name: "vaultwarden".into(),
+                replicas: 1,
+                selector: "app=vaultwarden".into(),
+            },
+        );
+        (t, runner, cluster)
+    }
+
+    fn restore(dry_run: bool, lv: &str, snapshot: &str) -> (String, backup_host::Result<String>) {
+        let (t, runner, cluster) = world();
+        let lvm = LvmVolumeManager::new("pve", "data", &runner);
+        let map = || (claims(), Vec::new());
+        let deps = RestoreDeps {
+            lvm: &lvm,
+            cluster: &cluster,
+            claims: &map,
+            now: DateTime::parse_from_rfc3339("2026-01-05T09:00:00Z")
+                .unwrap()
+                .to_utc(),
+            dry_run,
+        };
+        let got = restore_of(&deps, lv, snapshot).map(|o| {
+            let mut out = o.steps.join("\n");
+            if let Some(r) = o.report {
+                out.push_str(&format!("\n-- done {}, state: {}", r.done.len(), r.state));
+            }
+            out
+        });
+        (t.text(), got)
+    }
+
+    /// The swap in order: workloads down and gone, the volume set aside, the snapshot made the
+    /// volume, the workloads back; a dry run lists the same steps and only reads (`lvs`).
+    #[test]
+    fn a_restore_swaps_in_order_and_a_dry_run_only_reads() {
+        let snap = "vm-9999-pvc-0a1b2c3d-snap-20260104030000";
+        let (calls, got) = restore(true, "vm-9999-pvc-0a1b2c3d", snap);
+        let steps = got.unwrap();
+        assert_eq!(steps.lines().count(), 7, "{steps}");
+        assert!(steps.starts_with("scale Deployment vaultwarden/vaultwarden from 1 to 0"));
+        assert!(
+            calls
+                .lines()
+                .all(|l| l.contains("lvs") || !l.contains("lv")),
+            "a dry run changed LVM:\n{calls}"
+        );
+        let (calls, got) = restore(false, "vm-9999-pvc-0a1b2c3d", snap);
+        let got = got.unwrap();
+        assert!(got.ends_with("-- done 7, state: restored"), "{got}");
+        let done: Vec<&str> = calls
+            .lines()
+            .filter(|l| !l.starts_with("$ lvs") && !l.starts_with("kubectl find"))
+            .collect();
+        assert_eq!(
+            done,
+            [
+                "kubectl scale deployment/vaultwarden -n vaultwarden --replicas=0",
+                "wait for pods of vaultwarden/vaultwarden to be gone",
+                "$ lvchange --activate n pve/vm-9999-pvc-0a1b2c3d",
+                "$ lvrename pve vm-9999-pvc-0a1b2c3d vm-9999-pvc-0a1b2c3d-pre-restore-20260105090000",
+                "$ lvcreate --snapshot --setactivationskip n --addtag homelab-backup.restored \
+                 --name vm-9999-pvc-0a1b2c3d pve/vm-9999-pvc-0a1b2c3d-snap-20260104030000",
+                "$ lvchange --activate y pve/vm-9999-pvc-0a1b2c3d",
+                "kubectl scale deployment/vaultwarden -n vaultwarden --replicas=1",
+            ]
+        );
+    }
+
+    /// A snapshot that does not exist (66), one of another volume (2) and a volume that does
+    /// not exist (66) are refused before the cluster is asked anything.
+    #[test]
+    fn a_wrong_snapshot_or_volume_is_refused_before_anything_is_scaled() {
+        for (lv, snap, code) in [
+            (
+                "vm-9999-pvc-0a1b2c3d",
+                "vm-9999-pvc-0a1b2c3d-snap-20991231030000",
+                66,
+            ),
+            (
+                "vm-9999-pvc-11111111",
+                "vm-9999-pvc-0a1b2c3d-snap-20260104030000",
+                2,
+            ),
+        ] {
+            let (calls, got) = restore(false, lv, snap);
+            let e = got.unwrap_err();
+            assert_eq!(e.exit().code(), code, "{e}");
+            assert!(!calls.contains("kubectl"), "{calls}");
+        }
+    }
+}

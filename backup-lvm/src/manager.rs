@@ -33,6 +33,11 @@ impl<'r> LvmVolumeManager<'r> {
         &self.vg
     }
 
+    /// The thin pool.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
     /// Every LV of the volume group.
     ///
     /// # Errors

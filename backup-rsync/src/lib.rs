@@ -39,4 +39,4 @@ pub use offsite::{
 };
 pub use ssh::{rsync_word, SshOptions};
 pub use stats::parse_stats;
-pub use transfer::{execute, RsyncFileSync};
+pub use transfer::{execute, RemoteRoot, RsyncFileSync, RsyncTreeCopier};

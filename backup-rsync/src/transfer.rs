@@ -96,3 +96,78 @@ impl FileSync for RsyncFileSync<'_> {
         self.transfer(request).map_err(Into::into)
     }
 }
+
+/// The offsite copy standing in for the backup root (`--from-offsite` over ssh): a folder under
+/// `local` (the view) is read from the same place under `remote`.
+#[derive(Debug, Clone)]
+pub struct RemoteRoot {
+    /// The view's folder: the run's backup root.
+    pub local: camino::Utf8PathBuf,
+    /// `host:/path/pve-backup`.
+    pub remote: String,
+    /// ssh with the config's key and pinned host keys.
+    pub ssh: Option<crate::SshOptions>,
+}
+
+impl RemoteRoot {
+    /// Where rsync reads `local` from: the same place on the remote when `local` is under the
+    /// view, with the ssh to reach it; else `local` itself.
+    pub fn source_of(&self, local: &camino::Utf8Path) -> (String, Option<&crate::SshOptions>) {
+        match local.strip_prefix(&self.local) {
+            Ok(rel) => (
+                format!("{}/{rel}", self.remote.trim_end_matches('/')),
+                self.ssh.as_ref(),
+            ),
+            Err(_) => (local.to_string(), None),
+        }
+    }
+}
+
+/// [`backup_core::TreeCopier`] with rsync ([`crate::restore_copy_from`]): from the backup disk,
+/// or from the offsite copy over ssh when `remote` is set.
+pub struct RsyncTreeCopier<'r> {
+    runner: Box<dyn Runner + 'r>,
+    program: String,
+    remote: Option<RemoteRoot>,
+}
+
+impl<'r> RsyncTreeCopier<'r> {
+    /// Copies with `program` through `runner` (a restore's: never cut short), reading from
+    /// `remote` when the backup root is a view of it.
+    pub fn new(
+        runner: Box<dyn Runner + 'r>,
+        program: impl Into<String>,
+        remote: Option<RemoteRoot>,
+    ) -> Self {
+        Self {
+            runner,
+            program: program.into(),
+            remote,
+        }
+    }
+}
+
+impl backup_core::TreeCopier for RsyncTreeCopier<'_> {
+    fn copy_tree(
+        &self,
+        from: &camino::Utf8Path,
+        to: &camino::Utf8Path,
+        how: &backup_core::TreeCopy<'_>,
+    ) -> backup_core::Result<()> {
+        let (source, ssh) = match &self.remote {
+            Some(r) => r.source_of(from),
+            None => (from.to_string(), None),
+        };
+        crate::restore_copy_from(
+            &self.program,
+            ssh,
+            &source,
+            to,
+            how.delete,
+            how.files_from,
+            how.exclude,
+        )?
+        .run_checked(self.runner.as_ref())?;
+        Ok(())
+    }
+}

@@ -198,7 +198,7 @@ pub struct Context<'a> {
 /// `--from-offsite` of a destination reached over ssh: a local folder holding what the read
 /// commands read of the offsite copy (markers, records, SQLite copies, pfSense, PVE config:
 /// [`backup_rsync::offsite_view`]) stands in as the backup root; a version's files are read
-/// from the offsite copy itself ([`Context::offsite_source`]). Removed when the run ends.
+/// from the offsite copy itself ([`Context::copier`]). Removed when the run ends.
 pub struct OffsiteView {
     _dir: tempfile::TempDir,
     /// The view: the run's backup root.
@@ -207,6 +207,17 @@ pub struct OffsiteView {
     pub remote: String,
     /// ssh with the config's key and pinned host keys.
     pub ssh: Option<backup_rsync::SshOptions>,
+}
+
+impl OffsiteView {
+    /// The offsite copy this view stands in for.
+    pub fn remote_root(&self) -> backup_rsync::RemoteRoot {
+        backup_rsync::RemoteRoot {
+            local: self.root.clone(),
+            remote: self.remote.clone(),
+            ssh: self.ssh.clone(),
+        }
+    }
 }
 
 impl<'a> Context<'a> {
@@ -315,20 +326,14 @@ impl<'a> Context<'a> {
         self.view
     }
 
-    /// Where rsync reads `local` (a path under the backup root) from: `host:/…/pve-backup/<rel>`
-    /// when the backup root is the view of a remote offsite copy ([`OffsiteView`]), with its ssh;
-    /// else `local` itself.
-    pub fn offsite_source(&self, local: &Utf8Path) -> (String, Option<&backup_rsync::SshOptions>) {
-        match self.view {
-            Some(v) => match local.strip_prefix(&v.root) {
-                Ok(rel) => (
-                    format!("{}/{rel}", v.remote.trim_end_matches('/')),
-                    v.ssh.as_ref(),
-                ),
-                Err(_) => (local.to_string(), None),
-            },
-            None => (local.to_string(), None),
-        }
+    /// A restore's copies out of the backup root (never cut short): from the backup disk, or
+    /// from the offsite copy over ssh under `--from-offsite`.
+    pub fn copier(&self) -> Box<dyn backup_core::TreeCopier + '_> {
+        Box::new(backup_rsync::RsyncTreeCopier::new(
+            self.steady_runner(),
+            self.rsync_program(),
+            self.view.map(OffsiteView::remote_root),
+        ))
     }
 
     /// The rsync program, read once per run (`HOMELAB_BACKUP_RSYNC`, else `rsync`).

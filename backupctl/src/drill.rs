@@ -6,13 +6,15 @@
 use std::collections::BTreeMap;
 
 use backup_core::metric_names::{JobMetrics, DRILL_RATE};
-use backup_core::{EntryKind, FileEntry, MetricGroup, Series, WeekVersion};
+use backup_core::{
+    BackupStore, EntryKind, FileEntry, MetricGroup, Series, TreeCopier, TreeCopy, WeekVersion,
+};
 use camino::Utf8PathBuf;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::check::{compare, read_and_compare, show, Content, Difference, ToRead};
 use crate::inventory::{files_under, record};
-use crate::restore::rsync_tree;
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
 use backup_host::repository::RepositoryTarget;
@@ -259,7 +261,7 @@ type VersionsDrilled = (Vec<(String, u64)>, u64, Vec<(f64, u64, u64)>);
 /// Restores the sampled files of each planned version into `scratch` and checks them; what
 /// differs goes to `differences`.
 fn drill_versions(
-    ctx: &Context<'_>,
+    deps: &DrillDeps<'_>,
     scratch: &camino::Utf8Path,
     plan: &DrillPlan,
     differences: &mut Vec<Difference>,
@@ -282,12 +284,51 @@ fn drill_versions(
             continue;
         }
         let chosen: Vec<&FileEntry> = chosen.iter().collect();
-        let (seconds, read) = restore_sample(ctx, scratch, &item.version, &chosen, differences)?;
+        let (seconds, read) = restore_sample(deps, scratch, &item.version, &chosen, differences)?;
         bytes += read;
         runs.push((seconds, chosen.len() as u64, read));
         drilled.push((item.label.clone(), chosen.len() as u64));
     }
     Ok((drilled, bytes, runs))
+}
+
+/// The ports of a drill: the backup root, how a sample comes out of it, the tier's
+/// repositories, and the dump part.
+pub(crate) struct DrillDeps<'a> {
+    /// The run's time: the sample's seed, the report's stamp.
+    pub now: DateTime<Utc>,
+    /// The backup root (the offsite copy's view under `--from-offsite`).
+    pub store: Box<dyn BackupStore + 'a>,
+    /// Copies a sample out of the backup root (from the offsite copy over ssh, too).
+    pub copier: Box<dyn TreeCopier + 'a>,
+    /// The tier's repositories to restore the sample from; none with `--no-tier`.
+    pub repositories: Vec<Box<dyn RepositoryTarget + 'a>>,
+    /// The dumps loaded into throwaway servers ([`drill_dump_part`]).
+    pub dumps: Box<DumpPart<'a>>,
+}
+
+/// The dump part of a drill: the dumps loaded into throwaway servers; each that fails is pushed
+/// as a difference naming it.
+pub(crate) type DumpPart<'a> = dyn Fn(&mut Vec<Difference>) -> Result<Vec<crate::DumpDrilled>> + 'a;
+
+impl<'a> DrillDeps<'a> {
+    /// The run's ports for `args`.
+    ///
+    /// # Errors
+    /// No backup root; a tier repository that cannot be set up.
+    fn of(ctx: &'a Context<'a>, args: &'a DrillArgs) -> Result<Self> {
+        Ok(Self {
+            now: ctx.now,
+            store: ctx.store()?,
+            copier: ctx.copier(),
+            repositories: if args.no_tier {
+                Vec::new()
+            } else {
+                ctx.repositories()?
+            },
+            dumps: Box::new(move |differences| drill_dump_part(ctx, args, differences)),
+        })
+    }
 }
 
 /// Runs the drill: plans it ([`plan_drill`]), then restores and checks each version's sample
@@ -303,20 +344,29 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         )));
     }
     if args.dumps == DumpsInDrill::Only {
-        return drill_only_dumps(ctx, args);
+        // nothing is read from the backup disk: no backup root, no configuration needed
+        return drill_only_dumps(ctx.now, &|d| drill_dump_part(ctx, args, d));
     }
-    let store = ctx.store()?;
+    drill_of(&DrillDeps::of(ctx, args)?, args)
+}
+
+/// [`drill`] from `deps` (`--sample` checked; not `--dumps-only`).
+///
+/// # Errors
+/// No complete version, a scratch folder that cannot be used.
+pub(crate) fn drill_of(deps: &DrillDeps<'_>, args: &DrillArgs) -> Result<DrillReport> {
+    let store = deps.store.as_ref();
     let root = store.root().clone();
     let listed: Vec<Listed> = store
         .list_versions(Series::Pvc)?
         .into_iter()
         .filter(WeekVersion::is_complete)
         .map(|v| {
-            let rec = record(store.as_ref(), &v);
+            let rec = record(store, &v);
             (v, rec)
         })
         .collect();
-    let plan = plan_drill(listed, ctx.now.timestamp() as u64, args.sample);
+    let plan = plan_drill(listed, deps.now.timestamp() as u64, args.sample);
     if plan.items.is_empty() {
         return Err(Error::NotFound(
             "no complete version to drill: run daily-backup first".to_owned(),
@@ -326,18 +376,14 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     let started = std::time::Instant::now();
     let _phase = backup_host::progress::start("drill", backup_host::progress::Totals::default());
     let mut differences = Vec::new();
-    let (drilled, bytes, runs) = drill_versions(ctx, &scratch, &plan, &mut differences)?;
+    let (drilled, bytes, runs) = drill_versions(deps, &scratch, &plan, &mut differences)?;
     let file_seconds = started.elapsed().as_secs_f64();
     let projection = Projection::from_runs(&runs);
     // every SQLite copy of those versions
     let versions: Vec<WeekVersion> = plan.items.iter().map(|i| i.version.clone()).collect();
     let sq = drill_sqlite(&root, &scratch, &versions, &mut differences)?;
-    let tiers = if args.no_tier {
-        Vec::new()
-    } else {
-        drill_tiers(ctx, &scratch, &plan, &mut differences)?
-    };
-    let dumps = drill_dump_part(ctx, args, &mut differences)?;
+    let tiers = drill_tiers(&deps.repositories, &scratch, &plan, &mut differences)?;
+    let dumps = (deps.dumps)(&mut differences)?;
     let seconds = started.elapsed().as_secs_f64();
     let total = bytes + sq.bytes + tiers.iter().map(|(t, _)| t.bytes).sum::<u64>();
     let mut rto = layer_rtos(
@@ -360,7 +406,7 @@ pub fn drill(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
         tier: tiers.into_iter().map(|(t, _)| t).collect(),
         dumps,
         rto,
-        now_unix: ctx.now.timestamp(),
+        now_unix: deps.now.timestamp(),
         dumps_only: false,
         runs,
         site: None,
@@ -386,10 +432,10 @@ fn tier_rtos(tiers: &[(TierDrill, Projection)], (bytes, files): (u64, u64)) -> V
 }
 
 /// `--dumps-only`: the dumps loaded into throwaway servers, nothing read from the backup disk.
-fn drill_only_dumps(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
+fn drill_only_dumps(now: DateTime<Utc>, dump_part: &DumpPart<'_>) -> Result<DrillReport> {
     let started = std::time::Instant::now();
     let mut differences = Vec::new();
-    let dumps = drill_dump_part(ctx, args, &mut differences)?;
+    let dumps = dump_part(&mut differences)?;
     if dumps.is_empty() {
         return Err(Error::NotFound(
             "no dump to drill in the dump folders (`backupctl list` shows them)".to_owned(),
@@ -398,7 +444,7 @@ fn drill_only_dumps(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> 
     let bytes = dumps.iter().map(|d| d.dump.bytes).sum();
     let seconds = started.elapsed().as_secs_f64();
     Ok(DrillReport {
-        seed: ctx.now.timestamp() as u64,
+        seed: now.timestamp() as u64,
         versions: Vec::new(),
         sqlite_copies: 0,
         differences,
@@ -408,7 +454,7 @@ fn drill_only_dumps(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> 
         tier: Vec::new(),
         rto: dump_rtos(&dumps),
         dumps,
-        now_unix: ctx.now.timestamp(),
+        now_unix: now.timestamp(),
         dumps_only: true,
         runs: Vec::new(),
         site: None,
@@ -500,14 +546,14 @@ fn scratch_folder(args: &DrillArgs) -> Result<(Option<tempfile::TempDir>, Utf8Pa
 /// Restores the `chosen` files of `v` into the scratch folder with rsync and checks each
 /// against the record (metadata, then content); returns the run's seconds and bytes read.
 fn restore_sample(
-    ctx: &Context<'_>,
+    deps: &DrillDeps<'_>,
     scratch: &camino::Utf8Path,
     v: &WeekVersion,
     chosen: &[&FileEntry],
     differences: &mut Vec<Difference>,
 ) -> Result<(f64, u64)> {
     let label = format!("{}/{} {}", v.namespace, v.pvc, v.week);
-    let root = ctx.store()?.root().clone();
+    let root = deps.store.root().clone();
     let run_started = std::time::Instant::now();
     let to = scratch.join(&v.namespace).join(&v.pvc);
     std::fs::create_dir_all(&to).map_err(|e| Error::io("create folder", &to, e))?;
@@ -518,7 +564,11 @@ fn restore_sample(
     }
     std::fs::write(&list, &nul).map_err(|e| Error::io("write", &list, e))?;
     let from = root.pvc_copy(v.week, &v.namespace, &v.pvc);
-    rsync_tree(ctx, &from, &to, false, Some(&list), &[])?;
+    let how = TreeCopy {
+        files_from: Some(&list),
+        ..TreeCopy::default()
+    };
+    deps.copier.copy_tree(&from, &to, &how)?;
     let _ = std::fs::remove_file(&list);
     let read = check_restored(&label, &to, chosen, differences)?;
     Ok((run_started.elapsed().as_secs_f64(), read))
@@ -619,13 +669,13 @@ fn drill_tier_version(
 /// snapshot) and checks it against the same record entries. A repository that cannot give it
 /// back is a difference, not the drill's end.
 fn drill_tiers(
-    ctx: &Context<'_>,
+    repositories: &[Box<dyn RepositoryTarget + '_>],
     scratch: &camino::Utf8Path,
     plan: &DrillPlan,
     differences: &mut Vec<Difference>,
 ) -> Result<Vec<(TierDrill, Projection)>> {
     let mut out = Vec::new();
-    for target in ctx.repositories()? {
+    for target in repositories {
         let started = std::time::Instant::now();
         let (mut files, mut bytes, mut runs) = (0u64, 0u64, Vec::new());
         for item in &plan.items {
@@ -956,5 +1006,95 @@ mod tests {
         let p = Projection::from_runs(&[(0.05, 10, 1), (1.05, 10, 100 << 20)]);
         let s = p.seconds(20, 1_000 << 20);
         assert!(s > 9.0, "{s}");
+    }
+}
+
+#[cfg(test)]
+mod drilled {
+    use super::*;
+    use crate::fixture::{one_version, rewrite_keeping_mtime};
+    use backup_host::local_copy::FakeTreeCopier;
+    use backup_host::repository::FakeRepository;
+    use chrono::TimeZone;
+
+    fn args(scratch: &camino::Utf8Path) -> DrillArgs {
+        DrillArgs {
+            sample: 100.0,
+            scratch: Some(scratch.to_owned()),
+            no_tier: false,
+            dumps: DumpsInDrill::Too,
+            dump_folders: Vec::new(),
+            site: false,
+        }
+    }
+
+    fn ports(
+        store: backup_core::testing::FakeStore,
+        repositories: Vec<Box<dyn RepositoryTarget>>,
+    ) -> (DrillDeps<'static>, FakeTreeCopier) {
+        let copier = FakeTreeCopier::default();
+        let deps = DrillDeps {
+            now: Utc.with_ymd_and_hms(2026, 3, 9, 6, 0, 0).unwrap(),
+            store: Box::new(store),
+            copier: Box::new(copier.clone()),
+            repositories,
+            dumps: Box::new(|_| Ok(Vec::new())),
+        };
+        (deps, copier)
+    }
+
+    /// The sample of the newest complete version comes out through the copier as a list of
+    /// its files, and each is checked against the record; a rewrite that keeps size and mtime
+    /// is found by the content check.
+    #[test]
+    fn the_sample_is_restored_through_the_copier_and_checked_against_the_record() {
+        let (dir, store, _, copy) = one_version();
+        let scratch = camino::Utf8PathBuf::from_path_buf(dir.path().join("scratch")).unwrap();
+        let (deps, copier) = ports(store, Vec::new());
+        let r = drill_of(&deps, &args(&scratch)).unwrap();
+        assert!(r.differences.is_empty(), "{:?}", r.differences);
+        assert_eq!(r.versions, [("vaultwarden/data 2026-10".to_owned(), 2)]);
+        assert_eq!(r.exit(), Exit::Success);
+        let calls = copier.calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert!(calls[0].contains("list: "), "{calls:?}");
+        assert!(calls[0].contains("attachments/a.pdf") && calls[0].contains("db.sqlite3"));
+
+        rewrite_keeping_mtime(&copy.join("db.sqlite3"), &[8u8; 4096]);
+        let scratch2 = camino::Utf8PathBuf::from_path_buf(dir.path().join("scratch2")).unwrap();
+        let r = drill_of(&deps, &args(&scratch2)).unwrap();
+        let named: Vec<&str> = r.differences.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(named.len(), 1, "{:?}", r.differences);
+        assert!(named[0].ends_with("db.sqlite3"), "{named:?}");
+        assert_eq!(r.exit(), Exit::Failed);
+    }
+
+    /// A tier repository that cannot give the sample back is a difference naming it, not the
+    /// drill's end; with no complete version there is nothing to drill (exit 66).
+    #[test]
+    fn a_repository_that_cannot_restore_is_a_difference_and_nothing_to_drill_is_not_found() {
+        let (dir, store, ..) = one_version();
+        let scratch = camino::Utf8PathBuf::from_path_buf(dir.path().join("scratch")).unwrap();
+        let nas = FakeRepository {
+            name: "b2".to_owned(),
+            ..FakeRepository::default()
+        };
+        let (deps, _) = ports(store, vec![Box::new(nas)]);
+        let r = drill_of(&deps, &args(&scratch)).unwrap();
+        let named: Vec<&str> = r.differences.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(
+            named,
+            ["tier b2 vaultwarden/data 2026-10"],
+            "{:?}",
+            r.differences
+        );
+        assert_eq!(r.tier.len(), 1);
+
+        let empty = tempfile::tempdir().unwrap();
+        let root = camino::Utf8PathBuf::from_path_buf(empty.path().to_owned()).unwrap();
+        let store = backup_core::testing::FakeStore::new(&root, &Default::default());
+        let (deps, _) = ports(store, Vec::new());
+        let e = drill_of(&deps, &args(&scratch)).unwrap_err();
+        assert_eq!(e.exit().code(), 66, "{e}");
     }
 }

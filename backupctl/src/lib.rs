@@ -11,6 +11,8 @@ pub mod cli;
 mod config_cmd;
 mod drill;
 mod dumps;
+#[cfg(test)]
+mod fixture;
 mod history;
 mod inventory;
 mod pvc_ref;

@@ -12,9 +12,12 @@
 //! A restore never writes into a non-empty DIR unless `--force` (which then makes DIR the
 //! version: what it held beyond it is deleted).
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use backup_core::{
-    run_with_undo, BackupRoot, Cluster, Config, IsoWeek, Mounter, OnFailure, Series, StepsRun,
-    UndoableSteps, VolumeManager, WeekVersion, Workload,
+    run_with_undo, BackupRoot, BackupStore, Cluster, Config, IsoWeek, Mounter, OnFailure, Series,
+    StepsRun, TreeCopier, TreeCopy, UndoableSteps, VolumeManager, WeekVersion, Workload,
 };
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
@@ -24,6 +27,7 @@ use crate::check::{check_tree, CheckReport, Content, Difference};
 use crate::inventory::{files_under, pick_version, record};
 use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
+use backup_host::repository::RepositoryTarget;
 use backup_run::{Context, Outcome};
 
 /// `restore pvc` flags.
@@ -211,33 +215,47 @@ fn prepare_target(to: &Utf8Path, force: bool, dry_run: bool) -> Result<()> {
     }
 }
 
-/// `rsync -aHAX --numeric-ids --sparse --modify-window=-1 [--delete] FROM/ TO/`
-/// ([`backup_rsync::restore_copy`]: with `--exclude`s, or only a NUL-separated list of paths),
-/// run with the context's rsync and its steady runner (a restore is never cut short). The window is what makes rsync set every time it differs from, even within the
-/// same second: with the default a folder whose recorded mtime falls in the second of the
-/// restore keeps the restore's time, and the check calls a correct restore failed.
-pub(super) fn rsync_tree(
-    ctx: &Context<'_>,
-    from: &Utf8Path,
-    to: &Utf8Path,
-    delete: bool,
-    files_from: Option<&Utf8Path>,
-    exclude: &[&str],
-) -> Result<()> {
-    // `--from-offsite` over ssh: the version's files come from the offsite copy itself
-    let (source, ssh) = ctx.offsite_source(from);
-    backup_rsync::restore_copy_from(
-        ctx.rsync_program(),
-        ssh,
-        &source,
-        to,
-        delete,
-        files_from,
-        exclude,
-    )
-    .map_err(|e| Error::Core(e.into()))?
-    .run_checked(ctx.steady_runner().as_ref())?;
-    Ok(())
+/// The ports of a restore to a folder: where the versions are, how their files come out, what
+/// must never be written into.
+pub(crate) struct RestoreDeps<'a> {
+    /// The backup root (the offsite copy's view under `--from-offsite`).
+    pub store: Box<dyn BackupStore + 'a>,
+    /// `rsync -aHAX --numeric-ids --sparse --modify-window=-1 [--delete] FROM/ TO/`, from the
+    /// backup disk or from the offsite copy over ssh. The window is what makes rsync set every
+    /// time it differs from, even within the same second: with the default a folder whose
+    /// recorded mtime falls in the second of the restore keeps the restore's time, and the
+    /// check calls a correct restore failed.
+    pub copier: Box<dyn TreeCopier + 'a>,
+    /// What a restore must never write into or around ([`Context::protected_roots`]).
+    pub protected: Vec<Utf8PathBuf>,
+    /// `--dry-run`: nothing is written.
+    pub dry_run: bool,
+    /// A whole version into an empty folder may be copied in process (the local copy).
+    pub local_copies: bool,
+    /// SIGTERM/SIGINT: the in-process copy stops.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl<'a> RestoreDeps<'a> {
+    /// The run's ports.
+    ///
+    /// # Errors
+    /// No backup root.
+    pub(crate) fn of(ctx: &'a Context<'_>) -> Result<Self> {
+        Ok(Self {
+            store: ctx.store()?,
+            copier: ctx.copier(),
+            protected: ctx.protected_roots(),
+            dry_run: ctx.dry_run(),
+            local_copies: ctx.local_copies(),
+            stop: Arc::clone(&ctx.stop),
+        })
+    }
+
+    /// Copies `from` (under the backup root) into `to` with the copier.
+    pub(crate) fn copy(&self, from: &Utf8Path, to: &Utf8Path, how: &TreeCopy<'_>) -> Result<()> {
+        Ok(self.copier.copy_tree(from, to, how)?)
+    }
 }
 
 /// `restore pvc --to DIR`.
@@ -252,13 +270,26 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
     if let Some(name) = &args.from_tier {
         return restore_from_tier(ctx, args, name, &to);
     }
-    let store = ctx.store()?;
-    let (namespace, pvc) = args.pvc.resolve(ctx)?;
-    let v = pick_version(store.as_ref(), &namespace, &pvc, args.week)?;
-    let root = store.root().clone();
-    let from = root.pvc_copy(v.week, &v.namespace, &v.pvc);
+    let deps = RestoreDeps::of(ctx)?;
+    let want = args.pvc.resolve(ctx)?;
+    restore_pvc_of(&deps, &want, args, &to)
+}
+
+/// [`restore_pvc`] from `deps`, for the PVC `want` (resolved) into `to`.
+///
+/// # Errors
+/// No such version, a version without a record, a target refused, a failed copy.
+pub(crate) fn restore_pvc_of(
+    deps: &RestoreDeps<'_>,
+    (namespace, pvc): &(String, String),
+    args: &PvcRestoreArgs,
+    to: &Utf8Path,
+) -> Result<RestoreReport> {
+    let store = deps.store.as_ref();
+    let v = pick_version(store, namespace, pvc, args.week)?;
+    let from = store.root().pvc_copy(v.week, &v.namespace, &v.pvc);
     let what = format!("pvc {}/{} week {}", v.namespace, v.pvc, v.week);
-    let rec = record(store.as_ref(), &v).ok_or_else(|| {
+    let rec = record(store, &v).ok_or_else(|| {
         Error::Refused(format!(
             "{what} has no usable record: it can be copied by hand (rsync -aHAX --numeric-ids \
              {from}/ DIR/) but not checked"
@@ -272,18 +303,18 @@ pub fn restore_pvc(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<RestoreRe
         [] => what,
         p => format!("{what}, {}", p.join(", ")),
     };
-    check_target(&to, &ctx.protected_roots(), args.force)?;
-    prepare_target(&to, args.force, ctx.dry_run())?;
+    check_target(to, &deps.protected, args.force)?;
+    prepare_target(to, args.force, deps.dry_run)?;
     let bytes = rec.iter().map(|e| e.size).sum();
-    if ctx.dry_run() {
-        return Ok(planned(&what, &from, &to, bytes));
+    if deps.dry_run {
+        return Ok(planned(&what, &from, to, bytes));
     }
     let started = std::time::Instant::now();
-    let check = copy_and_check(ctx, &from, &to, &rec, args.force, chosen.as_ref())?;
+    let check = copy_and_check(deps, &from, to, &rec, args.force, chosen.as_ref())?;
     Ok(RestoreReport {
         what,
         from,
-        to,
+        to: to.to_owned(),
         bytes,
         seconds: started.elapsed().as_secs_f64(),
         check: Some(check),
@@ -310,16 +341,31 @@ fn restore_from_tier(
                 cfg.file
             ))
         })?;
-    let (namespace, pvc) = args.pvc.resolve(ctx)?;
-    check_target(to, &ctx.protected_roots(), false)?;
-    prepare_target(to, false, ctx.dry_run())?;
+    let want = args.pvc.resolve(ctx)?;
+    let deps = RestoreDeps::of(ctx)?;
+    restore_from_tier_of(&deps, target.as_ref(), &want, args.week, to)
+}
+
+/// [`restore_from_tier`] from `deps` and the repository `target`.
+///
+/// # Errors
+/// A target refused, the repository's restore failed.
+pub(crate) fn restore_from_tier_of(
+    deps: &RestoreDeps<'_>,
+    target: &dyn RepositoryTarget,
+    (namespace, pvc): &(String, String),
+    week: Option<IsoWeek>,
+    to: &Utf8Path,
+) -> Result<RestoreReport> {
+    check_target(to, &deps.protected, false)?;
+    prepare_target(to, false, deps.dry_run)?;
     let from = Utf8PathBuf::from(target.shown());
     let what = format!("pvc {namespace}/{pvc} from tier {}", target.name());
-    if ctx.dry_run() {
+    if deps.dry_run {
         return Ok(planned(&what, &from, to, 0));
     }
     let started = std::time::Instant::now();
-    let got = target.restore((&namespace, &pvc), args.week, to)?;
+    let got = target.restore((namespace, pvc), week, to)?;
     let week = got.week.map_or("?".to_owned(), |w| w.to_string());
     // checked against the record the snapshot was sent with (a later run of the same week
     // rewrote the week's record on the disk)
@@ -348,7 +394,7 @@ fn restore_from_tier(
 /// `--force`d one with rsync `--delete`; or only the chosen entries with rsync, nothing
 /// deleted) and its check against `rec`, with progress for both.
 fn copy_and_check(
-    ctx: &Context<'_>,
+    deps: &RestoreDeps<'_>,
     from: &Utf8Path,
     to: &Utf8Path,
     rec: &[backup_core::FileEntry],
@@ -377,15 +423,19 @@ fn copy_and_check(
             // into an empty folder the local copy (what rsync -aHAX --sparse would write, in
             // one process, a worker per core); over what --force keeps, rsync with --delete
             let empty = std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_none());
-            let empty = empty && ctx.local_copies();
+            let empty = empty && deps.local_copies;
             if empty {
                 backup_host::local_copy::copy_tree(
                     from.as_std_path(),
                     to.as_std_path(),
-                    Some(&ctx.stop),
+                    Some(&deps.stop),
                 )?;
             } else {
-                rsync_tree(ctx, from, to, force, None, &[])?;
+                let how = TreeCopy {
+                    delete: force,
+                    ..TreeCopy::default()
+                };
+                deps.copy(from, to, &how)?;
             }
             drop(copying);
             let _checking = checking();
@@ -404,7 +454,11 @@ fn copy_and_check(
             let list_path = Utf8Path::from_path(list.path()).ok_or_else(|| {
                 Error::Refused("the temp folder (TMPDIR) is not a UTF-8 path".to_owned())
             })?;
-            rsync_tree(ctx, from, to, false, Some(list_path), &[])?;
+            let how = TreeCopy {
+                files_from: Some(list_path),
+                ..TreeCopy::default()
+            };
+            deps.copy(from, to, &how)?;
             drop(copying);
             let _checking = checking();
             let mut check = check_tree(to.as_std_path(), rec, Content::All)?;
@@ -495,10 +549,26 @@ pub fn restore_sqlite(
     to: &Utf8Path,
     force: bool,
 ) -> Result<RestoreReport> {
-    let (namespace, pvc) = pvc.resolve(ctx)?;
+    let deps = RestoreDeps::of(ctx)?;
+    let want = pvc.resolve(ctx)?;
+    restore_sqlite_of(&deps, &want, week, path, to, force)
+}
+
+/// [`restore_sqlite`] from `deps`, for the PVC `want` (resolved).
+///
+/// # Errors
+/// No such copy, a non-empty DIR without `--force`.
+pub(crate) fn restore_sqlite_of(
+    deps: &RestoreDeps<'_>,
+    (namespace, pvc): &(String, String),
+    week: Option<IsoWeek>,
+    path: Option<&str>,
+    to: &Utf8Path,
+    force: bool,
+) -> Result<RestoreReport> {
     let (namespace, pvc) = (namespace.as_str(), pvc.as_str());
-    let store = ctx.store()?;
-    let v = pick_version(store.as_ref(), namespace, pvc, week)?;
+    let store = deps.store.as_ref();
+    let v = pick_version(store, namespace, pvc, week)?;
     let from = store.root().sqlite_copy(v.week, namespace, pvc);
     let mut files: Vec<(Utf8PathBuf, u64)> = files_under(&from)
         .into_iter()
@@ -515,10 +585,10 @@ pub fn restore_sqlite(
             path.map_or(String::new(), |p| format!("at {p} "))
         )));
     }
-    check_target(to, &ctx.protected_roots(), force)?;
-    prepare_target(to, force, ctx.dry_run())?;
+    check_target(to, &deps.protected, force)?;
+    prepare_target(to, force, deps.dry_run)?;
     let bytes = files.iter().map(|(_, b)| b).sum();
-    if ctx.dry_run() {
+    if deps.dry_run {
         return Ok(planned(&what, &from, to, bytes));
     }
     let started = std::time::Instant::now();
@@ -561,11 +631,24 @@ pub fn restore_pfsense(
     to: &Utf8Path,
     force: bool,
 ) -> Result<RestoreReport> {
-    let store = ctx.store()?;
+    restore_pfsense_of(&RestoreDeps::of(ctx)?, week, to, force)
+}
+
+/// [`restore_pfsense`] from `deps`.
+///
+/// # Errors
+/// No such week, a non-empty DIR without `--force`.
+pub(crate) fn restore_pfsense_of(
+    deps: &RestoreDeps<'_>,
+    week: Option<IsoWeek>,
+    to: &Utf8Path,
+    force: bool,
+) -> Result<RestoreReport> {
+    let store = deps.store.as_ref();
     let w = newest_week(&store.list_versions(Series::Pfsense)?, week, "pfSense")?;
     let from = store.root().pfsense_week(w);
     restore_folder(
-        ctx,
+        deps,
         &format!("pfSense week {w}"),
         &from,
         to,
@@ -607,12 +690,25 @@ pub fn restore_pve_config(
     to: &Utf8Path,
     force: bool,
 ) -> Result<RestoreReport> {
-    let store = ctx.store()?;
+    restore_pve_config_of(&RestoreDeps::of(ctx)?, week, to, force)
+}
+
+/// [`restore_pve_config`] from `deps`.
+///
+/// # Errors
+/// No such week, a non-empty DIR without `--force`.
+pub(crate) fn restore_pve_config_of(
+    deps: &RestoreDeps<'_>,
+    week: Option<IsoWeek>,
+    to: &Utf8Path,
+    force: bool,
+) -> Result<RestoreReport> {
+    let store = deps.store.as_ref();
     let w = newest_week(&store.list_versions(Series::PveConfig)?, week, "PVE config")?;
     let from = store.root().pve_config_week(w);
     let source = from.clone();
     restore_folder(
-        ctx,
+        deps,
         &format!("PVE config week {w}"),
         &from,
         to,
@@ -647,7 +743,7 @@ fn compare_trees(from: &Utf8Path, to: &Utf8Path) -> CheckReport {
 }
 
 fn restore_folder(
-    ctx: &Context<'_>,
+    deps: &RestoreDeps<'_>,
     what: &str,
     from: &Utf8Path,
     to: &Utf8Path,
@@ -655,14 +751,19 @@ fn restore_folder(
     exclude: &[&str],
     check: impl FnOnce(&Utf8Path) -> CheckReport,
 ) -> Result<RestoreReport> {
-    check_target(to, &ctx.protected_roots(), force)?;
-    prepare_target(to, force, ctx.dry_run())?;
+    check_target(to, &deps.protected, force)?;
+    prepare_target(to, force, deps.dry_run)?;
     let bytes = files_under(from).iter().map(|(_, b)| b).sum();
-    if ctx.dry_run() {
+    if deps.dry_run {
         return Ok(planned(what, from, to, bytes));
     }
     let started = std::time::Instant::now();
-    rsync_tree(ctx, from, to, force, None, exclude)?;
+    let how = TreeCopy {
+        delete: force,
+        exclude,
+        ..TreeCopy::default()
+    };
+    deps.copy(from, to, &how)?;
     Ok(RestoreReport {
         what: what.to_owned(),
         from: from.to_owned(),
@@ -1128,7 +1229,12 @@ pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<I
     std::fs::create_dir_all(&target).map_err(|e| Error::io("create folder", &target, e))?;
     let volumes = ctx.volumes()?;
     let mounter = ctx.mounter();
-    let copy = |from: &Utf8Path, to: &Utf8Path| rsync_tree(ctx, from, to, true, None, &[]);
+    let copier = ctx.copier();
+    let how = TreeCopy {
+        delete: true,
+        ..TreeCopy::default()
+    };
+    let copy = |from: &Utf8Path, to: &Utf8Path| Ok(copier.copy_tree(from, to, &how)?);
     let check = |to: &Utf8Path| check_tree(to.as_std_path(), &rec, Content::All);
     Ok(run_into_volume(
         &IntoVolumeDeps {
@@ -1186,5 +1292,168 @@ impl Outcome for IntoVolumeReport {
         }
         out.push_str(&format!("backupctl restore: {}", self.state));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{one_version, rewrite_keeping_mtime};
+    use backup_host::local_copy::FakeTreeCopier;
+
+    /// The ports of a restore over the fixture's backup root; the copier's log is kept.
+    fn ports(store: backup_core::testing::FakeStore) -> (RestoreDeps<'static>, FakeTreeCopier) {
+        let copier = FakeTreeCopier::default();
+        let deps = RestoreDeps {
+            protected: vec![store.root().root().to_owned()],
+            store: Box::new(store),
+            copier: Box::new(copier.clone()),
+            dry_run: false,
+            local_copies: false,
+            stop: Arc::default(),
+        };
+        (deps, copier)
+    }
+
+    fn args(paths: &[&str], force: bool) -> PvcRestoreArgs {
+        PvcRestoreArgs {
+            pvc: "vaultwarden/data".parse().unwrap(),
+            week: None,
+            to: None,
+            force,
+            into_volume: false,
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            from_tier: None,
+        }
+    }
+
+    fn want() -> (String, String) {
+        ("vaultwarden".to_owned(), "data".to_owned())
+    }
+
+    fn target(dir: &tempfile::TempDir) -> Utf8PathBuf {
+        Utf8PathBuf::from_path_buf(dir.path().join("restored")).unwrap()
+    }
+
+    /// The newest complete version comes back through the copier, whole, and every entry is
+    /// checked against its record; in process when the target is empty and that is allowed.
+    #[test]
+    fn a_version_comes_back_whole_and_is_checked_against_its_record() {
+        let (dir, store, week, copy) = one_version();
+        let (mut deps, copier) = ports(store);
+        let to = target(&dir);
+        let r = restore_pvc_of(&deps, &want(), &args(&[], false), &to).unwrap();
+        assert_eq!(r.what, format!("pvc vaultwarden/data week {week}"));
+        let check = r.check.as_ref().unwrap();
+        assert!(check.differences.is_empty(), "{:?}", check.differences);
+        assert_eq!((check.entries, check.files_read), (4, 2));
+        assert_eq!(r.exit(), Exit::Success);
+        assert_eq!(copier.calls(), [format!("copy {copy} -> {to}")]);
+        // in process: the copier is not asked
+        deps.local_copies = true;
+        let to2 = Utf8PathBuf::from_path_buf(dir.path().join("again")).unwrap();
+        let r = restore_pvc_of(&deps, &want(), &args(&[], false), &to2).unwrap();
+        assert!(r.check.unwrap().differences.is_empty());
+        assert_eq!(copier.calls().len(), 1);
+    }
+
+    /// A restore that brings back bytes other than the record's fails its check, naming the
+    /// file: the rewrite keeps size and mtime, so only the content check sees it.
+    #[test]
+    fn a_copy_whose_content_differs_from_the_record_fails_naming_the_file() {
+        let (dir, store, _, copy) = one_version();
+        rewrite_keeping_mtime(&copy.join("attachments/a.pdf"), b"%PDF-1.7 invoicf");
+        let (deps, _) = ports(store);
+        let r = restore_pvc_of(&deps, &want(), &args(&[], false), &target(&dir)).unwrap();
+        let named: Vec<&str> = r
+            .check
+            .as_ref()
+            .unwrap()
+            .differences
+            .iter()
+            .map(|d| d.path.as_str())
+            .collect();
+        assert_eq!(named, ["attachments/a.pdf"]);
+        assert_eq!(r.exit(), Exit::Failed);
+        assert!(
+            r.text(false).contains("FAILED: 1 difference"),
+            "{}",
+            r.text(false)
+        );
+    }
+
+    /// `--path`: the copier gets a list of exactly the chosen entries (the folder and what is
+    /// inside it), and only they are checked.
+    #[test]
+    fn only_the_chosen_paths_are_listed_and_checked() {
+        let (dir, store, ..) = one_version();
+        let (deps, copier) = ports(store);
+        let r = restore_pvc_of(
+            &deps,
+            &want(),
+            &args(&["attachments"], false),
+            &target(&dir),
+        )
+        .unwrap();
+        let check = r.check.unwrap();
+        assert!(check.differences.is_empty(), "{:?}", check.differences);
+        assert_eq!(check.entries, 2);
+        let calls = copier.calls();
+        assert_eq!(calls.len(), 1);
+        assert!(
+            calls[0].ends_with("list: attachments, attachments/a.pdf"),
+            "{calls:?}"
+        );
+        let e = restore_pvc_of(&deps, &want(), &args(&["nope"], false), &target(&dir));
+        assert_eq!(e.unwrap_err().exit().code(), 66);
+        let e = restore_pvc_of(&deps, &want(), &args(&["../etc"], false), &target(&dir));
+        assert_eq!(e.unwrap_err().exit().code(), 2);
+    }
+
+    /// Nothing is copied into a non-empty folder without `--force`, into or around the backup
+    /// root, or under `--dry-run` (which does not even create the folder).
+    #[test]
+    fn refused_targets_and_a_dry_run_copy_nothing() {
+        let (dir, store, _, copy) = one_version();
+        let (mut deps, copier) = ports(store);
+        let full = target(&dir);
+        std::fs::create_dir_all(&full).unwrap();
+        std::fs::write(full.join("keep"), b"mine").unwrap();
+        let e = restore_pvc_of(&deps, &want(), &args(&[], false), &full).unwrap_err();
+        assert_eq!(e.exit().code(), 2, "{e}");
+        assert!(e.to_string().contains("--force"), "{e}");
+        let inside = copy.parent().unwrap().join("elsewhere");
+        let e = restore_pvc_of(&deps, &want(), &args(&[], false), &inside).unwrap_err();
+        assert!(e.to_string().contains("the backup root"), "{e}");
+        deps.dry_run = true;
+        let fresh = Utf8PathBuf::from_path_buf(dir.path().join("fresh")).unwrap();
+        let r = restore_pvc_of(&deps, &want(), &args(&[], false), &fresh).unwrap();
+        assert!(r.dry_run && r.check.is_none());
+        assert!(!fresh.exists());
+        assert!(copier.calls().is_empty(), "{:?}", copier.calls());
+        assert_eq!(std::fs::read(full.join("keep")).unwrap(), b"mine");
+    }
+
+    /// A version whose record is gone cannot be checked, so it is not restored (the message
+    /// says how to copy it by hand); a copy that fails is an error, not a report.
+    #[test]
+    fn no_record_is_refused_and_a_failed_copy_is_an_error() {
+        let (dir, store, week, _) = one_version();
+        let record = backup_core::StoreFile::Record(week, "vaultwarden", "data");
+        std::fs::remove_file(record.path(store.root())).ok();
+        store.write(record, b"").unwrap();
+        let (deps, copier) = ports(store);
+        let e = restore_pvc_of(&deps, &want(), &args(&[], false), &target(&dir)).unwrap_err();
+        assert!(e.to_string().contains("has no usable record"), "{e}");
+        assert!(copier.calls().is_empty());
+
+        let (dir, store, ..) = one_version();
+        let (mut deps, _) = ports(store);
+        deps.copier = Box::new(FakeTreeCopier {
+            fails: Some("connection reset".to_owned()),
+            ..FakeTreeCopier::default()
+        });
+        let e = restore_pvc_of(&deps, &want(), &args(&[], false), &target(&dir)).unwrap_err();
+        assert!(e.to_string().contains("connection reset"), "{e}");
     }
 }

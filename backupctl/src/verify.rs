@@ -580,42 +580,11 @@ impl Outcome for VerifyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backup_core::testing::{FakeStore, Transcript};
-    use backup_core::{ContentHash, EntryKind, StoreFile};
+    use backup_core::testing::FakeStore;
+    use backup_core::StoreFile;
     use chrono::TimeZone;
 
-    /// A backup root in a temp folder: one complete version of `vaultwarden/data` whose copy is
-    /// real files, its record made from them as daily-backup makes it.
-    fn one_version() -> (tempfile::TempDir, FakeStore, IsoWeek, Utf8PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
-        let store = FakeStore::new(&root, &Transcript::default());
-        let week: IsoWeek = "2026-10".parse().unwrap();
-        let at = Utc.with_ymd_and_hms(2026, 3, 5, 3, 0, 0).unwrap();
-        store.add_version(Series::Pvc, week, "vaultwarden", "data", Some(at));
-        // the marker says when it was completed: a verify judges only a version that stayed so
-        let marker = StoreFile::Marker(week, "vaultwarden", "data");
-        store
-            .write(marker, backup_core::format_marker(at).as_bytes())
-            .unwrap();
-        let copy = store.root().pvc_copy(week, "vaultwarden", "data");
-        std::fs::create_dir_all(copy.join("attachments")).unwrap();
-        std::fs::write(copy.join("attachments/a.pdf"), b"%PDF-1.7 invoice").unwrap();
-        std::fs::write(copy.join("db.sqlite3"), vec![7u8; 4096]).unwrap();
-        let mut rec = backup_host::tree::walk_entries(copy.as_std_path()).unwrap();
-        for e in rec.iter_mut().filter(|e| e.kind == EntryKind::File) {
-            let path = copy
-                .as_std_path()
-                .join(String::from_utf8(e.path.clone()).unwrap());
-            e.digest = backup_host::tree::digest_of(&path, ContentHash::Xxh3).unwrap();
-            e.digest_kind = ContentHash::Xxh3;
-        }
-        let file = StoreFile::Record(week, "vaultwarden", "data");
-        store
-            .write(file, &backup_core::encode_file_record(&rec))
-            .unwrap();
-        (dir, store, week, copy)
-    }
+    use crate::fixture::{one_version, rewrite_keeping_mtime};
 
     fn run(store: &FakeStore, args: &VerifyArgs) -> Result<VerifyReport> {
         let cfg =
@@ -654,15 +623,7 @@ mod tests {
         assert_eq!(r.differences(), 0, "{:?}", r.checked);
         assert_eq!(r.damaged_versions, 0);
         // the rewrite a size-and-mtime check cannot see
-        let pdf = copy.join("attachments/a.pdf");
-        let mtime = std::fs::metadata(&pdf).unwrap().modified().unwrap();
-        std::fs::write(&pdf, b"%PDF-1.7 invoicf").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&pdf)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
+        rewrite_keeping_mtime(&copy.join("attachments/a.pdf"), b"%PDF-1.7 invoicf");
         let r = run(&store, &all()).unwrap();
         let named: Vec<&str> = r
             .checked

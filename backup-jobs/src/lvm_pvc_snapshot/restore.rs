@@ -2,7 +2,8 @@
 //! are planned by [`backup_lvm::plan_restore`]; under `--dry-run` they are listed, not run (a
 //! dry run cannot wait for pods that a scale it did not make would have stopped).
 
-use backup_core::{Backend, Config, VolumeManager};
+use backup_core::{Backend, Cluster, Config, PvClaim, VolumeManager};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use backup_host::error::{Error, Result};
@@ -16,6 +17,22 @@ pub struct RestoreOutcome {
     pub steps: Vec<String>,
     /// What running them did; `None` in a dry run.
     pub report: Option<backup_lvm::RestoreReport>,
+}
+
+/// The ports of a restore from a snapshot: the LVM volume group (through a runner that is never
+/// cut short), the cluster that scales the PVC's workloads, the PV map.
+pub struct RestoreDeps<'a> {
+    /// The volume group and thin pool of `snapshots.backend`.
+    pub lvm: &'a backup_lvm::LvmVolumeManager<'a>,
+    /// Scales the workloads that mount the PVC down and back up.
+    pub cluster: &'a dyn Cluster,
+    /// Which claim each volume belongs to, and what could not be read of the map (asked only
+    /// once the snapshot and the volume are known to exist).
+    pub claims: &'a dyn Fn() -> (Vec<PvClaim>, Vec<String>),
+    /// The run's time: the name of the volume set aside.
+    pub now: DateTime<Utc>,
+    /// `--dry-run`: the steps are listed, not run.
+    pub dry_run: bool,
 }
 
 /// Plans, and unless `--dry-run` runs, the restore of `pvc_lv` from `snapshot_lv`.
@@ -37,6 +54,32 @@ pub fn restore(ctx: &Context<'_>, pvc_lv: &str, snapshot_lv: &str) -> Result<Res
     // a restore is never killed half-way by SIGTERM: its undo must be able to run
     let runner = ctx.steady_runner();
     let lvm = backup_lvm::LvmVolumeManager::new(volume_group, thin_pool, runner.as_ref());
+    let cluster = backup_kubectl::KubectlCluster::new(
+        runner.as_ref(),
+        cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
+    );
+    let deps = RestoreDeps {
+        lvm: &lvm,
+        cluster: &cluster,
+        claims: &|| backup_host::setup::claims(cfg, runner.as_ref()),
+        now: ctx.now,
+        dry_run: ctx.dry_run(),
+    };
+    restore_of(&deps, pvc_lv, snapshot_lv)
+}
+
+/// [`restore`] from `deps`.
+///
+/// # Errors
+/// An unknown snapshot or volume, a snapshot of another volume, a cluster that cannot say
+/// which workloads mount the PVC.
+pub fn restore_of(
+    deps: &RestoreDeps<'_>,
+    pvc_lv: &str,
+    snapshot_lv: &str,
+) -> Result<RestoreOutcome> {
+    let lvm = deps.lvm;
+    let (volume_group, thin_pool) = (lvm.vg(), lvm.pool());
     let snap = lvm
         .list_snapshots()?
         .into_iter()
@@ -57,7 +100,7 @@ pub fn restore(ctx: &Context<'_>, pvc_lv: &str, snapshot_lv: &str) -> Result<Res
             "{pvc_lv} is not a volume in {volume_group}/{thin_pool}"
         )));
     }
-    let (claims, warnings) = backup_host::setup::claims(cfg, runner.as_ref());
+    let (claims, warnings) = (deps.claims)();
     for w in &warnings {
         eprintln!("lvm-pvc-snapshot: warning: {w}");
     }
@@ -65,13 +108,9 @@ pub fn restore(ctx: &Context<'_>, pvc_lv: &str, snapshot_lv: &str) -> Result<Res
     if claim.is_none() {
         eprintln!("lvm-pvc-snapshot: warning: no PV maps to {pvc_lv}: no workload will be scaled; make sure nothing uses it");
     }
-    let cluster = backup_kubectl::KubectlCluster::new(
-        runner.as_ref(),
-        cfg.kubernetes.kubeconfig.as_ref().map(ToString::to_string),
-    );
-    let steps = backup_lvm::plan_restore(&cluster, claim, pvc_lv, snapshot_lv, ctx.now)?;
+    let steps = backup_lvm::plan_restore(deps.cluster, claim, pvc_lv, snapshot_lv, deps.now)?;
     let described = steps.iter().map(|s| s.describe(volume_group)).collect();
-    let report = (!ctx.dry_run()).then(|| backup_lvm::run_restore(&lvm, &cluster, &steps));
+    let report = (!deps.dry_run).then(|| backup_lvm::run_restore(lvm, deps.cluster, &steps));
     Ok(RestoreOutcome {
         steps: described,
         report,
