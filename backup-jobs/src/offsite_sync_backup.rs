@@ -207,13 +207,16 @@ fn ssh(o: &OffsiteConfig) -> Option<SshOptions> {
 }
 
 /// Runs rsync; under `--dry-run` a transfer is recorded, not made (`None`).
-fn transfer(ctx: &Context<'_>, inv: &Invocation, kind: SourceKind) -> Result<Option<SyncStats>> {
-    if ctx.dry_run() && !inv.read_only {
-        ctx.runner().run(inv)?;
+fn transfer(
+    deps: &OffsiteDeps<'_>,
+    inv: &Invocation,
+    kind: SourceKind,
+) -> Result<Option<SyncStats>> {
+    if deps.dry_run && !inv.read_only {
+        deps.runner.run(inv)?;
         return Ok(None);
     }
-    let out = backup_rsync::execute(ctx.runner().as_ref(), inv, kind)
-        .map_err(|e| Error::Core(e.into()))?;
+    let out = backup_rsync::execute(deps.runner, inv, kind).map_err(|e| Error::Core(e.into()))?;
     Ok(Some(out.stats))
 }
 
@@ -242,7 +245,7 @@ fn excludes(cfg: &Config, o: &OffsiteConfig) -> Vec<String> {
 /// (its lock, held until step 1 ends: a week is never sent half written). `None` under
 /// `--dry-run`.
 fn step_one_may_run(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     cfg: &Config,
     o: &OffsiteConfig,
 ) -> Result<Option<backup_host::lock::RunLock>> {
@@ -268,7 +271,7 @@ fn step_one_may_run(
         ));
     }
     // a week is never sent half written: wait for a running daily-backup
-    Ok(if ctx.dry_run() {
+    Ok(if deps.dry_run {
         None
     } else {
         Some(
@@ -292,11 +295,11 @@ fn step_one_may_run(
 /// first, in every week (the daily lock is held). Returns what was done, and the versions that
 /// cannot be recovered: those are not sent.
 fn recover_before_sending(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     root: &Utf8Path,
 ) -> (Vec<String>, Vec<backup_core::WeekVersion>) {
     let (mut notes, mut held) = (Vec::new(), Vec::new());
-    if ctx.dry_run() {
+    if deps.dry_run {
         return (notes, held);
     }
     let recovered = backup_host::version_commit::recover_all(&backup_core::BackupRoot::new(root));
@@ -316,15 +319,15 @@ fn recover_before_sending(
 }
 
 fn step_one(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     cfg: &Config,
     o: &OffsiteConfig,
     opts: OffsiteOptions,
 ) -> Result<(Option<SyncStats>, Option<String>)> {
     let root = &cfg.backup_root;
-    let _daily = step_one_may_run(ctx, cfg, o)?;
-    let (mut notes, unsafe_versions) = recover_before_sending(ctx, root);
-    let mut guard = step_one_guard(ctx, cfg, o, opts)?;
+    let _daily = step_one_may_run(deps, cfg, o)?;
+    let (mut notes, unsafe_versions) = recover_before_sending(deps, root);
+    let mut guard = step_one_guard(deps, cfg, o, opts)?;
     notes.extend(guard.note.clone());
     let (held, _) = guard_filters(
         &backup_core::StepOnePlan {
@@ -336,30 +339,24 @@ fn step_one(
     // first: rsync takes the first rule that matches
     guard.filters.splice(0..0, held);
     let dest = dest_folder(&o.destination, "pve-backup");
-    let (resend, repaired) = if ctx.dry_run() {
+    let (resend, repaired) = if deps.dry_run {
         (Vec::new(), Vec::new())
     } else {
-        resend_list(ctx, cfg, &guard.mirror, &unsafe_versions)?
+        resend_list(deps, cfg, &guard.mirror, &unsafe_versions)?
     };
     let mut stats = None;
     if !resend.is_empty() {
         let (_list, list_path) = temp_list(&resend)?;
-        let inv = backup_rsync::resend_files(
-            ctx.rsync_program(),
-            root,
-            &dest,
-            &list_path,
-            ssh(o).as_ref(),
-        )
-        .map_err(|e| Error::Core(e.into()))?;
-        stats = transfer(ctx, &inv, SourceKind::Live)?;
+        let inv = backup_rsync::resend_files(deps.rsync, root, &dest, &list_path, ssh(o).as_ref())
+            .map_err(|e| Error::Core(e.into()))?;
+        stats = transfer(deps, &inv, SourceKind::Live)?;
         notes.push(format!(
             "sent again {} whose offsite copy its record there does not vouch for",
             backup_host::human::plural(resend.len() as u64, "file")
         ));
     }
     let inv = backup_root_copy(
-        ctx.rsync_program(),
+        deps.rsync,
         root,
         &dest_folder(&o.destination, "pve-backup"),
         &guard.filters,
@@ -367,7 +364,7 @@ fn step_one(
         ssh(o).as_ref(),
     )
     .map_err(|e| Error::Core(e.into()))?;
-    let main = transfer(ctx, &inv, SourceKind::Live)?;
+    let main = transfer(deps, &inv, SourceKind::Live)?;
     let store_root = backup_core::BackupRoot::new(root);
     for v in &repaired {
         backup_host::version_commit::clear_repaired(&store_root, v.week, &v.namespace, &v.pvc)?;
@@ -390,13 +387,13 @@ const MIRROR_DIR: &str = ".offsite-mirror";
 /// mode or ACL changed in a new inode) and every file repaired since step 1 last ran. A version
 /// offsite has no record of yet is sent whole by rsync anyway.
 fn resend_list(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     cfg: &Config,
     mirror: &Utf8Path,
     skip: &[backup_core::WeekVersion],
 ) -> Result<(Vec<Vec<u8>>, Vec<backup_core::WeekVersion>)> {
     let root = backup_core::BackupRoot::new(&cfg.backup_root);
-    let store = ctx.store()?;
+    let store = deps.store;
     let mut list = Vec::new();
     let mut repaired = Vec::new();
     for v in store.list_versions(backup_core::Series::Pvc)? {
@@ -470,21 +467,21 @@ struct StepOneGuard {
 /// offsite copy only when the backup disk's retention removed it (see
 /// [`backup_core::plan_step_one`]).
 fn step_one_guard(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     cfg: &Config,
     o: &OffsiteConfig,
     opts: OffsiteOptions,
 ) -> Result<StepOneGuard> {
     let root = &cfg.backup_root;
-    let program = ctx.rsync_program().to_owned();
+    let program = deps.rsync.to_owned();
     let ssh = ssh(o);
     let pve_backup = dest_folder(&o.destination, "pve-backup");
-    let local_id = if ctx.dry_run() {
+    let local_id = if deps.dry_run {
         backup_host::root_id::read(root)?
     } else {
         Some(backup_host::root_id::ensure(root)?)
     };
-    let view = read_offsite(ctx, cfg, &program, ssh.as_ref(), &pve_backup)?;
+    let view = read_offsite(deps, cfg, &program, ssh.as_ref(), &pve_backup)?;
     let offsite_id = view.id.clone();
     if let (Some(theirs), Some(ours)) = (&offsite_id, &local_id) {
         if theirs != ours && !opts.adopt {
@@ -517,9 +514,9 @@ fn step_one_guard(
         let plan = backup_core::plan_step_one(
             &cfg.pvc_backup.policy,
             o.weekly_versions,
-            &ctx.store()?.list_versions(series)?,
+            &deps.store.list_versions(series)?,
             &offsite,
-            ctx.now,
+            deps.now,
         )?;
         let (f, n) = guard_filters(&plan, series);
         filters.extend(f);
@@ -631,13 +628,13 @@ fn mirrored_versions(
 
 /// Mirrors what step 1 needs of `<pve_backup>` and reads it.
 fn read_offsite(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     cfg: &Config,
     program: &str,
     ssh: Option<&SshOptions>,
     pve_backup: &str,
 ) -> Result<OffsiteView> {
-    let (dir, scratch) = if ctx.dry_run() {
+    let (dir, scratch) = if deps.dry_run {
         let t = tempfile::tempdir().map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
         let dir = Utf8PathBuf::from_path_buf(t.path().to_owned()).map_err(|_| {
             Error::Refused("the temp folder (TMPDIR) is not a UTF-8 path".to_owned())
@@ -648,9 +645,9 @@ fn read_offsite(
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
         (dir, None)
     };
-    let inv = backup_rsync::mirror_offsite(program, pve_backup, &dir, !ctx.dry_run(), ssh)
+    let inv = backup_rsync::mirror_offsite(program, pve_backup, &dir, !deps.dry_run, ssh)
         .map_err(|e| Error::Core(e.into()))?;
-    let out = ctx.runner().run(&inv)?;
+    let out = deps.runner.run(&inv)?;
     if out.status != Some(0) {
         if !missing(&out.stderr) {
             return Err(Error::Refused(format!(
@@ -665,7 +662,7 @@ fn read_offsite(
     let id = backup_host::safe_read::read_regular(dir.join(backup_host::root_id::ROOT_ID_FILE))
         .ok()
         .and_then(|b| backup_host::root_id::parse(&b));
-    let (versions, trees) = mirrored_versions(&dir, ctx.now);
+    let (versions, trees) = mirrored_versions(&dir, deps.now);
     Ok(OffsiteView {
         dir,
         scratch,
@@ -764,7 +761,7 @@ fn root_not_watched(log: &ChangeLog, tree: &backup_core::Tree) -> Option<String>
 }
 
 fn tree_step(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     o: &OffsiteConfig,
     tree: &backup_core::Tree,
     log: &ChangeLog,
@@ -789,7 +786,7 @@ fn tree_step(
         state.last_full_success,
         o.monthly_full_pass,
         opts.full,
-        ctx.now,
+        deps.now,
         taken.records.len(),
     );
     let dest = dest_folder(&o.destination, &tree.name);
@@ -798,7 +795,7 @@ fn tree_step(
         let stats = match &pass {
             TreePass::Incremental { records: 0 } => Some(SyncStats::default()),
             TreePass::Incremental { .. } => incremental_pass(
-                ctx,
+                deps,
                 tree,
                 &dest,
                 &taken.records,
@@ -806,9 +803,9 @@ fn tree_step(
                 ssh.as_ref(),
                 (!opts.force).then_some(o.max_delete),
             )?,
-            TreePass::Full { .. } => full_pass(ctx, o, tree, &dest, ssh.as_ref(), opts)?,
+            TreePass::Full { .. } => full_pass(deps, o, tree, &dest, ssh.as_ref(), opts)?,
         };
-        if !ctx.dry_run() {
+        if !deps.dry_run {
             log.finish(&tree.name, &taken, matches!(pass, TreePass::Full { .. }))?;
         }
         Ok(stats)
@@ -857,7 +854,7 @@ fn kind_in(root: &Utf8Path, rel: &[u8]) -> backup_core::PathKind {
 /// (counted first: more than `max_delete` refuses; `None`: `--force`), and the folders
 /// that hold a changed path given their times.
 fn incremental_pass(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     tree: &backup_core::Tree,
     dest: &str,
     records: &[Vec<u8>],
@@ -883,7 +880,7 @@ fn incremental_pass(
         }
     };
     let plan = backup_core::plan_incremental(records, |p| kind_in(&tree.source, p), touched);
-    let program = ctx.rsync_program().to_owned();
+    let program = deps.rsync.to_owned();
     let mut stats: Option<SyncStats> = None;
     let mut add = |s: Option<SyncStats>| {
         if let Some(s) = s {
@@ -910,15 +907,15 @@ fn incremental_pass(
         // what the folders pass would delete, counted before any deletion is made; a folder a
         // file now replaces is counted there too (what it held is recorded gone, so its level
         // is listed): counting the sending pass as well would count it twice
-        check_deletions(ctx, &[folders(true)?], tree, "the incremental pass", max)?;
+        check_deletions(deps, &[folders(true)?], tree, "the incremental pass", max)?;
     }
     if !plan.send.is_empty() {
         let inv = tree_incremental(&program, &tree.source, dest, &send_list, ssh)
             .map_err(|e| Error::Core(e.into()))?;
-        add(transfer(ctx, &inv, SourceKind::Live)?);
+        add(transfer(deps, &inv, SourceKind::Live)?);
     }
     if !plan.folders.is_empty() {
-        add(transfer(ctx, &folders(false)?, SourceKind::Live)?);
+        add(transfer(deps, &folders(false)?, SourceKind::Live)?);
     }
     Ok(stats.or(Some(SyncStats::default())))
 }
@@ -927,7 +924,7 @@ fn incremental_pass(
 /// more than `max` paths offsite: counted before any deletion is made, so tripping the bound
 /// loses nothing.
 fn check_deletions(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     previews: &[Invocation],
     tree: &backup_core::Tree,
     pass: &'static str,
@@ -935,7 +932,7 @@ fn check_deletions(
 ) -> Result<()> {
     let mut count = 0;
     for preview in previews {
-        count += backup_rsync::execute(ctx.runner().as_ref(), preview, SourceKind::Live)
+        count += backup_rsync::execute(deps.runner, preview, SourceKind::Live)
             .map_err(|e| Error::Core(e.into()))?
             .stats
             .deleted_files;
@@ -955,7 +952,7 @@ fn check_deletions(
 }
 
 fn full_pass(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     o: &OffsiteConfig,
     tree: &backup_core::Tree,
     dest: &str,
@@ -973,16 +970,16 @@ fn full_pass(
             .into(),
         ));
     }
-    let program = ctx.rsync_program().to_owned();
+    let program = deps.rsync.to_owned();
     let max = (!opts.force).then_some(o.max_delete);
     if let Some(max) = max {
         let preview = tree_full_pass(&program, source, dest, None, true, ssh)
             .map_err(|e| Error::Core(e.into()))?;
-        check_deletions(ctx, &[preview], tree, "a full pass", max)?;
+        check_deletions(deps, &[preview], tree, "a full pass", max)?;
     }
     let inv = tree_full_pass(&program, source, dest, max, false, ssh)
         .map_err(|e| Error::Core(e.into()))?;
-    transfer(ctx, &inv, SourceKind::Live)
+    transfer(deps, &inv, SourceKind::Live)
 }
 
 /// `p` with symlinks and `..` resolved as far as it exists (the rest appended as written).
@@ -1036,12 +1033,54 @@ fn destination_apart(cfg: &Config, o: &OffsiteConfig) -> Result<()> {
 /// report (exit 3, or 1 when none succeeded).
 pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
     let cfg = ctx.cfg()?;
+    let store = ctx.store()?;
+    let runner = ctx.runner();
+    let deps = OffsiteDeps {
+        cfg,
+        now: ctx.now,
+        dry_run: ctx.dry_run(),
+        runner: runner.as_ref(),
+        rsync: ctx.rsync_program(),
+        store: store.as_ref(),
+    };
+    job_of(&deps, &ctx.repositories()?, opts)
+}
+
+/// The ports of the offsite job: the configuration, the run's time, rsync and ssh (through the
+/// runner: under `--dry-run` it records what would change), the backup root. The tier's
+/// repositories are passed beside them (they are not shared with step 1's thread).
+pub struct OffsiteDeps<'a> {
+    /// The configuration (`[offsite]`).
+    pub cfg: &'a Config,
+    /// The run's time (`--now`): the change log's seal, the state's stamps, the full pass.
+    pub now: DateTime<Utc>,
+    /// `--dry-run`: transfers are recorded, not made; nothing is written.
+    pub dry_run: bool,
+    /// Runs rsync and ssh.
+    pub runner: &'a dyn backup_core::Runner,
+    /// The rsync program (`rsync`, or `HOMELAB_BACKUP_RSYNC`).
+    pub rsync: &'a str,
+    /// The backup root: its versions, the offsite state.
+    pub store: &'a dyn backup_core::BackupStore,
+}
+
+/// [`job`] from `deps`, sending to the tier's `targets` after step 1 and the trees.
+///
+/// # Errors
+/// Without `[offsite]`; a destination inside the backup root; when the state cannot be
+/// written. Steps and trees that fail are in the report.
+pub fn job_of(
+    deps: &OffsiteDeps<'_>,
+    targets: &[Box<dyn RepositoryTarget + '_>],
+    opts: OffsiteOptions,
+) -> Result<OffsiteReport> {
+    let cfg = deps.cfg;
     let o = cfg
         .offsite
         .as_ref()
         .ok_or_else(|| Error::Usage(format!("no [offsite] in {}: nowhere to send to", cfg.file)))?;
     destination_apart(cfg, o)?;
-    let store = ctx.store()?;
+    let store = deps.store;
     let mut state: OffsiteState = store
         .read(StoreFile::OffsiteState)
         .ok()
@@ -1051,15 +1090,14 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
     let (mut steps, full_sync) = if opts.tier_only {
         (Vec::new(), false)
     } else {
-        rsync_steps(ctx, o, &mut state, opts)?
+        rsync_steps(deps, o, &mut state, opts)?
     };
-    let targets = ctx.repositories()?;
-    let tier = run_tier(ctx.dry_run(), &targets, &mut state, opts.adopt, &mut steps);
+    let tier = run_tier(deps.dry_run, targets, &mut state, opts.adopt, &mut steps);
     let json = serde_json::to_vec_pretty(&state).unwrap_or_default();
     store.write(StoreFile::OffsiteState, &json)?;
     Ok(OffsiteReport {
         steps,
-        now_unix: ctx.now.timestamp(),
+        now_unix: deps.now.timestamp(),
         full_sync,
         tier,
     })
@@ -1067,25 +1105,25 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
 
 /// Step 1 and the trees, side by side; the state updated with their successes.
 fn rsync_steps(
-    ctx: &Context<'_>,
+    deps: &OffsiteDeps<'_>,
     o: &OffsiteConfig,
     state: &mut OffsiteState,
     opts: OffsiteOptions,
 ) -> Result<(Vec<StepResult>, bool)> {
-    let cfg = ctx.cfg()?;
+    let cfg = deps.cfg;
     // the kernel's clock, not `--now`: it is compared with folders' mtimes by the next sync
     let wall = Clock::file_time();
     // the records present when the sync starts: what is logged from here on waits for the next
     let log = ChangeLog::new(&o.change_log);
-    let stamp = ctx.now.format("%Y%m%dT%H%M%S%.9fZ").to_string();
+    let stamp = deps.now.format("%Y%m%dT%H%M%S%.9fZ").to_string();
     let mut taken: Vec<Result<Sealed>> = o
         .trees
         .iter()
-        .map(|t| log.take(&t.name, &stamp, !ctx.dry_run()))
+        .map(|t| log.take(&t.name, &stamp, !deps.dry_run))
         .collect();
     // rsync reports nothing until it ends: the bar (or the journal's line a minute) says what
     // runs and for how long
-    let _phase = (!ctx.dry_run()).then(|| {
+    let _phase = (!deps.dry_run).then(|| {
         let p = backup_host::progress::start("offsite", backup_host::progress::Totals::default());
         backup_host::progress::message("step 1 (the backup disk) and the trees");
         p
@@ -1095,7 +1133,7 @@ fn rsync_steps(
     let (one, trees) = std::thread::scope(|s| {
         let one = s.spawn(|| {
             let started = std::time::Instant::now();
-            (step_one(ctx, cfg, o, opts), started)
+            (step_one(deps, cfg, o, opts), started)
         });
         let trees: Vec<_> = o
             .trees
@@ -1105,7 +1143,7 @@ fn rsync_steps(
                 backup_host::progress::message(&format!("step 1 and the tree {}", tree.name));
                 let started = std::time::Instant::now();
                 let ts = state.trees.get(&tree.name).cloned().unwrap_or_default();
-                let (pass, result) = tree_step(ctx, o, tree, &log, &ts, opts, taken);
+                let (pass, result) = tree_step(deps, o, tree, &log, &ts, opts, taken);
                 (tree, pass, result, started)
             })
             .collect();
@@ -1119,7 +1157,7 @@ fn rsync_steps(
     });
     let (one, started) = one;
     if one.is_ok() {
-        state.backup_root = Some(ctx.now);
+        state.backup_root = Some(deps.now);
     }
     let (one, note) = match one {
         Ok((stats, note)) => (Ok(stats), note),
@@ -1134,7 +1172,7 @@ fn rsync_steps(
     );
     first.note = note;
     let mut steps = vec![first];
-    let full_sync = tree_results(state, o, trees, (ctx.now, wall), &mut steps);
+    let full_sync = tree_results(state, o, trees, (deps.now, wall), &mut steps);
     Ok((steps, full_sync))
 }
 
