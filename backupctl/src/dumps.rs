@@ -14,18 +14,58 @@ use backup_host::error::{Error, Result};
 use backup_host::exit::Exit;
 use backup_run::{Context, Outcome};
 
+/// The ports of a dump restore or drill: `[dumps]` (none without a config), the runner of the
+/// clients and throwaway servers, `--dry-run`.
+pub(crate) struct DumpDeps<'a> {
+    /// `[dumps]`: folders, kinds, the least size of a whole dump.
+    pub config: Option<&'a backup_core::DumpsConfig>,
+    /// Runs the database clients and the throwaway servers.
+    pub runner: Box<dyn backup_core::Runner + 'a>,
+    /// `--dry-run`: nothing is loaded, no server started.
+    pub dry_run: bool,
+}
+
+impl<'a> DumpDeps<'a> {
+    /// The run's ports.
+    pub(crate) fn of(ctx: &'a Context<'_>) -> Self {
+        Self {
+            config: ctx.cfg_opt().map(|c| &c.dumps),
+            runner: ctx.runner(),
+            dry_run: ctx.dry_run(),
+        }
+    }
+
+    /// `[dumps] kinds`.
+    fn kinds(&self) -> BTreeMap<String, String> {
+        self.config.map(|c| c.kinds.clone()).unwrap_or_default()
+    }
+
+    /// `[dumps] min-bytes` (1 without a config).
+    fn min_bytes(&self) -> u64 {
+        self.config.map_or(1, |c| c.min_bytes)
+    }
+}
+
 /// The dump folders: `--dump-folder` when given, else `[dumps] folders`.
 ///
 /// # Errors
 /// None at all.
 pub fn dump_folders(ctx: &Context<'_>, given: &[Utf8PathBuf]) -> Result<Vec<Utf8PathBuf>> {
+    folders_of(ctx.cfg_opt().map(|c| &c.dumps), given)
+}
+
+/// [`dump_folders`] from `[dumps]`.
+///
+/// # Errors
+/// Neither names a folder.
+fn folders_of(
+    config: Option<&backup_core::DumpsConfig>,
+    given: &[Utf8PathBuf],
+) -> Result<Vec<Utf8PathBuf>> {
     if !given.is_empty() {
         return Ok(given.to_vec());
     }
-    let folders = ctx
-        .cfg_opt()
-        .map(|c| c.dumps.folders.clone())
-        .unwrap_or_default();
+    let folders = config.map(|c| c.folders.clone()).unwrap_or_default();
     if folders.is_empty() {
         return Err(Error::Usage(
             "no dump folder: list them in the config's `[dumps] folders`, or name one with \
@@ -206,18 +246,24 @@ fn pick_dump(
 /// # Errors
 /// No dump of that name; a dump that is not whole or too small; a bad target; a failed load.
 pub fn restore_dump(ctx: &Context<'_>, args: &DumpRestoreArgs) -> Result<DumpRestoreReport> {
-    let folders = dump_folders(ctx, &args.folders)?;
+    restore_dump_of(&DumpDeps::of(ctx), args)
+}
+
+/// [`restore_dump`] from `deps`.
+///
+/// # Errors
+/// No dump of that name; a dump that is not whole or too small; a bad target; a failed load.
+pub(crate) fn restore_dump_of(
+    deps: &DumpDeps<'_>,
+    args: &DumpRestoreArgs,
+) -> Result<DumpRestoreReport> {
+    let folders = folders_of(deps.config, &args.folders)?;
     let all = dumps_named(&folders, &args.name)?;
     let at = pick_dump(&all, &args.name, args.at.as_deref(), &folders)?;
     let dump = &all[at];
-    let kinds = ctx
-        .cfg_opt()
-        .map(|c| c.dumps.kinds.clone())
-        .unwrap_or_default();
-    let kind = kind_of(dump, args.kind, &kinds)?;
+    let kind = kind_of(dump, args.kind, &deps.kinds())?;
     let a = adapter(kind);
-    let min_bytes = ctx.cfg_opt().map_or(1, |c| c.dumps.min_bytes);
-    let content_bytes = check_whole(dump, a.as_ref(), min_bytes).map_err(|e| {
+    let content_bytes = check_whole(dump, a.as_ref(), deps.min_bytes()).map_err(|e| {
         let older = at
             .checked_sub(1)
             .map(|i| {
@@ -245,7 +291,7 @@ pub fn restore_dump(ctx: &Context<'_>, args: &DumpRestoreArgs) -> Result<DumpRes
         seconds: 0.0,
         would_run: Vec::new(),
     };
-    if ctx.dry_run() {
+    if deps.dry_run {
         report.would_run = if args.scratch {
             vec![format!("start a throwaway {kind} server in a temp folder, load the dump, count what it holds, remove it")]
         } else {
@@ -254,12 +300,11 @@ pub fn restore_dump(ctx: &Context<'_>, args: &DumpRestoreArgs) -> Result<DumpRes
         return Ok(report);
     }
     let started = Instant::now();
-    let runner = ctx.runner();
     report.loaded = if args.scratch {
         let (_temp, dir) = scratch_temp()?;
-        a.drill(dump, &dir, runner.as_ref())?
+        a.drill(dump, &dir, deps.runner.as_ref())?
     } else {
-        a.restore(dump, &target, runner.as_ref())?
+        a.restore(dump, &target, deps.runner.as_ref())?
     };
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -343,12 +388,19 @@ pub fn drill_dumps(
     folders: &[Utf8PathBuf],
     servers_required: bool,
 ) -> Result<Vec<DumpDrilled>> {
-    let kinds = ctx
-        .cfg_opt()
-        .map(|c| c.dumps.kinds.clone())
-        .unwrap_or_default();
-    let min_bytes = ctx.cfg_opt().map_or(1, |c| c.dumps.min_bytes);
-    let runner = ctx.runner();
+    drill_dumps_of(&DumpDeps::of(ctx), folders, servers_required)
+}
+
+/// [`drill_dumps`] from `deps`.
+///
+/// # Errors
+/// A dump folder cannot be read, or no temp folder can be made.
+pub(crate) fn drill_dumps_of(
+    deps: &DumpDeps<'_>,
+    folders: &[Utf8PathBuf],
+    servers_required: bool,
+) -> Result<Vec<DumpDrilled>> {
+    let (kinds, min_bytes) = (deps.kinds(), deps.min_bytes());
     let (_temp, base) = scratch_temp()?;
     let mut out = Vec::new();
     for (i, dump) in newest_dumps(folders)?.into_iter().enumerate() {
@@ -372,7 +424,7 @@ pub fn drill_dumps(
                     )],
                 });
             }
-            if ctx.dry_run() {
+            if deps.dry_run {
                 // a throwaway server is still a process and files: none under --dry-run
                 return Ok(Loaded {
                     items: Vec::new(),
@@ -382,7 +434,7 @@ pub fn drill_dumps(
                 });
             }
             let loaded = a
-                .drill(&dump, &dir, runner.as_ref())
+                .drill(&dump, &dir, deps.runner.as_ref())
                 .map_err(|e| e.to_string());
             let _ = std::fs::remove_dir_all(&dir);
             loaded
@@ -396,4 +448,113 @@ pub fn drill_dumps(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::testing::{RecordingRunner, Transcript};
+
+    const WHOLE: &str = "--\n-- PostgreSQL database cluster dump\n--\nCREATE ROLE app;\n\
+                         --\n-- PostgreSQL database cluster dump complete\n--\n\n";
+
+    /// A dump folder with two `postgresql` dumps: the older whole, the newer as given.
+    fn folder(newer: &str) -> (tempfile::TempDir, Utf8PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+        gzip(&path.join("postgresql-20260301-000000.sql.gz"), WHOLE);
+        gzip(&path.join("postgresql-20260308-000000.sql.gz"), newer);
+        (dir, path)
+    }
+
+    fn gzip(path: &camino::Utf8Path, text: &str) {
+        use std::io::Write as _;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(text.as_bytes()).unwrap();
+        std::fs::write(path, z.finish().unwrap()).unwrap();
+    }
+
+    fn ports(t: &Transcript, dry_run: bool) -> DumpDeps<'static> {
+        DumpDeps {
+            config: None,
+            runner: Box::new(RecordingRunner::new(t)),
+            dry_run,
+        }
+    }
+
+    fn args(folder: &camino::Utf8Path, name: &str) -> DumpRestoreArgs {
+        DumpRestoreArgs {
+            name: name.to_owned(),
+            at: None,
+            kind: None,
+            folders: vec![folder.to_owned()],
+            env_files: Vec::new(),
+            scratch: false,
+            target: Target::default(),
+        }
+    }
+
+    /// The newest dump is picked and its kind told from its name; a dry run lists what a real
+    /// run would do and runs nothing.
+    #[test]
+    fn a_dry_run_picks_the_newest_and_runs_nothing() {
+        let (_d, f) = folder(WHOLE);
+        let t = Transcript::new();
+        let r = restore_dump_of(&ports(&t, true), &args(&f, "postgresql")).unwrap();
+        assert!(
+            r.dump.path.as_str().ends_with("20260308-000000.sql.gz"),
+            "{}",
+            r.dump.path
+        );
+        assert_eq!(r.kind, DumpKind::Postgresql);
+        assert!(!r.would_run.is_empty());
+        assert!(t.lines().is_empty(), "{:?}", t.lines());
+    }
+
+    /// A newest dump cut short is refused before anything runs, and the message names the
+    /// next older one with the command that restores it.
+    #[test]
+    fn a_cut_dump_is_refused_naming_the_next_older_one() {
+        let (_d, f) = folder("--\n-- PostgreSQL database cluster dump\n--\nCREATE TA");
+        let t = Transcript::new();
+        let e = restore_dump_of(&ports(&t, false), &args(&f, "postgresql")).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("cut short") || text.contains("complete"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backupctl restore dump postgresql --at 20260301-000000"),
+            "{text}"
+        );
+        assert!(t.lines().is_empty(), "{:?}", t.lines());
+    }
+
+    /// A name no dump has is not found (66), and no folder at all is a usage error (2).
+    #[test]
+    fn an_unknown_name_and_no_folder_are_said() {
+        let (_d, f) = folder(WHOLE);
+        let t = Transcript::new();
+        let e = restore_dump_of(&ports(&t, false), &args(&f, "mysql")).unwrap_err();
+        assert_eq!(e.exit().code(), 66, "{e}");
+        let mut none = args(&f, "postgresql");
+        none.folders.clear();
+        let e = restore_dump_of(&ports(&t, false), &none).unwrap_err();
+        assert_eq!(e.exit().code(), 2, "{e}");
+    }
+
+    /// The drill: the newest of each name; a whole one passes (loaded, or checked whole where
+    /// this host has no server, or planned under --dry-run), a cut one fails naming why.
+    #[test]
+    fn the_drill_fails_a_cut_dump_and_passes_a_whole_one() {
+        let t = Transcript::new();
+        let (_d, f) = folder(WHOLE);
+        let got = drill_dumps_of(&ports(&t, true), std::slice::from_ref(&f), false).unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].failed.is_none(), "{:?}", got[0].failed);
+        let (_d, f) = folder("--\n-- PostgreSQL database cluster dump\n--\nCREATE TA");
+        let got = drill_dumps_of(&ports(&t, true), std::slice::from_ref(&f), false).unwrap();
+        assert!(got[0].failed.is_some(), "{:?}", got[0]);
+        assert!(t.lines().is_empty(), "{:?}", t.lines());
+    }
 }

@@ -35,14 +35,51 @@ pub fn verify_offsite(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyRepo
             "--sample {p}: expected a percent above 0, at most 100"
         )));
     }
-    let started = std::time::Instant::now();
     let store = ctx.store()?;
+    let runner = ctx.runner();
+    let deps = OffsiteVerifyDeps {
+        offsite: o,
+        now: ctx.now,
+        store: store.as_ref(),
+        runner: runner.as_ref(),
+        rsync: ctx.rsync_program(),
+        want: args.pvc.as_ref().map(|p| p.resolve(ctx)).transpose()?,
+    };
+    verify_offsite_of(&deps, args)
+}
+
+/// The ports of `verify --offsite` over ssh: the NAS (`[offsite]`, reached by rsync through the
+/// runner), the backup disk it is compared with, the run's time (the sample's seed).
+pub(crate) struct OffsiteVerifyDeps<'a> {
+    /// `[offsite]`: the destination and its ssh.
+    pub offsite: &'a backup_core::OffsiteConfig,
+    /// The run's time.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// The backup disk.
+    pub store: &'a dyn backup_core::BackupStore,
+    /// Runs rsync (`-n -c`: nothing is written on either side).
+    pub runner: &'a dyn backup_core::Runner,
+    /// The rsync program.
+    pub rsync: &'a str,
+    /// `--pvc` resolved to `NAMESPACE/PVC`.
+    pub want: Option<(String, String)>,
+}
+
+/// [`verify_offsite`] over ssh from `deps`.
+///
+/// # Errors
+/// Nothing matches `--week`/`--pvc`; the backup root cannot be listed; a version sampled has
+/// no record.
+pub(crate) fn verify_offsite_of(
+    deps: &OffsiteVerifyDeps<'_>,
+    args: &VerifyArgs,
+) -> Result<VerifyReport> {
+    let (o, store, now) = (deps.offsite, deps.store, deps.now);
+    let started = std::time::Instant::now();
     let root = store.root().clone();
     let versions = store.list_versions(Series::Pvc)?;
-    let want = args.pvc.as_ref().map(|p| p.resolve(ctx)).transpose()?;
-    let chosen = chosen_versions(ctx.now, want.as_ref(), &versions, args)?;
+    let chosen = chosen_versions(now, deps.want.as_ref(), &versions, args)?;
     let ssh = backup_rsync::SshOptions::for_offsite(o);
-    let runner = ctx.runner();
     let temp = tempfile::Builder::new()
         .prefix("backupctl-verify-offsite-")
         .tempdir()
@@ -56,23 +93,18 @@ pub fn verify_offsite(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyRepo
         let dest = backup_rsync::dest_folder(&o.destination, &format!("pve-backup/{rel}"));
         let list = match args.sample {
             Some(p) => Some(sample_list(
-                store.as_ref(),
+                store,
                 v,
-                ctx,
+                now,
                 p,
                 &temp.path().join(i.to_string()),
             )?),
             None => None,
         };
-        let inv = backup_rsync::compare_copy(
-            ctx.rsync_program(),
-            ssh.as_ref(),
-            &local,
-            &dest,
-            list.as_deref(),
-        )
-        .map_err(|e| Error::Core(e.into()))?;
-        let out = runner.run(&inv)?;
+        let inv =
+            backup_rsync::compare_copy(deps.rsync, ssh.as_ref(), &local, &dest, list.as_deref())
+                .map_err(|e| Error::Core(e.into()))?;
+        let out = deps.runner.run(&inv)?;
         let differences = differences_of(&out, rel.as_str(), &dest);
         checked.push(Checked {
             what: format!("offsite pvc {label}"),
@@ -85,7 +117,7 @@ pub fn verify_offsite(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyRepo
         checked,
         seconds: started.elapsed().as_secs_f64(),
         damaged_versions: 0,
-        now_unix: ctx.now.timestamp(),
+        now_unix: now.timestamp(),
         offsite: true,
     })
 }
@@ -118,12 +150,12 @@ fn differences_of(out: &backup_core::Output, rel: &str, dest: &str) -> Vec<Diffe
 fn sample_list(
     store: &dyn backup_core::BackupStore,
     v: &backup_core::WeekVersion,
-    ctx: &Context<'_>,
+    now: chrono::DateTime<chrono::Utc>,
     percent: f64,
     path: &std::path::Path,
 ) -> Result<camino::Utf8PathBuf> {
     let content = Content::Sample {
-        seed: ctx.now.timestamp() as u64,
+        seed: now.timestamp() as u64,
         percent,
     };
     let rec = crate::inventory::record(store, v).ok_or_else(|| {
@@ -145,4 +177,97 @@ fn sample_list(
         .map_err(|_| Error::Refused("the temp folder is not UTF-8 (TMPDIR)".to_owned()))?;
     std::fs::write(&path, out).map_err(|e| Error::io("write", &path, e))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::one_version;
+    use backup_core::testing::{RecordingRunner, Transcript};
+    use backup_core::Output;
+    use chrono::TimeZone;
+
+    fn offsite() -> backup_core::Config {
+        backup_core::Config::from_toml(
+            "/etc/hb/config.toml".into(),
+            "backup-root = \"/b\"\n[offsite]\ndestination = \"backup@nas:/volume1/homelab\"\n",
+        )
+        .unwrap()
+    }
+
+    fn args(sample: Option<f64>) -> VerifyArgs {
+        VerifyArgs {
+            week: None,
+            pvc: None,
+            sample,
+            since_days: None,
+            tier: false,
+        }
+    }
+
+    /// Each version is compared by the NAS itself (`rsync -n -c`, read only) against the
+    /// version on the backup disk; what it lacks, holds differently or holds besides is named
+    /// under the version's path, and a comparison that fails is a difference too.
+    #[test]
+    fn the_nas_compares_its_own_bytes_and_every_difference_is_named() {
+        let (_dir, store, week, _) = one_version();
+        let cfg = offsite();
+        let t = Transcript::new();
+        let runner = RecordingRunner::new(&t);
+        runner.answer(
+            &["rsync"],
+            Output::ok(">fc.T...... attachments/a.pdf\n*deleting   stray.tmp\n"),
+        );
+        let deps = OffsiteVerifyDeps {
+            offsite: cfg.offsite.as_ref().unwrap(),
+            now: chrono::Utc.with_ymd_and_hms(2026, 3, 9, 6, 0, 0).unwrap(),
+            store: &store,
+            runner: &runner,
+            rsync: "rsync",
+            want: None,
+        };
+        let r = verify_offsite_of(&deps, &args(None)).unwrap();
+        let rel = format!("pvc-data/{week}/vaultwarden/data");
+        let found: Vec<(String, String)> = r.checked[0]
+            .differences
+            .iter()
+            .map(|d| (d.path.clone(), d.what.clone()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    format!("{rel}/attachments/a.pdf"),
+                    "content differs in the offsite copy (checksum)".to_owned()
+                ),
+                (
+                    format!("{rel}/stray.tmp"),
+                    "only in the offsite copy, not in the version on the backup disk".to_owned()
+                ),
+            ]
+        );
+        let line = &t.lines()[0];
+        assert!(
+            line.starts_with("$ rsync -e 'ssh -o BatchMode=yes"),
+            "{line}"
+        );
+        assert!(line.contains(" -n -rlc "), "{line}");
+        assert!(
+            line.ends_with(&format!("backup@nas:/volume1/homelab/pve-backup/{rel}/")),
+            "{line}"
+        );
+
+        runner.answer(
+            &["rsync"],
+            Output::failed(255, "ssh: connect to host nas: timed out"),
+        );
+        let r = verify_offsite_of(&deps, &args(Some(50.0))).unwrap();
+        let d = &r.checked[0].differences;
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].what.contains("could not be compared (rsync exit 255)"),
+            "{d:?}"
+        );
+        assert!(t.lines()[1].contains("--files-from="), "{:?}", t.lines());
+    }
 }
