@@ -97,14 +97,10 @@ impl PvcRef {
         }
         let unresolved = ctx
             .store()?
-            .root()
-            .root()
-            .join("pvc-data")
-            .read_dir_utf8()
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|w| w.path().join(UNRESOLVED_NAMESPACE).join(lv).is_dir());
+            .list_versions(backup_core::Series::Pvc)
+            .unwrap_or_default()
+            .iter()
+            .any(|v| v.namespace == UNRESOLVED_NAMESPACE && v.pvc == *lv);
         if unresolved {
             return Ok((UNRESOLVED_NAMESPACE.to_owned(), lv.clone()));
         }
