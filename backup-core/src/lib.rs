@@ -42,6 +42,7 @@ mod linkdest;
 pub mod metric_names;
 mod metrics;
 mod mount;
+mod offsite_copy;
 mod offsite_plan;
 mod offsite_state;
 mod pattern;
@@ -83,6 +84,7 @@ pub use layout::{
 pub use linkdest::plan_link_dest;
 pub use metrics::{exposition, Metric, MetricGroup, MetricsSink, Sample};
 pub use mount::Mounter;
+pub use offsite_copy::{Compared, MirrorRead, OffsiteCopy, Sent, TreeSend};
 pub use offsite_plan::{plan_step_one, StepOnePlan};
 pub use offsite_state::{OffsiteState, SentVersions, TierState, TreeState, STATE_FILE};
 pub use pattern::{glob_match, LvPattern};

@@ -238,6 +238,18 @@ pub trait Runner: Send + Sync {
     }
 }
 
+/// A borrowed runner runs as the runner does (an adapter that owns its runner can be given one
+/// the caller keeps).
+impl<R: Runner + ?Sized> Runner for &R {
+    fn run(&self, invocation: &Invocation) -> Result<Output> {
+        (**self).run(invocation)
+    }
+
+    fn stream(&self, invocation: &Invocation, sink: &mut dyn std::io::Write) -> Result<Output> {
+        (**self).stream(invocation, sink)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,10 +9,9 @@
 
 use backup_core::metric_names::{self as names, JobMetrics};
 use backup_core::{
-    files_from, plan_tree_pass, Config, Invocation, MetricGroup, OffsiteConfig, OffsiteState,
-    SourceKind, StoreFile, SyncStats, Tree, TreePass, TreeState, STATE_FILE,
+    files_from, plan_tree_pass, Config, MetricGroup, MirrorRead, OffsiteConfig, OffsiteCopy,
+    OffsiteState, StoreFile, SyncStats, Tree, TreePass, TreeSend, TreeState, STATE_FILE,
 };
-use backup_rsync::{backup_root_copy, dest_folder, tree_full_pass, tree_incremental, SshOptions};
 use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -201,25 +200,6 @@ pub struct OffsiteOptions {
     pub tier_only: bool,
 }
 
-/// ssh for a remote destination: the key, the pinned host keys, the port of the config.
-fn ssh(o: &OffsiteConfig) -> Option<SshOptions> {
-    SshOptions::for_offsite(o)
-}
-
-/// Runs rsync; under `--dry-run` a transfer is recorded, not made (`None`).
-fn transfer(
-    deps: &OffsiteDeps<'_>,
-    inv: &Invocation,
-    kind: SourceKind,
-) -> Result<Option<SyncStats>> {
-    if deps.dry_run && !inv.read_only {
-        deps.runner.run(inv)?;
-        return Ok(None);
-    }
-    let out = backup_rsync::execute(deps.runner, inv, kind).map_err(|e| Error::Core(e.into()))?;
-    Ok(Some(out.stats))
-}
-
 /// What step 1 leaves out: locks, the change log and its segments, the offsite state, temp
 /// files of atomic writes, SQLite scratch, partial snapshot copies and the updates a daily run
 /// stages beside a version (`pvc-data/<week>/.staging/`).
@@ -338,7 +318,6 @@ fn step_one(
     );
     // first: rsync takes the first rule that matches
     guard.filters.splice(0..0, held);
-    let dest = dest_folder(&o.destination, "pve-backup");
     let (resend, repaired) = if deps.dry_run {
         (Vec::new(), Vec::new())
     } else {
@@ -347,24 +326,15 @@ fn step_one(
     let mut stats = None;
     if !resend.is_empty() {
         let (_list, list_path) = temp_list(&resend)?;
-        let inv = backup_rsync::resend_files(deps.rsync, root, &dest, &list_path, ssh(o).as_ref())
-            .map_err(|e| Error::Core(e.into()))?;
-        stats = transfer(deps, &inv, SourceKind::Live)?;
+        stats = deps.nas.resend(root, &list_path)?;
         notes.push(format!(
             "sent again {} whose offsite copy its record there does not vouch for",
             backup_host::human::plural(resend.len() as u64, "file")
         ));
     }
-    let inv = backup_root_copy(
-        deps.rsync,
-        root,
-        &dest_folder(&o.destination, "pve-backup"),
-        &guard.filters,
-        &excludes(cfg, o),
-        ssh(o).as_ref(),
-    )
-    .map_err(|e| Error::Core(e.into()))?;
-    let main = transfer(deps, &inv, SourceKind::Live)?;
+    let main = deps
+        .nas
+        .send_root(root, &guard.filters, &excludes(cfg, o))?;
     let store_root = backup_core::BackupRoot::new(root);
     for v in &repaired {
         backup_host::version_commit::clear_repaired(&store_root, v.week, &v.namespace, &v.pvc)?;
@@ -473,15 +443,13 @@ fn step_one_guard(
     opts: OffsiteOptions,
 ) -> Result<StepOneGuard> {
     let root = &cfg.backup_root;
-    let program = deps.rsync.to_owned();
-    let ssh = ssh(o);
-    let pve_backup = dest_folder(&o.destination, "pve-backup");
+    let pve_backup = deps.nas.folder("pve-backup");
     let local_id = if deps.dry_run {
         backup_host::root_id::read(root)?
     } else {
         Some(backup_host::root_id::ensure(root)?)
     };
-    let view = read_offsite(deps, cfg, &program, ssh.as_ref(), &pve_backup)?;
+    let view = read_offsite(deps, cfg, &pve_backup)?;
     let offsite_id = view.id.clone();
     if let (Some(theirs), Some(ours)) = (&offsite_id, &local_id) {
         if theirs != ours && !opts.adopt {
@@ -536,7 +504,7 @@ fn step_one_guard(
     })
 }
 
-/// What step 1 read of the offsite copy, in one rsync ([`backup_rsync::mirror_offsite`]).
+/// What step 1 read of the offsite copy ([`OffsiteCopy::read_root`]).
 struct OffsiteView {
     /// The mirror: `<backup-root>/.offsite-mirror/`, or a temp folder under `--dry-run`
     /// (without the records: a dry run sends nothing again).
@@ -627,13 +595,7 @@ fn mirrored_versions(
 }
 
 /// Mirrors what step 1 needs of `<pve_backup>` and reads it.
-fn read_offsite(
-    deps: &OffsiteDeps<'_>,
-    cfg: &Config,
-    program: &str,
-    ssh: Option<&SshOptions>,
-    pve_backup: &str,
-) -> Result<OffsiteView> {
+fn read_offsite(deps: &OffsiteDeps<'_>, cfg: &Config, pve_backup: &str) -> Result<OffsiteView> {
     let (dir, scratch) = if deps.dry_run {
         let t = tempfile::tempdir().map_err(|e| Error::io("create a temp folder in", "/tmp", e))?;
         let dir = Utf8PathBuf::from_path_buf(t.path().to_owned()).map_err(|_| {
@@ -645,19 +607,18 @@ fn read_offsite(
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
         (dir, None)
     };
-    let inv = backup_rsync::mirror_offsite(program, pve_backup, &dir, !deps.dry_run, ssh)
-        .map_err(|e| Error::Core(e.into()))?;
-    let out = deps.runner.run(&inv)?;
-    if out.status != Some(0) {
-        if !missing(&out.stderr) {
+    match deps.nas.read_root(&dir, !deps.dry_run)? {
+        MirrorRead::Read => {}
+        MirrorRead::Failed(why) => {
             return Err(Error::Refused(format!(
-                "cannot read {pve_backup} (the disk's id, the versions and their records): {}",
-                rsync_failure(&out)
+                "cannot read {pve_backup} (the disk's id, the versions and their records): {why}"
             )));
         }
-        // nothing offsite yet: the mirror must not keep what an older copy held
-        backup_host::fsutil::remove_tree(&dir)?;
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
+        MirrorRead::Nothing => {
+            // nothing offsite yet: the mirror must not keep what an older copy held
+            backup_host::fsutil::remove_tree(&dir)?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
+        }
     }
     let id = backup_host::safe_read::read_regular(dir.join(backup_host::root_id::ROOT_ID_FILE))
         .ok()
@@ -729,21 +690,6 @@ fn tree_name(series: backup_core::Series) -> &'static str {
     }
 }
 
-/// How a read-only rsync failed: its exit code and what the code means (255: the remote shell
-/// failed, a changed host key among others), and the end of what it said.
-fn rsync_failure(out: &backup_core::Output) -> String {
-    let code = out.status.map_or_else(
-        || "killed by a signal".to_owned(),
-        |c| format!("exit {c}, {}", backup_rsync::meaning(c)),
-    );
-    format!("rsync {code}: {}", backup_core::stderr_tail(&out.stderr, 8))
-}
-
-/// rsync's word for a source that is not there (exit 23): nothing was synced there yet.
-fn missing(stderr: &[u8]) -> bool {
-    String::from_utf8_lossy(stderr).contains("No such file or directory")
-}
-
 /// Why the change log cannot speak for the tree's root as it is now: the root is not the one
 /// the tracker says it watches (replaced, mounted over, gone), or the tracker never said.
 fn root_not_watched(log: &ChangeLog, tree: &backup_core::Tree) -> Option<String> {
@@ -789,21 +735,17 @@ fn tree_step(
         deps.now,
         taken.records.len(),
     );
-    let dest = dest_folder(&o.destination, &tree.name);
-    let ssh = ssh(o);
     let result = (|| -> Result<Option<SyncStats>> {
         let stats = match &pass {
             TreePass::Incremental { records: 0 } => Some(SyncStats::default()),
             TreePass::Incremental { .. } => incremental_pass(
                 deps,
                 tree,
-                &dest,
                 &taken.records,
                 state.last_success_wall,
-                ssh.as_ref(),
                 (!opts.force).then_some(o.max_delete),
             )?,
-            TreePass::Full { .. } => full_pass(deps, o, tree, &dest, ssh.as_ref(), opts)?,
+            TreePass::Full { .. } => full_pass(deps, o, tree, opts)?,
         };
         if !deps.dry_run {
             log.finish(&tree.name, &taken, matches!(pass, TreePass::Full { .. }))?;
@@ -856,10 +798,8 @@ fn kind_in(root: &Utf8Path, rel: &[u8]) -> backup_core::PathKind {
 fn incremental_pass(
     deps: &OffsiteDeps<'_>,
     tree: &backup_core::Tree,
-    dest: &str,
     records: &[Vec<u8>],
     last_wall: Option<DateTime<Utc>>,
-    ssh: Option<&SshOptions>,
     max_delete: Option<u64>,
 ) -> Result<Option<SyncStats>> {
     // a folder is touched when its mtime is not older than the last sync's start (2 s of
@@ -880,7 +820,6 @@ fn incremental_pass(
         }
     };
     let plan = backup_core::plan_incremental(records, |p| kind_in(&tree.source, p), touched);
-    let program = deps.rsync.to_owned();
     let mut stats: Option<SyncStats> = None;
     let mut add = |s: Option<SyncStats>| {
         if let Some(s) = s {
@@ -891,52 +830,42 @@ fn incremental_pass(
     let (_send_list, send_list) = temp_list(&plan.send)?;
     let (_folders_list, folders_list) = temp_list(&plan.folders)?;
     let max = max_delete.filter(|_| plan.deletes);
-    let folders = |preview: bool| {
-        backup_rsync::tree_folders(
-            &program,
-            &tree.source,
-            dest,
-            &folders_list,
-            max.filter(|_| !preview),
-            preview,
-            ssh,
-        )
-        .map_err(|e| Error::Core(e.into()))
-    };
     if let Some(max) = max {
         // what the folders pass would delete, counted before any deletion is made; a folder a
         // file now replaces is counted there too (what it held is recorded gone, so its level
         // is listed): counting the sending pass as well would count it twice
-        check_deletions(deps, &[folders(true)?], tree, "the incremental pass", max)?;
+        let count = deps.nas.count_deletions(
+            tree,
+            TreeSend::Folders {
+                list: &folders_list,
+                max_delete: None,
+            },
+        )?;
+        check_deletions(count, tree, "the incremental pass", max)?;
     }
     if !plan.send.is_empty() {
-        let inv = tree_incremental(&program, &tree.source, dest, &send_list, ssh)
-            .map_err(|e| Error::Core(e.into()))?;
-        add(transfer(deps, &inv, SourceKind::Live)?);
+        add(deps
+            .nas
+            .send_tree(tree, TreeSend::Listed { list: &send_list })?);
     }
     if !plan.folders.is_empty() {
-        add(transfer(deps, &folders(false)?, SourceKind::Live)?);
+        let how = TreeSend::Folders {
+            list: &folders_list,
+            max_delete: max,
+        };
+        add(deps.nas.send_tree(tree, how)?);
     }
     Ok(stats.or(Some(SyncStats::default())))
 }
 
-/// Runs the `previews` (`--dry-run`s of a pass) and refuses when together they would delete
-/// more than `max` paths offsite: counted before any deletion is made, so tripping the bound
-/// loses nothing.
+/// Refuses a pass that would delete `count` paths offsite when that is more than `max`:
+/// counted before any deletion is made, so tripping the bound loses nothing.
 fn check_deletions(
-    deps: &OffsiteDeps<'_>,
-    previews: &[Invocation],
+    count: u64,
     tree: &backup_core::Tree,
     pass: &'static str,
     max: u64,
 ) -> Result<()> {
-    let mut count = 0;
-    for preview in previews {
-        count += backup_rsync::execute(deps.runner, preview, SourceKind::Live)
-            .map_err(|e| Error::Core(e.into()))?
-            .stats
-            .deleted_files;
-    }
     if count > max {
         return Err(Error::Core(
             backup_core::Refusal::TooManyDeletions {
@@ -955,8 +884,6 @@ fn full_pass(
     deps: &OffsiteDeps<'_>,
     o: &OffsiteConfig,
     tree: &backup_core::Tree,
-    dest: &str,
-    ssh: Option<&SshOptions>,
     opts: OffsiteOptions,
 ) -> Result<Option<SyncStats>> {
     let source: &Utf8Path = &tree.source;
@@ -970,16 +897,16 @@ fn full_pass(
             .into(),
         ));
     }
-    let program = deps.rsync.to_owned();
     let max = (!opts.force).then_some(o.max_delete);
     if let Some(max) = max {
-        let preview = tree_full_pass(&program, source, dest, None, true, ssh)
-            .map_err(|e| Error::Core(e.into()))?;
-        check_deletions(deps, &[preview], tree, "a full pass", max)?;
+        let count = deps
+            .nas
+            .count_deletions(tree, TreeSend::Full { max_delete: None })?;
+        check_deletions(count, tree, "a full pass", max)?;
     }
-    let inv = tree_full_pass(&program, source, dest, max, false, ssh)
-        .map_err(|e| Error::Core(e.into()))?;
-    transfer(deps, &inv, SourceKind::Live)
+    Ok(deps
+        .nas
+        .send_tree(tree, TreeSend::Full { max_delete: max })?)
 }
 
 /// `p` with symlinks and `..` resolved as far as it exists (the rest appended as written).
@@ -1033,21 +960,24 @@ fn destination_apart(cfg: &Config, o: &OffsiteConfig) -> Result<()> {
 /// report (exit 3, or 1 when none succeeded).
 pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
     let cfg = ctx.cfg()?;
+    let o = cfg
+        .offsite
+        .as_ref()
+        .ok_or_else(|| Error::Usage(format!("no [offsite] in {}: nowhere to send to", cfg.file)))?;
     let store = ctx.store()?;
-    let runner = ctx.runner();
+    let nas = ctx.offsite_copy(o);
     let deps = OffsiteDeps {
         cfg,
         now: ctx.now,
         dry_run: ctx.dry_run(),
-        runner: runner.as_ref(),
-        rsync: ctx.rsync_program(),
+        nas: nas.as_ref(),
         store: store.as_ref(),
     };
     job_of(&deps, &ctx.repositories()?, opts)
 }
 
-/// The ports of the offsite job: the configuration, the run's time, rsync and ssh (through the
-/// runner: under `--dry-run` it records what would change), the backup root. The tier's
+/// The ports of the offsite job: the configuration, the run's time, the NAS (under `--dry-run`
+/// it records what would change), the backup root. The tier's
 /// repositories are passed beside them (they are not shared with step 1's thread).
 pub struct OffsiteDeps<'a> {
     /// The configuration (`[offsite]`).
@@ -1056,10 +986,8 @@ pub struct OffsiteDeps<'a> {
     pub now: DateTime<Utc>,
     /// `--dry-run`: transfers are recorded, not made; nothing is written.
     pub dry_run: bool,
-    /// Runs rsync and ssh.
-    pub runner: &'a dyn backup_core::Runner,
-    /// The rsync program (`rsync`, or `HOMELAB_BACKUP_RSYNC`).
-    pub rsync: &'a str,
+    /// The NAS: its copy of the backup root and of each tree.
+    pub nas: &'a dyn OffsiteCopy,
     /// The backup root: its versions, the offsite state.
     pub store: &'a dyn backup_core::BackupStore,
 }
@@ -1165,14 +1093,14 @@ fn rsync_steps(
     };
     let mut first = step_result(
         "backup-root",
-        dest_folder(&o.destination, "pve-backup"),
+        deps.nas.folder("pve-backup"),
         None,
         one,
         started,
     );
     first.note = note;
     let mut steps = vec![first];
-    let full_sync = tree_results(state, o, trees, (deps.now, wall), &mut steps);
+    let full_sync = tree_results(deps.nas, state, o, trees, (deps.now, wall), &mut steps);
     Ok((steps, full_sync))
 }
 
@@ -1187,6 +1115,7 @@ type TreeRun<'t> = (
 /// The trees' results into `steps` and their successes into `state` (`now` the run's time,
 /// `wall` the kernel's at its start); whether every tree made a full pass that succeeded.
 fn tree_results(
+    nas: &dyn OffsiteCopy,
     state: &mut OffsiteState,
     o: &OffsiteConfig,
     trees: Vec<TreeRun<'_>>,
@@ -1207,7 +1136,7 @@ fn tree_results(
         }
         steps.push(step_result(
             &tree.name,
-            dest_folder(&o.destination, &tree.name),
+            nas.folder(&tree.name),
             pass,
             result,
             started,

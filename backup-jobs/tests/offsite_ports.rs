@@ -1,6 +1,6 @@
-//! `offsite-sync-backup` through its ports: a backup root in a temp folder, rsync answered by a
-//! recording runner (its `--stats` as captured from the real one), the tier's repositories
-//! faked. What only the real rsync and a NAS can show is in the end-to-end suite.
+//! `offsite-sync-backup` through its ports: a backup root in a temp folder, the NAS adapter
+//! over a recording runner that answers as rsync would (its `--stats` as captured from the real
+//! one), the tier's repositories faked. What only the real rsync and a NAS can show is in the end-to-end suite.
 
 use backup_core::testing::{FakeStore, RecordingRunner, Transcript};
 use backup_core::{BackupStore, Config, OffsiteState, Output, StoreFile};
@@ -63,12 +63,19 @@ fn run(
     w: &World,
     targets: &[Box<dyn RepositoryTarget>],
 ) -> backup_host::Result<backup_jobs::offsite_sync_backup::OffsiteReport> {
+    // the NAS is the real adapter (every rsync command line as it is run), over a runner
+    // that records them and answers as rsync would
+    let nas = backup_rsync::RsyncOffsite::new(
+        Box::new(&w.runner),
+        "rsync",
+        w.cfg.offsite.as_ref().unwrap(),
+        false,
+    );
     let deps = OffsiteDeps {
         cfg: &w.cfg,
         now: now(),
         dry_run: false,
-        runner: &w.runner,
-        rsync: "rsync",
+        nas: &nas,
         store: &w.store,
     };
     job_of(&deps, targets, opts())

@@ -25,6 +25,7 @@ mod argv;
 mod command;
 mod error;
 mod exit;
+mod nas;
 mod offsite;
 mod ssh;
 mod stats;
@@ -33,6 +34,7 @@ mod transfer;
 pub use command::{changed_copy, restore_copy, restore_copy_from, weekly_copy};
 pub use error::Error;
 pub use exit::{classify, meaning, ExitVerdict};
+pub use nas::{rsync_failure, RsyncOffsite};
 pub use offsite::{
     backup_root_copy, compare_copy, compared, dest_folder, mirror_offsite, offsite_view,
     resend_files, tree_folders, tree_full_pass, tree_incremental,

@@ -326,6 +326,20 @@ impl<'a> Context<'a> {
         self.view
     }
 
+    /// The NAS of `offsite`, reached by the run's rsync (under `--dry-run` its transfers are
+    /// recorded, not made).
+    pub fn offsite_copy(
+        &self,
+        offsite: &backup_core::OffsiteConfig,
+    ) -> Box<dyn backup_core::OffsiteCopy + '_> {
+        Box::new(backup_rsync::RsyncOffsite::new(
+            self.runner(),
+            self.rsync_program(),
+            offsite,
+            self.dry_run(),
+        ))
+    }
+
     /// A restore's copies out of the backup root (never cut short): from the backup disk, or
     /// from the offsite copy over ssh under `--from-offsite`.
     pub fn copier(&self) -> Box<dyn backup_core::TreeCopier + '_> {

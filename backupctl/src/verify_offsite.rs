@@ -36,31 +36,25 @@ pub fn verify_offsite(ctx: &Context<'_>, args: &VerifyArgs) -> Result<VerifyRepo
         )));
     }
     let store = ctx.store()?;
-    let runner = ctx.runner();
+    let nas = ctx.offsite_copy(o);
     let deps = OffsiteVerifyDeps {
-        offsite: o,
         now: ctx.now,
         store: store.as_ref(),
-        runner: runner.as_ref(),
-        rsync: ctx.rsync_program(),
+        nas: nas.as_ref(),
         want: args.pvc.as_ref().map(|p| p.resolve(ctx)).transpose()?,
     };
     verify_offsite_of(&deps, args)
 }
 
-/// The ports of `verify --offsite` over ssh: the NAS (`[offsite]`, reached by rsync through the
-/// runner), the backup disk it is compared with, the run's time (the sample's seed).
+/// The ports of `verify --offsite` over ssh: the NAS, the backup disk it is compared with, the
+/// run's time (the sample's seed).
 pub(crate) struct OffsiteVerifyDeps<'a> {
-    /// `[offsite]`: the destination and its ssh.
-    pub offsite: &'a backup_core::OffsiteConfig,
     /// The run's time.
     pub now: chrono::DateTime<chrono::Utc>,
     /// The backup disk.
     pub store: &'a dyn backup_core::BackupStore,
-    /// Runs rsync (`-n -c`: nothing is written on either side).
-    pub runner: &'a dyn backup_core::Runner,
-    /// The rsync program.
-    pub rsync: &'a str,
+    /// The NAS: it compares its own copy (nothing is written on either side).
+    pub nas: &'a dyn backup_core::OffsiteCopy,
     /// `--pvc` resolved to `NAMESPACE/PVC`.
     pub want: Option<(String, String)>,
 }
@@ -74,12 +68,11 @@ pub(crate) fn verify_offsite_of(
     deps: &OffsiteVerifyDeps<'_>,
     args: &VerifyArgs,
 ) -> Result<VerifyReport> {
-    let (o, store, now) = (deps.offsite, deps.store, deps.now);
+    let (store, now) = (deps.store, deps.now);
     let started = std::time::Instant::now();
     let root = store.root().clone();
     let versions = store.list_versions(Series::Pvc)?;
     let chosen = chosen_versions(now, deps.want.as_ref(), &versions, args)?;
-    let ssh = backup_rsync::SshOptions::for_offsite(o);
     let temp = tempfile::Builder::new()
         .prefix("backupctl-verify-offsite-")
         .tempdir()
@@ -90,7 +83,6 @@ pub(crate) fn verify_offsite_of(
         backup_host::progress::message(&label);
         let local = root.pvc_copy(v.week, &v.namespace, &v.pvc);
         let rel = local.strip_prefix(root.root()).unwrap_or(&local);
-        let dest = backup_rsync::dest_folder(&o.destination, &format!("pve-backup/{rel}"));
         let list = match args.sample {
             Some(p) => Some(sample_list(
                 store,
@@ -101,11 +93,9 @@ pub(crate) fn verify_offsite_of(
             )?),
             None => None,
         };
-        let inv =
-            backup_rsync::compare_copy(deps.rsync, ssh.as_ref(), &local, &dest, list.as_deref())
-                .map_err(|e| Error::Core(e.into()))?;
-        let out = deps.runner.run(&inv)?;
-        let differences = differences_of(&out, rel.as_str(), &dest);
+        let compared = deps.nas.compare(&local, rel.as_str(), list.as_deref())?;
+        let dest = deps.nas.folder(&format!("pve-backup/{rel}"));
+        let differences = differences_of(compared, rel.as_str(), &dest);
         checked.push(Checked {
             what: format!("offsite pvc {label}"),
             differences,
@@ -122,25 +112,21 @@ pub(crate) fn verify_offsite_of(
     })
 }
 
-/// What rsync's itemized dry run `out` says differs between a version (`rel`, under the backup
-/// root) and its offsite copy `dest`; a comparison that failed is a difference too.
-fn differences_of(out: &backup_core::Output, rel: &str, dest: &str) -> Vec<Difference> {
-    let mut differences: Vec<Difference> =
-        backup_rsync::compared(&String::from_utf8_lossy(&out.stdout))
-            .into_iter()
-            .map(|(path, what)| Difference {
-                path: format!("{rel}/{path}"),
-                what,
-            })
-            .collect();
-    if !out.success() {
+/// What the NAS found for a version (`rel`, under the backup root) and its offsite copy `dest`,
+/// as differences; a comparison that failed is one too.
+fn differences_of(compared: backup_core::Compared, rel: &str, dest: &str) -> Vec<Difference> {
+    let mut differences: Vec<Difference> = compared
+        .differences
+        .into_iter()
+        .map(|(path, what)| Difference {
+            path: format!("{rel}/{path}"),
+            what,
+        })
+        .collect();
+    if let Some(why) = compared.failed {
         differences.push(Difference {
             path: dest.to_owned(),
-            what: format!(
-                "the offsite copy could not be compared (rsync exit {}): {}",
-                out.status.map_or(-1, |c| c),
-                backup_core::stderr_tail(&out.stderr, 3)
-            ),
+            what: why,
         });
     }
     differences
@@ -218,12 +204,16 @@ mod tests {
             &["rsync"],
             Output::ok(">fc.T...... attachments/a.pdf\n*deleting   stray.tmp\n"),
         );
+        let nas = backup_rsync::RsyncOffsite::new(
+            Box::new(&runner),
+            "rsync",
+            cfg.offsite.as_ref().unwrap(),
+            false,
+        );
         let deps = OffsiteVerifyDeps {
-            offsite: cfg.offsite.as_ref().unwrap(),
             now: chrono::Utc.with_ymd_and_hms(2026, 3, 9, 6, 0, 0).unwrap(),
             store: &store,
-            runner: &runner,
-            rsync: "rsync",
+            nas: &nas,
             want: None,
         };
         let r = verify_offsite_of(&deps, &args(None)).unwrap();
