@@ -94,6 +94,13 @@ pub trait OffsiteCopy: Send + Sync {
     /// The count could not be made.
     fn count_deletions(&self, tree: &Tree, how: TreeSend<'_>) -> Result<u64>;
 
+    /// Copies what its `folder` (a path under the destination: `media/dumps`) holds into the
+    /// local folder `into`, changing nothing on the NAS (the site drill's dump folders).
+    ///
+    /// # Errors
+    /// The copy failed (the folder is not there, the NAS cannot be reached).
+    fn fetch(&self, folder: &str, into: &Utf8Path) -> Result<()>;
+
     /// `verify --offsite`: the NAS reads its own copy of the version `local` (`rel` under the
     /// backup root) and names what differs from `local`; only the files `sample` lists, or all
     /// (and what it holds besides).

@@ -136,6 +136,22 @@ impl OffsiteCopy for RsyncOffsite<'_> {
             .deleted_files)
     }
 
+    fn fetch(&self, folder: &str, into: &Utf8Path) -> backup_core::Result<()> {
+        let source = self.folder(folder);
+        crate::restore_copy_from(
+            &self.program,
+            self.ssh.as_ref(),
+            source.trim_end_matches('/'),
+            into,
+            false,
+            None,
+            &[],
+        )?
+        .read_only()
+        .run_checked(self.runner.as_ref())?;
+        Ok(())
+    }
+
     fn compare(
         &self,
         local: &Utf8Path,

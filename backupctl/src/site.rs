@@ -17,9 +17,9 @@ use backup_run::Context;
 
 use crate::drill::{DrillArgs, DrillReport, DumpsInDrill, Projection, SiteReport};
 
-/// Each `[dumps] folders` entry where the offsite copy holds it: `<destination>/<tree>/<rel>`
-/// for the tree whose source holds it (`host:/path/...` for a remote destination); the folders
-/// no tree holds are returned apart.
+/// Each `[dumps] folders` entry where the offsite copy holds it: `<tree>/<rel>` under the
+/// destination, for the tree whose source holds it; the folders no tree holds are returned
+/// apart.
 fn offsite_dump_folders(cfg: &backup_core::Config) -> (Vec<String>, Vec<Utf8PathBuf>) {
     let (mut found, mut none) = (Vec::new(), Vec::new());
     let Some(o) = cfg.offsite.as_ref() else {
@@ -29,12 +29,7 @@ fn offsite_dump_folders(cfg: &backup_core::Config) -> (Vec<String>, Vec<Utf8Path
         match o.trees.iter().find(|t| f.starts_with(&t.source)) {
             Some(t) => {
                 let rel = f.strip_prefix(&t.source).unwrap_or(Utf8Path::new(""));
-                let sub = Utf8Path::new(&t.name).join(rel);
-                found.push(
-                    backup_rsync::dest_folder(&o.destination, sub.as_str())
-                        .trim_end_matches('/')
-                        .to_owned(),
-                );
+                found.push(Utf8Path::new(&t.name).join(rel).into_string());
             }
             None => none.push(f.clone()),
         }
@@ -42,37 +37,35 @@ fn offsite_dump_folders(cfg: &backup_core::Config) -> (Vec<String>, Vec<Utf8Path
     (found, none)
 }
 
-/// The offsite dump folders as local folders: as they are on a local or mounted destination;
-/// over ssh, each pulled into the view (a dump folder is small: its retention keeps weeks).
-/// A folder that cannot be pulled is missing (returned apart, with why).
+/// The offsite dump folders (`<tree>/<rel>` under the destination) as local folders: as they
+/// are on a local or mounted destination; over ssh, each pulled into the view (a dump folder is
+/// small: its retention keeps weeks). A folder that cannot be pulled is missing (returned
+/// apart, with why).
 fn local_dump_folders(
     ctx: &Context<'_>,
+    nas: &dyn backup_core::OffsiteCopy,
     folders: Vec<String>,
 ) -> Result<(Vec<Utf8PathBuf>, Vec<String>)> {
+    let on_nas = |sub: &str| nas.folder(sub).trim_end_matches('/').to_owned();
     let Some(view) = ctx.offsite_view() else {
         return Ok((
-            folders.into_iter().map(Utf8PathBuf::from).collect(),
+            folders
+                .iter()
+                .map(|f| Utf8PathBuf::from(on_nas(f)))
+                .collect(),
             Vec::new(),
         ));
     };
     let (mut out, mut missing) = (Vec::new(), Vec::new());
-    for (i, remote) in folders.iter().enumerate() {
+    for (i, sub) in folders.iter().enumerate() {
         let local = view.root.join(format!(".site-dumps/{i}"));
         std::fs::create_dir_all(&local).map_err(|e| Error::io("create folder", &local, e))?;
-        let inv = backup_rsync::restore_copy_from(
-            ctx.rsync_program(),
-            view.ssh.as_ref(),
-            remote,
-            &local,
-            false,
-            None,
-            &[],
-        )
-        .map_err(|e| Error::Core(e.into()))?
-        .read_only();
-        match inv.run_checked(ctx.runner().as_ref()) {
-            Ok(_) => out.push(local),
-            Err(e) => missing.push(format!("dump folder {remote}: cannot be read offsite: {e}")),
+        match nas.fetch(sub, &local) {
+            Ok(()) => out.push(local),
+            Err(e) => missing.push(format!(
+                "dump folder {}: cannot be read offsite: {e}",
+                on_nas(sub)
+            )),
         }
     }
     Ok((out, missing))
@@ -126,7 +119,10 @@ pub fn drill_site(ctx: &Context<'_>, args: &DrillArgs) -> Result<DrillReport> {
     }
     let cfg = ctx.cfg()?;
     let (folders, not_offsite) = offsite_dump_folders(cfg);
-    let (folders, unreadable) = local_dump_folders(ctx, folders)?;
+    let (folders, unreadable) = match cfg.offsite.as_ref() {
+        Some(o) => local_dump_folders(ctx, ctx.offsite_copy(o).as_ref(), folders)?,
+        None => (Vec::new(), Vec::new()),
+    };
     let inner = DrillArgs {
         dumps: if folders.is_empty() {
             DumpsInDrill::No

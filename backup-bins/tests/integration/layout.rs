@@ -447,13 +447,18 @@ fn workspace_deps(krate: &str) -> Vec<String> {
 #[test]
 fn commands_and_adapters_never_depend_on_the_jobs() {
     // backupctl and the jobs reach an offsite repository through the `RepositoryTarget` trait
-    // that the run's factory builds (only `backup-run` names the adapter), and the jobs reach
-    // the NAS through `OffsiteCopy` (and every copy through `FileSync`); the adapters know
+    // that the run's factory builds (only `backup-run` names the adapter), and both reach the
+    // NAS through `OffsiteCopy` and copy through `FileSync`/`TreeCopier`; the adapters know
     // nothing of the jobs, the run frame or the commands that use them
     let rules: [(&str, &[&str]); 6] = [
         (
             "backupctl",
-            &["backup-jobs", "backup-bins", "backup-restic"],
+            &[
+                "backup-jobs",
+                "backup-bins",
+                "backup-restic",
+                "backup-rsync",
+            ],
         ),
         (
             "backup-jobs",
