@@ -491,3 +491,46 @@ fn commands_and_adapters_never_depend_on_the_jobs() {
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// An offsite target is named in one place: the run's factory (`backup-run`) builds the
+/// adapters; the jobs, the commands and the binaries see only the traits (`RepositoryTarget`,
+/// `OffsiteCopy`, `TreeCopier`, `FileSync`). So a new kind of target is its crate plus the
+/// factory's line and its config keys.
+#[test]
+fn only_the_runs_factory_names_an_offsite_adapter() {
+    let found = adapters_named_outside(&["backup-restic", "backup-rsync", "backup-run"]);
+    assert!(
+        found.is_empty(),
+        "an offsite adapter named outside backup-run (go through its trait):\n{}",
+        found.join("\n")
+    );
+    // the check sees them where they are named
+    let in_the_factory = adapters_named_outside(&["backup-restic", "backup-rsync"]);
+    assert!(
+        in_the_factory.iter().any(|l| l.contains("backup-run")),
+        "{in_the_factory:?}"
+    );
+}
+
+/// Product lines naming an offsite adapter crate, outside the crates `allowed`.
+fn adapters_named_outside(allowed: &[&str]) -> Vec<String> {
+    let adapters = ["backup_restic::", "backup_rsync::"];
+    let mut found = Vec::new();
+    for (f, text) in product_files() {
+        let krate = f
+            .strip_prefix(workspace())
+            .ok()
+            .and_then(|p| p.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if allowed.contains(&krate.as_str()) {
+            continue;
+        }
+        for (i, line) in text.lines().enumerate() {
+            if adapters.iter().any(|a| line.contains(a)) {
+                found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    found
+}
