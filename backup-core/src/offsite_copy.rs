@@ -25,12 +25,13 @@ pub enum MirrorRead {
 /// What of a tree is sent, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TreeSend<'a> {
-    /// The whole tree, with `--delete` (at most `max_delete` deletions; `None`: `--force`).
+    /// The whole tree, with `--delete`.
     Full {
-        /// The bound on deletions.
+        /// The bound on deletions rsync holds to (`None`: none: `--force`, or a count).
         max_delete: Option<u64>,
     },
-    /// Only the listed paths (NUL-separated, relative to the tree), nothing deleted.
+    /// Only the listed paths (NUL-separated, relative to the tree), without `--delete`: only
+    /// a listed file that replaces a folder (or the reverse) replaces it offsite.
     Listed {
         /// The list file.
         list: &'a Utf8Path,
@@ -39,7 +40,7 @@ pub enum TreeSend<'a> {
     Folders {
         /// The list file.
         list: &'a Utf8Path,
-        /// The bound on deletions.
+        /// The bound on deletions rsync holds to (`None`: none: `--force`, or a count).
         max_delete: Option<u64>,
     },
 }
@@ -88,10 +89,11 @@ pub trait OffsiteCopy: Send + Sync {
     fn send_tree(&self, tree: &Tree, how: TreeSend<'_>) -> Result<Sent>;
 
     /// How many paths sending `tree` as `how` says would delete offsite: counted by a run that
-    /// changes nothing, before any deletion is made.
+    /// changes nothing, before any deletion is made (a whole or folders send; a listed send is
+    /// counted through the folders pass that goes with it).
     ///
     /// # Errors
-    /// The count could not be made.
+    /// The count could not be made; a listed send.
     fn count_deletions(&self, tree: &Tree, how: TreeSend<'_>) -> Result<u64>;
 
     /// Copies what its `folder` (a path under the destination: `media/dumps`) holds into the

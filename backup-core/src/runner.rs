@@ -248,6 +248,15 @@ impl<R: Runner + ?Sized> Runner for &R {
     fn stream(&self, invocation: &Invocation, sink: &mut dyn std::io::Write) -> Result<Output> {
         (**self).stream(invocation, sink)
     }
+
+    fn feed(
+        &self,
+        invocation: &Invocation,
+        input: &mut (dyn std::io::Read + Send),
+        sink: &mut dyn std::io::Write,
+    ) -> Result<Output> {
+        (**self).feed(invocation, input, sink)
+    }
 }
 
 #[cfg(test)]

@@ -115,12 +115,19 @@ mod restore {
     use backup_core::Workload;
     use backup_jobs::lvm_pvc_snapshot::restore::{restore_of, RestoreDeps};
 
-    fn world() -> (Transcript, RecordingRunner, FakeCluster) {
+    /// The captured `lvs` report and a cluster with vaultwarden's workload; the LV `gone` left
+    /// out of the report.
+    fn world(gone: &str) -> (Transcript, RecordingRunner, FakeCluster) {
         let t = Transcript::new();
         let runner = RecordingRunner::new(&t);
         let lvs =
             std::fs::read_to_string(fixtures::data_dir().join("lvm/lvs-scenario.json")).unwrap();
-        runner.answer(&["lvs"], Output::ok(lvs));
+        let mut report: serde_json::Value = serde_json::from_str(&lvs).unwrap();
+        report["report"][0]["lv"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|lv| lv["lv_name"] != gone);
+        runner.answer(&["lvs"], Output::ok(report.to_string()));
         let cluster = FakeCluster::new(claims(), &t);
         cluster.add_workload(
             "vaultwarden-data",
@@ -136,9 +143,23 @@ mod restore {
     }
 
     fn restore(dry_run: bool, lv: &str, snapshot: &str) -> (String, backup_host::Result<String>) {
-        let (t, runner, cluster) = world();
+        restore_without(dry_run, lv, snapshot, "")
+    }
+
+    /// A restore with the LV `gone` missing from the volume group; the PV map's reads are in
+    /// the transcript (`read the PV map`).
+    fn restore_without(
+        dry_run: bool,
+        lv: &str,
+        snapshot: &str,
+        gone: &str,
+    ) -> (String, backup_host::Result<String>) {
+        let (t, runner, cluster) = world(gone);
         let lvm = LvmVolumeManager::new("pve", "data", &runner);
-        let map = || (claims(), Vec::new());
+        let map = || {
+            t.push("read the PV map");
+            (claims(), Vec::new())
+        };
         let deps = RestoreDeps {
             lvm: &lvm,
             cluster: &cluster,
@@ -167,18 +188,23 @@ mod restore {
         let steps = got.unwrap();
         assert_eq!(steps.lines().count(), 7, "{steps}");
         assert!(steps.starts_with("scale Deployment vaultwarden/vaultwarden from 1 to 0"));
-        assert!(
-            calls
-                .lines()
-                .all(|l| l.contains("lvs") || !l.contains("lv")),
-            "a dry run changed LVM:\n{calls}"
-        );
+        let changed: Vec<&str> = calls
+            .lines()
+            .filter(|l| {
+                ["lvchange", "lvrename", "lvcreate", "kubectl scale"]
+                    .iter()
+                    .any(|c| l.contains(c))
+            })
+            .collect();
+        assert!(changed.is_empty(), "a dry run changed something:\n{calls}");
         let (calls, got) = restore(false, "vm-9999-pvc-0a1b2c3d", snap);
         let got = got.unwrap();
         assert!(got.ends_with("-- done 7, state: restored"), "{got}");
         let done: Vec<&str> = calls
             .lines()
-            .filter(|l| !l.starts_with("$ lvs") && !l.starts_with("kubectl find"))
+            .filter(|l| {
+                !l.starts_with("$ lvs") && !l.starts_with("kubectl find") && *l != "read the PV map"
+            })
             .collect();
         assert_eq!(
             done,
@@ -196,25 +222,21 @@ mod restore {
     }
 
     /// A snapshot that does not exist (66), one of another volume (2) and a volume that does
-    /// not exist (66) are refused before the cluster is asked anything.
+    /// not exist (66) are refused before the cluster or the PV map is asked anything.
     #[test]
     fn a_wrong_snapshot_or_volume_is_refused_before_anything_is_scaled() {
-        for (lv, snap, code) in [
-            (
-                "vm-9999-pvc-0a1b2c3d",
-                "vm-9999-pvc-0a1b2c3d-snap-20991231030000",
-                66,
-            ),
-            (
-                "vm-9999-pvc-11111111",
-                "vm-9999-pvc-0a1b2c3d-snap-20260104030000",
-                2,
-            ),
+        let snap = "vm-9999-pvc-0a1b2c3d-snap-20260104030000";
+        let unknown = "vm-9999-pvc-0a1b2c3d-snap-20991231030000";
+        for (lv, snap, gone, code) in [
+            ("vm-9999-pvc-0a1b2c3d", unknown, "", 66),
+            ("vm-9999-pvc-11111111", snap, "", 2),
+            ("vm-9999-pvc-0a1b2c3d", snap, "vm-9999-pvc-0a1b2c3d", 66),
         ] {
-            let (calls, got) = restore(false, lv, snap);
+            let (calls, got) = restore_without(false, lv, snap, gone);
             let e = got.unwrap_err();
             assert_eq!(e.exit().code(), code, "{e}");
             assert!(!calls.contains("kubectl"), "{calls}");
+            assert!(!calls.contains("read the PV map"), "{calls}");
         }
     }
 }

@@ -63,18 +63,26 @@ fn run(
     w: &World,
     targets: &[Box<dyn RepositoryTarget>],
 ) -> backup_host::Result<backup_jobs::offsite_sync_backup::OffsiteReport> {
+    run_as(w, targets, false)
+}
+
+fn run_as(
+    w: &World,
+    targets: &[Box<dyn RepositoryTarget>],
+    dry_run: bool,
+) -> backup_host::Result<backup_jobs::offsite_sync_backup::OffsiteReport> {
     // the NAS is the real adapter (every rsync command line as it is run), over a runner
     // that records them and answers as rsync would
     let nas = backup_rsync::RsyncOffsite::new(
         Box::new(&w.runner),
         "rsync",
         w.cfg.offsite.as_ref().unwrap(),
-        false,
+        dry_run,
     );
     let deps = OffsiteDeps {
         cfg: &w.cfg,
         now: now(),
-        dry_run: false,
+        dry_run,
         nas: &nas,
         store: &w.store,
     };
@@ -273,4 +281,34 @@ fn more_deletions_than_max_delete_fail_the_tree_before_anything_is_sent() {
             .is_none_or(|t| t.last_success.is_none()),
         "{st:?}"
     );
+}
+
+/// `--dry-run`: step 1 reads the NAS into a temp folder (not the backup root's mirror, no
+/// records), hands its send to the runner to record and reports it planned; no disk id is
+/// written, nothing recovered.
+#[test]
+fn a_dry_run_reads_into_a_temp_folder_and_plans_the_send() {
+    let w = with_tree(1000);
+    let r = run_as(&w, &[], true).unwrap();
+    let text = r.text(true);
+    let lines = rsync_lines(&w);
+    let read = lines
+        .iter()
+        .find(|l| l.contains("--include=/pvc-data/"))
+        .unwrap();
+    assert!(!read.contains(".offsite-mirror"), "{read}");
+    assert!(
+        !read.contains(".records"),
+        "a dry run reads no records: {read}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with("-- BASE/backup/ BASE/nas/pve-backup/")),
+        "{lines:#?}"
+    );
+    assert!(!w.root.join(".offsite-mirror").exists());
+    assert!(!w.root.join(backup_host::root_id::ROOT_ID_FILE).exists());
+    assert!(text.contains("backup-root"), "{text}");
+    assert_eq!(r.exit().code(), 0, "{text}");
 }

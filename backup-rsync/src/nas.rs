@@ -130,6 +130,17 @@ impl OffsiteCopy for RsyncOffsite<'_> {
     }
 
     fn count_deletions(&self, tree: &Tree, how: TreeSend<'_>) -> backup_core::Result<u64> {
+        if matches!(how, TreeSend::Listed { .. }) {
+            // the listed send has no dry run of its own; its deletions are counted by the
+            // folders pass that goes with it
+            return Err(backup_core::Error::Unsupported {
+                operation: format!(
+                    "count what sending the listed paths of {} deletes",
+                    tree.name
+                ),
+                reason: "a listed send is counted through its folders pass".to_owned(),
+            });
+        }
         let inv = self.tree_invocation(tree, how, true)?;
         Ok(execute(self.runner.as_ref(), &inv, SourceKind::Live)?
             .stats

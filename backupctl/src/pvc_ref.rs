@@ -95,12 +95,17 @@ impl PvcRef {
         if let Some(c) = claims.iter().find(|c| c.is_for_lv(lv)) {
             return Ok((c.namespace.clone(), c.pvc.clone()));
         }
+        // each week folder on its own: one that cannot be read does not hide the others
         let unresolved = ctx
             .store()?
-            .list_versions(backup_core::Series::Pvc)
-            .unwrap_or_default()
-            .iter()
-            .any(|v| v.namespace == UNRESOLVED_NAMESPACE && v.pvc == *lv);
+            .root()
+            .root()
+            .join("pvc-data")
+            .read_dir_utf8()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|w| w.path().join(UNRESOLVED_NAMESPACE).join(lv).is_dir());
         if unresolved {
             return Ok((UNRESOLVED_NAMESPACE.to_owned(), lv.clone()));
         }

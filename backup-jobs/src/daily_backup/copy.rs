@@ -326,14 +326,14 @@ fn damaged_elsewhere(
             .filter(std::fs::Metadata::is_file)
             .map(|m| (m.dev(), m.ino()))
     };
-    // every other week that holds a version of this PVC, complete or not
-    let weeks = deps
-        .store
-        .list_versions(backup_core::Series::Pvc)
-        .unwrap_or_default()
+    // every other week folder, each on its own: one that cannot be read must not hide the
+    // damage lists of the others (the store's listing stops at the first unreadable folder)
+    let weeks = std::fs::read_dir(root.root().join("pvc-data"))
         .into_iter()
-        .filter(|v| v.namespace == ns && v.pvc == pvc && v.week != base_week)
-        .map(|v| v.week);
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<backup_core::IsoWeek>().ok())
+        .filter(|w| *w != base_week);
     let mut out = BTreeSet::new();
     for w in weeks {
         let Ok(Some(list)) = deps.store.read(StoreFile::Damaged(w, ns, pvc)) else {
