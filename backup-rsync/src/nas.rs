@@ -239,6 +239,9 @@ mod tests {
             n.read_root("/tmp/m".into(), false).unwrap(),
             MirrorRead::Read
         );
+        // a listed send has no dry run: it is never run to count
+        let list = Utf8Path::new("/tmp/list");
+        assert!(n.count_deletions(tree, TreeSend::Listed { list }).is_err());
         let lines = t.lines();
         assert_eq!(lines.len(), 4, "{lines:#?}");
         assert!(
