@@ -154,8 +154,19 @@ struct RawOffsite {
     daily_wait_seconds: Option<u64>,
     weekly_versions: Option<u32>,
     tier_mount_dir: Option<String>,
+    bwlimit_kib: Option<RawRate>,
+    bwlimit: Option<RawRate>,
+    stop_at: Option<String>,
     #[serde(default)]
     repository: Vec<RawRepository>,
+}
+
+/// A rate as written: a whole number of KiB/s, or a string with a unit (`800K`, `10M`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRate {
+    Number(i64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -442,6 +453,55 @@ pub struct OffsiteConfig {
     /// `tier-mount-dir` (default `/run/homelab-backup/tier`): where each PVC's newest version is
     /// bind-mounted read-only, at the same path every run, for the tier's backups.
     pub tier_mount_dir: Utf8PathBuf,
+    /// `bwlimit-kib` (or `bwlimit`, which takes a unit: `2M`; default none), in KiB/s: every
+    /// transfer to the NAS (rsync `--bwlimit`) and every restic upload of the tier
+    /// (`--limit-upload`) at most this fast, so a thin uplink stays usable while a first seed
+    /// runs for days.
+    pub bwlimit_kib: Option<u64>,
+    /// `stop-at` (default none): `HH:MM`, the host's local time. A run still sending then stops
+    /// cleanly (what was sent stays, the change logs keep what was not) and the next run goes
+    /// on from there: a first seed spread over nights.
+    pub stop_at: Option<StopAt>,
+}
+
+/// A time of day, `HH:MM` on the host's clock (`offsite.stop-at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StopAt {
+    /// 0 to 23.
+    pub hour: u32,
+    /// 0 to 59.
+    pub minute: u32,
+}
+
+impl std::fmt::Display for StopAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
+}
+
+impl std::str::FromStr for StopAt {
+    type Err = ();
+
+    /// Exactly `HH:MM`, `00:00` to `23:59`.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let b = s.as_bytes();
+        if b.len() != 5
+            || b[2] != b':'
+            || !s[..2]
+                .bytes()
+                .chain(s[3..].bytes())
+                .all(|c| c.is_ascii_digit())
+        {
+            return Err(());
+        }
+        let (hour, minute) = (
+            s[..2].parse().map_err(|_| ())?,
+            s[3..].parse().map_err(|_| ())?,
+        );
+        (hour < 24 && minute < 60)
+            .then_some(StopAt { hour, minute })
+            .ok_or(())
+    }
 }
 
 /// One `[[offsite.repository]]`: a restic repository the tier sends to.
@@ -467,6 +527,8 @@ pub struct TierRepository {
     /// `append-only` (default false): the server refuses deletions (`rest-server
     /// --append-only`), so the tier never runs `forget` or `prune`; retention is the server's.
     pub append_only: bool,
+    /// `offsite.bwlimit`: restic's `--limit-upload`, KiB/s.
+    pub limit_upload_kib: Option<u64>,
     /// `environment-file`: `NAME=value` lines given to restic in its environment (an `s3:`
     /// repository's `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, B2's, Azure's); a secret,
     /// checked like the password file, never shown.
@@ -1000,32 +1062,17 @@ impl Check<'_> {
         {
             c.host("offsite.destination", host)?;
         }
-        let mut trees: Vec<Tree> = Vec::new();
-        for (i, t) in o.tree.iter().enumerate() {
-            let name = c.name(&format!("offsite.tree[{i}].name"), &t.name)?;
-            if trees.iter().any(|x| x.name == name) {
-                return Err(c.err(
-                    &format!("offsite.tree[{i}].name"),
-                    format!("expected unique tree names, `{name}` is used twice"),
-                ));
-            }
-            if name == "pve-backup" {
-                return Err(c.err(
-                    &format!("offsite.tree[{i}].name"),
-                    "expected a name other than `pve-backup` (step 1 sends the backup disk there)",
-                ));
-            }
-            trees.push(Tree {
-                source: c.abs(&format!("offsite.tree[{i}].source"), &t.source)?,
-                name,
-            });
-        }
+        let trees = c.trees(&o.tree)?;
         let change_log = match &o.change_log {
             Some(p) => c.abs("offsite.change-log", p)?,
             None => backup_root.join(".nfs-changes.log"),
         };
         c.offsite_places(&o.destination, backup_root, &trees, &change_log)?;
-        let repositories = c.repositories(&o.repository)?;
+        let (bwlimit_kib, stop_at) = c.pace(&o)?;
+        let mut repositories = c.repositories(&o.repository)?;
+        for r in &mut repositories {
+            r.limit_upload_kib = bwlimit_kib;
+        }
         let tier_mount_dir = match &o.tier_mount_dir {
             Some(p) => c.abs("offsite.tier-mount-dir", p)?,
             None => Utf8PathBuf::from("/run/homelab-backup/tier"),
@@ -1033,6 +1080,8 @@ impl Check<'_> {
         Ok(OffsiteConfig {
             repositories,
             tier_mount_dir,
+            bwlimit_kib,
+            stop_at,
             destination: o.destination,
             change_log,
             trees,
@@ -1059,6 +1108,88 @@ impl Check<'_> {
                 other => other,
             },
         })
+    }
+
+    /// `[[offsite.tree]]`: unique names, not `pve-backup`, absolute sources.
+    fn trees(&self, raw: &[RawTree]) -> Result<Vec<Tree>, ConfigError> {
+        let c = self;
+        let mut trees: Vec<Tree> = Vec::new();
+        for (i, t) in raw.iter().enumerate() {
+            let name = c.name(&format!("offsite.tree[{i}].name"), &t.name)?;
+            if trees.iter().any(|x| x.name == name) {
+                return Err(c.err(
+                    &format!("offsite.tree[{i}].name"),
+                    format!("expected unique tree names, `{name}` is used twice"),
+                ));
+            }
+            if name == "pve-backup" {
+                return Err(c.err(
+                    &format!("offsite.tree[{i}].name"),
+                    "expected a name other than `pve-backup` (step 1 sends the backup disk there)",
+                ));
+            }
+            trees.push(Tree {
+                source: c.abs(&format!("offsite.tree[{i}].source"), &t.source)?,
+                name,
+            });
+        }
+        Ok(trees)
+    }
+
+    /// How fast and how long a run may send: `bwlimit-kib` or `bwlimit`, `stop-at`.
+    fn pace(&self, o: &RawOffsite) -> Result<(Option<u64>, Option<StopAt>), ConfigError> {
+        let c = self;
+        let bwlimit_kib = match (&o.bwlimit_kib, &o.bwlimit) {
+            (Some(_), Some(_)) => {
+                return Err(c.err(
+                    "offsite.bwlimit",
+                    "expected one of `bwlimit-kib` and `bwlimit` (they are the same limit), \
+                     found both",
+                ))
+            }
+            (Some(k), None) => c.rate_kib("offsite.bwlimit-kib", Some(k))?,
+            (None, b) => c.rate_kib("offsite.bwlimit", b.as_ref())?,
+        };
+        let stop_at = match &o.stop_at {
+            None => None,
+            Some(t) => Some(t.parse::<StopAt>().map_err(|()| {
+                c.err(
+                    "offsite.stop-at",
+                    format!(
+                        "expected a time of day `HH:MM` (00:00 to 23:59, the host's local \
+                         time), found `{}`",
+                        t.escape_debug()
+                    ),
+                )
+            })?),
+        };
+        Ok((bwlimit_kib, stop_at))
+    }
+
+    /// A rate in KiB/s: a whole number, or a number with a unit `K`, `M` or `G` (powers of 1024:
+    /// `10M` is 10240); above 0.
+    fn rate_kib(&self, key: &str, raw: Option<&RawRate>) -> Result<Option<u64>, ConfigError> {
+        let bad = |found: String| {
+            self.err(
+                key,
+                format!(
+                    "expected a rate above 0 in KiB/s (a whole number) or with a unit (`800K`, \
+                     `10M`, `1G`), found `{}`",
+                    found.escape_debug()
+                ),
+            )
+        };
+        let kib = match raw {
+            None => return Ok(None),
+            Some(RawRate::Number(n)) => u64::try_from(*n).ok().filter(|n| *n > 0),
+            Some(RawRate::Text(t)) => parse_rate_kib(t),
+        };
+        match (kib, raw) {
+            (Some(k), _) => Ok(Some(k)),
+            (None, Some(RawRate::Number(n))) => Err(bad(n.to_string())),
+            (None, Some(RawRate::Text(t))) => Err(bad(t.clone())),
+            (None, None) => Ok(None),
+        }
     }
 
     /// `[[offsite.repository]]`, each checked: a repository string restic can be given (no
@@ -1101,6 +1232,7 @@ impl Check<'_> {
                 keep_yearly: r.keep_yearly.unwrap_or(0),
                 send: self.tier_items(&key("send"), r.send.as_deref())?,
                 append_only: r.append_only.unwrap_or(false),
+                limit_upload_kib: None,
                 environment_file: match &r.environment_file {
                     Some(f) => Some(self.abs(&key("environment-file"), f)?),
                     None => None,
@@ -1390,4 +1522,28 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
         Some(t) if !t.is_empty() => format!("{t}.{key}"),
         _ => key.to_owned(),
     })
+}
+
+/// `800`, `800K`, `10M`, `1G` as KiB (powers of 1024); `None` for anything else, 0 or more than
+/// a u64 holds.
+fn parse_rate_kib(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let factor: u64 = match unit {
+        "" | "K" | "k" => 1,
+        "M" | "m" => 1024,
+        "G" | "g" => 1024 * 1024,
+        _ => return None,
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    digits
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(factor)
+        .filter(|k| *k > 0)
 }

@@ -222,6 +222,8 @@ fn offsite(o: &crate::config::OffsiteConfig) -> Table {
         ("daily-wait-seconds", Some(big(o.daily_wait_seconds))),
         ("weekly-versions", o.weekly_versions.map(n)),
         ("tier-mount-dir", Some(s(&o.tier_mount_dir))),
+        ("bwlimit-kib", o.bwlimit_kib.map(big)),
+        ("stop-at", o.stop_at.map(s)),
     ]);
     if !o.repositories.is_empty() {
         let repos = o

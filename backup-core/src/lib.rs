@@ -70,8 +70,8 @@ pub use changelog::{
 pub use cluster::{Cluster, PvClaim, Workload};
 pub use config::{
     Backend, Config, DumpsConfig, KubernetesConfig, MetricsConfig, OffsiteConfig, PfsenseConfig,
-    PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, StatusConfig, TierItem, TierRepository,
-    Tree, DEFAULT_CONFIG_PATH, DEFAULT_PV_CACHE,
+    PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, StatusConfig, StopAt, TierItem,
+    TierRepository, Tree, DEFAULT_CONFIG_PATH, DEFAULT_PV_CACHE,
 };
 pub use config_show::{effective_table, ignored_keys, render as render_toml};
 pub use error::{stderr_tail, CommandError, ConfigError, Error, Result};

@@ -7,6 +7,8 @@
 //! made on the first run of each month. A full pass refuses an empty source and counts its
 //! deletions before making any: more than `max-delete` fails the tree (`--force` overrides).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use backup_core::metric_names::{self as names, JobMetrics};
 use backup_core::{
     files_from, plan_tree_pass, Config, MetricGroup, MirrorRead, OffsiteConfig, OffsiteCopy,
@@ -59,8 +61,32 @@ pub struct OffsiteReport {
 }
 
 impl OffsiteReport {
+    /// Every step done (or planned): a stopped one is not a failure, but not done either.
     fn ok(&self) -> bool {
-        self.steps.iter().all(|s| s.status.is_good())
+        self.steps
+            .iter()
+            .all(|s| matches!(s.status, Status::Ok | Status::Planned))
+    }
+
+    fn stopped(&self) -> bool {
+        self.steps.iter().any(|s| s.status == Status::Stopped)
+    }
+
+    /// `offsite.stop-at` was reached at `at`: each step the stop cut short is stopped, not
+    /// failed (a step that failed for a reason of its own stays failed).
+    fn stopped_at(&mut self, at: backup_core::StopAt) {
+        for s in &mut self.steps {
+            let cut = s
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("the run was interrupted"));
+            if s.status == Status::Failed && cut {
+                s.status = Status::Stopped;
+                s.error = Some(format!(
+                    "stopped at {at} (offsite.stop-at): what was sent stays, the next run goes on"
+                ));
+            }
+        }
     }
 }
 
@@ -135,7 +161,13 @@ impl Outcome for OffsiteReport {
 
     fn metrics(&self) -> Vec<MetricGroup> {
         let job = JobMetrics::offsite_sync();
-        let mut m = job.outcome(self.ok(), self.now_unix);
+        let mut m = if self.stopped() && !self.steps.iter().any(|s| s.status == Status::Failed) {
+            // stopped at its time, nothing failed: the run did what it was told (no failure),
+            // but the offsite copy is not current (the last success does not move)
+            vec![job.run_success.gauge(1.0)]
+        } else {
+            job.outcome(self.ok(), self.now_unix)
+        };
         if self.ok() && self.full_sync {
             m.push(names::OFFSITE_FULL_SYNC_LAST_SUCCESS.gauge(self.now_unix as f64));
         }
@@ -973,7 +1005,61 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
         nas: nas.as_ref(),
         store: store.as_ref(),
     };
-    job_of(&deps, &ctx.repositories()?, opts)
+    let targets = ctx.repositories()?;
+    let Some(at) = o.stop_at.filter(|_| !ctx.dry_run()) else {
+        return job_of(&deps, &targets, opts);
+    };
+    // at `stop-at` the run is told to stop as SIGTERM would tell it (running transfers are
+    // ended, nothing new starts), and what that cut short is reported stopped
+    let wait = (stop_deadline(ctx.now, at) - ctx.now)
+        .to_std()
+        .unwrap_or_default();
+    let (done, reached) = (AtomicBool::new(false), AtomicBool::new(false));
+    let mut report = std::thread::scope(|s| {
+        let timer = s.spawn(|| {
+            let started = std::time::Instant::now();
+            while !done.load(Ordering::SeqCst) {
+                if started.elapsed() >= wait {
+                    reached.store(true, Ordering::SeqCst);
+                    ctx.stop.store(true, Ordering::SeqCst);
+                    return;
+                }
+                std::thread::park_timeout(std::time::Duration::from_millis(100));
+            }
+        });
+        let report = job_of(&deps, &targets, opts);
+        done.store(true, Ordering::SeqCst);
+        timer.thread().unpark();
+        report
+    })?;
+    if reached.load(Ordering::SeqCst) {
+        report.stopped_at(at);
+    }
+    Ok(report)
+}
+
+/// The first `at` (the host's local time) after `now`: tonight's, or tomorrow's when it has
+/// passed. A time the clock skips (a DST change) is the first that exists after it.
+pub fn stop_deadline(now: DateTime<Utc>, at: backup_core::StopAt) -> DateTime<Utc> {
+    use chrono::TimeZone as _;
+    let local = now.with_timezone(&chrono::Local).date_naive();
+    (0..3)
+        .filter_map(|day| {
+            let date = local + chrono::Days::new(day);
+            let naive = date.and_hms_opt(at.hour, at.minute, 0)?;
+            // in a gap of the local clock, an hour later exists
+            chrono::Local
+                .from_local_datetime(&naive)
+                .earliest()
+                .or_else(|| {
+                    chrono::Local
+                        .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+                        .earliest()
+                })
+        })
+        .map(|t| t.with_timezone(&Utc))
+        .find(|t| *t > now)
+        .unwrap_or(now)
 }
 
 /// The ports of the offsite job: the configuration, the run's time, the NAS (under `--dry-run`
@@ -1212,6 +1298,71 @@ fn step_result(
 mod tests {
     use super::*;
     use backup_core::TierState;
+
+    /// The stop comes the first time the host's clock shows `stop-at` after the run starts:
+    /// tonight's when it is still ahead, else tomorrow's; never in the past, never more than a
+    /// day (and a DST hour) away.
+    #[test]
+    fn the_stop_is_the_next_time_the_clock_shows_stop_at() {
+        use chrono::Timelike as _;
+        let at: backup_core::StopAt = "06:30".parse().unwrap();
+        for start in [
+            "2026-01-05T05:00:00Z",
+            "2026-01-05T07:00:00Z",
+            "2026-03-29T01:30:00Z",
+        ] {
+            let now: DateTime<Utc> = start.parse().unwrap();
+            let d = stop_deadline(now, at);
+            assert!(d > now, "{start}: {d}");
+            assert!(d - now <= chrono::Duration::hours(25), "{start}: {d}");
+            let local = d.with_timezone(&chrono::Local);
+            assert!(
+                (local.hour(), local.minute()) == (6, 30) || local.hour() == 7,
+                "{local}"
+            );
+        }
+        for bad in ["6:30", "24:00", "06:60", "06-30", "", "06:30\n"] {
+            assert!(bad.parse::<backup_core::StopAt>().is_err(), "{bad:?}");
+        }
+    }
+
+    /// A step the stop cut short is stopped (exit 0, the last success not moved, the run's
+    /// success 1); one that failed of its own stays failed.
+    #[test]
+    fn a_step_cut_short_by_stop_at_is_stopped_and_another_failure_stays() {
+        let step = |name: &str, error: &str| StepResult {
+            name: name.to_owned(),
+            dest: String::new(),
+            pass: None,
+            status: Status::Failed,
+            error: Some(error.to_owned()),
+            stats: None,
+            seconds: 1.0,
+            note: None,
+        };
+        let mut r = OffsiteReport {
+            steps: vec![step(
+                "a",
+                "run `rsync …`: stopped: the run was interrupted (SIGTERM/SIGINT)",
+            )],
+            now_unix: 1,
+            full_sync: false,
+            tier: Vec::new(),
+        };
+        r.stopped_at("06:30".parse().unwrap());
+        assert_eq!(r.steps[0].status, Status::Stopped);
+        assert_eq!(r.exit().code(), 0);
+        let m = &r.metrics()[0].metrics;
+        let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["offsite_backup_sync_last_run_success"], "{m:?}");
+        r.steps.push(step(
+            "b",
+            "run `rsync …`: exit status 255: Host key verification failed.",
+        ));
+        r.stopped_at("06:30".parse().unwrap());
+        assert_eq!(r.steps[1].status, Status::Failed);
+        assert_ne!(r.exit().code(), 0);
+    }
     use backup_host::repository::FakeRepository;
 
     #[test]

@@ -19,6 +19,9 @@ pub enum Status {
     Skipped,
     /// `--dry-run`: planned, not carried out.
     Planned,
+    /// Stopped at the configured time (`offsite.stop-at`): what was done stays, the next run
+    /// goes on from there.
+    Stopped,
 }
 
 impl Status {
@@ -29,12 +32,13 @@ impl Status {
             Status::Failed => "FAILED",
             Status::Skipped => "skipped",
             Status::Planned => "would",
+            Status::Stopped => "stopped",
         }
     }
 
-    /// True unless it failed or was skipped.
+    /// True unless it failed or was skipped (stopped at its configured time is not a failure).
     pub fn is_good(self) -> bool {
-        matches!(self, Status::Ok | Status::Planned)
+        matches!(self, Status::Ok | Status::Planned | Status::Stopped)
     }
 }
 

@@ -169,7 +169,10 @@ fn sftp_command(repo: &TierRepository, o: &backup_core::OffsiteConfig) -> Result
 
 /// `restic ARGS` with the repository and its password in the environment.
 fn restic(repo: &TierRepository, args: &[&str]) -> Invocation {
-    let mut inv = Invocation::new("restic", args.iter().copied());
+    // `offsite.bwlimit`: a global flag, before the command, so every upload keeps to it
+    let limit = repo.limit_upload_kib.map(|k| k.to_string());
+    let flags = limit.iter().flat_map(|k| ["--limit-upload", k.as_str()]);
+    let mut inv = Invocation::new("restic", flags.chain(args.iter().copied()));
     inv.env = vec![
         ("RESTIC_REPOSITORY".to_owned(), repo.repository.clone()),
         (
@@ -1378,8 +1381,26 @@ mod tests {
             keep_yearly: 0,
             send: TierItem::ALL.to_vec(),
             append_only: false,
+            limit_upload_kib: None,
             environment_file: None,
         }
+    }
+
+    /// `offsite.bwlimit`: restic's global `--limit-upload`, before the command, on every
+    /// command line; none without it. The repository and its password stay in the environment.
+    #[test]
+    fn the_upload_limit_goes_first_and_the_secrets_stay_out_of_argv() {
+        let plain = restic(&repo(), &["snapshots", "--json"]);
+        assert_eq!(plain.args, ["snapshots", "--json"]);
+        let limited = restic(
+            &TierRepository {
+                limit_upload_kib: Some(2048),
+                ..repo()
+            },
+            &["backup", "--json"],
+        );
+        assert_eq!(limited.args, ["--limit-upload", "2048", "backup", "--json"]);
+        assert!(!limited.display().contains("/p"), "{}", limited.display());
     }
 
     fn snap(id: &str, path: &str, day: &str, host: &str) -> Listed {

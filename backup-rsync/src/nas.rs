@@ -21,12 +21,13 @@ pub struct RsyncOffsite<'r> {
     program: String,
     destination: String,
     ssh: Option<SshOptions>,
+    bwlimit_kib: Option<u64>,
     dry_run: bool,
 }
 
 impl<'r> RsyncOffsite<'r> {
-    /// The NAS of `offsite` (its destination, ssh key, pinned host keys and port), with the
-    /// rsync `program`, through `runner`; `dry_run`: transfers are recorded, not made.
+    /// The NAS of `offsite` (its destination, ssh key, pinned host keys, port and `bwlimit`),
+    /// with the rsync `program`, through `runner`; `dry_run`: transfers are recorded, not made.
     pub fn new(
         runner: Box<dyn Runner + 'r>,
         program: impl Into<String>,
@@ -38,12 +39,19 @@ impl<'r> RsyncOffsite<'r> {
             program: program.into(),
             destination: offsite.destination.clone(),
             ssh: SshOptions::for_offsite(offsite),
+            bwlimit_kib: offsite.bwlimit_kib,
             dry_run,
         }
     }
 
-    /// Runs a transfer: recorded only under `--dry-run` unless it is read only.
+    /// Runs a transfer that sends (`offsite.bwlimit` applied): recorded only under `--dry-run`.
     fn transfer(&self, inv: &Invocation) -> backup_core::Result<Sent> {
+        let mut inv = inv.clone();
+        if let Some(kib) = self.bwlimit_kib {
+            // an option like the others, before `--` and the paths
+            inv.args.insert(0, format!("--bwlimit={kib}"));
+        }
+        let inv = &inv;
         if self.dry_run && !inv.read_only {
             self.runner.run(inv)?;
             return Ok(None);
@@ -250,6 +258,43 @@ mod tests {
             lines[0]
         );
         assert!(lines[2].contains(" --dry-run "), "{}", lines[2]);
+    }
+
+    /// `offsite.bwlimit`: every send carries `--bwlimit`, what only reads or counts does not.
+    #[test]
+    fn the_limit_holds_every_send_and_nothing_that_only_reads() {
+        let t = Transcript::new();
+        let runner = RecordingRunner::new(&t);
+        let stats =
+            std::fs::read_to_string(fixtures::data_dir().join("rsync/stats-nothing.txt")).unwrap();
+        runner.answer(&["rsync"], Output::ok(stats));
+        let cfg = Config::from_toml(
+            "/etc/hb/config.toml".into(),
+            "backup-root = \"/srv/backup\"\n[offsite]\ndestination = \"/nas\"\nbwlimit = \"2M\"\n\
+             [[offsite.tree]]\nname = \"media\"\nsource = \"/srv/media\"\n",
+        )
+        .unwrap();
+        let o = cfg.offsite.as_ref().unwrap();
+        let n = RsyncOffsite::new(Box::new(&runner), "rsync", o, false);
+        let tree = &o.trees[0];
+        n.send_root("/srv/backup".into(), &[], &[]).unwrap();
+        n.resend("/srv/backup".into(), "/tmp/list".into()).unwrap();
+        n.send_tree(tree, TreeSend::Full { max_delete: None })
+            .unwrap();
+        n.count_deletions(tree, TreeSend::Full { max_delete: None })
+            .unwrap();
+        n.read_root("/tmp/m".into(), true).unwrap();
+        let limited: Vec<bool> = t
+            .lines()
+            .iter()
+            .map(|l| l.starts_with("$ rsync --bwlimit=2048 "))
+            .collect();
+        assert_eq!(
+            limited,
+            [true, true, true, false, false],
+            "{:#?}",
+            t.lines()
+        );
     }
 
     /// Step 1's read tells "nothing there yet" (rsync's missing-source words) from a failure,

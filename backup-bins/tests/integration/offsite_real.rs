@@ -701,3 +701,91 @@ fn a_second_offsite_run_while_one_runs_exits_75() {
         "more\n"
     );
 }
+
+/// `offsite.bwlimit`: the NAS gets no more than the limit. 1.5 MiB of incompressible data at
+/// 256 KiB/s takes at least the time the limit implies (6 s; rsync lets the first burst
+/// through, so at least 4 s is asked); the same data without a limit is the comparison.
+/// A lower bound only: a slow machine makes it slower, never faster.
+#[test]
+fn a_bandwidth_limit_holds_a_known_size_to_its_rate() {
+    require_root();
+    let site = Site::new("bwlimit = \"256K\"");
+    let data: Vec<u8> = (0..1536 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(site.root.join("a/big.bin"), &data).unwrap();
+    let started = Instant::now();
+    let out = site.sync(&["--full"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(site.root.join("nas/a/big.bin")).unwrap(),
+        data,
+        "the limited copy arrived whole"
+    );
+    assert!(
+        took >= Duration::from_secs(4),
+        "1.5 MiB at 256 KiB/s took {took:?}: the limit was not applied"
+    );
+}
+
+/// `offsite.stop-at`: a run still sending at that time stops cleanly (exit 0, the tree said
+/// "stopped", its last success not moved) and the next run goes on until the offsite copy
+/// equals the source. The clock is `--now`, 3 s before the stop; the limit makes the send
+/// last longer than that.
+#[test]
+fn a_run_stopped_at_its_time_is_finished_by_the_next() {
+    require_root();
+    let site = Site::new("bwlimit = \"64K\"\nstop-at = \"06:00\"");
+    let data: Vec<u8> = (0..1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(site.root.join("a/big.bin"), &data).unwrap();
+    let run = |now: &str| {
+        Command::new(OFFSITE)
+            .arg("--config")
+            .arg(site.config())
+            .args(["--now", now])
+            .env("TZ", "UTC")
+            .output()
+            .unwrap()
+    };
+    let started = Instant::now();
+    let out = run("2026-01-05T05:59:57Z");
+    let took = started.elapsed();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        took < Duration::from_secs(14),
+        "not stopped: it took {took:?}\n{said}"
+    );
+    assert!(line(&said, "a").starts_with("  stopped"), "{said}");
+    assert!(
+        said.contains("stopped at 06:00 (offsite.stop-at)"),
+        "{said}"
+    );
+    assert_ne!(
+        std::fs::read(site.root.join("nas/a/big.bin"))
+            .ok()
+            .as_deref(),
+        Some(&data[..]),
+        "the file arrived whole before the stop: the test proves nothing"
+    );
+    let prom = std::fs::read_to_string(site.root.join("metrics/offsite-sync-backup.prom"))
+        .unwrap_or_default();
+    assert!(
+        prom.contains("offsite_backup_sync_last_run_success 1"),
+        "a stop at its time is no failure:\n{prom}"
+    );
+    assert!(
+        !prom.contains("offsite_backup_sync_last_success_timestamp"),
+        "a stopped run moved the last success:\n{prom}"
+    );
+    // the next night: no stop before it ends
+    let out = run("2026-01-05T07:00:00Z");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        std::fs::read(site.root.join("nas/a/big.bin")).unwrap(),
+        data
+    );
+}

@@ -1163,3 +1163,38 @@ fn drill_site_brings_back_from_the_tier_what_the_nas_lacks() {
         text(&out)
     );
 }
+
+/// `offsite.bwlimit` holds the tier's uploads too (restic `--limit-upload`): 3 MiB of random
+/// bytes at 128 KiB/s take at least 16 s (24 s at the limit; restic's limiter lets a first
+/// burst through). The same run without the limit takes about 6 s here, so the bound tells the
+/// two apart; it is a lower bound only: a slow machine makes it slower, never faster.
+#[test]
+fn the_bandwidth_limit_holds_the_tiers_upload_to_its_rate() {
+    let (env, repo, pass) = env_with_tier();
+    let config = std::fs::read_to_string(env.config()).unwrap();
+    let config = config.replacen("[offsite]\n", "[offsite]\nbwlimit-kib = 128\n", 1);
+    std::fs::write(env.config(), config).unwrap();
+    let big = env.vol("vm-100-pvc-a").join("big.bin");
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let bytes: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    std::fs::write(&big, &bytes).unwrap();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let started = std::time::Instant::now();
+    let (code, report, out) = tier(&env, "2026-01-05T06:00:00Z", &[]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(pvcs(&report), 3, "{out}");
+    assert!(
+        took >= std::time::Duration::from_secs(16),
+        "3 MiB at 128 KiB/s took {took:?}: the limit was not applied\n{out}"
+    );
+    let check = restic(&repo, &pass, &["check", "--read-data"]);
+    assert!(check.status.success(), "{}", text(&check));
+}

@@ -130,6 +130,13 @@ fn error_messages() {
         ("dump-folders-nested", "backup-root = \"/b\"\n[dumps]\nfolders = [\"/srv/dumps\", \"/srv/dumps/pg\"]\n"),
         ("tier-unknown-send", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\nsend = [\"pvc\", \"etc\"]\n"),
         ("tier-empty-send", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\nsend = []\n"),
+        ("bwlimit-zero", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nbwlimit = 0\n"),
+        ("bwlimit-negative", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nbwlimit = \"-5M\"\n"),
+        ("bwlimit-unit", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nbwlimit = \"10 MB/s\"\n"),
+        ("bwlimit-twice", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nbwlimit = 5\nbwlimit-kib = 5\n"),
+        ("stop-at-not-a-time", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nstop-at = \"6:30\"\n"),
+        ("stop-at-25h", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nstop-at = \"25:00\"\n"),
+        ("bwlimit-newline", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nbwlimit = \"1\\n0\"\n"),
         ("bad-resolver", "backup-root = \"/b\"\n[kubernetes]\nresolver = \"api\"\n"),
         (
             "duplicate-static-lv",
@@ -195,4 +202,30 @@ fn a_password_in_a_repository_url_is_never_shown() {
         "sftp:backup@nas:/srv/restic"
     );
     assert_eq!(shown("/srv/restic"), "/srv/restic");
+}
+
+/// `offsite.bwlimit` is KiB/s: a whole number, or with a unit in powers of 1024; it reaches the
+/// tier's repositories as their upload limit.
+#[test]
+fn a_bandwidth_limit_is_kib_per_second() {
+    for (given, kib) in [
+        ("800", 800),
+        ("\"800\"", 800),
+        ("\"800K\"", 800),
+        ("\"10M\"", 10 * 1024),
+        ("\" 1g \"", 1024 * 1024),
+    ] {
+        for key in ["bwlimit", "bwlimit-kib"] {
+            let c = parse(&format!(
+                "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n{key} = {given}\n\
+             [[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\n"
+            ))
+            .unwrap();
+            let o = c.offsite.unwrap();
+            assert_eq!(o.bwlimit_kib, Some(kib), "{given}");
+            assert_eq!(o.repositories[0].limit_upload_kib, Some(kib), "{given}");
+        }
+    }
+    let c = parse("backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n").unwrap();
+    assert_eq!(c.offsite.unwrap().bwlimit_kib, None);
 }
