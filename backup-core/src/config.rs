@@ -48,6 +48,10 @@ struct RawConfig {
     status: RawStatus,
     #[serde(default)]
     alerts: RawAlerts,
+    #[serde(default)]
+    notify: crate::config_notify::RawNotify,
+    #[serde(default)]
+    hooks: Vec<crate::config_notify::RawHook>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,6 +253,10 @@ pub struct Config {
     /// `[[alerts.job]]`: the application jobs the alert rules watch (the seed's six when none
     /// is listed).
     pub alert_jobs: Vec<crate::alerts::AppJob>,
+    /// `[notify]`: heartbeats and push messages that do not depend on the cluster.
+    pub notify: crate::config_notify::NotifyConfig,
+    /// `[[hooks]]`: commands before and after a job.
+    pub hooks: Vec<crate::config_notify::Hook>,
 }
 
 /// `[status]`: the ages past which `backupctl status` reports a gap.
@@ -619,12 +627,12 @@ pub struct MetricsConfig {
     pub textfile_dir: Option<Utf8PathBuf>,
 }
 
-struct Check<'a> {
+pub(crate) struct Check<'a> {
     file: &'a Utf8Path,
 }
 
 impl Check<'_> {
-    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_owned(),
             key: key.to_owned(),
@@ -632,7 +640,7 @@ impl Check<'_> {
         }
     }
 
-    fn abs(&self, key: &str, value: &str) -> Result<Utf8PathBuf, ConfigError> {
+    pub(crate) fn abs(&self, key: &str, value: &str) -> Result<Utf8PathBuf, ConfigError> {
         if value.is_empty() {
             return Err(self.err(key, "expected an absolute path, found an empty string"));
         }
@@ -675,7 +683,7 @@ impl Check<'_> {
 
     /// An absolute path without `..` (it would make the path mean something else than it
     /// reads, and `pve-config/<path>` escape its folder), with `.` and `//` folded away.
-    fn abs_plain(&self, key: &str, value: &str) -> Result<Utf8PathBuf, ConfigError> {
+    pub(crate) fn abs_plain(&self, key: &str, value: &str) -> Result<Utf8PathBuf, ConfigError> {
         let p = self.abs(key, value)?;
         if p.components()
             .any(|part| part == camino::Utf8Component::ParentDir)
@@ -688,7 +696,7 @@ impl Check<'_> {
         Ok(Utf8PathBuf::from_iter(p.components()))
     }
 
-    fn name(&self, key: &str, value: &str) -> Result<String, ConfigError> {
+    pub(crate) fn name(&self, key: &str, value: &str) -> Result<String, ConfigError> {
         if value.is_empty()
             || value == "."
             || value == ".."
@@ -774,7 +782,11 @@ impl Config {
             ));
         }
         let alert_jobs = c.alert_jobs(raw.alerts)?;
+        let notify = c.notify(raw.notify)?;
+        let hooks = c.hooks(raw.hooks)?;
         Ok(Config {
+            notify,
+            hooks,
             file: file.to_owned(),
             backup_root,
             snapshots,

@@ -102,7 +102,50 @@ pub fn effective_table(c: &Config) -> Table {
     let mut alerts = Table::new();
     alerts.insert("job".into(), Value::Array(jobs));
     top.insert("alerts".into(), Value::Table(alerts));
+    top.insert("notify".into(), Value::Table(notify(&c.notify)));
+    if !c.hooks.is_empty() {
+        let hooks = c
+            .hooks
+            .iter()
+            .map(|h| {
+                Value::Table(table(vec![
+                    ("job", Some(s(&h.job))),
+                    ("when", Some(s(h.when.word()))),
+                    ("command", Some(strings(&h.command))),
+                    ("timeout-seconds", Some(big(h.timeout_seconds))),
+                ]))
+            })
+            .collect();
+        top.insert("hooks".into(), Value::Array(hooks));
+    }
     top
+}
+
+/// The files of each kind (never the URLs they hold).
+fn notify_urls(u: &crate::NotifyUrls) -> Vec<(&'static str, Option<Value>)> {
+    vec![
+        ("healthchecks-url-file", u.healthchecks.as_ref().map(s)),
+        ("uptime-kuma-push-url-file", u.uptime_kuma.as_ref().map(s)),
+        ("ntfy-url-file", u.ntfy.as_ref().map(s)),
+        ("gotify-url-file", u.gotify.as_ref().map(s)),
+        ("webhook-url-file", u.webhook.as_ref().map(s)),
+    ]
+}
+
+fn notify(nc: &crate::NotifyConfig) -> Table {
+    let mut out = notify_urls(&nc.urls);
+    out.push(("timeout-seconds", Some(big(nc.timeout_seconds))));
+    out.push(("retries", Some(n(nc.retries))));
+    let mut t = table(out);
+    if !nc.jobs.is_empty() {
+        let jobs = nc
+            .jobs
+            .iter()
+            .map(|(k, u)| (k.clone(), Value::Table(table(notify_urls(u)))))
+            .collect();
+        t.insert("job".into(), Value::Table(jobs));
+    }
+    t
 }
 
 fn snapshots(c: &Config) -> Table {

@@ -34,6 +34,7 @@ mod alerts;
 mod changelog;
 mod cluster;
 mod config;
+mod config_notify;
 mod config_show;
 mod error;
 mod k8s_name;
@@ -73,6 +74,7 @@ pub use config::{
     PvcBackupConfig, PveConfig, Resolver, SnapshotsConfig, StatusConfig, StopAt, TierItem,
     TierRepository, Tree, DEFAULT_CONFIG_PATH, DEFAULT_PV_CACHE,
 };
+pub use config_notify::{Hook, HookWhen, NotifyConfig, NotifyUrls};
 pub use config_show::{effective_table, ignored_keys, render as render_toml};
 pub use error::{stderr_tail, CommandError, ConfigError, Error, Result};
 pub use k8s_name::{check_folder_name, check_namespace, check_pvc_name};

@@ -248,6 +248,11 @@ pub const DRILL_LAST_RUN_SUCCESS: MetricName = m(
     "backup_restore_drill_last_run_success",
     "1 when the last restore drill succeeded",
 );
+/// `backup_notify_failures{kind}` (in each job's group).
+pub const NOTIFY_FAILURES: MetricName = m(
+    "backup_notify_failures",
+    "notifications of the last run that could not be delivered (after their retries), per kind",
+);
 /// `backup_restore_drill_bytes_per_second` (job `backupctl-drill`).
 pub const DRILL_RATE: MetricName = m(
     "backup_restore_drill_bytes_per_second",
@@ -291,6 +296,7 @@ pub const ALL: &[MetricName] = &[
     DRILL_LAST_SUCCESS,
     DRILL_LAST_RUN_SUCCESS,
     DRILL_RATE,
+    NOTIFY_FAILURES,
 ];
 
 /// The pair every job publishes: whether its last run succeeded, and when it last did.

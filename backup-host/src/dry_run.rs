@@ -27,7 +27,8 @@ impl Would {
         Self::default()
     }
 
-    fn push(&self, line: impl Into<String>) {
+    /// Records one thing a real run would have done.
+    pub fn push(&self, line: impl Into<String>) {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

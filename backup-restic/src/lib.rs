@@ -327,9 +327,7 @@ fn repository_id(d: &TierDeps<'_>, r: &Restic<'_>, may_init: bool) -> Result<Str
 
 /// This node's name, the snapshots' host (what restic finds a parent by).
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned())
+    backup_host::notify::hostname()
 }
 
 /// One snapshot to take: a PVC's version, or a tree (the SQLite copies, pfSense, PVE config, a

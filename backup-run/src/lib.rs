@@ -7,6 +7,8 @@
 //! failed, a lock held), the wrapper still publishes `*_last_run_success 0`, and never a success
 //! timestamp, so the alert on that metric fires for the most common failures too.
 
+mod outside;
+
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -645,17 +647,48 @@ where
         },
         _ => Vec::new(),
     };
+    // a scheduled job (one with metrics) has hooks and heartbeats that need nothing of the
+    // cluster: from here on, its start and its end are heard
+    let mut outside = spec
+        .metrics
+        .as_ref()
+        .zip(cfg)
+        .map(|(m, cfg)| outside::Outside::new(cfg, &m.job, ctx.would.as_ref(), &ctx.stop));
+    let failed = |outside: &mut Option<outside::Outside<'_>>, e: &Error| {
+        if let Some(o) = outside {
+            for w in o.ended(e.exit().code(), &e.to_string()) {
+                eprintln!("{bin}: warning: {w}");
+            }
+            publish_notify_failures(sink, spec, o);
+        }
+        publish_failure(e)
+    };
+    if let Some(o) = &mut outside {
+        o.start();
+    }
     if spec.needs_backup_root {
         if let Err(e) = ctx.cfg().and_then(require_backup_root) {
-            return publish_failure(&e);
+            return failed(&mut outside, &e);
         }
+    }
+    if let Some(Err(e)) = outside.as_ref().map(outside::Outside::before) {
+        return failed(&mut outside, &e);
     }
     let outcome = match job(&ctx) {
         Ok(o) => o,
-        Err(e) => return publish_failure(&e),
+        Err(e) => return failed(&mut outside, &e),
     };
     let mut warnings = Vec::new();
-    for group in outcome.metrics() {
+    if let Some(o) = &mut outside {
+        warnings.extend(o.ended(outcome.exit().code(), &outcome.text(ctx.dry_run())));
+    }
+    let mut groups = outcome.metrics();
+    if let (Some(m), Some(o)) = (&spec.metrics, &outside) {
+        if let Some(failures) = o.failures_metric() {
+            groups.push(MetricGroup::new(&m.job, vec![failures]));
+        }
+    }
+    for group in groups {
         if let Err(e) = sink.publish(&group) {
             warnings.push(format!("metrics not published: {e}"));
         }
@@ -808,6 +841,13 @@ pub fn require_backup_root(cfg: &Config) -> Result<()> {
             }
             .into(),
         ))
+    }
+}
+
+/// `backup_notify_failures{kind}` of a run that failed, when a notification failed too.
+fn publish_notify_failures(sink: &dyn MetricsSink, spec: &RunSpec, o: &outside::Outside<'_>) {
+    if let (Some(m), Some(failures)) = (&spec.metrics, o.failures_metric()) {
+        let _ = sink.publish(&MetricGroup::new(&m.job, vec![failures]));
     }
 }
 

@@ -18,6 +18,7 @@ mod integrity;
 mod layout;
 mod manifests;
 mod naming;
+mod notify_real;
 mod offsite_days;
 mod offsite_real;
 mod offsite_step_one;
