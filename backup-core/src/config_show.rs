@@ -88,6 +88,15 @@ pub fn effective_table(c: &Config) -> Table {
             ("offsite-stale-days", Some(n(c.status.offsite_stale_days))),
         ])),
     );
+    top.insert("alerts".into(), Value::Table(alerts(c)));
+    top.insert("notify".into(), Value::Table(notify(&c.notify)));
+    if !c.hooks.is_empty() {
+        top.insert("hooks".into(), hooks(c));
+    }
+    top
+}
+
+fn alerts(c: &Config) -> Table {
     let jobs = c
         .alert_jobs
         .iter()
@@ -101,11 +110,12 @@ pub fn effective_table(c: &Config) -> Table {
         .collect();
     let mut alerts = Table::new();
     alerts.insert("job".into(), Value::Array(jobs));
-    top.insert("alerts".into(), Value::Table(alerts));
-    top.insert("notify".into(), Value::Table(notify(&c.notify)));
-    if !c.hooks.is_empty() {
-        let hooks = c
-            .hooks
+    alerts
+}
+
+fn hooks(c: &Config) -> Value {
+    Value::Array(
+        c.hooks
             .iter()
             .map(|h| {
                 Value::Table(table(vec![
@@ -115,10 +125,8 @@ pub fn effective_table(c: &Config) -> Table {
                     ("timeout-seconds", Some(big(h.timeout_seconds))),
                 ]))
             })
-            .collect();
-        top.insert("hooks".into(), Value::Array(hooks));
-    }
-    top
+            .collect(),
+    )
 }
 
 /// The files of each kind (never the URLs they hold).

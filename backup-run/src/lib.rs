@@ -678,13 +678,23 @@ where
         Ok(o) => o,
         Err(e) => return failed(&mut outside, &e),
     };
+    report(spec, &ctx, &outcome, outside.as_mut(), sink)
+}
+
+/// After the job: its hooks and notifications, its metrics (the notifications' failures with
+/// them), what it did, its exit code.
+fn report<O: Outcome>(
+    spec: &RunSpec,
+    ctx: &Context<'_>,
+    outcome: &O,
+    outside: Option<&mut outside::Outside<'_>>,
+    sink: &dyn MetricsSink,
+) -> ExitCode {
     let mut warnings = Vec::new();
-    if let Some(o) = &mut outside {
-        warnings.extend(o.ended(outcome.exit().code(), &outcome.text(ctx.dry_run())));
-    }
     let mut groups = outcome.metrics();
-    if let (Some(m), Some(o)) = (&spec.metrics, &outside) {
-        if let Some(failures) = o.failures_metric() {
+    if let Some(o) = outside {
+        warnings.extend(o.ended(outcome.exit().code(), &outcome.text(ctx.dry_run())));
+        if let (Some(m), Some(failures)) = (&spec.metrics, o.failures_metric()) {
             groups.push(MetricGroup::new(&m.job, vec![failures]));
         }
     }
@@ -695,13 +705,13 @@ where
     }
     warnings.dedup();
     print_outcome(
-        &outcome,
-        global.json,
+        outcome,
+        ctx.global.json,
         ctx.dry_run().then(|| ctx.would()),
         &warnings,
     );
     for w in &warnings {
-        eprintln!("{bin}: warning: {w}");
+        eprintln!("{}: warning: {w}", spec.binary);
     }
     backup_host::out::exit(outcome.exit()).into()
 }

@@ -66,6 +66,9 @@ pub enum Command {
     /// filled in); `example` prints the commented default configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The heartbeats and messages of `[notify]`: `test` sends one of each kind configured.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Bring a backup back, checked against its record.
     #[command(subcommand)]
     Restore(RestoreCommand),
@@ -183,6 +186,21 @@ pub enum ConfigCommand {
     Check,
     /// Print the commented example configuration (deploy/config.example.toml).
     Example,
+}
+
+/// `backupctl notify`.
+#[derive(Debug, clap::Subcommand)]
+pub enum NotifyCommand {
+    /// Send one of each kind configured in `[notify]` (a Healthchecks start and success ping
+    /// of the check `backupctl-notify-test`, Uptime Kuma `up`, a test message to ntfy, Gotify
+    /// and the webhook), and say which were delivered. Exit 1 when one was not.
+    ///
+    /// Example: `backupctl notify test --job daily-backup` (that job's own settings).
+    Test {
+        /// Send as this job would (its `[notify.job.<job>]` settings).
+        #[arg(long, value_name = "JOB", default_value = "backupctl-notify-test")]
+        job: String,
+    },
 }
 
 /// What to restore.
@@ -404,6 +422,15 @@ pub fn main(
                 ..spec
             };
             run(&spec, global, |ctx| crate::ConfigText::check(ctx.cfg()?))
+        }
+        Command::Notify(NotifyCommand::Test { job }) => {
+            let spec = RunSpec {
+                needs_backup_root: false,
+                ..spec
+            };
+            run(&spec, global, |ctx| {
+                Ok(crate::notify_test(ctx.cfg()?, job, ctx.dry_run()))
+            })
         }
         Command::Alerts => {
             let spec = generator(spec);

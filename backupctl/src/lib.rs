@@ -15,6 +15,7 @@ mod dumps;
 mod fixture;
 mod history;
 mod inventory;
+mod notify_cmd;
 mod pvc_ref;
 mod restore;
 mod site;
@@ -30,6 +31,7 @@ pub use drill::{drill, DrillArgs, DrillReport, DumpsInDrill};
 pub use dumps::{drill_dumps, restore_dump, DumpDrilled, DumpRestoreArgs, DumpRestoreReport};
 pub use history::{diff, find, ls, Change, DiffReport, FindReport, Found, LsReport};
 pub use inventory::{list, DumpListing, ListReport, PvcListing, VersionListing};
+pub use notify_cmd::{notify_test, NotifyTestReport};
 pub use pvc_ref::PvcRef;
 pub use restore::{
     plan_into_volume, restore_into_volume, restore_pfsense, restore_pvc, restore_pve_config,

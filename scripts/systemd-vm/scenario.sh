@@ -95,7 +95,24 @@ run systemctl daemon-reload
 systemctl cat offsite-sync-backup.service | grep -q 'ReadWritePaths=-/srv/offsite' \
     || fail "no drop-in with the offsite destination: $(systemctl cat offsite-sync-backup.service | tail -5)"
 
+step "the guest's network (QEMU user mode) and a Healthchecks URL on the host's listener"
+iface=$(ls /sys/class/net | grep -v '^lo$' | head -1)
+[[ -n $iface ]] || fail "no network interface in the guest"
+ip link set "$iface" up && ip addr add 10.0.2.15/24 dev "$iface" && ip route add default via 10.0.2.2 \
+    || fail "could not configure $iface"
+port=$(cat /mnt/host/heartbeat.port)
+printf '# the ping-key URL of a Healthchecks project (here: the listener on the host)\nhttp://10.0.2.2:%s/ping/vm-key\n' "$port" \
+    >/etc/homelab-backup/healthchecks.url
+chmod 600 /etc/homelab-backup/healthchecks.url
+cat >>$cfg <<'CFG'
+[notify]
+healthchecks-url-file = "/etc/homelab-backup/healthchecks.url"
+timeout-seconds = 10
+CFG
+run backupctl config check
 start_unit lvm-pvc-snapshot.service 300
+journalctl -u lvm-pvc-snapshot.service -o cat --no-pager | grep -q "notification not delivered" \
+    && fail "the unit could not send its heartbeat: $(journalctl -u lvm-pvc-snapshot.service -o cat --no-pager | grep notification)"
 lvs pve | grep -q -- '-snap-' || fail "no snapshot was taken"
 test -s /var/cache/homelab-backup/pv-cache.json || fail "the PV map was not cached in /var/cache/homelab-backup"
 journalctl -u lvm-pvc-snapshot.service -o cat --no-pager | grep -q "could not cache" && fail "the unit could not write the PV cache"

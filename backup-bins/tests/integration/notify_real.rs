@@ -349,3 +349,47 @@ fn a_url_file_others_may_write_is_refused_and_the_job_stands() {
     assert!(server.got().is_empty(), "{:?}", server.got());
     let _ = Utf8Path::new(&file);
 }
+
+/// `backupctl notify test` sends one of each kind configured and says which arrived; a kind
+/// that cannot be reached fails it (exit 1) and is named by scheme and host only.
+#[test]
+fn notify_test_sends_one_of_each_kind_and_names_what_failed() {
+    let server = Server::start(Duration::ZERO);
+    let env = env_with("");
+    append_config(&env, &notify_all(&env, &server));
+    let out = env.run(crate::harness::CTL, &["notify", "test"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let kinds: Vec<String> = server.got().iter().map(|g| g.path.clone()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "/ping/SECRET-KEY/backupctl-notify-test/start?create=1",
+            "/ping/SECRET-KEY/backupctl-notify-test?create=1",
+            "/api/push/KUMA-TOKEN?status=up&msg=OK&ping=",
+            "/backups-TOPIC",
+            "/message?token=GOTIFY-TOKEN",
+            "/hook/HOOK-TOKEN",
+        ]
+    );
+    assert!(
+        said.contains("notify test: 6 of 6 delivered; exit 0"),
+        "{said}"
+    );
+    let dead = format!("http://127.0.0.1:{}/x/TOKEN", dead_port());
+    append_config(
+        &env,
+        &format!(
+            "[notify.job.daily-backup]\nntfy-url-file = \"{}\"\n",
+            url_file(&env, "dead.url", &dead)
+        ),
+    );
+    let out = env.run(
+        crate::harness::CTL,
+        &["notify", "test", "--job", "daily-backup"],
+    );
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("FAILED: ntfy (http://127.0.0.1:"), "{said}");
+    assert!(!said.contains("TOKEN"), "{said}");
+}
