@@ -130,6 +130,14 @@ fn error_messages() {
         ("dump-folders-nested", "backup-root = \"/b\"\n[dumps]\nfolders = [\"/srv/dumps\", \"/srv/dumps/pg\"]\n"),
         ("tier-unknown-send", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\nsend = [\"pvc\", \"etc\"]\n"),
         ("tier-empty-send", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n[[offsite.repository]]\nrepository = \"/r\"\npassword-file = \"/p\"\nsend = []\n"),
+        ("notify-relative-file", "backup-root = \"/b\"\n[notify]\nntfy-url-file = \"ntfy.url\"\n"),
+        ("notify-timeout-zero", "backup-root = \"/b\"\n[notify]\ntimeout-seconds = 0\n"),
+        ("notify-unknown-kind", "backup-root = \"/b\"\n[notify]\nslack-url-file = \"/s\"\n"),
+        ("notify-job-name", "backup-root = \"/b\"\n[notify.job.\"-x\"]\nntfy-url-file = \"/n\"\n"),
+        ("hook-when", "backup-root = \"/b\"\n[[hooks]]\njob = \"daily-backup\"\nwhen = \"during\"\ncommand = [\"/bin/true\"]\n"),
+        ("hook-relative-program", "backup-root = \"/b\"\n[[hooks]]\njob = \"daily-backup\"\nwhen = \"before\"\ncommand = [\"flush.sh\", \"--all\"]\n"),
+        ("hook-empty-command", "backup-root = \"/b\"\n[[hooks]]\njob = \"daily-backup\"\nwhen = \"after\"\ncommand = []\n"),
+        ("hook-shell-string", "backup-root = \"/b\"\n[[hooks]]\njob = \"daily-backup\"\nwhen = \"after\"\ncommand = \"/bin/sh -c 'x'\"\n"),
         ("bwlimit-zero", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nbwlimit = 0\n"),
         ("bwlimit-negative", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nbwlimit = \"-5M\"\n"),
         ("bwlimit-unit", "backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\nbwlimit = \"10 MB/s\"\n"),
@@ -228,4 +236,29 @@ fn a_bandwidth_limit_is_kib_per_second() {
     }
     let c = parse("backup-root = \"/b\"\n[offsite]\ndestination = \"/nas\"\n").unwrap();
     assert_eq!(c.offsite.unwrap().bwlimit_kib, None);
+}
+
+/// A job's own `[notify.job.<job>]` kinds win over `[notify]`'s; its own Healthchecks URL is its
+/// check's (nothing appended), the default's gets the job's name.
+#[test]
+fn a_jobs_own_notifications_override_the_defaults() {
+    let c = parse(
+        "backup-root = \"/b\"\n[notify]\nhealthchecks-url-file = \"/hc\"\nntfy-url-file = \"/ntfy\"\n\
+         [notify.job.backupctl-drill]\nhealthchecks-url-file = \"/drill\"\n",
+    )
+    .unwrap();
+    let (daily, slugged) = c.notify.for_job("daily-backup");
+    assert_eq!(
+        daily.healthchecks.as_deref().map(|p| p.as_str()),
+        Some("/hc")
+    );
+    assert!(slugged);
+    let (drill, slugged) = c.notify.for_job("backupctl-drill");
+    assert_eq!(
+        drill.healthchecks.as_deref().map(|p| p.as_str()),
+        Some("/drill")
+    );
+    assert_eq!(drill.ntfy.as_deref().map(|p| p.as_str()), Some("/ntfy"));
+    assert!(!slugged);
+    assert_eq!((c.notify.timeout_seconds, c.notify.retries), (10, 2));
 }
