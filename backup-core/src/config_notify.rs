@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Check;
+use crate::config_check::Check;
 use crate::error::ConfigError;
 
 #[derive(Debug, Default, Deserialize)]

@@ -34,6 +34,7 @@ mod alerts;
 mod changelog;
 mod cluster;
 mod config;
+mod config_check;
 mod config_notify;
 mod config_show;
 mod error;
