@@ -462,10 +462,10 @@ pub struct OffsiteConfig {
     /// `tier-mount-dir` (default `/run/homelab-backup/tier`): where each PVC's newest version is
     /// bind-mounted read-only, at the same path every run, for the tier's backups.
     pub tier_mount_dir: Utf8PathBuf,
-    /// `bwlimit-kib` (or `bwlimit`, which takes a unit: `2M`; default none), in KiB/s: every
-    /// transfer to the NAS (rsync `--bwlimit`) and every restic upload of the tier
+    /// `bwlimit-kib` (or `bwlimit`, which takes a unit: `2M`; default none), in KiB/s: each
+    /// transfer to the NAS (rsync `--bwlimit`) and each restic upload of the tier
     /// (`--limit-upload`) at most this fast, so a thin uplink stays usable while a first seed
-    /// runs for days.
+    /// runs for days. Per transfer: two may run at once.
     pub bwlimit_kib: Option<u64>,
     /// `stop-at` (default none): `HH:MM`, the host's local time. A run still sending then stops
     /// cleanly (what was sent stays, the change logs keep what was not) and the next run goes
@@ -1063,15 +1063,17 @@ impl Check<'_> {
             self.err(
                 key,
                 format!(
-                    "expected a rate above 0 in KiB/s (a whole number) or with a unit (`800K`, \
-                     `10M`, `1G`), found `{}`",
+                    "expected a rate above 0 in KiB/s (a whole number, at most 2147483647) or \
+                     with a unit (`800K`, `10M`, `1G`), found `{}`",
                     found.escape_debug()
                 ),
             )
         };
         let kib = match raw {
             None => return Ok(None),
-            Some(RawRate::Number(n)) => u64::try_from(*n).ok().filter(|n| *n > 0),
+            Some(RawRate::Number(n)) => u64::try_from(*n)
+                .ok()
+                .filter(|n| *n > 0 && *n <= u64::from(u32::MAX >> 1)),
             Some(RawRate::Text(t)) => parse_rate_kib(t),
         };
         match (kib, raw) {
@@ -1435,5 +1437,6 @@ fn parse_rate_kib(text: &str) -> Option<u64> {
         .parse::<u64>()
         .ok()?
         .checked_mul(factor)
-        .filter(|k| *k > 0)
+        // rsync and restic take the rate as a 32-bit number
+        .filter(|k| *k > 0 && *k <= u64::from(u32::MAX >> 1))
 }

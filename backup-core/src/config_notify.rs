@@ -94,7 +94,8 @@ pub struct NotifyConfig {
     /// `[notify.job.<job>]`: a job's own, over the defaults (the job as its metrics name it:
     /// `daily-backup`, `backupctl-verify`, `vaultwarden-backup`).
     pub jobs: BTreeMap<String, NotifyUrls>,
-    /// `timeout-seconds` (default 10): one request's whole time.
+    /// `timeout-seconds` (default 10): each try of a request, connecting included (a name that
+    /// does not resolve can take longer: DNS is not interrupted).
     pub timeout_seconds: u64,
     /// `retries` (default 2): tries after a failed one, each after a short pause.
     pub retries: u32,

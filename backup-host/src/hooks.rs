@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backup_core::{Hook, HookWhen, Invocation, Runner};
+use backup_core::{Hook, HookWhen, Invocation};
 
 use crate::runner::DuctRunner;
 
@@ -70,6 +70,12 @@ pub fn run_hook(hook: &Hook, env: &HookEnv<'_>, run_stop: &AtomicBool) -> Result
         hook.when.word(),
         env.job
     );
+    // run as root: a program someone else may replace would hand them root (as sshd's
+    // StrictModes asks of its files); checked where it really is (`/bin/sh` is a link)
+    let real = camino::Utf8Path::new(&hook.command[0])
+        .canonicalize_utf8()
+        .map_err(|e| format!("{what}: not run: {e}"))?;
+    crate::safe_read::check_trusted(&real).map_err(|e| format!("{what}: not run: {e}"))?;
     let out = std::thread::scope(|s| {
         let timer = s.spawn(|| {
             let started = Instant::now();
@@ -86,7 +92,8 @@ pub fn run_hook(hook: &Hook, env: &HookEnv<'_>, run_stop: &AtomicBool) -> Result
                 std::thread::park_timeout(Duration::from_millis(50));
             }
         });
-        let out = DuctRunner::new(Arc::clone(&stop)).run(&inv);
+        // a process group of its own: a timeout ends what the hook started too
+        let out = DuctRunner::new(Arc::clone(&stop)).stream_to(&inv, &mut std::io::sink());
         done.store(true, Ordering::SeqCst);
         timer.thread().unpark();
         out
@@ -147,6 +154,23 @@ mod tests {
         );
     }
 
+    /// A hook program others may write is not run (it would run as root whatever they put in).
+    #[test]
+    fn a_program_others_may_write_is_not_run() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("flush");
+        std::fs::write(&prog, "#!/bin/sh\ntouch \"$0.ran\"\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let h = hook(&[prog.to_str().unwrap()], 5);
+        let e = run_hook(&h, &ENV, &AtomicBool::new(false)).unwrap_err();
+        assert!(e.contains("not run") && e.contains("writable"), "{e}");
+        assert!(!dir.path().join("flush.ran").exists());
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        run_hook(&h, &ENV, &AtomicBool::new(false)).unwrap();
+        assert!(dir.path().join("flush.ran").exists());
+    }
+
     /// A hook that fails says its exit code and last words; one past its timeout is killed and
     /// says so, within about its timeout.
     #[test]
@@ -158,15 +182,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("exited 4: not today"), "{e}");
-        let started = Instant::now();
-        let e = run_hook(
-            &hook(&["/bin/sleep", "30"], 1),
-            &ENV,
-            &AtomicBool::new(false),
-        )
-        .unwrap_err();
-        assert!(e.contains("ran past its 1 s (timeout-seconds)"), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(10));
+        for slow in [&["/bin/sleep", "30"][..], &["/bin/sh", "-c", "sleep 30; :"]] {
+            // the second holds its output open from a child of its own
+            let started = Instant::now();
+            let e = run_hook(&hook(slow, 1), &ENV, &AtomicBool::new(false)).unwrap_err();
+            assert!(e.contains("ran past its 1 s (timeout-seconds)"), "{e}");
+            assert!(started.elapsed() < Duration::from_secs(10), "{slow:?}");
+        }
         let e = run_hook(
             &hook(&["/nonexistent/hook"], 5),
             &ENV,

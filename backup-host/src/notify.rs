@@ -149,6 +149,16 @@ impl Notifier {
             .collect()
     }
 
+    /// A Healthchecks `/log` event (it changes no check's state): what `notify test` sends on a
+    /// job's own check, which a test must not turn green.
+    pub fn log_requests(&self, body: &str) -> Vec<Request> {
+        self.targets
+            .iter()
+            .filter(|t| t.kind == Kind::Healthchecks)
+            .map(|t| self.healthchecks(t, "/log", tail(body, 40)))
+            .collect()
+    }
+
     /// The requests of a job's end: the Healthchecks ping (success, or the exit code), Uptime
     /// Kuma up or down; a message to ntfy, Gotify and the webhook when it failed or is a summary.
     pub fn end_requests(&self, ended: &Ended<'_>) -> Vec<Request> {
@@ -273,8 +283,12 @@ impl Notifier {
     }
 
     fn send_one(&self, r: &Request) -> Result<(), String> {
+        // the timeout bounds connecting too (ureq's own is 30 s); a redirect is not followed:
+        // a POST would arrive as a GET without its body and count as delivered
         let agent = ureq::AgentBuilder::new()
             .timeout(self.timeout)
+            .timeout_connect(self.timeout)
+            .redirects(0)
             .user_agent(concat!("homelab-backup/", env!("CARGO_PKG_VERSION")))
             .build();
         let mut last = String::new();
@@ -292,6 +306,13 @@ impl Notifier {
                 req.send_string(&r.body)
             };
             match sent {
+                Ok(resp) if (300..400).contains(&resp.status()) => {
+                    last = format!(
+                        "HTTP {} (a redirect: give the URL it points to)",
+                        resp.status()
+                    );
+                    break;
+                }
                 Ok(_) => return Ok(()),
                 Err(ureq::Error::Status(code, _)) => {
                     last = format!("HTTP {code}");
@@ -317,11 +338,15 @@ impl Notifier {
         &self.failed
     }
 
-    /// `backup_notify_failures{kind}`, when something failed.
+    /// `backup_notify_failures{kind}` for every kind configured (0 when all arrived: a failure
+    /// of an earlier run does not stay); `None` when nothing is configured.
     pub fn failures_metric(&self) -> Option<backup_core::Metric> {
-        if self.failed.is_empty() {
+        if self.is_empty() {
             return None;
         }
+        let configured = |k: Kind| {
+            self.targets.iter().any(|t| t.kind == k) || self.failed.iter().any(|f| f.kind == k)
+        };
         let mut m = backup_core::metric_names::NOTIFY_FAILURES.labelled();
         for kind in [
             Kind::Healthchecks,
@@ -331,7 +356,7 @@ impl Notifier {
             Kind::Webhook,
         ] {
             let n = self.failed.iter().filter(|f| f.kind == kind).count();
-            if n > 0 {
+            if configured(kind) {
                 m = m.with_sample(&[("kind", kind.name())], n as f64);
             }
         }
@@ -360,6 +385,18 @@ fn files(urls: &NotifyUrls) -> Vec<(Kind, &Utf8Path)> {
 /// Says why, naming the file, never its content.
 pub fn read_url(file: &Utf8Path) -> Result<String, String> {
     crate::safe_read::check_trusted(file).map_err(|e| format!("{file}: {e}"))?;
+    // it holds a token: nobody but its owner may read it either
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(file)
+        .map_err(|e| format!("{file}: cannot read it: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{file}: mode {:o}: others may read the token it holds; `chmod 600 {file}`",
+            mode & 0o777
+        ));
+    }
     let text = crate::safe_read::read_regular_string(file)
         .map_err(|e| format!("{file}: cannot read it: {e}"))?;
     let url = text

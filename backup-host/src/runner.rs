@@ -325,15 +325,19 @@ fn pump(
     }
 }
 
-/// Registers SIGTERM and SIGINT to set the returned flag instead of killing the process, so a
-/// run can unmount what it mounted before it exits.
+/// Registers SIGTERM and SIGINT to set the returned flags instead of killing the process, so a
+/// run can unmount what it mounted before it exits: (`stop`, which the run may also set itself
+/// — `offsite.stop-at` — and `signalled`, set only by a signal: the watchdog and the hooks after
+/// a job watch that one).
 ///
 /// # Errors
 /// When the handlers cannot be installed.
-pub fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
+pub fn stop_on_signals() -> std::io::Result<(Arc<AtomicBool>, Arc<AtomicBool>)> {
     let stop = Arc::new(AtomicBool::new(false));
+    let signalled = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
+        signal_hook::flag::register(sig, Arc::clone(&signalled))?;
     }
-    Ok(stop)
+    Ok((stop, signalled))
 }

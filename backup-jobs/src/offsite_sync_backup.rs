@@ -139,21 +139,27 @@ impl Outcome for OffsiteReport {
                 out.push_str(&format!("          {n}\n"));
             }
         }
-        let failed: Vec<&str> = self
-            .steps
-            .iter()
-            .filter(|s| !s.status.is_good())
-            .map(|s| s.name.as_str())
-            .collect();
-        out.push_str(&format!(
-            "offsite-sync-backup: {} of {} ok{}; exit {}",
-            self.steps.len() - failed.len(),
-            self.steps.len(),
-            if failed.is_empty() {
+        let named = |status: Status| -> Vec<&str> {
+            self.steps
+                .iter()
+                .filter(|s| s.status == status)
+                .map(|s| s.name.as_str())
+                .collect()
+        };
+        let (failed, stopped) = (named(Status::Failed), named(Status::Stopped));
+        let list = |what: &str, names: &[&str]| {
+            if names.is_empty() {
                 String::new()
             } else {
-                format!(", failed: {}", failed.join(", "))
-            },
+                format!(", {what}: {}", names.join(", "))
+            }
+        };
+        out.push_str(&format!(
+            "offsite-sync-backup: {} of {} ok{}{}; exit {}",
+            self.steps.len() - failed.len() - stopped.len(),
+            self.steps.len(),
+            list("stopped", &stopped),
+            list("failed", &failed),
             self.exit().code()
         ));
         out
@@ -188,7 +194,18 @@ impl Outcome for OffsiteReport {
             names::OFFSITE_TIER_REPOSITORY_BYTES.labelled(),
             names::OFFSITE_TIER_LAST_RUN_SUCCESS.labelled(),
         );
-        for t in self.tier.iter().filter(|t| t.planned.is_empty()) {
+        // a repository the stop cut short neither succeeded nor failed: no sample
+        let stopped: Vec<String> = self
+            .steps
+            .iter()
+            .filter(|s| s.status == Status::Stopped)
+            .filter_map(|s| s.name.strip_prefix("tier:").map(str::to_owned))
+            .collect();
+        for t in self
+            .tier
+            .iter()
+            .filter(|t| t.planned.is_empty() && !stopped.contains(&t.name))
+        {
             let ok = if t.error.is_none() { 1.0 } else { 0.0 };
             ran = ran.with_sample(&[("repository", t.name.as_str())], ok);
         }
@@ -1020,17 +1037,20 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
             let started = std::time::Instant::now();
             while !done.load(Ordering::SeqCst) {
                 if started.elapsed() >= wait {
-                    reached.store(true, Ordering::SeqCst);
+                    // a signal first: the stop is the signal's, not the clock's
+                    if !ctx.signalled.load(Ordering::SeqCst) {
+                        reached.store(true, Ordering::SeqCst);
+                    }
                     ctx.stop.store(true, Ordering::SeqCst);
                     return;
                 }
                 std::thread::park_timeout(std::time::Duration::from_millis(100));
             }
         });
-        let report = job_of(&deps, &targets, opts);
-        done.store(true, Ordering::SeqCst);
-        timer.thread().unpark();
-        report
+        // the timer ends with the job, also when the job panics (the scope would wait for it
+        // until the stop time)
+        let _ends = Ends(&done, timer.thread());
+        job_of(&deps, &targets, opts)
     })?;
     if reached.load(Ordering::SeqCst) {
         report.stopped_at(at);
@@ -1038,8 +1058,19 @@ pub fn job(ctx: &Context<'_>, opts: OffsiteOptions) -> Result<OffsiteReport> {
     Ok(report)
 }
 
+/// Sets `done` and wakes the timer when dropped: at the end of the job, or while a panic
+/// unwinds it.
+struct Ends<'a>(&'a AtomicBool, &'a std::thread::Thread);
+
+impl Drop for Ends<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+        self.1.unpark();
+    }
+}
+
 /// The first `at` (the host's local time) after `now`: tonight's, or tomorrow's when it has
-/// passed. A time the clock skips (a DST change) is the first that exists after it.
+/// passed. A time the clock skips (a DST change) is taken an hour later.
 pub fn stop_deadline(now: DateTime<Utc>, at: backup_core::StopAt) -> DateTime<Utc> {
     use chrono::TimeZone as _;
     let local = now.with_timezone(&chrono::Local).date_naive();

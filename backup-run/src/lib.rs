@@ -181,6 +181,8 @@ pub struct Context<'a> {
     pub now: DateTime<Utc>,
     /// Set by SIGTERM/SIGINT: start nothing new.
     pub stop: Arc<AtomicBool>,
+    /// Set by SIGTERM/SIGINT only (`stop` is also the job's own: `offsite.stop-at`).
+    pub signalled: Arc<AtomicBool>,
     runner: DuctRunner,
     steady: DuctRunner,
     would: Option<Would>,
@@ -474,13 +476,14 @@ where
         }
         fail(bin, global, e)
     };
-    let stop = match stop_on_signals() {
+    let (stop, signalled) = match stop_on_signals() {
         Ok(s) => s,
         Err(e) => return publish_failure(&Error::io("install signal handlers", "-", e)),
     };
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        let watched = Arc::clone(&stop);
+        // a signal, not the job's own stop (`offsite.stop-at`), starts the grace period
+        let watched = Arc::clone(&signalled);
         let (done, publish_failure) = (&done, &publish_failure);
         let mount_dir = cfg.as_ref().map(|c| c.pvc_backup.mount_dir.clone());
         let watchdog = scope.spawn(move || {
@@ -502,7 +505,7 @@ where
             job,
             (cfg.as_ref(), disk_root.as_deref(), view.as_ref()),
             now,
-            stop,
+            (stop, signalled),
             would,
             sink,
             &publish_failure,
@@ -612,7 +615,7 @@ fn run_job<O, J>(
     job: J,
     (cfg, disk_root, view): (Option<&Config>, Option<&Utf8Path>, Option<&OffsiteView>),
     now: DateTime<Utc>,
-    stop: Arc<AtomicBool>,
+    (stop, signalled): (Arc<AtomicBool>, Arc<AtomicBool>),
     would: Option<Would>,
     sink: &dyn MetricsSink,
     publish_failure: &dyn Fn(&Error) -> ExitCode,
@@ -629,6 +632,7 @@ where
         global,
         now,
         stop: stop.clone(),
+        signalled,
         runner: DuctRunner::new(stop).verbose(verbose),
         steady: DuctRunner::default().verbose(verbose),
         would,
@@ -653,7 +657,7 @@ where
         .metrics
         .as_ref()
         .zip(cfg)
-        .map(|(m, cfg)| outside::Outside::new(cfg, &m.job, ctx.would.as_ref(), &ctx.stop));
+        .map(|(m, cfg)| outside::Outside::new(cfg, &m.job, ctx.would.as_ref(), &ctx.signalled));
     let failed = |outside: &mut Option<outside::Outside<'_>>, e: &Error| {
         if let Some(o) = outside {
             for w in o.ended(e.exit().code(), &e.to_string()) {
@@ -691,16 +695,19 @@ fn report<O: Outcome>(
     sink: &dyn MetricsSink,
 ) -> ExitCode {
     let mut warnings = Vec::new();
-    let mut groups = outcome.metrics();
+    let publish = |group: &MetricGroup, warnings: &mut Vec<String>| {
+        if let Err(e) = sink.publish(group) {
+            warnings.push(format!("metrics not published: {e}"));
+        }
+    };
+    // the job's metrics first: a hook or an endpoint that hangs must not lose them
+    for group in outcome.metrics() {
+        publish(&group, &mut warnings);
+    }
     if let Some(o) = outside {
         warnings.extend(o.ended(outcome.exit().code(), &outcome.text(ctx.dry_run())));
         if let (Some(m), Some(failures)) = (&spec.metrics, o.failures_metric()) {
-            groups.push(MetricGroup::new(&m.job, vec![failures]));
-        }
-    }
-    for group in groups {
-        if let Err(e) = sink.publish(&group) {
-            warnings.push(format!("metrics not published: {e}"));
+            publish(&MetricGroup::new(&m.job, vec![failures]), &mut warnings);
         }
     }
     warnings.dedup();

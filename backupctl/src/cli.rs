@@ -195,7 +195,8 @@ pub enum NotifyCommand {
     /// of the check `backupctl-notify-test`, Uptime Kuma `up`, a test message to ntfy, Gotify
     /// and the webhook), and say which were delivered. Exit 1 when one was not.
     ///
-    /// Example: `backupctl notify test --job daily-backup` (that job's own settings).
+    /// Example: `backupctl notify test --job daily-backup` (that job's own settings: its
+    /// Healthchecks check gets a log event, which changes no state, and Uptime Kuma nothing).
     Test {
         /// Send as this job would (its `[notify.job.<job>]` settings).
         #[arg(long, value_name = "JOB", default_value = "backupctl-notify-test")]

@@ -4,7 +4,10 @@ use serde::Serialize;
 
 use backup_core::Config;
 use backup_host::exit::Exit;
-use backup_host::notify::{shown, Ended, Notifier};
+use backup_host::notify::{shown, Ended, Kind, Notifier};
+
+/// The check `notify test` pings unless `--job` names another.
+pub const TEST_JOB: &str = "backupctl-notify-test";
 use backup_run::Outcome;
 
 /// What each kind did.
@@ -23,12 +26,26 @@ pub fn notify_test(cfg: &Config, job: &str, dry_run: bool) -> NotifyTestReport {
         "a test of homelab-backup's notifications (backupctl notify test --job {job}): \
          nothing failed"
     );
-    let mut requests = n.start_requests();
-    requests.extend(n.end_requests(&Ended {
+    let ended = Ended {
         exit: 0,
         tail: &text,
         summary: true,
-    }));
+    };
+    let requests: Vec<_> = if job == TEST_JOB {
+        let mut r = n.start_requests();
+        r.extend(n.end_requests(&ended));
+        r
+    } else {
+        // a real job's checks: a Healthchecks log event (a success ping would turn a check that
+        // is down for a real failure green) and no Uptime Kuma push (it would say `up`)
+        let mut r = n.log_requests(&text);
+        r.extend(
+            n.end_requests(&ended)
+                .into_iter()
+                .filter(|r| !matches!(r.kind, Kind::Healthchecks | Kind::UptimeKuma)),
+        );
+        r
+    };
     let unreadable: Vec<_> = n.failed().to_vec();
     let mut sent = Vec::new();
     for f in unreadable {

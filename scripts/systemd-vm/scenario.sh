@@ -98,7 +98,7 @@ systemctl cat offsite-sync-backup.service | grep -q 'ReadWritePaths=-/srv/offsit
 step "the guest's network (QEMU user mode) and a Healthchecks URL on the host's listener"
 iface=$(ls /sys/class/net | grep -v '^lo$' | head -1)
 [[ -n $iface ]] || fail "no network interface in the guest"
-ip link set "$iface" up && ip addr add 10.0.2.15/24 dev "$iface" && ip route add default via 10.0.2.2 \
+ip link set "$iface" up && ip addr replace 10.0.2.15/24 dev "$iface" && ip route replace default via 10.0.2.2 \
     || fail "could not configure $iface"
 port=$(cat /mnt/host/heartbeat.port)
 printf '# the ping-key URL of a Healthchecks project (here: the listener on the host)\nhttp://10.0.2.2:%s/ping/vm-key\n' "$port" \

@@ -9,8 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use camino::Utf8Path;
-
 use crate::harness::{is_root, text, write, Env, SNAPSHOT};
 
 /// One request the server got.
@@ -337,17 +335,22 @@ fn a_url_file_others_may_write_is_refused_and_the_job_stands() {
     let server = Server::start(Duration::ZERO);
     let env = env_with("");
     let file = url_file(&env, "hc.url", &server.url("/ping/K"));
-    std::fs::set_permissions(&file, PermissionsExt::from_mode(0o666)).unwrap();
     append_config(
         &env,
         &format!("[notify]\nhealthchecks-url-file = \"{file}\"\n"),
     );
-    let out = env.run(SNAPSHOT, &[]);
-    let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
-    assert!(said.contains(&format!("{file}:")), "{said}");
-    assert!(server.got().is_empty(), "{:?}", server.got());
-    let _ = Utf8Path::new(&file);
+    // writable by others, then readable by others: neither is trusted with a token
+    for (mode, now) in [
+        (0o666, "2026-01-05T03:00:00Z"),
+        (0o644, "2026-01-06T03:00:00Z"),
+    ] {
+        std::fs::set_permissions(&file, PermissionsExt::from_mode(mode)).unwrap();
+        let out = env.run(SNAPSHOT, &["--now", now]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{said}");
+        assert!(said.contains(&format!("{file}:")), "{mode:o}: {said}");
+        assert!(server.got().is_empty(), "{mode:o}: {:?}", server.got());
+    }
 }
 
 /// `backupctl notify test` sends one of each kind configured and says which arrived; a kind
@@ -392,4 +395,16 @@ fn notify_test_sends_one_of_each_kind_and_names_what_failed() {
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("FAILED: ntfy (http://127.0.0.1:"), "{said}");
     assert!(!said.contains("TOKEN"), "{said}");
+    // a real job's checks are not turned green by a test: a log event, no Kuma push
+    let later: Vec<String> = server.got()[6..].iter().map(|g| g.path.clone()).collect();
+    assert!(
+        later.contains(&"/ping/SECRET-KEY/daily-backup/log?create=1".to_owned()),
+        "{later:?}"
+    );
+    assert!(
+        !later
+            .iter()
+            .any(|p| p.contains("KUMA") || p.ends_with("daily-backup?create=1")),
+        "{later:?}"
+    );
 }

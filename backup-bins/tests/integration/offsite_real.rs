@@ -771,14 +771,15 @@ fn a_run_stopped_at_its_time_is_finished_by_the_next() {
         Some(&data[..]),
         "the file arrived whole before the stop: the test proves nothing"
     );
-    let prom = std::fs::read_to_string(site.root.join("metrics/offsite-sync-backup.prom"))
-        .unwrap_or_default();
-    assert!(
-        prom.contains("offsite_backup_sync_last_run_success 1"),
+    let prom = std::fs::read_to_string(site.root.join("metrics/offsite-sync-backup.prom")).unwrap();
+    assert_eq!(
+        crate::harness::gauge(&prom, "offsite_backup_sync_last_run_success"),
+        Some(1.0),
         "a stop at its time is no failure:\n{prom}"
     );
-    assert!(
-        !prom.contains("offsite_backup_sync_last_success_timestamp"),
+    assert_eq!(
+        crate::harness::gauge(&prom, "offsite_backup_sync_last_success_timestamp"),
+        None,
         "a stopped run moved the last success:\n{prom}"
     );
     // the next night: no stop before it ends
