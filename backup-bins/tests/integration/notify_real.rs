@@ -408,3 +408,44 @@ fn notify_test_sends_one_of_each_kind_and_names_what_failed() {
         "{later:?}"
     );
 }
+
+/// `verify` (and `drill`) send their summary to the message kinds whatever the result: a
+/// success is said too (`done`, `summary: true`), with the report's end as the text.
+#[test]
+fn verify_sends_its_summary_even_when_all_is_well() {
+    let server = Server::start(Duration::ZERO);
+    let env = env_with("");
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    append_config(
+        &env,
+        &format!(
+            "[notify]\nntfy-url-file = \"{}\"\nwebhook-url-file = \"{}\"\n",
+            url_file(&env, "ntfy.url", &server.url("/backups")),
+            url_file(&env, "hook.url", &server.url("/hook")),
+        ),
+    );
+    let out = env.run(
+        crate::harness::CTL,
+        &["--now", "2026-01-05T08:00:00Z", "verify"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = server.got();
+    let paths: Vec<&str> = got.iter().map(|g| g.path.as_str()).collect();
+    assert_eq!(paths, ["/backups", "/hook"], "{got:?}");
+    let title = got[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "title")
+        .map(|(_, v)| v.clone());
+    assert!(
+        title
+            .as_deref()
+            .is_some_and(|t| t.starts_with("backupctl-verify on ") && t.ends_with(": done")),
+        "{title:?}"
+    );
+    let hook: serde_json::Value = serde_json::from_str(&got[1].body).unwrap();
+    assert_eq!(hook["job"], "backupctl-verify");
+    assert_eq!(hook["result"], "success");
+    assert_eq!(hook["summary"], true);
+    assert!(!hook["tail"].as_str().unwrap().is_empty(), "{hook}");
+}
