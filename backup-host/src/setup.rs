@@ -35,7 +35,15 @@ pub fn load_config(path: &Utf8Path) -> Result<Config> {
     .map_err(|e| ConfigError {
         file: path.to_owned(),
         key: "(file)".to_owned(),
-        message: format!("cannot read it: {e}"),
+        message: if e.kind() == std::io::ErrorKind::NotFound {
+            // the first run on a new host: say where a config comes from
+            format!(
+                "cannot read it: {e}. Name another with --config PATH (-c), or start from the \
+                 commented example: `backupctl config example > {path}`"
+            )
+        } else {
+            format!("cannot read it: {e}")
+        },
     })?;
     let _ = LOADED_TEXT.set(text.clone());
     let trusted = if stdin {

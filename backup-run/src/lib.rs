@@ -38,8 +38,8 @@ use backup_host::runner::{stop_on_signals, DuctRunner};
 /// Flags every binary takes, before or after a subcommand.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
-    /// Configuration file.
-    #[arg(long, global = true, value_name = "PATH", env = "HOMELAB_BACKUP_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    /// Configuration file (`-`: read it from stdin).
+    #[arg(short, long, global = true, value_name = "PATH", env = "HOMELAB_BACKUP_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: Utf8PathBuf,
 
     /// Print what would be done and change nothing: no snapshot, mount, copy, removal, lock,

@@ -363,3 +363,40 @@ fn hostile_values_are_refused_by_key_or_carried_as_data() {
         text(&out)
     );
 }
+
+/// The first run on a new host, without a config: exit 2 naming the file, `--config` and where
+/// a config comes from; `-c` is `--config`.
+#[test]
+fn a_missing_config_says_how_to_get_one_and_c_is_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("config.toml");
+    let out = std::process::Command::new(crate::harness::DAILY)
+        .arg("-c")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let said = crate::harness::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!("{}: cannot read it", missing.display())),
+        "{said}"
+    );
+    assert!(said.contains("--config PATH"), "{said}");
+    assert!(
+        said.contains(&format!("backupctl config example > {}", missing.display())),
+        "{said}"
+    );
+    // what the example prints is a config the same flag then reads
+    let example = std::process::Command::new(crate::harness::CTL)
+        .args(["config", "example"])
+        .output()
+        .unwrap();
+    std::fs::write(&missing, &example.stdout).unwrap();
+    let out = std::process::Command::new(crate::harness::CTL)
+        .arg("-c")
+        .arg(&missing)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", crate::harness::text(&out));
+}
