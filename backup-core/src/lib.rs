@@ -90,7 +90,7 @@ pub use mount::Mounter;
 pub use offsite_copy::{Compared, MirrorRead, OffsiteCopy, Sent, TreeSend};
 pub use offsite_plan::{plan_step_one, StepOnePlan};
 pub use offsite_state::{OffsiteState, SentVersions, TierState, TreeState, STATE_FILE};
-pub use pattern::{glob_match, LvPattern};
+pub use pattern::{glob_match, path_glob_match, LvPattern};
 pub use plan::{
     dated_file_name, dated_file_name_nth, dated_folder_name, parse_dated_file_name,
     parse_dated_folder_name, plan_daily, plan_dated_file_rotation, plan_dated_rotation, plan_prune,

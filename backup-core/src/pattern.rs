@@ -68,9 +68,101 @@ pub fn glob_match(p: &[u8], n: &[u8]) -> bool {
     p[pi..].iter().all(|b| *b == b'*')
 }
 
+/// True when the path `n` matches the whole of `pattern`, as gitignore and restic read one: `*`
+/// any run of bytes within one component (never `/`), `?` one byte but `/`, `**` any run of
+/// bytes across components, and `**/` any number of whole folders, none included
+/// (`**/x` matches `x` and `a/b/x`); anything else itself.
+pub fn path_glob_match(pattern: &[u8], n: &[u8]) -> bool {
+    // the pattern's positions a match can be at after each byte of `n`: a set, so the work is
+    // the path's length times the pattern's (no backtracking blow-up); `entered` marks the
+    // positions reached by moving on, not by a `**` eating another byte
+    let p = pattern;
+    let mut at = vec![false; p.len() + 1];
+    let mut entered = at.clone();
+    at[0] = true;
+    entered[0] = true;
+    close(p, &mut at, &mut entered);
+    // from here each step's own `entered` is what counts
+    for &b in n {
+        let mut next = vec![false; p.len() + 1];
+        let mut next_entered = next.clone();
+        for i in (0..p.len()).filter(|&i| at[i]) {
+            match p[i] {
+                // `**` eats anything and stays (not entered again: `**/` skips no folder
+                // after it ate something)
+                b'*' if p.get(i + 1) == Some(&b'*') => next[i] = true,
+                b'*' if b != b'/' => {
+                    next[i] = true;
+                    next_entered[i] = true;
+                }
+                b'?' if b != b'/' => {
+                    next[i + 1] = true;
+                    next_entered[i + 1] = true;
+                }
+                c if c == b && c != b'*' && c != b'?' => {
+                    next[i + 1] = true;
+                    next_entered[i + 1] = true;
+                }
+                _ => {}
+            }
+        }
+        close(p, &mut next, &mut next_entered);
+        at = next;
+    }
+    at[p.len()]
+}
+
+/// Adds to `at` every position reachable without reading a byte: past a `*` (it may match
+/// nothing), past `**` to what follows it, and, just after entering `**/`, past all of it (no
+/// folder at all).
+fn close(p: &[u8], at: &mut [bool], entered: &mut [bool]) {
+    for i in 0..p.len() {
+        if !at[i] || p[i] != b'*' {
+            continue;
+        }
+        if p.get(i + 1) == Some(&b'*') {
+            at[i + 2] = true;
+            entered[i + 2] = true;
+            if entered[i] && p.get(i + 2) == Some(&b'/') {
+                at[i + 3] = true;
+                entered[i + 3] = true;
+            }
+        } else {
+            at[i + 1] = true;
+            entered[i + 1] = true;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `*` stays in one folder, `**` crosses them, `**/` may be no folder at all; a path holding
+    /// the wildcards' own bytes is matched as it is.
+    #[test]
+    fn a_path_glob_reads_like_gitignore() {
+        let m = |p: &str, n: &str| path_glob_match(p.as_bytes(), n.as_bytes());
+        assert!(m("attachments/*", "attachments/a.pdf"));
+        assert!(!m("attachments/*", "attachments/3f2a/invoice.pdf"));
+        assert!(m("attachments/**", "attachments/3f2a/invoice.pdf"));
+        assert!(m("attachments/**", "attachments/a.pdf"));
+        assert!(m("**/invoice.pdf", "invoice.pdf"));
+        assert!(m("**/invoice.pdf", "attachments/3f2a/invoice.pdf"));
+        assert!(m("a/**/b", "a/b"));
+        assert!(m("a/**/b", "a/x/y/b"));
+        assert!(!m("a/**/b", "a/x/yb"));
+        assert!(m("db/*.sqlite3", "db/app.sqlite3"));
+        assert!(!m("db/*.sqlite3", "db/old/app.sqlite3"));
+        assert!(!m("d?/x", "d//x"));
+        assert!(m("*", "name"));
+        assert!(!m("*", "a/b"));
+        assert!(m("", ""));
+        assert!(!m("a", ""));
+        // many stars stay linear (a backtracking matcher takes ages on this)
+        let stars = "*a".repeat(30) + "b";
+        assert!(!m(&stars, &"a".repeat(2000)));
+    }
 
     #[test]
     fn matches_like_a_shell_glob() {

@@ -85,14 +85,16 @@ fn found_in(week: String, pvc: String, e: &backup_core::RecordEntry<'_>) -> Foun
 }
 
 /// A `find` pattern: with a `/` it matches the whole path inside the volume (`db/*.sqlite3`),
-/// without one the last component (`*.sqlite3`), like `find -path` and `find -name`.
+/// without one the last component (`*.sqlite3`), like `find -path` and `find -name`. `*` stays
+/// within one folder and `**` crosses folders, as in gitignore and restic
+/// ([`backup_core::path_glob_match`]).
 fn matches(pattern: &str, path: &[u8]) -> bool {
     let p = pattern.trim_start_matches('/').as_bytes();
-    if p.contains(&b'/') {
-        backup_core::glob_match(p, path)
+    if p.contains(&b'/') || p.windows(2).any(|w| w == b"**") {
+        backup_core::path_glob_match(p, path)
     } else {
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-        backup_core::glob_match(p, name)
+        backup_core::path_glob_match(p, name)
     }
 }
 
@@ -803,7 +805,11 @@ mod tests {
         assert!(matches("app.db", b"data/app.db"));
         assert!(!matches("app", b"data/app.db"));
         assert!(matches("data/*.db", b"data/app.db"));
-        assert!(matches("/data/*", b"data/x/app.db"));
+        // `*` stays in its folder, `**` crosses folders (gitignore, restic)
+        assert!(!matches("/data/*", b"data/x/app.db"));
+        assert!(matches("/data/**", b"data/x/app.db"));
+        assert!(matches("**/app.db", b"data/x/app.db"));
+        assert!(!matches("attachments/*", b"attachments/3f2a/invoice.pdf"));
         assert!(!matches("data/*.db", b"other/app.db"));
         assert!(matches("file-?.txt", b"dir/file-1.txt"));
         assert!(matches("*", b"x"));
