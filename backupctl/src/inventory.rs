@@ -539,8 +539,11 @@ pub(super) fn pick_version(
     pvc: &str,
     week: Option<IsoWeek>,
 ) -> Result<WeekVersion> {
-    let mut mine: Vec<WeekVersion> = store
-        .list_versions(Series::Pvc)?
+    let all = store.list_versions(Series::Pvc)?;
+    if let Some(e) = crate::pvc_ref::unknown_pvc(&all, (namespace, pvc)) {
+        return Err(e);
+    }
+    let mut mine: Vec<WeekVersion> = all
         .into_iter()
         .filter(|v| v.namespace == namespace && v.pvc == pvc)
         .collect();

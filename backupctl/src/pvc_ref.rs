@@ -121,9 +121,102 @@ impl PvcRef {
     }
 }
 
+/// When no version of `namespace/pvc` exists at all (any week, complete or not): the error that
+/// says the PVC is unknown here, with the names closest to it (as clap suggests a flag);
+/// `None` when the PVC has versions (the caller's own message fits then).
+pub(crate) fn unknown_pvc(
+    versions: &[backup_core::WeekVersion],
+    (namespace, pvc): (&str, &str),
+) -> Option<Error> {
+    let known: std::collections::BTreeSet<String> = versions
+        .iter()
+        .map(|v| format!("{}/{}", v.namespace, v.pvc))
+        .collect();
+    let wanted = format!("{namespace}/{pvc}");
+    if known.contains(&wanted) {
+        return None;
+    }
+    let mut close: Vec<(usize, &String)> = known
+        .iter()
+        .map(|k| (distance(k, &wanted), k))
+        .filter(|(d, k)| {
+            // near in spelling, or one name inside the other (long enough to mean something)
+            let claim = k.rsplit('/').next().unwrap_or(k);
+            *d <= (wanted.len() / 3).max(2)
+                || (pvc.len() >= 4 && claim.contains(pvc))
+                || (claim.len() >= 4 && pvc.contains(claim))
+        })
+        .collect();
+    close.sort();
+    let hint = match &close[..] {
+        [] => "`backupctl list` shows the PVCs there are".to_owned(),
+        c => format!(
+            "did you mean {}? (`backupctl list` shows every PVC)",
+            c.iter()
+                .take(3)
+                .map(|(_, k)| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Some(Error::NotFound(format!(
+        "no PVC `{wanted}` has a version on the backup disk: {hint}"
+    )))
+}
+
+/// The edit distance of two names (insertions, deletions, substitutions).
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An unknown PVC is said to be unknown, with the closest names; a known one is not.
+    #[test]
+    fn an_unknown_pvc_is_named_with_the_closest_ones() {
+        let v = |ns: &str, pvc: &str| backup_core::WeekVersion {
+            namespace: ns.into(),
+            pvc: pvc.into(),
+            week: "2026-10".parse().unwrap(),
+            completed_at: None,
+        };
+        let versions = [
+            v("vaultwarden", "vaultwarden-data"),
+            v("nextcloud", "nextcloud-data"),
+            v("immich", "library"),
+        ];
+        assert!(unknown_pvc(&versions, ("vaultwarden", "vaultwarden-data")).is_none());
+        let e = unknown_pvc(&versions, ("vaultwarden", "nope"))
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no PVC `vaultwarden/nope`"), "{e}");
+        let e = unknown_pvc(&versions, ("vaultwarden", "vaultwarden-dat"))
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("did you mean `vaultwarden/vaultwarden-data`?"),
+            "{e}"
+        );
+        let e = unknown_pvc(&versions, ("zzz", "qqq")).unwrap().to_string();
+        assert!(
+            e.contains("`backupctl list` shows the PVCs there are"),
+            "{e}"
+        );
+        assert_eq!(distance("kitten", "sitting"), 3);
+    }
 
     #[test]
     fn names_parse_one_way() {

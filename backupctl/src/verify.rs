@@ -364,6 +364,11 @@ pub(crate) fn chosen_versions(
         .filter(|v| since.is_none_or(|s| v.completed_at.is_some_and(|c| c >= s)))
         .cloned()
         .collect();
+    if let (true, Some((ns, p))) = (chosen.is_empty(), pvc) {
+        if let Some(e) = crate::pvc_ref::unknown_pvc(versions, (ns, p)) {
+            return Err(e);
+        }
+    }
     if chosen.is_empty() && (args.week.is_some() || args.pvc.is_some()) {
         return Err(Error::NotFound(
             "no complete version matches --week/--pvc: `backupctl list` shows them".to_owned(),
