@@ -44,6 +44,11 @@ pub enum Error {
     #[error("{0}")]
     Refused(String),
 
+    /// Run by a user other than root where only root can do the work whole (owners kept,
+    /// every file read, volumes and mounts): refused before anything is read or written.
+    #[error("{0}")]
+    NotRoot(String),
+
     /// The run was told to stop (SIGTERM, SIGINT) while doing what this says.
     #[error("stopped while {0}: the run was interrupted (SIGTERM/SIGINT)")]
     Interrupted(String),
@@ -155,6 +160,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Usage(_) => Exit::Usage,
             Error::Locked { .. } => Exit::Locked,
+            Error::NotRoot(_) => Exit::NotRoot,
             Error::NotFound(_) => Exit::NotFound,
             Error::Internal(_) => Exit::Internal,
             Error::Core(backup_core::Error::InvalidArgument { .. }) => Exit::Usage,

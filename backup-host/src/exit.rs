@@ -17,13 +17,15 @@ pub enum Exit {
     NotFound,
     /// 75: another run holds the lock (`EX_TEMPFAIL`).
     Locked,
+    /// 77: it must run as root (`EX_NOPERM`): nothing was done.
+    NotRoot,
     /// 70: an internal error (`EX_SOFTWARE`): a bug, not the operator's doing.
     Internal,
 }
 
 impl Exit {
     /// Every exit code, in the order of the table.
-    pub const ALL: [Exit; 7] = [
+    pub const ALL: [Exit; 8] = [
         Exit::Success,
         Exit::Failed,
         Exit::Usage,
@@ -31,6 +33,7 @@ impl Exit {
         Exit::NotFound,
         Exit::Internal,
         Exit::Locked,
+        Exit::NotRoot,
     ];
 
     /// What the code means, in the words of `--help` and README.
@@ -47,6 +50,7 @@ impl Exit {
             }
             Exit::Internal => "internal error (EX_SOFTWARE): a bug; please report it with the output",
             Exit::Locked => "another run holds the lock (EX_TEMPFAIL: try again later, or --wait)",
+            Exit::NotRoot => "must run as root (EX_NOPERM): nothing was done",
         }
     }
 
@@ -69,6 +73,7 @@ impl Exit {
             Exit::NotFound => 66,
             Exit::Internal => 70,
             Exit::Locked => 75,
+            Exit::NotRoot => 77,
         }
     }
 

@@ -140,6 +140,9 @@ pub struct RunSpec {
     /// metrics are published; a remote destination is then not refused but left to the job
     /// (the backup root stays the disk's, [`Context::from_offsite`] is false).
     pub offsite_check: bool,
+    /// Only root can do this job whole (owners kept, every file read, volumes and mounts): any
+    /// other user is refused first, exit 77, nothing read or written.
+    pub needs_root: bool,
 }
 
 impl RunSpec {
@@ -155,6 +158,7 @@ impl RunSpec {
             pushgateway: None,
             from_offsite: false,
             offsite_check: false,
+            needs_root: false,
         }
     }
 }
@@ -442,6 +446,18 @@ where
     let bin = spec.binary;
     if let Err(why) = backup_host::progress::check_env() {
         return fail(bin, global, &Error::Usage(why));
+    }
+    if spec.needs_root && !rustix::process::geteuid().is_root() {
+        return fail(
+            bin,
+            global,
+            &Error::NotRoot(format!(
+                "must run as root: it keeps owners and modes, reads every file and mounts \
+                 volumes (run it with sudo, or as the shipped systemd unit does); nothing was \
+                 done (user id {})",
+                rustix::process::geteuid().as_raw()
+            )),
+        );
     }
     // the config first: without it there is nowhere to publish, and exit 2 says "fix the config"
     let loaded = match load(spec, global) {

@@ -464,6 +464,8 @@ fn verify(v: &VerifyFlags, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
         }),
         from_offsite: spec.from_offsite || v.offsite,
         offsite_check: v.offsite,
+        // every file read as it was recorded: another user's would read as damage
+        needs_root: true,
         ..spec
     };
     let args = crate::VerifyArgs {
@@ -491,6 +493,9 @@ fn drill(d: &DrillFlags, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
         needs_backup_root: !d.dumps_only,
         config_required: !d.dumps_only || d.dump_folders.is_empty(),
         from_offsite: spec.from_offsite || d.site,
+        // restored files keep their owners; the dump drill (a CronJob as another user) loads
+        // dumps only
+        needs_root: !d.dumps_only,
         ..spec
     };
     let args = crate::DrillArgs {
@@ -513,6 +518,11 @@ fn drill(d: &DrillFlags, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
 }
 
 fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
+    // a restore keeps owners and modes
+    let spec = RunSpec {
+        needs_root: true,
+        ..spec
+    };
     match r {
         RestoreCommand::Pvc {
             namespace,
@@ -568,6 +578,8 @@ fn restore(r: &RestoreCommand, spec: RunSpec, global: &GlobalArgs) -> ExitCode {
             let spec = RunSpec {
                 needs_backup_root: false,
                 config_required: flags.dump_folders.is_empty(),
+                // a dump is loaded into a database server: any user the server accepts
+                needs_root: false,
                 ..spec
             };
             run(&spec, global, |ctx| crate::restore_dump(ctx, &args))

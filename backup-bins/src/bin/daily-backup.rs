@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         metrics: Some(JobMetrics::daily_backup()),
         locks: Locks::Daily,
         needs_backup_root: true,
+        needs_root: true,
         ..RunSpec::new("daily-backup")
     };
     run(&spec, &cli.global, |ctx| {

@@ -56,6 +56,7 @@ fn main() -> ExitCode {
     let g = &cli.global;
     let spec = RunSpec {
         locks: Locks::Snapshots,
+        needs_root: true,
         ..RunSpec::new("lvm-pvc-snapshot")
     };
     match cli.command.as_ref().unwrap_or(&Command::Create) {
@@ -85,6 +86,7 @@ fn main() -> ExitCode {
         Command::List => {
             let spec = RunSpec {
                 locks: Locks::None,
+                needs_root: false,
                 ..spec
             };
             run(&spec, g, |ctx| {

@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         metrics: Some(JobMetrics::offsite_sync()),
         needs_backup_root: true,
         locks: Locks::Offsite,
+        needs_root: true,
         ..RunSpec::new("offsite-sync-backup")
     };
     let opts = OffsiteOptions {

@@ -400,3 +400,48 @@ fn a_missing_config_says_how_to_get_one_and_c_is_config() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", crate::harness::text(&out));
 }
+
+/// Run by another user than root, what needs root whole (owners kept, every file read, volumes
+/// mounted) is refused first: exit 77, said, nothing read (the config is not even opened) or
+/// written. What any user may run (`backupctl list`, `restore dump`, the dump drill) is not.
+#[test]
+fn a_job_that_needs_root_refuses_another_user_first_with_exit_77() {
+    assert!(
+        is_root(),
+        "the test switches to nobody: run the tests as root"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o777)).unwrap();
+    let missing = dir.path().join("config.toml");
+    let as_nobody = |bin: &str, args: &[&str]| -> Output {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin])
+            .arg("--config")
+            .arg(&missing)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (bin, args) in [
+        (DAILY, &[][..]),
+        (SNAPSHOT, &["create"][..]),
+        (CTL, &["verify"][..]),
+        (CTL, &["drill"][..]),
+        (
+            CTL,
+            &["restore", "pvc", "--pvc", "ns/p", "--to", "/tmp/never"][..],
+        ),
+    ] {
+        let out = as_nobody(bin, args);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(77), "{bin} {args:?}: {said}");
+        assert!(said.contains("must run as root"), "{said}");
+        assert!(said.contains("nothing was done"), "{said}");
+    }
+    assert!(!std::path::Path::new("/tmp/never").exists());
+    // not root's alone: the config's absence is what it says (exit 2), not 77
+    let out = as_nobody(CTL, &["list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = as_nobody(CTL, &["drill", "--dumps-only"]);
+    assert_ne!(out.status.code(), Some(77), "{}", text(&out));
+}
