@@ -103,9 +103,10 @@ pub struct Notifier {
     job: String,
     host: String,
     targets: Vec<Target>,
-    timeout: Duration,
     retries: u32,
     failed: Vec<Failed>,
+    /// One HTTP client for all of the run's requests.
+    agent: ureq::Agent,
 }
 
 impl Notifier {
@@ -118,9 +119,9 @@ impl Notifier {
             job: job.to_owned(),
             host: hostname(),
             targets: Vec::new(),
-            timeout: Duration::from_secs(cfg.timeout_seconds),
             retries: cfg.retries,
             failed: Vec::new(),
+            agent: agent(Duration::from_secs(cfg.timeout_seconds)),
         };
         for (kind, file) in files(&urls) {
             match read_url(file) {
@@ -283,14 +284,7 @@ impl Notifier {
     }
 
     fn send_one(&self, r: &Request) -> Result<(), String> {
-        // the timeout bounds connecting too (ureq's own is 30 s); a redirect is not followed:
-        // a POST would arrive as a GET without its body and count as delivered
-        let agent = ureq::AgentBuilder::new()
-            .timeout(self.timeout)
-            .timeout_connect(self.timeout)
-            .redirects(0)
-            .user_agent(concat!("homelab-backup/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let agent = &self.agent;
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
@@ -362,6 +356,17 @@ impl Notifier {
         }
         Some(m)
     }
+}
+
+/// The HTTP client: the timeout bounds connecting too (ureq's own is 30 s); a redirect is not
+/// followed (a POST would arrive as a GET without its body and count as delivered).
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(timeout)
+        .timeout_connect(timeout)
+        .redirects(0)
+        .user_agent(concat!("homelab-backup/", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// Each configured kind with its file.

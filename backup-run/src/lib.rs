@@ -447,17 +447,8 @@ where
     if let Err(why) = backup_host::progress::check_env() {
         return fail(bin, global, &Error::Usage(why));
     }
-    if spec.needs_root && !rustix::process::geteuid().is_root() {
-        return fail(
-            bin,
-            global,
-            &Error::NotRoot(format!(
-                "must run as root: it keeps owners and modes, reads every file and mounts \
-                 volumes (run it with sudo, or as the shipped systemd unit does); nothing was \
-                 done (user id {})",
-                rustix::process::geteuid().as_raw()
-            )),
-        );
+    if let Err(e) = require_root(spec) {
+        return fail(bin, global, &e);
     }
     // the config first: without it there is nowhere to publish, and exit 2 says "fix the config"
     let loaded = match load(spec, global) {
@@ -737,6 +728,22 @@ fn report<O: Outcome>(
         eprintln!("{}: warning: {w}", spec.binary);
     }
     backup_host::out::exit(outcome.exit()).into()
+}
+
+/// A job only root can do whole, run by another user: refused before anything is read.
+///
+/// # Errors
+/// [`Error::NotRoot`] (exit 77).
+fn require_root(spec: &RunSpec) -> Result<()> {
+    let uid = rustix::process::geteuid();
+    if !spec.needs_root || uid.is_root() {
+        return Ok(());
+    }
+    Err(Error::NotRoot(format!(
+        "must run as root: it keeps owners and modes, reads every file and mounts volumes (run \
+         it with sudo, or as the shipped systemd unit does); nothing was done (user id {})",
+        uid.as_raw()
+    )))
 }
 
 fn load(spec: &RunSpec, global: &GlobalArgs) -> Result<Option<Config>> {
