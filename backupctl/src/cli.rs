@@ -6,6 +6,7 @@ use backup_core::metric_names::JobMetrics;
 use backup_core::IsoWeek;
 use camino::Utf8PathBuf;
 
+use backup_host::error::Error;
 use backup_run::{run, GlobalArgs, Locks, RunSpec, SinkArgs};
 
 use crate::PvcRef;
@@ -39,7 +40,8 @@ pub enum Command {
         #[arg(long, value_name = "HOURS")]
         stale_hours: Option<u32>,
     },
-    /// Re-read backups against their records (md5, size, mode, owner, times, xattrs, hardlinks),
+    /// Re-read backups against their records (content digest, size, mode, owner, times,
+    /// xattrs, hardlinks),
     /// integrity_check every SQLite copy, check pfSense copies and every dump's gzip stream.
     /// Every difference is named by path; exit 1 on any.
     Verify(VerifyFlags),
@@ -74,8 +76,9 @@ pub enum Command {
     Restore(RestoreCommand),
     /// Every complete version holding a path that matches PATTERN (from the per-file records,
     /// no copy is walked): with a `/` the pattern matches the whole path inside the volume
-    /// (`db/*.sqlite3`), without one the file name (`*.sqlite3`); `*` and `?` are wildcards.
-    /// Exit 66 when nothing matches.
+    /// (`db/*.sqlite3`), without one the file name (`*.sqlite3`). `*` and `?` never match a
+    /// `/`; `**` matches across folders (`attachments/**`, `**/config.php`). Exit 66 when
+    /// nothing matches.
     Find {
         /// The pattern.
         pattern: String,
@@ -88,32 +91,96 @@ pub enum Command {
     },
     /// What changed from one week's versions to another's, per PVC: added (+), removed (-),
     /// changed content (M) or metadata only (m: mode, owner, time, xattrs, link target).
+    ///
+    /// A PVC with a complete version in only one of the two weeks is named as not compared.
+    #[command(after_help = DIFF_EXAMPLES)]
     Diff {
-        /// The older week (YYYY-WW).
-        #[arg(value_parser = parse_week, value_name = "WEEK1")]
-        from: IsoWeek,
-        /// The newer week (YYYY-WW).
-        #[arg(value_parser = parse_week, value_name = "WEEK2")]
-        to: IsoWeek,
-        /// Only this PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
+        /// Only this PVC: NAMESPACE/PVC, the volume (LV) that holds it, or a claim name that
+        /// only one PVC has.
         #[arg(long, value_name = "NAMESPACE/PVC")]
         pvc: Option<PvcRef>,
+        /// The older week [default: the complete week before --to].
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        from: Option<IsoWeek>,
+        /// The newer week [default: the newest complete week].
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        to: Option<IsoWeek>,
+        /// The two weeks as positionals (`diff 2026-48 2026-49`), the same as --from and --to.
+        #[arg(value_parser = parse_week, value_name = "WEEK", conflicts_with_all = ["from", "to"])]
+        weeks: Vec<IsoWeek>,
     },
     /// A folder of a version as it was: each entry's type and mode, owner, size, time, name.
+    #[command(after_help = LS_EXAMPLES)]
     Ls {
-        /// The ISO week (YYYY-WW).
-        #[arg(value_parser = parse_week, value_name = "WEEK")]
-        week: IsoWeek,
-        /// The PVC: NAMESPACE/PVC, or the volume (LV) that holds it.
-        #[arg(value_name = "NAMESPACE/PVC")]
-        pvc: PvcRef,
-        /// The folder inside the volume (default: its root).
-        path: Option<String>,
+        /// The PVC: NAMESPACE/PVC, the volume (LV) that holds it, or a claim name that only one
+        /// PVC has.
+        #[arg(long, value_name = "NAMESPACE/PVC")]
+        pvc: Option<PvcRef>,
+        /// The ISO week [default: the PVC's newest complete version].
+        #[arg(long, value_parser = parse_week, value_name = "YYYY-WW")]
+        week: Option<IsoWeek>,
+        /// The folder inside the volume [default: its root]. The older form `ls WEEK PVC
+        /// [FOLDER]` is taken too: a leading week and PVC stand for --week and --pvc.
+        #[arg(value_name = "FOLDER")]
+        args: Vec<String>,
     },
     /// Restore a sample of files (seeded from --now: replayable) and every SQLite copy of the
     /// newest versions into a scratch folder, check them, and project each layer's RTO; the
     /// same sample from each encrypted tier repository too (restic, without a lock).
     Drill(DrillFlags),
+}
+
+const LS_EXAMPLES: &str = "\
+Examples:
+  backupctl ls --pvc vaultwarden/vaultwarden-data
+  backupctl ls --pvc vaultwarden/vaultwarden-data --week 2026-49 attachments
+  backupctl ls vaultwarden-data attachments";
+
+const DIFF_EXAMPLES: &str = "\
+Examples:
+  backupctl diff --pvc vaultwarden/vaultwarden-data     (the two newest complete weeks)
+  backupctl diff --from 2026-48 --to 2026-49
+  backupctl diff 2026-48 2026-49 --pvc vaultwarden-data";
+
+/// `ls`'s operands: `[WEEK] [PVC] [FOLDER]`, a week and a PVC taken only where --week and
+/// --pvc are not given.
+///
+/// # Errors
+/// [`Error::Usage`]: no PVC, a week or PVC that does not parse, more than one folder.
+fn ls_operands(
+    mut week: Option<IsoWeek>,
+    pvc: Option<PvcRef>,
+    mut args: &[String],
+) -> Result<(Option<IsoWeek>, PvcRef, Option<&str>), Error> {
+    if let (None, Some((first, rest))) = (week, args.split_first()) {
+        // what starts like a week is one (a typo in it is said as such, not taken as a PVC)
+        let b = first.as_bytes();
+        if b.len() >= 5 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' {
+            week = Some(parse_week(first).map_err(Error::Usage)?);
+            args = rest;
+        }
+    }
+    let pvc = match pvc {
+        Some(p) => p,
+        None => {
+            let (first, rest) = args.split_first().ok_or_else(|| {
+                Error::Usage(
+                    "which PVC? give --pvc NAMESPACE/PVC (`backupctl list` shows them)".into(),
+                )
+            })?;
+            args = rest;
+            first.parse().map_err(Error::Usage)?
+        }
+    };
+    match args {
+        [] => Ok((week, pvc, None)),
+        [folder] => Ok((week, pvc, Some(folder))),
+        more => Err(Error::Usage(format!(
+            "ls lists one folder, got {}: `backupctl ls --pvc NAMESPACE/PVC [--week YYYY-WW] \
+             [FOLDER]`",
+            more.join(" ")
+        ))),
+    }
 }
 
 /// `backupctl verify` flags.
@@ -446,11 +513,26 @@ pub fn main(
         Command::Find { pattern, pvc, week } => run(&spec, global, |ctx| {
             crate::find(ctx, pattern, pvc.as_ref(), *week)
         }),
-        Command::Diff { from, to, pvc } => run(&spec, global, |ctx| {
-            crate::diff(ctx, *from, *to, pvc.as_ref())
+        Command::Diff {
+            pvc,
+            from,
+            to,
+            weeks,
+        } => run(&spec, global, |ctx| {
+            let (from, to) = match weeks[..] {
+                [] => (*from, *to),
+                [f, t] => (Some(f), Some(t)),
+                _ => {
+                    return Err(Error::Usage(
+                        "diff takes two weeks (`diff 2026-48 2026-49`), or --from and --to".into(),
+                    ))
+                }
+            };
+            crate::diff(ctx, from, to, pvc.as_ref())
         }),
-        Command::Ls { week, pvc, path } => run(&spec, global, |ctx| {
-            crate::ls(ctx, *week, pvc, path.as_deref())
+        Command::Ls { pvc, week, args } => run(&spec, global, |ctx| {
+            let (week, pvc, folder) = ls_operands(*week, pvc.clone(), args)?;
+            crate::ls(ctx, week, &pvc, folder)
         }),
     }
 }

@@ -114,6 +114,34 @@ fn store_and_pvc<'c, 'p>(
     Ok((store, want))
 }
 
+/// The weeks holding a complete version (of the PVC `want`; of any without), oldest first.
+///
+/// # Errors
+/// A `want` that has no version at all (named with the closest PVCs); a listing that fails.
+fn complete_weeks(
+    store: &dyn BackupStore,
+    want: Option<&(String, String)>,
+) -> Result<Vec<IsoWeek>> {
+    let listed = store.list_versions(Series::Pvc)?;
+    if let Some(e) = want.and_then(|(ns, p)| crate::pvc_ref::unknown_pvc(&listed, (ns, p))) {
+        return Err(e);
+    }
+    let mut weeks: Vec<IsoWeek> = listed
+        .iter()
+        .filter(|v| v.is_complete())
+        .filter(|v| want.is_none_or(|(ns, p)| &v.namespace == ns && &v.pvc == p))
+        .map(|v| v.week)
+        .collect();
+    weeks.sort_unstable();
+    weeks.dedup();
+    Ok(weeks)
+}
+
+/// " of NAMESPACE/PVC" for messages, or nothing.
+fn of(want: Option<&(String, String)>) -> String {
+    want.map_or(String::new(), |(ns, p)| format!(" of {ns}/{p}"))
+}
+
 /// The complete versions chosen by `--pvc` and `--week`, oldest first, with their records.
 fn versions(
     store: &dyn BackupStore,
@@ -130,8 +158,11 @@ fn versions_with<T: Send>(
     week: Option<IsoWeek>,
     read: impl Fn(&dyn BackupStore, &WeekVersion) -> Option<T> + Sync,
 ) -> Result<Vec<(WeekVersion, T)>> {
-    let mut chosen: Vec<WeekVersion> = store
-        .list_versions(Series::Pvc)?
+    let listed = store.list_versions(Series::Pvc)?;
+    if let Some(e) = want.and_then(|(ns, p)| crate::pvc_ref::unknown_pvc(&listed, (ns, p))) {
+        return Err(e);
+    }
+    let mut chosen: Vec<WeekVersion> = listed
         .into_iter()
         .filter(WeekVersion::is_complete)
         .filter(|v| week.is_none_or(|w| v.week == w))
@@ -306,10 +337,21 @@ pub struct DiffReport {
     pub from: String,
     /// The newer week.
     pub to: String,
-    /// PVCs compared (present in both weeks or either).
+    /// PVCs compared (a complete version in both weeks).
     pub pvcs: usize,
     /// Every path that differs.
     pub changes: Vec<Change>,
+    /// PVCs with a complete version in only one of the two weeks: not compared.
+    pub not_compared: Vec<NotCompared>,
+}
+
+/// A PVC `diff` could not compare: it has no complete version in `missing_in`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotCompared {
+    /// `NAMESPACE/PVC`.
+    pub pvc: String,
+    /// The week without a complete version of it.
+    pub missing_in: String,
 }
 
 /// True when two records' entries for one path hold different content: their digests differ
@@ -363,12 +405,54 @@ fn by_path(rec: &[FileEntry]) -> std::collections::BTreeMap<&[u8], &FileEntry> {
 /// Neither week has a complete version (of `--pvc`).
 pub fn diff(
     ctx: &Context<'_>,
-    from: IsoWeek,
-    to: IsoWeek,
+    from: Option<IsoWeek>,
+    to: Option<IsoWeek>,
     pvc: Option<&PvcRef>,
 ) -> Result<DiffReport> {
     let (store, want) = store_and_pvc(ctx, pvc)?;
+    let (from, to) = diff_weeks(store.as_ref(), from, to, want.as_ref().map(|w| &w.1))?;
     diff_in(store.as_ref(), from, to, want)
+}
+
+/// `--from` and `--to` with their defaults: the newest complete week, and the complete week
+/// before `--to`.
+///
+/// # Errors
+/// No complete version at all, or none before `--to`.
+fn diff_weeks(
+    store: &dyn BackupStore,
+    from: Option<IsoWeek>,
+    to: Option<IsoWeek>,
+    want: Option<&(String, String)>,
+) -> Result<(IsoWeek, IsoWeek)> {
+    if let (Some(f), Some(t)) = (from, to) {
+        return Ok((f, t));
+    }
+    let weeks = complete_weeks(store, want)?;
+    let to = match to {
+        Some(t) => t,
+        None => *weeks.last().ok_or_else(|| {
+            Error::NotFound(format!(
+                "no complete version{}: `backupctl list` shows them",
+                of(want)
+            ))
+        })?,
+    };
+    let from = match from {
+        Some(f) => f,
+        None => weeks
+            .iter()
+            .rev()
+            .copied()
+            .find(|w| *w < to)
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "no complete version{} before week {to}: nothing to compare it with",
+                    of(want)
+                ))
+            })?,
+    };
+    Ok((from, to))
 }
 
 /// [`diff`] in `store`, of the PVC `want` (all without).
@@ -398,16 +482,21 @@ fn diff_in(
             )));
         }
     }
-    let empty = Vec::new();
     let mut names: Vec<&String> = a.keys().chain(b.keys()).collect();
     names.sort();
     names.dedup();
     let mut changes = Vec::new();
+    let mut not_compared = Vec::new();
     for name in &names {
-        let (old, new) = (
-            by_path(a.get(*name).copied().unwrap_or(&empty)),
-            by_path(b.get(*name).copied().unwrap_or(&empty)),
-        );
+        // a PVC missing from one week is said so, not listed as every path added or removed
+        let (Some(old), Some(new)) = (a.get(*name), b.get(*name)) else {
+            not_compared.push(NotCompared {
+                pvc: (*name).clone(),
+                missing_in: if a.contains_key(*name) { to } else { from }.to_string(),
+            });
+            continue;
+        };
+        let (old, new) = (by_path(old), by_path(new));
         let mut paths: Vec<&[u8]> = old.keys().chain(new.keys()).copied().collect();
         paths.sort_unstable();
         paths.dedup();
@@ -442,8 +531,9 @@ fn diff_in(
     Ok(DiffReport {
         from: from.to_string(),
         to: to.to_string(),
-        pvcs: names.len(),
+        pvcs: names.len() - not_compared.len(),
         changes,
+        not_compared,
     })
 }
 
@@ -472,6 +562,12 @@ impl Outcome for DiffReport {
             }
             out.push('\n');
         }
+        for n in &self.not_compared {
+            out.push_str(&format!(
+                "{}\n  not compared: no complete version in week {}\n",
+                n.pvc, n.missing_in
+            ));
+        }
         let count = |k: &str| self.changes.iter().filter(|c| c.change == k).count() as u64;
         out.push_str(&format!(
             "diff {} → {}: {} added, {} removed, {} changed in content, {} in metadata only \
@@ -484,6 +580,12 @@ impl Outcome for DiffReport {
             count("metadata"),
             human::plural(self.pvcs as u64, "PVC")
         ));
+        if !self.not_compared.is_empty() {
+            out.push_str(&format!(
+                "; {} not compared",
+                human::plural(self.not_compared.len() as u64, "PVC")
+            ));
+        }
         out
     }
 }
@@ -505,7 +607,12 @@ pub struct LsReport {
 ///
 /// # Errors
 /// No such version, or no such folder in it.
-pub fn ls(ctx: &Context<'_>, week: IsoWeek, pvc: &PvcRef, path: Option<&str>) -> Result<LsReport> {
+pub fn ls(
+    ctx: &Context<'_>,
+    week: Option<IsoWeek>,
+    pvc: &PvcRef,
+    path: Option<&str>,
+) -> Result<LsReport> {
     let (store, want) = store_and_pvc(ctx, Some(pvc))?;
     let want = want.map(|w| w.1);
     ls_in(store.as_ref(), week, pvc, want.as_ref(), path)
@@ -517,11 +624,19 @@ pub fn ls(ctx: &Context<'_>, week: IsoWeek, pvc: &PvcRef, path: Option<&str>) ->
 /// No complete version of that week; a path that is not a folder of it.
 fn ls_in(
     store: &dyn BackupStore,
-    week: IsoWeek,
+    week: Option<IsoWeek>,
     pvc: &PvcRef,
     want: Option<&(String, String)>,
     path: Option<&str>,
 ) -> Result<LsReport> {
+    let week = match week {
+        Some(w) => w,
+        None => *complete_weeks(store, want)?.last().ok_or_else(|| {
+            Error::NotFound(format!(
+                "no complete version of {pvc}: `backupctl list` shows them"
+            ))
+        })?,
+    };
     let all = versions(store, want, Some(week))?;
     let (v, rec) = all
         .first()
@@ -680,7 +795,49 @@ mod tests {
             ]
         );
         let e = find_in(&store, "*", Some(&("x".into(), "y".into())), None).unwrap_err();
-        assert!(e.to_string().contains("no complete version of x/y"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("no PVC `x/y` has a version on the backup disk"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ls_and_diff_default_to_the_newest_weeks_and_say_what_they_cannot_compare() {
+        let store = two_weeks(|r| r.retain(|e| e.path != b"db.sqlite3"));
+        let pvc: PvcRef = "vaultwarden/data".parse().unwrap();
+        let r = ls_in(&store, None, &pvc, Some(&want()), None).unwrap();
+        assert_eq!(r.week, "2026-10");
+        let (from, to) = diff_weeks(&store, None, None, Some(&want())).unwrap();
+        assert_eq!(
+            (from.to_string(), to.to_string()),
+            ("2026-09".into(), "2026-10".into())
+        );
+        let w9: IsoWeek = "2026-09".parse().unwrap();
+        let e = diff_weeks(&store, None, Some(w9), Some(&want())).unwrap_err();
+        assert!(e.to_string().contains("before week 2026-09"), "{e}");
+        // a PVC that has a complete version in week 10 only
+        let w10: IsoWeek = "2026-10".parse().unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 3, 8, 3, 0, 0).unwrap();
+        store.add_version(Series::Pvc, w10, "gitea", "repos", Some(at));
+        let rec = vec![file_entry("repo.git", 7)];
+        let file = backup_core::StoreFile::Record(w10, "gitea", "repos");
+        store
+            .write(file, &backup_core::encode_file_record(&rec))
+            .unwrap();
+        let r = diff_in(&store, from, to, None).unwrap();
+        assert!(r.changes.iter().all(|c| c.pvc == "vaultwarden/data"));
+        assert_eq!(r.changes.len(), 1, "{:?}", r.changes);
+        assert_eq!(r.pvcs, 1);
+        let text = r.text(false);
+        assert!(
+            text.contains("gitea/repos\n  not compared: no complete version in week 2026-09\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("(1 PVC compared); 1 PVC not compared"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -729,10 +886,10 @@ mod tests {
         let store = two_weeks(|_| {});
         let pvc: PvcRef = "vaultwarden/data".parse().unwrap();
         let week = "2026-10".parse().unwrap();
-        let r = ls_in(&store, week, &pvc, Some(&want()), Some("attachments")).unwrap();
+        let r = ls_in(&store, Some(week), &pvc, Some(&want()), Some("attachments")).unwrap();
         let names: Vec<&str> = r.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(names, ["attachments/a.pdf"]);
-        let e = ls_in(&store, week, &pvc, Some(&want()), Some("db.sqlite3")).unwrap_err();
+        let e = ls_in(&store, Some(week), &pvc, Some(&want()), Some("db.sqlite3")).unwrap_err();
         assert!(e.to_string().contains("is not a folder"), "{e}");
     }
 

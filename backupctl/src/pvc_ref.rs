@@ -109,6 +109,11 @@ impl PvcRef {
         if unresolved {
             return Ok((UNRESOLVED_NAMESPACE.to_owned(), lv.clone()));
         }
+        // a claim name alone, when exactly one PVC on the backup disk has it
+        let listed = ctx.store()?.list_versions(backup_core::Series::Pvc)?;
+        if let Some(named) = only_claim_named(&listed, lv)? {
+            return Ok(named);
+        }
         Err(Error::NotFound(format!(
             "no PVC is known for the volume `{lv}` (the PV map{}): name it NAMESPACE/PVC as \
              `backupctl list` prints it",
@@ -118,6 +123,36 @@ impl PvcRef {
                 format!("; {}", warnings.join("; "))
             }
         )))
+    }
+}
+
+/// The one PVC among `versions` whose claim is `name` (`None`: none is).
+///
+/// # Errors
+/// [`Error::Usage`] when several PVCs have that claim name, each named.
+fn only_claim_named(
+    versions: &[backup_core::WeekVersion],
+    name: &str,
+) -> Result<Option<(String, String)>> {
+    let mut named: Vec<(String, String)> = versions
+        .iter()
+        .filter(|v| v.pvc == name)
+        .map(|v| (v.namespace.clone(), v.pvc.clone()))
+        .collect();
+    named.sort();
+    named.dedup();
+    match &named[..] {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        several => Err(Error::Usage(format!(
+            "`{name}` is the claim of {} PVCs ({}): give --pvc NAMESPACE/PVC",
+            several.len(),
+            several
+                .iter()
+                .map(|(ns, p)| format!("{ns}/{p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }
 
@@ -216,6 +251,32 @@ mod tests {
             "{e}"
         );
         assert_eq!(distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn a_claim_name_alone_is_taken_when_only_one_pvc_has_it() {
+        let v = |ns: &str, pvc: &str, week: &str| backup_core::WeekVersion {
+            namespace: ns.into(),
+            pvc: pvc.into(),
+            week: week.parse().unwrap(),
+            completed_at: None,
+        };
+        let versions = [
+            v("vaultwarden", "data", "2026-09"),
+            v("vaultwarden", "data", "2026-10"),
+            v("gitea", "data", "2026-10"),
+            v("gitea", "repos", "2026-10"),
+        ];
+        assert_eq!(
+            only_claim_named(&versions, "repos").unwrap(),
+            Some(("gitea".into(), "repos".into()))
+        );
+        assert_eq!(only_claim_named(&versions, "nope").unwrap(), None);
+        let e = only_claim_named(&versions, "data").unwrap_err().to_string();
+        assert!(
+            e.contains("claim of 2 PVCs (gitea/data, vaultwarden/data): give --pvc NAMESPACE/PVC"),
+            "{e}"
+        );
     }
 
     #[test]

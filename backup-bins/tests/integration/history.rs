@@ -1,4 +1,4 @@
-//! Issue 21, item 8: `find`, `diff`, `ls` across versions from the per-file records, and
+//! `find`, `diff`, `ls` across versions from the per-file records, and
 //! `restore pvc --path`, against real backups (two weeks of the `dir` backend, rsync).
 
 use std::os::unix::fs::PermissionsExt;
@@ -103,6 +103,76 @@ fn find_diff_and_ls_answer_from_the_records() {
     );
     let (c, t) = ctl(&env, &["ls", "2026-03", "vaultwarden/data", "nope"]);
     assert_eq!(c, 66, "{t}");
+}
+
+/// One argument shape: `--pvc` and `--week` (the newest complete version by default), the
+/// older positionals taken too, a claim name alone when only one PVC has it; a PVC that is in
+/// only one of two weeks is said to be, not listed as every path added.
+#[test]
+fn ls_and_diff_take_pvc_and_week_flags_and_default_to_the_newest() {
+    let env = two_weeks();
+    let newest = ctl(&env, &["ls", "2026-03", "vaultwarden/data", "dir"]);
+    assert_eq!(newest.0, 0, "{}", newest.1);
+    assert!(
+        newest.1.contains("vaultwarden/data 2026-03 dir:\n"),
+        "{}",
+        newest.1
+    );
+    for args in [
+        &["ls", "--pvc", "vaultwarden/data", "dir"][..],
+        &["ls", "vaultwarden/data", "dir"],
+        &["ls", "data", "dir"],
+        &["ls", "--pvc", "data", "--week", "2026-03", "dir"],
+        &["ls", "--pvc", "vm-100-pvc-a", "dir"],
+    ] {
+        assert_eq!(ctl(&env, args), newest, "{args:?}");
+    }
+    let (c, t) = ctl(&env, &["ls", "--pvc", "vaultwarden/data"]);
+    assert!(c == 0 && t.contains("vaultwarden/data 2026-03 .:\n"), "{t}");
+    // a mistyped week is said to be one; no PVC, or two folders, are usage errors
+    for (args, says) in [
+        (&["ls", "2026-3x", "vaultwarden/data"][..], "2026-3x"),
+        (&["ls"], "which PVC? give --pvc NAMESPACE/PVC"),
+        (
+            &["ls", "--pvc", "data", "dir", "other"],
+            "ls lists one folder, got dir other",
+        ),
+        (&["diff", "2026-02"], "diff takes two weeks"),
+    ] {
+        let (c, t) = ctl(&env, args);
+        assert_eq!(c, 2, "{args:?}: {t}");
+        assert!(t.contains(says), "{args:?}: {t}");
+    }
+    let (c, t) = ctl(&env, &["ls", "--pvc", "vaultwarden/dat"]);
+    assert_eq!(c, 66, "{t}");
+    assert!(t.contains("did you mean `vaultwarden/data`?"), "{t}");
+
+    let old = ctl(
+        &env,
+        &["diff", "2026-02", "2026-03", "--pvc", "vaultwarden/data"],
+    );
+    assert_eq!(old.0, 0, "{}", old.1);
+    for args in [
+        &["diff", "--pvc", "vaultwarden/data"][..],
+        &["diff", "--pvc", "data", "--from", "2026-02"],
+        &["diff", "--pvc", "data", "--to", "2026-03"],
+    ] {
+        assert_eq!(ctl(&env, args), old, "{args:?}");
+    }
+
+    // a volume that appears in the second week: not compared, and said so
+    write(&env.vol("vm-103-pvc-d").join("only-new.txt"), "new\n");
+    assert_eq!(env.day("2026-01-19").status.code(), Some(0));
+    let (c, t) = ctl(&env, &["diff"]);
+    assert_eq!(c, 0, "{t}");
+    assert!(
+        t.contains(
+            "_unresolved/vm-103-pvc-d\n  not compared: no complete version in week 2026-03\n"
+        ),
+        "{t}"
+    );
+    assert!(!t.contains("only-new.txt"), "{t}");
+    assert!(t.contains("(3 PVCs compared); 1 PVC not compared"), "{t}");
 }
 
 #[test]
