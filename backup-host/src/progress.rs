@@ -19,6 +19,17 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 static FILES: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
 static ACTIVE: Mutex<Option<Active>> = Mutex::new(None);
+/// `--no-progress` (or `--quiet`): no bar and no journal line.
+static OFF: AtomicBool = AtomicBool::new(false);
+/// `--quiet`: no per-item lines either ([`println`]).
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// What the run was asked for: `off` (`--no-progress`) shows no progress at all, `quiet`
+/// (`--quiet`) also drops the lines [`println`] prints while the work goes on.
+pub fn configure(off: bool, quiet: bool) {
+    OFF.store(off || quiet, Ordering::Relaxed);
+    QUIET.store(quiet, Ordering::Relaxed);
+}
 
 struct Active {
     bar: Option<ProgressBar>,
@@ -64,7 +75,9 @@ pub fn check_env() -> Result<Duration, String> {
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .ok_or_else(|| {
                 format!(
-                    "HOMELAB_BACKUP_PROGRESS_SECONDS={v:?}: expected the seconds between two                      progress lines, a number above 0 and at most {MAX_INTERVAL_SECONDS} (a                      day); unset it for the default of 60"
+                    "HOMELAB_BACKUP_PROGRESS_SECONDS={v:?}: expected the seconds between two \
+                     progress lines, a number above 0 and at most {MAX_INTERVAL_SECONDS} (a \
+                     day); unset it for the default of 60"
                 )
             }),
     }
@@ -115,6 +128,37 @@ fn line(what: &str, totals: Totals, started: Instant, message: &str) -> String {
     out
 }
 
+/// The width of the terminal stderr is: `COLUMNS` when set, else its own; 80 when unknown.
+fn term_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .or_else(|| {
+            rustix::termios::tcgetwinsize(std::io::stderr())
+                .ok()
+                .map(|w| usize::from(w.ws_col))
+        })
+        .filter(|c| *c >= 20)
+        .unwrap_or(80)
+}
+
+/// The bar's template for a terminal `width` columns wide: the numbers take at most 50 columns
+/// (`12.3 GiB/45.6 GiB 123.4 MiB/s eta 1h`), the bar what the name leaves of the rest (at least
+/// 10), and the message is cut to what remains (`wide_msg`), so a redraw is one line and never
+/// leaves a stale one behind.
+fn template(what: &str, total_known: bool, width: usize) -> String {
+    let name = what.chars().count();
+    if total_known {
+        let bar = width.saturating_sub(name + 1 + 50 + 1).clamp(10, 30);
+        format!(
+            "{{prefix}} {{bar:{bar}}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} eta \
+             {{eta}} {{wide_msg}}"
+        )
+    } else {
+        "{prefix} {spinner} {bytes} {binary_bytes_per_sec} {elapsed} {wide_msg}".to_owned()
+    }
+}
+
 /// Starts a phase (ending the one before): `what` names it (`verify`, `restore: checking`).
 pub fn start(what: &str, totals: Totals) -> Phase {
     finish();
@@ -122,26 +166,23 @@ pub fn start(what: &str, totals: Totals) -> Phase {
     BYTES.store(0, Ordering::Relaxed);
     let message = Arc::new(Mutex::new(String::new()));
     let started = Instant::now();
+    let off = OFF.load(Ordering::Relaxed);
     let tty = std::io::stderr().is_terminal();
-    let bar = tty.then(|| {
+    let bar = (tty && !off).then(|| {
         let bar = match totals.bytes {
             Some(t) => ProgressBar::new(t),
             None => ProgressBar::new_spinner(),
         };
         bar.set_draw_target(ProgressDrawTarget::stderr());
-        let template = if totals.bytes.is_some() {
-            "{prefix} {bar:24} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}"
-        } else {
-            "{prefix} {spinner} {bytes} {binary_bytes_per_sec} {elapsed} {msg}"
-        };
         bar.set_style(
-            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(&template(what, totals.bytes.is_some(), term_width()))
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
-    let ticker = (!tty).then(|| {
+    let ticker = (!tty && !off).then(|| {
         let stop = Arc::new(AtomicBool::new(false));
         let (what, message, stop2) = (what.to_owned(), Arc::clone(&message), Arc::clone(&stop));
         let every = interval();
@@ -193,8 +234,11 @@ pub fn message(text: &str) {
     }
 }
 
-/// Prints `text` above the bar (or plainly without one).
+/// Prints `text` above the bar (or plainly without one); nothing under `--quiet`.
 pub fn println(text: &str) {
+    if QUIET.load(Ordering::Relaxed) {
+        return;
+    }
     let guard = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
     match guard.as_ref().and_then(|a| a.bar.as_ref()) {
         Some(bar) => bar.suspend(|| crate::out::println_fit(text)),

@@ -275,7 +275,8 @@ pub fn job(
     if let (false, Some(p)) = (json, &prune_plan) {
         backup_host::out::println_fit(crate::report::daily_plan(&plan, p).trim_end());
     } else if !json {
-        backup_host::out::println_fit(&crate::report::daily_header(&plan));
+        // as the volumes' lines: not under --quiet
+        backup_host::progress::println(&crate::report::daily_header(&plan));
     }
     // a bar on a terminal, a line a minute in the journal: volumes done, bytes read for digests
     let total = plan.volumes.len();

@@ -62,6 +62,16 @@ pub struct GlobalArgs {
     /// When another run holds the lock, wait up to this long for it instead of exiting 75.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0)]
     pub wait: u64,
+
+    /// Only warnings and errors: no progress, and no report from a job that succeeded (its
+    /// exit code says so). What was asked for (list, status, find, --json, --dry-run) still
+    /// prints.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// No progress bar on a terminal and no progress line in the journal.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
 }
 
 impl GlobalArgs {
@@ -444,6 +454,7 @@ where
     J: FnOnce(&Context<'_>) -> Result<O>,
 {
     let bin = spec.binary;
+    backup_host::progress::configure(global.no_progress, global.quiet);
     if let Err(why) = backup_host::progress::check_env() {
         return fail(bin, global, &Error::Usage(why));
     }
@@ -718,14 +729,23 @@ fn report<O: Outcome>(
         }
     }
     warnings.dedup();
-    print_outcome(
-        outcome,
-        ctx.global.json,
-        ctx.dry_run().then(|| ctx.would()),
-        &warnings,
-    );
+    // `--quiet`: a job (what publishes metrics or needs root) that succeeded says nothing
+    let job = spec.metrics.is_some() || spec.needs_root;
+    let silent = ctx.global.quiet
+        && job
+        && !ctx.global.json
+        && !ctx.dry_run()
+        && outcome.exit() == Exit::Success;
+    if !silent {
+        print_outcome(
+            outcome,
+            ctx.global.json,
+            ctx.dry_run().then(|| ctx.would()),
+            &warnings,
+        );
+    }
     for w in &warnings {
-        eprintln!("{}: warning: {w}", spec.binary);
+        backup_host::out::eprintln_fit(&format!("{}: warning: {w}", spec.binary));
     }
     backup_host::out::exit(outcome.exit()).into()
 }
@@ -898,6 +918,6 @@ fn fail(bin: &str, global: &GlobalArgs, e: &Error) -> ExitCode {
             &serde_json::json!({ "error": e.to_string(), "exit": exit.code() }).to_string(),
         );
     }
-    eprintln!("{bin}: error: {e}");
+    backup_host::out::eprintln_fit(&format!("{bin}: error: {e}"));
     exit.into()
 }

@@ -1,4 +1,4 @@
-//! Issue 21, item 2: the text of every command, at 80 columns, pinned. Two weeks of backups
+//! The text of every command, at 80 columns, pinned. Two weeks of backups
 //! on the `dir` backend; every line of every output fits 80 columns; times, rates, temp paths
 //! and file times (which differ from run to run) are redacted.
 
@@ -116,4 +116,91 @@ fn every_command_fits_80_columns() {
     ]}, {
         insta::assert_snapshot!(all.join("\n"));
     });
+}
+
+/// Every line of `drawn` (split where a terminal starts a line again: `\r`, `\n`), without
+/// its escape sequences, fits 80 columns.
+fn fits_80(what: &str, drawn: &str) {
+    // ESC [ parameters, then one final letter
+    let mut plain = String::new();
+    let mut chars = drawn.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    for line in plain.split(['\r', '\n']) {
+        assert!(
+            line.chars().count() <= 80,
+            "{what}: a line of {} columns:\n{line}\n{drawn:?}",
+            line.chars().count()
+        );
+    }
+}
+
+/// Errors are laid out like the reports, and a progress bar on an 80-column terminal (a
+/// pseudo-terminal sized by `stty`, no COLUMNS) is drawn within it: a wider one leaves a stale
+/// line at every redraw.
+#[test]
+fn errors_and_the_progress_bar_fit_80_columns() {
+    let env = Env::new();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let missing = env
+        .root
+        .join("a/config/folder/that/is/long/enough/to/need/a/second/line.toml");
+    for (bin, args) in [
+        (
+            CTL,
+            &[
+                "verify",
+                "--pvc",
+                "vaultwarden/vaultwarden-data-of-a-long-name",
+            ][..],
+        ),
+        (CTL, &["ls", "--pvc", "vaultwarden/dat"]),
+        (
+            CTL,
+            &[
+                "restore",
+                "pvc",
+                "--pvc",
+                "nextcloud/files",
+                "--week",
+                "2020-01",
+                "--to",
+                "/tmp/x",
+            ],
+        ),
+        (DAILY, &["--config", missing.as_str()]),
+    ] {
+        let out = env
+            .command(bin, args)
+            .env("COLUMNS", "80")
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error: "), "{args:?}: {err}");
+        fits_80(&format!("{args:?}"), &err);
+    }
+
+    let cmd = format!(
+        "stty cols 80 rows 24 && exec {CTL} --config {} --now 2026-01-05T07:00:00Z verify",
+        env.config()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .env_remove("COLUMNS")
+        .output()
+        .expect("util-linux script (scripts/test installs util-linux)");
+    let drawn = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{drawn}");
+    assert!(drawn.contains("\x1b[2K"), "no bar was drawn:\n{drawn:?}");
+    fits_80("verify's bar", &drawn);
 }

@@ -1,4 +1,4 @@
-//! Issue 21, item 1: long work shows progress. Under a pseudo-terminal (`script`) the bar draws
+//! Long work shows progress. Under a pseudo-terminal (`script`) the bar draws
 //! on stderr; without a terminal nothing but plain text comes out (no control character on
 //! stdout or stderr), and a run longer than the interval (`HOMELAB_BACKUP_PROGRESS_SECONDS`,
 //! a minute by default) prints a progress line to stderr, so the journal shows a stuck run.
@@ -124,6 +124,65 @@ fn an_out_of_range_progress_interval_is_refused_with_exit_2() {
             t.contains("HOMELAB_BACKUP_PROGRESS_SECONDS") && !t.contains("panicked"),
             "{bad}: {t}"
         );
+        assert!(
+            !t.contains("  progress"),
+            "a message broken by its layout: {t}"
+        );
     }
     assert!(env.weeks().is_empty(), "a refused run copied something");
+}
+
+/// `--no-progress`: no progress line even when the run is long; `-q`: a job that succeeded
+/// prints nothing, a failing one its report; what was asked for (`list`) still prints.
+#[test]
+fn no_progress_and_quiet_print_what_they_say() {
+    let mut env = Env::new();
+    env.make_rsync_slow();
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-05T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let out = env
+        .command(DAILY, &["--now", "2026-01-05T05:00:00Z", "--no-progress"])
+        .env("HOMELAB_BACKUP_PROGRESS_SECONDS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains(" so far ("), "a progress line: {err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("vaultwarden/data"),
+        "{}",
+        text(&out)
+    );
+
+    let quiet = |bin: &str, args: &[&str]| {
+        let out = env.run(
+            bin,
+            &[&["-q", "--now", "2026-01-06T05:00:00Z"][..], args].concat(),
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            text(&out),
+        )
+    };
+    let (code, stdout, all) = quiet(DAILY, &[]);
+    assert_eq!((code, stdout.as_str()), (Some(0), ""), "{all}");
+    let (code, stdout, all) = quiet(CTL, &["verify"]);
+    assert_eq!((code, stdout.as_str()), (Some(0), ""), "{all}");
+    let (code, stdout, all) = quiet(CTL, &["list"]);
+    assert!(
+        code == Some(0) && stdout.contains("vaultwarden/data"),
+        "{all}"
+    );
+    // a damaged copy: verify fails, and says so under -q too
+    let copy = env
+        .root
+        .join("backup/pvc-data/2026-02/vaultwarden/data/dir/file-0.txt");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    bytes[0] ^= 1;
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::write(&copy, bytes).unwrap();
+    let (code, stdout, all) = quiet(CTL, &["verify"]);
+    assert_eq!(code, Some(1), "{all}");
+    assert!(stdout.contains("dir/file-0.txt"), "{all}");
 }
