@@ -63,6 +63,11 @@ impl Exit {
         out
     }
 
+    /// `examples`, then the exit codes: the end of a binary's `--help`.
+    pub fn help_with(examples: &str) -> String {
+        format!("{examples}\n\n{}", Self::help())
+    }
+
     /// The numeric exit code.
     pub fn code(self) -> u8 {
         match self {

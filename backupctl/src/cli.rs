@@ -44,6 +44,7 @@ pub enum Command {
     /// xattrs, hardlinks),
     /// integrity_check every SQLite copy, check pfSense copies and every dump's gzip stream.
     /// Every difference is named by path; exit 1 on any.
+    #[command(after_help = VERIFY_EXAMPLES)]
     Verify(VerifyFlags),
     /// Print the Prometheus alerting rules for every job (the app jobs from `[[alerts.job]]`,
     /// else the architecture's six); `deploy/prometheus/backup-alerts.yaml` is this output with no
@@ -79,6 +80,7 @@ pub enum Command {
     /// (`db/*.sqlite3`), without one the file name (`*.sqlite3`). `*` and `?` never match a
     /// `/`; `**` matches across folders (`attachments/**`, `**/config.php`). Exit 66 when
     /// nothing matches.
+    #[command(after_help = FIND_EXAMPLES)]
     Find {
         /// The pattern.
         pattern: String,
@@ -127,8 +129,50 @@ pub enum Command {
     /// Restore a sample of files (seeded from --now: replayable) and every SQLite copy of the
     /// newest versions into a scratch folder, check them, and project each layer's RTO; the
     /// same sample from each encrypted tier repository too (restic, without a lock).
+    #[command(after_help = DRILL_EXAMPLES)]
     Drill(DrillFlags),
+    /// Print the shell completion script of backupctl (the Debian package installs the
+    /// scripts of every binary for bash, zsh and fish).
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  backupctl completions bash > /etc/bash_completion.d/backupctl
+  backupctl completions zsh > ~/.zfunc/_backupctl
+  backupctl completions fish > ~/.config/fish/completions/backupctl.fish";
+
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  backupctl verify                   every complete version, every file read
+  backupctl verify --sample 10       content of 10 % of the files, metadata of all
+  backupctl verify --pvc vaultwarden/vaultwarden-data --week 2026-49
+  backupctl verify --offsite         the NAS copy against its records";
+
+const DRILL_EXAMPLES: &str = "\
+Examples:
+  backupctl drill                    1 % of each newest version, SQLite, dumps
+  backupctl drill --dumps-only       every dump into a throwaway server
+  backupctl drill --site             the site disaster, from the offsite copy";
+
+const FIND_EXAMPLES: &str = "\
+Examples:
+  backupctl find '*.sqlite3'         every database, in every week
+  backupctl find 'attachments/**' --pvc vaultwarden/vaultwarden-data
+  backupctl find '**/config.php' --week 2026-49";
+
+const RESTORE_PVC_EXAMPLES: &str = "\
+Examples:
+  backupctl restore pvc --pvc vaultwarden/vaultwarden-data --to /root/vw
+  backupctl restore pvc --pvc vaultwarden-data --week 2026-48 \\
+      --path attachments/3f2a --to /root/vw-attachments
+  backupctl restore pvc --pvc vaultwarden/vaultwarden-data --into-volume
+  backupctl restore pvc --pvc vaultwarden-data --from-tier --to /root/vw";
 
 const LS_EXAMPLES: &str = "\
 Examples:
@@ -277,6 +321,7 @@ pub enum RestoreCommand {
     /// A PVC's weekly version: into a folder (--to), or into its live volume (--into-volume:
     /// workloads scaled to 0, a safety snapshot, the volume mounted, restored with --delete,
     /// checked, unmounted, workloads scaled back; any failure undoes the scale-down).
+    #[command(after_help = RESTORE_PVC_EXAMPLES)]
     Pvc {
         /// The PVC: NAMESPACE/PVC as `backupctl list` prints it, or the volume (LV) that
         /// holds it.
@@ -460,6 +505,7 @@ pub fn main(
     global: &GlobalArgs,
     sinks: &SinkArgs,
     from_offsite: bool,
+    whole: fn() -> clap::Command,
 ) -> ExitCode {
     let spec = RunSpec {
         needs_backup_root: true,
@@ -468,6 +514,12 @@ pub fn main(
     }
     .with_sinks(sinks);
     match command {
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut whole(), "backupctl", &mut script);
+            backup_host::out::print(&String::from_utf8_lossy(&script));
+            backup_host::out::exit(backup_host::exit::Exit::Success).into()
+        }
         Command::List { tier } => run(&spec, global, |ctx| crate::list(ctx, *tier)),
         Command::Units {
             write,

@@ -7,6 +7,13 @@ use backup_run::{run, GlobalArgs, RunSpec};
 use camino::Utf8PathBuf;
 use clap::Parser;
 
+const EXAMPLES: &str = "\
+Examples:
+  backup-dump --name postgresql --dest /backup/postgresql --ext sql \\
+      --env-file /secrets/pg.env -- pg_dumpall -h pg-rw.dbaas -U postgres
+  backup-dump --name etcd --dest /backup/etcd --ext db --keep-days 30 \\
+      -- etcdctl snapshot save {out}";
+
 /// Run a dump tool and keep its output only when it is good.
 ///
 /// Runs COMMAND (no shell) and streams its standard output through gzip into a temp file in
@@ -25,13 +32,9 @@ use clap::Parser;
 ///
 /// Secrets never go on the command line: pass them with --env-file (KEY=VALUE lines, e.g.
 /// PGPASSWORD, VAULT_TOKEN, REDISCLI_AUTH), a PGPASSFILE, or a MySQL option file
-/// (--defaults-extra-file). Examples:
-///
-/// backup-dump --name postgresql --dest /backup/postgresql --ext sql --env-file /secrets/pg.env -- pg_dumpall -h pg-cluster-rw.dbaas -U postgres
-///
-/// backup-dump --name etcd --dest /backup/etcd --ext db --keep-days 30 -- etcdctl snapshot save {out}
+/// (--defaults-extra-file).
 #[derive(Debug, Parser)]
-#[command(name = "backup-dump", version, after_long_help = backup_host::Exit::help())]
+#[command(name = "backup-dump", version, after_long_help = backup_host::Exit::help_with(EXAMPLES))]
 struct Cli {
     #[command(flatten)]
     dump: backup_jobs::backup_dump::DumpArgs,

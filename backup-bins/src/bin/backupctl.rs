@@ -7,6 +7,14 @@ use backup_run::{GlobalArgs, SinkArgs};
 use backupctl::cli::Command;
 use clap::Parser;
 
+const EXAMPLES: &str = "\
+Examples:
+  backupctl status                   what is protected, gaps first
+  backupctl list                     every backup by layer
+  backupctl verify --sample 10       re-read 10 % of the files
+  backupctl restore pvc --pvc vaultwarden/vaultwarden-data --to /root/vw
+  backupctl drill                    restore a sample, project the RTOs";
+
 /// See every backup, prove it restores, restore it.
 ///
 /// list: every backup by layer. status: the protection matrix, gaps first (exit 1 on a gap).
@@ -20,7 +28,7 @@ use clap::Parser;
 /// A restore never writes into a non-empty folder without --force. Every subcommand takes
 /// --json; verify and drill publish backup_verify_* and backup_restore_drill_* metrics.
 #[derive(Debug, Parser)]
-#[command(name = "backupctl", version, after_long_help = backup_host::Exit::help())]
+#[command(name = "backupctl", version, after_long_help = backup_host::Exit::help_with(EXAMPLES))]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,5 +50,11 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
-    backupctl::cli::main(&cli.command, &cli.global, &cli.sinks, cli.from_offsite)
+    backupctl::cli::main(
+        &cli.command,
+        &cli.global,
+        &cli.sinks,
+        cli.from_offsite,
+        <Cli as clap::CommandFactory>::command,
+    )
 }

@@ -7,6 +7,14 @@ use backup_core::metric_names::JobMetrics;
 use backup_run::{run, GlobalArgs, Locks, RunSpec};
 use clap::Parser;
 
+const EXAMPLES: &str = "\
+Examples:
+  daily-backup                       the nightly run (what the timer starts)
+  daily-backup --dry-run             what a run would copy, prune, publish
+  daily-backup --full                read every file, trust no record
+  daily-backup --allow-empty gitea/cache
+      a PVC emptied on purpose";
+
 /// Copy every PVC volume's newest snapshot into this ISO week's folder.
 ///
 /// For each volume matching `lv-pattern` (and not in an excluded namespace): its newest snapshot
@@ -30,7 +38,7 @@ use clap::Parser;
 /// It holds the snapshot lock (`snapshots.lock-file`, shared with lvm-pvc-snapshot) and
 /// <backup-root>/.daily-backup.lock for the whole run.
 #[derive(Debug, Parser)]
-#[command(name = "daily-backup", version, after_long_help = backup_host::Exit::help())]
+#[command(name = "daily-backup", version, after_long_help = backup_host::Exit::help_with(EXAMPLES))]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

@@ -6,6 +6,13 @@ use backup_core::metric_names::JobMetrics;
 use backup_run::{run, GlobalArgs, Locks, RunSpec};
 use clap::{Parser, Subcommand};
 
+const EXAMPLES: &str = "\
+Examples:
+  lvm-pvc-snapshot                   prune, then snapshot every volume
+  lvm-pvc-snapshot list              snapshots per volume, newest first
+  lvm-pvc-snapshot prune --dry-run   what a prune would remove
+  lvm-pvc-snapshot restore vm-100-pvc-0a1b vm-100-pvc-0a1b-snap-20261207030000";
+
 /// Take, prune and list the snapshots of every PVC volume.
 ///
 /// `create` (the default) first removes snapshots older than `keep-days` (never the newest of a
@@ -17,7 +24,7 @@ use clap::{Parser, Subcommand};
 /// `create`, `prune` and `restore` hold the snapshot lock (`snapshots.lock-file`), which
 /// daily-backup holds too: a prune never removes the snapshot a backup is reading.
 #[derive(Debug, Parser)]
-#[command(name = "lvm-pvc-snapshot", version, after_long_help = backup_host::Exit::help())]
+#[command(name = "lvm-pvc-snapshot", version, after_long_help = backup_host::Exit::help_with(EXAMPLES))]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

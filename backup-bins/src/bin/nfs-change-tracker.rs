@@ -7,6 +7,11 @@ use std::time::Duration;
 use backup_run::{run, GlobalArgs, RunSpec};
 use clap::Parser;
 
+const EXAMPLES: &str = "\
+Examples:
+  nfs-change-tracker                 watch every [[offsite.tree]]
+  nfs-change-tracker --check         do the folders fit the inotify limit?";
+
 /// Watch every folder of each [[offsite.tree]] with inotify and append each changed path to
 /// the tree's change log (NUL-terminated records, batched and fsynced), until SIGTERM.
 ///
@@ -16,7 +21,7 @@ use clap::Parser;
 /// fs.inotify.max_user_watches. Metrics: nfs_tracker_watches, nfs_tracker_overflows_total,
 /// nfs_tracker_full_pass_pending per tree, every --metrics-every seconds and at exit.
 #[derive(Debug, Parser)]
-#[command(name = "nfs-change-tracker", version, after_long_help = backup_host::Exit::help())]
+#[command(name = "nfs-change-tracker", version, after_long_help = backup_host::Exit::help_with(EXAMPLES))]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

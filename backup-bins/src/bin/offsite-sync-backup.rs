@@ -8,6 +8,13 @@ use backup_jobs::offsite_sync_backup::OffsiteOptions;
 use backup_run::{run, GlobalArgs, Locks, RunSpec};
 use clap::Parser;
 
+const EXAMPLES: &str = "\
+Examples:
+  offsite-sync-backup                the nightly run (after daily-backup)
+  offsite-sync-backup --dry-run      what would be sent and deleted
+  offsite-sync-backup --full         every tree by a full pass
+  offsite-sync-backup --adopt        sync from a replacing backup disk";
+
 /// Send the backup disk and the NFS trees offsite.
 ///
 /// Step 1: <backup-root>/ to <destination>/pve-backup/ with rsync -aHAX --numeric-ids --delete
@@ -31,7 +38,7 @@ use clap::Parser;
 /// PVC, tagged namespace=, pvc=, week=); then what keep-weekly, keep-monthly and keep-yearly no
 /// longer keep is forgotten and pruned. A repository whose id changed is refused (--adopt).
 #[derive(Debug, Parser)]
-#[command(name = "offsite-sync-backup", version, after_long_help = backup_host::Exit::help())]
+#[command(name = "offsite-sync-backup", version, after_long_help = backup_host::Exit::help_with(EXAMPLES))]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

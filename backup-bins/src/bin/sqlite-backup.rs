@@ -8,6 +8,12 @@ use backup_core::metric_names::JobMetrics;
 use backup_run::{run, GlobalArgs, RunSpec, SinkArgs};
 use clap::{Parser, Subcommand};
 
+const EXAMPLES: &str = "\
+Examples:
+  sqlite-backup backup --name vaultwarden --db /data/db.sqlite3 --dest /backup
+  sqlite-backup check --name vaultwarden --db /data/db.sqlite3
+  sqlite-backup find /mnt/snapshot   the databases daily-backup would copy";
+
 /// Back up or check a live SQLite database.
 ///
 /// `backup` checks the live database (a failure aborts: no backup is taken and
@@ -22,7 +28,7 @@ use clap::{Parser, Subcommand};
 /// Options may also come from the config file ([sqlite-backup], [metrics]); flags win. The config
 /// file is optional here: without one, defaults are keep-days 30, min-keep 4.
 #[derive(Debug, Parser)]
-#[command(name = "sqlite-backup", version, after_long_help = backup_host::Exit::help())]
+#[command(name = "sqlite-backup", version, after_long_help = backup_host::Exit::help_with(EXAMPLES))]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,12 +1,13 @@
-//! Issue 21, items 2 and 9: `--help` fits the terminal (clap's `wrap_help` follows `COLUMNS`),
-//! every binary's short help starts with what it does, and the manual pages are generated from
-//! the same definitions (`--write-man-pages DIR`, which `scripts/package` installs).
+//! `--help` fits the terminal (clap's `wrap_help` follows `COLUMNS`), every binary's short help
+//! starts with what it does and its long help shows examples, and the manual pages and shell
+//! completions are generated from the same definitions (`--write-man-pages DIR`,
+//! `--write-completions DIR`, which `scripts/package` installs).
 
 use std::process::Command;
 
 use crate::harness::{BINS, CTL};
 
-const CTL_COMMANDS: [&[&str]; 16] = [
+const CTL_COMMANDS: [&[&str]; 17] = [
     &["list"],
     &["status"],
     &["verify"],
@@ -23,6 +24,7 @@ const CTL_COMMANDS: [&[&str]; 16] = [
     &["restore", "pve-config"],
     &["drill"],
     &["restore"],
+    &["completions"],
 ];
 
 fn help(bin: &str, args: &[&str], flag: &str) -> String {
@@ -52,6 +54,25 @@ fn every_help_fits_80_columns_and_starts_with_what_the_binary_does() {
             format!("backupctl {}", args.join(" ")),
             help(CTL, args, "--help"),
         ));
+    }
+    // the main commands show how they are used
+    for (what, page) in &pages {
+        let main = !what.starts_with("backupctl ")
+            || [
+                "verify",
+                "drill",
+                "find",
+                "diff",
+                "ls",
+                "restore pvc",
+                "completions",
+            ]
+            .iter()
+            .any(|c| what == &format!("backupctl {c}"));
+        assert!(
+            !main || page.contains("\nExamples:\n  "),
+            "{what} --help shows no example:\n{page}"
+        );
     }
     for (what, page) in pages {
         for line in page.lines() {
@@ -90,6 +111,26 @@ fn manual_pages_come_from_the_same_definitions() {
         restore.contains("into\\-volume") && restore.contains("path"),
         "{restore}"
     );
+    // the package and its version where man shows the source, on every page
+    for page in [
+        "backupctl.1",
+        "backupctl-verify.1",
+        "backupctl-restore-pvc.1",
+    ] {
+        let th = read(page);
+        let th = th
+            .lines()
+            .find(|l| l.starts_with(".TH "))
+            .unwrap_or_default();
+        assert!(
+            th.ends_with(&format!(
+                "\"homelab-backup {}\" homelab-backup",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{page}: {th}"
+        );
+    }
+    assert!(read("daily-backup.1").contains("Examples:"));
     for page in [
         "backupctl.1",
         "backupctl-find.1",
@@ -98,5 +139,67 @@ fn manual_pages_come_from_the_same_definitions() {
         "backup-dump.1",
     ] {
         assert!(dir.path().join(page).is_file(), "no {page}");
+    }
+}
+
+/// Every binary writes its bash, zsh and fish completions; bash loads them and completes
+/// subcommands and flags; `backupctl completions SHELL` prints the same script.
+#[test]
+fn shell_completions_come_from_the_same_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    for bin in BINS {
+        let out = Command::new(bin)
+            .arg("--write-completions")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{bin}: {out:?}");
+        let name = bin.rsplit('/').next().unwrap();
+        for file in [
+            format!("bash/{name}"),
+            format!("zsh/_{name}"),
+            format!("fish/{name}.fish"),
+        ] {
+            let text = std::fs::read_to_string(dir.path().join(&file)).unwrap();
+            assert!(text.contains(name), "{file}");
+        }
+        // bash loads it: what completes after `<bin> --dr` and, for backupctl, `restore p`
+        let bash = dir.path().join(format!("bash/{name}"));
+        let (words, want) = if name == "backupctl" {
+            ("backupctl restore p", "pvc")
+        } else {
+            (&*format!("{name} --dr"), "--dry-run")
+        };
+        let script = format!(
+            "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; \
+             f=$(complete -p {name} | sed 's/.*-F \\([^ ]*\\) .*/\\1/'); \
+             $f {name} \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            bash.display()
+        );
+        let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+        let got = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            got.lines().any(|l| l == want),
+            "{name}: `{words}` completes to {got:?} ({})",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (shell, file) in [
+        ("bash", "bash/backupctl"),
+        ("zsh", "zsh/_backupctl"),
+        ("fish", "fish/backupctl.fish"),
+    ] {
+        let out = Command::new(CTL)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            std::fs::read_to_string(dir.path().join(file)).unwrap(),
+            "{shell}"
+        );
     }
 }
