@@ -8,6 +8,7 @@ mod ctl_real;
 mod daily_real;
 mod defects;
 mod differential;
+mod docs;
 mod dump_real;
 mod dump_restore;
 mod dump_servers;
