@@ -1,6 +1,6 @@
 #!/bin/bash
 # Runs inside the systemd VM (scripts/test-systemd-vm) as a oneshot after multi-user.target:
-# the package installed with dpkg -i, a config edited as README's package route says, the units
+# the package installed with dpkg -i, a config edited as the package route of docs/install.md says, the units
 # started with systemctl, each checked for Result=success within a bound and for what it leaves.
 # Prints @@STEP lines, @@FAIL <why> (with the unit's journal) or @@ALL_OK.
 set -u
@@ -56,7 +56,7 @@ run lvcreate -q -V 200M -T pve/data -n backup
 run mkfs.ext4 -q /dev/pve/backup
 mkdir -p /mnt/backup && run mount /dev/pve/backup /mnt/backup
 
-step "the config, edited as README's package route says"
+step "the config, edited as the package route of docs/install.md says"
 cfg=/etc/homelab-backup/config.toml
 # the PV map comes from "the API" (a kubectl that answers from a file) and is cached where the
 # units can write it (CacheDirectory=, /var/cache/homelab-backup)
