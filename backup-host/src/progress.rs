@@ -21,11 +21,13 @@ static BYTES: AtomicU64 = AtomicU64::new(0);
 static ACTIVE: Mutex<Option<Active>> = Mutex::new(None);
 /// `--no-progress` (or `--quiet`): no bar and no journal line.
 static OFF: AtomicBool = AtomicBool::new(false);
-/// `--quiet`: no per-item lines either ([`println`]).
+/// `--quiet`: the per-item lines ([`println`]) are held back, for a run that fails or warns.
 static QUIET: AtomicBool = AtomicBool::new(false);
+static HELD: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// What the run was asked for: `off` (`--no-progress`) shows no progress at all, `quiet`
-/// (`--quiet`) also drops the lines [`println`] prints while the work goes on.
+/// (`--quiet`) also holds back the lines [`println`] prints while the work goes on: the run
+/// prints them at its end when it failed or has a warning ([`take_held`]).
 pub fn configure(off: bool, quiet: bool) {
     OFF.store(off || quiet, Ordering::Relaxed);
     QUIET.store(quiet, Ordering::Relaxed);
@@ -234,9 +236,12 @@ pub fn message(text: &str) {
     }
 }
 
-/// Prints `text` above the bar (or plainly without one); nothing under `--quiet`.
+/// Prints `text` above the bar (or plainly without one); held back under `--quiet`.
 pub fn println(text: &str) {
     if QUIET.load(Ordering::Relaxed) {
+        HELD.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(text.to_owned());
         return;
     }
     let guard = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
@@ -244,6 +249,11 @@ pub fn println(text: &str) {
         Some(bar) => bar.suspend(|| crate::out::println_fit(text)),
         None => crate::out::println_fit(text),
     }
+}
+
+/// The lines [`println`] held back under `--quiet`, in order (each taken once).
+pub fn take_held() -> Vec<String> {
+    std::mem::take(&mut *HELD.lock().unwrap_or_else(PoisonError::into_inner))
 }
 
 /// Ends the phase: the bar is cleared, the ticker stopped.

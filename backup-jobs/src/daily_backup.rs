@@ -216,6 +216,15 @@ impl Outcome for DailyReport {
     fn metrics(&self) -> Vec<backup_core::MetricGroup> {
         metrics::groups(self)
     }
+
+    /// A warning anywhere: the run's, a volume's, a volume backed up under `_unresolved`.
+    fn needs_attention(&self) -> bool {
+        !self.warnings.is_empty()
+            || self
+                .volumes
+                .iter()
+                .any(|v| !v.warnings.is_empty() || v.namespace == backup_core::UNRESOLVED_NAMESPACE)
+    }
 }
 
 /// The whole `daily-backup` job on the context's backends: plan (printed first under
@@ -234,7 +243,7 @@ pub fn job(
     let volumes = ctx.volumes()?;
     let (claims, claim_warnings) = backup_host::setup::claims(cfg, runner.as_ref());
     for w in &claim_warnings {
-        eprintln!("daily-backup: warning: {w}");
+        backup_host::out::eprintln_fit(&format!("daily-backup: warning: {w}"));
     }
     let (mounter, sync, store) = (ctx.mounter(), ctx.file_sync(), ctx.store()?);
     let stages = ctx.copy_stages();
@@ -260,10 +269,12 @@ pub fn job(
         let root = backup_core::BackupRoot::new(&cfg.backup_root);
         let recovered = backup_host::version_commit::recover_all(&root);
         for said in &recovered.said {
-            eprintln!("daily-backup: {said}");
+            backup_host::out::eprintln_fit(&format!("daily-backup: {said}"));
         }
         for (week, ns, pvc, why) in &recovered.failed {
-            eprintln!("daily-backup: warning: {ns}/{pvc} week {week}: {why}");
+            backup_host::out::eprintln_fit(&format!(
+                "daily-backup: warning: {ns}/{pvc} week {week}: {why}"
+            ));
         }
     }
     let json = ctx.global.json;

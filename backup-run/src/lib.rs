@@ -63,9 +63,9 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 0)]
     pub wait: u64,
 
-    /// Only warnings and errors: no progress, and no report from a job that succeeded (its
-    /// exit code says so). What was asked for (list, status, find, --json, --dry-run) still
-    /// prints.
+    /// Only what needs a person: no progress, and no report from a job that succeeded without
+    /// a warning (its exit code says so); a run that fails or warns prints in full. What was
+    /// asked for (list, status, find, --json, --dry-run) still prints.
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
@@ -108,6 +108,11 @@ pub trait Outcome: Serialize {
     /// The metric groups to publish (the job's `*_last_run_success` among them).
     fn metrics(&self) -> Vec<MetricGroup> {
         Vec::new()
+    }
+    /// True when the report says something a person should read even though the run
+    /// succeeded (a warning): `--quiet` prints it then.
+    fn needs_attention(&self) -> bool {
+        false
     }
 }
 
@@ -282,7 +287,7 @@ impl<'a> Context<'a> {
     /// Publishes metrics now (a long-running job's periodic gauges); failures are warnings.
     pub fn publish(&self, group: &MetricGroup) {
         if let Err(e) = self.sink.publish(group) {
-            eprintln!("warning: metrics not published: {e}");
+            backup_host::out::eprintln_fit(&format!("warning: metrics not published: {e}"));
         }
     }
 
@@ -489,7 +494,9 @@ where
         if let Some(m) = &spec.metrics {
             let group = MetricGroup::new(&m.job, m.outcome(false, now.timestamp()));
             if let Err(pe) = sink.publish(&group) {
-                eprintln!("{bin}: warning: metrics not published: {pe}");
+                backup_host::out::eprintln_fit(&format!(
+                    "{bin}: warning: metrics not published: {pe}"
+                ));
             }
         }
         fail(bin, global, e)
@@ -679,7 +686,7 @@ where
     let failed = |outside: &mut Option<outside::Outside<'_>>, e: &Error| {
         if let Some(o) = outside {
             for w in o.ended(e.exit().code(), &e.to_string()) {
-                eprintln!("{bin}: warning: {w}");
+                backup_host::out::eprintln_fit(&format!("{bin}: warning: {w}"));
             }
             publish_notify_failures(sink, spec, o);
         }
@@ -729,14 +736,20 @@ fn report<O: Outcome>(
         }
     }
     warnings.dedup();
-    // `--quiet`: a job (what publishes metrics or needs root) that succeeded says nothing
+    // `--quiet`: a job (what publishes metrics or needs root) that succeeded with nothing to
+    // say says nothing; otherwise what it held back while it ran comes first
     let job = spec.metrics.is_some() || spec.needs_root;
     let silent = ctx.global.quiet
         && job
         && !ctx.global.json
         && !ctx.dry_run()
-        && outcome.exit() == Exit::Success;
+        && outcome.exit() == Exit::Success
+        && !outcome.needs_attention();
+    let held = backup_host::progress::take_held();
     if !silent {
+        for line in &held {
+            backup_host::out::println_fit(line);
+        }
         print_outcome(
             outcome,
             ctx.global.json,
@@ -913,6 +926,10 @@ fn publish_notify_failures(sink: &dyn MetricsSink, spec: &RunSpec, o: &outside::
 
 fn fail(bin: &str, global: &GlobalArgs, e: &Error) -> ExitCode {
     let exit = e.exit();
+    // what `--quiet` held back while the job ran: the run failed, so it is wanted
+    for line in backup_host::progress::take_held() {
+        backup_host::out::println_fit(&line);
+    }
     if global.json {
         backup_host::out::println(
             &serde_json::json!({ "error": e.to_string(), "exit": exit.code() }).to_string(),

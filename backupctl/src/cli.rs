@@ -196,11 +196,17 @@ fn ls_operands(
     pvc: Option<PvcRef>,
     mut args: &[String],
 ) -> Result<(Option<IsoWeek>, PvcRef, Option<&str>), Error> {
-    if let (None, Some((first, rest))) = (week, args.split_first()) {
+    // `ls WEEK PVC [FOLDER]`, the older form: only without --pvc (with it, a folder named
+    // like a date is a folder)
+    if let (None, None, Some((first, rest))) = (week, &pvc, args.split_first()) {
         // what starts like a week is one (a typo in it is said as such, not taken as a PVC)
         let b = first.as_bytes();
         if b.len() >= 5 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' {
-            week = Some(parse_week(first).map_err(Error::Usage)?);
+            week = Some(parse_week(first).map_err(|e| {
+                Error::Usage(format!(
+                    "{e} (a folder named like that: `ls --pvc NAMESPACE/PVC {first}`)"
+                ))
+            })?);
             args = rest;
         }
     }
@@ -218,7 +224,7 @@ fn ls_operands(
     };
     match args {
         [] => Ok((week, pvc, None)),
-        [folder] => Ok((week, pvc, Some(folder))),
+        [folder] => Ok((week, pvc, Some(folder.trim_start_matches("./")))),
         more => Err(Error::Usage(format!(
             "ls lists one folder, got {}: `backupctl ls --pvc NAMESPACE/PVC [--week YYYY-WW] \
              [FOLDER]`",
@@ -499,6 +505,32 @@ fn generator(spec: RunSpec) -> RunSpec {
     }
 }
 
+/// `diff`'s weeks: `--from`/`--to`, or the two positionals that stand for them.
+///
+/// # Errors
+/// [`Error::Usage`] for one positional week or more than two.
+fn diff_weeks(
+    from: Option<IsoWeek>,
+    to: Option<IsoWeek>,
+    weeks: &[IsoWeek],
+) -> Result<(Option<IsoWeek>, Option<IsoWeek>), Error> {
+    match weeks {
+        [] => Ok((from, to)),
+        [f, t] => Ok((Some(*f), Some(*t))),
+        _ => Err(Error::Usage(
+            "diff takes two weeks (`diff 2026-48 2026-49`), or --from and --to".into(),
+        )),
+    }
+}
+
+/// `backupctl completions SHELL`: the script for the whole command line.
+fn completions(shell: clap_complete::Shell, whole: fn() -> clap::Command) -> ExitCode {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut whole(), "backupctl", &mut script);
+    backup_host::out::print(&String::from_utf8_lossy(&script));
+    backup_host::out::exit(backup_host::exit::Exit::Success).into()
+}
+
 /// Runs one `backupctl` command through the run wrapper.
 pub fn main(
     command: &Command,
@@ -514,12 +546,7 @@ pub fn main(
     }
     .with_sinks(sinks);
     match command {
-        Command::Completions { shell } => {
-            let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut whole(), "backupctl", &mut script);
-            backup_host::out::print(&String::from_utf8_lossy(&script));
-            backup_host::out::exit(backup_host::exit::Exit::Success).into()
-        }
+        Command::Completions { shell } => completions(*shell, whole),
         Command::List { tier } => run(&spec, global, |ctx| crate::list(ctx, *tier)),
         Command::Units {
             write,
@@ -571,15 +598,7 @@ pub fn main(
             to,
             weeks,
         } => run(&spec, global, |ctx| {
-            let (from, to) = match weeks[..] {
-                [] => (*from, *to),
-                [f, t] => (Some(f), Some(t)),
-                _ => {
-                    return Err(Error::Usage(
-                        "diff takes two weeks (`diff 2026-48 2026-49`), or --from and --to".into(),
-                    ))
-                }
-            };
+            let (from, to) = diff_weeks(*from, *to, weeks)?;
             crate::diff(ctx, from, to, pvc.as_ref())
         }),
         Command::Ls { pvc, week, args } => run(&spec, global, |ctx| {

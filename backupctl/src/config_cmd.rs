@@ -62,7 +62,7 @@ impl backup_run::Outcome for ConfigText {
 
     fn text(&self, _dry_run: bool) -> String {
         for w in &self.ignored {
-            eprintln!("backupctl: warning: {w}");
+            backup_host::out::eprintln_fit(&format!("backupctl: warning: {w}"));
         }
         self.text.trim_end().to_owned()
     }

@@ -345,13 +345,16 @@ pub struct DiffReport {
     pub not_compared: Vec<NotCompared>,
 }
 
-/// A PVC `diff` could not compare: it has no complete version in `missing_in`.
+/// A PVC `diff` could not compare: it has no complete version in `missing_in`, or that
+/// version's record cannot be read.
 #[derive(Debug, Clone, Serialize)]
 pub struct NotCompared {
     /// `NAMESPACE/PVC`.
     pub pvc: String,
-    /// The week without a complete version of it.
+    /// The week without a complete version of it (or without a usable record).
     pub missing_in: String,
+    /// Why, in words.
+    pub why: String,
 }
 
 /// True when two records' entries for one path hold different content: their digests differ
@@ -425,8 +428,22 @@ fn diff_weeks(
     to: Option<IsoWeek>,
     want: Option<&(String, String)>,
 ) -> Result<(IsoWeek, IsoWeek)> {
+    let ordered = |f: IsoWeek, t: IsoWeek| {
+        if f < t {
+            Ok((f, t))
+        } else {
+            Err(Error::Usage(format!(
+                "diff compares an older week with a newer one: got --from {f} --to {t}{}",
+                if f == t {
+                    " (the newest complete week: give an older --from)"
+                } else {
+                    " (swap them)"
+                }
+            )))
+        }
+    };
     if let (Some(f), Some(t)) = (from, to) {
-        return Ok((f, t));
+        return ordered(f, t);
     }
     let weeks = complete_weeks(store, want)?;
     let to = match to {
@@ -452,7 +469,7 @@ fn diff_weeks(
                 ))
             })?,
     };
-    Ok((from, to))
+    ordered(from, to)
 }
 
 /// [`diff`] in `store`, of the PVC `want` (all without).
@@ -466,6 +483,13 @@ fn diff_in(
     want: Option<Wanted<'_>>,
 ) -> Result<DiffReport> {
     let pvc = want.as_ref().map(|w| w.0);
+    // every complete version, also one whose record cannot be read (said so, not "missing")
+    let complete: std::collections::BTreeSet<(String, IsoWeek)> = store
+        .list_versions(Series::Pvc)?
+        .into_iter()
+        .filter(WeekVersion::is_complete)
+        .map(|v| (format!("{}/{}", v.namespace, v.pvc), v.week))
+        .collect();
     let all = versions(store, want.as_ref().map(|w| &w.1), None)?;
     let of = |w: IsoWeek| -> std::collections::BTreeMap<String, &Vec<FileEntry>> {
         all.iter()
@@ -490,43 +514,23 @@ fn diff_in(
     for name in &names {
         // a PVC missing from one week is said so, not listed as every path added or removed
         let (Some(old), Some(new)) = (a.get(*name), b.get(*name)) else {
+            let week = if a.contains_key(*name) { to } else { from };
+            let why = if complete.contains(&((*name).clone(), week)) {
+                format!(
+                    "its record in week {week} cannot be read (`backupctl verify --pvc {name} \
+                     --week {week}` says why)"
+                )
+            } else {
+                format!("no complete version in week {week}")
+            };
             not_compared.push(NotCompared {
                 pvc: (*name).clone(),
-                missing_in: if a.contains_key(*name) { to } else { from }.to_string(),
+                missing_in: week.to_string(),
+                why,
             });
             continue;
         };
-        let (old, new) = (by_path(old), by_path(new));
-        let mut paths: Vec<&[u8]> = old.keys().chain(new.keys()).copied().collect();
-        paths.sort_unstable();
-        paths.dedup();
-        for p in paths.into_iter().filter(|p| *p != b".") {
-            let change = |change, what| Change {
-                pvc: (*name).clone(),
-                path: show(p),
-                change,
-                what,
-            };
-            match (old.get(p), new.get(p)) {
-                (None, Some(_)) => changes.push(change("added", Vec::new())),
-                (Some(_), None) => changes.push(change("removed", Vec::new())),
-                (Some(x), Some(y)) => {
-                    let meta = metadata_changes(x, y);
-                    if x.kind == EntryKind::File && content_differs(x, y) {
-                        let mut what = vec![format!(
-                            "{} → {}",
-                            human::bytes(x.size),
-                            human::bytes(y.size)
-                        )];
-                        what.extend(meta.into_iter().filter(|m| m != "mtime"));
-                        changes.push(change("content", what));
-                    } else if !meta.is_empty() {
-                        changes.push(change("metadata", meta));
-                    }
-                }
-                (None, None) => {}
-            }
-        }
+        compare(name, &by_path(old), &by_path(new), &mut changes);
     }
     Ok(DiffReport {
         from: from.to_string(),
@@ -535,6 +539,45 @@ fn diff_in(
         changes,
         not_compared,
     })
+}
+
+/// The changes of one PVC (`name`) from the version `old` to `new`, by path.
+fn compare(
+    name: &str,
+    old: &std::collections::BTreeMap<&[u8], &FileEntry>,
+    new: &std::collections::BTreeMap<&[u8], &FileEntry>,
+    changes: &mut Vec<Change>,
+) {
+    let mut paths: Vec<&[u8]> = old.keys().chain(new.keys()).copied().collect();
+    paths.sort_unstable();
+    paths.dedup();
+    for p in paths.into_iter().filter(|p| *p != b".") {
+        let change = |change, what| Change {
+            pvc: name.to_owned(),
+            path: show(p),
+            change,
+            what,
+        };
+        match (old.get(p), new.get(p)) {
+            (None, Some(_)) => changes.push(change("added", Vec::new())),
+            (Some(_), None) => changes.push(change("removed", Vec::new())),
+            (Some(x), Some(y)) => {
+                let meta = metadata_changes(x, y);
+                if x.kind == EntryKind::File && content_differs(x, y) {
+                    let mut what = vec![format!(
+                        "{} → {}",
+                        human::bytes(x.size),
+                        human::bytes(y.size)
+                    )];
+                    what.extend(meta.into_iter().filter(|m| m != "mtime"));
+                    changes.push(change("content", what));
+                } else if !meta.is_empty() {
+                    changes.push(change("metadata", meta));
+                }
+            }
+            (None, None) => {}
+        }
+    }
 }
 
 impl Outcome for DiffReport {
@@ -563,10 +606,7 @@ impl Outcome for DiffReport {
             out.push('\n');
         }
         for n in &self.not_compared {
-            out.push_str(&format!(
-                "{}\n  not compared: no complete version in week {}\n",
-                n.pvc, n.missing_in
-            ));
+            out.push_str(&format!("{}\n  not compared: {}\n", n.pvc, n.why));
         }
         let count = |k: &str| self.changes.iter().filter(|c| c.change == k).count() as u64;
         out.push_str(&format!(
@@ -838,6 +878,34 @@ mod tests {
             text.ends_with("(1 PVC compared); 1 PVC not compared"),
             "{text}"
         );
+        // a record that cannot be read is said so, not taken for a missing version
+        store.add_version(Series::Pvc, w9, "gitea", "repos", Some(at));
+        let file = backup_core::StoreFile::Record(w9, "gitea", "repos");
+        store.write(file, b"not a record").unwrap();
+        let text = diff_in(&store, from, to, None).unwrap().text(false);
+        assert!(
+            text.contains("gitea/repos\n  not compared: its record in week 2026-09 cannot be read"),
+            "{text}"
+        );
+        // an older week first, never the same twice
+        for (f, t, says) in [
+            (
+                Some(w10),
+                None,
+                "the newest complete week: give an older --from",
+            ),
+            (
+                Some(w10),
+                Some(w9),
+                "got --from 2026-10 --to 2026-09 (swap them)",
+            ),
+            (Some(w9), Some(w9), "got --from 2026-09 --to 2026-09"),
+        ] {
+            let e = diff_weeks(&store, f, t, Some(&want()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

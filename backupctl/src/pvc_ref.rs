@@ -86,6 +86,20 @@ impl PvcRef {
     /// [`Error::NotFound`] when the map knows no claim for the volume and the backup root holds
     /// no unresolved copy of it.
     pub fn resolve(&self, ctx: &Context<'_>) -> Result<(String, String)> {
+        self.resolve_with(ctx, true)
+    }
+
+    /// [`resolve`](Self::resolve) for what writes over live data (`restore pvc
+    /// --into-volume`): a claim name alone is refused, since the backup disk alone decides
+    /// that it is unique (a claim whose namespace is never backed up is not seen).
+    ///
+    /// # Errors
+    /// As [`resolve`](Self::resolve); [`Error::Usage`] for a claim name alone.
+    pub fn resolve_exact(&self, ctx: &Context<'_>) -> Result<(String, String)> {
+        self.resolve_with(ctx, false)
+    }
+
+    fn resolve_with(&self, ctx: &Context<'_>, claim_names: bool) -> Result<(String, String)> {
         let lv = match self {
             PvcRef::Named { namespace, pvc } => return Ok((namespace.clone(), pvc.clone())),
             PvcRef::Volume(lv) => lv,
@@ -111,8 +125,14 @@ impl PvcRef {
         }
         // a claim name alone, when exactly one PVC on the backup disk has it
         let listed = ctx.store()?.list_versions(backup_core::Series::Pvc)?;
-        if let Some(named) = only_claim_named(&listed, lv)? {
-            return Ok(named);
+        if let Some((ns, pvc)) = only_claim_named(&listed, lv)? {
+            if !claim_names {
+                return Err(Error::Usage(format!(
+                    "`{lv}` is a claim name: this writes over a live volume, so name the PVC \
+                     whole: --pvc {ns}/{pvc}"
+                )));
+            }
+            return Ok((ns, pvc));
         }
         Err(Error::NotFound(format!(
             "no PVC is known for the volume `{lv}` (the PV map{}): name it NAMESPACE/PVC as \

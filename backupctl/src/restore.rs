@@ -1188,7 +1188,7 @@ fn plan_without_cluster(
 pub fn restore_into_volume(ctx: &Context<'_>, args: &PvcRestoreArgs) -> Result<IntoVolumeReport> {
     let cfg = ctx.cfg()?;
     let store = ctx.store()?;
-    let (namespace, pvc) = args.pvc.resolve(ctx)?;
+    let (namespace, pvc) = args.pvc.resolve_exact(ctx)?;
     let v = pick_version(store.as_ref(), &namespace, &pvc, args.week)?;
     let rec = record(store.as_ref(), &v).ok_or_else(|| {
         Error::Refused(format!(

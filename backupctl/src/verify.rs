@@ -208,7 +208,9 @@ fn mark_damaged(
     let all: Vec<Vec<u8>> = known.union(&found).cloned().collect();
     if all.len() != known.len() {
         if let Err(e) = store.write(file, &backup_host::version_commit::encode_damaged(&all)) {
-            eprintln!("backupctl verify: warning: the damage list {path} cannot be written: {e}");
+            backup_host::out::eprintln_fit(&format!(
+                "backupctl verify: warning: the damage list {path} cannot be written: {e}"
+            ));
         }
     }
 }

@@ -171,6 +171,16 @@ fn check(cache: &mut HashMap<Vec<String>, Node>, cmd: &[String]) -> Result<(), S
             }
             continue;
         }
+        if let Some(bundle) = w.strip_prefix('-').filter(|b| b.parse::<f64>().is_err()) {
+            // `-qv`: each letter a short flag that takes no value
+            for c in bundle.chars() {
+                let flag = format!("-{c}");
+                if here.shorts.get(&flag) != Some(&false) {
+                    return Err(format!("{} has no {flag} (in {w})", path.join(" ")));
+                }
+            }
+            continue;
+        }
         if w.starts_with('-') {
             continue; // a negative number, a value
         }
@@ -217,7 +227,8 @@ fn commands(text: &str) -> Vec<(usize, Vec<String>)> {
     let mut out = Vec::new();
     let mut in_block = false;
     let mut pending: Option<(usize, String)> = None;
-    let mut shown = Vec::new();
+    // (line, text, from a table row: there ` | ` separates alternatives, not a pipe)
+    let mut shown: Vec<(usize, String, bool)> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let n = n + 1;
         if line.trim_start().starts_with("```") {
@@ -236,19 +247,19 @@ fn commands(text: &str) -> Vec<(usize, Vec<String>)> {
             if body.ends_with('\\') {
                 pending = Some((start, joined));
             } else {
-                shown.push((start, joined));
+                shown.push((start, joined, false));
             }
         } else {
             // inline code spans
             for (k, span) in line.split('`').enumerate() {
                 if k % 2 == 1 {
                     // a table cell's `\|` is a `|` in the span; ` | ` between commands
-                    shown.push((n, span.replace("\\|", "|")));
+                    shown.push((n, span.replace("\\|", "|"), line.starts_with('|')));
                 }
             }
         }
     }
-    for (n, line) in shown {
+    for (n, line, table) in shown {
         // `a | b | c` in a table's span lists alternatives of one binary's subcommands
         let ws = words(&line);
         let mut i = 0;
@@ -259,37 +270,39 @@ fn commands(text: &str) -> Vec<(usize, Vec<String>)> {
             };
             let mut cmd = vec![bin.clone()];
             i += 1;
-            while i < ws.len() && !ends(&ws[i]) {
-                cmd.push(ws[i].clone());
-                i += 1;
+            loop {
+                while i < ws.len() && !ends(&ws[i]) {
+                    cmd.push(ws[i].clone());
+                    i += 1;
+                }
+                // `[--tier | --offsite]` in a table: one flag or the other, same command
+                if table
+                    && ws.get(i).is_some_and(|w| w == "|")
+                    && ws
+                        .get(i + 1)
+                        .is_some_and(|w| w.trim_start_matches('[').starts_with('-'))
+                {
+                    i += 1;
+                    continue;
+                }
+                break;
             }
             // `backupctl list | status | verify`: each alternative is a command of its own
-            while i + 1 < ws.len() && ws[i] == "|" && binary(&ws[i + 1]).is_none() {
+            while table && i + 1 < ws.len() && ws[i] == "|" && binary(&ws[i + 1]).is_none() {
                 let alt_start = i + 1;
                 let mut j = alt_start;
                 while j < ws.len() && !ends(&ws[j]) {
                     j += 1;
                 }
-                let first = &ws[alt_start];
-                if node_has_sub(&bin, first) {
-                    let mut alt = vec![bin.clone()];
-                    alt.extend(ws[alt_start..j].iter().cloned());
-                    out.push((n, alt));
-                }
+                let mut alt = vec![bin.clone()];
+                alt.extend(ws[alt_start..j].iter().cloned());
+                out.push((n, alt));
                 i = j;
             }
             out.push((n, cmd));
         }
     }
     out
-}
-
-/// True when `bin`'s own help lists `word` as a subcommand (a `|` then means "or").
-fn node_has_sub(bin: &str, word: &str) -> bool {
-    let mut cache = HashMap::new();
-    node(&mut cache, &[bin.to_owned()])
-        .subcommands
-        .contains(word.trim_matches(['[', ']']))
 }
 
 #[test]
@@ -329,6 +342,13 @@ fn every_command_and_flag_the_docs_show_exists() {
 fn the_docs_checker_refuses_what_does_not_exist() {
     let mut cache = HashMap::new();
     let cmd = |s: &str| -> Vec<String> { commands(&format!("`{s}`")).remove(0).1 };
+    // a table cell: `a | b` are two commands; elsewhere a pipe ends the command
+    let cell = commands("| `backupctl list \\| statsu` | x |");
+    assert_eq!(cell.len(), 2, "{cell:?}");
+    assert!(check(&mut cache, &cell[0].1).is_err() || check(&mut cache, &cell[1].1).is_err());
+    let piped = commands("`backupctl alerts | head -1`");
+    assert_eq!(piped.len(), 1, "{piped:?}");
+    assert_eq!(check(&mut cache, &piped[0].1), Ok(()));
     for bad in [
         "backupctl config show",
         "backupctl verify --no-such-flag",
@@ -336,6 +356,7 @@ fn the_docs_checker_refuses_what_does_not_exist() {
         "daily-backup --week 2026-49",
         "backupctl list --sample 10",
         "backupctl drill [--dumps-only|--sites]",
+        "backupctl -qx list",
     ] {
         assert!(check(&mut cache, &cmd(bad)).is_err(), "{bad} was taken");
     }
@@ -347,6 +368,7 @@ fn the_docs_checker_refuses_what_does_not_exist() {
         "lvm-pvc-snapshot list [--json]",
         "daily-backup [--allow-empty NS/PVC]... [--full]",
         "backupctl drill [--dumps-only|--site]",
+        "backupctl -qv list",
     ] {
         assert_eq!(check(&mut cache, &cmd(good)), Ok(()), "{good}");
     }

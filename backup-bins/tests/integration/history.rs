@@ -85,8 +85,11 @@ fn find_diff_and_ls_answer_from_the_records() {
         !t.contains("file-4.txt"),
         "an unchanged file is listed: {t}"
     );
-    let (c, t) = ctl(&env, &["diff", "2026-02", "2020-01"]);
+    let (c, t) = ctl(&env, &["diff", "2020-01", "2026-02"]);
     assert_eq!(c, 66, "{t}");
+    let (c, t) = ctl(&env, &["diff", "2026-02", "2020-01"]);
+    assert_eq!(c, 2, "{t}");
+    assert!(t.contains("(swap them)"), "{t}");
 
     let (c, t) = ctl(&env, &["ls", "2026-02", "vaultwarden/data", "dir"]);
     assert_eq!(c, 0, "{t}");
@@ -173,6 +176,33 @@ fn ls_and_diff_take_pvc_and_week_flags_and_default_to_the_newest() {
     );
     assert!(!t.contains("only-new.txt"), "{t}");
     assert!(t.contains("(3 PVCs compared); 1 PVC not compared"), "{t}");
+
+    // a folder named like a date is a folder once --pvc is given
+    write(
+        &env.vol("vm-100-pvc-a").join("2024-01-15/photo.jpg"),
+        "jpg\n",
+    );
+    assert_eq!(env.day("2026-01-26").status.code(), Some(0));
+    for args in [
+        &["ls", "--pvc", "data", "2024-01-15"][..],
+        &["ls", "--pvc", "data", "./2024-01-15"],
+    ] {
+        let (c, t) = ctl(&env, args);
+        assert!(c == 0 && t.contains(" photo.jpg\n"), "{args:?}: {t}");
+    }
+    let (c, t) = ctl(&env, &["ls", "2024-01-15", "data"]);
+    assert_eq!(c, 2, "{t}");
+    assert!(t.contains("ls --pvc NAMESPACE/PVC 2024-01-15"), "{t}");
+    // what writes over a live volume takes no claim name alone
+    let (c, t) = ctl(&env, &["restore", "pvc", "--pvc", "data", "--into-volume"]);
+    assert_eq!(c, 2, "{t}");
+    assert!(
+        t.contains(
+            "`data` is a claim name: this writes over a live volume, so name the PVC whole: \
+             --pvc vaultwarden/data"
+        ),
+        "{t}"
+    );
 }
 
 #[test]

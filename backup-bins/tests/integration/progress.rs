@@ -133,10 +133,14 @@ fn an_out_of_range_progress_interval_is_refused_with_exit_2() {
 }
 
 /// `--no-progress`: no progress line even when the run is long; `-q`: a job that succeeded
-/// prints nothing, a failing one its report; what was asked for (`list`) still prints.
+/// with nothing to say prints nothing, a failing one everything it held back and its report, a
+/// warning is printed; what was asked for (`list`) still prints.
 #[test]
 fn no_progress_and_quiet_print_what_they_say() {
-    let mut env = Env::new();
+    // every volume mapped: a run with nothing to say
+    let mut env = Env::with_config(
+        "[[kubernetes.volume]]\nlv = \"vm-102-pvc-c\"\nnamespace = \"gitea\"\npvc = \"c\"\n",
+    );
     env.make_rsync_slow();
     let snap = env.run(SNAPSHOT, &["--now", "2026-01-05T03:00:00Z", "create"]);
     assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
@@ -154,26 +158,38 @@ fn no_progress_and_quiet_print_what_they_say() {
         text(&out)
     );
 
-    let quiet = |bin: &str, args: &[&str]| {
-        let out = env.run(
-            bin,
-            &[&["-q", "--now", "2026-01-06T05:00:00Z"][..], args].concat(),
-        );
+    let quiet = |bin: &str, at: &str, args: &[&str]| {
+        let out = env.run(bin, &[&["-q", "--now", at][..], args].concat());
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             text(&out),
         )
     };
-    let (code, stdout, all) = quiet(DAILY, &[]);
+    let at = "2026-01-06T05:00:00Z";
+    let (code, stdout, all) = quiet(DAILY, at, &[]);
     assert_eq!((code, stdout.as_str()), (Some(0), ""), "{all}");
-    let (code, stdout, all) = quiet(CTL, &["verify"]);
+    let (code, stdout, all) = quiet(CTL, at, &["verify"]);
     assert_eq!((code, stdout.as_str()), (Some(0), ""), "{all}");
-    let (code, stdout, all) = quiet(CTL, &["list"]);
+    let (code, stdout, all) = quiet(CTL, at, &["list"]);
     assert!(
         code == Some(0) && stdout.contains("vaultwarden/data"),
         "{all}"
     );
+
+    // a volume emptied: the run fails, and says which volume and why
+    std::fs::remove_dir_all(env.vol("vm-101-pvc-b").join("dir")).unwrap();
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-07T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let (code, stdout, all) = quiet(DAILY, "2026-01-07T05:00:00Z", &[]);
+    assert_eq!(code, Some(3), "{all}");
+    assert!(
+        stdout.starts_with("daily-backup: week 2026-02 into ")
+            && stdout.contains("nextcloud/files")
+            && stdout.contains("--allow-empty nextcloud/files"),
+        "{all}"
+    );
+
     // a damaged copy: verify fails, and says so under -q too
     let copy = env
         .root
@@ -182,7 +198,23 @@ fn no_progress_and_quiet_print_what_they_say() {
     bytes[0] ^= 1;
     std::fs::remove_file(&copy).unwrap();
     std::fs::write(&copy, bytes).unwrap();
-    let (code, stdout, all) = quiet(CTL, &["verify"]);
+    let (code, stdout, all) = quiet(CTL, "2026-01-07T07:00:00Z", &["verify"]);
     assert_eq!(code, Some(1), "{all}");
     assert!(stdout.contains("dir/file-0.txt"), "{all}");
+}
+
+/// A warning is printed under `-q` even when the run succeeded: here a volume no PV maps.
+#[test]
+fn quiet_still_prints_a_warning() {
+    let env = Env::new();
+    let snap = env.run(SNAPSHOT, &["--now", "2026-01-05T03:00:00Z", "create"]);
+    assert_eq!(snap.status.code(), Some(0), "{}", text(&snap));
+    let out = env.run(DAILY, &["-q", "--now", "2026-01-05T05:00:00Z"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("warning: vm-102-pvc-c has no PV/PVC mapping"),
+        "{}",
+        text(&out)
+    );
 }

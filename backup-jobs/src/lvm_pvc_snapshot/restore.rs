@@ -102,11 +102,11 @@ pub fn restore_of(
     }
     let (claims, warnings) = (deps.claims)();
     for w in &warnings {
-        eprintln!("lvm-pvc-snapshot: warning: {w}");
+        backup_host::out::eprintln_fit(&format!("lvm-pvc-snapshot: warning: {w}"));
     }
     let claim = claims.iter().find(|c| c.is_for_lv(pvc_lv));
     if claim.is_none() {
-        eprintln!("lvm-pvc-snapshot: warning: no PV maps to {pvc_lv}: no workload will be scaled; make sure nothing uses it");
+        backup_host::out::eprintln_fit(&format!("lvm-pvc-snapshot: warning: no PV maps to {pvc_lv}: no workload will be scaled; make sure nothing uses it"));
     }
     let steps = backup_lvm::plan_restore(deps.cluster, claim, pvc_lv, snapshot_lv, deps.now)?;
     let described = steps.iter().map(|s| s.describe(volume_group)).collect();
