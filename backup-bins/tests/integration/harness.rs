@@ -284,6 +284,29 @@ pub fn pids_mentioning(needle: &str) -> Vec<i32> {
     out
 }
 
+/// Waits until each of `pids` has exited (gone, or a zombie): a dying process reads an empty
+/// command line before it closes its files, so a lock it holds outlives the name.
+pub fn wait_exited(pids: &[i32]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for pid in pids {
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // `pid (comm) STATE …`: the state follows the last `)`
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next());
+            if matches!(state, None | Some('Z' | 'X')) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "process {pid} did not die"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 /// Kills (SIGKILL) every process whose command line mentions `needle` and waits until none is
 /// left: what a killed run orphaned (its rsync) holds the run lock until it is gone.
 pub fn kill_all_mentioning(needle: &str) {
@@ -293,14 +316,17 @@ pub fn kill_all_mentioning(needle: &str) {
         if pids.is_empty() {
             return;
         }
-        for pid in pids {
-            if pid != std::process::id() as i32 {
+        let me = std::process::id() as i32;
+        for &pid in &pids {
+            if pid != me {
                 let _ = std::process::Command::new("kill")
                     .arg("-9")
                     .arg(pid.to_string())
                     .status();
             }
         }
+        let others: Vec<i32> = pids.into_iter().filter(|p| *p != me).collect();
+        wait_exited(&others);
         assert!(
             std::time::Instant::now() < deadline,
             "processes on {needle} did not die"
