@@ -22,7 +22,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use backup_core::{EntryKind, FileEntry};
@@ -198,38 +197,29 @@ pub fn build_link_tree(
 ) -> Result<()> {
     std::fs::create_dir_all(dest).map_err(|e| io("create folder", dest.as_std_path(), e))?;
     let dirs: Vec<&FileEntry> = source.iter().filter(|e| e.kind == EntryKind::Dir).collect();
+    // by path, a folder comes before what it holds: each is made once its parent is there
     for e in &dirs {
         let p = dest.as_std_path().join(OsStr::from_bytes(&e.path));
-        std::fs::create_dir_all(&p).map_err(|err| io("create folder", &p, err))?;
-    }
-    let unchanged: Vec<Vec<u8>> = diff.unchanged.iter().cloned().collect();
-    for path in unchanged {
-        let rel = OsStr::from_bytes(&path);
-        let from = base_copy.as_std_path().join(rel);
-        let to = dest.as_std_path().join(rel);
-        let linkable = source
-            .binary_search_by(|e| e.path.as_slice().cmp(path.as_slice()))
-            .ok()
-            .is_some_and(|i| copy_matches(&from, &source[i]));
-        let linked = if linkable {
-            std::fs::hard_link(&from, &to)
-        } else {
-            Err(std::io::Error::other(
-                "the base copy's file is not what the record says",
-            ))
-        };
-        match linked {
-            Ok(()) => {}
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(_) => {
-                // the base copy lost it: rsync sends it, and resets its folder's times after
-                diff.unchanged.remove(&path);
-                if let Some(p) = parent(&path) {
-                    diff.send.insert(p.to_vec());
-                }
-                diff.send.insert(path);
+        match std::fs::create_dir(&p) {
+            Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => {
+                std::fs::create_dir_all(&p).map_err(|err| io("create folder", &p, err))?;
             }
+            _ => {}
         }
+    }
+    let failed = link_unchanged(
+        source,
+        &diff.unchanged,
+        base_copy.as_std_path(),
+        dest.as_std_path(),
+    );
+    for path in failed {
+        // the base copy lost it: rsync sends it, and resets its folder's times after
+        diff.unchanged.remove(&path);
+        if let Some(p) = parent(&path) {
+            diff.send.insert(p.to_vec());
+        }
+        diff.send.insert(path);
     }
     remove_gone(dest, &diff.gone)?;
     // Folders rsync does not get (nothing in them changed, and they did not) get their mode,
@@ -248,6 +238,108 @@ pub fn build_link_tree(
     Ok(())
 }
 
+/// Links every file of `unchanged` from `base_copy` into `dest` (whose folders exist), one
+/// worker per core taking whole folders in turn: each folder of both trees is opened once and
+/// every name in it linked relative to the two (`linkat`), after one `fstatat` that checks the
+/// base copy's file still is what `source` says (a regular file of that size, mtime, mode and
+/// owner; never one changed in place). Returns the paths not linked, for rsync to send.
+fn link_unchanged(
+    source: &[FileEntry],
+    unchanged: &BTreeSet<Vec<u8>>,
+    base_copy: &Path,
+    dest: &Path,
+) -> Vec<Vec<u8>> {
+    let mut folders: BTreeMap<&[u8], Vec<&[u8]>> = BTreeMap::new();
+    for path in unchanged {
+        folders
+            .entry(parent(path).unwrap_or(b"."))
+            .or_default()
+            .push(path);
+    }
+    let folders: Vec<(&[u8], Vec<&[u8]>)> = folders.into_iter().collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut failed = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((folder, paths)) = folders.get(i) else {
+                            return failed;
+                        };
+                        link_folder(source, folder, paths, base_copy, dest, &mut failed);
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// [`link_unchanged`] of the files `paths` of one folder.
+fn link_folder(
+    source: &[FileEntry],
+    folder: &[u8],
+    paths: &[&[u8]],
+    base_copy: &Path,
+    dest: &Path,
+    failed: &mut Vec<Vec<u8>>,
+) {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let open = |root: &Path| {
+        let dir = if folder == b"." {
+            root.to_owned()
+        } else {
+            root.join(OsStr::from_bytes(folder))
+        };
+        rustix::fs::open(
+            &dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let (Ok(from), Ok(to)) = (open(base_copy), open(dest)) else {
+        failed.extend(paths.iter().map(|p| p.to_vec()));
+        return;
+    };
+    for path in paths {
+        let name = OsStr::from_bytes(path.rsplit(|b| *b == b'/').next().unwrap_or(path));
+        let linkable = source
+            .binary_search_by(|e| e.path.as_slice().cmp(path))
+            .ok()
+            .is_some_and(|i| {
+                rustix::fs::statat(&from, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| stat_matches(&st, &source[i]))
+            });
+        let linked = linkable
+            && match rustix::fs::linkat(&from, name, &to, name, AtFlags::empty()) {
+                Ok(()) => true,
+                Err(e) => e == rustix::io::Errno::EXIST,
+            };
+        if !linked {
+            failed.push(path.to_vec());
+        }
+    }
+}
+
+/// Whether the base copy's file (`st`) still looks like the source entry `e`: a regular file
+/// of its size, mtime, mode and owner.
+fn stat_matches(st: &rustix::fs::Stat, e: &FileEntry) -> bool {
+    let mode = st.st_mode;
+    rustix::fs::FileType::from_raw_mode(mode) == rustix::fs::FileType::RegularFile
+        && u64::try_from(st.st_size).ok() == Some(e.size)
+        && i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec)
+            == i128::from(e.mtime_ns)
+        && mode == e.mode
+        && st.st_uid == e.uid
+        && st.st_gid == e.gid
+}
+
 /// Removes from the staging tree `dest` each gone path that is in it (a folder with what it
 /// holds). The tree holds only folders made here and hardlinks of regular files, so nothing
 /// followed is a symlink.
@@ -263,19 +355,6 @@ fn remove_gone(dest: &Utf8Path, gone: &BTreeSet<Vec<u8>>) -> Result<()> {
         removed.map_err(|err| io("remove", &p, err))?;
     }
     Ok(())
-}
-
-/// Whether the base copy's file at `path` still looks like the source entry `e` (size, mtime,
-/// mode, owner, a regular file): one `lstat`, no read.
-fn copy_matches(path: &Path, e: &FileEntry) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| {
-        m.is_file()
-            && m.len() == e.size
-            && m.mtime() * 1_000_000_000 + m.mtime_nsec() == e.mtime_ns
-            && m.mode() == e.mode
-            && m.uid() == e.uid
-            && m.gid() == e.gid
-    })
 }
 
 /// Gives the folder `dest` the owner, mode, extended attributes and mtime of `src` (entry `e`).
@@ -329,6 +408,70 @@ mod tests {
             mode,
             sqlite: None,
             ..backup_core::testing::file_entry(path, size)
+        }
+    }
+
+    /// The link tree links a file only when the base copy's file still is what the record says
+    /// (never one changed in place or gone), through every folder, with both cores.
+    #[test]
+    fn the_link_tree_links_only_what_the_base_copy_still_holds_unchanged() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let (src, base, dest) = (
+            d.path().join("src"),
+            d.path().join("base"),
+            d.path().join("dest"),
+        );
+        for f in 0..40 {
+            for i in 0..25 {
+                let p = src.join(format!("f{f:02}/sub/x{i}"));
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, format!("{f} {i}")).unwrap();
+            }
+        }
+        std::fs::write(src.join("top"), "top").unwrap();
+        let cp = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&src)
+            .arg(&base)
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        // in the base copy: one file grown in place, one gone, one folder gone
+        std::fs::write(base.join("f03/sub/x1"), "changed in place, longer").unwrap();
+        std::fs::remove_file(base.join("f07/sub/x2")).unwrap();
+        std::fs::remove_dir_all(base.join("f09")).unwrap();
+        let entries = walk(&src, &BTreeMap::new(), false).unwrap().entries;
+        let record: BTreeMap<Vec<u8>, FileEntry> = entries
+            .iter()
+            .map(|e| (e.path.clone(), e.clone()))
+            .collect();
+        let mut diff = diff(&entries, &record, Trust::default());
+        assert_eq!(diff.unchanged.len(), 40 * 25 + 1);
+        let dest = Utf8Path::from_path(&dest).unwrap();
+        let base_u = Utf8Path::from_path(&base).unwrap();
+        build_link_tree(&src, &entries, &record, base_u, dest, &mut diff).unwrap();
+        let sent: Vec<&[u8]> = diff.send.iter().map(Vec::as_slice).collect();
+        let mut want: Vec<Vec<u8>> = vec![
+            b"f03/sub".to_vec(),
+            b"f03/sub/x1".to_vec(),
+            b"f07/sub".to_vec(),
+            b"f07/sub/x2".to_vec(),
+            b"f09/sub".to_vec(),
+        ];
+        want.extend((0..25).map(|i| format!("f09/sub/x{i}").into_bytes()));
+        want.sort();
+        assert_eq!(sent, want.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        // everything else is the base copy's inode; nothing sent is in the tree yet
+        for e in entries.iter().filter(|e| e.kind == EntryKind::File) {
+            let rel = std::str::from_utf8(&e.path).unwrap();
+            let at = dest.join(rel);
+            if diff.send.contains(&e.path) {
+                assert!(!at.exists(), "{rel} was linked");
+            } else {
+                let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+                assert_eq!(ino(at.as_std_path()), ino(&base.join(rel)), "{rel}");
+            }
         }
     }
 
