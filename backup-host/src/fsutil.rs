@@ -35,6 +35,19 @@ pub fn subdirs(dir: &Utf8Path) -> Result<Vec<String>> {
 /// # Errors
 /// When any step fails; the temp file is removed.
 pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    write_replacing(path, bytes, true)
+}
+
+/// [`write_atomic`] without its two `fsync`s, for a file a `syncfs` of its file system follows
+/// before anything relies on it being on disk ([`sync_filesystem`]).
+///
+/// # Errors
+/// As [`write_atomic`].
+pub fn write_atomic_unsynced(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
+    write_replacing(path, bytes, false)
+}
+
+fn write_replacing(path: &Utf8Path, bytes: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Utf8Path::new("/"));
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))?;
     let tmp = dir.join(format!(
@@ -51,9 +64,14 @@ pub fn write_atomic(path: &Utf8Path, bytes: &[u8]) -> Result<()> {
         }
         let mut f = std::fs::File::create_new(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+        if sync {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -3,10 +3,13 @@
 use backup_core::{Error, Invocation, Mounter, Result, Runner, SnapshotSource};
 use camino::{Utf8Path, Utf8PathBuf};
 
-/// Mounts with `mount(8)`: a device read-only with journal replay off (a crash-consistent
+/// Mounts with `mount(2)`: a device read-only with journal replay off (a crash-consistent
 /// snapshot of ext4 has a dirty journal, and replaying it would write to the snapshot), a folder
 /// as a read-only bind mount. After mounting it checks that the mount is really there and
 /// read-only, so a silent no-op can never let a backup read the empty folder underneath.
+/// The file system type of a device comes from `blkid`; the mounts and unmounts are system
+/// calls (a `mount(8)` and `umount(8)` process per volume cost more than the copy of a small
+/// volume).
 pub struct SystemMounter<'r> {
     runner: &'r dyn Runner,
 }
@@ -32,7 +35,7 @@ impl<'r> SystemMounter<'r> {
     }
 }
 
-/// Mount options that keep a crash-consistent snapshot untouched.
+/// Mount options that keep a crash-consistent snapshot untouched (as `mount -o` takes them).
 pub fn ro_options(fs_type: &str) -> &'static str {
     match fs_type {
         "ext4" | "ext3" => "ro,noload,nosuid,nodev",
@@ -41,22 +44,39 @@ pub fn ro_options(fs_type: &str) -> &'static str {
     }
 }
 
+/// [`ro_options`] as `mount(2)` takes them: the flags, and what goes to the file system.
+fn syscall_options(options: &str) -> (rustix::mount::MountFlags, String) {
+    use rustix::mount::MountFlags;
+    let mut flags = MountFlags::empty();
+    let mut data = Vec::new();
+    for o in options.split(',') {
+        match o {
+            "ro" => flags |= MountFlags::RDONLY,
+            "rw" => {}
+            "nosuid" => flags |= MountFlags::NOSUID,
+            "nodev" => flags |= MountFlags::NODEV,
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
+}
+
 impl SystemMounter<'_> {
-    /// `mount` for `source` on `target` (which must not be a mount point yet): a device with its
-    /// file system's read-only options, or read-write; a folder as a bind mount.
-    fn mount_invocation(
-        &self,
-        source: &SnapshotSource,
-        target: &Utf8Path,
-        writable: bool,
-    ) -> Result<Invocation> {
+    /// Mounts `source` on `target` (which must not be a mount point yet): a device with its
+    /// file system's read-only options, or read-write; a folder as a bind mount, made read-only
+    /// by a remount.
+    fn mount(&self, source: &SnapshotSource, target: &Utf8Path, writable: bool) -> Result<()> {
+        use rustix::mount::MountFlags;
         if mount_point_options(target)?.is_some() {
             return Err(Error::occupied(
                 format!("mount on {target}"),
                 "already a mount point",
             ));
         }
-        Ok(match source {
+        let failed = |what: &str, e: rustix::io::Errno| {
+            Error::io(format!("mount {what} on {target}"), std::io::Error::from(e))
+        };
+        match source {
             SnapshotSource::Device(dev) => {
                 let fs = self.fs_type(dev)?;
                 let options = if writable {
@@ -64,41 +84,38 @@ impl SystemMounter<'_> {
                 } else {
                     ro_options(&fs)
                 };
-                Invocation::new(
-                    "mount",
-                    [
-                        "-t",
-                        fs.as_str(),
-                        "-o",
-                        options,
-                        "--",
-                        dev.as_str(),
-                        target.as_str(),
-                    ],
-                )
-            }
-            SnapshotSource::Dir(dir) if writable => {
-                Invocation::new("mount", ["--bind", "--", dir.as_str(), target.as_str()])
-            }
-            SnapshotSource::Dir(dir) => Invocation::new(
-                "mount",
-                [
-                    "--bind",
-                    "-o",
-                    "ro,nosuid,nodev",
-                    "--",
-                    dir.as_str(),
+                let (flags, data) = syscall_options(options);
+                rustix::mount::mount(
+                    dev.as_str(),
                     target.as_str(),
-                ],
-            ),
-        })
+                    fs.as_str(),
+                    flags,
+                    data.as_str(),
+                )
+                .map_err(|e| failed(&format!("{dev} ({fs}, {options})"), e))
+            }
+            SnapshotSource::Dir(dir) => {
+                rustix::mount::mount_bind(dir.as_str(), target.as_str())
+                    .map_err(|e| failed(&format!("{dir} (bind)"), e))?;
+                let mut flags = MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV;
+                if !writable {
+                    flags |= MountFlags::RDONLY;
+                }
+                rustix::mount::mount_remount(target.as_str(), flags, "").map_err(|e| {
+                    let _ = rustix::mount::unmount(
+                        target.as_str(),
+                        rustix::mount::UnmountFlags::empty(),
+                    );
+                    failed(&format!("{dir} (bind, remounted read-only)"), e)
+                })
+            }
+        }
     }
 }
 
 impl Mounter for SystemMounter<'_> {
     fn mount_ro(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
-        let inv = self.mount_invocation(source, target, false)?;
-        inv.run_checked(self.runner)?;
+        self.mount(source, target, false)?;
         match mount_point_options(target)? {
             Some(opts) if opts.split(',').any(|o| o == "ro") => Ok(target.to_owned()),
             Some(opts) => {
@@ -116,8 +133,7 @@ impl Mounter for SystemMounter<'_> {
     }
 
     fn mount_rw(&self, source: &SnapshotSource, target: &Utf8Path) -> Result<Utf8PathBuf> {
-        let inv = self.mount_invocation(source, target, true)?;
-        inv.run_checked(self.runner)?;
+        self.mount(source, target, true)?;
         match mount_point_options(target)? {
             Some(_) => Ok(target.to_owned()),
             None => Err(Error::unexpected(
@@ -129,21 +145,23 @@ impl Mounter for SystemMounter<'_> {
 
     fn unmount(&self, target: &Utf8Path) -> Result<()> {
         // With volumes copied in parallel, a child another worker is starting holds a copy of
-        // every descriptor between its fork and its exec, ours on this mount included: umount
-        // then says "target is busy" for a moment. Retry for a while before calling it a failure.
-        let inv = Invocation::new("umount", ["--", target.as_str()]);
+        // every descriptor between its fork and its exec, ours on this mount included: the
+        // unmount then fails "busy" for a moment. Retry for a while before calling it a failure.
         let mut tries = 0;
         loop {
-            let out = self.runner.run(&inv)?;
-            if out.success() {
-                return Ok(());
+            match rustix::mount::unmount(target.as_str(), rustix::mount::UnmountFlags::empty()) {
+                Ok(()) => return Ok(()),
+                Err(rustix::io::Errno::BUSY) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("unmount {target}"),
+                        std::io::Error::from(e),
+                    ))
+                }
             }
-            let busy = String::from_utf8_lossy(&out.stderr).contains("busy");
-            tries += 1;
-            if !busy || tries >= 50 {
-                return Err(out.failure(&inv));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
 }

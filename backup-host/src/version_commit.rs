@@ -6,7 +6,8 @@
 //! ([`commit`]) swaps it in:
 //!
 //! 1. a journal (`.staging/commit/<ns>/<pvc>`) names the new tree's inode and the new marker,
-//!    written atomically;
+//!    written atomically (only when the week has a complete version: its first run has no
+//!    version a reader could mistake, and a copy without a marker is no version);
 //! 2. `renameat2(RENAME_EXCHANGE)` swaps the new tree with the old copy (a plain rename when
 //!    there was none);
 //! 3. the new record replaces the old one (rename);
@@ -26,7 +27,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{remove_file_if_present, remove_tree, sync_filesystem, write_atomic};
+use crate::fsutil::{
+    remove_file_if_present, remove_tree, sync_filesystem, write_atomic, write_atomic_unsynced,
+};
 
 /// The paths of one version and its update.
 struct Paths {
@@ -159,8 +162,9 @@ pub fn commit(
     at: DateTime<Utc>,
 ) -> Result<()> {
     let p = Paths::new(root, week, ns, pvc);
-    write_atomic(&p.next_record, record)?;
-    // the new tree and record must be on disk before anything points at them
+    // the new tree and record must be on disk before anything points at them: one syncfs
+    // for both (the record needs no fsync of its own)
+    write_atomic_unsynced(&p.next_record, record)?;
     sync_filesystem(root.root())?;
     let new_marker = format_marker(at);
     let Some(new_tree_inode) = inode(&p.tree) else {
@@ -174,7 +178,13 @@ pub fn commit(
         new_tree_inode,
         new_marker,
     };
-    write_atomic(&p.journal, journal.encode().as_bytes())?;
+    // Without a complete version of the week (its first run) there is nothing a reader could
+    // take for the version while the swap is cut in the middle: no marker means no version,
+    // and what a killed run left is replaced by the next. The journal is for the swap of a
+    // complete version only.
+    if p.marker.exists() {
+        write_atomic(&p.journal, journal.encode().as_bytes())?;
+    }
     swap_in(&p.tree, &p.copy)?;
     finish(&p, &journal)
 }

@@ -400,27 +400,28 @@ fn prepare_update(
     let empty_map = BTreeMap::new();
     let base_map = base.as_ref().map_or(&empty_map, |b| &b.entries);
     // the one walk of the snapshot: entries for the diff and the record, and its databases
+    // one list of the snapshot's entries, compared, then given their digests in place (a
+    // million files: no second copy of it)
     let backup_host::tree::Walk {
-        entries, databases, ..
+        mut entries,
+        databases,
+        ..
     } = backup_host::tree::walk(read_root.as_std_path(), base_map, trust_ctime)?;
-    let mut hashed = entries.clone();
     // a full pass reads every file first: what to send depends on the content
     let hashed_first = full && base.is_some();
     if hashed_first {
         incremental::fill_digests(
             read_root.as_std_path(),
-            &mut hashed,
+            &mut entries,
             &BTreeMap::new(),
             false,
             &BTreeSet::new(),
             base_map,
         )?;
     }
-    let diff_entries = if hashed_first { &hashed } else { &entries };
-    let changes = stage_changes(deps, plan, vp, read_root, base.as_ref(), diff_entries, full)?;
+    let changes = stage_changes(deps, plan, vp, read_root, base.as_ref(), &entries, full)?;
     let hash_beside = (!hashed_first).then_some(base_map);
-    let outcome = send_and_hash(deps, read_root, &changes, &mut hashed, hash_beside)?;
-    let entries = hashed;
+    let outcome = send_and_hash(deps, read_root, &changes, &mut entries, hash_beside)?;
     let mut stats = outcome.stats;
     // the version's own numbers, whatever rsync was asked to look at
     stats.files = entries
