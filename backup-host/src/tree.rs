@@ -42,7 +42,13 @@ fn kind_of(t: rustix::fs::FileType) -> EntryKind {
     }
 }
 
-fn entry_from(rel: &[u8], st: &rustix::fs::Stat, link_target: Vec<u8>, abs: &Path) -> FileEntry {
+/// The entry of `rel` from its `stat`; its extended attributes' digest is `xattr_md5`.
+fn entry_from(
+    rel: &[u8],
+    st: &rustix::fs::Stat,
+    link_target: Vec<u8>,
+    xattr_md5: [u8; 16],
+) -> FileEntry {
     let kind = kind_of(rustix::fs::FileType::from_raw_mode(st.st_mode));
     FileEntry {
         path: rel.to_vec(),
@@ -61,7 +67,7 @@ fn entry_from(rel: &[u8], st: &rustix::fs::Stat, link_target: Vec<u8>, abs: &Pat
         gid: st.st_gid,
         rdev: st.st_rdev,
         link_target,
-        xattr_md5: xattr_digest(abs),
+        xattr_md5,
         digest: [0; 16],
         digest_kind: ContentHash::Xxh3,
         sqlite: None,
@@ -108,7 +114,7 @@ fn walk_with(
         let m = std::fs::symlink_metadata(root).map_err(|e| io("stat", root, e))?;
         let st = rustix::fs::lstat(root).map_err(|e| io("stat", root, e.into()))?;
         debug_assert!(m.is_dir());
-        entry_from(b".", &st, Vec::new(), root)
+        entry_from(b".", &st, Vec::new(), xattr_digest(root))
     };
     let walked = backup_walk::walk(
         root,
@@ -134,7 +140,16 @@ fn walk_with(
             } else {
                 Vec::new()
             };
-            let mut e = entry_from(v.rel.as_os_str().as_bytes(), st, target, &abs);
+            let mut e = entry_from(v.rel.as_os_str().as_bytes(), st, target, [0; 16]);
+            // where inodes and change times are kept (LVM), an entry whose inode and ctime are
+            // the record's has its extended attributes too (setting one moves the ctime): no
+            // listing; else they are listed and digested
+            e.xattr_md5 = match base.get(&e.path) {
+                Some(b) if trust_ctime && b.inode == e.inode && b.ctime_ns == e.ctime_ns => {
+                    b.xattr_md5
+                }
+                _ => xattr_digest(&abs),
+            };
             if e.kind == EntryKind::File && classify_files {
                 e.sqlite = classify(v, &e, base.get(&e.path), trust_ctime, out);
             }
@@ -225,4 +240,43 @@ pub fn digest_of(path: &Path, kind: ContentHash) -> Result<[u8; 16]> {
     })?;
     crate::progress::add(1, 0);
     Ok(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xattr_of(entries: &[FileEntry], path: &[u8]) -> [u8; 16] {
+        entries.iter().find(|e| e.path == path).unwrap().xattr_md5
+    }
+
+    /// Where change times are trusted, an entry whose inode and ctime are the record's keeps the
+    /// record's xattr digest without a listing; a changed attribute moves the ctime and is seen.
+    #[test]
+    fn an_xattr_change_is_seen_through_the_ctime_it_moves() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "x").unwrap();
+        let set = |v: &[u8]| {
+            rustix::fs::setxattr(&f, "user.a", v, rustix::fs::XattrFlags::empty()).unwrap();
+        };
+        set(b"1");
+        let first = walk(d.path(), &BTreeMap::new(), true).unwrap().entries;
+        assert_ne!(xattr_of(&first, b"f"), [0; 16]);
+        // a record that says otherwise is taken as it is: the listing was skipped
+        let mut record: BTreeMap<Vec<u8>, FileEntry> =
+            first.iter().map(|e| (e.path.clone(), e.clone())).collect();
+        record.get_mut(b"f".as_slice()).unwrap().xattr_md5 = [7; 16];
+        let trusted = walk(d.path(), &record, true).unwrap().entries;
+        assert_eq!(xattr_of(&trusted, b"f"), [7; 16]);
+        // without trusted change times every entry is listed
+        let listed = walk(d.path(), &record, false).unwrap().entries;
+        assert_eq!(xattr_of(&listed, b"f"), xattr_of(&first, b"f"));
+        // a new value moves the ctime: listed again, whatever the record says
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        set(b"2");
+        let changed = walk(d.path(), &record, true).unwrap().entries;
+        assert_ne!(xattr_of(&changed, b"f"), [7; 16]);
+        assert_ne!(xattr_of(&changed, b"f"), xattr_of(&first, b"f"));
+    }
 }
