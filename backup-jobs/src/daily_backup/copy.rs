@@ -213,7 +213,7 @@ fn copy_volume(
 
 /// The version an update builds on, read from its record.
 struct Base {
-    /// The record's entries by path.
+    /// The record's entries by path (the key; an entry's own `path` is left empty).
     entries: BTreeMap<Vec<u8>, FileEntry>,
     /// The copy they describe.
     copy: Utf8PathBuf,
@@ -289,7 +289,11 @@ fn choose_base(
                 ));
             }
             let base = Base {
-                entries: entries.into_iter().map(|e| (e.path.clone(), e)).collect(),
+                // the path is the key: not kept twice (a million files: tens of MiB)
+                entries: entries
+                    .into_iter()
+                    .map(|mut e| (std::mem::take(&mut e.path), e))
+                    .collect(),
                 copy,
                 damaged,
                 elsewhere,
