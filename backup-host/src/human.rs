@@ -80,13 +80,18 @@ pub fn old(now: chrono::DateTime<chrono::Utc>, then: chrono::DateTime<chrono::Ut
 /// one; `None` (no wrapping) for a pipe or the journal, where a wrapped line would become two
 /// log entries.
 pub fn width() -> Option<usize> {
+    width_of(std::io::stdout())
+}
+
+/// [`width`] for what goes to `stream` (stderr for errors, warnings and progress bars).
+pub fn width_of(stream: impl std::os::fd::AsFd) -> Option<usize> {
     if let Some(c) = std::env::var("COLUMNS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
     {
         return Some(c.max(20));
     }
-    rustix::termios::tcgetwinsize(std::io::stdout())
+    rustix::termios::tcgetwinsize(stream)
         .ok()
         .map(|w| usize::from(w.ws_col))
         .filter(|c| *c >= 20)

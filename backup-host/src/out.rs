@@ -47,17 +47,7 @@ pub fn println_fit(text: &str) {
 /// A message for people on stderr (an error, a warning), laid out like the reports: to
 /// `COLUMNS`, else to the terminal stderr is; a pipe or the journal gets it whole.
 pub fn eprintln_fit(text: &str) {
-    let width = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .map(|c| c.max(20))
-        .or_else(|| {
-            rustix::termios::tcgetwinsize(std::io::stderr())
-                .ok()
-                .map(|w| usize::from(w.ws_col))
-                .filter(|c| *c >= 20)
-        });
-    match width {
+    match crate::human::width_of(std::io::stderr()) {
         Some(w) => eprintln!("{}", crate::human::fit(text, w)),
         None => eprintln!("{text}"),
     }

@@ -130,20 +130,6 @@ fn line(what: &str, totals: Totals, started: Instant, message: &str) -> String {
     out
 }
 
-/// The width of the terminal stderr is: `COLUMNS` when set, else its own; 80 when unknown.
-fn term_width() -> usize {
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .or_else(|| {
-            rustix::termios::tcgetwinsize(std::io::stderr())
-                .ok()
-                .map(|w| usize::from(w.ws_col))
-        })
-        .filter(|c| *c >= 20)
-        .unwrap_or(80)
-}
-
 /// The bar's template for a terminal `width` columns wide: the numbers take at most 50 columns
 /// (`12.3 GiB/45.6 GiB 123.4 MiB/s eta 1h`), the bar what the name leaves of the rest (at least
 /// 10), and the message is cut to what remains (`wide_msg`), so a redraw is one line and never
@@ -177,8 +163,12 @@ pub fn start(what: &str, totals: Totals) -> Phase {
         };
         bar.set_draw_target(ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template(&template(what, totals.bytes.is_some(), term_width()))
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(&template(
+                what,
+                totals.bytes.is_some(),
+                crate::human::width_of(std::io::stderr()).unwrap_or(80),
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(200));

@@ -509,7 +509,7 @@ fn generator(spec: RunSpec) -> RunSpec {
 ///
 /// # Errors
 /// [`Error::Usage`] for one positional week or more than two.
-fn diff_weeks(
+fn diff_operands(
     from: Option<IsoWeek>,
     to: Option<IsoWeek>,
     weeks: &[IsoWeek],
@@ -598,7 +598,7 @@ pub fn main(
             to,
             weeks,
         } => run(&spec, global, |ctx| {
-            let (from, to) = diff_weeks(*from, *to, weeks)?;
+            let (from, to) = diff_operands(*from, *to, weeks)?;
             crate::diff(ctx, from, to, pvc.as_ref())
         }),
         Command::Ls { pvc, week, args } => run(&spec, global, |ctx| {
