@@ -7,7 +7,7 @@
 //! <root>/pvc-data/<YYYY-WW>/.damaged/<namespace>/<pvc>              paths verify found damaged
 //! <root>/pvc-data/<YYYY-WW>/.repaired/<namespace>/<pvc>             damaged paths sent again, until
 //!                                                                    offsite step 1 re-sent them
-//! <root>/pvc-data/<YYYY-WW>/.staging/{tree,record,commit}/<namespace>/<pvc>   a run's update
+//! <root>/pvc-data/<YYYY-WW>/.staging/{tree,record,commit,spare}/<namespace>/<pvc>   a run's update
 //! <root>/sqlite-backup/<YYYY-WW>/<namespace>/<pvc>/<path of the db inside the PVC>
 //! <root>/pfsense/<YYYY-WW>/config.xml, pfsense-full.tar.gz
 //! <root>/pve-config/<YYYY-WW>/<configured path>/...                PVE host config, weekly
@@ -57,6 +57,9 @@ pub enum StagingPart {
     Record,
     /// The journal of the swap: what to finish or undo after a crash.
     Commit,
+    /// The copy the last swap replaced, kept to build the next update of the same week from:
+    /// brought up to date in place, it costs the changes, not a hardlink tree of every file.
+    Spare,
 }
 
 /// The backup root and every path under it.
@@ -131,7 +134,8 @@ impl BackupRoot {
 
     /// `pvc-data/<week>/.staging/<part>/<namespace>/<pvc>`: where a run builds the update of a
     /// version (`tree`: the copy, `record`: its record, `commit`: the journal of the swap) while
-    /// the complete version stays as it is. Never a version: it starts with a dot.
+    /// the complete version stays as it is, and (`spare`) the copy the last swap replaced. Never
+    /// a version: it starts with a dot.
     pub fn pvc_staging(
         &self,
         part: StagingPart,
@@ -143,6 +147,7 @@ impl BackupRoot {
             StagingPart::Tree => "tree",
             StagingPart::Record => "record",
             StagingPart::Commit => "commit",
+            StagingPart::Spare => "spare",
         };
         self.pvc_week(week)
             .join(".staging")

@@ -128,6 +128,23 @@ pub trait BackupStore: Send + Sync {
     /// When a leftover cannot be removed or the parent created.
     fn staging_tree(&self, week: IsoWeek, namespace: &str, pvc: &str) -> Result<Utf8PathBuf>;
 
+    /// [`BackupStore::staging_tree`], except that the folder may already hold (then `true`) the
+    /// copy the version's last commit replaced, or on a week's first run the one of the
+    /// `earlier` week's version: the caller brings it up to date, trusting none of it, instead
+    /// of building the update from nothing.
+    ///
+    /// # Errors
+    /// As [`BackupStore::staging_tree`].
+    fn staging_tree_from_spare(
+        &self,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+        _earlier: Option<IsoWeek>,
+    ) -> Result<(Utf8PathBuf, bool)> {
+        Ok((self.staging_tree(week, namespace, pvc)?, false))
+    }
+
     /// Makes the update built in [`BackupStore::staging_tree`] (when one was built; otherwise
     /// the copy as it is) the complete version of `namespace/pvc` in `week`, with `record` as
     /// its record, completed `at`: after a flush of the disk, in one swap, so that the version

@@ -122,6 +122,17 @@ impl BackupStore for DiskStore {
         crate::version_commit::fresh_staging_tree(&self.root, week, namespace, pvc).map_err(core)
     }
 
+    fn staging_tree_from_spare(
+        &self,
+        week: IsoWeek,
+        namespace: &str,
+        pvc: &str,
+        earlier: Option<IsoWeek>,
+    ) -> backup_core::Result<(camino::Utf8PathBuf, bool)> {
+        crate::version_commit::staging_tree_from_spare(&self.root, week, namespace, pvc, earlier)
+            .map_err(core)
+    }
+
     fn commit_version(
         &self,
         week: IsoWeek,
@@ -261,6 +272,14 @@ fn mark_incomplete(root: &BackupRoot, week: IsoWeek, namespace: &str, pvc: &str)
 fn remove_version(root: &BackupRoot, v: &WeekVersion) -> Result<()> {
     // what a killed run staged for this version, first: an undone swap rewrites the marker
     crate::version_commit::recover(root, v.week, &v.namespace, &v.pvc)?;
+    // the spare before the version: a removal cut short leaves the version, removed again
+    // by the next prune, never a spare nothing would remove
+    remove_tree(&root.pvc_staging(
+        backup_core::StagingPart::Spare,
+        v.week,
+        &v.namespace,
+        &v.pvc,
+    ))?;
     mark_incomplete(root, v.week, &v.namespace, &v.pvc)?;
     remove_file_if_present(&root.pvc_record(v.week, &v.namespace, &v.pvc))?;
     remove_file_if_present(&root.pvc_damaged(v.week, &v.namespace, &v.pvc))?;
@@ -272,7 +291,7 @@ fn remove_version(root: &BackupRoot, v: &WeekVersion) -> Result<()> {
     for kind in [COMPLETE_DIR, ".records", ".damaged", ".repaired"] {
         dirs.extend([week.join(kind).join(&v.namespace), week.join(kind)]);
     }
-    for part in ["tree", "record", "commit"] {
+    for part in ["tree", "record", "commit", "spare"] {
         let dir = week.join(".staging").join(part);
         dirs.extend([dir.join(&v.namespace), dir]);
     }

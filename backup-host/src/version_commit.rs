@@ -12,7 +12,18 @@
 //!    there was none);
 //! 3. the new record replaces the old one (rename);
 //! 4. the new marker is written (atomically), the journal removed;
-//! 5. the old tree, now under `.staging/tree/`, and the version's damage list are removed.
+//! 5. the version's damage list is cleared, and the old tree, now under `.staging/tree/`, is
+//!    kept as the version's *spare* (`.staging/spare/<ns>/<pvc>`, replacing an older spare).
+//!
+//! The next update of the same week starts from the spare instead of an empty folder
+//! ([`staging_tree_from_spare`]): the run removes from it what the new copy must not hold and
+//! links in what it lacks, which costs the changes of two runs rather than a link of every file
+//! and, after the swap, a removal of every file. The first run of the next week takes the last
+//! week's spare the same way (so a week keeps no spare once the next one has started). The spare is never read as a version: whatever
+//! it holds, the update built from it is the tree an empty folder would have given (every file
+//! kept is the very inode the complete version holds, checked one by one). It holds one more
+//! link to the files of the version it was, and keeps alive the files the last update replaced
+//! until the next update of the week (or the week's removal).
 //!
 //! The marker is never removed: the version is complete at every moment. Before step 2 it is
 //! the old version, untouched, whatever happens to the run (ENOSPC, SIGTERM, SIGKILL, a power
@@ -41,6 +52,7 @@ struct Paths {
     tree: Utf8PathBuf,
     next_record: Utf8PathBuf,
     journal: Utf8PathBuf,
+    spare: Utf8PathBuf,
 }
 
 impl Paths {
@@ -54,6 +66,7 @@ impl Paths {
             tree: root.pvc_staging(StagingPart::Tree, week, ns, pvc),
             next_record: root.pvc_staging(StagingPart::Record, week, ns, pvc),
             journal: root.pvc_staging(StagingPart::Commit, week, ns, pvc),
+            spare: root.pvc_staging(StagingPart::Spare, week, ns, pvc),
         }
     }
 }
@@ -147,6 +160,35 @@ pub fn fresh_staging_tree(
     Ok(p.tree)
 }
 
+/// [`fresh_staging_tree`], holding a spare when there is one (then `true`): the copy the last
+/// swap of `week` replaced, else (a week's first run) the one of `earlier`, to be brought up to
+/// date rather than built from nothing. Nothing of it is trusted: see the module.
+///
+/// # Errors
+/// When a leftover cannot be removed, the parent created or the spare moved.
+pub fn staging_tree_from_spare(
+    root: &BackupRoot,
+    week: IsoWeek,
+    ns: &str,
+    pvc: &str,
+    earlier: Option<IsoWeek>,
+) -> Result<(Utf8PathBuf, bool)> {
+    let tree = fresh_staging_tree(root, week, ns, pvc)?;
+    for w in std::iter::once(week).chain(earlier.filter(|w| *w != week)) {
+        let spare = root.pvc_staging(StagingPart::Spare, w, ns, pvc);
+        match std::fs::symlink_metadata(&spare) {
+            Ok(m) if m.is_dir() => {
+                std::fs::rename(&spare, &tree)
+                    .map_err(|e| Error::io("move the spare copy to", &tree, e))?;
+                return Ok((tree, true));
+            }
+            Ok(_) => remove_tree(&spare)?,
+            Err(_) => {}
+        }
+    }
+    Ok((tree, false))
+}
+
 /// Makes the staged update the complete version of `ns/pvc` in `week`: see the module. When
 /// nothing was staged (a rerun that changed nothing), only the record and marker are rewritten.
 ///
@@ -201,7 +243,25 @@ fn finish(p: &Paths, journal: &Journal) -> Result<()> {
     write_atomic(&p.marker, journal.new_marker.as_bytes())?;
     remove_file_if_present(&p.journal)?;
     damaged_to_repaired(p)?;
-    remove_tree(&p.tree)
+    keep_as_spare(p)
+}
+
+/// The old tree a swap left at `.staging/tree/` becomes the version's spare when it has none
+/// (one is enough: a second would only cost its removal); otherwise, or when it cannot be
+/// moved there, it is removed. The version is complete by now: a spare is only a saving.
+fn keep_as_spare(p: &Paths) -> Result<()> {
+    let free = std::fs::symlink_metadata(&p.spare).is_err();
+    let kept = free
+        && std::fs::symlink_metadata(&p.tree).is_ok_and(|m| m.is_dir())
+        && p.spare
+            .parent()
+            .is_some_and(|parent| std::fs::create_dir_all(parent).is_ok())
+        && std::fs::rename(&p.tree, &p.spare).is_ok();
+    if kept {
+        Ok(())
+    } else {
+        remove_tree(&p.tree)
+    }
 }
 
 /// The damage list of a version just updated (its damaged files were sent again) moves into
@@ -434,6 +494,18 @@ mod tests {
             .unwrap()
             .starts_with("2026-01-06"));
         assert!(!p.tree.exists() && !p.journal.exists() && !p.damaged.exists());
+        // the replaced copy is kept as the spare, and the next update starts from it
+        assert_eq!(std::fs::read_to_string(p.spare.join("f")).unwrap(), "old");
+        // the next week's first run takes it
+        let next: IsoWeek = "2026-03".parse().unwrap();
+        let (tree, reused) = staging_tree_from_spare(&root, next, "ns", "p", Some(w)).unwrap();
+        assert!(reused && !p.spare.exists());
+        assert_eq!(tree, Paths::new(&root, next, "ns", "p").tree);
+        assert_eq!(std::fs::read_to_string(tree.join("f")).unwrap(), "old");
+        // without a spare, an empty place
+        std::fs::remove_dir_all(&tree).unwrap();
+        let (tree, reused) = staging_tree_from_spare(&root, w, "ns", "p", None).unwrap();
+        assert!(!reused && !tree.exists());
     }
 
     #[test]

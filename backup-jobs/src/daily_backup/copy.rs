@@ -600,13 +600,16 @@ fn stage_changes(
     if base.copy == vp.dest && diff.send.is_empty() && diff.gone.is_empty() {
         return Ok(Changes::Nothing);
     }
-    let staging = deps.store.staging_tree(plan.week, &v.namespace, &v.pvc)?;
+    let (staging, reused) =
+        deps.store
+            .staging_tree_from_spare(plan.week, &v.namespace, &v.pvc, vp.link_week)?;
     incremental::build_link_tree(
         read_root.as_std_path(),
         entries,
         &base.entries,
         &base.copy,
         &staging,
+        reused,
         &mut diff,
     )?;
     let list = tempfile::NamedTempFile::new()

@@ -3,7 +3,8 @@
 //!
 //! - A later run of the same week with nothing changed runs no rsync at all.
 //! - Otherwise the update is built beside the complete version (see `version_commit`) as a
-//!   hardlink tree of the version it builds on (every folder and every unchanged file), then
+//!   hardlink tree of the version it builds on (every folder and every unchanged file; on a
+//!   rerun of the week, by bringing the copy the last run replaced up to date), then
 //!   `rsync --files-from` of the changed paths (and the folders holding them) fills in the
 //!   rest. A gone path is never listed: the staging tree is ours and local, so a gone path that
 //!   is in it is removed here, in process. (rsync's `--delete-missing-args` sends a mode-0 entry
@@ -185,6 +186,11 @@ pub fn diff(source: &[FileEntry], base: &BTreeMap<Vec<u8>, FileEntry>, trust: Tr
 /// linked (the base copy lost them, or its file is not what the record says: another size,
 /// mtime, mode or owner) are added to `diff.send`.
 ///
+/// With `reused`, `dest` already holds a tree (the copy the last commit replaced): what must not
+/// be in the update is removed first ([`prune_reused`]), and a file already there is kept only
+/// when it is the very inode `base_copy` holds at its path, so the result is the tree an empty
+/// `dest` would have given, whatever `dest` held.
+///
 /// # Errors
 /// When a folder cannot be created or a link made for another reason than a missing base file.
 pub fn build_link_tree(
@@ -193,8 +199,12 @@ pub fn build_link_tree(
     base: &BTreeMap<Vec<u8>, FileEntry>,
     base_copy: &Utf8Path,
     dest: &Utf8Path,
+    reused: bool,
     diff: &mut Diff,
 ) -> Result<()> {
+    if reused {
+        prune_reused(dest.as_std_path(), source, &diff.send)?;
+    }
     std::fs::create_dir_all(dest).map_err(|e| io("create folder", dest.as_std_path(), e))?;
     let dirs: Vec<&FileEntry> = source.iter().filter(|e| e.kind == EntryKind::Dir).collect();
     // by path, a folder comes before what it holds: each is made once its parent is there
@@ -212,8 +222,20 @@ pub fn build_link_tree(
         &diff.unchanged,
         base_copy.as_std_path(),
         dest.as_std_path(),
+        reused,
     );
     for path in failed {
+        if reused {
+            // rsync must find nothing there: a file it found would be kept if its size and
+            // mtime match, and given the new attributes in place
+            let p = dest.as_std_path().join(OsStr::from_bytes(&path));
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io("remove", &p, e));
+                }
+                _ => {}
+            }
+        }
         // the base copy lost it: rsync sends it, and resets its folder's times after
         diff.unchanged.remove(&path);
         if let Some(p) = parent(&path) {
@@ -242,12 +264,14 @@ pub fn build_link_tree(
 /// worker per core taking whole folders in turn: each folder of both trees is opened once and
 /// every name in it linked relative to the two (`linkat`), after one `fstatat` that checks the
 /// base copy's file still is what `source` says (a regular file of that size, mtime, mode and
-/// owner; never one changed in place). Returns the paths not linked, for rsync to send.
+/// owner; never one changed in place). With `reused`, a file `dest` already holds is kept when
+/// it is that very inode. Returns the paths not linked, for rsync to send.
 fn link_unchanged(
     source: &[FileEntry],
     unchanged: &BTreeSet<Vec<u8>>,
     base_copy: &Path,
     dest: &Path,
+    reused: bool,
 ) -> Vec<Vec<u8>> {
     let mut folders: BTreeMap<&[u8], Vec<&[u8]>> = BTreeMap::new();
     for path in unchanged {
@@ -269,7 +293,8 @@ fn link_unchanged(
                         let Some((folder, paths)) = folders.get(i) else {
                             return failed;
                         };
-                        link_folder(source, folder, paths, base_copy, dest, &mut failed);
+                        let trees = (base_copy, dest, reused);
+                        link_folder(source, folder, paths, trees, &mut failed);
                     }
                 })
             })
@@ -286,8 +311,7 @@ fn link_folder(
     source: &[FileEntry],
     folder: &[u8],
     paths: &[&[u8]],
-    base_copy: &Path,
-    dest: &Path,
+    (base_copy, dest, reused): (&Path, &Path, bool),
     failed: &mut Vec<Vec<u8>>,
 ) {
     use rustix::fs::{AtFlags, Mode, OFlags};
@@ -309,22 +333,85 @@ fn link_folder(
     };
     for path in paths {
         let name = OsStr::from_bytes(path.rsplit(|b| *b == b'/').next().unwrap_or(path));
-        let linkable = source
+        let base_file = source
             .binary_search_by(|e| e.path.as_slice().cmp(path))
             .ok()
-            .is_some_and(|i| {
+            .and_then(|i| {
                 rustix::fs::statat(&from, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|st| stat_matches(&st, &source[i]))
+                    .ok()
+                    .filter(|st| stat_matches(st, &source[i]))
             });
-        let linked = linkable
-            && match rustix::fs::linkat(&from, name, &to, name, AtFlags::empty()) {
+        let linked = base_file.is_some_and(|st| {
+            // a reused tree: kept when it already is that very inode, else replaced
+            let kept = reused
+                && rustix::fs::statat(&to, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|t| (t.st_dev, t.st_ino) == (st.st_dev, st.st_ino));
+            kept || match rustix::fs::linkat(&from, name, &to, name, AtFlags::empty()) {
                 Ok(()) => true,
+                Err(rustix::io::Errno::EXIST) if reused => {
+                    rustix::fs::unlinkat(&to, name, AtFlags::empty()).is_ok()
+                        && rustix::fs::linkat(&from, name, &to, name, AtFlags::empty()).is_ok()
+                }
                 Err(e) => e == rustix::io::Errno::EXIST,
-            };
+            }
+        });
         if !linked {
             failed.push(path.to_vec());
         }
     }
+}
+
+/// Removes from `dest`, a reused tree, every entry the update must not hold: what the source
+/// does not have, what it has as another kind (a folder for a file or the other way round),
+/// and every non-folder it sends again (rsync writes those anew). What is left is folders of
+/// the source and files that may be the base copy's: [`link_folder`] decides on each.
+///
+/// # Errors
+/// When a folder cannot be read or an entry removed.
+fn prune_reused(dest: &Path, source: &[FileEntry], send: &BTreeSet<Vec<u8>>) -> Result<()> {
+    let mut folders: Vec<Vec<u8>> = vec![Vec::new()];
+    while let Some(rel) = folders.pop() {
+        let dir = if rel.is_empty() {
+            dest.to_owned()
+        } else {
+            dest.join(OsStr::from_bytes(&rel))
+        };
+        let listing = std::fs::read_dir(&dir).map_err(|e| io("read folder", &dir, e))?;
+        for entry in listing {
+            let entry = entry.map_err(|e| io("read folder", &dir, e))?;
+            let name = entry.file_name();
+            let mut path = rel.clone();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(name.as_bytes());
+            let is_dir = entry
+                .file_type()
+                .map_err(|e| io("read the type of", &entry.path(), e))?
+                .is_dir();
+            let wanted = source
+                .binary_search_by(|e| e.path.as_slice().cmp(&path))
+                .ok()
+                .map(|i| &source[i]);
+            let keep = match wanted {
+                Some(e) if e.kind == EntryKind::Dir => is_dir,
+                Some(e) => e.kind == EntryKind::File && !is_dir && !send.contains(&path),
+                None => false,
+            };
+            if keep && is_dir {
+                folders.push(path);
+            } else if !keep {
+                let p = entry.path();
+                let removed = if is_dir {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                removed.map_err(|e| io("remove", &p, e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the base copy's file (`st`) still looks like the source entry `e`: a regular file
@@ -450,7 +537,7 @@ mod tests {
         assert_eq!(diff.unchanged.len(), 40 * 25 + 1);
         let dest = Utf8Path::from_path(&dest).unwrap();
         let base_u = Utf8Path::from_path(&base).unwrap();
-        build_link_tree(&src, &entries, &record, base_u, dest, &mut diff).unwrap();
+        build_link_tree(&src, &entries, &record, base_u, dest, false, &mut diff).unwrap();
         let sent: Vec<&[u8]> = diff.send.iter().map(Vec::as_slice).collect();
         let mut want: Vec<Vec<u8>> = vec![
             b"f03/sub".to_vec(),
@@ -472,6 +559,136 @@ mod tests {
                 let ino = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
                 assert_eq!(ino(at.as_std_path()), ino(&base.join(rel)), "{rel}");
             }
+        }
+    }
+
+    /// What a tree holds, for comparing two: each entry's kind, a file's inode, a folder's
+    /// mode, owner and (unless rsync still sets it: `send`) mtime.
+    fn tree_state(
+        root: &Path,
+        send: &BTreeSet<Vec<u8>>,
+    ) -> BTreeMap<Vec<u8>, (String, u64, u32, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut out = BTreeMap::new();
+        let mut todo = vec![root.to_owned()];
+        while let Some(dir) = todo.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let e = e.unwrap();
+                let m = std::fs::symlink_metadata(e.path()).unwrap();
+                let rel = e.path().strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+                let state = if m.is_dir() {
+                    todo.push(e.path());
+                    let mtime = if send.contains(&rel) { 0 } else { m.mtime() };
+                    ("dir".to_owned(), 0, m.mode(), mtime)
+                } else {
+                    (format!("{:?}", m.file_type()), m.ino(), m.mode(), 0)
+                };
+                out.insert(rel, state);
+            }
+        }
+        out
+    }
+
+    /// A rerun builds its update from the copy the last run replaced. Whatever that holds (a
+    /// stray file, a folder where a file goes and the other way round, a copy of a file with
+    /// the same bytes and times but another inode, a symlink, the old version of a changed
+    /// file), the tree is the one an empty folder gives: the same entries, every file the base
+    /// copy's very inode, the same folders' attributes, the same list to send.
+    #[test]
+    fn a_reused_tree_ends_as_the_tree_an_empty_folder_gives() {
+        use std::os::unix::fs::symlink;
+        let d = tempfile::tempdir().unwrap();
+        let at = |p: &str| d.path().join(p);
+        let cp = |flags: &str, from: &Path, to: &Path| {
+            let ok = std::process::Command::new("cp")
+                .arg(flags)
+                .arg(from)
+                .arg(to)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+        };
+        let src = at("src");
+        for f in 0..6 {
+            for i in 0..8 {
+                let p = src.join(format!("d{f}/sub/x{i}"));
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, format!("{f} {i}")).unwrap();
+            }
+        }
+        std::fs::write(src.join("top"), "top").unwrap();
+        std::fs::write(src.join("becomes-dir"), "f").unwrap();
+        std::fs::create_dir_all(src.join("becomes-file/in")).unwrap();
+        // the complete version (the base copy) and its record; the spare is an older copy
+        let base = at("base");
+        cp("-a", &src, &base);
+        let spare = at("spare");
+        cp("-al", &base, &spare);
+        let entries = walk(&base, &BTreeMap::new(), false).unwrap().entries;
+        let record: BTreeMap<Vec<u8>, FileEntry> = entries
+            .iter()
+            .map(|e| (e.path.clone(), e.clone()))
+            .collect();
+        // the snapshot moved on: changed, new, gone, kinds swapped, a folder's mode
+        std::fs::write(src.join("d1/sub/x1"), "changed, longer").unwrap();
+        std::fs::write(src.join("d2/new"), "new").unwrap();
+        std::fs::remove_file(src.join("d3/sub/x3")).unwrap();
+        std::fs::remove_dir_all(src.join("d4")).unwrap();
+        std::fs::remove_file(src.join("becomes-dir")).unwrap();
+        std::fs::create_dir(src.join("becomes-dir")).unwrap();
+        std::fs::remove_dir_all(src.join("becomes-file")).unwrap();
+        std::fs::write(src.join("becomes-file"), "now a file").unwrap();
+        symlink("top", src.join("link")).unwrap();
+        std::fs::set_permissions(
+            src.join("d5"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        // the spare, hostile: strays, kinds swapped, a same-looking copy, a symlink
+        std::fs::write(spare.join("stray"), "x").unwrap();
+        std::fs::create_dir_all(spare.join("d0/sub/stray-dir/deep")).unwrap();
+        std::fs::remove_file(spare.join("d0/sub/x0")).unwrap();
+        std::fs::create_dir(spare.join("d0/sub/x0")).unwrap();
+        std::fs::remove_file(spare.join("d0/sub/x1")).unwrap();
+        cp("-a", &base.join("d0/sub/x1"), &spare.join("d0/sub/x1"));
+        std::fs::remove_file(spare.join("d0/sub/x2")).unwrap();
+        symlink("x3", spare.join("d0/sub/x2")).unwrap();
+        std::fs::remove_dir_all(spare.join("d5/sub")).unwrap();
+        std::fs::write(spare.join("d5/sub"), "a file where a folder goes").unwrap();
+        std::fs::remove_file(spare.join("link")).ok();
+        std::fs::write(spare.join("link"), "a file where a symlink goes").unwrap();
+        let now = walk(&src, &BTreeMap::new(), false).unwrap().entries;
+        let base_u = Utf8Path::from_path(&base).unwrap();
+        let build = |dest: &Path, reused: bool| {
+            let mut diff = diff(&now, &record, Trust::default());
+            let dest_u = Utf8Path::from_path(dest).unwrap();
+            build_link_tree(&src, &now, &record, base_u, dest_u, reused, &mut diff).unwrap();
+            diff
+        };
+        let fresh = build(&at("fresh"), false);
+        let reused = build(&spare, true);
+        assert_eq!(fresh.send, reused.send);
+        assert!(fresh.send.contains(b"d1/sub/x1".as_slice()));
+        let (a, b) = (
+            tree_state(&at("fresh"), &fresh.send),
+            tree_state(&spare, &reused.send),
+        );
+        let only = |x: &BTreeMap<Vec<u8>, _>, y: &BTreeMap<Vec<u8>, _>| -> Vec<String> {
+            x.keys()
+                .filter(|k| !y.contains_key(*k))
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect()
+        };
+        assert_eq!(only(&b, &a), Vec::<String>::new(), "only in the reused tree");
+        assert_eq!(only(&a, &b), Vec::<String>::new(), "missing from the reused tree");
+        for (path, state) in &a {
+            assert_eq!(
+                &b[path],
+                state,
+                "{} differs",
+                String::from_utf8_lossy(path)
+            );
         }
     }
 
