@@ -769,6 +769,13 @@ fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnaps
             mounter.unmount(target)?;
         }
     };
+    // the tree mounted: a daily run that swaps another version in while restic reads it makes
+    // the mounted tree its spare, and the next run rebuilds that in place
+    let identity = |p: &Utf8Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+    };
+    let sent_from = identity(&read);
     let host = hostname();
     let mut inv = r.inv(&[
         "backup",
@@ -786,6 +793,7 @@ fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnaps
             .push(("GOMAXPROCS".to_owned(), go_threads().to_string()));
     }
     let out = d.runner.run(&inv);
+    let replaced = sent_from.is_some() && identity(&u.source) != sent_from;
     let unmounted = if read == *target {
         mounter.unmount(target)
     } else {
@@ -796,7 +804,31 @@ fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnaps
     if !out.success() {
         return Err(failure(repo, "backup", &out));
     }
-    snapshot_of(repo, u, &out.stdout)
+    let sent = snapshot_of(repo, u, &out.stdout)?;
+    if replaced {
+        return Err(replaced_while_sent(d, r, u, &sent.snapshot_id));
+    }
+    Ok(sent)
+}
+
+/// A daily run replaced the version while restic read it: what restic read may be the old tree
+/// being rebuilt into the next update, so its snapshot is forgotten (never a parent, never
+/// restored) and the version is sent again by the next run.
+fn replaced_while_sent(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload, id: &str) -> Error {
+    let forgot = d
+        .steady
+        .run(&r.inv(&["forget", "--", id]))
+        .is_ok_and(|o| o.success());
+    Error::Refused(format!(
+        "{} ({}): a daily run replaced the version while it was sent; snapshot {id} may hold          parts of two versions and {}; the next run sends the version again",
+        u.label,
+        r.repo.name,
+        if forgot {
+            "was forgotten".to_owned()
+        } else {
+            format!("could not be forgotten: run `restic forget {id}` on the repository")
+        }
+    ))
 }
 
 /// Sends the uploads two at a time (restic uses the cores too, but its start, index load and

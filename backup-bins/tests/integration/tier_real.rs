@@ -1198,3 +1198,77 @@ fn the_bandwidth_limit_holds_the_tiers_upload_to_its_rate() {
     let check = restic(&repo, &pass, &["check", "--read-data"]);
     assert!(check.status.success(), "{}", text(&check));
 }
+
+/// A daily run that replaces a version while restic reads it: the tree restic reads is the
+/// replaced copy, which the next run of the week rebuilds in place, so the snapshot may hold
+/// parts of two versions. The tier says so, fails, forgets that snapshot, and the next run
+/// sends the version again.
+#[test]
+fn a_version_replaced_while_restic_reads_it_is_not_kept_as_sent() {
+    let (env, repo, pass) = env_with_tier();
+    let mut config = std::fs::read_to_string(env.config()).unwrap();
+    // 48 MiB at 4 MiB/s: about 12 s of upload, time for a daily run beside it
+    config = config.replace("[offsite]\n", "[offsite]\nbwlimit = 4096\n");
+    std::fs::write(env.config(), config).unwrap();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut bytes = vec![0u8; 48 << 20];
+    for b in bytes.chunks_mut(8) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        b.copy_from_slice(&seed.to_le_bytes()[..b.len()]);
+    }
+    std::fs::write(env.vol("vm-100-pvc-a").join("big.bin"), &bytes).unwrap();
+    assert_eq!(env.day("2026-01-05").status.code(), Some(0));
+    let run = env
+        .command(OFFSITE, &["--now", "2026-01-05T06:00:00Z", "--tier"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(repo.join("data").exists() && !walk_files(&repo.join("data")).is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "restic wrote no pack");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // the same week, a day later: pvc-a changed, its version is swapped while it is read
+    write(&env.vol("vm-100-pvc-a").join("changed.txt"), "tuesday");
+    let daily = env.day("2026-01-06");
+    assert_eq!(daily.status.code(), Some(0), "{}", text(&daily));
+    let out = run.wait_with_output().unwrap();
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("replaced the version while it was sent") && said.contains("was forgotten"),
+        "{said}"
+    );
+    let listed = restic(
+        &repo,
+        &pass,
+        &[
+            "snapshots",
+            "--json",
+            "--tag",
+            "namespace=vaultwarden,pvc=data",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        "[]",
+        "the mixed snapshot is forgotten"
+    );
+    // the next run sends the new version, whole
+    let (code, _, out) = tier(&env, "2026-01-06T06:00:00Z", &[]);
+    assert_eq!(code, 0, "{out}");
+    let listed = restic(
+        &repo,
+        &pass,
+        &[
+            "snapshots",
+            "--json",
+            "--tag",
+            "namespace=vaultwarden,pvc=data",
+        ],
+    );
+    assert_ne!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+}

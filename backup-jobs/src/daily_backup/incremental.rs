@@ -575,7 +575,13 @@ mod tests {
             for e in std::fs::read_dir(&dir).unwrap() {
                 let e = e.unwrap();
                 let m = std::fs::symlink_metadata(e.path()).unwrap();
-                let rel = e.path().strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec();
                 let state = if m.is_dir() {
                     todo.push(e.path());
                     let mtime = if send.contains(&rel) { 0 } else { m.mtime() };
@@ -658,6 +664,9 @@ mod tests {
         std::fs::write(spare.join("d5/sub"), "a file where a folder goes").unwrap();
         std::fs::remove_file(spare.join("link")).ok();
         std::fs::write(spare.join("link"), "a file where a symlink goes").unwrap();
+        // and the base copy lost a folder the spare still holds (its files cannot be linked:
+        // rsync sends them, and must find nothing there)
+        std::fs::remove_dir_all(base.join("d2/sub")).unwrap();
         let now = walk(&src, &BTreeMap::new(), false).unwrap().entries;
         let base_u = Utf8Path::from_path(&base).unwrap();
         let build = |dest: &Path, reused: bool| {
@@ -670,6 +679,7 @@ mod tests {
         let reused = build(&spare, true);
         assert_eq!(fresh.send, reused.send);
         assert!(fresh.send.contains(b"d1/sub/x1".as_slice()));
+        assert!(fresh.send.contains(b"d2/sub/x5".as_slice()));
         let (a, b) = (
             tree_state(&at("fresh"), &fresh.send),
             tree_state(&spare, &reused.send),
@@ -680,15 +690,18 @@ mod tests {
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .collect()
         };
-        assert_eq!(only(&b, &a), Vec::<String>::new(), "only in the reused tree");
-        assert_eq!(only(&a, &b), Vec::<String>::new(), "missing from the reused tree");
+        assert_eq!(
+            only(&b, &a),
+            Vec::<String>::new(),
+            "only in the reused tree"
+        );
+        assert_eq!(
+            only(&a, &b),
+            Vec::<String>::new(),
+            "missing from the reused tree"
+        );
         for (path, state) in &a {
-            assert_eq!(
-                &b[path],
-                state,
-                "{} differs",
-                String::from_utf8_lossy(path)
-            );
+            assert_eq!(&b[path], state, "{} differs", String::from_utf8_lossy(path));
         }
     }
 
