@@ -120,6 +120,121 @@ pub fn copy_tree(from: &Path, to: &Path, stop: Option<&AtomicBool>) -> Result<Co
     Ok(copied)
 }
 
+/// Copies the paths `list` of `from` into `to`: what `rsync -aHAX --numeric-ids --sparse
+/// --from0 --files-from` (no `-r`) writes when every listed folder's parent is in `to` and no
+/// listed non-folder is. A listed folder gets the source's owner, extended attributes (only
+/// those: any other is removed), mode and mtime, after what is copied into it; it is created
+/// when missing. Files of the list that are one inode in the source are one here too.
+///
+/// `None` when the copy is not one this function makes as rsync would, and rsync should: a
+/// folder that receives new entries has a default ACL (a new entry would inherit it).
+///
+/// # Errors
+/// A listed non-folder that `to` already holds ([`Error::Refused`]: nothing is overwritten), or
+/// the first entry that could not be read or written.
+pub fn copy_listed(
+    from: &Path,
+    to: &Path,
+    list: &[Vec<u8>],
+    stop: Option<&AtomicBool>,
+) -> Result<Option<Copied>> {
+    let mut entries = Vec::with_capacity(list.len());
+    for path in list {
+        let src = rel(from, path);
+        let st = rustix::fs::lstat(&src).map_err(|x| io("stat", &src, x))?;
+        let target =
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+                rustix::fs::readlink(&src, Vec::new())
+                    .map_err(|x| io("read link", &src, x))?
+                    .into_bytes()
+            } else {
+                Vec::new()
+            };
+        entries.push(crate::tree::entry_from(path, &st, target, [0; 16]));
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries.dedup_by(|a, b| a.path == b.path);
+    let receiving: std::collections::BTreeSet<&[u8]> = entries
+        .iter()
+        .filter(|e| e.kind != EntryKind::Dir)
+        .map(|e| parent_of(&e.path))
+        .collect();
+    for folder in receiving {
+        let names = crate::linkguard::xattrs(&rel(to, folder));
+        if names.iter().any(|(n, _)| n == b"system.posix_acl_default") {
+            return Ok(None);
+        }
+    }
+    let regular = entries.iter().filter(|e| e.kind == EntryKind::File);
+    let mut copied = Copied {
+        files: regular.clone().count() as u64,
+        file_bytes: regular.map(|e| e.size).sum(),
+        ..Copied::default()
+    };
+    for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
+        let dst = rel(to, &e.path);
+        match rustix::fs::mkdirat(CWD, &dst, Mode::from_raw_mode(0o700)) {
+            Ok(()) => copied.entries += 1,
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(x) => return Err(io("create folder", &dst, x)),
+        }
+    }
+    let mut first_of: BTreeMap<u64, &FileEntry> = BTreeMap::new();
+    let mut links: Vec<(&FileEntry, &FileEntry)> = Vec::new();
+    let mut singles: Vec<&FileEntry> = Vec::new();
+    for e in entries.iter().filter(|e| e.kind != EntryKind::Dir) {
+        let dst = rel(to, &e.path);
+        if rustix::fs::lstat(&dst).is_ok() {
+            return Err(Error::Refused(format!(
+                "{} is already there: the copy of the changed paths never overwrites",
+                dst.display()
+            )));
+        }
+        if e.kind == EntryKind::File && e.nlink > 1 {
+            if let Some(first) = first_of.get(&e.inode) {
+                links.push((first, e));
+                continue;
+            }
+            first_of.insert(e.inode, e);
+        }
+        singles.push(e);
+    }
+    copied.bytes = copy_entries(from, to, &singles, stop)?;
+    copied.entries += singles.len() as u64;
+    for (first, e) in &links {
+        let (src, dst) = (rel(to, &first.path), rel(to, &e.path));
+        rustix::fs::linkat(CWD, &src, CWD, &dst, AtFlags::empty())
+            .map_err(|x| io("link", &dst, x))?;
+        copied.entries += 1;
+    }
+    // folders last, deepest first: nothing created in one after its mtime is set
+    for e in entries.iter().rev().filter(|e| e.kind == EntryKind::Dir) {
+        let (src, dst) = (rel(from, &e.path), rel(to, &e.path));
+        let fd = rustix::fs::open(
+            &dst,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|x| io("open", &dst, x))?;
+        let want = crate::linkguard::xattrs(&src);
+        for (name, _) in crate::linkguard::xattrs(&dst) {
+            if !want.iter().any(|(n, _)| *n == name) {
+                rustix::fs::fremovexattr(&fd, OsStr::from_bytes(&name))
+                    .map_err(|x| io("remove an extended attribute of", &dst, x))?;
+            }
+        }
+        finish(&fd, &src, &dst, e)?;
+    }
+    Ok(Some(copied))
+}
+
+/// The folder holding `path` (`.` for a top-level name).
+fn parent_of(path: &[u8]) -> &[u8] {
+    path.iter()
+        .rposition(|b| *b == b'/')
+        .map_or(b".".as_slice(), |i| &path[..i])
+}
+
 /// Copies `todo` (files, symlinks, specials) with one worker per core; returns bytes copied.
 fn copy_entries(
     from: &Path,
@@ -356,8 +471,9 @@ fn finish_path(src: &Path, dst: &Path, e: &FileEntry) -> Result<()> {
 
 /// A [`FileSync`](backup_core::FileSync) that makes a whole copy of a snapshot into an empty
 /// folder with [`copy_tree`] (no earlier copy to link against, no list: the first copy of a
-/// volume), and hands every other transfer to `inner` (rsync). The snapshot is read-only, so
-/// nothing can change under the copy; a live tree always goes to `inner`.
+/// volume), and the listed paths of a snapshot into an update's tree with [`copy_listed`] (the
+/// changed paths), and hands every other transfer to `inner` (rsync). The snapshot is
+/// read-only, so nothing can change under the copy; a live tree always goes to `inner`.
 pub struct LocalFirstSync<'a> {
     inner: Box<dyn backup_core::FileSync + 'a>,
     stop: &'a AtomicBool,
@@ -370,8 +486,62 @@ impl<'a> LocalFirstSync<'a> {
     }
 }
 
+impl LocalFirstSync<'_> {
+    /// The listed paths of a snapshot, with [`copy_listed`]; `None` for any other request, or
+    /// one [`copy_listed`] leaves to rsync.
+    fn listed(
+        &self,
+        r: &backup_core::SyncRequest,
+    ) -> backup_core::Result<Option<backup_core::SyncOutcome>> {
+        let Some(list_file) = &r.files_from else {
+            return Ok(None);
+        };
+        if r.link_dest.is_some()
+            || r.checksum
+            || r.source_kind != backup_core::SourceKind::Snapshot
+            || !r.dest.is_dir()
+        {
+            return Ok(None);
+        }
+        let bytes = std::fs::read(list_file).map_err(|e| fail(Error::io("read", list_file, e)))?;
+        let list: Vec<Vec<u8>> = bytes
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.strip_prefix(b"./").unwrap_or(p).to_vec())
+            .collect();
+        let copied = copy_listed(
+            r.source.as_std_path(),
+            r.dest.as_std_path(),
+            &list,
+            Some(self.stop),
+        )
+        .map_err(fail)?;
+        Ok(copied.map(|c| backup_core::SyncOutcome {
+            stats: backup_core::SyncStats {
+                files: c.files,
+                transferred_files: c.files,
+                total_bytes: c.file_bytes,
+                transferred_bytes: c.file_bytes,
+                deleted_files: 0,
+            },
+            warnings: Vec::new(),
+        }))
+    }
+}
+
+/// An error of the local copy as the copy's error.
+fn fail(e: Error) -> backup_core::Error {
+    match e {
+        Error::Interrupted(what) => backup_core::CommandError::Interrupted { argv: what }.into(),
+        other => other.into_core("copy"),
+    }
+}
+
 impl backup_core::FileSync for LocalFirstSync<'_> {
     fn sync(&self, r: &backup_core::SyncRequest) -> backup_core::Result<backup_core::SyncOutcome> {
+        if let Some(done) = self.listed(r)? {
+            return Ok(done);
+        }
         let whole = r.link_dest.is_none()
             && r.files_from.is_none()
             && r.source_kind == backup_core::SourceKind::Snapshot;
@@ -382,12 +552,6 @@ impl backup_core::FileSync for LocalFirstSync<'_> {
         if !(whole && empty) {
             return self.inner.sync(r);
         }
-        let fail = |e: Error| match e {
-            Error::Interrupted(what) => {
-                backup_core::CommandError::Interrupted { argv: what }.into()
-            }
-            other => other.into_core("copy"),
-        };
         std::fs::create_dir_all(&r.dest)
             .map_err(|e| fail(Error::io("create folder", &r.dest, e)))?;
         let c = copy_tree(
@@ -412,7 +576,171 @@ impl backup_core::FileSync for LocalFirstSync<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+    /// Everything of a tree rsync `-aHAX` keeps: type, mode, owner, mtime of all but symlinks,
+    /// content, link target, extended attributes, which names are one inode.
+    fn described(root: &Path) -> Vec<String> {
+        let entries = crate::tree::walk_entries(root).unwrap();
+        let mut groups: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        let mut out: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                let p = rel(root, &e.path);
+                if e.kind == EntryKind::File && e.nlink > 1 {
+                    groups
+                        .entry(e.inode)
+                        .or_default()
+                        .push(String::from_utf8_lossy(&e.path).into_owned());
+                }
+                let content = if e.kind == EntryKind::File {
+                    std::fs::read(&p).unwrap()
+                } else {
+                    Vec::new()
+                };
+                format!(
+                    "{} {:?} {:o} {}:{} {} {:?} {:?} {:?}",
+                    String::from_utf8_lossy(&e.path),
+                    e.kind,
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    if e.kind == EntryKind::Symlink {
+                        0
+                    } else {
+                        e.mtime_ns
+                    },
+                    content,
+                    String::from_utf8_lossy(&e.link_target),
+                    crate::linkguard::xattrs(&p),
+                )
+            })
+            .collect();
+        out.extend(groups.into_values().map(|g| format!("one inode: {g:?}")));
+        out
+    }
+
+    /// The changed paths copied in process are what rsync, with the flags of the daily copy,
+    /// writes into the same tree: hardlinks, a symlink, a FIFO, a sparse file, setuid, another
+    /// owner, xattrs, a new folder, and listed folders whose attributes (an xattr too many, a
+    /// mode, an mtime) must become the source's.
+    #[test]
+    fn the_listed_copy_writes_what_rsync_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, a, b) = (d.path().join("src"), d.path().join("a"), d.path().join("b"));
+        let set_xattr = |p: &Path, name: &str, value: &[u8]| {
+            rustix::fs::lsetxattr(p, name, value, rustix::fs::XattrFlags::empty()).unwrap();
+        };
+        std::fs::create_dir_all(src.join("old/deep")).unwrap();
+        std::fs::create_dir_all(src.join("new/sub")).unwrap();
+        std::fs::write(src.join("old/f"), "f").unwrap();
+        std::fs::write(src.join("old/kept"), "kept").unwrap();
+        std::fs::write(src.join("old/deep/g"), "g").unwrap();
+        std::fs::hard_link(src.join("old/f"), src.join("new/f-too")).unwrap();
+        std::os::unix::fs::symlink("../old/f", src.join("new/link")).unwrap();
+        rustix::fs::mknodat(
+            CWD,
+            src.join("new/fifo"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let sparse = std::fs::File::create(src.join("new/sub/sparse")).unwrap();
+        sparse.set_len(1 << 20).unwrap();
+        rustix::io::pwrite(&sparse, b"x", 1000).unwrap();
+        drop(sparse);
+        std::fs::write(src.join("new/sub/suid"), "s").unwrap();
+        std::fs::set_permissions(src.join("new/sub/suid"), PermissionsExt::from_mode(0o4755))
+            .unwrap();
+        std::os::unix::fs::lchown(src.join("new/sub/suid"), Some(1234), Some(5678)).unwrap();
+        set_xattr(&src.join("old/f"), "user.color", b"blue");
+        set_xattr(&src.join("new"), "user.kind", b"folder");
+        std::fs::set_permissions(src.join("old"), PermissionsExt::from_mode(0o750)).unwrap();
+        // the update's tree, as the link tree leaves it: every folder there, nothing listed
+        for dest in [&a, &b] {
+            std::fs::create_dir_all(dest.join("old/deep")).unwrap();
+            std::fs::create_dir_all(dest.join("new")).unwrap();
+            std::fs::write(dest.join("old/kept"), "kept").unwrap();
+            set_xattr(&dest.join("old"), "user.stale", b"gone after");
+        }
+        let mut list: Vec<Vec<u8>> = [
+            ".",
+            "old",
+            "old/f",
+            "old/deep",
+            "old/deep/g",
+            "new",
+            "new/f-too",
+            "new/link",
+            "new/fifo",
+            "new/sub",
+            "new/sub/sparse",
+            "new/sub/suid",
+        ]
+        .iter()
+        .map(|p| p.as_bytes().to_vec())
+        .collect();
+        // the times of what rsync's listing leaves alone
+        for p in ["old/kept"] {
+            let t = std::fs::metadata(src.join(p)).unwrap().modified().unwrap();
+            for dest in [&a, &b] {
+                std::fs::File::options()
+                    .write(true)
+                    .open(dest.join(p))
+                    .unwrap()
+                    .set_modified(t)
+                    .unwrap();
+            }
+        }
+        let copied = copy_listed(&src, &a, &list, None).unwrap().unwrap();
+        assert_eq!(copied.files, 5, "{copied:?}"); // f, g, f-too, sparse, suid
+        let mut nul = Vec::new();
+        list.reverse();
+        for p in &list {
+            nul.extend_from_slice(p);
+            nul.push(0);
+        }
+        let list_file = d.path().join("list");
+        std::fs::write(&list_file, nul).unwrap();
+        let ok = std::process::Command::new("rsync")
+            .args([
+                "-aHAX",
+                "--numeric-ids",
+                "--modify-window=-1",
+                "--sparse",
+                "--from0",
+            ])
+            .arg(format!("--files-from={}", list_file.display()))
+            .arg("--")
+            .arg(format!("{}/", src.display()))
+            .arg(format!("{}/", b.display()))
+            .status()
+            .expect("rsync is installed (scripts/test installs it)")
+            .success();
+        assert!(ok);
+        let (ours, rsyncs) = (described(&a), described(&b));
+        let want = described(&src);
+        assert_eq!(ours, rsyncs, "in process vs rsync");
+        assert_eq!(ours, want, "in process vs the source");
+        let blocks = std::os::unix::fs::MetadataExt::blocks(
+            &std::fs::metadata(a.join("new/sub/sparse")).unwrap(),
+        );
+        assert!(blocks * 512 < 1 << 20, "the hole was filled");
+        // a listed file that is already there is never overwritten
+        let again = copy_listed(&src, &a, &[b"old/f".to_vec()], None);
+        assert!(matches!(again, Err(Error::Refused(_))), "{again:?}");
+        // a folder with a default ACL that would receive a new file: rsync's to do
+        let acl = d.path().join("acl");
+        std::fs::create_dir_all(acl.join("old")).unwrap();
+        let default_acl: &[u8] = &[
+            2, 0, 0, 0, 1, 0, 7, 0, 255, 255, 255, 255, 4, 0, 5, 0, 255, 255, 255, 255, 32, 0, 5,
+            0, 255, 255, 255, 255,
+        ];
+        set_xattr(&acl.join("old"), "system.posix_acl_default", default_acl);
+        let left = copy_listed(&src, &acl, &[b"old/f".to_vec()], None).unwrap();
+        assert!(left.is_none());
+    }
 
     #[test]
     fn holes_hardlinks_and_odd_files_come_across_and_a_full_target_is_refused() {

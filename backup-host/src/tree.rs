@@ -43,7 +43,7 @@ fn kind_of(t: rustix::fs::FileType) -> EntryKind {
 }
 
 /// The entry of `rel` from its `stat`; its extended attributes' digest is `xattr_md5`.
-fn entry_from(
+pub(crate) fn entry_from(
     rel: &[u8],
     st: &rustix::fs::Stat,
     link_target: Vec<u8>,

@@ -331,6 +331,8 @@ fn link_folder(
         failed.extend(paths.iter().map(|p| p.to_vec()));
         return;
     };
+    // a reused folder's names and inodes, from one listing instead of a stat a file
+    let present: Vec<(Vec<u8>, u64)> = if reused { inodes_in(&to) } else { Vec::new() };
     for path in paths {
         let name = OsStr::from_bytes(path.rsplit(|b| *b == b'/').next().unwrap_or(path));
         let base_file = source
@@ -343,9 +345,10 @@ fn link_folder(
             });
         let linked = base_file.is_some_and(|st| {
             // a reused tree: kept when it already is that very inode, else replaced
-            let kept = reused
-                && rustix::fs::statat(&to, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|t| (t.st_dev, t.st_ino) == (st.st_dev, st.st_ino));
+            // one file system (hardlinks are): the inode number alone names the file
+            let kept = present
+                .binary_search_by(|(n, _)| n.as_slice().cmp(name.as_bytes()))
+                .is_ok_and(|i| present[i].1 == st.st_ino);
             kept || match rustix::fs::linkat(&from, name, &to, name, AtFlags::empty()) {
                 Ok(()) => true,
                 Err(rustix::io::Errno::EXIST) if reused => {
@@ -359,6 +362,29 @@ fn link_folder(
             failed.push(path.to_vec());
         }
     }
+}
+
+/// The names in the folder `dir` (an `O_PATH` descriptor) with their inode numbers, sorted by
+/// name; empty when it cannot be listed (then every file is linked again).
+fn inodes_in(dir: &rustix::fd::OwnedFd) -> Vec<(Vec<u8>, u64)> {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(readable) = rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Vec::new();
+    };
+    let Ok(listing) = rustix::fs::Dir::read_from(&readable) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(Vec<u8>, u64)> = listing
+        .map_while(std::result::Result::ok)
+        .map(|e| (e.file_name().to_bytes().to_vec(), e.ino()))
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// Removes from `dest`, a reused tree, every entry the update must not hold: what the source
@@ -445,27 +471,45 @@ fn remove_gone(dest: &Utf8Path, gone: &BTreeSet<Vec<u8>>) -> Result<()> {
 }
 
 /// Gives the folder `dest` the owner, mode, extended attributes and mtime of `src` (entry `e`).
+/// Only what differs is written: a folder of a reused tree mostly has them already.
 fn dir_attributes(src: &Path, dest: &Path, e: &FileEntry) -> Result<()> {
-    std::os::unix::fs::lchown(dest, Some(e.uid), Some(e.gid))
-        .map_err(|err| io("chown", dest, err))?;
-    std::fs::set_permissions(
-        dest,
-        std::os::unix::fs::PermissionsExt::from_mode(e.mode & 0o7777),
-    )
-    .map_err(|err| io("chmod", dest, err))?;
+    use std::os::unix::fs::MetadataExt;
+    let now = std::fs::symlink_metadata(dest).map_err(|err| io("stat", dest, err))?;
+    let chown = (now.uid(), now.gid()) != (e.uid, e.gid);
+    if chown {
+        std::os::unix::fs::lchown(dest, Some(e.uid), Some(e.gid))
+            .map_err(|err| io("chown", dest, err))?;
+    }
+    // chown clears the setuid and setgid bits: the mode after it
+    if chown || now.mode() & 0o7777 != e.mode & 0o7777 {
+        std::fs::set_permissions(
+            dest,
+            std::os::unix::fs::PermissionsExt::from_mode(e.mode & 0o7777),
+        )
+        .map_err(|err| io("chmod", dest, err))?;
+    }
     let want = backup_host::linkguard::xattrs(src);
-    for (name, _) in backup_host::linkguard::xattrs(dest) {
-        if !want.iter().any(|(n, _)| *n == name) {
-            if let Ok(c) = std::ffi::CString::new(name) {
+    let have = backup_host::linkguard::xattrs(dest);
+    for (name, _) in &have {
+        if !want.iter().any(|(n, _)| n == name) {
+            if let Ok(c) = std::ffi::CString::new(name.clone()) {
                 let _ = rustix::fs::lremovexattr(dest, c.as_c_str());
             }
         }
     }
     for (name, value) in &want {
+        if have.iter().any(|(n, v)| n == name && v == value) {
+            continue;
+        }
         let c = std::ffi::CString::new(name.clone())
             .map_err(|_| io("set xattr on", dest, std::io::Error::other("NUL in a name")))?;
         rustix::fs::lsetxattr(dest, c.as_c_str(), value, rustix::fs::XattrFlags::empty())
             .map_err(|err| io("set xattr on", dest, err.into()))?;
+    }
+    if i128::from(now.mtime()) * 1_000_000_000 + i128::from(now.mtime_nsec())
+        == i128::from(e.mtime_ns)
+    {
+        return Ok(());
     }
     let mtime = std::time::UNIX_EPOCH
         + std::time::Duration::from_nanos(u64::try_from(e.mtime_ns).unwrap_or(0));
