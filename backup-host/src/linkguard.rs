@@ -81,9 +81,21 @@ fn attributes_differ(src: &rustix::fs::Stat, dest: &Metadata) -> bool {
 
 /// Sorted (name, value) pairs (ACLs are `system.posix_acl_*`); unreadable xattrs read as none.
 pub fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut names = [0u8; 4096];
-    let Ok(n) = rustix::fs::llistxattr(path, &mut names) else {
-        return Vec::new();
+    let mut names = vec![0u8; 4096];
+    let n = match rustix::fs::llistxattr(path, &mut names) {
+        Ok(n) => n,
+        // more names than the first guess: ask for the size, then read them all
+        Err(rustix::io::Errno::RANGE) => {
+            let Ok(size) = rustix::fs::llistxattr(path, &mut []) else {
+                return Vec::new();
+            };
+            names.resize(size, 0);
+            let Ok(n) = rustix::fs::llistxattr(path, &mut names) else {
+                return Vec::new();
+            };
+            n
+        }
+        Err(_) => return Vec::new(),
     };
     if n == 0 {
         return Vec::new();

@@ -89,7 +89,8 @@ pub fn copy_tree(from: &Path, to: &Path, stop: Option<&AtomicBool>) -> Result<Co
     let mut links: Vec<(&FileEntry, &FileEntry)> = Vec::new();
     let mut singles: Vec<&FileEntry> = Vec::new();
     for e in entries.iter().filter(|e| e.kind != EntryKind::Dir) {
-        if e.kind == EntryKind::File && e.nlink > 1 {
+        // rsync -H links symlinks and specials too
+        if e.nlink > 1 {
             if let Some(first) = first_of.get(&e.inode) {
                 links.push((first, e));
                 continue;
@@ -129,6 +130,9 @@ pub fn copy_tree(from: &Path, to: &Path, stop: Option<&AtomicBool>) -> Result<Co
 /// `None` when the copy is not one this function makes as rsync would, and rsync should: a
 /// folder that receives new entries has a default ACL (a new entry would inherit it).
 ///
+/// Unlike `--sparse`, runs of zeros the source wrote are written, not made holes: the copy has
+/// the source's holes.
+///
 /// # Errors
 /// A listed non-folder that `to` already holds ([`Error::Refused`]: nothing is overwritten), or
 /// the first entry that could not be read or written.
@@ -154,9 +158,10 @@ pub fn copy_listed(
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     entries.dedup_by(|a, b| a.path == b.path);
+    // every folder a new entry goes into, or (not there yet) the one a new folder inherits from
     let receiving: std::collections::BTreeSet<&[u8]> = entries
         .iter()
-        .filter(|e| e.kind != EntryKind::Dir)
+        .filter(|e| e.path != b".")
         .map(|e| parent_of(&e.path))
         .collect();
     for folder in receiving {
@@ -190,7 +195,7 @@ pub fn copy_listed(
                 dst.display()
             )));
         }
-        if e.kind == EntryKind::File && e.nlink > 1 {
+        if e.nlink > 1 {
             if let Some(first) = first_of.get(&e.inode) {
                 links.push((first, e));
                 continue;
@@ -199,6 +204,10 @@ pub fn copy_listed(
         }
         singles.push(e);
     }
+    // what was sent: the second names of a file are linked, not sent (as rsync --stats counts)
+    let sent = singles.iter().filter(|e| e.kind == EntryKind::File);
+    copied.files = sent.clone().count() as u64;
+    copied.file_bytes = sent.map(|e| e.size).sum();
     copied.bytes = copy_entries(from, to, &singles, stop)?;
     copied.entries += singles.len() as u64;
     for (first, e) in &links {
@@ -369,7 +378,14 @@ fn copy_range(
             Some(&mut off_out),
             want,
         ) {
-            Ok(0) => break, // the file shrank under us
+            // a read-only source does not shrink: an early end is an error, never zeros
+            Ok(0) => {
+                return Err(io(
+                    "read",
+                    src,
+                    std::io::Error::other(format!("it ended at byte {off_in}, before {end}")),
+                ))
+            }
             Ok(_) => {}
             Err(
                 rustix::io::Errno::XDEV
@@ -587,17 +603,21 @@ mod tests {
             .iter()
             .map(|e| {
                 let p = rel(root, &e.path);
-                if e.kind == EntryKind::File && e.nlink > 1 {
+                if e.kind != EntryKind::Dir && e.nlink > 1 {
                     groups
                         .entry(e.inode)
                         .or_default()
                         .push(String::from_utf8_lossy(&e.path).into_owned());
                 }
                 let content = if e.kind == EntryKind::File {
-                    std::fs::read(&p).unwrap()
+                    backup_core::ContentHash::Xxh3.of(&std::fs::read(&p).unwrap())
                 } else {
-                    Vec::new()
+                    [0; 16]
                 };
+                let xattrs: Vec<String> = crate::linkguard::xattrs(&p)
+                    .iter()
+                    .map(|(n, v)| format!("{}={}", String::from_utf8_lossy(n), v.len()))
+                    .collect();
                 format!(
                     "{} {:?} {:o} {}:{} {} {:?} {:?} {:?}",
                     String::from_utf8_lossy(&e.path),
@@ -612,7 +632,7 @@ mod tests {
                     },
                     content,
                     String::from_utf8_lossy(&e.link_target),
-                    crate::linkguard::xattrs(&p),
+                    xattrs,
                 )
             })
             .collect();
@@ -636,8 +656,23 @@ mod tests {
         std::fs::write(src.join("old/f"), "f").unwrap();
         std::fs::write(src.join("old/kept"), "kept").unwrap();
         std::fs::write(src.join("old/deep/g"), "g").unwrap();
+        // many extended attributes (ext4 holds at most a block of them)
+        for i in 0..20 {
+            let name = format!("user.{i:03}-{}", "x".repeat(120));
+            set_xattr(&src.join("old/deep/g"), &name, b"v");
+        }
+        assert_eq!(crate::linkguard::xattrs(&src.join("old/deep/g")).len(), 20);
         std::fs::hard_link(src.join("old/f"), src.join("new/f-too")).unwrap();
         std::os::unix::fs::symlink("../old/f", src.join("new/link")).unwrap();
+        // a hardlinked symlink: rsync -H keeps it one inode
+        rustix::fs::linkat(
+            CWD,
+            src.join("new/link"),
+            CWD,
+            src.join("new/link-too"),
+            AtFlags::empty(),
+        )
+        .unwrap();
         rustix::fs::mknodat(
             CWD,
             src.join("new/fifo"),
@@ -672,6 +707,7 @@ mod tests {
             "old/deep/g",
             "new",
             "new/f-too",
+            "new/link-too",
             "new/link",
             "new/fifo",
             "new/sub",
@@ -694,7 +730,8 @@ mod tests {
             }
         }
         let copied = copy_listed(&src, &a, &list, None).unwrap().unwrap();
-        assert_eq!(copied.files, 5, "{copied:?}"); // f, g, f-too, sparse, suid
+        // f, g, sparse, suid sent; f-too linked (rsync --stats counts it so too)
+        assert_eq!(copied.files, 4, "{copied:?}");
         let mut nul = Vec::new();
         list.reverse();
         for p in &list {
@@ -721,7 +758,14 @@ mod tests {
         assert!(ok);
         let (ours, rsyncs) = (described(&a), described(&b));
         let want = described(&src);
-        assert_eq!(ours, rsyncs, "in process vs rsync");
+        let only = |x: &[String], y: &[String]| -> Vec<String> {
+            x.iter().filter(|l| !y.contains(l)).cloned().collect()
+        };
+        assert_eq!(
+            (only(&ours, &rsyncs), only(&rsyncs, &ours)),
+            (Vec::new(), Vec::new()),
+            "in process vs rsync"
+        );
         assert_eq!(ours, want, "in process vs the source");
         let blocks = std::os::unix::fs::MetadataExt::blocks(
             &std::fs::metadata(a.join("new/sub/sparse")).unwrap(),

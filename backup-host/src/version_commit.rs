@@ -178,9 +178,11 @@ pub fn staging_tree_from_spare(
         let spare = root.pvc_staging(StagingPart::Spare, w, ns, pvc);
         match std::fs::symlink_metadata(&spare) {
             Ok(m) if m.is_dir() => {
-                std::fs::rename(&spare, &tree)
-                    .map_err(|e| Error::io("move the spare copy to", &tree, e))?;
-                return Ok((tree, true));
+                // a spare is only a saving: one that cannot be moved goes
+                if std::fs::rename(&spare, &tree).is_ok() {
+                    return Ok((tree, true));
+                }
+                remove_tree(&spare)?;
             }
             Ok(_) => remove_tree(&spare)?,
             Err(_) => {}

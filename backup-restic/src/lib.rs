@@ -747,7 +747,7 @@ fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnaps
     // Read before and after the mount: a daily run that swapped the version in between is
     // mounted again
     let mut tries = 0;
-    let (tags, read) = loop {
+    let (tags, read, sent_record) = loop {
         let record = match &u.of {
             Some(v) => keep_record(d, r.repo, v)?,
             None => None,
@@ -759,11 +759,11 @@ fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnaps
         };
         tries += 1;
         if again == record || tries == 3 {
-            let tags = match again {
+            let tags = match &again {
                 Some(hex) => format!("{},{RECORD_TAG}{hex}", u.tags),
                 None => u.tags.clone(),
             };
-            break (tags, read);
+            break (tags, read, again);
         }
         if read == *target {
             mounter.unmount(target)?;
@@ -771,10 +771,6 @@ fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnaps
     };
     // the tree mounted: a daily run that swaps another version in while restic reads it makes
     // the mounted tree its spare, and the next run rebuilds that in place
-    let identity = |p: &Utf8Path| {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
-    };
     let sent_from = identity(&read);
     let host = hostname();
     let mut inv = r.inv(&[
@@ -793,7 +789,7 @@ fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnaps
             .push(("GOMAXPROCS".to_owned(), go_threads().to_string()));
     }
     let out = d.runner.run(&inv);
-    let replaced = sent_from.is_some() && identity(&u.source) != sent_from;
+    let replaced = moved_on(d, u, sent_from, sent_record.as_deref());
     let unmounted = if read == *target {
         mounter.unmount(target)
     } else {
@@ -809,6 +805,29 @@ fn send_upload(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload) -> Result<TierSnaps
         return Err(replaced_while_sent(d, r, u, &sent.snapshot_id));
     }
     Ok(sent)
+}
+
+/// (device, inode) of the folder at `p`.
+fn identity(p: &Utf8Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Whether what `u` sends changed while restic read it: another tree swapped in at its source
+/// (`sent_from` was the one mounted), or its record moved on from `sent_record` (a tree swapped
+/// out and back in again).
+fn moved_on(
+    d: &TierDeps<'_>,
+    u: &Upload,
+    sent_from: Option<(u64, u64)>,
+    sent_record: Option<&str>,
+) -> bool {
+    let record_now = u.of.as_ref().and_then(|v| {
+        backup_host::version_commit::record_bytes(d.store.root(), v.week, &v.namespace, &v.pvc)
+            .map(|b| hex(&backup_core::ContentHash::Xxh3.of(&b)))
+    });
+    (sent_from.is_some() && identity(&u.source) != sent_from)
+        || (u.of.is_some() && record_now.as_deref() != sent_record)
 }
 
 /// A daily run replaced the version while restic read it: what restic read may be the old tree

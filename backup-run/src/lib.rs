@@ -378,7 +378,7 @@ impl<'a> Context<'a> {
         &self.rsync
     }
 
-    /// The copies: the first copy of a volume in process
+    /// The copies: the first copy of a volume and the changed paths of an update in process
     /// ([`backup_host::local_copy::LocalFirstSync`]), everything else with rsync; every copy
     /// with rsync when `HOMELAB_BACKUP_RSYNC` names a program (a wrapper is meant to see them
     /// all).

@@ -331,8 +331,14 @@ fn link_folder(
         failed.extend(paths.iter().map(|p| p.to_vec()));
         return;
     };
-    // a reused folder's names and inodes, from one listing instead of a stat a file
-    let present: Vec<(Vec<u8>, u64)> = if reused { inodes_in(&to) } else { Vec::new() };
+    // a reused folder's files and inodes, from one listing instead of a stat a file (on the
+    // base copy's file system only: an inode number names a file within one)
+    let dev = |fd| rustix::fs::fstat(fd).map(|st| st.st_dev).ok();
+    let present: Vec<(Vec<u8>, u64)> = if reused && dev(&from).is_some() && dev(&from) == dev(&to) {
+        inodes_in(&to)
+    } else {
+        Vec::new()
+    };
     for path in paths {
         let name = OsStr::from_bytes(path.rsplit(|b| *b == b'/').next().unwrap_or(path));
         let base_file = source
@@ -364,8 +370,8 @@ fn link_folder(
     }
 }
 
-/// The names in the folder `dir` (an `O_PATH` descriptor) with their inode numbers, sorted by
-/// name; empty when it cannot be listed (then every file is linked again).
+/// The regular files in the folder `dir` (an `O_PATH` descriptor) with their inode numbers,
+/// sorted by name; empty when it cannot be listed (then every file is linked again).
 fn inodes_in(dir: &rustix::fd::OwnedFd) -> Vec<(Vec<u8>, u64)> {
     use rustix::fs::{Mode, OFlags};
     let Ok(readable) = rustix::fs::openat(
@@ -381,6 +387,7 @@ fn inodes_in(dir: &rustix::fd::OwnedFd) -> Vec<(Vec<u8>, u64)> {
     };
     let mut out: Vec<(Vec<u8>, u64)> = listing
         .map_while(std::result::Result::ok)
+        .filter(|e| e.file_type() == rustix::fs::FileType::RegularFile)
         .map(|e| (e.file_name().to_bytes().to_vec(), e.ino()))
         .collect();
     out.sort_unstable();
