@@ -73,19 +73,39 @@ pub fn glob_match(p: &[u8], n: &[u8]) -> bool {
 /// bytes across components, and `**/` any number of whole folders, none included
 /// (`**/x` matches `x` and `a/b/x`); anything else itself.
 pub fn path_glob_match(pattern: &[u8], n: &[u8]) -> bool {
+    // the common case, a plain name: no sets to keep (`backupctl find` asks this of every
+    // entry of every record)
+    let Some(first) = pattern.iter().position(|b| matches!(b, b'*' | b'?')) else {
+        return pattern == n;
+    };
+    // what comes before the first wildcard is matched by itself: most paths end here
+    if !n.starts_with(&pattern[..first]) {
+        return false;
+    }
     // the pattern's positions a match can be at after each byte of `n`: a set, so the work is
     // the path's length times the pattern's (no backtracking blow-up); `entered` marks the
-    // positions reached by moving on, not by a `**` eating another byte
+    // positions reached by moving on, not by a `**` eating another byte. Four sets of
+    // `len + 1`, on the stack for a pattern of up to 127 bytes: none allocated per byte.
     let p = pattern;
-    let mut at = vec![false; p.len() + 1];
-    let mut entered = at.clone();
+    let len = p.len() + 1;
+    let mut stack = [false; 4 * 128];
+    let mut heap = Vec::new();
+    let sets: &mut [bool] = if len <= 128 {
+        &mut stack[..4 * len]
+    } else {
+        heap.resize(4 * len, false);
+        &mut heap
+    };
+    let (mut at, rest) = sets.split_at_mut(len);
+    let (mut entered, rest) = rest.split_at_mut(len);
+    let (mut next, mut next_entered) = rest.split_at_mut(len);
     at[0] = true;
     entered[0] = true;
-    close(p, &mut at, &mut entered);
+    close(p, at, entered);
     // from here each step's own `entered` is what counts
     for &b in n {
-        let mut next = vec![false; p.len() + 1];
-        let mut next_entered = next.clone();
+        next.fill(false);
+        next_entered.fill(false);
         for i in (0..p.len()).filter(|&i| at[i]) {
             match p[i] {
                 // `**` eats anything and stays (not entered again: `**/` skips no folder
@@ -106,8 +126,9 @@ pub fn path_glob_match(pattern: &[u8], n: &[u8]) -> bool {
                 _ => {}
             }
         }
-        close(p, &mut next, &mut next_entered);
-        at = next;
+        close(p, next, next_entered);
+        std::mem::swap(&mut at, &mut next);
+        std::mem::swap(&mut entered, &mut next_entered);
     }
     at[p.len()]
 }
@@ -145,6 +166,14 @@ mod tests {
         let m = |p: &str, n: &str| path_glob_match(p.as_bytes(), n.as_bytes());
         assert!(m("attachments/*", "attachments/a.pdf"));
         assert!(!m("attachments/*", "attachments/3f2a/invoice.pdf"));
+        // a plain name, and the literal part before the first wildcard, matched as such
+        assert!(m("f042.bin", "f042.bin") && !m("f042.bin", "f042.bin2"));
+        assert!(m("d07/f0*", "d07/f042.bin") && !m("d07/f0*", "d08/f042.bin"));
+        assert!(m("ab?", "abc") && !m("ab?", "ac") && !m("ab?", "abcd"));
+        // a pattern longer than the sets kept on the stack
+        let long = format!("{}*z", "a".repeat(200));
+        assert!(m(&long, &format!("{}yz", "a".repeat(200))));
+        assert!(!m(&long, &format!("{}y", "a".repeat(200))));
         assert!(m("attachments/**", "attachments/3f2a/invoice.pdf"));
         assert!(m("attachments/**", "attachments/a.pdf"));
         assert!(m("**/invoice.pdf", "invoice.pdf"));
