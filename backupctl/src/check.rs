@@ -188,32 +188,64 @@ pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result
     check_tree_with(root, record, content, None)
 }
 
-/// The hardlinks of a record and its copy: record group (source inode) -> copy inodes, copy
-/// inode -> record groups (a file that was not hardlinked is a group of its own: its path).
+/// A record's hardlink group: the source inode of a hardlinked file, or (a file that was not
+/// hardlinked is a group of its own) its index in the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Group {
+    Linked(u64),
+    Alone(usize),
+}
+
+/// Hardlinked groups of the record that are several files in the copy: (source inode, the copy
+/// inodes).
+type Split = Vec<(u64, Vec<u64>)>;
+
+/// The hardlinks of a record and its copy, as (copy inode, record group) pairs: 24 bytes a file
+/// (a million files: no map of sets with a path each).
 #[derive(Default)]
 struct LinkGroups {
-    copy_inodes_of_group: BTreeMap<u64, BTreeSet<u64>>,
-    groups_of_copy_inode: BTreeMap<u64, BTreeSet<(u64, Vec<u8>)>>,
+    pairs: Vec<(u64, Group)>,
 }
 
 impl LinkGroups {
-    /// Notes a regular file the record (`want`) and the copy (`got`) both hold.
-    fn note(&mut self, want: &FileEntry, got: &FileEntry) {
+    /// Notes a regular file the record (`want`, entry `index` of it) and the copy (`got`) both
+    /// hold.
+    fn note(&mut self, index: usize, want: &FileEntry, got: &FileEntry) {
         let group = if want.nlink > 1 {
-            (want.inode, Vec::new())
+            Group::Linked(want.inode)
         } else {
-            (0, want.path.clone())
+            Group::Alone(index)
         };
-        if want.nlink > 1 {
-            self.copy_inodes_of_group
-                .entry(want.inode)
-                .or_default()
-                .insert(got.inode);
+        self.pairs.push((got.inode, group));
+    }
+
+    /// Record group -> copy inodes (hardlinked groups only), and copy inode -> record groups,
+    /// both only where there is more than one.
+    fn split_and_joined(mut self) -> (Split, Vec<Vec<Group>>) {
+        self.pairs.sort_unstable();
+        self.pairs.dedup();
+        let mut joined = Vec::new();
+        for run in self.pairs.chunk_by(|a, b| a.0 == b.0) {
+            if run.len() > 1 {
+                joined.push(run.iter().map(|p| p.1).collect());
+            }
         }
-        self.groups_of_copy_inode
-            .entry(got.inode)
-            .or_default()
-            .insert(group);
+        let mut by_group: Vec<(u64, u64)> = self
+            .pairs
+            .iter()
+            .filter_map(|(ino, g)| match g {
+                Group::Linked(source) => Some((*source, *ino)),
+                Group::Alone(_) => None,
+            })
+            .collect();
+        by_group.sort_unstable();
+        let mut split = Vec::new();
+        for run in by_group.chunk_by(|a, b| a.0 == b.0) {
+            if run.len() > 1 {
+                split.push((run[0].0, run.iter().map(|p| p.1).collect()));
+            }
+        }
+        (split, joined)
     }
 }
 
@@ -231,9 +263,10 @@ pub fn check_tree_with(
     let dev = digests
         .and_then(|_| std::fs::metadata(root).ok())
         .map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+    // the path is the key, not kept twice
     let found: BTreeMap<Vec<u8>, FileEntry> = walk_entries(root)?
         .into_iter()
-        .map(|e| (e.path.clone(), e))
+        .map(|mut e| (std::mem::take(&mut e.path), e))
         .collect();
     let mut report = CheckReport {
         entries: record.len() as u64,
@@ -249,7 +282,7 @@ pub fn check_tree_with(
     let mut recorded = BTreeSet::new();
     let mut links = LinkGroups::default();
     let mut to_read: Vec<ToRead<'_>> = Vec::new();
-    for want in record {
+    for (index, want) in record.iter().enumerate() {
         recorded.insert(want.path.as_slice());
         let Some(got) = found.get(&want.path) else {
             diff(&want.path, "missing".to_owned());
@@ -259,7 +292,7 @@ pub fn check_tree_with(
             diff(&want.path, what);
         }
         if want.kind == EntryKind::File && got.kind == EntryKind::File {
-            links.note(want, got);
+            links.note(index, want, got);
             if content.chosen(&want.path) && want.size == got.size {
                 to_read.push(ToRead {
                     want,
@@ -275,11 +308,8 @@ pub fn check_tree_with(
     {
         diff(path, "not in the record".to_owned());
     }
-    for (path, what) in hardlink_differences(
-        record,
-        &links.copy_inodes_of_group,
-        &links.groups_of_copy_inode,
-    ) {
+    let (split, joined) = links.split_and_joined();
+    for (path, what) in hardlink_differences(record, &split, &joined) {
         diff(&path, what);
     }
     let (read, bytes, mismatched) = read_and_compare(root, &to_read, digests);
@@ -300,55 +330,48 @@ pub fn check_tree_with(
 /// and files that were separate and share one inode here.
 fn hardlink_differences(
     record: &[FileEntry],
-    copy_inodes_of_group: &BTreeMap<u64, BTreeSet<u64>>,
-    groups_of_copy_inode: &BTreeMap<u64, BTreeSet<(u64, Vec<u8>)>>,
+    split: &[(u64, Vec<u64>)],
+    joined: &[Vec<Group>],
 ) -> Vec<(Vec<u8>, String)> {
     let mut out = Vec::new();
-    for (group, inodes) in copy_inodes_of_group {
-        if inodes.len() > 1 {
-            let members: Vec<String> = record
-                .iter()
-                .filter(|e| e.nlink > 1 && e.inode == *group)
-                .map(|e| show(&e.path))
-                .collect();
-            out.push((
-                members
-                    .first()
-                    .map_or(b"?".to_vec(), |m| m.as_bytes().to_vec()),
-                format!(
-                    "hardlinks broken: {} were one file, here they are {} files",
-                    members.join(", "),
-                    inodes.len()
-                ),
-            ));
-        }
+    for (group, inodes) in split {
+        let members: Vec<String> = record
+            .iter()
+            .filter(|e| e.nlink > 1 && e.inode == *group)
+            .map(|e| show(&e.path))
+            .collect();
+        out.push((
+            members
+                .first()
+                .map_or(b"?".to_vec(), |m| m.as_bytes().to_vec()),
+            format!(
+                "hardlinks broken: {} were one file, here they are {} files",
+                members.join(", "),
+                inodes.len()
+            ),
+        ));
     }
-    for groups in groups_of_copy_inode.values() {
-        if groups.len() > 1 {
-            let names: Vec<String> = groups
-                .iter()
-                .flat_map(|(inode, path)| {
-                    if path.is_empty() {
-                        record
-                            .iter()
-                            .filter(|e| e.nlink > 1 && e.inode == *inode)
-                            .map(|e| show(&e.path))
-                            .collect::<Vec<_>>()
-                    } else {
-                        vec![show(path)]
-                    }
-                })
-                .collect();
-            out.push((
-                names
-                    .first()
-                    .map_or(b"?".to_vec(), |n| n.as_bytes().to_vec()),
-                format!(
-                    "{} share one file here; in the record they are separate",
-                    names.join(", ")
-                ),
-            ));
-        }
+    for groups in joined {
+        let names: Vec<String> = groups
+            .iter()
+            .flat_map(|g| match *g {
+                Group::Linked(inode) => record
+                    .iter()
+                    .filter(|e| e.nlink > 1 && e.inode == inode)
+                    .map(|e| show(&e.path))
+                    .collect::<Vec<_>>(),
+                Group::Alone(i) => vec![show(&record[i].path)],
+            })
+            .collect();
+        out.push((
+            names
+                .first()
+                .map_or(b"?".to_vec(), |n| n.as_bytes().to_vec()),
+            format!(
+                "{} share one file here; in the record they are separate",
+                names.join(", ")
+            ),
+        ));
     }
     out
 }
@@ -418,6 +441,41 @@ pub(super) fn read_and_compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hardlinks are part of what a copy must keep: two files of the record that share one
+    /// inode in the copy are named, and so is a hardlinked pair split in two.
+    #[test]
+    fn joined_and_split_hardlinks_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for f in ["a", "b", "c"] {
+            std::fs::write(r.join(f), "same").unwrap();
+        }
+        std::fs::hard_link(r.join("c"), r.join("d")).unwrap();
+        let record = walk_entries(r).unwrap();
+        let said = |r: &Path| -> Vec<String> {
+            check_tree(r, &record, Content::All)
+                .unwrap()
+                .differences
+                .into_iter()
+                .map(|d| d.what)
+                .filter(|w| w.contains("one file"))
+                .collect()
+        };
+        assert_eq!(said(r), Vec::<String>::new());
+        // b becomes a second name of a; d a file of its own
+        std::fs::remove_file(r.join("b")).unwrap();
+        std::fs::hard_link(r.join("a"), r.join("b")).unwrap();
+        std::fs::remove_file(r.join("d")).unwrap();
+        std::fs::write(r.join("d"), "same").unwrap();
+        assert_eq!(
+            said(r),
+            [
+                "a, b share one file here; in the record they are separate",
+                "hardlinks broken: c, d were one file, here they are 2 files",
+            ]
+        );
+    }
 
     /// `check`'s lines as they were written before the one comparison, as the oracle.
     fn compare_before(want: &FileEntry, got: &FileEntry) -> Vec<String> {
