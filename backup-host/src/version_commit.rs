@@ -13,13 +13,15 @@
 //! 3. the new record replaces the old one (rename);
 //! 4. the new marker is written (atomically), the journal removed;
 //! 5. the version's damage list is cleared, and the old tree, now under `.staging/tree/`, is
-//!    kept as the version's *spare* (`.staging/spare/<ns>/<pvc>`, replacing an older spare).
+//!    kept as the version's *spare* (`.staging/spare/<ns>/<pvc>`) when it has none, removed
+//!    otherwise.
 //!
 //! The next update of the same week starts from the spare instead of an empty folder
 //! ([`staging_tree_from_spare`]): the run removes from it what the new copy must not hold and
 //! links in what it lacks, which costs the changes of two runs rather than a link of every file
 //! and, after the swap, a removal of every file. The first run of the next week takes the last
-//! week's spare the same way (so a week keeps no spare once the next one has started). The spare is never read as a version: whatever
+//! week's spare the same way (a week's spare then goes with it; one left because that run had
+//! no usable record goes when the week is pruned). The spare is never read as a version: whatever
 //! it holds, the update built from it is the tree an empty folder would have given (every file
 //! kept is the very inode the complete version holds, checked one by one). It holds one more
 //! link to the files of the version it was, and keeps alive the files the last update replaced

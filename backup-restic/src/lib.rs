@@ -832,21 +832,27 @@ fn moved_on(
 
 /// A daily run replaced the version while restic read it: what restic read may be the old tree
 /// being rebuilt into the next update, so its snapshot is forgotten (never a parent, never
-/// restored) and the version is sent again by the next run.
+/// restored; an append-only repository keeps it, and says so) and the version is sent again by
+/// the next run.
 fn replaced_while_sent(d: &TierDeps<'_>, r: &Restic<'_>, u: &Upload, id: &str) -> Error {
-    let forgot = d
+    let fate = if r.repo.append_only {
+        format!(
+            "stays (the repository is append-only: remove it where the repository is served, \
+             `restic forget {id}`)"
+        )
+    } else if d
         .steady
         .run(&r.inv(&["forget", "--", id]))
-        .is_ok_and(|o| o.success());
+        .is_ok_and(|o| o.success())
+    {
+        "was forgotten".to_owned()
+    } else {
+        format!("could not be forgotten: run `restic forget {id}` on the repository")
+    };
     Error::Refused(format!(
-        "{} ({}): a daily run replaced the version while it was sent; snapshot {id} may hold          parts of two versions and {}; the next run sends the version again",
-        u.label,
-        r.repo.name,
-        if forgot {
-            "was forgotten".to_owned()
-        } else {
-            format!("could not be forgotten: run `restic forget {id}` on the repository")
-        }
+        "{} ({}): a daily run replaced the version while it was sent; snapshot {id} may hold \
+         parts of two versions and {fate}; the next run sends the version again",
+        u.label, r.repo.name,
     ))
 }
 

@@ -192,8 +192,10 @@ pub fn check_tree(root: &Path, record: &[FileEntry], content: Content) -> Result
 /// hardlinked is a group of its own) its index in the record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Group {
-    Linked(u64),
+    // first: a lone file sorts before a group, and by its index (the record is sorted by
+    // path), as the path it stood for did
     Alone(usize),
+    Linked(u64),
 }
 
 /// Hardlinked groups of the record that are several files in the copy: (source inode, the copy
@@ -474,6 +476,26 @@ mod tests {
                 "a, b share one file here; in the record they are separate",
                 "hardlinks broken: c, d were one file, here they are 2 files",
             ]
+        );
+        // a lone file joined to a group: named first, as its path sorts
+        let d2 = tempfile::tempdir().unwrap();
+        let r2 = d2.path();
+        std::fs::write(r2.join("c"), "same").unwrap();
+        std::fs::hard_link(r2.join("c"), r2.join("d")).unwrap();
+        std::fs::write(r2.join("a"), "same").unwrap();
+        let record2 = walk_entries(r2).unwrap();
+        std::fs::remove_file(r2.join("a")).unwrap();
+        std::fs::hard_link(r2.join("c"), r2.join("a")).unwrap();
+        let joined: Vec<String> = check_tree(r2, &record2, Content::All)
+            .unwrap()
+            .differences
+            .into_iter()
+            .map(|d| d.what)
+            .filter(|w| w.contains("share one file"))
+            .collect();
+        assert_eq!(
+            joined,
+            ["a, c, d share one file here; in the record they are separate"]
         );
     }
 

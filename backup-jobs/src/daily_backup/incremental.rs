@@ -1,11 +1,12 @@
 //! The copy from a diff: one walk of the snapshot, compared with the per-file record of the
-//! version the copy builds on, and rsync only for what changed.
+//! version the copy builds on, and a copy of only what changed.
 //!
-//! - A later run of the same week with nothing changed runs no rsync at all.
+//! - A later run of the same week with nothing changed copies nothing at all.
 //! - Otherwise the update is built beside the complete version (see `version_commit`) as a
-//!   hardlink tree of the version it builds on (every folder and every unchanged file; on a
-//!   rerun of the week, by bringing the copy the last run replaced up to date), then
-//!   `rsync --files-from` of the changed paths (and the folders holding them) fills in the
+//!   hardlink tree of the version it builds on (every folder and every unchanged file; where
+//!   there is a spare, the copy a swap replaced, by bringing it up to date), then the changed
+//!   paths (and the folders holding them) are copied in as `rsync --files-from` would copy
+//!   them (in process, or by rsync: `backup_host::local_copy::LocalFirstSync`) to fill in the
 //!   rest. A gone path is never listed: the staging tree is ours and local, so a gone path that
 //!   is in it is removed here, in process. (rsync's `--delete-missing-args` sends a mode-0 entry
 //!   for a gone path, which the receiver of Debian 12's rsync 3.2.7-1+deb12u5 and later rejects
