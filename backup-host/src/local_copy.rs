@@ -84,30 +84,57 @@ pub fn copy_tree(from: &Path, to: &Path, stop: Option<&AtomicBool>) -> Result<Co
             .map_err(|x| io("create folder", &dst, x))?;
         copied.entries += 1;
     }
-    // each inode once: the first name is copied, the others linked to it afterwards
+    let (singles, links) = first_names(&entries);
+    copy_then_link(from, to, (&singles, &links), stop, &mut copied)?;
+    // the top folder at the very end
+    finish_folders(from, to, &entries, false)?;
+    Ok(copied)
+}
+
+/// Each inode once: the first name of every non-folder, to copy, and each later name with the
+/// first, to link to it afterwards (rsync -H links symlinks and specials too).
+type FirstNames<'e> = (Vec<&'e FileEntry>, Vec<(&'e FileEntry, &'e FileEntry)>);
+
+fn first_names(entries: &[FileEntry]) -> FirstNames<'_> {
     let mut first_of: BTreeMap<u64, &FileEntry> = BTreeMap::new();
-    let mut links: Vec<(&FileEntry, &FileEntry)> = Vec::new();
-    let mut singles: Vec<&FileEntry> = Vec::new();
+    let (mut singles, mut links) = (Vec::new(), Vec::new());
     for e in entries.iter().filter(|e| e.kind != EntryKind::Dir) {
-        // rsync -H links symlinks and specials too
         if e.nlink > 1 {
             if let Some(first) = first_of.get(&e.inode) {
-                links.push((first, e));
+                links.push((*first, e));
                 continue;
             }
             first_of.insert(e.inode, e);
         }
         singles.push(e);
     }
-    copied.bytes = copy_entries(from, to, &singles, stop)?;
+    (singles, links)
+}
+
+/// Copies the first names, then links the later ones to them; counts the entries made and the
+/// bytes copied into `copied`.
+fn copy_then_link(
+    from: &Path,
+    to: &Path,
+    (singles, links): (&[&FileEntry], &[(&FileEntry, &FileEntry)]),
+    stop: Option<&AtomicBool>,
+    copied: &mut Copied,
+) -> Result<()> {
+    copied.bytes = copy_entries(from, to, singles, stop)?;
     copied.entries += singles.len() as u64;
-    for (first, e) in &links {
+    for (first, e) in links {
         let (src, dst) = (rel(to, &first.path), rel(to, &e.path));
         rustix::fs::linkat(CWD, &src, CWD, &dst, AtFlags::empty())
             .map_err(|x| io("link", &dst, x))?;
         copied.entries += 1;
     }
-    // folders last, deepest first, the top folder at the very end
+    Ok(())
+}
+
+/// Gives every folder of `entries` the owner, attributes, mode and times of the source's,
+/// deepest first (nothing is created in one after its mtime is set); with `exact_xattrs`, an
+/// extended attribute the source's folder lacks is removed first (a folder that was there).
+fn finish_folders(from: &Path, to: &Path, entries: &[FileEntry], exact_xattrs: bool) -> Result<()> {
     for e in entries.iter().rev().filter(|e| e.kind == EntryKind::Dir) {
         let (src, dst) = (rel(from, &e.path), rel(to, &e.path));
         let fd = rustix::fs::open(
@@ -116,9 +143,18 @@ pub fn copy_tree(from: &Path, to: &Path, stop: Option<&AtomicBool>) -> Result<Co
             Mode::empty(),
         )
         .map_err(|x| io("open", &dst, x))?;
+        if exact_xattrs {
+            let want = crate::linkguard::xattrs(&src);
+            for (name, _) in crate::linkguard::xattrs(&dst) {
+                if !want.iter().any(|(n, _)| *n == name) {
+                    rustix::fs::fremovexattr(&fd, OsStr::from_bytes(&name))
+                        .map_err(|x| io("remove an extended attribute of", &dst, x))?;
+                }
+            }
+        }
         finish(&fd, &src, &dst, e)?;
     }
-    Ok(copied)
+    Ok(())
 }
 
 /// Copies the paths `list` of `from` into `to`: what `rsync -aHAX --numeric-ids --sparse
@@ -142,6 +178,40 @@ pub fn copy_listed(
     list: &[Vec<u8>],
     stop: Option<&AtomicBool>,
 ) -> Result<Option<Copied>> {
+    let entries = listed_entries(from, list)?;
+    if inherits_a_default_acl(to, &entries) {
+        return Ok(None);
+    }
+    let mut copied = Copied::default();
+    for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
+        let dst = rel(to, &e.path);
+        match rustix::fs::mkdirat(CWD, &dst, Mode::from_raw_mode(0o700)) {
+            Ok(()) => copied.entries += 1,
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(x) => return Err(io("create folder", &dst, x)),
+        }
+    }
+    for e in entries.iter().filter(|e| e.kind != EntryKind::Dir) {
+        let dst = rel(to, &e.path);
+        if rustix::fs::lstat(&dst).is_ok() {
+            return Err(Error::Refused(format!(
+                "{} is already there: the copy of the changed paths never overwrites",
+                dst.display()
+            )));
+        }
+    }
+    let (singles, links) = first_names(&entries);
+    // what was sent: the second names of a file are linked, not sent (as rsync --stats counts)
+    let sent = singles.iter().filter(|e| e.kind == EntryKind::File);
+    copied.files = sent.clone().count() as u64;
+    copied.file_bytes = sent.map(|e| e.size).sum();
+    copy_then_link(from, to, (&singles, &links), stop, &mut copied)?;
+    finish_folders(from, to, &entries, true)?;
+    Ok(Some(copied))
+}
+
+/// The entries of the paths `list` of `from`, sorted by path, each once.
+fn listed_entries(from: &Path, list: &[Vec<u8>]) -> Result<Vec<FileEntry>> {
     let mut entries = Vec::with_capacity(list.len());
     for path in list {
         let src = rel(from, path);
@@ -158,83 +228,22 @@ pub fn copy_listed(
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     entries.dedup_by(|a, b| a.path == b.path);
-    // every folder a new entry goes into, or (not there yet) the one a new folder inherits from
+    Ok(entries)
+}
+
+/// Whether a folder of `to` that a new entry goes into, or (not there yet) the one a new folder
+/// inherits from, has a default ACL: what is created in it would inherit that.
+fn inherits_a_default_acl(to: &Path, entries: &[FileEntry]) -> bool {
     let receiving: std::collections::BTreeSet<&[u8]> = entries
         .iter()
         .filter(|e| e.path != b".")
         .map(|e| parent_of(&e.path))
         .collect();
-    for folder in receiving {
-        let names = crate::linkguard::xattrs(&rel(to, folder));
-        if names.iter().any(|(n, _)| n == b"system.posix_acl_default") {
-            return Ok(None);
-        }
-    }
-    let regular = entries.iter().filter(|e| e.kind == EntryKind::File);
-    let mut copied = Copied {
-        files: regular.clone().count() as u64,
-        file_bytes: regular.map(|e| e.size).sum(),
-        ..Copied::default()
-    };
-    for e in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
-        let dst = rel(to, &e.path);
-        match rustix::fs::mkdirat(CWD, &dst, Mode::from_raw_mode(0o700)) {
-            Ok(()) => copied.entries += 1,
-            Err(rustix::io::Errno::EXIST) => {}
-            Err(x) => return Err(io("create folder", &dst, x)),
-        }
-    }
-    let mut first_of: BTreeMap<u64, &FileEntry> = BTreeMap::new();
-    let mut links: Vec<(&FileEntry, &FileEntry)> = Vec::new();
-    let mut singles: Vec<&FileEntry> = Vec::new();
-    for e in entries.iter().filter(|e| e.kind != EntryKind::Dir) {
-        let dst = rel(to, &e.path);
-        if rustix::fs::lstat(&dst).is_ok() {
-            return Err(Error::Refused(format!(
-                "{} is already there: the copy of the changed paths never overwrites",
-                dst.display()
-            )));
-        }
-        if e.nlink > 1 {
-            if let Some(first) = first_of.get(&e.inode) {
-                links.push((first, e));
-                continue;
-            }
-            first_of.insert(e.inode, e);
-        }
-        singles.push(e);
-    }
-    // what was sent: the second names of a file are linked, not sent (as rsync --stats counts)
-    let sent = singles.iter().filter(|e| e.kind == EntryKind::File);
-    copied.files = sent.clone().count() as u64;
-    copied.file_bytes = sent.map(|e| e.size).sum();
-    copied.bytes = copy_entries(from, to, &singles, stop)?;
-    copied.entries += singles.len() as u64;
-    for (first, e) in &links {
-        let (src, dst) = (rel(to, &first.path), rel(to, &e.path));
-        rustix::fs::linkat(CWD, &src, CWD, &dst, AtFlags::empty())
-            .map_err(|x| io("link", &dst, x))?;
-        copied.entries += 1;
-    }
-    // folders last, deepest first: nothing created in one after its mtime is set
-    for e in entries.iter().rev().filter(|e| e.kind == EntryKind::Dir) {
-        let (src, dst) = (rel(from, &e.path), rel(to, &e.path));
-        let fd = rustix::fs::open(
-            &dst,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|x| io("open", &dst, x))?;
-        let want = crate::linkguard::xattrs(&src);
-        for (name, _) in crate::linkguard::xattrs(&dst) {
-            if !want.iter().any(|(n, _)| *n == name) {
-                rustix::fs::fremovexattr(&fd, OsStr::from_bytes(&name))
-                    .map_err(|x| io("remove an extended attribute of", &dst, x))?;
-            }
-        }
-        finish(&fd, &src, &dst, e)?;
-    }
-    Ok(Some(copied))
+    receiving.into_iter().any(|folder| {
+        crate::linkguard::xattrs(&rel(to, folder))
+            .iter()
+            .any(|(n, _)| n == b"system.posix_acl_default")
+    })
 }
 
 /// The folder holding `path` (`.` for a top-level name).

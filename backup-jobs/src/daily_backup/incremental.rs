@@ -335,7 +335,8 @@ fn link_folder(
     // a reused folder's files and inodes, from one listing instead of a stat a file (on the
     // base copy's file system only: an inode number names a file within one)
     let dev = |fd| rustix::fs::fstat(fd).map(|st| st.st_dev).ok();
-    let present: Vec<(Vec<u8>, u64)> = if reused && dev(&from).is_some() && dev(&from) == dev(&to) {
+    let one_fs = matches!((dev(&from), dev(&to)), (Some(a), Some(b)) if a == b);
+    let present: Vec<(Vec<u8>, u64)> = if reused && one_fs {
         inodes_in(&to)
     } else {
         Vec::new()
